@@ -1,0 +1,13 @@
+"""`causalrm bench` (not yet implemented)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return subparsers.add_parser("bench", help="(not yet implemented)")
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("causalrm bench is not implemented yet")

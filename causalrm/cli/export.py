@@ -1,0 +1,13 @@
+"""`causalrm export` (not yet implemented)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return subparsers.add_parser("export", help="(not yet implemented)")
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("causalrm export is not implemented yet")

@@ -1,0 +1,43 @@
+"""Entry point of the ``causalrm`` command.
+
+Each subcommand lives in ``causalrm/cli/<name>.py`` and defines ``add_parser(subparsers)`` (returning its parser) and
+``run(args) -> int``. An :class:`~causalrm.errors.InputError` becomes one ``error:`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+SUBCOMMANDS = ("validate", "simulate", "embed", "fit", "score", "compare", "bench", "export", "app")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="causalrm", description="Debiased reward models from observational feedback.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"causalrm.cli.{name.replace('-', '_')}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from causalrm.errors import InputError
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

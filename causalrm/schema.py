@@ -1,0 +1,59 @@
+"""Canonical columns of an impression log.
+
+An impression log has one row per response shown to a user. Users map their own column names onto these with
+``--map`` on the CLI or a ``mapping`` dict in Python.
+
+Columns
+-------
+prompt, response : str, required, non-empty response.
+response_id : str, unique; generated when absent.
+feedback : Int8 in {0, 1} or null (null = no feedback); normalised from binary, thumbs or thresholded ratings.
+observed : Int8 in {0, 1}; ``feedback is not null`` unless given.
+user_id, timestamp, pair_id, split : optional metadata (``pair_id`` groups responses to one prompt).
+logged_propensity : Float64 in (0, 1], optional; the product's own probability of logging feedback.
+gold_label : Float64 in [0, 1], optional; audited true preference on a small subset (evaluation only).
+true_label, true_score, true_propensity : simulation only; never used for training.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+PROMPT = "prompt"
+RESPONSE = "response"
+RESPONSE_ID = "response_id"
+FEEDBACK = "feedback"
+OBSERVED = "observed"
+USER_ID = "user_id"
+TIMESTAMP = "timestamp"
+PAIR_ID = "pair_id"
+LOGGED_PROPENSITY = "logged_propensity"
+GOLD_LABEL = "gold_label"
+SPLIT = "split"
+TRUE_LABEL = "true_label"
+TRUE_SCORE = "true_score"
+TRUE_PROPENSITY = "true_propensity"
+
+REQUIRED = (PROMPT, RESPONSE)
+SIMULATION_ONLY = (TRUE_LABEL, TRUE_SCORE, TRUE_PROPENSITY)
+
+DTYPES: dict[str, pl.DataType] = {
+    PROMPT: pl.String(),
+    RESPONSE: pl.String(),
+    RESPONSE_ID: pl.String(),
+    FEEDBACK: pl.Int8(),
+    OBSERVED: pl.Int8(),
+    USER_ID: pl.String(),
+    TIMESTAMP: pl.String(),
+    PAIR_ID: pl.String(),
+    LOGGED_PROPENSITY: pl.Float64(),
+    GOLD_LABEL: pl.Float64(),
+    SPLIT: pl.String(),
+    TRUE_LABEL: pl.Int8(),
+    TRUE_SCORE: pl.Float64(),
+    TRUE_PROPENSITY: pl.Float64(),
+}
+COLUMNS = tuple(DTYPES)
+
+# Split names. ``train`` / ``val`` are observational; ``test`` is clean and fully observed (simulation).
+TRAIN, VAL, TEST = "train", "val", "test"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Set up the CausalRM Workbench in ./.venv, then run one thing:
+#   bash scripts/setup.sh app     launch the workbench on the bundled sample (http://127.0.0.1:7860)
+#   bash scripts/setup.sh test    install the test extras (and Debian's chromium for the browser test), run the tests
+# TORCH_SPEC overrides the PyTorch requirement installed first (default: torch==2.13.0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-app}"
+shift || true
+
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+# PyTorch first, so no other package pulls a multi-GB CUDA build by accident.
+python -c "import torch" 2>/dev/null || pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+
+case "$mode" in
+  app)
+    pip install -q -e ".[notebooks]"
+    exec causalrm app "$@"
+    ;;
+  test)
+    pip install -q -e ".[notebooks,dev,trl]"
+    if [[ ! -x /usr/bin/chromium ]]; then
+      if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      else
+        echo "note: /usr/bin/chromium is missing; the browser test will fail (install Debian's chromium)" >&2
+      fi
+    fi
+    exec python -m pytest -n 2 --dist loadgroup "$@"
+    ;;
+  *)
+    echo "usage: bash scripts/setup.sh app|test [extra args]" >&2
+    exit 2
+    ;;
+esac
