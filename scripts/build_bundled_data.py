@@ -79,7 +79,7 @@ def build_helpsteer2(src: Path) -> pl.DataFrame:
     # Number prompts by first appearance: hs0, hs1, ... (the 50 prompts each have two responses).
     first = df.group_by("prompt").agg(pl.col("row").min().alias("first")).sort("first")
     first = first.with_row_index("prompt_index").select("prompt", "prompt_index")
-    df = df.join(first, on="prompt", how="left").sort("row")
+    df = df.join(first, on="prompt", how="left").sort("row")  # join does not keep order on every polars version
     return df.select(
         pl.col("prompt"),
         pl.col("response"),
@@ -122,7 +122,13 @@ def build_oasst1(src: Path) -> pl.DataFrame:
         pl.col("text").alias("parent_text"),
         pl.col("role").alias("parent_role"),
     )
-    asst = raw.filter(pl.col("role") == "assistant").join(parents, on="parent_id", how="left", maintain_order="left")
+    asst = (
+        raw.with_row_index("_row")
+        .filter(pl.col("role") == "assistant")
+        .join(parents, on="parent_id", how="left")
+        .sort("_row")
+        .drop("_row")
+    )
     assert asst.height == 1243, asst.height
     # 2 assistant replies answer prompts in another language, which the English filter removed: no prompt, dropped.
     asst = asst.filter(pl.col("parent_text").is_not_null())

@@ -1,13 +1,183 @@
-"""`causalrm fit` (not yet implemented)."""
+"""`causalrm fit LOG --method causalrm-dr --out RUN_DIR`: fit a debiased reward model on an impression log.
+
+Nuisances (propensity, flip rates, pseudo-labels) are fitted once on the train + val rows, then the reward head is
+trained on the train rows and early-stopped on the method's debiased estimate on the val rows (test rows are never
+used). The run directory holds config.json, model.safetensors, metrics.json, nuisances.json and scored.parquet.
+
+Examples::
+
+    causalrm fit sim.parquet --method causalrm-dr --out runs/dr
+    causalrm fit my_log.csv --map prompt=question response=answer feedback=thumbs --out runs/mine --epochs 200
+    causalrm fit sim.parquet --method causalrm-ips --rho01 0.2 --rho10 0.1 --embeddings X.safetensors --out runs/ips
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return subparsers.add_parser("fit", help="(not yet implemented)")
+    from causalrm.losses import METHODS
+    from causalrm.pipeline import FLIP_METHODS, PROPENSITY_MODELS
+
+    p = subparsers.add_parser(
+        "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
+        description="Fit a reward model on LOG with a debiased, denoised estimator (default causalrm-dr).",
+    )
+    p.add_argument("log", metavar="LOG", help="impression log (.parquet, .csv, .tsv, .jsonl, .json; optionally .gz)")
+    p.add_argument("--method", default="causalrm-dr", help=f"estimator: {', '.join(METHODS)} (default causalrm-dr)")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (replaced if it is a run)")
+    add_log_arguments(p)
+    p.add_argument("--backbone", default="mlp", help="reward model backbone: mlp (default) or lora")
+    p.add_argument("--hidden", default="256,64", help="MLP hidden sizes (default 256,64)")
+    p.add_argument("--epochs", type=int, default=600, help="maximum epochs (default 600)")
+    p.add_argument("--patience", type=int, default=30,
+                   help="stop after this many epochs without a better validation estimate (default 30; 0 = never)")
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
+    p.add_argument("--batch-size", type=int, default=512, help="rows per step (default 512)")
+    p.add_argument("--base-loss", default="mse", choices=("mse", "bce"),
+                   help="pointwise loss on sigma(z): mse (Brier, bounded; default) or bce (non-negative guard)")
+    p.add_argument("--rho01", type=float, default=None, help="fixed P(r=0 | r*=1) (with --rho10; else estimated)")
+    p.add_argument("--rho10", type=float, default=None, help="fixed P(r=1 | r*=0) (with --rho01; else estimated)")
+    p.add_argument("--flip-method", default="anchor-quantile", choices=FLIP_METHODS,
+                   help="flip-rate estimator (default anchor-quantile; gold needs a gold_label column)")
+    p.add_argument("--quantile", type=float, default=0.97, help="anchor quantile (default 0.97)")
+    p.add_argument("--propensity-model", default="mlp", choices=PROPENSITY_MODELS, help="default mlp")
+    p.add_argument("--clip", type=float, default=0.1, help="floor on p-hat used as a weight (default 0.1)")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def add_log_arguments(p: argparse.ArgumentParser) -> None:
+    """--map, --threshold, --embeddings, --model (shared with `causalrm score`)."""
+    p.add_argument("--map", dest="mapping", nargs="+", action="extend", metavar="CANON=COLUMN", default=None,
+                   help="map your column names, e.g. --map prompt=question response=answer feedback=thumbs")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="binarise a numeric feedback column: rating >= THRESHOLD is positive")
+    p.add_argument("--embeddings", metavar="FILE", default=None,
+                   help="precomputed embeddings (.safetensors or .npy from `causalrm embed`), rows aligned with LOG")
+    p.add_argument("--model", dest="embedder", default=None,
+                   help="embedding model id (default all-MiniLM-L6-v2, or the one recorded in --embeddings)")
+
+
+def read_log_arg(args: argparse.Namespace):
+    from causalrm.io import parse_mapping, read_log
+
+    mapping = parse_mapping(args.mapping) if args.mapping else None
+    return read_log(args.log, mapping=mapping, threshold=args.threshold)
+
+
+def read_embeddings(path: str | Path, log=None) -> tuple[np.ndarray, str | None]:
+    """``(X, model id or None)`` from a ``.safetensors`` (tensor ``embeddings``) or ``.npy`` file.
+
+    With ``log``: the row count must match and, when the file records ``response_ids``, so must their order.
+    """
+    from causalrm.errors import InputError
+    from causalrm.schema import RESPONSE_ID
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: embeddings file not found; create it with `causalrm embed LOG --out {path.name}`")
+    model = None
+    ids = None
+    try:
+        if path.suffix.lower() == ".npy":
+            X = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as fh:
+                meta = fh.metadata() or {}
+                if "embeddings" not in fh.keys():
+                    raise InputError(f"{path}: no tensor 'embeddings'; write it with `causalrm embed`")
+                X = fh.get_tensor("embeddings")
+            model = meta.get("model")
+            if meta.get("response_ids"):
+                ids = json.loads(meta["response_ids"])
+        else:
+            raise InputError(f"{path}: unsupported embeddings file {path.suffix!r}; use .safetensors or .npy")
+    except InputError:
+        raise
+    except Exception as err:  # corrupt file
+        raise InputError(f"{path}: cannot read embeddings ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise InputError(f"{path}: embeddings must be a 2-D matrix, got shape {X.shape}")
+    if log is not None:
+        if X.shape[0] != log.height:
+            raise InputError(f"{path}: {X.shape[0]} embedding rows but the log has {log.height}; embed this log")
+        if ids is not None and RESPONSE_ID in log.columns and log[RESPONSE_ID].cast(str).to_list() != ids:
+            raise InputError(f"{path}: response_ids differ from the log's (other log or order); embed this log")
+    return X, model
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("causalrm fit is not implemented yet")
+    from causalrm.errors import InputError
+    from causalrm.pipeline import FitConfig, fit_log
+    from causalrm.runs import save_run
+
+    out = Path(args.out)
+    log = read_log_arg(args)
+    X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
+    embedder = args.embedder or file_model or FitConfig.embedder
+    if args.embedder and file_model and args.embedder != file_model:
+        print(f"note: --model {args.embedder} differs from the model recorded in {args.embeddings} ({file_model})",
+              file=sys.stderr)
+    if args.epochs < 1:
+        raise InputError(f"--epochs must be >= 1, got {args.epochs}")
+    config = FitConfig(
+        method=args.method, backbone=args.backbone, hidden=args.hidden, lr=args.lr, batch_size=args.batch_size,
+        max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
+        propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
+        rho01=args.rho01, rho10=args.rho10, embedder=embedder, device=args.device, seed=args.seed,
+    ).validate()
+    if X is None and not args.quiet:
+        print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)
+
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.max_epochs, desc=f"fit {config.method}", unit="epoch", file=sys.stderr)
+
+    def progress(epoch: int, max_epochs: int, train_loss: float, val: float) -> None:
+        if bar is not None:
+            bar.update(epoch - bar.n)
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val:.4f}")
+
+    def on_stage(name: str) -> None:
+        if bar is not None:
+            bar.set_description(f"fit {config.method}: {name}")
+
+    try:
+        result = fit_log(log, X, config, progress=progress, on_stage=on_stage)
+    finally:
+        if bar is not None:
+            bar.close()
+    save_run(result, log, X, out, source=str(args.log))
+    h = result.history
+    n = result.nuisances
+    print(f"fitted {config.method} in {result.seconds['total']:.1f}s: best epoch {h.best_epoch}/{h.epochs} "
+          f"({h.stop_reason}), validation estimate {h.best_val_estimate:.4f}")
+    if n.weights is not None:
+        print(f"  propensity: {n.diagnostics.get('propensity', {}).get('source')}, clip {config.clip}, "
+              f"{n.diagnostics['propensity']['share_clipped']:.1%} of rows clipped")
+    if n.rho01 is not None:
+        ci = n.rho_ci or {}
+        fmt = lambda k, v: f"{k} {v:.3f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")  # noqa: E731
+        print(f"  flip rates ({config.effective_flip_method}): {fmt('rho01', n.rho01)}, {fmt('rho10', n.rho10)}")
+    test = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("test")
+    if test:
+        m = test["metrics"]
+        auroc = "n/a" if m.get("auroc") is None else f"{m['auroc']:.3f}"
+        print(f"  {test['rows']} (n={test['n']}): R2 {m['r2']:.3f}, MSE {m['mse']:.4f}, MAE {m['mae']:.4f}, "
+              f"AUROC {auroc}")
+    print(f"wrote {out}")
+    return 0

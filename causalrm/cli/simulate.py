@@ -1,13 +1,120 @@
-"""`causalrm simulate` (not yet implemented)."""
+"""`causalrm simulate`: the paper's semi-synthetic log from a rated dataset (see causalrm/simulate.py).
+
+Example::
+
+    causalrm simulate --dataset ultrafeedback --alpha 0.5 --rho01 0.2 --rho10 0.1 --seed 0 --out sim.parquet
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from causalrm.errors import InputError
+
+_OUT_SUFFIXES = (".parquet", ".csv", ".jsonl")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return subparsers.add_parser("simulate", help="(not yet implemented)")
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate a selection-biased, noisy feedback log from a rated dataset (the paper's protocol)",
+        description="Turn a rated dataset into an impression log: train/val/test split by prompt group, observation "
+        "o ~ Bernoulli(p) with p = c * alpha^(5 - s) (s = rating rescaled to [1, 5], c sets the observation rate), "
+        "true_label = 1[rating > median of the rating levels], feedback flipped with rho01 / rho10 on observed "
+        "train/val rows; the test split stays clean and fully observed.",
+    )
+    p.add_argument("--dataset", required=True, metavar="NAME_OR_PATH",
+                   help="bundled name (ultrafeedback, wildbench, oasst1, helpsteer2) or a rated file")
+    p.add_argument("--rating-column", default=None, metavar="COL", help="column holding the rating in a file")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="selection strength in (0, 1]; smaller = stronger bias (default 0.5)")
+    p.add_argument("--rho01", type=float, default=0.2, help="P(feedback 0 | true 1) on observed rows (default 0.2)")
+    p.add_argument("--rho10", type=float, default=0.1, help="P(feedback 1 | true 0) on observed rows (default 0.1)")
+    p.add_argument("--observation-rate", type=float, default=0.2,
+                   help="expected share of train/val rows with feedback, in (0, 1] (default 0.2)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="share of non-test prompt groups in val (default 0.2)")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of prompt groups held out as test when the dataset has no test split (default 0.2)")
+    p.add_argument("--rating", choices=("real", "teacher"), default="real",
+                   help="real ratings, or a semi-synthetic teacher rating computed from the embeddings (default real)")
+    p.add_argument("--teacher", choices=("mlp", "linear"), default="mlp", help="teacher function (default mlp)")
+    p.add_argument("--snr", type=float, default=None,
+                   help="teacher signal-to-noise variance ratio (default: noiseless)")
+    p.add_argument("--embeddings", default=None, metavar="FILE.npy",
+                   help="teacher mode: precomputed (n, d) embeddings aligned with the rated rows (default: embed now)")
+    p.add_argument("--threshold", default="levels", metavar="levels|ratings|NUMBER",
+                   help="true_label = 1[rating > m], m = median of the distinct rating levels (default), of the "
+                   "row ratings, or a number")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", required=True, metavar="FILE", help="output log (.parquet, .csv or .jsonl)")
+    p.add_argument("--config-out", default=None, metavar="FILE.json", help="also write the simulation config as JSON")
+    return p
+
+
+def _threshold(value: str) -> str | float:
+    if value in ("levels", "ratings"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--threshold {value!r}: use levels, ratings or a number") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("causalrm simulate is not implemented yet")
+    import numpy as np
+
+    from causalrm.io import write_json_atomic, write_table_atomic
+    from causalrm.simulate import simulate_dataset, simulation_summary, validate_parameters
+
+    out = Path(args.out)
+    if out.suffix.lower() not in _OUT_SUFFIXES:
+        raise InputError(f"--out {out}: unsupported extension {out.suffix!r}; use .parquet, .csv or .jsonl")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    threshold = _threshold(args.threshold)
+    validate_parameters(
+        alpha=args.alpha, rho01=args.rho01, rho10=args.rho10, observation_rate=args.observation_rate,
+        val_fraction=args.val_fraction, test_fraction=args.test_fraction, rating=args.rating, teacher=args.teacher,
+        snr=args.snr, threshold=threshold,
+    )
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: must be a non-negative integer")
+    embeddings = None
+    if args.embeddings is not None:
+        if args.rating != "teacher":
+            raise InputError("--embeddings is only used with --rating teacher")
+        path = Path(args.embeddings)
+        if not path.is_file():
+            raise InputError(f"--embeddings {path}: file not found")
+        try:
+            embeddings = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise InputError(f"--embeddings {path}: not a readable .npy array ({err})") from None
+
+    log, config = simulate_dataset(
+        args.dataset, rating_column=args.rating_column, embeddings=embeddings, alpha=args.alpha, rho01=args.rho01,
+        rho10=args.rho10, observation_rate=args.observation_rate, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, rating=args.rating, teacher=args.teacher, snr=args.snr,
+        threshold=threshold, seed=args.seed,
+    )
+    write_table_atomic(log, out)
+    if args.config_out is not None:
+        write_json_atomic(config.to_dict(), args.config_out)
+
+    summary = simulation_summary(log)
+    rows = summary["rows"]
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    print(f"wrote {out} ({log.height} rows; ratings: {config.rating_source}; test split: {config.test_source})")
+    print(f"rows: train {rows['train']}, val {rows['val']}, test {rows['test']} (clean, fully observed)")
+    print(f"observation rate (train+val): {fmt(summary['observation_rate'])} (target {config.observation_rate:g}, "
+          f"alpha {config.alpha:g}, {config.n_capped} rows at p = 1)")
+    print(f"true_label = 1[rating > {config.label_threshold:g}]: positive rate {fmt(summary['positive_rate'])}")
+    print(f"flip rates on observed train+val rows: rho01 {fmt(summary['rho01_hat'])} (target {config.rho01:g}, "
+          f"n={summary['n_observed_pos']}), rho10 {fmt(summary['rho10_hat'])} (target {config.rho10:g}, "
+          f"n={summary['n_observed_neg']})")
+    return 0

@@ -1,13 +1,48 @@
-"""`causalrm validate` (not yet implemented)."""
+"""``causalrm validate FILE``: check an impression log and print its summary. Nothing is ever written."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return subparsers.add_parser("validate", help="(not yet implemented)")
+    parser = subparsers.add_parser(
+        "validate",
+        help="check a feedback log and print its summary (writes nothing)",
+        description="Read a feedback log (CSV, TSV, JSONL, JSON or Parquet, optionally .gz), check it against the "
+        "CausalRM log schema and print rows, observation rate, label balance, columns and warnings. "
+        "Exit status 0 if the log is usable, 2 with one 'error:' line if not.",
+    )
+    parser.add_argument("file", metavar="FILE", help="the log file")
+    parser.add_argument(
+        "--map",
+        dest="map",
+        action="append",
+        default=[],
+        metavar="CANONICAL=COLUMN[,...]",
+        help="use your column names, e.g. --map prompt=question,response=answer,feedback=thumb (repeatable)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="binarise numeric ratings in the feedback column: rating >= T is positive",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("causalrm validate is not implemented yet")
+    from causalrm.io import parse_mapping, read_log
+    from causalrm.validate import summarize_log
+
+    mapping = parse_mapping(args.map)
+    df = read_log(args.file, mapping=mapping, threshold=args.threshold)
+    summary = summarize_log(df, source=str(args.file))
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(summary.format())
+    return 0

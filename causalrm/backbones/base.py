@@ -1,0 +1,202 @@
+"""Backbone contract: what the trainer needs from a reward model, whatever sits under its head.
+
+A *backbone* maps the rows of an impression log to reward logits z (shape ``(n,)``). Two pieces:
+
+- :class:`Features` — the model inputs for ``n`` rows (a float matrix of frozen embeddings, token ids, ...), with
+  ``batch(idx, device)`` returning the keyword arguments of ``Backbone.forward`` for the rows ``idx``.
+- :class:`Backbone` — a ``torch.nn.Module`` with ``featurize(log, X) -> Features``, ``forward(**batch) -> logits``,
+  ``trainable_parameters()`` (what the optimiser updates; the default is every parameter with ``requires_grad``),
+  and ``save(run_dir)`` / ``Backbone.load(run_dir)`` through safetensors weights plus a JSON config (never pickle).
+
+Backbones register under a name (``@register_backbone``); ``get_backbone_class(name)`` imports
+``causalrm.backbones.<name>`` on first use, so heavy backbones (``lora``: transformers + peft) cost nothing until asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import polars as pl
+import torch
+
+from causalrm.errors import InputError
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "backbone.json"
+FORMAT = "causalrm-backbone"
+
+
+@runtime_checkable
+class Features(Protocol):
+    """Model inputs for ``n`` rows, on the host or already on the device.
+
+    ``lengths`` holds per-row token counts for length-sorted batching (``None`` for fixed-size vectors).
+    ``batch(idx, device)`` returns the keyword arguments of ``Backbone.forward`` for rows ``idx`` (a LongTensor).
+    """
+
+    lengths: np.ndarray | None
+
+    def __len__(self) -> int: ...
+
+    def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor]: ...
+
+
+_REGISTRY: dict[str, type[Backbone]] = {}
+
+
+def register_backbone(cls: type[Backbone]) -> type[Backbone]:
+    """Class decorator: register ``cls`` under ``cls.name``."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__} needs a non-empty class attribute `name` to be registered")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def available_backbones() -> tuple[str, ...]:
+    """Registered backbone names (``mlp`` always; ``lora`` once its module is importable)."""
+    for name in ("mlp", "lora"):
+        if name not in _REGISTRY:
+            try:
+                importlib.import_module(f"causalrm.backbones.{name}")
+            except ImportError:
+                pass
+    return tuple(sorted(_REGISTRY))
+
+
+def get_backbone_class(name: str) -> type[Backbone]:
+    """The backbone class registered as ``name`` (imports ``causalrm.backbones.<name>`` on first use)."""
+    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
+        try:
+            importlib.import_module(f"causalrm.backbones.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"causalrm.backbones.{name}":
+                raise InputError(f"backbone {name!r} needs the missing package {err.name!r}; install it") from err
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY)) or "mlp"
+        raise InputError(f"unknown backbone {name!r}; choose one of: {known}")
+    return _REGISTRY[name]
+
+
+class Backbone(torch.nn.Module):
+    """Base class of reward-model backbones: rows of a log -> reward logits z, shape ``(n,)``.
+
+    Subclasses set ``name``, implement ``build``, ``featurize``, ``forward`` and ``get_config`` (JSON-able keyword
+    arguments of ``__init__``); ``save``/``load`` then work unchanged. ``needs_embeddings`` says whether
+    ``featurize`` needs the embedding matrix ``X`` (the MLP head) or reads the texts itself (a transformer).
+    """
+
+    name: ClassVar[str] = ""
+    needs_embeddings: ClassVar[bool] = True
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def build(cls, X: np.ndarray | None, options: dict[str, Any], *, seed: int = 0) -> Backbone:
+        """A freshly initialised backbone for data like ``X`` (``options``: backbone-specific keyword arguments)."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        """JSON-able keyword arguments that rebuild this backbone's architecture (weights excluded)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Backbone:
+        return cls(**config)
+
+    # ------------------------------------------------------------------------------------------------ model inputs
+    def featurize(self, log: pl.DataFrame, X: np.ndarray | None) -> Features:
+        raise NotImplementedError
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters the optimiser updates (default: all with ``requires_grad``; LoRA: the adapters and head)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ----------------------------------------------------------------------------------------------- persistence
+    def state_for_save(self) -> dict[str, torch.Tensor]:
+        """Tensors written to ``model.safetensors`` (default: the full state dict; LoRA: adapters + head only)."""
+        return dict(self.state_dict())
+
+    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state, strict=True)
+
+    def save(self, run_dir: str | os.PathLike) -> None:
+        """Write ``model.safetensors`` and ``backbone.json`` into the existing folder ``run_dir``."""
+        from safetensors.torch import save_file
+
+        run_dir = Path(run_dir)
+        state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_for_save().items()}
+        save_file(state, str(run_dir / WEIGHTS_FILE), metadata={"format": FORMAT, "backbone": self.name})
+        meta = {"format": FORMAT, "name": self.name, "config": self.get_config()}
+        (run_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Backbone:
+        """Rebuild a backbone saved by :meth:`save` (any registered kind when called on ``Backbone``)."""
+        from safetensors.torch import load_file
+
+        run_dir = Path(run_dir)
+        cfg_path, w_path = run_dir / CONFIG_FILE, run_dir / WEIGHTS_FILE
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise InputError(f"{run_dir}: no saved backbone ({CONFIG_FILE} + {WEIGHTS_FILE}); pass a run directory")
+        try:
+            meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise InputError(f"{cfg_path}: unreadable backbone config ({err}); re-run `causalrm fit`") from err
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or "name" not in meta:
+            raise InputError(f"{cfg_path}: not a causalrm backbone config; re-run `causalrm fit`")
+        klass = get_backbone_class(meta["name"]) if cls is Backbone or not cls.name else cls
+        if klass.name != meta["name"]:
+            raise InputError(f"{cfg_path}: holds a {meta['name']!r} backbone, not {klass.name!r}")
+        model = klass.from_config(dict(meta.get("config") or {}))
+        try:
+            state = load_file(str(w_path), device=str(device))
+            model.load_saved_state(state)
+        except (RuntimeError, OSError, ValueError) as err:
+            raise InputError(f"{w_path}: weights do not match {cfg_path} ({str(err).splitlines()[0]})") from err
+        return model.to(device)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` -> cuda when available, else cpu; anything else is passed to ``torch.device``."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    return dev
+
+
+def seeded_init(seed: int, build: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``build(*args, **kwargs)`` with torch's CPU RNG seeded, leaving the global RNG state untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return build(*args, **kwargs)
+
+
+def as_int_tuple(values: Iterable[int] | int | str) -> tuple[int, ...]:
+    """``(256, 64)`` from ``[256, 64]``, ``"256,64"`` or ``256``; InputError on anything else."""
+    if isinstance(values, str):
+        parts = [p for p in values.replace(" ", "").split(",") if p]
+    elif isinstance(values, int):
+        parts = [values]
+    else:
+        parts = list(values)
+    try:
+        out = tuple(int(v) for v in parts)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"hidden sizes must be positive integers like 256,64; got {values!r}") from err
+    if any(v <= 0 for v in out):
+        raise InputError(f"hidden sizes must be positive integers like 256,64; got {values!r}")
+    return out

@@ -1,0 +1,611 @@
+"""``fit_log``: the single entry the CLI, app, bench and notebooks call to fit a reward model on a log.
+
+Steps (METHOD.md; docs/ARCHITECTURE.md):
+
+1. **Rows.** :func:`resolve_split` decides each row's role. Rows with ``split == "test"`` are *never* touched in
+   fitting: not embedded, not seen by the nuisance models, not by the trainer. Rows with ``split`` ``train`` / ``val``
+   keep it. Rows without a split (no column, or null) are assigned by a seeded *group* split: 80/20 (``val_fraction``)
+   of the prompt groups (connected components of a shared ``pair_id`` or prompt text, so no prompt crosses the
+   split) go to train / val. If there are train rows but no val rows, ``val_fraction`` of the train groups become val.
+2. **Nuisances, once** (:func:`fit_nuisances`, on the train + val rows, cross-fitted): the propensity ``p_hat``
+   (``PropensityModel``, or the log's ``logged_propensity``), the flip rates (``FlipRateEstimator``: anchor
+   quantiles, anchor min/max, an audited ``gold_label`` subset, or fixed values), and the pseudo-labels ``q`` of the
+   doubly robust methods. A method fits only what it uses: ``naive`` and ``oracle`` nothing; ``ips``/``snips`` the
+   propensity; ``fcorr``/``denoise`` the flip rates; ``dr`` propensity + ``q = P(r=1|x)``; ``causalrm-ips``
+   propensity + flip rates; ``causalrm-dr`` all three with ``q = P(r*=1|x)``.
+3. **Training** (:func:`causalrm.trainer.train`): the backbone on the train rows, early-stopped on the *same*
+   estimator evaluated on the val rows (never test rows, never clean labels, except ``oracle``, which is the
+   clean-label reference by definition).
+
+The result, :class:`FitResult`, holds the config, the trained backbone, the training history and the nuisance
+diagnostics, and scores any log with ``score(log, X)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from causalrm import schema
+from causalrm.backbones import Backbone, build_backbone, get_backbone_class
+from causalrm.backbones.base import as_int_tuple
+from causalrm.errors import InputError
+from causalrm.trainer import TrainConfig, TrainHistory, predict_logits, train
+
+StageFn = Callable[[str], None]
+FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
+PROPENSITY_MODELS = ("mlp", "logistic")
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+
+#: what each estimator needs fitted before training
+NEEDS: dict[str, frozenset[str]] = {
+    "naive": frozenset(),
+    "ips": frozenset({"propensity"}),
+    "snips": frozenset({"propensity"}),
+    "dr": frozenset({"propensity", "pseudo_label_noisy"}),
+    "fcorr": frozenset({"flip_rates"}),
+    "denoise": frozenset({"flip_rates"}),
+    "causalrm-ips": frozenset({"propensity", "flip_rates"}),
+    "causalrm-dr": frozenset({"propensity", "flip_rates", "pseudo_label"}),
+    "oracle": frozenset({"true_label"}),
+}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class FitConfig:
+    """Everything that determines a fit (JSON round trip: ``to_dict`` / ``from_dict``).
+
+    Estimator
+        method: one of ``causalrm.losses.METHODS`` (default ``causalrm-dr``).
+        base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
+    Backbone
+        backbone: ``"mlp"`` (head on frozen embeddings) or ``"lora"``; hidden: MLP hidden sizes (256, 64);
+        backbone_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.1}``, LoRA model id and rank).
+        embedder: embedding model id used when no ``X`` is passed (and by ``score`` on new logs).
+    Optimisation (the paper's: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30)
+        lr, weight_decay, batch_size, max_epochs, patience (epochs without a better validation estimate; 0 = never
+        stop early), min_delta, grad_accum_steps, autocast_dtype (``None``/``"bfloat16"``/``"float16"``),
+        max_grad_norm, eval_batch_size.
+    Nuisances
+        clip: floor on p_hat when it is used as a weight (0.1). propensity_model: ``"mlp"`` or ``"logistic"``;
+        propensity_folds: cross-fitting folds; use_logged_propensity: use the log's ``logged_propensity`` column
+        when it is complete. flip_method: ``"anchor-quantile"`` (default, q-th / (1-q)-th quantile of a calibrated
+        out-of-fold proxy), ``"anchor-minmax"``, ``"gold"`` (audited ``gold_label`` rows) or ``"fixed"``;
+        quantile: 0.97; rho01, rho10: fixed flip rates (both or neither; given -> ``flip_method="fixed"``);
+        flip_bootstrap: bootstrap replicates of the flip-rate CI.
+    Rows and randomness
+        val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
+        device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: split, nuisances, initialisation, batches.
+    """
+
+    method: str = "causalrm-dr"
+    base_loss: str = "mse"
+    backbone: str = "mlp"
+    hidden: tuple[int, ...] = (256, 64)
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    embedder: str = DEFAULT_EMBEDDER
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    batch_size: int = 512
+    max_epochs: int = 600
+    patience: int | None = 30
+    min_delta: float = 0.0
+    grad_accum_steps: int = 1
+    autocast_dtype: str | None = None
+    max_grad_norm: float | None = None
+    eval_batch_size: int = 8192
+    clip: float = 0.1
+    propensity_model: str = "mlp"
+    propensity_folds: int = 5
+    use_logged_propensity: bool = True
+    flip_method: str = "anchor-quantile"
+    quantile: float = 0.97
+    rho01: float | None = None
+    rho10: float | None = None
+    flip_bootstrap: int = 200
+    val_fraction: float = 0.2
+    device: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.hidden = as_int_tuple(self.hidden)
+        self.backbone_options = dict(self.backbone_options or {})
+
+    # ------------------------------------------------------------------------------------------------------------
+    def validate(self) -> FitConfig:
+        """Raise InputError on any invalid option; returns self."""
+        from causalrm.losses import BASES, METHODS
+
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.base_loss not in BASES:
+            raise InputError(f"unknown base loss {self.base_loss!r}; choose mse (default, bounded) or bce")
+        get_backbone_class(self.backbone)
+        if self.propensity_model not in PROPENSITY_MODELS:
+            raise InputError(f"unknown propensity model {self.propensity_model!r}; choose mlp or logistic")
+        if self.flip_method not in FLIP_METHODS:
+            raise InputError(f"unknown flip method {self.flip_method!r}; choose one of: {', '.join(FLIP_METHODS)}")
+        if (self.rho01 is None) != (self.rho10 is None):
+            raise InputError("give both --rho01 and --rho10 (fixed flip rates) or neither (estimated)")
+        if self.rho01 is not None:
+            from causalrm.losses import check_rates
+
+            check_rates(self.rho01, self.rho10)
+        elif self.flip_method == "fixed":
+            raise InputError("flip method 'fixed' needs --rho01 and --rho10")
+        if not 0.5 < self.quantile <= 1.0:
+            raise InputError(f"quantile must be in (0.5, 1], got {self.quantile}")
+        if not 0.0 < self.clip <= 1.0:
+            raise InputError(f"clip must be in (0, 1], got {self.clip}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.propensity_folds < 2:
+            raise InputError(f"propensity_folds must be >= 2, got {self.propensity_folds}")
+        if isinstance(self.seed, bool) or int(self.seed) < 0:
+            raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
+        self.train_config().validate()
+        return self
+
+    @property
+    def effective_flip_method(self) -> str:
+        return "fixed" if self.rho01 is not None else self.flip_method
+
+    def train_config(self, *, rho01: float = 0.0, rho10: float = 0.0) -> TrainConfig:
+        """The trainer's settings, with the flip rates the estimator should use."""
+        return TrainConfig.from_any(self, rho01=float(rho01), rho10=float(rho10))
+
+    def backbone_kwargs(self) -> dict[str, Any]:
+        opts = dict(self.backbone_options)
+        if self.backbone == "mlp":
+            opts.setdefault("hidden", list(self.hidden))
+        return opts
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FitConfig:
+        """Inverse of ``to_dict``; unknown keys raise InputError."""
+        if not isinstance(data, dict):
+            raise InputError("fit config must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown fit config key(s) {unknown}; known: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> FitConfig:
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# rows
+# --------------------------------------------------------------------------------------------------------------------
+def group_split(log: pl.DataFrame, rows: np.ndarray, *, val_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean mask over ``rows``: True = val. Seeded split of whole prompt groups (pair_id / prompt text).
+
+    ``round(val_fraction * G)`` of the ``G`` groups (at least 1, at most ``G - 1``) go to val, chosen by a
+    ``numpy.random.default_rng(seed)`` permutation.
+    """
+    from causalrm.simulate import prompt_groups
+
+    sub = log[rows.tolist()] if rows.size else log.clear()
+    prompts = sub[schema.PROMPT].to_list() if schema.PROMPT in sub.columns else [None] * len(rows)
+    pairs = sub[schema.PAIR_ID].cast(pl.String).to_list() if schema.PAIR_ID in sub.columns else [None] * len(rows)
+    groups = prompt_groups(prompts, pairs)
+    n_groups = int(groups.max()) + 1 if groups.size else 0
+    if n_groups < 2:
+        raise InputError(
+            f"only {n_groups} prompt group(s) available for train/val; add rows or give a 'split' column with val rows"
+        )
+    n_val = min(max(1, int(round(val_fraction * n_groups))), n_groups - 1)
+    val_groups = np.zeros(n_groups, dtype=bool)
+    val_groups[np.random.default_rng(seed).permutation(n_groups)[:n_val]] = True
+    return val_groups[groups]
+
+
+def resolve_split(log: pl.DataFrame, *, val_fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Role of each row: ``"train"``, ``"val"`` or ``"test"`` (object array, one per row; see the module docstring)."""
+    n = log.height
+    if schema.SPLIT in log.columns:
+        raw = log[schema.SPLIT].cast(pl.String).to_list()
+        bad = sorted({s for s in raw if s is not None and s not in (schema.TRAIN, schema.VAL, schema.TEST)})
+        if bad:
+            raise InputError(f"column 'split' has value(s) {bad}; use train, val, test or leave it empty")
+        split = np.array([s if s is not None else "" for s in raw], dtype=object)
+    else:
+        split = np.full(n, "", dtype=object)
+    unassigned = np.flatnonzero(split == "")
+    if unassigned.size:
+        is_val = group_split(log, unassigned, val_fraction=val_fraction, seed=seed)
+        split[unassigned] = np.where(is_val, schema.VAL, schema.TRAIN)
+    if not np.any(split == schema.VAL):
+        train_rows = np.flatnonzero(split == schema.TRAIN)
+        is_val = group_split(log, train_rows, val_fraction=val_fraction, seed=seed)
+        split[train_rows[is_val]] = schema.VAL
+    if not np.any(split == schema.TRAIN):
+        raise InputError("no training rows: every row has split 'val' or 'test'")
+    return split
+
+
+def _column(log: pl.DataFrame, name: str, rows: np.ndarray) -> np.ndarray | None:
+    if name not in log.columns:
+        return None
+    return log[name].cast(pl.Float64).to_numpy()[rows]
+
+
+def _observed_feedback(log: pl.DataFrame, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(observed, feedback) as float arrays over ``rows``; feedback 0 where unobserved."""
+    if schema.FEEDBACK not in log.columns:
+        raise InputError("the log has no 'feedback' column; map one with --map feedback=<column>")
+    fb = log[schema.FEEDBACK].cast(pl.Float64).to_numpy()[rows]
+    if schema.OBSERVED in log.columns:
+        obs = log[schema.OBSERVED].cast(pl.Float64).fill_null(0.0).to_numpy()[rows]
+    else:
+        obs = (~np.isnan(fb)).astype(np.float64)
+    missing = (obs > 0) & np.isnan(fb)
+    if missing.any():
+        first = int(rows[np.flatnonzero(missing)[0]])
+        raise InputError(f"row {first}: observed is 1 but feedback is empty; fix column 'feedback' or 'observed'")
+    fb = np.where(obs > 0, fb, 0.0)
+    if not np.isin(fb, (0.0, 1.0)).all() or not np.isin(obs, (0.0, 1.0)).all():
+        raise InputError("columns 'feedback' and 'observed' must be 0/1; pass --threshold to binarise ratings")
+    return obs, fb
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# nuisances
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class Nuisances:
+    """Nuisance estimates on the fitting rows (train + val), fitted once before training.
+
+    rows: positions in the log of the fitting rows; split: their role (train / val).
+    propensity: cross-fitted p_hat (unclipped) or None; weights: ``max(p_hat, clip)``, what the losses receive.
+    rho01, rho10: flip rates (estimated or fixed; None when no method asked); rho_ci: {"rho01": (lo, hi), ...}.
+    pseudo_label: q = P(r* = 1 | x) for causalrm-dr; pseudo_label_noisy: P(r = 1 | x) for dr.
+    diagnostics: JSON-able summary (propensity diagnostics, flip-rate estimates and CIs, sources, seconds).
+    propensity_model, flip_estimator: the fitted objects (for plots in the app); not saved.
+    """
+
+    rows: np.ndarray
+    split: np.ndarray
+    propensity: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    rho01: float | None = None
+    rho10: float | None = None
+    rho_ci: dict[str, tuple[float, float]] | None = None
+    pseudo_label: np.ndarray | None = None
+    pseudo_label_noisy: np.ndarray | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    propensity_model: Any = None
+    flip_estimator: Any = None
+
+    def provides(self) -> set[str]:
+        out = set()
+        if self.weights is not None:
+            out.add("propensity")
+        if self.rho01 is not None:
+            out.add("flip_rates")
+        if self.pseudo_label is not None:
+            out.add("pseudo_label")
+        if self.pseudo_label_noisy is not None:
+            out.add("pseudo_label_noisy")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able diagnostics (no per-row arrays)."""
+        out = dict(self.diagnostics)
+        out["rho01"] = self.rho01
+        out["rho10"] = self.rho10
+        out["rho_ci"] = self.rho_ci
+        out["n_rows"] = int(self.rows.size)
+        return jsonable(out)
+
+
+def jsonable(obj: Any) -> Any:
+    """Recursively convert dataclasses, numpy values and tuples to JSON types; non-finite floats to None."""
+    if hasattr(obj, "to_dict") and callable(obj.to_dict) and not isinstance(obj, type):
+        return jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        if obj.size > 64:
+            return {"mean": float(np.mean(obj)), "min": float(np.min(obj)), "max": float(np.max(obj)),
+                    "n": int(obj.size)}
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if obj is None or isinstance(obj, (int, str)):
+        return obj
+    return str(obj)
+
+
+def needs_of(methods: str | list[str] | tuple[str, ...]) -> set[str]:
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    out: set[str] = set()
+    for m in methods:
+        if m not in NEEDS:
+            from causalrm.losses import METHODS
+
+            raise InputError(f"unknown method {m!r}; choose one of: {', '.join(METHODS)}")
+        out |= NEEDS[m]
+    return out
+
+
+def fit_nuisances(
+    log: pl.DataFrame,
+    X: np.ndarray | None,
+    config: FitConfig,
+    *,
+    methods: list[str] | tuple[str, ...] | None = None,
+    split: np.ndarray | None = None,
+    on_stage: StageFn | None = None,
+) -> Nuisances:
+    """Fit the nuisances that ``methods`` (default ``[config.method]``) need, once, on the train + val rows.
+
+    ``X``: embeddings of *every* row of ``log`` (only the train + val rows are read), or of the train + val rows
+    alone (``len(X) == number of those rows``), or None (embedded with ``config.embedder``).
+    """
+    config.validate()
+    methods = [config.method] if methods is None else list(methods)
+    needs = needs_of(methods)
+    split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed) if split is None else split
+    rows = np.flatnonzero(split != schema.TEST)
+    nuis = Nuisances(rows=rows, split=split[rows])
+    diag: dict[str, Any] = {"methods": methods, "n_train": int(np.sum(split == schema.TRAIN)),
+                            "n_val": int(np.sum(split == schema.VAL)), "seconds": {}}
+    nuis.diagnostics = diag
+    obs, fb = _observed_feedback(log, rows)
+    diag["observed_rate"] = float(obs.mean()) if obs.size else None
+    diag["n_observed"] = int(obs.sum())
+    if "true_label" in needs and schema.TRUE_LABEL not in log.columns:
+        raise InputError("method 'oracle' needs the column 'true_label' (simulated logs only)")
+    model_needs = needs - {"true_label"}
+    if not model_needs:
+        return nuis
+    if obs.sum() < 2:
+        raise InputError("fewer than 2 rows with feedback among train/val rows; nothing to learn from")
+    X_fit = _fit_rows_X(log, X, rows, config)
+
+    if "propensity" in needs:
+        _stage(on_stage, "propensity")
+        t0 = time.perf_counter()
+        from causalrm.propensity import PropensityModel
+
+        logged = _column(log, schema.LOGGED_PROPENSITY, rows)
+        use_logged = bool(config.use_logged_propensity and logged is not None and not np.isnan(logged).any())
+        if obs.min() == 1 and not use_logged:
+            nuis.propensity = np.ones(rows.size)
+            diag["propensity"] = {"source": "none",
+                                  "note": "every train/val row has feedback (feedback-only log): p_hat = 1, "
+                                          "no selection correction is possible"}
+        else:
+            model = PropensityModel(model=config.propensity_model, n_folds=config.propensity_folds,
+                                    clip=config.clip, random_state=config.seed)
+            model.fit(X_fit, obs, logged_propensity=logged if use_logged else None)
+            nuis.propensity_model = model
+            nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
+            diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
+                                  **(jsonable(getattr(model, "diagnostics_", None)) or {})}
+        nuis.weights = np.clip(nuis.propensity, config.clip, 1.0)
+        diag["propensity"]["clip"] = config.clip
+        diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
+        diag["seconds"]["propensity"] = time.perf_counter() - t0
+
+    if "flip_rates" in needs or "pseudo_label" in needs:
+        _stage(on_stage, "flip rates")
+        t0 = time.perf_counter()
+        from causalrm.noise import FlipRateEstimator
+
+        method = config.effective_flip_method
+        gold = _column(log, schema.GOLD_LABEL, rows)
+        if method == "gold" and (gold is None or np.isnan(gold).all()):
+            raise InputError("flip method 'gold' needs audited labels in column 'gold_label' on train/val rows")
+        est = FlipRateEstimator(method=method, quantile=config.quantile, rho01=config.rho01, rho10=config.rho10,
+                                n_bootstrap=config.flip_bootstrap, random_state=config.seed)
+        est.fit(X_fit, fb, obs, gold_label=gold if method == "gold" else None)
+        nuis.flip_estimator = est
+        nuis.rho01, nuis.rho10 = float(est.rho01_), float(est.rho10_)
+        ci = getattr(est, "ci_", None)
+        nuis.rho_ci = {k: tuple(float(v) for v in ci[k]) for k in ("rho01", "rho10")} if ci else None
+        diag["flip_rates"] = {"method": method, "quantile": config.quantile, "rho01": nuis.rho01,
+                              "rho10": nuis.rho10, "ci": nuis.rho_ci,
+                              **(jsonable(getattr(est, "diagnostics_", None)) or {})}
+        diag["seconds"]["flip_rates"] = time.perf_counter() - t0
+
+    if "pseudo_label" in needs or "pseudo_label_noisy" in needs:
+        _stage(on_stage, "pseudo-labels")
+        t0 = time.perf_counter()
+        from causalrm.noise import fit_pseudo_labels
+
+        if "pseudo_label" in needs:
+            nuis.pseudo_label = np.asarray(
+                fit_pseudo_labels(X_fit, fb, obs, rho01=nuis.rho01, rho10=nuis.rho10, random_state=config.seed),
+                dtype=np.float64)
+        if "pseudo_label_noisy" in needs:
+            nuis.pseudo_label_noisy = np.asarray(
+                fit_pseudo_labels(X_fit, fb, obs, rho01=0.0, rho10=0.0, random_state=config.seed), dtype=np.float64)
+        q = nuis.pseudo_label if nuis.pseudo_label is not None else nuis.pseudo_label_noisy
+        diag["pseudo_label"] = {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max())}
+        diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
+    return nuis
+
+
+def _stage(on_stage: StageFn | None, name: str) -> None:
+    if on_stage is not None:
+        on_stage(name)
+
+
+def _fit_rows_X(log: pl.DataFrame, X: np.ndarray | None, rows: np.ndarray, config: FitConfig) -> np.ndarray:
+    """Embeddings of the fitting rows: ``X[rows]`` (X over the whole log), ``X`` itself (X over the fitting rows
+    only) or freshly embedded with ``config.embedder``."""
+    if X is None:
+        from causalrm.embeddings import Embedder, embed_log
+
+        return embed_log(log[rows.tolist()], Embedder(model=config.embedder, progress=False))
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise InputError(f"embeddings must be a 2-D matrix (rows, dims); got shape {X.shape}")
+    if X.shape[0] == log.height:
+        return np.ascontiguousarray(X[rows], dtype=np.float32)
+    if X.shape[0] == rows.size:
+        return np.ascontiguousarray(X, dtype=np.float32)
+    raise InputError(f"embeddings have {X.shape[0]} rows but the log has {log.height}; embed this log")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# fitting
+# --------------------------------------------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    """A fitted reward model: ``config``, ``backbone`` (trained, best epoch), ``history`` (:class:`TrainHistory`),
+    ``nuisances`` (:class:`Nuisances`), ``split`` (role of each row of the fitted log) and ``seconds``."""
+
+    config: FitConfig
+    backbone: Backbone
+    history: TrainHistory
+    nuisances: Nuisances
+    split: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def score(self, log: pl.DataFrame, X: np.ndarray | None = None) -> np.ndarray:
+        """Reward logits z (float32, one per row of ``log``); ``X`` None = embed with ``config.embedder``."""
+        return score_with(self.backbone, self.config, log, X)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return jsonable({"nuisances": self.nuisances.to_dict(), "history": self.history.to_dict(),
+                         "seconds": self.seconds})
+
+
+def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.ndarray | None) -> np.ndarray:
+    """Reward logits of every row of ``log`` under ``backbone`` (embedding with ``config.embedder`` if needed)."""
+    if X is None and backbone.needs_embeddings:
+        from causalrm.embeddings import Embedder, embed_log
+
+        X = embed_log(log, Embedder(model=config.embedder, progress=False))
+    feats = backbone.featurize(log, X)
+    device = "auto" if config.device == "auto" else config.device
+    return predict_logits(backbone, feats, batch_size=config.eval_batch_size, device=device,
+                          autocast_dtype=config.autocast_dtype)
+
+
+def loss_inputs(
+    log: pl.DataFrame, nuis: Nuisances, method: str, mask: np.ndarray
+) -> Any:
+    """``LossInputs`` for the fitting rows selected by ``mask`` (a boolean array over ``nuis.rows``)."""
+    from causalrm.losses import LossInputs
+
+    rows = nuis.rows[mask]
+    obs, fb = _observed_feedback(log, rows)
+    needs = NEEDS[method]
+    true_label = None
+    if "true_label" in needs:
+        true_label = _column(log, schema.TRUE_LABEL, rows)
+        if true_label is None or np.isnan(true_label).any():
+            raise InputError("method 'oracle' needs 'true_label' on every train/val row")
+
+    def pick(arr: np.ndarray | None, what: str) -> np.ndarray | None:
+        if what not in needs:
+            return None
+        if arr is None:
+            raise InputError(f"method {method!r} needs {what.replace('_', ' ')} but it was not fitted")
+        return arr[mask]
+
+    return LossInputs(
+        feedback=fb.astype(np.float32), observed=obs.astype(np.float32),
+        propensity=pick(nuis.weights, "propensity"),
+        pseudo_label=pick(nuis.pseudo_label_noisy if method == "dr" else nuis.pseudo_label,
+                          "pseudo_label_noisy" if method == "dr" else "pseudo_label"),
+        true_label=true_label,
+    )
+
+
+def fit_log(
+    log: pl.DataFrame,
+    X: np.ndarray | None,
+    config: FitConfig | None = None,
+    *,
+    progress: Callable[[int, int, float, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    nuisances: Nuisances | None = None,
+    on_stage: StageFn | None = None,
+) -> FitResult:
+    """Fit ``config.method`` on ``log`` (module docstring): nuisances once on train + val, training on train,
+    early stopping on the method's estimate on val. Test rows are never read.
+
+    ``X``: embeddings aligned with the log's rows (or with its train + val rows only), or None to embed with
+    ``config.embedder``. ``nuisances``: reuse a :func:`fit_nuisances` result (e.g. one per seed shared by several
+    methods in the bench; it must come from the same log and split). ``progress(epoch, max_epochs, train_loss,
+    val_estimate)``, ``should_stop()``: see :func:`causalrm.trainer.train`. ``on_stage(name)`` announces
+    ``"propensity"``, ``"flip rates"``, ``"pseudo-labels"``, ``"training"``.
+    """
+    config = (config or FitConfig()).validate()
+    if not isinstance(log, pl.DataFrame):
+        raise InputError(f"log must be a polars DataFrame, got {type(log).__name__}")
+    t0 = time.perf_counter()
+    if nuisances is None:
+        split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)
+    else:
+        split = np.full(log.height, schema.TEST, dtype=object)
+        split[nuisances.rows] = nuisances.split
+    rows = np.flatnonzero(split != schema.TEST)
+    backbone_cls = get_backbone_class(config.backbone)
+    needs_X = backbone_cls.needs_embeddings or bool(needs_of(config.method) - {"true_label"})
+    X_fit = _fit_rows_X(log, X, rows, config) if needs_X else None
+    if nuisances is None:
+        nuisances = fit_nuisances(log, X_fit, config, split=split, on_stage=on_stage)
+    else:
+        if nuisances.rows.shape != rows.shape or not np.array_equal(nuisances.rows, rows):
+            raise InputError("the nuisances were fitted on other rows; refit them for this log")
+        missing = needs_of(config.method) - {"true_label"} - nuisances.provides()
+        if missing:
+            raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
+    t_nuis = time.perf_counter() - t0
+
+    _stage(on_stage, "training")
+    is_train = nuisances.split == schema.TRAIN
+    is_val = nuisances.split == schema.VAL
+    from causalrm.losses import NOISE_AWARE
+
+    noise_aware = config.method in NOISE_AWARE
+    tcfg = config.train_config(rho01=nuisances.rho01 if noise_aware else 0.0,
+                               rho10=nuisances.rho10 if noise_aware else 0.0)
+    train_in = loss_inputs(log, nuisances, config.method, is_train)
+    val_in = loss_inputs(log, nuisances, config.method, is_val)
+    backbone = build_backbone(config.backbone, X_fit, config.backbone_kwargs(), seed=config.seed)
+    train_rows, val_rows = rows[is_train], rows[is_val]
+    train_feats = backbone.featurize(log[train_rows.tolist()], X_fit[is_train] if X_fit is not None else None)
+    val_feats = backbone.featurize(log[val_rows.tolist()], X_fit[is_val] if X_fit is not None else None)
+    t1 = time.perf_counter()
+    history = train(backbone, train_feats, train_in, val_feats, val_in, tcfg, progress=progress,
+                    should_stop=should_stop)
+    seconds = {"nuisances": t_nuis, "training": time.perf_counter() - t1, "total": time.perf_counter() - t0}
+    return FitResult(config=config, backbone=backbone, history=history, nuisances=nuisances, split=split,
+                     seconds=seconds)
+
+
+def config_json(config: FitConfig) -> str:
+    return json.dumps(config.to_dict(), indent=2)

@@ -1,0 +1,495 @@
+"""Propensity p(x) = P(o = 1 | x): a cross-fitted classifier of "this impression received feedback".
+
+Notation as in docs/ARCHITECTURE.md: ``X`` (n, d) representations, ``observed`` o in {0, 1}, ``propensity`` p,
+``clip`` the floor applied when p_hat is used as a weight: ``weights_ = max(p_hat, clip)`` (the losses use o / weights_).
+
+Estimator (the CausalRM paper, arXiv 2603.18736, Sec. "nuisance estimates"): an MLP d -> 256 -> 64 -> 1 with LeakyReLU
+and a sigmoid output trained on o over *all* impressions, or a logistic regression. Cross-fitting: the rows are split
+into ``n_folds`` stratified folds and row i's p_hat comes from the model trained on the other folds, so no row's
+propensity comes from a model that saw its own o (an in-sample p_hat is overconfident: observed rows get p_hat near 1,
+unobserved near 0, and the IPS weights 1/p_hat collapse towards 1 exactly where they matter).
+Logged propensities, where the product has them, are used as they are (diagnostics still computed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from causalrm.errors import InputError
+
+FEEDBACK_ONLY_MESSAGE = (
+    "feedback-only log: propensities cannot be learned; add logged_propensity or include the impressions without "
+    "feedback"
+)
+
+
+# ------------------------------------------------------------------------------------------------- validation
+def check_features(X: Any, n: int | None = None, name: str = "X") -> np.ndarray:
+    """X as a finite float32 array (n, d); InputError otherwise."""
+    try:
+        arr = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a numeric array of shape (n_rows, n_features)") from None
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be 2-D (n_rows, n_features), got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise InputError(f"{name} has {arr.shape[0]} rows but the log has {n}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape})")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise InputError(f"{name} row {int(np.argmax(bad))} contains NaN or infinite values; re-embed or drop it")
+    return arr
+
+
+def check_binary(values: Any, name: str, n: int | None = None) -> np.ndarray:
+    """A 0/1 vector as float64; InputError naming the first bad row otherwise."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if n is not None and arr.shape[0] != n:
+        raise InputError(f"column {name!r} has {arr.shape[0]} rows but X has {n}")
+    bad = ~((arr == 0) | (arr == 1))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"column {name!r} row {i} is {arr[i]!r}: it must be 0 or 1")
+    return arr
+
+
+def check_propensity(values: Any, name: str = "logged_propensity", n: int | None = None) -> np.ndarray:
+    """A probability vector in (0, 1]; InputError naming the first bad row otherwise."""
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    if n is not None and arr.shape[0] != n:
+        raise InputError(f"column {name!r} has {arr.shape[0]} rows but the log has {n}")
+    bad = ~(np.isfinite(arr) & (arr > 0) & (arr <= 1))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"column {name!r} row {i} is {arr[i]!r}: propensities must lie in (0, 1] on every row")
+    return arr
+
+
+def _check_clip(clip: Any) -> float:
+    try:
+        c = float(clip)
+    except (TypeError, ValueError):
+        raise InputError(f"clip must be a number in (0, 1], got {clip!r}") from None
+    if not (0.0 < c <= 1.0):
+        raise InputError(f"clip must lie in (0, 1], got {clip!r}")
+    return c
+
+
+# ------------------------------------------------------------------------------------------------- diagnostics
+@dataclass
+class PropensityDiagnostics:
+    """Plain data for reports and plots (``to_dict()`` is JSON-serialisable).
+
+    fraction_clipped: share of all rows with p_hat < clip; fraction_clipped_observed: the same among observed rows
+    (where the floor actually changes a weight). auc: ROC AUC of p_hat against o (None when o is constant).
+    ece: expected calibration error over ``n_bins`` equal-width bins, sum_b (n_b / n) |mean p_hat_b - mean o_b|.
+    brier: mean (p_hat - o)^2. ess: effective sample size (sum w)^2 / sum w^2 over observed rows with
+    w = 1 / max(p_hat, clip) (Kish); ess_fraction = ess / n_observed (1 = uniform weights). max_weight: 1 / min
+    clipped p_hat over observed rows. Histograms: counts of p_hat on ``hist_edges`` for observed / unobserved rows.
+    Calibration curve: per non-empty bin, mean p_hat vs observed frequency and count.
+    """
+
+    source: str
+    n_rows: int
+    n_observed: int
+    clip: float
+    fraction_clipped: float
+    fraction_clipped_observed: float
+    auc: float | None
+    ece: float
+    brier: float
+    ess: float
+    ess_fraction: float
+    max_weight: float
+    hist_edges: list[float]
+    hist_observed: list[int]
+    hist_unobserved: list[int]
+    calibration_predicted: list[float]
+    calibration_observed: list[float]
+    calibration_count: list[int]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def expected_calibration_error(prob: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
+    """sum_b (n_b / n) |mean(prob_b) - mean(y_b)| over equal-width bins on [0, 1]."""
+    pred, obs, count = calibration_curve(prob, y, n_bins)
+    n = max(int(np.sum(count)), 1)
+    return float(sum(c / n * abs(p - o) for p, o, c in zip(pred, obs, count)))
+
+
+def calibration_curve(prob: np.ndarray, y: np.ndarray, n_bins: int = 10) -> tuple[list[float], list[float], list[int]]:
+    """(mean predicted, observed frequency, count) for each non-empty equal-width bin on [0, 1]."""
+    prob = np.asarray(prob, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    idx = np.clip((prob * n_bins).astype(int), 0, n_bins - 1)
+    pred, obs, count = [], [], []
+    for b in range(n_bins):
+        m = idx == b
+        if m.any():
+            pred.append(float(prob[m].mean()))
+            obs.append(float(y[m].mean()))
+            count.append(int(m.sum()))
+    return pred, obs, count
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 (0 for no weights)."""
+    w = np.asarray(weights, dtype=np.float64)
+    s2 = float(np.sum(w**2))
+    return float(np.sum(w) ** 2 / s2) if s2 > 0 else 0.0
+
+
+def propensity_diagnostics(
+    propensity: np.ndarray, observed: np.ndarray, clip: float, *, source: str = "", n_bins: int = 10
+) -> PropensityDiagnostics:
+    """Diagnostics of a propensity vector (unclipped p_hat) against the observation indicator."""
+    p = np.asarray(propensity, dtype=np.float64)
+    o = np.asarray(observed, dtype=np.float64)
+    clip = _check_clip(clip)
+    obs = o == 1
+    w = 1.0 / np.maximum(p[obs], clip)
+    ess = effective_sample_size(w)
+    auc = float(roc_auc_score(o, p)) if 0 < obs.sum() < len(o) else None
+    edges = np.linspace(0.0, 1.0, 21)
+    pred, freq, count = calibration_curve(p, o, n_bins)
+    n_obs = int(obs.sum())
+    diag = PropensityDiagnostics(
+        source=source,
+        n_rows=int(len(p)),
+        n_observed=n_obs,
+        clip=clip,
+        fraction_clipped=float(np.mean(p < clip)),
+        fraction_clipped_observed=float(np.mean(p[obs] < clip)) if n_obs else 0.0,
+        auc=auc,
+        ece=expected_calibration_error(p, o, n_bins),
+        brier=float(np.mean((p - o) ** 2)),
+        ess=ess,
+        ess_fraction=ess / n_obs if n_obs else 0.0,
+        max_weight=float(w.max()) if n_obs else 0.0,
+        hist_edges=[float(e) for e in edges],
+        hist_observed=[int(c) for c in np.histogram(p[obs], bins=edges)[0]],
+        hist_unobserved=[int(c) for c in np.histogram(p[~obs], bins=edges)[0]],
+        calibration_predicted=pred,
+        calibration_observed=freq,
+        calibration_count=count,
+    )
+    if n_obs and diag.fraction_clipped_observed > 0.25:
+        diag.warnings.append(
+            f"{diag.fraction_clipped_observed:.0%} of observed rows have p_hat below the clip {clip:g}: their weights "
+            "are capped, which biases IPS/DR towards the naive estimate; consider a lower clip"
+        )
+    if auc is not None and auc > 0.95:
+        diag.warnings.append(
+            f"propensity AUC {auc:.3f}: observation is nearly deterministic given x, overlap is weak and the weights "
+            "will be extreme"
+        )
+    if n_obs and diag.ess_fraction < 0.1:
+        diag.warnings.append(
+            f"effective sample size {ess:.0f} is under 10% of the {n_obs} observed rows: estimates will be noisy"
+        )
+    return diag
+
+
+def clip_report(propensity: Any, clip: float, *, observed: Any = None) -> dict[str, Any]:
+    """What a floor ``clip`` does to a propensity vector (the app's slider): plain JSON-serialisable dict.
+
+    Keys: clip, n_rows, n_clipped (rows with p < clip), fraction_clipped, max_weight (1 / max(min p, clip)), message;
+    with ``observed``: n_observed, n_observed_clipped, fraction_observed_clipped, ess and ess_fraction of the clipped
+    weights over observed rows.
+    """
+    p = check_propensity(propensity, name="propensity")
+    clip = _check_clip(clip)
+    n_clipped = int(np.sum(p < clip))
+    out: dict[str, Any] = {
+        "clip": clip,
+        "n_rows": int(len(p)),
+        "n_clipped": n_clipped,
+        "fraction_clipped": n_clipped / len(p),
+        "max_weight": float(1.0 / max(float(p.min()), clip)),
+    }
+    msg = f"clip {clip:g} raises {n_clipped} of {len(p)} propensities ({out['fraction_clipped']:.1%})"
+    if observed is not None:
+        o = check_binary(observed, "observed", len(p))
+        obs = o == 1
+        n_oc = int(np.sum(p[obs] < clip))
+        w = 1.0 / np.maximum(p[obs], clip)
+        ess = effective_sample_size(w)
+        out.update(
+            n_observed=int(obs.sum()),
+            n_observed_clipped=n_oc,
+            fraction_observed_clipped=n_oc / max(int(obs.sum()), 1),
+            max_weight=float(w.max()) if obs.any() else 1.0,
+            ess=ess,
+            ess_fraction=ess / max(int(obs.sum()), 1),
+        )
+        msg += f"; {n_oc} of {int(obs.sum())} observed rows get a capped weight (max weight {out['max_weight']:.1f})"
+    out["message"] = msg
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- the MLP
+class _MLP(torch.nn.Module):
+    def __init__(self, d: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        layers: list[torch.nn.Module] = []
+        prev = d
+        for h in hidden:
+            layers += [torch.nn.Linear(prev, h), torch.nn.LeakyReLU()]
+            prev = h
+        layers.append(torch.nn.Linear(prev, 1))
+        self.net = torch.nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def train_binary_mlp(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden: tuple[int, ...] = (256, 64),
+    loss: str = "bce",
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 1024,
+    max_epochs: int = 100,
+    patience: int = 5,
+    val_fraction: float = 0.1,
+    sample_weight: np.ndarray | None = None,
+    random_state: int = 0,
+    device: str = "cpu",
+) -> _MLP:
+    """An MLP classifier of y from X, early-stopped on an inner stratified validation split (best epoch kept).
+
+    ``loss="bce"`` (log loss, default) or ``"mse"`` (squared error on the sigmoid output, as in the paper); both are
+    proper scoring rules, so the sigmoid output estimates P(y = 1 | x). Minibatches of ``batch_size`` on tensors.
+    """
+    n = len(y)
+    idx = np.arange(n)
+    strat = y if min(np.sum(y == 1), np.sum(y == 0)) >= 2 else None
+    tr, va = train_test_split(idx, test_size=val_fraction, random_state=random_state, stratify=strat)
+    dev = torch.device(device)
+    Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
+    yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
+    wt = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32, device=dev)
+    tr_t = torch.as_tensor(tr, device=dev)
+    va_t = torch.as_tensor(va, device=dev)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        model = _MLP(X.shape[1], tuple(hidden)).to(dev)
+    gen = torch.Generator().manual_seed(random_state)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def _loss(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if loss == "mse":
+            per = (torch.sigmoid(logits) - target) ** 2
+        else:
+            per = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        return per.mean() if w is None else (w * per).sum() / w.sum()
+
+    best, best_state, bad = math.inf, None, 0
+    for _ in range(max_epochs):
+        model.train()
+        perm = tr_t[torch.randperm(len(tr_t), generator=gen).to(dev)]
+        for start in range(0, len(perm), batch_size):
+            b = perm[start : start + batch_size]
+            opt.zero_grad()
+            _loss(model(Xt[b]), yt[b], None if wt is None else wt[b]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            val = float(_loss(model(Xt[va_t]), yt[va_t], None if wt is None else wt[va_t]))
+        if val < best - 1e-6:
+            best, bad = val, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model
+
+
+def predict_mlp(model: _MLP, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """sigmoid(model(X)) as float64."""
+    dev = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(X), batch_size):
+            xb = torch.as_tensor(X[start : start + batch_size], dtype=torch.float32, device=dev)
+            out.append(torch.sigmoid(model(xb)).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+# ------------------------------------------------------------------------------------------------- the estimator
+class PropensityModel(BaseEstimator):
+    """Cross-fitted propensity p_hat(x) = P(o = 1 | x) with diagnostics.
+
+    p_hat_i = f_{-k(i)}(x_i), where f_{-k} is trained on all folds but row i's fold k(i) (cross-fitting), and f is
+    an MLP (``hidden``, LeakyReLU, sigmoid output, log loss, early stopping on an inner 10% split) or a standardised
+    logistic regression (``model="logistic"``, L2 with ``C``). ``weights_ = max(p_hat, clip)``: the losses use o /
+    weights_. With ``logged_propensity`` the product's own probabilities are used directly (no model is fitted).
+    ``predict_proba`` on new rows averages the ``n_folds`` fold models (no extra refit; each saw (k-1)/k of the rows).
+
+    Fitted attributes: propensity_ (n,) unclipped p_hat, weights_ (n,), diagnostics_ (PropensityDiagnostics),
+    models_ (fold models; empty with logged propensities), n_features_in_, source_.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "mlp",
+        hidden: tuple[int, ...] = (256, 64),
+        n_folds: int = 5,
+        clip: float = 0.1,
+        max_epochs: int = 100,
+        patience: int = 5,
+        lr: float = 1e-3,
+        batch_size: int = 1024,
+        loss: str = "bce",
+        C: float = 1.0,
+        random_state: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.model = model
+        self.hidden = hidden
+        self.n_folds = n_folds
+        self.clip = clip
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.lr = lr
+        self.batch_size = batch_size
+        self.loss = loss
+        self.C = C
+        self.random_state = random_state
+        self.device = device
+
+    def _check_params(self) -> None:
+        if self.model not in ("mlp", "logistic"):
+            raise InputError(f"propensity model {self.model!r} is unknown: choose 'mlp' or 'logistic'")
+        if self.loss not in ("bce", "mse"):
+            raise InputError(f"propensity loss {self.loss!r} is unknown: choose 'bce' or 'mse'")
+        if not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise InputError(f"n_folds must be an integer >= 2 for cross-fitting, got {self.n_folds!r}")
+        _check_clip(self.clip)
+        if int(self.max_epochs) < 1 or int(self.patience) < 1:
+            raise InputError("max_epochs and patience must be positive integers")
+
+    def _fit_one(self, X: np.ndarray, o: np.ndarray, seed: int) -> Any:
+        if self.model == "logistic":
+            est = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
+            return est.fit(X, o)
+        return train_binary_mlp(
+            X,
+            o,
+            hidden=tuple(self.hidden),
+            loss=self.loss,
+            lr=self.lr,
+            batch_size=int(self.batch_size),
+            max_epochs=int(self.max_epochs),
+            patience=int(self.patience),
+            random_state=seed,
+            device=_resolve_device(self.device),
+        )
+
+    def _predict_one(self, model: Any, X: np.ndarray) -> np.ndarray:
+        if self.model == "logistic":
+            return model.predict_proba(X)[:, 1].astype(np.float64)
+        return predict_mlp(model, X)
+
+    def fit(self, X: Any, observed: Any, logged_propensity: Any = None) -> PropensityModel:
+        """Fit on all impressions; ``observed`` is o (0/1), ``logged_propensity`` optional (n,) in (0, 1]."""
+        self._check_params()
+        o = check_binary(observed, "observed")
+        n = len(o)
+        n_obs = int(o.sum())
+        if n_obs == 0:
+            raise InputError("no row has feedback (observed is all 0): there is nothing to learn from")
+        if logged_propensity is not None:
+            p = check_propensity(logged_propensity, n=n)
+            if X is not None:
+                self.n_features_in_ = check_features(X, n).shape[1]
+            self.models_: list[Any] = []
+            self.source_ = "logged"
+        else:
+            if n_obs == n:
+                raise InputError(FEEDBACK_ONLY_MESSAGE)
+            if X is None:
+                raise InputError("X (the embeddings) is required to learn propensities")
+            Xa = check_features(X, n)
+            self.n_features_in_ = Xa.shape[1]
+            minority = min(n_obs, n - n_obs)
+            if minority < self.n_folds:
+                raise InputError(
+                    f"only {minority} rows in the smaller of observed/unobserved: need at least n_folds={self.n_folds}"
+                    " to cross-fit propensities; lower n_folds or supply logged_propensity"
+                )
+            p = np.empty(n, dtype=np.float64)
+            self.models_ = []
+            folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.random_state)
+            for k, (tr, te) in enumerate(folds.split(Xa, o)):
+                m = self._fit_one(Xa[tr], o[tr], self.random_state + k)
+                p[te] = self._predict_one(m, Xa[te])
+                self.models_.append(m)
+            # a sigmoid output can underflow to exactly 0: keep p_hat strictly positive (the floor clip acts later)
+            p = np.clip(p, 1e-6, 1.0)
+            self.source_ = f"cross-fitted {self.model} ({self.n_folds} folds)"
+        self.propensity_ = p
+        self.weights_ = np.maximum(p, float(self.clip))
+        self.diagnostics_ = propensity_diagnostics(p, o, float(self.clip), source=self.source_)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """p_hat(x) for new rows: the mean of the fold models' predictions (unclipped), shape (n,)."""
+        check_is_fitted(self, "propensity_")
+        if not self.models_:
+            raise InputError(
+                "this PropensityModel used logged propensities: it has no model for new rows; fit it without "
+                "logged_propensity to predict"
+            )
+        Xa = check_features(X)
+        if Xa.shape[1] != self.n_features_in_:
+            raise InputError(f"X has {Xa.shape[1]} features but the model was fitted on {self.n_features_in_}")
+        return np.clip(np.mean([self._predict_one(m, Xa) for m in self.models_], axis=0), 1e-6, 1.0)
+
+    def clip_report(self, clip: float | None = None, observed: Any = None) -> dict[str, Any]:
+        """``clip_report`` of the fitted p_hat (default: this model's clip)."""
+        check_is_fitted(self, "propensity_")
+        return clip_report(self.propensity_, self.clip if clip is None else clip, observed=observed)
+
+
+__all__ = [
+    "FEEDBACK_ONLY_MESSAGE",
+    "PropensityDiagnostics",
+    "PropensityModel",
+    "calibration_curve",
+    "clip_report",
+    "effective_sample_size",
+    "expected_calibration_error",
+    "propensity_diagnostics",
+    "train_binary_mlp",
+]

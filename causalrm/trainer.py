@@ -1,0 +1,400 @@
+"""Backbone-agnostic training loop with early stopping on the debiased validation estimate.
+
+``train`` minimises ``losses.estimate(method, z, inputs)`` over minibatches of the training rows and, after every
+epoch, evaluates *the same estimator* on the observational validation split in one no-grad pass. That value is an
+(approximately) unbiased estimate of the ideal validation loss ``(1/N) Σ ℓ(z_i, r*_i)`` when the nuisances are right
+(METHOD.md, "Honest selection"), so it is what early stopping watches: never the training loss (which an unbounded
+surrogate can drive to −∞, METHOD.md pitfall 1), never test rows or clean labels. After patience runs out the weights
+of the best epoch are restored.
+
+Speed: the features stay as tensors on the device (``Features.batch`` indexes them), the per-row loss inputs are
+packed into one ``(n, k)`` device tensor indexed once per batch, batches come from ``torch.randperm`` with a seeded
+``torch.Generator`` (no DataLoader), and nuisances are fitted before the loop (``causalrm.pipeline``). Seeded and
+bit-for-bit deterministic on CPU. Open for larger backbones: ``grad_accum_steps``, ``autocast_dtype``,
+length-sorted batches (``Features.lengths``), ``Backbone.trainable_parameters()``, ``max_grad_norm``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from causalrm.backbones.base import Backbone, Features, resolve_device
+from causalrm.errors import InputError
+
+ProgressFn = Callable[[int, int, float, float], None]
+_AUTOCAST = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of :func:`train` (defaults: the paper's head training).
+
+    method: estimator name of ``causalrm.losses.METHODS`` (training loss and validation estimate alike).
+    rho01, rho10: flip rates handed to the noise-aware estimators; base_loss: ``"mse"`` (Brier, bounded) or ``"bce"``.
+    lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
+    improvement larger than ``min_delta`` before stopping (``None`` or 0 = never stop early).
+    grad_accum_steps: split each batch into this many micro-batches (same effective batch; for big backbones).
+    autocast_dtype: ``None``, ``"bfloat16"`` or ``"float16"`` (mixed precision forward; the loss stays float32).
+    max_grad_norm: clip the gradient norm (``None`` = off). sort_by_length: when ``Features.lengths`` exists, group
+    rows of similar length into batches (order of batches still shuffled). eval_batch_size: rows per no-grad pass.
+    device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: batch order (and dropout).
+    """
+
+    method: str = "causalrm-dr"
+    rho01: float = 0.0
+    rho10: float = 0.0
+    base_loss: str = "mse"
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    batch_size: int = 512
+    max_epochs: int = 600
+    patience: int | None = 30
+    min_delta: float = 0.0
+    grad_accum_steps: int = 1
+    autocast_dtype: str | None = None
+    max_grad_norm: float | None = None
+    sort_by_length: bool = True
+    eval_batch_size: int = 8192
+    device: str = "auto"
+    seed: int = 0
+
+    @classmethod
+    def from_any(cls, config: Any, **overrides: Any) -> TrainConfig:
+        """A ``TrainConfig`` from itself, a dict, or any object with (some of) these attribute names."""
+        if isinstance(config, cls) and not overrides:
+            return config
+        names = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(config, dict):
+            values = {k: v for k, v in config.items() if k in names}
+        else:
+            values = {k: getattr(config, k) for k in names if hasattr(config, k)}
+        values.update(overrides)
+        for key in ("rho01", "rho10"):
+            if values.get(key) is None:
+                values.pop(key, None)
+        return cls(**values)
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 0 or self.grad_accum_steps < 1 or self.eval_batch_size < 1:
+            raise InputError("batch_size, grad_accum_steps and eval_batch_size must be >= 1, max_epochs >= 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"lr must be a positive number, got {self.lr}")
+        if self.patience is not None and self.patience < 0:
+            raise InputError(f"patience must be >= 0, got {self.patience}")
+        if self.autocast_dtype is not None and self.autocast_dtype not in _AUTOCAST:
+            raise InputError(f"autocast_dtype {self.autocast_dtype!r}: use bfloat16 or float16")
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record of one training run (epochs are 1-based; epoch ``best_epoch``'s weights are kept).
+
+    ``val_estimate[e-1]`` is the method's debiased estimate on the validation split after epoch ``e``;
+    ``stop_reason``: ``"patience"``, ``"max_epochs"``, ``"cancelled"`` or ``"diverged"`` (non-finite training loss).
+    """
+
+    method: str
+    train_loss: list[float] = field(default_factory=list)
+    val_estimate: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_estimate: float = float("inf")
+    stop_reason: str = "max_epochs"
+    seconds: float = 0.0
+    device: str = "cpu"
+    n_train: int = 0
+    n_val: int = 0
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["epochs"] = self.epochs
+        return _json_floats(out)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# loss inputs on the device
+# --------------------------------------------------------------------------------------------------------------------
+class _PackedInputs:
+    """A ``LossInputs`` as one ``(n, k)`` float32 device tensor; ``take(idx)`` rebuilds a ``LossInputs`` of views."""
+
+    def __init__(self, inputs: Any, device: torch.device) -> None:
+        self.cls = type(inputs)
+        self.names: list[str] = []
+        self.static: dict[str, Any] = {}
+        cols = []
+        n = None
+        for f in dataclasses.fields(inputs):
+            value = getattr(inputs, f.name)
+            if value is None:
+                self.static[f.name] = None
+                continue
+            if isinstance(value, (torch.Tensor, np.ndarray)) and np.ndim(value) == 1:
+                t = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value)
+                t = t.to(device=device, dtype=torch.float32)
+                if n is None:
+                    n = t.shape[0]
+                elif t.shape[0] != n:
+                    raise InputError(f"loss input {f.name!r} has {t.shape[0]} rows, expected {n}")
+                self.names.append(f.name)
+                cols.append(t)
+            else:
+                self.static[f.name] = value
+        if not cols:
+            raise InputError("loss inputs hold no per-row arrays")
+        self.n = int(n)
+        self.packed = torch.stack(cols, dim=1).contiguous()
+        if not torch.isfinite(self.packed).all():
+            bad = [name for name, c in zip(self.names, cols) if not torch.isfinite(c).all()]
+            raise InputError(f"loss inputs {bad} contain NaN or infinite values; check the log and the nuisances")
+
+    def take(self, idx: torch.Tensor | None) -> Any:
+        rows = self.packed if idx is None else self.packed.index_select(0, idx)
+        values = dict(self.static)
+        for j, name in enumerate(self.names):
+            values[name] = rows[:, j]
+        return self.cls(**values)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# batching
+# --------------------------------------------------------------------------------------------------------------------
+def epoch_batches(
+    n: int, batch_size: int, generator: torch.Generator, lengths: np.ndarray | None = None, *,
+    sort_by_length: bool = False, pool: int = 50,
+) -> list[torch.Tensor]:
+    """Index batches covering ``0..n-1`` once, in a seeded random order (``torch.randperm`` on ``generator``).
+
+    With ``lengths`` and ``sort_by_length``: the permutation is cut into pools of ``pool`` batches, each pool sorted
+    by length (similar lengths share a batch, less padding), and the resulting batches are shuffled again.
+    """
+    perm = torch.randperm(n, generator=generator)
+    if lengths is None or not sort_by_length:
+        return list(torch.split(perm, batch_size))
+    lens = torch.as_tensor(np.asarray(lengths), dtype=torch.long)
+    batches: list[torch.Tensor] = []
+    chunk = batch_size * pool
+    for start in range(0, n, chunk):
+        part = perm[start:start + chunk]
+        part = part[torch.argsort(lens[part], stable=True)]
+        batches.extend(torch.split(part, batch_size))
+    order = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in order.tolist()]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# prediction
+# --------------------------------------------------------------------------------------------------------------------
+def _forward_all(
+    backbone: Backbone, features: Features, device: torch.device, batch_size: int, autocast: torch.dtype | None,
+) -> torch.Tensor:
+    """Logits of every row (float32, on ``device``, original order), no grad, eval mode restored afterwards."""
+    n = len(features)
+    was_training = backbone.training
+    backbone.eval()
+    out = torch.empty(n, dtype=torch.float32, device=device)
+    lengths = getattr(features, "lengths", None)
+    order = (torch.as_tensor(np.argsort(np.asarray(lengths), kind="stable"), dtype=torch.long)
+             if lengths is not None else torch.arange(n))
+    try:
+        with torch.no_grad():
+            for idx in torch.split(order, batch_size):
+                batch = features.batch(idx, device)
+                with _autocast(device, autocast):
+                    z = backbone(**batch)
+                out[idx.to(device)] = z.float().reshape(-1)
+    finally:
+        backbone.train(was_training)
+    return out
+
+
+def predict_logits(
+    backbone: Backbone, features: Features, *, batch_size: int = 8192, device: str | torch.device | None = None,
+    autocast_dtype: str | None = None,
+) -> np.ndarray:
+    """Reward logits z of every row of ``features`` as float32 ``(n,)``, in row order (no grad).
+
+    ``device=None`` uses the device the backbone's parameters are on.
+    """
+    if device is None:
+        p = next(iter(backbone.parameters()), None)
+        dev = p.device if p is not None else torch.device("cpu")
+    else:
+        dev = resolve_device(device)
+        backbone.to(dev)
+    if len(features) == 0:
+        return np.zeros(0, dtype=np.float32)
+    z = _forward_all(backbone, features, dev, batch_size, _AUTOCAST.get(autocast_dtype or ""))
+    return z.cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------------------------
+def train(
+    backbone: Backbone,
+    train_features: Features,
+    train_inputs: Any,
+    val_features: Features,
+    val_inputs: Any,
+    config: Any,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainHistory:
+    """Train ``backbone`` in place with ``config.method``'s estimator; early-stop on its validation estimate.
+
+    Parameters: the training rows' features and ``LossInputs`` (``causalrm.losses``), the validation rows' features
+    and ``LossInputs`` (observational split: noisy feedback, the same nuisances), and ``config`` (a
+    :class:`TrainConfig` or any object with those attribute names, e.g. ``pipeline.FitConfig``).
+    ``progress(epoch, max_epochs, train_loss, val_estimate)`` is called after every epoch; ``should_stop()`` is polled
+    every batch and ends training (best weights restored, ``stop_reason="cancelled"``).
+
+    Returns a :class:`TrainHistory`; the backbone ends on the best epoch's weights (lowest validation estimate).
+    """
+    from causalrm import losses
+
+    cfg = TrainConfig.from_any(config)
+    cfg.validate()
+    if cfg.method not in losses.METHODS:
+        raise InputError(f"unknown method {cfg.method!r}; choose one of: {', '.join(losses.METHODS)}")
+    if len(train_features) == 0:
+        raise InputError("no training rows; the log needs rows with split 'train'")
+    if len(val_features) == 0:
+        raise InputError("no validation rows; the log needs rows with split 'val' for early stopping")
+    device = resolve_device(cfg.device)
+    backbone.to(device)
+    train_in = _PackedInputs(train_inputs, device)
+    val_in = _PackedInputs(val_inputs, device)
+    if train_in.n != len(train_features) or val_in.n != len(val_features):
+        raise InputError(
+            f"features and loss inputs disagree: train {len(train_features)} vs {train_in.n} rows, "
+            f"val {len(val_features)} vs {val_in.n} rows"
+        )
+    autocast = _AUTOCAST.get(cfg.autocast_dtype or "")
+    loss_kw = {"rho01": float(cfg.rho01), "rho10": float(cfg.rho10), "base": cfg.base_loss}
+    val_all = val_in.take(None)
+
+    def val_estimate() -> float:
+        z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast)
+        with torch.no_grad():
+            return float(losses.estimate(cfg.method, z, val_all, **loss_kw))
+
+    params = list(backbone.trainable_parameters())
+    if not params:
+        raise InputError(f"backbone {backbone.name!r} has no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    history = TrainHistory(method=cfg.method, device=str(device), n_train=train_in.n, n_val=val_in.n)
+    keep = _trainable_state_names(backbone)
+    best_state = _snapshot(backbone, keep)
+    patience = cfg.patience if cfg.patience else None
+    lengths = getattr(train_features, "lengths", None)
+    n = train_in.n
+    t_start = time.perf_counter()
+    since_best = 0
+    cancelled = False
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(int(cfg.seed))  # dropout and anything else drawing from the global RNG
+        backbone.train()
+        for epoch in range(1, cfg.max_epochs + 1):
+            t0 = time.perf_counter()
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            for idx in epoch_batches(n, cfg.batch_size, generator, lengths, sort_by_length=cfg.sort_by_length):
+                if should_stop is not None and should_stop():
+                    cancelled = True
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                idx_dev = idx.to(device, non_blocking=True)
+                parts = torch.tensor_split(idx_dev, cfg.grad_accum_steps) if cfg.grad_accum_steps > 1 else (idx_dev,)
+                for part in parts:
+                    if part.numel() == 0:
+                        continue
+                    batch = train_features.batch(part, device)
+                    with _autocast(device, autocast):
+                        z = backbone(**batch)
+                    loss = losses.estimate(cfg.method, z.float().reshape(-1), train_in.take(part), **loss_kw)
+                    if len(parts) > 1:
+                        loss = loss * (part.numel() / idx.numel())
+                    loss.backward()
+                    total += loss.detach().double() * (part.numel() if len(parts) == 1 else idx.numel())
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+            if cancelled:
+                history.stop_reason = "cancelled"
+                break
+            train_loss = float(total) / n
+            current = val_estimate()
+            history.train_loss.append(train_loss)
+            history.val_estimate.append(current)
+            history.epoch_seconds.append(time.perf_counter() - t0)
+            if math.isfinite(current) and current < history.best_val_estimate - cfg.min_delta:
+                history.best_val_estimate = current
+                history.best_epoch = epoch
+                best_state = _snapshot(backbone, keep)
+                since_best = 0
+            else:
+                since_best += 1
+            if progress is not None:
+                progress(epoch, cfg.max_epochs, train_loss, current)
+            if not math.isfinite(train_loss):
+                history.stop_reason = "diverged"
+                break
+            if patience is not None and since_best >= patience:
+                history.stop_reason = "patience"
+                break
+    _restore(backbone, best_state)
+    backbone.eval()
+    history.seconds = time.perf_counter() - t_start
+    return history
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------------------------
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _trainable_state_names(backbone: Backbone) -> set[str]:
+    """State-dict keys that training can change: trainable parameters and all buffers."""
+    trainable = {id(p) for p in backbone.trainable_parameters()}
+    names = {name for name, p in backbone.named_parameters() if id(p) in trainable}
+    names |= {name for name, _ in backbone.named_buffers()}
+    return names
+
+
+def _snapshot(backbone: Backbone, keep: set[str]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in backbone.state_dict().items() if k in keep}
+
+
+def _restore(backbone: Backbone, state: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        current = backbone.state_dict()
+        for k, v in state.items():
+            current[k].copy_(v)
+
+
+def _json_floats(obj: Any) -> Any:
+    """Replace non-finite floats by None so the result is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_floats(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_floats(v) for v in obj]
+    return obj

@@ -1,0 +1,332 @@
+"""causalrm.losses against closed forms written independently in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from causalrm.errors import InputError
+from causalrm.losses import (
+    BASES,
+    METHODS,
+    LossInputs,
+    base_loss,
+    estimate,
+    expected_loss,
+    forward_loss,
+    loss_components,
+    loss_terms,
+    reduce_components,
+    reduce_terms,
+    surrogate_bounds,
+    surrogate_loss,
+)
+
+RATES = [(0.2, 0.1), (0.1, 0.2), (0.3, 0.05), (0.0, 0.0), (0.45, 0.45)]
+
+
+# ------------------------------------------------------------------------------------------- NumPy references
+def np_sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def np_loss(z, y, base):
+    """Pointwise base loss for a hard label y in {0, 1}."""
+    s = np_sigmoid(z)
+    if base == "mse":
+        return (s - y) ** 2
+    return -(y * np.log(s) + (1 - y) * np.log(1 - s))
+
+
+def np_surrogate(z, r, rho01, rho10, base):
+    d = 1 - rho01 - rho10
+    pos = ((1 - rho10) * np_loss(z, 1, base) - rho01 * np_loss(z, 0, base)) / d
+    neg = ((1 - rho01) * np_loss(z, 0, base) - rho10 * np_loss(z, 1, base)) / d
+    return np.where(r == 1, pos, neg)
+
+
+def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base):
+    r = np.where(o == 1, r, 0.0)
+    w = o / p
+    plain = np_loss(z, 1, base) * r + np_loss(z, 0, base) * (1 - r)
+    e = q * np_loss(z, 1, base) + (1 - q) * np_loss(z, 0, base)
+    sur = np_surrogate(z, r, rho01, rho10, base)
+    if method == "naive":
+        return o * plain
+    if method in ("ips", "snips"):
+        return w * plain
+    if method == "dr":
+        return e + w * (plain - e)
+    if method == "fcorr":
+        s = np_sigmoid(z)
+        pi = (1 - rho01) * s + rho10 * (1 - s)
+        lf = (pi - r) ** 2 if base == "mse" else -(r * np.log(pi) + (1 - r) * np.log(1 - pi))
+        return o * lf
+    if method == "denoise":
+        return o * sur
+    if method == "causalrm-ips":
+        return w * sur
+    if method == "causalrm-dr":
+        return e + w * (sur - e)
+    if method == "oracle":
+        return np_loss(z, rstar, base)
+    raise AssertionError(method)
+
+
+def np_estimate(method, terms, o, p):
+    if method == "snips":
+        return terms.sum() / (o / p).sum()
+    return terms.mean()
+
+
+def random_batch(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, n)
+    o = (rng.random(n) < 0.4).astype(float)
+    r = (rng.random(n) < 0.5).astype(float)
+    r_logged = np.where(o == 1, r, np.nan)  # feedback is meaningless (NaN) on unobserved rows
+    p = rng.uniform(0.1, 1.0, n)
+    q = rng.random(n)
+    rstar = (rng.random(n) < 0.5).astype(float)
+    return z, r_logged, o, p, q, rstar
+
+
+def to_inputs(r, o, p, q, rstar):
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    return LossInputs(feedback=t(r), observed=t(o), propensity=t(p), pseudo_label=t(q), true_label=t(rstar))
+
+
+# ----------------------------------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("method", METHODS)
+def test_terms_and_estimate_match_numpy(method, base):
+    z, r, o, p, q, rstar = random_batch()
+    rho01, rho10 = 0.2, 0.1
+    inputs = to_inputs(r, o, p, q, rstar)
+    zt = torch.tensor(z, dtype=torch.float64)
+    got = loss_terms(method, zt, inputs, rho01=rho01, rho10=rho10, base=base).numpy()
+    ref = np_terms(method, z, np.nan_to_num(r), o, p, q, rstar, rho01, rho10, base)
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    est = estimate(method, zt, inputs, rho01=rho01, rho10=rho10, base=base, nonneg=False)
+    assert float(est) == pytest.approx(np_estimate(method, ref, o, p), rel=1e-10)
+    # components sum to the terms
+    comps = loss_components(method, zt, inputs, rho01=rho01, rho10=rho10, base=base)
+    np.testing.assert_allclose(comps.sum(-1).numpy(), got, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("rho01,rho10", RATES)
+def test_surrogate_is_exactly_unbiased(base, rho01, rho10):
+    """E[l~(z, r) | r*] = l(z, r*), enumerating r with its flip probabilities (no sampling)."""
+    z = torch.linspace(-12, 12, 97, dtype=torch.float64)
+    one, zero = torch.ones_like(z), torch.zeros_like(z)
+    l_pos = surrogate_loss(z, one, rho01, rho10, base)
+    l_neg = surrogate_loss(z, zero, rho01, rho10, base)
+    e_given_pos = (1 - rho01) * l_pos + rho01 * l_neg  # r* = 1: r = 0 with prob rho01
+    e_given_neg = rho10 * l_pos + (1 - rho10) * l_neg  # r* = 0: r = 1 with prob rho10
+    zn = z.numpy()
+    np.testing.assert_allclose(e_given_pos.numpy(), np_loss(zn, 1, base), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(e_given_neg.numpy(), np_loss(zn, 0, base), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(l_pos.numpy(), np_surrogate(zn, 1, rho01, rho10, base), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("method", ["causalrm-ips", "causalrm-dr", "denoise", "naive", "ips"])
+def test_estimator_expectation_enumerated(method, base):
+    """Average the terms over every (o, r) outcome with its probability: CausalRM-IPS/DR give the oracle terms."""
+    rng = np.random.default_rng(1)
+    n = 50
+    z = rng.normal(0, 2, n)
+    p = rng.uniform(0.1, 0.9, n)
+    q = rng.random(n)
+    rstar = (rng.random(n) < 0.5).astype(float)
+    rho01, rho10 = 0.25, 0.1
+    zt = torch.tensor(z)
+    expected = np.zeros(n)
+    p_r1 = np.where(rstar == 1, 1 - rho01, rho10)
+    for o_val in (0.0, 1.0):
+        for r_val in (0.0, 1.0):
+            prob = (p if o_val else 1 - p) * (p_r1 if r_val else 1 - p_r1)
+            inputs = to_inputs(np.full(n, r_val), np.full(n, o_val), p, q, rstar)
+            terms = loss_terms(method, zt, inputs, rho01=rho01, rho10=rho10, base=base).numpy()
+            expected += prob * terms
+    oracle = np_loss(z, rstar, base)
+    if method in ("causalrm-ips", "causalrm-dr"):
+        np.testing.assert_allclose(expected, oracle, rtol=1e-9, atol=1e-12)
+    else:
+        assert np.abs(expected - oracle).max() > 1e-3
+
+
+@pytest.mark.parametrize("rho01,rho10", RATES)
+def test_mse_surrogate_bounds_hold_for_extreme_logits(rho01, rho10):
+    z = torch.tensor([-1e4, -60.0, -5.0, 0.0, 5.0, 60.0, 1e4], dtype=torch.float64)
+    lo, hi = surrogate_bounds(rho01, rho10)
+    d = 1 - rho01 - rho10
+    for r in (0.0, 1.0):
+        vals = surrogate_loss(z, torch.full_like(z, r), rho01, rho10, "mse").numpy()
+        assert np.isfinite(vals).all()
+        assert vals.min() >= lo - 1e-12 and vals.max() <= hi + 1e-12
+        # the per-label end points are reached at saturation
+        if r == 1.0:
+            assert vals[-1] == pytest.approx(-rho01 / d) and vals[0] == pytest.approx((1 - rho10) / d)
+        else:
+            assert vals[0] == pytest.approx(-rho10 / d) and vals[-1] == pytest.approx((1 - rho01) / d)
+    assert lo == pytest.approx(-max(rho01, rho10) / d) and hi == pytest.approx(max(1 - rho01, 1 - rho10) / d)
+
+
+def test_forward_and_bce_are_finite_for_extreme_logits():
+    z = torch.tensor([-1e4, -100.0, 0.0, 100.0, 1e4], dtype=torch.float64)
+    for rho01, rho10 in [(0.2, 0.1), (0.0, 0.0), (0.3, 0.0)]:
+        for r in (0.0, 1.0):
+            v = forward_loss(z, torch.full_like(z, r), rho01, rho10, "bce")
+            assert torch.isfinite(v).all() or (rho01 == 0.0 or rho10 == 0.0)
+    v = forward_loss(z, torch.ones_like(z), 0.2, 0.1, "bce").numpy()
+    assert v.max() == pytest.approx(-np.log(0.1))  # pi >= rho10 bounds the loss
+    assert torch.isfinite(base_loss(z, torch.ones_like(z), "bce")).all()
+
+
+def test_expected_loss_soft_target():
+    z = torch.linspace(-4, 4, 9, dtype=torch.float64)
+    q = torch.linspace(0, 1, 9, dtype=torch.float64)
+    s = 1 / (1 + np.exp(-z.numpy()))
+    qn = q.numpy()
+    np.testing.assert_allclose(expected_loss(z, q, "mse").numpy(), (s - qn) ** 2 + qn * (1 - qn), rtol=1e-12)
+    np.testing.assert_allclose(expected_loss(z, q, "bce").numpy(), base_loss(z, q, "bce").numpy(), rtol=1e-12)
+
+
+def exploit_batch(t: float):
+    """Logits that exploit the unbounded BCE surrogate: z = +t on observed positives, -t on observed negatives."""
+    r = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    o = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    p = torch.tensor([0.2, 0.5, 0.3, 0.9, 0.4, 0.4], dtype=torch.float64)
+    q = torch.full_like(r, 0.5)
+    z = t * (2 * r - 1)
+    return z, LossInputs(feedback=r, observed=o, propensity=p, pseudo_label=q)
+
+
+@pytest.mark.parametrize("method", ["causalrm-ips", "causalrm-dr", "denoise"])
+def test_bce_guard_bounded_below_while_unguarded_diverges(method):
+    unguarded, guarded = [], []
+    for t in (1.0, 10.0, 100.0, 1000.0):
+        z, inputs = exploit_batch(t)
+        unguarded.append(float(estimate(method, z, inputs, rho01=0.2, rho10=0.1, base="bce", nonneg=False)))
+        guarded.append(float(estimate(method, z, inputs, rho01=0.2, rho10=0.1, base="bce")))
+    assert unguarded[-1] < -10.0 and np.all(np.diff(unguarded) < 0)  # linear descent to -inf
+    assert min(guarded) >= 0.0
+    # mse needs no guard: bounded for the same logits
+    z, inputs = exploit_batch(1000.0)
+    w_max = float((inputs.observed / inputs.propensity).max())
+    lo, _ = surrogate_bounds(0.2, 0.1)
+    assert float(estimate(method, z, inputs, rho01=0.2, rho10=0.1, base="mse")) >= lo * w_max * 2
+
+
+def test_bce_guard_training_does_not_diverge():
+    """Free per-row logits (a model that can memorise) trained with Adam: unguarded BCE surrogate diverges."""
+    rng = np.random.default_rng(0)
+    n = 400
+    rstar = (rng.random(n) < 0.5).astype(float)
+    o = (rng.random(n) < 0.5).astype(float)
+    flip = np.where(rstar == 1, rng.random(n) < 0.2, rng.random(n) < 0.1)
+    r = np.where(flip, 1 - rstar, rstar)
+    inputs = LossInputs(
+        feedback=torch.tensor(r), observed=torch.tensor(o), propensity=torch.full((n,), 0.5, dtype=torch.float64)
+    )
+    results = {}
+    for nonneg in (True, False):
+        z = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.Adam([z], lr=0.1)
+        for _ in range(300):
+            opt.zero_grad()
+            loss = estimate("causalrm-ips", z, inputs, rho01=0.2, rho10=0.1, base="bce", nonneg=nonneg)
+            loss.backward()
+            opt.step()
+        clean_bce = np_loss(z.detach().numpy(), rstar, "bce")[o == 1].mean()
+        results[nonneg] = (float(loss.detach()), float(z.detach().abs().max()), clean_bce)
+    assert results[False][0] < -1.0 and results[False][1] > 20.0  # diverging
+    assert results[True][0] >= 0.0 and results[True][1] < 15.0
+    assert results[True][2] < 1.0 < results[False][2]
+
+
+def test_snips_reduction_and_empty_batch():
+    z, r, o, p, q, rstar = random_batch(50, seed=3)
+    inputs = to_inputs(r, o, p, q, rstar)
+    zt = torch.tensor(z)
+    terms = loss_terms("snips", zt, inputs).numpy()
+    assert float(reduce_terms("snips", torch.tensor(terms), inputs)) == pytest.approx(terms.sum() / (o / p).sum())
+    none_obs = to_inputs(r, np.zeros_like(o), p, q, rstar)
+    val = estimate("snips", zt, none_obs)
+    assert float(val) == 0.0 and torch.isfinite(val)
+
+
+@pytest.mark.parametrize("method", ["naive", "snips", "causalrm-dr"])
+def test_reduce_over_last_axis_matches_rowwise(method):
+    rows = [random_batch(30, seed=s) for s in range(4)]
+    stack = lambda k: np.stack([b[k] for b in rows])  # noqa: E731
+    z = torch.tensor(stack(0))
+    inputs = to_inputs(stack(1), stack(2), stack(3), stack(4), stack(5))
+    terms = loss_terms(method, z, inputs, rho01=0.1, rho10=0.2)
+    vec = reduce_terms(method, terms, inputs, dim=-1)
+    comps = loss_components(method, z, inputs, rho01=0.1, rho10=0.2)
+    np.testing.assert_allclose(reduce_components(method, comps, inputs, nonneg=False, dim=-1), vec, rtol=1e-12)
+    for i in range(4):
+        one = to_inputs(*[b for b in rows[i][1:]])
+        ref = estimate(method, torch.tensor(rows[i][0]), one, rho01=0.1, rho10=0.2)
+        assert float(vec[i]) == pytest.approx(float(ref), rel=1e-12)
+
+
+def test_inputs_index_and_to():
+    z, r, o, p, q, rstar = random_batch(20)
+    inputs = to_inputs(r, o, p, q, rstar)
+    sub = inputs.index(torch.tensor([0, 3, 5]))
+    assert len(sub) == 3 and float(sub.propensity[1]) == pytest.approx(p[3])
+    arr = LossInputs(feedback=r, observed=o, propensity=p).to(dtype=torch.float32)
+    assert arr.observed.dtype == torch.float32 and arr.pseudo_label is None
+
+
+def _bad(**kw):
+    base = dict(
+        feedback=torch.tensor([1.0, 0.0, 1.0]),
+        observed=torch.tensor([1.0, 1.0, 0.0]),
+        propensity=torch.tensor([0.5, 0.5, 0.5]),
+        pseudo_label=torch.tensor([0.5, 0.5, 0.5]),
+        true_label=torch.tensor([1.0, 0.0, 1.0]),
+    )
+    base.update(kw)
+    return LossInputs(**base)
+
+
+Z3 = torch.zeros(3)
+
+
+@pytest.mark.parametrize(
+    "method,logits,inputs,kw,match",
+    [
+        ("bogus", Z3, _bad(), {}, "unknown method"),
+        ("naive", Z3, _bad(), {"base": "hinge"}, "unknown base"),
+        ("ips", Z3, _bad(propensity=None), {}, "needs propensity"),
+        ("snips", Z3, _bad(propensity=None), {}, "needs propensity"),
+        ("ips", Z3, _bad(propensity=torch.tensor([0.0, 0.5, 0.5])), {}, r"\(0, 1\]"),
+        ("causalrm-ips", Z3, _bad(propensity=torch.tensor([1.5, 0.5, 0.5])), {}, r"\(0, 1\]"),
+        ("dr", Z3, _bad(pseudo_label=None), {}, "needs pseudo_label"),
+        ("causalrm-dr", Z3, _bad(pseudo_label=torch.tensor([1.2, 0.5, 0.5])), {}, r"\[0, 1\]"),
+        ("oracle", Z3, _bad(true_label=None), {}, "needs true_label"),
+        ("denoise", Z3, _bad(), {"rho01": 0.6, "rho10": 0.4}, ">= 1"),
+        ("causalrm-ips", Z3, _bad(), {"rho01": -0.1}, r"\[0, 1\)"),
+        ("naive", torch.zeros(4), _bad(), {}, "shape"),
+        ("naive", Z3, _bad(feedback=torch.tensor([2.0, 0.0, 1.0])), {}, "feedback must be 0/1"),
+        ("naive", Z3, _bad(feedback=torch.tensor([float("nan"), 0.0, 1.0])), {}, "feedback must be 0/1"),
+        ("naive", Z3, _bad(observed=torch.tensor([0.5, 1.0, 0.0])), {}, "observed must be 0/1"),
+        ("naive", torch.tensor([float("nan"), 0.0, 0.0]), _bad(), {}, "NaN"),
+        ("naive", torch.zeros(0), _bad(), {}, "empty"),
+    ],
+)
+def test_invalid_inputs_raise(method, logits, inputs, kw, match):
+    with pytest.raises(InputError, match=match):
+        estimate(method, logits, inputs, **kw)
+
+
+def test_feedback_nan_on_unobserved_rows_is_fine():
+    inputs = _bad(feedback=torch.tensor([1.0, 0.0, float("nan")]))
+    for m in METHODS:
+        assert torch.isfinite(estimate(m, Z3, inputs, rho01=0.2, rho10=0.1))
