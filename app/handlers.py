@@ -71,10 +71,6 @@ SETTINGS = AppSettings()
 
 
 # ---- error handling --------------------------------------------------------------------------------------------------
-class _Cancelled(Exception):
-    """Raised inside a training callback when the user pressed Cancel (fallback when ``should_stop`` is ignored)."""
-
-
 def _user_error(message: str) -> gr.Error:
     return gr.Error(" ".join(str(message).split()), print_exception=False)
 
@@ -240,7 +236,7 @@ def _data_view(session: Session) -> DataView:
         _warn(w)
     return DataView(session, _summary_md(session), _warnings_md(warnings), _preview(session.log), _embed_md(session),
                     _methods_update(session.log), _flip_update(session.log),
-                    "New data loaded: fit the propensity and estimate the noise again.")
+                    "New data loaded: run this step again.")
 
 
 def _embedder(session: Session, model: str, device: str = "auto", progress: Any = None):
@@ -595,6 +591,8 @@ class TrainView(NamedTuple):
     status: str
     curves: Any
     results: pl.DataFrame
+    compare_a: Any  # gr.update of the Compare tab's baseline dropdown
+    compare_b: Any  # gr.update of the Compare tab's debiased dropdown
 
 
 def _histories(session: Session, live: dict[str, dict[str, list]]) -> dict[str, dict[str, Any]]:
@@ -613,28 +611,57 @@ def _results_table(session: Session) -> pl.DataFrame:
     rows = []
     for method, res in session.results.items():
         h = res.history
+        best = float(h.best_val_estimate)
         rows.append({"method": method, "epochs": h.epochs, "best epoch": h.best_epoch,
-                     "best val estimate": round(float(h.best_val_estimate), 5) if math.isfinite(
-                         h.best_val_estimate) else None,
-                     "stop": h.stop_reason, "device": h.device, "seconds": round(float(res.seconds.get("total", 0)), 1)})
-    return pl.DataFrame(rows) if rows else pl.DataFrame({"method": [], "epochs": []})
+                     "best val estimate": round(best, 5) if math.isfinite(best) else None,
+                     "stop": h.stop_reason, "device": h.device,
+                     "seconds": round(float(res.seconds.get("total", 0.0)), 1)})
+    if not rows:
+        return pl.DataFrame(schema={"method": pl.String, "epochs": pl.Int64, "best epoch": pl.Int64,
+                                    "best val estimate": pl.Float64, "stop": pl.String, "device": pl.String,
+                                    "seconds": pl.Float64})
+    return pl.DataFrame(rows)
+
+
+def _compare_updates(session: Session) -> tuple[Any, Any]:
+    trained = list(session.results)
+    if not trained:
+        return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
+    a = "naive" if "naive" in trained else trained[0]
+    b = next((m for m in ("causalrm-dr", "causalrm-ips", "dr", "ips", "denoise") if m in trained and m != a),
+             next((m for m in trained if m != a), a))
+    return gr.update(choices=trained, value=a), gr.update(choices=trained, value=b)
 
 
 def available_backbones() -> list[str]:
+    """Backbones the core can build here (``lora`` appears once ``causalrm/backbones/lora.py`` imports)."""
     from causalrm.backbones import available_backbones as core_available
 
     return list(core_available())
+
+
+def reset_cancel(state: Session | None = None, request: gr.Request = None) -> None:
+    """Clear the session's cancel flag (runs unqueued on the Train click, before the queued training starts)."""
+    key = state.session_hash if isinstance(state, Session) else getattr(request, "session_hash", None)
+    if key:
+        cancel_flag(key).clear()
 
 
 @guarded
 def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_METHODS, backbone: str = "mlp",
                  device: str = "auto", epochs: float = 50, patience: float = 30, seed: float = 0,
                  request: gr.Request = None, progress=gr.Progress()) -> Iterator[TrainView]:
-    """Fit the nuisances once, then train each selected method (live loss curves; Cancel stops after the batch)."""
+    """Fit the nuisances once, then train each selected method (live loss curves; Cancel stops after the batch).
+
+    Each trained model is saved as a run folder (``causalrm.runs.save_run``) in the session's folder.
+    """
     from causalrm.pipeline import fit_log, fit_nuisances
+    from causalrm.runs import save_run
 
     session = _require(state)
-    methods = [m for m in (methods or []) if m]
+    if isinstance(methods, str):
+        methods = [methods]
+    methods = list(dict.fromkeys(m for m in (methods or []) if m))
     if not methods:
         raise InputError("select at least one method to train")
     allowed = set(TRAIN_METHODS) | {ORACLE}
@@ -647,7 +674,10 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
         raise InputError(f"device {device!r}: choose auto, cuda or cpu")
     if backbone not in available_backbones():
         raise InputError(f"backbone {backbone!r} is not available here; choose one of {available_backbones()}")
-    epochs, patience, seed = int(epochs), int(patience), int(seed or 0)
+    try:
+        epochs, patience, seed = int(epochs), int(patience), int(seed or 0)
+    except (TypeError, ValueError):
+        raise InputError("epochs, patience and seed must be whole numbers") from None
     if not 1 <= epochs <= SETTINGS.max_epochs:
         raise InputError(f"epochs must be between 1 and {SETTINGS.max_epochs}")
     if device == "cuda":
@@ -658,22 +688,21 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
     if backbone == "mlp" and session.X is None:
         raise InputError("the mlp backbone needs embeddings: press 'Compute embeddings' on the Data tab first")
     flag = cancel_flag(session.session_hash)
-    flag.clear()
     config = _fit_config(session, method=methods[0], backbone=backbone, device=device, max_epochs=epochs,
                          patience=patience, seed=seed)
     config.validate()
     session.results, session.run_dirs = {}, {}
     session.train_settings = {"methods": methods, "backbone": backbone, "device": device, "epochs": epochs,
                               "patience": patience, "seed": seed, "config": config.to_dict()}
-    stage = session.stage
+    log, X, stage = session.log, session.X, session.stage
+    runs_root = session.folder("runs")
     events: queue.Queue = queue.Queue()
     live: dict[str, dict[str, list]] = {}
     outcome: dict[str, Any] = {}
 
     def worker() -> None:
         try:
-            events.put(("stage", "nuisances", None))
-            nuis = fit_nuisances(session.log, session.X, config, methods=methods,
+            nuis = fit_nuisances(log, X, config, methods=methods,
                                  on_stage=lambda name: events.put(("stage", name, None)))
             for method in methods:
                 if flag.is_set():
@@ -683,17 +712,21 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
                 def on_epoch(epoch, max_epochs, train_loss, val_estimate, _m=method):
                     events.put(("epoch", _m, (epoch, max_epochs, train_loss, val_estimate)))
 
-                res = fit_log(session.log, session.X, config.replace(method=method), nuisances=nuis,
-                              progress=on_epoch, should_stop=flag.is_set)
-                events.put(("done", method, res))
-        except BaseException as err:  # noqa: BLE001 - handed to the generator
+                res = fit_log(log, X, config.replace(method=method), nuisances=nuis, progress=on_epoch,
+                              should_stop=flag.is_set)
+                events.put(("stage", f"saving the {method} run", None))
+                run_dir = save_run(res, log, X, runs_root / method, source=session.source.get("label"))
+                events.put(("done", method, (res, run_dir)))
+        except BaseException as err:  # noqa: BLE001 - re-raised in the handler
             outcome["error"] = err
         finally:
             events.put(("end", None, None))
 
     thread = threading.Thread(target=worker, name=f"train-{session.session_hash[:8]}", daemon=True)
     thread.start()
-    status = "Fitting nuisances…"
+    status = "Fitting the nuisances (propensity, flip rates, pseudo-labels)…"
+    progress(0.0, desc=status)
+    yield TrainView(session, status, plots.loss_curves({}), _results_table(session), gr.update(), gr.update())
     last_yield = 0.0
     n_methods = len(methods)
     try:
@@ -705,76 +738,70 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
             if kind == "end":
                 break
             if kind == "stage":
-                status = f"Fitting {method}…" if method != "training" else status
-                progress(0.02, desc=status)
+                if method != "training":
+                    status = f"{method[0].upper()}{method[1:]}…"
+                    progress(None if not live else 0.0, desc=status)
             elif kind == "start":
                 live[method] = {"epoch": [], "train_loss": [], "val_estimate": []}
                 status = f"Training **{method}** ({methods.index(method) + 1}/{n_methods})…"
             elif kind == "epoch":
                 epoch, max_epochs, train_loss, val_estimate = payload
                 h = live.setdefault(method, {"epoch": [], "train_loss": [], "val_estimate": []})
-                h["epoch"].append(epoch)
+                h["epoch"].append(int(epoch))
                 h["train_loss"].append(float(train_loss))
                 h["val_estimate"].append(None if val_estimate is None else float(val_estimate))
                 i = methods.index(method)
-                progress((i + epoch / max(max_epochs, 1)) / n_methods,
-                         desc=f"{method}: epoch {epoch}/{max_epochs}, val {val_estimate:.4f}")
-                status = (f"Training **{method}** ({i + 1}/{n_methods}): epoch {epoch}/{max_epochs}, train loss "
-                          f"{train_loss:.4f}, validation estimate {val_estimate:.4f}")
+                progress(((i + epoch / max(max_epochs, 1)) / n_methods),
+                         desc=f"{method} ({i + 1}/{n_methods}): epoch {epoch}/{max_epochs}")
+                status = (f"Training **{method}** ({i + 1}/{n_methods}): epoch {epoch}/{max_epochs}, "
+                          f"train loss {_fmt(train_loss, 4)}, validation estimate {_fmt(val_estimate, 4)}")
             elif kind == "done":
+                res, run_dir = payload
                 if session.stage == stage:
-                    session.results[method] = payload
+                    session.results[method] = res
+                    session.run_dirs[method] = Path(run_dir)
             now = time.monotonic()
             if kind in ("start", "done") or now - last_yield > 1.0:
                 last_yield = now
                 yield TrainView(session, status, plots.loss_curves(_histories(session, live), order=methods),
-                                _results_table(session))
+                                _results_table(session), gr.update(), gr.update())
     finally:
-        if thread.is_alive():  # the client went away or the event was cancelled: stop the worker
+        if thread.is_alive():  # the event was closed early (client gone): stop the worker
             flag.set()
-    thread.join(timeout=5)
+        thread.join(timeout=10)
+        flag.clear()
     err = outcome.get("error")
     if err is not None:
         raise err
     if session.stage != stage:
         raise InputError("the data changed while training; train again on the new log")
-    if flag.is_set():
-        done = ", ".join(session.results) or "none"
-        status = f"Cancelled. Finished methods: {done}."
+    cancelled = any(r.history.stop_reason == "cancelled" for r in session.results.values()) or (
+        len(session.results) < n_methods)
+    if cancelled:
+        status = f"Cancelled. Trained: {', '.join(session.results) or 'nothing'}."
         _warn("training cancelled")
     else:
+        nuis = next(iter(session.results.values())).nuisances
+        rho = (f" Flip rates used by the noise-aware methods: ρ01 = {_fmt(nuis.rho01)}, ρ10 = {_fmt(nuis.rho10)}."
+               if nuis.rho01 is not None else "")
         status = (f"Done: trained {', '.join(session.results)} with the {backbone} backbone "
-                  f"(ρ01 = {_fmt(next(iter(session.results.values())).nuisances.rho01)}, "
-                  f"ρ10 = {_fmt(next(iter(session.results.values())).nuisances.rho10)} where used). "
-                  "Open the Compare tab.")
-    _save_runs(session)
-    yield TrainView(session, status, plots.loss_curves(_histories(session, {}), order=methods), _results_table(session))
+                  f"on {history_device(session)}.{rho} Open the **Compare** tab.")
+    a, b = _compare_updates(session)
+    yield TrainView(session, status, plots.loss_curves(_histories(session, {}), order=methods),
+                    _results_table(session), a, b)
+
+
+def history_device(session: Session) -> str:
+    devices = sorted({r.history.device for r in session.results.values()})
+    return ", ".join(devices) or "–"
 
 
 def cancel_training(state: Session | None = None, request: gr.Request = None) -> str:
-    """Ask the running training of this session to stop after the current batch."""
+    """Ask this session's running training to stop after the current batch (the best weights so far are kept)."""
     key = state.session_hash if isinstance(state, Session) else getattr(request, "session_hash", None)
     if key:
         cancel_flag(key).set()
     return "Cancelling after the current batch…"
-
-
-def _save_runs(session: Session) -> None:
-    """Write each trained model's run folder (``causalrm.runs``) inside the session folder."""
-    try:
-        from causalrm import runs
-    except ImportError:
-        return
-    save = getattr(runs, "save_run", None)
-    if save is None:
-        return
-    for method, res in session.results.items():
-        folder = session.folder("runs") / method
-        try:
-            save(res, folder, log=session.log, X=session.X)
-        except TypeError:
-            save(res, folder)
-        session.run_dirs[method] = folder
 
 
 # ======================================================================================================================
@@ -783,10 +810,11 @@ def _save_runs(session: Session) -> None:
 class CompareView(NamedTuple):
     metrics: pl.DataFrame
     metrics_note: str
+    metric_plot: Any
     scatter: Any
     rank_summary: str
     movers: pl.DataFrame
-    prompt_choices: Any
+    prompt_choices: Any  # gr.update of the prompt dropdown
     ranking: pl.DataFrame
     cli: str
     download_csv: str | None
@@ -794,24 +822,249 @@ class CompareView(NamedTuple):
     download_zip: str | None
 
 
-def _scores(session: Session) -> dict[str, np.ndarray]:
-    out = {}
-    for method, res in session.results.items():
-        z = np.asarray(res.score(session.log, session.X), dtype=np.float64)
-        out[method] = z
-    return out
+def _run_scored(session: Session, method: str) -> pl.DataFrame:
+    from causalrm.runs import SCORED
+
+    path = session.run_dirs.get(method)
+    if path is not None and (path / SCORED).is_file():
+        scored = pl.read_parquet(path / SCORED)
+        if scored.height == session.log.height:
+            return scored
+    from causalrm.runs import scored_table
+
+    res = session.results[method]
+    return scored_table(session.log, res.score(session.log, session.X), split=res.split)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+def _run_evaluation(session: Session, method: str, rewards: np.ndarray) -> dict[str, Any] | None:
+    """Clean-label metrics of a run (written by ``save_run``; recomputed with ``evaluate_scores`` if absent)."""
+    from causalrm.evaluation import evaluate_scores
+    from causalrm.runs import METRICS
+
+    path = session.run_dirs.get(method)
+    if path is not None and (path / METRICS).is_file():
+        import json
+
+        test = json.loads((path / METRICS).read_text(encoding="utf-8")).get("test")
+        if test is not None and test.get("ci"):
+            return test
+    res = session.results[method]
+    return evaluate_scores(session.log, rewards, split=res.split, n_boot=200, seed=res.config.seed)
 
 
-def scored_log(session: Session, scores: dict[str, np.ndarray]) -> pl.DataFrame:
-    """The log with one ``reward_<method>`` (logit z) and ``pref_<method>`` (σ(z)) column per trained method."""
+def _metric_cell(value: Any, ci: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if ci and ci[0] is not None and ci[1] is not None and all(math.isfinite(float(c)) for c in ci):
+        return f"{value:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.4f}"
+
+
+def _group_column(df: pl.DataFrame) -> str | None:
+    if schema.PAIR_ID in df.columns and df[schema.PAIR_ID].is_not_null().all():
+        return schema.PAIR_ID
+    return schema.PROMPT if schema.PROMPT in df.columns else None
+
+
+def _short(text: Any, n: int = 160) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _check_pair(session: Session, a: str | None, b: str | None) -> tuple[str, str]:
+    trained = list(session.results)
+    if not trained:
+        raise InputError("no trained models yet: train at least one method on the Train tab")
+    a = a or ("naive" if "naive" in trained else trained[0])
+    b = b or trained[-1]
+    for m in (a, b):
+        if m not in trained:
+            raise InputError(f"method {m!r} has not been trained in this session; trained: {', '.join(trained)}")
+    return a, b
+
+
+@guarded
+def compare_models(state: Session | None, method_a: str | None = None, method_b: str | None = None,
+                   progress=gr.Progress()) -> CompareView:
+    """Metrics vs clean / gold labels with CIs, reward scatter, ranking comparison (Kendall τ, rank shifts),
+    downloads and the equivalent CLI commands."""
+    from causalrm.evaluation import compare_rankings
+    from causalrm.io import write_table_atomic
+
+    session = _require(state)
+    a, b = _check_pair(session, method_a, method_b)
+    progress(0.1, desc="collecting scores")
+    scored = {m: _run_scored(session, m) for m in session.results}
+    rewards = {m: df["reward"].to_numpy().astype(np.float64) for m, df in scored.items()}
+
+    # ---- metrics -------------------------------------------------------------------------------------------------
+    progress(0.3, desc="metrics")
+    rows, bars, evals = [], [], {}
+    for method in session.results:
+        ev = _run_evaluation(session, method, rewards[method])
+        evals[method] = ev
+        if ev is None:
+            continue
+        m, ci = ev["metrics"], ev.get("ci") or {}
+        row = {"method": method, "labels": f"{ev['label']} (n = {ev['n']:,})"}
+        for key in ("mse", "mae", "r2", "auroc", "pearson"):
+            row[key] = _metric_cell(m.get(key), ci.get(key))
+        held = (ev.get("by_split") or {}).get("held_out")
+        if held:
+            row["r2 held-out"] = _metric_cell(held["metrics"].get("r2"), None)
+        rows.append(row)
+        r2_ci = ci.get("r2") or (None, None)
+        bars.append({"method": method, "value": m.get("r2"), "lo": r2_ci[0], "hi": r2_ci[1]})
+    if rows and "naive" in evals and ORACLE in evals and evals["naive"] and evals[ORACLE]:
+        r2_naive, r2_oracle = evals["naive"]["metrics"]["r2"], evals[ORACLE]["metrics"]["r2"]
+        gap = r2_oracle - r2_naive
+        for row in rows:
+            r2 = evals[row["method"]]["metrics"]["r2"]
+            row["naive→oracle R² gap closed"] = (f"{(r2 - r2_naive) / gap:.0%}" if abs(gap) > 1e-9 else "–")
+    if rows:
+        metrics_df = pl.DataFrame(rows)
+        ev0 = next(e for e in evals.values() if e is not None)
+        note = (f"Metrics of σ(z) against **{ev0['label']}** on {ev0['rows']} ({ev0['n']:,} rows), with 95% "
+                "bootstrap intervals. Lower MSE/MAE, higher R²/AUROC/Pearson are better.")
+        if ev0["label"] == schema.GOLD_LABEL:
+            note += (" Gold labels sit on rows the models were also trained on (with noisy feedback); "
+                     "'r2 held-out' uses only the validation rows.")
+        if ev0["label"] == schema.TRUE_LABEL and ORACLE not in evals:
+            note += " Train `oracle` too to see the ceiling of this representation."
+        metric_fig = plots.metric_bars([r for r in bars if r["value"] is not None], metric="R²",
+                                       order=list(session.results))
+    else:
+        metrics_df = pl.DataFrame({"method": list(session.results)})
+        note = ("This log has no clean labels (no test split with `true_label`, no `gold_label`): only the ranking "
+                "comparison is available.")
+        metric_fig = plots.empty("no clean labels to evaluate against")
+
+    # ---- scatter -------------------------------------------------------------------------------------------------
+    from causalrm.evaluation import evaluation_rows, sigmoid
+
+    found = evaluation_rows(session.log)
+    if found is not None:
+        idx, label_col, _ = found
+        labels = session.log[label_col].cast(pl.Float64).to_numpy()[idx]
+    else:
+        idx, label_col, labels = np.arange(session.log.height), None, None
+    hover = [_short(r, 90) for r in session.log[schema.RESPONSE].gather(idx).to_list()]
+    scatter = plots.reward_scatter(sigmoid(rewards[a][idx]), sigmoid(rewards[b][idx]), x_name=a, y_name=b,
+                                   labels=labels, label_name=label_col or "label", hover=hover)
+
+    # ---- rankings ------------------------------------------------------------------------------------------------
+    progress(0.6, desc="ranking comparison")
+    if a == b:
+        raise InputError("pick two different methods to compare rankings")
+    cmp = compare_rankings(scored[a], scored[b], names=(a, b), top_k=10, n_shifts=15)
+    lines = [f"**{a}** vs **{b}** on {cmp.n:,} responses: Kendall τ = **{cmp.kendall:+.3f}**, Spearman ρ = "
+             f"{cmp.spearman:+.3f}, top-{cmp.top_k} overlap {cmp.top_k_overlap:.0%}."]
+    if cmp.n_prompts:
+        lines.append(f"Within prompts ({cmp.n_prompts:,} with ≥ 2 responses): mean Kendall τ "
+                     f"{_fmt(cmp.prompt_kendall_mean)}, same top response in {_fmt(100 * cmp.prompt_top1_agreement, 0)}% "
+                     "of prompts.")
+    if cmp.gold_column:
+        lines.append(f"Against `{cmp.gold_column}` ({cmp.n_gold:,} rows): Kendall τ "
+                     + ", ".join(f"{k} {_fmt(v)}" for k, v in cmp.gold_kendall.items()) + ".")
+    movers = pl.DataFrame([{"rank " + a: s["rank_a"], "rank " + b: s["rank_b"], "shift": s["shift"],
+                            "prompt": _short(s.get(schema.PROMPT), 120), "response": _short(s.get(schema.RESPONSE), 300),
+                            "response_id": s["response_id"]} for s in cmp.shifts]) if cmp.shifts else pl.DataFrame(
+        {"shift": []})
+    choices, default = _prompt_choices(session.log, cmp)
+    ranking = prompt_ranking_table(session, a, b, default, rewards=rewards) if default is not None else pl.DataFrame()
+
+    # ---- downloads -----------------------------------------------------------------------------------------------
+    progress(0.85, desc="preparing downloads")
+    out = session.folder("downloads")
+    table = scored_log(session, rewards)
+    csv_path, pq_path = out / "scored_log.csv", out / "scored_log.parquet"
+    write_table_atomic(table, csv_path)
+    write_table_atomic(table, pq_path)
+    zip_path = _zip_runs(session, out / "runs.zip")
+    return CompareView(metrics_df, note, metric_fig, scatter, "\n\n".join(lines), movers,
+                       gr.update(choices=choices, value=default), ranking, cli_command(session),
+                       str(csv_path), str(pq_path), str(zip_path) if zip_path else None)
+
+
+def _prompt_choices(log: pl.DataFrame, cmp: Any) -> tuple[list[tuple[str, str]], str | None]:
+    """Dropdown choices (label, group key) of prompts with >= 2 responses, most disputed first."""
+    col = _group_column(log)
+    if col is None or not cmp.prompt_kendall:
+        return [], None
+    ranked = sorted(cmp.prompt_kendall, key=lambda p: (p["kendall"] if math.isfinite(p["kendall"]) else 2.0,
+                                                       -p["n"]))[:200]
+    keys = [p["group"] for p in ranked]
+    sub = log.filter(pl.col(col).cast(pl.String).is_in(keys)).group_by(pl.col(col).cast(pl.String).alias("_k")).agg(
+        pl.col(schema.PROMPT).first())
+    prompt_of = dict(zip(sub["_k"].to_list(), sub[schema.PROMPT].to_list()))
+    choices = []
+    for p in ranked:
+        text = _short(prompt_of.get(p["group"]), 70) or "(no prompt text)"
+        tau = f"τ {p['kendall']:+.2f}" if math.isfinite(p["kendall"]) else "τ n/a"
+        choices.append((f"{text} · {p['n']} responses · {tau}", p["group"]))
+    return choices, (choices[0][1] if choices else None)
+
+
+def prompt_ranking_table(session: Session, a: str, b: str, key: str | None,
+                         rewards: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
+    """The responses of one prompt side by side: each method's reward and rank within the prompt, and the shift."""
+    log = session.log
+    col = _group_column(log)
+    if col is None or key is None:
+        return pl.DataFrame()
+    idx = np.flatnonzero((log[col].cast(pl.String) == str(key)).fill_null(False).to_numpy())
+    if idx.size == 0:
+        raise InputError(f"prompt {key!r} is not in this log")
+    if rewards is None:
+        rewards = {m: _run_scored(session, m)["reward"].to_numpy().astype(np.float64) for m in (a, b)}
+    za, zb = rewards[a][idx], rewards[b][idx]
+    rank_a = np.empty(idx.size, dtype=np.int64)
+    rank_a[np.argsort(-za, kind="stable")] = np.arange(1, idx.size + 1)
+    rank_b = np.empty(idx.size, dtype=np.int64)
+    rank_b[np.argsort(-zb, kind="stable")] = np.arange(1, idx.size + 1)
+    sub = log[idx.tolist()]
+    data = {"response": [_short(r, 400) for r in sub[schema.RESPONSE].to_list()],
+            f"rank {a}": rank_a, f"reward {a}": np.round(za, 4), f"rank {b}": rank_b, f"reward {b}": np.round(zb, 4),
+            "shift": rank_b - rank_a}
+    for c in (schema.TRUE_LABEL, schema.GOLD_LABEL, schema.FEEDBACK):
+        if c in sub.columns:
+            data[c] = sub[c].to_list()
+    return pl.DataFrame(data).sort(f"rank {b}")
+
+
+@guarded
+def prompt_ranking(state: Session | None, method_a: str | None, method_b: str | None, key: str | None
+                   ) -> pl.DataFrame:
+    """Side-by-side ranking of the responses of one prompt (the Compare tab's prompt picker)."""
+    session = _require(state)
+    a, b = _check_pair(session, method_a, method_b)
+    return prompt_ranking_table(session, a, b, key)
+
+
+def _zip_runs(session: Session, path: Path) -> Path | None:
+    if not session.run_dirs:
+        return None
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for method, folder in session.run_dirs.items():
+            for file in sorted(Path(folder).rglob("*")):
+                if file.is_file():
+                    zf.write(file, Path("runs") / method / file.relative_to(folder))
+        zf.writestr("README.txt", "CausalRM Workbench runs (one folder per method). Reproduce with:\n\n"
+                    + cli_command(session) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def scored_log(session: Session, rewards: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The log with ``reward_<method>`` (logit z) and ``preference_<method>`` (σ(z)) per trained method."""
+    from causalrm.evaluation import sigmoid
+
     cols = []
-    for method, z in scores.items():
-        cols.append(pl.Series(f"reward_{method}", z, dtype=pl.Float64))
-        cols.append(pl.Series(f"pref_{method}", _sigmoid(z), dtype=pl.Float64))
+    for method, z in rewards.items():
+        name = method.replace("-", "_")
+        cols.append(pl.Series(f"reward_{name}", z, dtype=pl.Float64))
+        cols.append(pl.Series(f"preference_{name}", sigmoid(z), dtype=pl.Float64))
     return session.log.with_columns(cols)
 
 

@@ -56,7 +56,8 @@ def load_rated(name_or_path: str | os.PathLike, *, rating_column: str | None = N
     """A rated dataset: ``prompt, response, response_id, pair_id, rating (Float64), split`` then extras.
 
     Args:
-        name_or_path: a bundled name (:data:`BUNDLED`) or a file path (any format ``read_log`` reads).
+        name_or_path: a bundled name (:data:`BUNDLED`), a file path (any format ``read_log`` reads) or
+            ``hf://OWNER/NAME[:SPLIT]`` (needs the ``datasets`` package and network or a local HF cache).
         rating_column: the numeric column to use as ``rating``. Bundled data default to their ``rating`` column
             (for example ``"score_gpt4turbo"`` picks the other WildBench judge); for a file it is required unless
             the file has a column named ``rating``.
@@ -78,8 +79,8 @@ def load_rated(name_or_path: str | os.PathLike, *, rating_column: str | None = N
         df = df.with_columns(pl.col(column).cast(pl.Float64).alias("rating"))
         df = df.filter(pl.col("rating").is_not_null() & pl.col("rating").is_finite())
     else:
-        path = Path(name_or_path)
-        if isinstance(name_or_path, str) and not path.suffix and not path.exists():
+        path = name_or_path if str(name_or_path).startswith("hf://") else Path(name_or_path)
+        if isinstance(path, Path) and isinstance(name_or_path, str) and not path.suffix and not path.exists():
             raise InputError(f"{name_or_path!r} is neither a bundled dataset ({', '.join(BUNDLED)}) nor a file; "
                              "check the name or path")
         df = read_rated(path, rating_column=rating_column, mapping=mapping)

@@ -115,6 +115,7 @@ def _atomic_file(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cache files (and the shipped ones) are world-readable
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -374,11 +375,15 @@ def resolve_model(model: str, *, max_length: int | None = None, pooling: str = "
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001 - any failure to find/parse the model is a user error
-        looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1)[1:]
-        what = "no such model folder" if looks_like_path and source_dir is None else type(err).__name__
-        offline = " (HF_HUB_OFFLINE=1: only cached models load)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise InputError(f"cannot load model {name!r}: {what}{offline}; pass a local model folder or a Hugging Face "
-                         "model id that is downloaded") from err
+        if source_dir is None and (name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name):
+            raise InputError(f"model {name!r}: no such folder; pass a local model folder (saved with save_pretrained) "
+                             "or a Hugging Face model id") from err
+        if source_dir is not None:
+            raise InputError(f"model folder {name!r}: its config cannot be read ({type(err).__name__}); pass a folder "
+                             "saved with save_pretrained") from err
+        offline = " with HF_HUB_OFFLINE=1 only downloaded models load;" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise InputError(f"model {name!r}: not found as a local folder or Hugging Face model id ({type(err).__name__});"
+                         f"{offline} check the name or download it first") from err
 
     def optional_file(filename: str) -> str | None:
         if source_dir is not None:

@@ -73,6 +73,15 @@ _STRING_COLUMNS = (schema.USER_ID, schema.TIMESTAMP, schema.PAIR_ID)
 # --------------------------------------------------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------------------------------------------------
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it; done once, at import, so no thread sees umask 0 later
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it is renamed onto ``path`` (``os.replace``).
@@ -88,6 +97,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates the file 0600: give it the mode a plain open() would (or the replaced file's mode).
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -219,7 +234,7 @@ def _read_bytes(path: Path, gz: bool) -> bytes:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
             raise InputError(f"{path}: corrupt or truncated gzip data ({err}); re-create the file") from None
-        if not data.strip():
+        if not data or data.isspace():
             raise InputError(f"{path}: file is empty after decompression; expected a header and data rows")
     return data
 
@@ -243,13 +258,41 @@ def _decode(path: Path, data: bytes) -> str:
                          f"0x{data[err.start]:02x}); re-save the file as UTF-8") from None
 
 
-def _load_raw(path: Path) -> _Raw:
+HF_PREFIX = "hf://"
+
+
+def _load_hf(spec: str) -> _Raw:
+    """``hf://owner/name[:split]`` via the optional ``datasets`` package (needs network or a local HF cache)."""
+    name, _, split = spec[len(HF_PREFIX):].partition(":")
+    label = Path(spec)
+    if not name:
+        raise InputError(f"{spec}: expected hf://OWNER/NAME or hf://OWNER/NAME:SPLIT")
+    try:
+        import datasets  # optional dependency (extra "trl")
+    except ImportError:
+        raise InputError(f"{spec}: reading from the Hugging Face Hub needs the 'datasets' package; "
+                         "pip install datasets, or download the data and pass the file") from None
+    try:
+        ds = datasets.load_dataset(name, split=split or "train")
+        df = pl.from_arrow(ds.data.table)
+    except Exception as err:  # offline, unknown name, unknown split, ...
+        raise InputError(f"{spec}: cannot load the dataset ({type(err).__name__}: {_first_line(err)}); check the "
+                         "name and split, and that HF_HUB_OFFLINE is unset if it must be downloaded") from None
+    if not isinstance(df, pl.DataFrame) or df.height == 0:
+        raise InputError(f"{spec}: the dataset split is empty")
+    return _Raw(label, df, None)
+
+
+def _load_raw(path: Path | str) -> _Raw:
+    if isinstance(path, str) and path.startswith(HF_PREFIX):
+        return _load_hf(path)
+    path = Path(path)
     _check_file(path)
     fmt, gz = _kind(path)
     if fmt == "parquet":
         return _load_parquet(path)
     text = _decode(path, _read_bytes(path, gz))
-    if not text.strip():
+    if not text or text.isspace():
         raise InputError(f"{path}: file holds only whitespace; expected a header and at least one data row")
     if fmt in ("csv", "tsv"):
         return _load_delimited(path, text, "," if fmt == "csv" else "\t")
@@ -356,9 +399,10 @@ def _load_json(path: Path, text: str) -> _Raw:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as err:
-        hint = " (several JSON objects? name the file .jsonl)" if err.msg == "Extra data" else ""
-        raise InputError(f"{path}: line {err.lineno}: invalid JSON ({err.msg} at column {err.colno}){hint}; "
-                         "expected an array of objects") from None
+        if err.msg == "Extra data" and text.lstrip().startswith("{"):
+            return _load_jsonl(path, text)  # JSON Lines saved as .json (common on the Hugging Face Hub)
+        raise InputError(f"{path}: line {err.lineno}: invalid JSON ({err.msg} at column {err.colno}); "
+                         "expected an array of objects (or one object per line)") from None
     except RecursionError:
         raise InputError(f"{path}: JSON nested too deeply") from None
     if isinstance(obj, dict):
@@ -627,6 +671,8 @@ def _infer_text_column(s: pl.Series) -> pl.Series:
     if nonnull.len() == 0:
         return s
     stripped = s.str.strip_chars()
+    if stripped.str.contains(r"^[+-]?0\d").any():
+        return s  # leading zeros ("007"): an identifier, not a number
     for dtype in (pl.Int64, pl.Float64):
         cast = stripped.cast(dtype, strict=False)
         if cast.null_count() == s.null_count():
@@ -736,7 +782,14 @@ def _first_line(err: BaseException) -> str:
     return (text[0] if text else type(err).__name__)[:200]
 
 
-def _guard(path: Path, fn: Callable[[], pl.DataFrame]) -> pl.DataFrame:
+def _source(path: str | os.PathLike) -> Path | str:
+    """``hf://`` specs stay strings (``Path`` would collapse the slashes); everything else becomes a ``Path``."""
+    if isinstance(path, str) and path.startswith(HF_PREFIX):
+        return path
+    return Path(path)
+
+
+def _guard(path: Path | str, fn: Callable[[], pl.DataFrame]) -> pl.DataFrame:
     """Run ``fn``; any exception other than InputError becomes one InputError line naming the file."""
     try:
         return fn()
@@ -770,14 +823,14 @@ def read_log(
     Raises:
         InputError: one line naming the file, row/line and column at fault and what to do.
     """
-    path = Path(path)
+    source = _source(path)
 
     def run() -> pl.DataFrame:
-        raw = _load_raw(path)
+        raw = _load_raw(source)
         origin = _apply_mapping(raw, mapping)
         return _canonicalise(raw, origin, threshold, log=True)
 
-    return _guard(path, run)
+    return _guard(source, run)
 
 
 def read_rated(
@@ -791,10 +844,11 @@ def read_rated(
 
     ``rating_column`` names the rating (default: a column called ``rating``). Every row needs a finite rating.
     """
-    path = Path(path)
+    source = _source(path)
 
     def run() -> pl.DataFrame:
-        raw = _load_raw(path)
+        raw = _load_raw(source)
+        path = raw.path
         origin = _apply_mapping(raw, mapping)
         column = rating_column or "rating"
         if column not in raw.df.columns:
@@ -814,7 +868,7 @@ def read_rated(
         n_canon = sum(c in schema.DTYPES for c in df.columns)
         return df.insert_column(n_canon, rating.rename("rating").cast(pl.Float64))
 
-    return _guard(path, run)
+    return _guard(source, run)
 
 
 def read_table(path: str | os.PathLike) -> pl.DataFrame:
@@ -822,12 +876,12 @@ def read_table(path: str | os.PathLike) -> pl.DataFrame:
 
     No schema checks are made; parse problems raise :class:`InputError`.
     """
-    path = Path(path)
+    source = _source(path)
 
     def run() -> pl.DataFrame:
-        raw = _load_raw(path)
+        raw = _load_raw(source)
         if raw.cells_are_text:
             return pl.DataFrame([_infer_text_column(raw.df[c]) for c in raw.df.columns])
         return raw.df
 
-    return _guard(path, run)
+    return _guard(source, run)

@@ -398,18 +398,17 @@ def fit_nuisances(
         logged = _column(log, schema.LOGGED_PROPENSITY, rows)
         use_logged = bool(config.use_logged_propensity and logged is not None and not np.isnan(logged).any())
         if obs.min() == 1 and not use_logged:
-            nuis.propensity = np.ones(rows.size)
-            diag["propensity"] = {"source": "none",
-                                  "note": "every train/val row has feedback (feedback-only log): p_hat = 1, "
-                                          "no selection correction is possible"}
-        else:
-            model = PropensityModel(model=config.propensity_model, n_folds=config.propensity_folds,
-                                    clip=config.clip, random_state=config.seed)
-            model.fit(X_fit, obs, logged_propensity=logged if use_logged else None)
-            nuis.propensity_model = model
-            nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
-            diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
-                                  **(jsonable(getattr(model, "diagnostics_", None)) or {})}
+            raise InputError(
+                "every train/val row has feedback (a feedback-only log): propensities cannot be learned; add a "
+                "logged_propensity column, include the impressions without feedback, or use --method denoise / naive"
+            )
+        model = PropensityModel(model=config.propensity_model, n_folds=config.propensity_folds, clip=config.clip,
+                                random_state=config.seed, device=_nuisance_device(config.device))
+        model.fit(X_fit, obs, logged_propensity=logged if use_logged else None)
+        nuis.propensity_model = model
+        nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
+        diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
+                              **(jsonable(getattr(model, "diagnostics_", None)) or {})}
         nuis.weights = np.clip(nuis.propensity, config.clip, 1.0)
         diag["propensity"]["clip"] = config.clip
         diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
@@ -452,6 +451,12 @@ def fit_nuisances(
         diag["pseudo_label"] = {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max())}
         diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
     return nuis
+
+
+def _nuisance_device(device: str) -> str:
+    from causalrm.backbones import resolve_device
+
+    return str(resolve_device(device))
 
 
 def _stage(on_stage: StageFn | None, name: str) -> None:

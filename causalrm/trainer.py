@@ -38,7 +38,9 @@ class TrainConfig:
     """Optimisation settings of :func:`train` (defaults: the paper's head training).
 
     method: estimator name of ``causalrm.losses.METHODS`` (training loss and validation estimate alike).
-    rho01, rho10: flip rates handed to the noise-aware estimators; base_loss: ``"mse"`` (Brier, bounded) or ``"bce"``.
+    rho01, rho10: flip rates handed to the noise-aware estimators; base_loss: ``"mse"`` (Brier, bounded) or ``"bce"``;
+    nonneg: the class-wise non-negative guard of ``losses.estimate`` (``None`` = on for "bce", off for "mse";
+    ``False`` with "bce" is the unguarded surrogate, for demonstrations only).
     lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
     improvement larger than ``min_delta`` before stopping (``None`` or 0 = never stop early).
     grad_accum_steps: split each batch into this many micro-batches (same effective batch; for big backbones).
@@ -52,6 +54,7 @@ class TrainConfig:
     rho01: float = 0.0
     rho10: float = 0.0
     base_loss: str = "mse"
+    nonneg: bool | None = None
     lr: float = 5e-4
     weight_decay: float = 0.0
     batch_size: int = 512
@@ -283,11 +286,13 @@ def train(
             f"val {len(val_features)} vs {val_in.n} rows"
         )
     autocast = _AUTOCAST.get(cfg.autocast_dtype or "")
-    loss_kw = {"rho01": float(cfg.rho01), "rho10": float(cfg.rho10), "base": cfg.base_loss}
+    loss_kw = {"rho01": float(cfg.rho01), "rho10": float(cfg.rho10), "base": cfg.base_loss, "nonneg": cfg.nonneg}
     val_all = val_in.take(None)
 
     def val_estimate() -> float:
         z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast)
+        if not bool(torch.isfinite(z).all()):
+            return float("inf")
         with torch.no_grad():
             return float(losses.estimate(cfg.method, z, val_all, **loss_kw))
 
@@ -305,6 +310,7 @@ def train(
     t_start = time.perf_counter()
     since_best = 0
     cancelled = False
+    diverged = False
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(int(cfg.seed))  # dropout and anything else drawing from the global RNG
         backbone.train()
@@ -324,16 +330,25 @@ def train(
                     batch = train_features.batch(part, device)
                     with _autocast(device, autocast):
                         z = backbone(**batch)
-                    loss = losses.estimate(cfg.method, z.float().reshape(-1), train_in.take(part), **loss_kw)
+                    z = z.float().reshape(-1)
+                    if not bool(torch.isfinite(z).all()):
+                        diverged = True
+                        break
+                    loss = losses.estimate(cfg.method, z, train_in.take(part), **loss_kw)
                     if len(parts) > 1:
                         loss = loss * (part.numel() / idx.numel())
                     loss.backward()
                     total += loss.detach().double() * (part.numel() if len(parts) == 1 else idx.numel())
+                if diverged:
+                    break
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
             if cancelled:
                 history.stop_reason = "cancelled"
+                break
+            if diverged:
+                history.stop_reason = "diverged"
                 break
             train_loss = float(total) / n
             current = val_estimate()

@@ -100,8 +100,8 @@ BAD_CASES = [
      ["log.jsonl", "line 2", "JSON object", "array"]),
     ("json-object-not-array", "log.json", '{"rows":[{"prompt":"p","response":"a"}]}', [],
      ["log.json", "array of objects", "'rows'"]),
-    ("json-lines-named-json", "log.json", '{"prompt":"p","response":"a"}\n{"prompt":"q","response":"b"}\n', [],
-     ["log.json", "line 2", ".jsonl"]),
+    ("truncated-json-array", "log.json", '[{"prompt":"p","response":"a"},\n{"prompt":"q",', [],
+     ["log.json", "line 2", "invalid JSON"]),
     ("corrupt-gzip", "log.csv.gz", b"\x1f\x8b\x08\x00garbage-not-deflate", [], ["log.csv.gz", "gzip"]),
     ("not-gzip", "log.jsonl.gz", '{"prompt":"p","response":"a"}\n', [], ["log.jsonl.gz", "not a gzip file"]),
     ("gzip-header-only", "log.csv.gz", gzip.compress(H.encode()), [], ["log.csv.gz", "no data rows"]),
@@ -109,8 +109,8 @@ BAD_CASES = [
     ("empty-parquet", "log.parquet",
      _parquet_bytes(pl.DataFrame({"prompt": [], "response": []}, schema={"prompt": pl.String, "response": pl.String})),
      [], ["log.parquet", "no data rows"]),
-    ("parquet-list-prompt", "log.parquet",
-     _parquet_bytes(pl.DataFrame({"prompt": [["a", "b"]], "response": ["x"]})), [], ["log.parquet", "'prompt'", "text"]),
+    ("parquet-list-prompt", "log.parquet", _parquet_bytes(pl.DataFrame({"prompt": [["a", "b"]], "response": ["x"]})),
+     [], ["log.parquet", "'prompt'", "text"]),
 ]
 
 
@@ -254,7 +254,8 @@ def _cli() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "causalrm.cli.main"]
 
 
-def test_subprocess_bad_and_good(tmp_path):
+def test_subprocess_error_is_one_line(tmp_path):
+    """The installed command, in a real process: exit 2, one ``error:`` line, no traceback, nothing written."""
     bad = tmp_path / "bad.csv"
     bad.write_text(H + "p,a,1\np,b,sometimes\n", encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -265,10 +266,60 @@ def test_subprocess_bad_and_good(tmp_path):
     assert proc.stdout == ""
     assert _snapshot(tmp_path) == before
 
-    good = tmp_path / "good.csv"
-    good.write_text(H + "p,a,1\np,b,\n", encoding="utf-8")
-    proc = subprocess.run([*_cli(), "validate", str(good)], capture_output=True, text=True, cwd=tmp_path, env=env,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert "observed (feedback):  1 (50.0%)" in proc.stdout
-    assert "Traceback" not in proc.stderr
+
+# ----------------------------------------------------------------------------------------------- summarize_log
+def test_summary_numbers_match_numpy():
+    import numpy as np
+
+    from causalrm.validate import summarize_log
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    observed = rng.random(n) < 0.3
+    feedback = np.where(observed, (rng.random(n) < 0.6).astype(float), np.nan)
+    df = pl.DataFrame({
+        "prompt": [f"p{k % 50}" if k % 13 else "" for k in range(n)],
+        "response": [f"r{k}" for k in range(n)],
+        "response_id": [f"id{k}" for k in range(n)],
+        "feedback": pl.Series(feedback).fill_nan(None).cast(pl.Int8),
+        "observed": observed.astype(np.int8),
+        "true_label": rng.integers(0, 2, n).astype(np.int8),
+    })
+    s = summarize_log(df)
+    assert s.n_rows == n and s.n_observed == observed.sum()
+    assert s.observed_rate == pytest.approx(observed.mean())
+    assert s.positive_rate == pytest.approx(np.nanmean(feedback))
+    assert s.n_empty_prompts == sum(1 for k in range(n) if k % 13 == 0)
+    assert not s.feedback_only and s.simulation_columns == ["true_label"]
+    assert any("simulation-only" in w for w in s.warnings)
+    assert any("empty prompts" in w for w in s.warnings)
+    assert not any("tiny sample" in w for w in s.warnings)
+    json.dumps(s.to_dict())  # serialisable
+    assert "rows (impressions):   3,000" in s.format()
+
+
+@pytest.mark.parametrize(("feedback", "observed", "warning"), [
+    ([1, 1, 0], None, "propensities cannot be learned"),
+    ([1, None, None], None, "tiny sample"),
+    ([None, None, None], None, "no row has feedback"),
+    ([1, 1, None], None, "class imbalance"),
+    ([1, 0, 0], [1, 1, 0], "feedback on unobserved rows"),
+])
+def test_summary_warnings(feedback, observed, warning):
+    from causalrm.validate import summarize_log
+
+    df = pl.DataFrame({"prompt": ["a", "b", "c"], "response": ["x", "y", "z"],
+                       "feedback": pl.Series(feedback, dtype=pl.Int8)})
+    obs = observed if observed is not None else [int(f is not None) for f in feedback]
+    df = df.with_columns(pl.Series("observed", obs, dtype=pl.Int8))
+    assert any(warning in w for w in summarize_log(df).warnings)
+
+
+def test_summary_no_propensity_warning_with_logged_propensity():
+    from causalrm.validate import summarize_log
+
+    df = pl.DataFrame({"prompt": ["a"] * 3, "response": ["x", "y", "z"], "feedback": [1, 0, 1],
+                       "observed": [1, 1, 1], "logged_propensity": [0.5, 0.2, 0.9]})
+    s = summarize_log(df)
+    assert s.feedback_only and s.has_logged_propensity
+    assert not any("propensities cannot be learned" in w for w in s.warnings)

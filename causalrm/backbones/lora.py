@@ -28,6 +28,7 @@ head. The bundled all-MiniLM-L6-v2 is referenced by its alias, so a run moves be
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -252,6 +253,8 @@ class LoraBackbone(Backbone):
     base_dtype : storage dtype of the frozen base weights (``"bfloat16"`` halves their memory; adapters and head
         stay float32).
     trust_remote_code : passed to ``from_pretrained`` (off by default).
+    max_tokens_per_forward : without gradients (evaluation, scoring), batches are split into chunks of at most this
+        many padded tokens, so the trainer's large evaluation batches fit in memory.
     """
 
     name: ClassVar[str] = "lora"
@@ -272,6 +275,7 @@ class LoraBackbone(Backbone):
         bf16: bool = True,
         base_dtype: str = "float32",
         trust_remote_code: bool = False,
+        max_tokens_per_forward: int = 16384,
     ) -> None:
         super().__init__()
         from peft import LoraConfig, get_peft_model
@@ -295,6 +299,7 @@ class LoraBackbone(Backbone):
         self.bf16 = bool(bf16)
         self.base_dtype = base_dtype
         self.trust_remote_code = bool(trust_remote_code)
+        self.max_tokens_per_forward = max(1, int(max_tokens_per_forward))
 
         try:
             with quiet_transformers():
@@ -327,7 +332,8 @@ class LoraBackbone(Backbone):
             base.generation_config.pad_token_id = self.tokenizer.pad_token_id
         base.config.use_cache = False
         if self.gradient_checkpointing:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
+            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         targets = list(target_modules) if target_modules else default_target_modules(base)
         heads = [n for n in HEAD_NAMES if isinstance(getattr(base, n, None), torch.nn.Module)]
@@ -342,7 +348,9 @@ class LoraBackbone(Backbone):
             modules_to_save=heads,
         )
         try:
-            self.model = get_peft_model(base, lora_config)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft calls deprecated transformers aliases
+                self.model = get_peft_model(base, lora_config)
         except ValueError as err:
             raise InputError(
                 f"cannot place LoRA adapters on {self.model_id!r} ({str(err).splitlines()[0]}); pass target modules"
@@ -379,6 +387,7 @@ class LoraBackbone(Backbone):
             "bf16": self.bf16,
             "base_dtype": self.base_dtype,
             "trust_remote_code": self.trust_remote_code,
+            "max_tokens_per_forward": self.max_tokens_per_forward,
         }
 
     # ------------------------------------------------------------------------------------------------ model inputs
@@ -403,10 +412,15 @@ class LoraBackbone(Backbone):
         return contextlib.nullcontext()
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        """Reward logits ``(n,)`` (float32). Without gradients, big batches run in chunks of at most
+        ``max_tokens_per_forward`` padded tokens (the trainer evaluates with large batches)."""
         input_ids = batch["input_ids"]
-        with self._autocast(input_ids.device):
-            out = self.model(**batch)
-        return out.logits[:, 0].float()
+        n, width = input_ids.shape
+        rows = max(1, self.max_tokens_per_forward // max(int(width), 1))
+        if torch.is_grad_enabled() or n <= rows:
+            with self._autocast(input_ids.device):
+                return self.model(**batch).logits[:, 0].float()
+        return torch.cat([self.forward(**{k: v[i : i + rows] for k, v in batch.items()}) for i in range(0, n, rows)])
 
     @property
     def device(self) -> torch.device:

@@ -1,13 +1,63 @@
-"""`causalrm app` (not yet implemented)."""
+"""`causalrm app`: launch the CausalRM Workbench (Gradio UI in ``app/``).
+
+Example::
+
+    causalrm app                      # http://127.0.0.1:7860
+    causalrm app --host 0.0.0.0 --port 8080 --max-upload-mb 500
+    causalrm app --share              # also a temporary public gradio.live link
+
+Gradio and the ``app`` package are imported only when the command runs; the core never imports them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from causalrm.errors import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return subparsers.add_parser("app", help="(not yet implemented)")
+    p = subparsers.add_parser(
+        "app",
+        help="launch the workbench UI (Gradio) in the browser",
+        description="Serve the CausalRM Workbench: upload a log or use a bundled sample, inspect propensities and "
+        "flip rates, train debiased reward models, compare them with the naive one.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 = all)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload in MB (default 200)")
+    p.add_argument("--train-concurrency", type=int, default=None,
+                   help="training runs at once across all users (default 2; the others wait in the queue)")
+    return p
+
+
+def _import_ui():
+    """``app.ui`` from the source checkout next to this package (or from sys.path)."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "app" / "ui.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("app.ui")
+    except ModuleNotFoundError as err:
+        if err.name in ("app", "app.ui"):
+            raise InputError("the workbench UI (folder app/) is not installed here; run `causalrm app` from a source "
+                             "checkout of the CausalRM Workbench") from None
+        raise InputError(f"the workbench needs the missing package {err.name!r}; install it "
+                         "(pip install -e .)") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("causalrm app is not implemented yet")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: use a port between 0 and 65535")
+    if args.max_upload_mb <= 0:
+        raise InputError(f"--max-upload-mb {args.max_upload_mb:g}: must be positive")
+    if args.train_concurrency is not None and args.train_concurrency < 1:
+        raise InputError(f"--train-concurrency {args.train_concurrency}: must be at least 1")
+    ui = _import_ui()
+    ui.launch(host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
+              train_concurrency=args.train_concurrency)
+    return 0

@@ -14,7 +14,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "CausalRM log schema and print rows, observation rate, label balance, columns and warnings. "
         "Exit status 0 if the log is usable, 2 with one 'error:' line if not.",
     )
-    parser.add_argument("file", metavar="FILE", help="the log file")
+    parser.add_argument(
+        "file",
+        metavar="FILE",
+        help="the log file (.csv, .tsv, .jsonl, .json, .parquet; text formats may be .gz) or hf://OWNER/NAME[:SPLIT]",
+    )
     parser.add_argument(
         "--map",
         dest="map",

@@ -1,0 +1,690 @@
+"""Use a fitted reward model outside causalrm: Hugging Face export, ``load_reward_model``, TRL rewards, best-of-N.
+
+Exports (``causalrm export RUN_DIR OUT``, :func:`export_run`)
+----------------------------------------------------------------
+- **LoRA runs** become a Hugging Face folder that ``AutoModelForSequenceClassification.from_pretrained(OUT)`` loads
+  with no newly initialised weight: the adapters merged into the base weights (peft's ``merge_and_unload``) and the
+  trained one-logit head, ``config.json`` with ``num_labels=1``, ``architectures`` and ``pad_token_id``, the tokenizer
+  with its pad token and chat template. ``adapter_only=True`` writes the peft adapter instead (``adapter_config.json``
+  + ``adapter_model.safetensors``, head included as ``modules_to_save``), loadable with
+  ``PeftModel.from_pretrained(base, OUT)``.
+- **MLP runs** become a self-contained folder: ``backbone.json`` + ``model.safetensors`` (the head) and the embedder
+  id in ``causalrm_reward_model.json``; ``load_reward_model(OUT)`` rebuilds both.
+
+Every export holds ``causalrm_reward_model.json`` (kind, input format, training method, flip rates, propensity
+summary) and a ``README.md`` model card. Exports are checked before they are moved into place: the folder is reloaded
+and must reproduce the run's scores on probe texts (``verify=True``). Weights are safetensors, configs JSON.
+
+Scoring
+-------
+:func:`load_reward_model` takes an export, a run directory or any Hugging Face sequence-classification reward model
+(id or folder) and returns a :class:`RewardModel` with ``.score(prompts, responses) -> np.ndarray`` (reward logits z;
+the predicted preference is sigma(z)). Prompts and responses are strings or, as TRL passes them for conversational
+data, lists of ``{"role", "content"}`` messages. :func:`reward_function` wraps a model as a TRL ``reward_funcs``
+entry; :func:`best_of_n` picks the best of several candidate responses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from causalrm.errors import InputError
+
+EXPORT_FORMAT = "causalrm-reward-model"
+EXPORT_VERSION = 1
+MANIFEST = "causalrm_reward_model.json"
+KINDS = ("hf-merged", "hf-adapter", "mlp")
+PROBE_PROMPTS = ("How do I sort a list in Python?", "Write a haiku about the sea.", "What is 2 + 2?")
+PROBE_RESPONSES = ("Use sorted(xs) for a new list or xs.sort() in place.", "Waves fold into foam", "5")
+
+METHOD_DESCRIPTIONS = {
+    "naive": "Naive: binary feedback on the rows that have it, taken at face value (biased by selection and noise).",
+    "ips": "IPS: inverse-propensity weighted feedback (corrects selection bias only).",
+    "snips": "SNIPS: self-normalised inverse-propensity weighting (corrects selection bias only).",
+    "dr": "DR: doubly robust estimator with imputed errors (corrects selection bias only).",
+    "fcorr": "F-correction: forward loss correction for class-conditional label noise (no selection correction).",
+    "denoise": "Denoise-only: the noise-corrected surrogate loss of Natarajan et al. (2013), uniform weights.",
+    "causalrm-ips": "CausalRM-IPS: the noise-corrected surrogate loss weighted by inverse propensities "
+                    "(corrects both user-feedback noise and selection bias).",
+    "causalrm-dr": "CausalRM-DR: doubly robust estimator on the noise-corrected surrogate loss with imputed errors "
+                   "(corrects both user-feedback noise and selection bias; unbiased when the flip rates are right "
+                   "and either the propensity or the imputation model is).",
+    "oracle": "Oracle: clean labels on every row (simulation reference, not a deployable method).",
+}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------------------------------
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(m, dict) and "content" in m for m in value)
+
+
+def _check_texts(prompts: Any, responses: Any) -> tuple[list[Any], list[Any]]:
+    if isinstance(prompts, str) or _is_messages(prompts) and prompts and isinstance(prompts[0], dict):
+        prompts = [prompts]
+    if isinstance(responses, str) or _is_messages(responses) and responses and isinstance(responses[0], dict):
+        responses = [responses]
+    prompts, responses = list(prompts), list(responses)
+    if len(prompts) != len(responses):
+        raise InputError(f"got {len(prompts)} prompts but {len(responses)} responses; pass one prompt per response")
+    for name, values in (("prompt", prompts), ("response", responses)):
+        for i, v in enumerate(values):
+            if v is None:
+                values[i] = ""
+            elif not isinstance(v, str) and not _is_messages(v):
+                raise InputError(f"{name} {i} is a {type(v).__name__}; pass a string or a list of "
+                                 "{'role', 'content'} messages")
+    return prompts, responses
+
+
+def _pick_device(device: str | torch.device | None) -> torch.device:
+    from causalrm.backbones.base import resolve_device
+
+    return resolve_device("auto" if device is None else device)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# reward models
+# --------------------------------------------------------------------------------------------------------------------
+class RewardModel:
+    """A loaded reward model: ``score(prompts, responses) -> np.ndarray`` of reward logits z (float32).
+
+    Attributes: ``kind`` ("hf-merged", "hf-adapter", "hf", "mlp", "run"), ``path``, ``manifest`` (export metadata,
+    empty for third-party models), ``loading_info`` (transformers' missing / unexpected keys, HF kinds only).
+    """
+
+    kind: str = ""
+
+    def __init__(self, *, path: str | None = None, manifest: dict[str, Any] | None = None,
+                 batch_size: int = 16) -> None:
+        self.path = path
+        self.manifest = dict(manifest or {})
+        self.batch_size = int(batch_size)
+        self.loading_info: dict[str, Any] = {}
+
+    def score(self, prompts: Sequence[Any], responses: Sequence[Any], *, batch_size: int | None = None) -> np.ndarray:
+        """Reward logits of each (prompt, response), in input order; strings or message lists."""
+        prompts, responses = _check_texts(prompts, responses)
+        if not prompts:
+            return np.zeros(0, dtype=np.float32)
+        return self._score(prompts, responses, int(batch_size or self.batch_size))
+
+    def preference(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
+        """Predicted preference sigma(z) in (0, 1)."""
+        return (1.0 / (1.0 + np.exp(-self.score(prompts, responses).astype(np.float64)))).astype(np.float32)
+
+    def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}, path={self.path!r})"
+
+
+class TransformerRewardModel(RewardModel):
+    """A sequence-classification transformer (one logit) with its tokenizer and input format.
+
+    ``chat``: conversations through the tokenizer's chat template (decoders); otherwise (prompt, response) text pairs.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, chat: bool, max_length: int, kind: str = "hf",
+                 device: str | torch.device | None = "auto", **kw: Any) -> None:
+        super().__init__(**kw)
+        from causalrm.backbones.lora import prepare_tokenizer
+
+        self.kind = kind
+        self.tokenizer = prepare_tokenizer(tokenizer, chat=chat)
+        self.chat = bool(chat)
+        self.max_length = int(max_length)
+        self.device = _pick_device(device)
+        self.model = model.to(self.device).eval()
+        config = getattr(model, "config", None)
+        if config is not None and getattr(config, "pad_token_id", None) is None:
+            config.pad_token_id = self.tokenizer.pad_token_id
+
+    def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
+        from causalrm.backbones.lora import TokenFeatures, encode_texts, message_text
+
+        if not self.chat:
+            prompts, responses = [message_text(p) for p in prompts], [message_text(r) for r in responses]
+        ids, types = encode_texts(self.tokenizer, prompts, responses, chat=self.chat, max_length=self.max_length)
+        feats = TokenFeatures(ids, self.tokenizer.pad_token_id, types)
+        order = np.argsort(feats.lengths, kind="stable")
+        out = np.empty(len(feats), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                logits = self.model(**feats.batch(torch.as_tensor(idx), self.device)).logits
+                out[idx] = logits[:, 0].float().cpu().numpy()
+        return out
+
+
+class EmbeddingRewardModel(RewardModel):
+    """An MLP reward head on frozen embeddings: ``Embedder`` -> ``MLPBackbone``."""
+
+    kind = "mlp"
+
+    def __init__(self, backbone: Any, embedder: Any, *, device: str | torch.device | None = "auto", **kw: Any):
+        super().__init__(**kw)
+        self.backbone = backbone
+        self.embedder = embedder
+        self.device = _pick_device(device)
+        self.backbone.to(self.device).eval()
+
+    def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
+        from causalrm.backbones.lora import message_text
+
+        X = self.embedder.embed([message_text(p) for p in prompts], [message_text(r) for r in responses])
+        with torch.inference_mode():
+            x = torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device)
+            return self.backbone(x=x).float().cpu().numpy().astype(np.float32)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    file = path / MANIFEST
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"{file}: unreadable export manifest ({err}); export the run again") from err
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise InputError(f"{file}: not a causalrm reward-model manifest; export the run again")
+    if int(data.get("version", 0)) > EXPORT_VERSION:
+        raise InputError(f"{file}: written by a newer causalrm (export format {data.get('version')}); upgrade")
+    return data
+
+
+def _make_embedder(model: str, device: str | torch.device | None) -> Any:
+    from causalrm.embeddings import Embedder
+
+    dev = str(_pick_device(device))
+    return Embedder(model=model, device=dev, progress=False, cache=False)
+
+
+def _load_transformer(source: str, manifest: dict[str, Any], *, device: Any, batch_size: int,
+                      trust_remote_code: bool = False) -> TransformerRewardModel:
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from causalrm.backbones.lora import is_encoder, quiet_transformers, resolve_model_path
+
+    path = Path(source)
+    adapter = path.is_dir() and (path / "adapter_config.json").is_file()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        if adapter:
+            from peft import PeftModel
+
+            cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+            base_id = manifest.get("base_model") or cfg.get("base_model_name_or_path")
+            if not base_id:
+                raise InputError(f"{path}/adapter_config.json names no base model; export the run again")
+            with quiet_transformers():  # the base's own head is replaced by the adapter's trained head
+                base = AutoModelForSequenceClassification.from_pretrained(
+                    resolve_model_path(base_id), num_labels=1, trust_remote_code=trust_remote_code)
+            base.config.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
+                tokenizer.eos_token_id
+            model = PeftModel.from_pretrained(base, source)
+            info: dict[str, Any] = {}
+            kind = "hf-adapter"
+            model_type = base.config.model_type
+        else:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                source, output_loading_info=True, trust_remote_code=trust_remote_code)
+            kind = manifest.get("kind", "hf")
+            model_type = model.config.model_type
+            if int(getattr(model.config, "num_labels", 1)) != 1:
+                raise InputError(f"{source}: a reward model has one output (num_labels=1), this one has "
+                                 f"{model.config.num_labels}")
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load reward model {source!r} ({str(err).splitlines()[0]}); pass an export folder, "
+                         "a run directory or a local Hugging Face reward model") from err
+    if "input_format" in manifest:
+        chat = manifest["input_format"] == "chat"
+    else:
+        chat = not is_encoder(model_type)
+    max_length = int(manifest.get("max_length") or 0)
+    if not max_length:
+        limits = [4096]
+        conf = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code) if not adapter else base.config
+        for v in (getattr(conf, "max_position_embeddings", None), tokenizer.model_max_length):
+            if isinstance(v, int) and 0 < v < 10**7:
+                limits.append(v)
+        max_length = min(limits)
+    rm = TransformerRewardModel(model, tokenizer, chat=chat, max_length=max_length, kind=kind, device=device,
+                                path=str(source), manifest=manifest, batch_size=batch_size)
+    rm.loading_info = {k: sorted(map(str, v)) if isinstance(v, (set, list)) else v for k, v in info.items()}
+    return rm
+
+
+def load_reward_model(path: str | os.PathLike, *, device: str | torch.device | None = "auto", batch_size: int = 16,
+                      trust_remote_code: bool = False) -> RewardModel:
+    """Load a reward model in one call: ``load_reward_model(path).score(prompts, responses) -> np.ndarray``.
+
+    ``path``: a folder written by ``causalrm export`` (merged or adapter-only Hugging Face folder, or an MLP export),
+    a ``causalrm fit`` run directory, or any Hugging Face sequence-classification reward model with one output
+    (local folder or id in the local cache). ``device``: "auto" (cuda when present), "cpu", "cuda".
+    """
+    source = str(path)
+    p = Path(source)
+    if p.is_dir():
+        from causalrm.runs import is_run_dir
+
+        if is_run_dir(p):
+            return _load_run_model(p, device=device, batch_size=batch_size)
+        manifest = _read_manifest(p)
+        if manifest.get("kind") == "mlp":
+            from causalrm.backbones import load_backbone
+
+            backbone = load_backbone(p)
+            embedder = _make_embedder(manifest.get("embedder") or "all-MiniLM-L6-v2", device)
+            return EmbeddingRewardModel(backbone, embedder, device=device, path=source, manifest=manifest,
+                                        batch_size=batch_size)
+        if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
+            raise InputError(f"{p}: not a reward model folder (no config.json, adapter_config.json or {MANIFEST}); "
+                             "pass the OUT folder of `causalrm export` or a run directory")
+    elif p.exists() or source.startswith((".", "/", "~")):
+        raise InputError(f"{source}: no such folder; pass the OUT folder of `causalrm export` or a run directory")
+    return _load_transformer(source, _read_manifest(p) if p.is_dir() else {}, device=device, batch_size=batch_size,
+                             trust_remote_code=trust_remote_code)
+
+
+def _load_run_model(run_dir: Path, *, device: Any, batch_size: int) -> RewardModel:
+    from causalrm.runs import load_run
+
+    run = load_run(run_dir)
+    return _run_reward_model(run, device=device, batch_size=batch_size)
+
+
+def _run_reward_model(run: Any, *, device: Any, batch_size: int, embedder: str | None = None) -> RewardModel:
+    backbone = run.backbone
+    manifest = {"method": run.config.method, "backbone": backbone.name}
+    if backbone.name == "lora":
+        rm = TransformerRewardModel(backbone.model, backbone.tokenizer, chat=backbone.chat,
+                                    max_length=backbone.max_length, kind="run", device=device, path=str(run.path),
+                                    manifest=manifest, batch_size=batch_size)
+        rm.backbone = backbone
+        return rm
+    if backbone.needs_embeddings:
+        emb = _make_embedder(embedder or run.config.embedder, device)
+        rm = EmbeddingRewardModel(backbone, emb, device=device, path=str(run.path), manifest=manifest,
+                                  batch_size=batch_size)
+        rm.kind = "run"
+        return rm
+    raise InputError(f"{run.path}: backbone {backbone.name!r} cannot be used as a reward model yet")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# TRL and best-of-N
+# --------------------------------------------------------------------------------------------------------------------
+def _as_reward_model(model: Any, **kw: Any) -> Any:
+    if isinstance(model, RewardModel) or hasattr(model, "score") and not isinstance(model, (str, os.PathLike)):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_reward_model(model, **kw)
+    raise InputError(f"expected a reward model, an export folder or a run directory, got {type(model).__name__}")
+
+
+def reward_function(path_or_model: Any, *, batch_size: int = 16, device: str | torch.device | None = "auto",
+                    scale: float = 1.0) -> Callable[..., list[float]]:
+    """A TRL ``reward_funcs`` entry: ``f(prompts, completions, **kwargs) -> list[float]`` (reward logits x ``scale``).
+
+    ``path_or_model``: a :class:`RewardModel`, anything :func:`load_reward_model` accepts, or an object with
+    ``score(prompts, responses)``. Prompts / completions are strings (standard datasets) or lists of
+    ``{"role", "content"}`` messages (conversational datasets); extra keyword arguments TRL passes (dataset columns,
+    ``completion_ids``, ``trainer_state``, ...) are ignored.
+    """
+    rm = _as_reward_model(path_or_model, batch_size=batch_size, device=device)
+
+    def causalrm_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        scores = np.asarray(rm.score(list(prompts), list(completions)), dtype=np.float64) * float(scale)
+        return [float(s) for s in scores]
+
+    causalrm_reward.reward_model = rm  # type: ignore[attr-defined]
+    return causalrm_reward
+
+
+def best_of_n(model: Any, prompt: Any, candidates: Sequence[Any]) -> tuple[Any, np.ndarray]:
+    """Best-of-N selection: ``(best candidate, scores of all candidates)``; ties go to the first.
+
+    ``model``: a :class:`RewardModel`, a path :func:`load_reward_model` accepts, or a TRL-style reward function
+    ``f(prompts, completions) -> list[float]`` (e.g. from :func:`reward_function`).
+    """
+    candidates = list(candidates)
+    if not candidates:
+        raise InputError("best_of_n needs at least one candidate response")
+    if callable(model) and not hasattr(model, "score"):
+        scores = np.asarray(model([prompt] * len(candidates), candidates), dtype=np.float64)
+    else:
+        scores = np.asarray(_as_reward_model(model).score([prompt] * len(candidates), candidates), dtype=np.float64)
+    return candidates[int(np.argmax(scores))], scores
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+    return str(value)
+
+
+def _summary(run: Any) -> dict[str, Any]:
+    """Training method, flip rates and propensity summary of a run (for the manifest and the model card)."""
+    nuis = run.nuisances or {}
+    flips = nuis.get("flip_rates") or {}
+    prop = nuis.get("propensity") or {}
+    history = (run.metrics or {}).get("validation") or {}
+    test = (run.metrics or {}).get("test") or None
+    keys = ("source", "clip", "share_clipped", "fraction_clipped", "fraction_clipped_observed", "auc", "ece", "brier",
+            "ess", "ess_fraction", "max_weight", "n_observed", "n_rows", "warnings", "note")
+    return {
+        "method": run.config.method,
+        "base_loss": run.config.base_loss,
+        "backbone": run.backbone.name,
+        "embedder": run.config.embedder,
+        "flip_rates": None if nuis.get("rho01") is None else {
+            "rho01": nuis.get("rho01"), "rho10": nuis.get("rho10"), "ci": nuis.get("rho_ci"),
+            "method": flips.get("method") or run.config.effective_flip_method, "quantile": flips.get("quantile")},
+        "propensity": {k: prop[k] for k in keys if k in prop} or None,
+        "observed_rate": nuis.get("observed_rate"),
+        "rows": (run.info or {}).get("rows"),
+        "source_log": (run.info or {}).get("source"),
+        "validation": history or None,
+        "test": test,
+        "run_created": (run.info or {}).get("created"),
+    }
+
+
+def model_card(manifest: dict[str, Any]) -> str:
+    """The README.md of an export: training method, flip rates, propensity diagnostics, usage."""
+    s = manifest.get("training") or {}
+    kind = manifest["kind"]
+    base = manifest.get("base_model_card")
+    method = s.get("method", "?")
+    front = ["---", f"library_name: {'transformers' if kind == 'hf-merged' else 'peft' if kind == 'hf-adapter' else 'causalrm'}",
+             "tags:", "- reward-model", "- causalrm", "- rlhf", f"- {method}"]
+    if base and "/" in base and not base.startswith(("/", ".")):
+        front.append(f"base_model: {base}")
+    if kind != "mlp":
+        front.append("pipeline_tag: text-classification")
+    front.append("---")
+    lines = [*front, "", f"# CausalRM reward model ({method})", ""]
+    lines += [
+        "A reward model fitted with the [CausalRM Workbench](https://arxiv.org/abs/2603.18736) on an observational "
+        "user-feedback log: noisy binary feedback (thumbs, copies, upvotes) observed on a selection-biased subset of "
+        "the responses. Its output is one reward logit z per (prompt, response); sigma(z) is the predicted "
+        "probability that a user truly prefers the response.", "",
+        "## Training", "",
+        f"- **Method**: `{method}`. {METHOD_DESCRIPTIONS.get(method, '')}",
+        f"- **Base loss**: `{s.get('base_loss', 'mse')}` on sigma(z).",
+    ]
+    if kind == "mlp":
+        lines.append(f"- **Model**: MLP head {manifest.get('architecture', '')} on frozen `{manifest.get('embedder')}` "
+                     "embeddings of (prompt, response).")
+    else:
+        lora = manifest.get("lora") or {}
+        lines.append(f"- **Model**: `{base}` with LoRA adapters (r={lora.get('r')}, alpha={lora.get('alpha')}, "
+                     f"targets {', '.join(lora.get('target_modules') or [])}) and a trained one-logit head; "
+                     + ("adapters merged into the weights." if kind == "hf-merged" else "adapter only (peft)."))
+    lines.append(f"- **Input**: {_input_description(manifest)}")
+    if s.get("rows"):
+        rows = s["rows"]
+        lines.append(f"- **Rows**: {rows.get('train')} train, {rows.get('val')} validation (early stopping on the "
+                     f"method's debiased estimate), {rows.get('test')} test; observed (feedback) rate "
+                     f"{_fmt(s.get('observed_rate'))}.")
+    if s.get("validation"):
+        v = s["validation"]
+        lines.append(f"- **Early stopping**: best epoch {v.get('best_epoch')} of {v.get('epochs')} "
+                     f"({v.get('stop_reason')}); validation estimate {_fmt(v.get('best_val_estimate'), 4)}.")
+    lines += ["", "## Flip rates (feedback noise)", ""]
+    flips = s.get("flip_rates")
+    if flips:
+        ci = flips.get("ci") or {}
+        lines += ["| rate | meaning | estimate | 95% CI |", "| --- | --- | --- | --- |"]
+        for key, meaning in (("rho01", "P(feedback = 0 given true preference 1)"),
+                             ("rho10", "P(feedback = 1 given true preference 0)")):
+            lo_hi = ci.get(key)
+            ci_text = f"[{_fmt(lo_hi[0])}, {_fmt(lo_hi[1])}]" if lo_hi else "n/a"
+            lines.append(f"| {key} | {meaning} | {_fmt(flips.get(key))} | {ci_text} |")
+        how = flips.get("method")
+        if how:
+            q = f" (quantile {flips['quantile']})" if how == "anchor-quantile" and flips.get("quantile") else ""
+            lines += ["", f"Estimated with `{how}`{q}."]
+    else:
+        lines.append(f"Not used: method `{method}` does not correct for feedback noise.")
+    lines += ["", "## Propensity diagnostics (selection bias)", ""]
+    prop = s.get("propensity")
+    if prop:
+        lines += ["| diagnostic | value |", "| --- | --- |"]
+        labels = (("source", "propensity source"), ("clip", "clip (floor on p-hat as a weight)"),
+                  ("share_clipped", "share of rows clipped"), ("auc", "AUROC of p-hat vs observed"),
+                  ("ece", "expected calibration error"), ("brier", "Brier score"),
+                  ("ess_fraction", "effective sample size / observed rows"), ("max_weight", "largest weight 1/p"))
+        for key, label in labels:
+            if key in prop:
+                lines.append(f"| {label} | {_fmt(prop[key])} |")
+        for w in prop.get("warnings") or []:
+            lines.append(f"\nWarning: {w}")
+        if prop.get("note"):
+            lines.append(f"\nNote: {prop['note']}")
+    else:
+        lines.append(f"Not used: method `{method}` does not correct for selection bias.")
+    test = s.get("test")
+    if isinstance(test, dict) and isinstance(test.get("metrics"), dict):
+        m = test["metrics"]
+        lines += ["", "## Test metrics", "",
+                  f"On {test.get('rows', 'clean test rows')} (n={test.get('n')}): "
+                  + ", ".join(f"{k.upper()} {_fmt(m.get(k))}" for k in ("r2", "mse", "mae", "auroc") if k in m)
+                  + "."]
+    lines += ["", "## Usage", "", *_usage(manifest), ""]
+    return "\n".join(lines)
+
+
+def _input_description(manifest: dict[str, Any]) -> str:
+    if manifest.get("kind") == "mlp":
+        return f"(prompt, response) embedded by `{manifest.get('embedder')}` (see `causalrm.embeddings`)."
+    if manifest.get("input_format") == "chat":
+        return ("the conversation `[{'role': 'user', 'content': prompt}, {'role': 'assistant', 'content': "
+                "response}]` rendered with the saved chat template, tokenised without extra special tokens "
+                f"(max {manifest.get('max_length')} tokens, truncated on the left); the head reads the last non-pad "
+                "token.")
+    return (f"the text pair (prompt, response): `[CLS] prompt [SEP] response [SEP]` (max {manifest.get('max_length')} "
+            "tokens, longest-first truncation).")
+
+
+def _usage(manifest: dict[str, Any]) -> list[str]:
+    lines = ["```python", "import causalrm", "", 'rm = causalrm.load_reward_model("PATH")',
+             'rm.score(["How do I sort a list?"], ["Use sorted(xs)."])  # reward logits (numpy)', "",
+             "# as a TRL reward (GRPOTrainer(reward_funcs=[...]))",
+             "from causalrm.export import reward_function, best_of_n",
+             'reward = reward_function("PATH")', 'best, scores = best_of_n(rm, "prompt", ["answer a", "answer b"])',
+             "```"]
+    if manifest["kind"] == "hf-merged":
+        pair = manifest.get("input_format") != "chat"
+        lines += ["", "With transformers alone:", "", "```python",
+                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+                  'model = AutoModelForSequenceClassification.from_pretrained("PATH")',
+                  'tok = AutoTokenizer.from_pretrained("PATH")']
+        if pair:
+            lines += ['inputs = tok("How do I sort a list?", "Use sorted(xs).", return_tensors="pt")']
+        else:
+            lines += ['text = tok.apply_chat_template([{"role": "user", "content": "How do I sort a list?"},',
+                      '                                 {"role": "assistant", "content": "Use sorted(xs)."}],'
+                      ' tokenize=False)',
+                      'inputs = tok(text, add_special_tokens=False, return_tensors="pt")']
+        lines += ["reward = model(**inputs).logits[0, 0].item()", "```"]
+    elif manifest["kind"] == "hf-adapter":
+        lines += ["", "With peft:", "", "```python",
+                  "from peft import PeftModel",
+                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
+                  'tok = AutoTokenizer.from_pretrained("PATH")',
+                  f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.get("base_model_card")}", '
+                  "num_labels=1, pad_token_id=tok.pad_token_id)",
+                  'model = PeftModel.from_pretrained(base, "PATH")', "```"]
+    return lines
+
+
+@contextlib.contextmanager
+def _atomic_folder(out: Path, *, overwrite: bool):
+    """Yield a temporary folder next to ``out``; on success it is renamed to ``out`` (replacing it if allowed)."""
+    if out.exists():
+        if not out.is_dir():
+            raise InputError(f"{out}: exists and is not a folder; choose another OUT")
+        if any(out.iterdir()) and not overwrite:
+            raise InputError(f"{out}: folder exists and is not empty; choose another OUT or pass --overwrite")
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: output folder does not exist; create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / "out")
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old is not None:
+                os.replace(old / "out", out)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    from causalrm.pipeline import jsonable
+
+    path.write_text(json.dumps(jsonable(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    adapter_only: bool = False,
+    overwrite: bool = False,
+    embedder: str | None = None,
+    verify: bool = True,
+    atol: float = 1e-4,
+) -> dict[str, Any]:
+    """Export the run in ``run_dir`` to the folder ``out`` (see the module docstring); returns the manifest.
+
+    ``adapter_only``: LoRA runs only, write the peft adapter instead of merged weights. ``embedder``: MLP runs only,
+    the embedding model id to record (default: the run's). ``verify``: reload the export and compare its scores on
+    probe texts with the run's (``atol`` plus a relative 1e-3; looser for bf16 bases); nothing is written on failure.
+    """
+    from causalrm.runs import load_run
+
+    run = load_run(run_dir)
+    backbone = run.backbone
+    out = Path(out)
+    if adapter_only and backbone.name != "lora":
+        raise InputError(f"--adapter-only applies to LoRA runs; {run_dir} holds a {backbone.name!r} backbone")
+    if embedder and backbone.name == "lora":
+        raise InputError("--embedder applies to MLP runs; a LoRA run embeds nothing")
+    summary = _summary(run)
+    manifest: dict[str, Any] = {
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "causalrm_version": __import__("causalrm").__version__,
+        "run": str(Path(run_dir).resolve()), "training": summary,
+    }
+    probes = (list(PROBE_PROMPTS), list(PROBE_RESPONSES))
+    if backbone.name == "lora":
+        from causalrm.backbones.lora import BUNDLED_ALIASES, model_card_name
+
+        reference = backbone.score(*probes)
+        local = Path(backbone.model_path)
+        base_ref = backbone.model_id if backbone.model_id in BUNDLED_ALIASES else \
+            str(local.resolve()) if local.exists() else backbone.model_id
+        manifest.update({
+            "kind": "hf-adapter" if adapter_only else "hf-merged",
+            "base_model": base_ref, "base_model_card": model_card_name(backbone.model_id),
+            "input_format": "chat" if backbone.chat else "pair", "max_length": backbone.max_length,
+            "lora": {k: backbone.get_config()[k] for k in ("r", "alpha", "dropout", "target_modules")},
+        })
+        tolerance = 5e-2 if backbone.base_dtype == "bfloat16" else atol
+    elif backbone.needs_embeddings:
+        manifest.update({"kind": "mlp", "embedder": embedder or run.config.embedder,
+                         "architecture": backbone.get_config()})
+        reference = _run_reward_model(run, device="cpu", batch_size=16, embedder=embedder).score(*probes)
+        tolerance = atol
+    else:
+        raise InputError(f"{run_dir}: cannot export a {backbone.name!r} backbone yet")
+
+    with _atomic_folder(out, overwrite=overwrite) as tmp:
+        if manifest["kind"] == "mlp":
+            backbone.save(tmp)
+        elif adapter_only:
+            backbone.model.save_pretrained(str(tmp), safe_serialization=True)
+            cfg_path = tmp / "adapter_config.json"
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+            # peft's own loaders read this: the hub id for the bundled MiniLM, else the local folder or id
+            cfg["base_model_name_or_path"] = manifest["base_model_card"] if base_ref in BUNDLED_ALIASES else base_ref
+            cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+            backbone.tokenizer.save_pretrained(str(tmp))
+        else:
+            merged = backbone.merged_model()
+            merged.config.id2label, merged.config.label2id = {0: "reward"}, {"reward": 0}
+            merged.save_pretrained(str(tmp), safe_serialization=True)
+            backbone.tokenizer.save_pretrained(str(tmp))
+        _write_json(manifest, tmp / MANIFEST)
+        (tmp / "README.md").write_text(model_card(manifest), encoding="utf-8")
+        bad = [f.name for f in tmp.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
+        if bad:
+            raise InputError(f"export would contain pickled files {bad}; please report this")
+        if verify:
+            _verify(tmp, manifest, reference, probes, tolerance)
+    return manifest
+
+
+def _verify(path: Path, manifest: dict[str, Any], reference: np.ndarray, probes: tuple[list, list], atol: float) -> None:
+    """Reload the export and check it: no newly initialised weights, same scores as the run on the probes."""
+    rm = load_reward_model(path, device="cpu")
+    info = rm.loading_info
+    if manifest["kind"] == "hf-merged" and (info.get("missing_keys") or info.get("mismatched_keys")):
+        raise InputError(f"export check failed: weights missing from the export {info.get('missing_keys')}"
+                         f"{info.get('mismatched_keys') or ''}; please report this")
+    if manifest["kind"] == "hf-adapter":
+        from safetensors import safe_open
+
+        with safe_open(str(path / "adapter_model.safetensors"), "pt") as fh:
+            keys = list(fh.keys())
+        if not any("lora_" in k for k in keys) or not any(h in k for k in keys for h in ("classifier", "score")):
+            raise InputError("export check failed: the adapter lacks the LoRA weights or the head; please report this")
+    scores = rm.score(*probes)
+    if not np.allclose(scores, reference, atol=atol, rtol=1e-3):
+        raise InputError(f"export check failed: reloaded scores {np.round(scores, 5).tolist()} differ from the run's "
+                         f"{np.round(reference, 5).tolist()}; please report this")
+
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "MANIFEST",
+    "EmbeddingRewardModel",
+    "RewardModel",
+    "TransformerRewardModel",
+    "best_of_n",
+    "export_run",
+    "load_reward_model",
+    "model_card",
+    "reward_function",
+]

@@ -1,0 +1,132 @@
+"""Metrics, bootstrap intervals and ranking comparison against scikit-learn / SciPy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import kendalltau, pearsonr, spearmanr
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score, roc_auc_score
+
+from causalrm.errors import InputError
+from causalrm.evaluation import (
+    bootstrap_ci,
+    compare_rankings,
+    evaluate_scores,
+    metrics,
+    metrics_ci,
+    sigmoid,
+)
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.4).astype(float)
+    prob = np.clip(0.3 * y + 0.35 + 0.2 * rng.standard_normal(n), 0.01, 0.99)
+    return y, prob
+
+
+def test_metrics_match_sklearn_and_scipy():
+    y, p = _data()
+    m = metrics(y, p)
+    assert m["mse"] == pytest.approx(mean_squared_error(y, p))
+    assert m["mae"] == pytest.approx(mean_absolute_error(y, p))
+    assert m["r2"] == pytest.approx(r2_score(y, p))
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, p))
+    assert m["pearson"] == pytest.approx(pearsonr(y, p).statistic)
+
+
+def test_metrics_degenerate_and_bad_input():
+    m = metrics(np.ones(5), np.linspace(0.1, 0.9, 5))
+    assert np.isnan(m["auroc"]) and np.isnan(m["r2"])
+    with pytest.raises(InputError):
+        metrics([0, 1], [0.5])
+    with pytest.raises(InputError):
+        metrics([0, np.nan], [0.5, 0.5])
+
+
+def test_bootstrap_ci_contains_point_estimate_and_is_seeded():
+    y, p = _data()
+    point = r2_score(y, p)
+    lo, hi = bootstrap_ci(r2_score, y, p, n_boot=300, seed=3)
+    assert lo < point < hi
+    assert (lo, hi) == bootstrap_ci(r2_score, y, p, n_boot=300, seed=3)
+    assert (lo, hi) != bootstrap_ci(r2_score, y, p, n_boot=300, seed=4)
+    cis = metrics_ci(y, p, n_boot=200, seed=0)
+    full = metrics(y, p)
+    for name in ("mse", "mae", "r2", "auroc", "pearson"):
+        assert cis[name][0] <= full[name] <= cis[name][1]
+
+
+def test_evaluate_scores_uses_test_split_true_label_or_gold():
+    y, p = _data(40)
+    z = np.log(p) - np.log1p(-p)
+    split = ["train"] * 20 + ["test"] * 20
+    log = pl.DataFrame({"split": split, "true_label": pl.Series(y.astype(np.int8))})
+    ev = evaluate_scores(log, z)
+    assert ev["label"] == "true_label" and ev["n"] == 20
+    assert ev["metrics"]["r2"] == pytest.approx(r2_score(y[20:], p[20:]))
+    gold = np.where(np.arange(40) % 2 == 0, y, np.nan)
+    log2 = pl.DataFrame({"gold_label": gold})
+    roles = np.array(["train", "val"] * 20, dtype=object)
+    ev2 = evaluate_scores(log2, z, split=roles)
+    assert ev2["label"] == "gold_label" and ev2["n"] == 20
+    assert ev2["metrics"]["mse"] == pytest.approx(mean_squared_error(y[::2], sigmoid(z[::2])))
+    assert evaluate_scores(pl.DataFrame({"x": np.zeros(40)}), z) is None
+
+
+def _scored(scores, ids, pairs, gold=None):
+    d = {"response_id": ids, "pair_id": pairs, "prompt": [f"prompt {p}" for p in pairs],
+         "response": [f"response {i}" for i in ids], "reward": scores}
+    if gold is not None:
+        d["gold_label"] = gold
+    return pl.DataFrame(d)
+
+
+def test_compare_rankings_matches_scipy():
+    rng = np.random.default_rng(1)
+    n = 60
+    ids = [f"r{i}" for i in range(n)]
+    pairs = [f"p{i // 3}" for i in range(n)]
+    a = rng.standard_normal(n)
+    b = a + 0.7 * rng.standard_normal(n)
+    gold = (a + rng.standard_normal(n) > 0).astype(float)
+    sa = _scored(a, ids, pairs, gold)
+    # B in another row order: matching is by response_id
+    perm = rng.permutation(n)
+    sb = _scored(b[perm], [ids[i] for i in perm], [pairs[i] for i in perm])
+    cmp = compare_rankings(sa, sb, top_k=5)
+    assert cmp.n == n
+    assert cmp.kendall == pytest.approx(kendalltau(a, b).statistic)
+    assert cmp.spearman == pytest.approx(spearmanr(a, b).statistic)
+    assert cmp.gold_column == "gold_label"
+    assert cmp.gold_kendall["A"] == pytest.approx(kendalltau(a, gold).statistic)
+    assert cmp.gold_spearman["B"] == pytest.approx(spearmanr(b, gold).statistic)
+    taus = [kendalltau(a[i:i + 3], b[i:i + 3]).statistic for i in range(0, n, 3)]
+    assert cmp.n_prompts == 20
+    assert cmp.prompt_kendall_mean == pytest.approx(np.mean(taus))
+    top1 = np.mean([np.argmax(a[i:i + 3]) == np.argmax(b[i:i + 3]) for i in range(0, n, 3)])
+    assert cmp.prompt_top1_agreement == pytest.approx(top1)
+    top_a, top_b = set(np.argsort(-a)[:5]), set(np.argsort(-b)[:5])
+    assert cmp.top_k_overlap == pytest.approx(len(top_a & top_b) / 5)
+    ra = np.argsort(np.argsort(-a)) + 1
+    rb = np.argsort(np.argsort(-b)) + 1
+    assert abs(cmp.shifts[0]["shift"]) == np.max(np.abs(rb - ra))
+    assert all(abs(s["shift"]) >= abs(t["shift"]) for s, t in zip(cmp.shifts, cmp.shifts[1:]))
+    assert cmp.shifts[0]["response"].startswith("response ")
+    d = cmp.to_dict()
+    assert d["kendall"] == pytest.approx(cmp.kendall) and isinstance(d["shifts"], list)
+    text = cmp.format()
+    assert "Kendall" in text and "top-5" in text
+
+
+def test_compare_rankings_identical_and_errors():
+    ids = [f"r{i}" for i in range(10)]
+    s = _scored(np.arange(10.0), ids, ["p"] * 10)
+    cmp = compare_rankings(s, s, top_k=3)
+    assert cmp.kendall == pytest.approx(1.0) and cmp.top_k_overlap == 1.0 and cmp.shifts == []
+    other = _scored(np.arange(10.0), [f"x{i}" for i in range(10)], ["p"] * 10)
+    with pytest.raises(InputError):
+        compare_rankings(s, other)
+    with pytest.raises(InputError):
+        compare_rankings(s, s.drop("reward"))

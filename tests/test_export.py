@@ -1,0 +1,214 @@
+"""Exports round-trip: LoRA (merged and adapter-only) and MLP runs score the same after export, nothing new is
+initialised, and the reward function / best-of-N helpers agree with the model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from helpers_tiny_models import tiny_llama, tiny_log
+
+from causalrm.cli.main import main
+from causalrm.export import MANIFEST, best_of_n, export_run, load_reward_model, reward_function
+from causalrm.pipeline import FitConfig, fit_log
+from causalrm.runs import load_run, save_run
+
+PROMPTS = ["what is a good answer", "explain the code please", "why"]
+RESPONSES = ["a clear short answer", "because the list is sorted by the model", "no"]
+
+
+def _fit_run(log, path, X=None, **config):
+    base = dict(max_epochs=1, patience=None, batch_size=8, eval_batch_size=16, device="cpu", propensity_folds=2,
+                propensity_model="logistic", flip_bootstrap=20)
+    result = fit_log(log, X, FitConfig(**{**base, **config}))
+    return save_run(result, log, X, path, source="tiny")
+
+
+@pytest.fixture(scope="module")
+def log():
+    return tiny_log(24, seed=2)
+
+
+@pytest.fixture(scope="module")
+def features(log):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(log.height, 8)).astype(np.float32)  # for the nuisance models only
+
+
+@pytest.fixture(scope="module")
+def llama_run(tmp_path_factory, log, features):
+    model = tiny_llama(tmp_path_factory.mktemp("llama"))
+    return _fit_run(log, tmp_path_factory.mktemp("runs") / "llama", features, method="causalrm-ips", backbone="lora",
+                    backbone_options={"model": model, "r": 4}, lr=5e-3, rho01=0.2, rho10=0.1)
+
+
+@pytest.fixture(scope="module")
+def minilm_run(tmp_path_factory, log, features):
+    return _fit_run(log, tmp_path_factory.mktemp("runs") / "minilm", features, method="causalrm-dr",
+                    backbone="lora", backbone_options={"max_length": 32, "r": 4}, lr=5e-3, rho01=0.2, rho10=0.1)
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory, log):
+    from causalrm.embeddings import Embedder
+
+    X = Embedder(progress=False, cache=False, device="cpu").embed(log["prompt"].to_list(), log["response"].to_list())
+    return _fit_run(log, tmp_path_factory.mktemp("runs") / "mlp", X, method="causalrm-dr", hidden=(16,), lr=1e-2,
+                    max_epochs=3)
+
+
+def run_scores(run_dir, prompts=PROMPTS, responses=RESPONSES) -> np.ndarray:
+    run = load_run(run_dir)
+    frame = pl.DataFrame({"prompt": prompts, "response": responses})
+    return run.score(frame, None)
+
+
+def hf_scores(out, prompts=PROMPTS, responses=RESPONSES, *, chat: bool) -> np.ndarray:
+    """Scores with transformers alone, the way the model card says to use the export."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model, info = AutoModelForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["mismatched_keys"] and not info["unexpected_keys"], info
+    tok = AutoTokenizer.from_pretrained(out)
+    model.eval()
+    scores = []
+    for p, r in zip(prompts, responses):
+        if chat:
+            text = tok.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+                                           tokenize=False)
+            inputs = tok(text, add_special_tokens=False, return_tensors="pt")
+        else:
+            inputs = tok(p, r, return_tensors="pt")
+        with torch.no_grad():
+            scores.append(model(**inputs).logits[0, 0].item())
+    return np.array(scores)
+
+
+def test_lora_decoder_merged_export(llama_run, tmp_path):
+    out = tmp_path / "rm"
+    manifest = export_run(llama_run, out)
+    assert manifest["kind"] == "hf-merged" and manifest["input_format"] == "chat"
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    assert config["num_labels"] == 1 if "num_labels" in config else len(config["id2label"]) == 1
+    assert config["pad_token_id"] == 102  # eos fallback of the tiny tokenizer
+    assert (out / "chat_template.jinja").is_file() or "chat_template" in (out / "tokenizer_config.json").read_text()
+    assert not [f for f in out.iterdir() if f.suffix in (".bin", ".pt", ".pkl")]
+    expected = run_scores(llama_run)
+    np.testing.assert_allclose(hf_scores(out, chat=True), expected, atol=1e-4)
+    rm = load_reward_model(out, device="cpu")
+    assert rm.kind == "hf-merged" and not rm.loading_info["missing_keys"]
+    np.testing.assert_allclose(rm.score(PROMPTS, RESPONSES), expected, atol=1e-4)
+    # the run's own scored table matches too (every row of the fitted log)
+    scored = pl.read_parquet(llama_run / "scored.parquet")
+    np.testing.assert_allclose(rm.score(scored["prompt"].to_list(), scored["response"].to_list()),
+                               scored["reward"].to_numpy(), atol=1e-4)
+    card = (out / "README.md").read_text()
+    nuis = json.loads((llama_run / "nuisances.json").read_text())
+    assert "causalrm-ips" in card and "CausalRM-IPS" in card
+    assert f"{nuis['rho01']:.3f}" in card and f"{nuis['rho10']:.3f}" in card
+    assert "Propensity diagnostics" in card and "share of rows clipped" in card
+
+
+def test_lora_decoder_adapter_export(llama_run, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "adapter"
+    manifest = export_run(llama_run, out, adapter_only=True, verify=False)  # compared below
+    assert manifest["kind"] == "hf-adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", MANIFEST, "README.md"} <= {f.name for f in
+                                                                                          out.iterdir()}
+    expected = run_scores(llama_run)
+    np.testing.assert_allclose(load_reward_model(out, device="cpu").score(PROMPTS, RESPONSES), expected, atol=1e-5)
+    # plain peft, as the model card shows
+    tok = AutoTokenizer.from_pretrained(out)
+    base_path = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1, pad_token_id=tok.pad_token_id)
+    model = PeftModel.from_pretrained(base, out).eval()
+    text = tok.apply_chat_template([{"role": "user", "content": PROMPTS[0]},
+                                    {"role": "assistant", "content": RESPONSES[0]}], tokenize=False)
+    with torch.no_grad():
+        z = model(**tok(text, add_special_tokens=False, return_tensors="pt")).logits[0, 0].item()
+    assert z == pytest.approx(float(expected[0]), abs=1e-5)
+
+
+def test_lora_encoder_merged_and_adapter_export(minilm_run, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from helpers_tiny_models import minilm_path
+
+    expected = run_scores(minilm_run)
+    merged = tmp_path / "merged"
+    export_run(minilm_run, merged, verify=False)  # compared below
+    assert json.loads((merged / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
+    np.testing.assert_allclose(hf_scores(merged, chat=False), expected, atol=1e-4)
+
+    adapter = tmp_path / "adapter"
+    export_run(minilm_run, adapter, adapter_only=True)
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    base = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1)
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    tok = AutoTokenizer.from_pretrained(adapter)
+    with torch.no_grad():
+        z = model(**tok(PROMPTS, RESPONSES, padding=True, return_tensors="pt")).logits[:, 0].numpy()
+    np.testing.assert_allclose(z, expected, atol=1e-5)
+    np.testing.assert_allclose(load_reward_model(adapter, device="cpu").score(PROMPTS, RESPONSES), expected,
+                               atol=1e-5)
+
+
+def test_mlp_export_round_trip(mlp_run, tmp_path):
+    out = tmp_path / "mlp-rm"
+    manifest = export_run(mlp_run, out)
+    assert manifest["kind"] == "mlp" and manifest["embedder"] == "all-MiniLM-L6-v2"
+    assert {f.name for f in out.iterdir()} == {"backbone.json", "model.safetensors", MANIFEST, "README.md"}
+    rm = load_reward_model(out, device="cpu")
+    scores = rm.score(PROMPTS, RESPONSES)
+    assert scores.dtype == np.float32 and scores.shape == (3,)
+    np.testing.assert_allclose(scores, run_scores(mlp_run), atol=1e-5)
+    scored = pl.read_parquet(mlp_run / "scored.parquet")
+    np.testing.assert_allclose(rm.score(scored["prompt"].to_list(), scored["response"].to_list()),
+                               scored["reward"].to_numpy(), atol=1e-4)
+    import causalrm.export
+
+    assert causalrm.export.load_reward_model is load_reward_model
+
+
+def test_reward_function_and_best_of_n(llama_run, mlp_run):
+    for source in (llama_run, mlp_run):
+        rm = load_reward_model(source, device="cpu")  # a run directory works too
+        assert rm.kind == "run"
+        expected = rm.score(PROMPTS, RESPONSES)
+        reward = reward_function(rm)
+        plain = reward(prompts=PROMPTS, completions=RESPONSES, completion_ids=None, trainer_state=None)
+        assert isinstance(plain, list) and all(isinstance(v, float) for v in plain)
+        np.testing.assert_allclose(plain, expected, atol=1e-5)
+        conversational = reward(
+            prompts=[[{"role": "user", "content": p}] for p in PROMPTS],
+            completions=[[{"role": "assistant", "content": r}] for r in RESPONSES],
+        )
+        np.testing.assert_allclose(conversational, expected, atol=1e-5)
+        best, scores = best_of_n(rm, PROMPTS[0], RESPONSES)
+        assert best == RESPONSES[int(np.argmax(scores))]
+        np.testing.assert_allclose(scores, rm.score([PROMPTS[0]] * 3, RESPONSES), atol=1e-6)
+        assert best_of_n(reward, PROMPTS[0], RESPONSES)[0] == best
+
+
+def test_cli_export_and_errors(mlp_run, llama_run, tmp_path, capsys):
+    out = tmp_path / "cli-rm"
+    assert main(["export", str(mlp_run), str(out)]) == 0
+    assert "exported causalrm-dr reward model" in capsys.readouterr().out
+    assert main(["export", str(mlp_run), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export", str(mlp_run), str(out), "--overwrite", "--no-verify"]) == 0
+    assert main(["export", str(mlp_run), str(tmp_path / "x"), "--adapter-only"]) == 2
+    assert "LoRA runs" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["export", str(tmp_path / "missing"), str(tmp_path / "y")]) == 2
+    with pytest.raises(Exception, match="not a reward model folder"):
+        load_reward_model(tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
