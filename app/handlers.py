@@ -12,6 +12,7 @@ outside an event.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -19,6 +20,7 @@ import logging
 import math
 import os
 import queue
+import re
 import shlex
 import threading
 import time
@@ -84,11 +86,18 @@ def _unexpected(fn_name: str, err: BaseException) -> gr.Error:
                     print_exception=False)
 
 
+def ui_message(message: str) -> str:
+    """An InputError message in the app's words: CLI flags become the matching form fields."""
+    if "--map" in message:
+        message = re.sub(r"--map\s+", "", message).rstrip(". ") + " (use the Column mapping fields on the Data tab)"
+    return re.sub(r"--threshold\b", "the feedback threshold", message)
+
+
 def _translate(fn_name: str, err: BaseException) -> BaseException:
     if isinstance(err, gr.Error):
         return err
     if isinstance(err, InputError):
-        return _user_error(str(err))
+        return _user_error(ui_message(str(err)))
     if isinstance(err, MemoryError):
         return _user_error("out of memory: use a smaller log, fewer epochs or the CPU device")
     return _unexpected(fn_name, err)
@@ -317,6 +326,15 @@ def _upload_path(file: Any) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _named_as_uploaded(path: Path) -> Iterator[None]:
+    """Report errors about an uploaded file by its name, not by the server's temporary path."""
+    try:
+        yield
+    except InputError as err:
+        raise InputError(str(err).replace(str(path), path.name)) from None
+
+
 @guarded
 def inspect_upload(file: Any) -> tuple:
     """Columns of an uploaded file, offered in the mapping dropdowns (a column named like the target is preselected).
@@ -328,7 +346,8 @@ def inspect_upload(file: Any) -> tuple:
     from causalrm.io import read_table
 
     path = _upload_path(file)
-    columns = [str(c) for c in read_table(path).columns]
+    with _named_as_uploaded(path):
+        columns = [str(c) for c in read_table(path).columns]
     updates = [gr.update(choices=[AUTO, *columns], value=AUTO) for _ in MAPPABLE]
     return (f"`{path.name}`: {len(columns)} columns: `" + "`, `".join(columns) + "`", *updates)
 
@@ -361,7 +380,8 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
     thr = None if threshold in (None, "") or (isinstance(threshold, float) and math.isnan(threshold)) else float(
         threshold)
     progress(0.2, desc="reading")
-    log = read_log(path, mapping=mapping or None, threshold=thr)
+    with _named_as_uploaded(path):
+        log = read_log(path, mapping=mapping or None, threshold=thr)
     session.reset_data()
     session.log = log
     session.source = {"kind": "upload", "label": path.name, "file": path.name, "mapping": mapping,
@@ -562,24 +582,32 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     table = pl.DataFrame(rows).with_columns(pl.col("rho01", "rho10").cast(pl.Float64).round(4))
 
     diag = dict(getattr(est, "diagnostics_", None) or {})
+    for w in diag.get("warnings", []):
+        _warn(w)
     scores = getattr(est, "proxy_scores_", None)
-    lower, upper = diag.get("lower"), diag.get("upper")
-    if lower is None and anchor.rho10 is not None:
-        lower, upper = anchor.rho10, 1.0 - anchor.rho01
-    proxy_fig = (plots.proxy_scores(scores, lower=lower, upper=upper,
-                                    quantile=float(quantile) if anchor_method == "anchor-quantile" else None)
+    q_used = diag.get("quantile", float(quantile))
+    # the anchor estimates are the (1 - q) and q quantiles of the proxy scores: rho10 and 1 - rho01
+    proxy_fig = (plots.proxy_scores(scores, lower=anchor.rho10, upper=1.0 - anchor.rho01,
+                                    quantile=q_used if q_used < 1.0 else None)
                  if scores is not None else plots.empty("no proxy scores"))
-    sweep = diag.get("q_sweep") or diag.get("sweep")
-    if sweep:
-        qs = [s["quantile"] for s in sweep]
-        sweep_fig = plots.q_sweep(qs, [s["rho01"] for s in sweep], [s["rho10"] for s in sweep],
-                                  chosen=float(quantile), true=truth)
+    sweep = diag.get("sweep") or {}
+    if sweep.get("q"):
+        sweep_fig = plots.q_sweep(sweep["q"], sweep["rho01"], sweep["rho10"], chosen=q_used, true=truth)
     else:
         sweep_fig = plots.empty("no q-sweep available")
     summary = (f"Training will use **ρ01 = {used[0]:.3f}, ρ10 = {used[1]:.3f}** ({origin}). "
                f"Noise-aware losses divide by 1 − ρ01 − ρ10 = {1 - used[0] - used[1]:.3f}.")
     if 1 - used[0] - used[1] < 0.3:
         summary += " ⚠️ This is small: the corrected loss will have high variance."
+    proxy_info = diag.get("proxy") or {}
+    if proxy_info.get("oof_auc") is not None:
+        summary += f"\n\nProxy out-of-fold AUC {proxy_info['oof_auc']:.3f} on {diag.get('n_observed', '?')} observed rows."
+    spread = diag.get("sweep_spread")
+    if spread:
+        summary += (f" Over q in [0.95, 0.99] the estimates move by {spread['rho01']:.3f} (ρ01) and "
+                    f"{spread['rho10']:.3f} (ρ10).")
+    if diag.get("warnings"):
+        summary += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in diag["warnings"])
     return NoiseView(session, table, plots.transition_heatmap(used[0], used[1]), proxy_fig, sweep_fig, summary)
 
 

@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, t in best.items():
         runs = ", ".join(f"{x:.1f}s" for x in times[name])
         print(f"  {name:22s} {len(prompts) / t:8.1f} rows/s  ({runs})")
-    print(f"  ratio causalrm / sentence-transformers throughput: {best['sentence-transformers'] / best['causalrm']:.2f}x")
+    ratio = best["sentence-transformers"] / best["causalrm"]
+    print(f"  ratio causalrm / sentence-transformers throughput: {ratio:.2f}x")
     print(f"  agreement: min cosine {cos.min():.6f}, max |diff| {np.abs(X_ours - X_st).max():.2e}")
     return 0
 

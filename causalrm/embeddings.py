@@ -24,16 +24,17 @@ Batches are formed after sorting by token length (fewer pad tokens); results com
 Cache
 -----
 A cache *namespace* is one model + representation setting (pooling, max length, text format, normalisation).
-Inside it, a row is identified by ``SHA-256(json.dumps([prompt, response]))``, so any log that reuses the same texts
-(every simulated log built from a bundled dataset) hits the cache. Layout::
+Inside it, a row is identified by the SHA-256 of ``json.dumps([prompt, response], ensure_ascii=False)`` (UTF-8), so
+any log that reuses the same texts (every simulated log built from a bundled dataset) hits the cache. Layout::
 
     <root>/<model-slug>-<hash10>/meta.json               # model id, key, dim, settings
     <root>/<model-slug>-<hash10>/<name>.safetensors      # tensors digest uint8 (n, 32), embedding float16/32 (n, d)
 
 Roots consulted, in order: the repository's read-only ``data/embeddings/`` (shipped embeddings of the bundled
-datasets for the default model), then the user cache ``$CAUSALRM_CACHE/embeddings`` (default
-``~/.cache/causalrm/embeddings``), which receives new rows. Writes are atomic (temporary file + ``os.replace``);
-nothing is pickled. The compute dtype (fp32 / bf16 / fp16) is *not* part of the key.
+datasets for the default model; also ``$CAUSALRM_DATA_DIR/embeddings`` when that variable is set), then the user
+cache ``$CAUSALRM_CACHE/embeddings`` (default ``~/.cache/causalrm/embeddings``), which receives new rows. Writes are
+atomic (temporary file + ``os.replace``); nothing is pickled. The compute dtype (fp32 / bf16 / fp16) is *not* part
+of the key.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ DECODER_MAX_LENGTH = 2048
 _FLUSH_ROWS = 4096  # computed rows are written to the cache in shards of at most this many rows
 _COMPACT_SHARDS = 32  # the user cache merges a namespace's shards once it holds more than this many
 
-_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering")
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel", "ForSequenceClassification", "ForTokenClassification",
+                    "ForQuestionAnswering")  # with a model_type that is not a known encoder
 _ENCODER_TYPES = frozenset(
     {"bert", "roberta", "xlm-roberta", "distilbert", "mpnet", "electra", "deberta", "deberta-v2", "albert",
      "camembert", "modernbert", "nomic_bert", "xlm", "ernie", "megatron-bert", "mobilebert", "funnel", "luke",
@@ -105,6 +107,15 @@ def default_cache_dir() -> Path:
         return Path(root).expanduser() / "embeddings"
     xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(xdg).expanduser() / "causalrm" / "embeddings"
+
+
+def _shipped_roots() -> list[Path]:
+    """Read-only caches shipped with the data: ``<repo>/data/embeddings`` and ``$CAUSALRM_DATA_DIR/embeddings``."""
+    roots = [SHIPPED_DIR]
+    env = os.environ.get("CAUSALRM_DATA_DIR")
+    if env and (Path(env) / "embeddings").resolve() != SHIPPED_DIR:
+        roots.append(Path(env) / "embeddings")
+    return roots
 
 
 @contextlib.contextmanager
@@ -381,7 +392,8 @@ def resolve_model(model: str, *, max_length: int | None = None, pooling: str = "
         if source_dir is not None:
             raise InputError(f"model folder {name!r}: its config cannot be read ({type(err).__name__}); pass a folder "
                              "saved with save_pretrained") from err
-        offline = " with HF_HUB_OFFLINE=1 only downloaded models load;" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        is_offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = " with HF_HUB_OFFLINE=1 only downloaded models load;" if is_offline else ""
         raise InputError(f"model {name!r}: not found as a local folder or Hugging Face model id ({type(err).__name__});"
                          f"{offline} check the name or download it first") from err
 
@@ -439,6 +451,9 @@ def resolve_model(model: str, *, max_length: int | None = None, pooling: str = "
 
 # ----------------------------------------------------------------------------------------------------------------------
 # the embedder
+
+
+_LOADED: dict[tuple, tuple[Any, Any]] = {}  # the last loaded (tokenizer, model), shared by embedders of that model
 
 
 def _pick_device(device: str) -> str:
@@ -519,6 +534,9 @@ class Embedder:
             raise InputError(f"batch size {batch_size} must be at least 1")
         if padding_side not in ("left", "right"):
             raise InputError(f"padding_side {padding_side!r} must be left or right")
+        if dtype not in (None, "", "auto") and str(dtype) not in _DTYPES:
+            raise InputError(f"dtype {dtype!r} is not supported; use auto, float32, bfloat16 or float16")
+        _pick_device(device)  # fail early on a bad or unavailable device
         self.model = model
         self.device = device
         self.dtype = dtype
@@ -538,7 +556,7 @@ class Embedder:
                                   trust_remote_code=trust_remote_code)
         self._cache: EmbeddingCache | None = None
         if cache:
-            shipped = [SHIPPED_DIR] if shipped_dirs is None else [Path(p) for p in shipped_dirs]
+            shipped = _shipped_roots() if shipped_dirs is None else [Path(p) for p in shipped_dirs]
             write_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
             meta = {"model": self.spec.model_id, **asdict(self.spec), "key": self.spec.key}
             meta.pop("source", None)
@@ -572,11 +590,22 @@ class Embedder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
         device = _pick_device(self.device)
         torch_dtype = _pick_dtype(self.dtype, device)
+        key = (self.spec.key, self.spec.source, device, str(torch_dtype), bool(self.trust_remote_code))
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            loaded = self._load_model(device, torch_dtype)
+            _LOADED.clear()  # keep at most one model alive: embedders of one model share it, a new model evicts it
+            _LOADED[key] = loaded
+        tokenizer, model = loaded
+        self._accepts = set(inspect.signature(model.forward).parameters)
+        self._tokenizer, self._model, self._torch_device = tokenizer, model, device
+        if not self.spec.dim:
+            object.__setattr__(self.spec, "dim", int(model.config.hidden_size))
+
+    def _load_model(self, device: str, torch_dtype: Any) -> tuple[Any, Any]:
+        from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         src = self.spec.source
@@ -602,10 +631,7 @@ class Embedder:
         if self.spec.kind == "decoder":
             tokenizer.truncation_side = "left"  # keep the end of the response: it holds the pooled token
         model.eval().to(device)
-        self._accepts = set(inspect.signature(model.forward).parameters)
-        self._tokenizer, self._model, self._torch_device = tokenizer, model, device
-        if not self.spec.dim:
-            object.__setattr__(self.spec, "dim", int(model.config.hidden_size))
+        return tokenizer, model
 
     # -- tokenisation -----------------------------------------------------------------------------------------------
 
@@ -780,8 +806,10 @@ class Embedder:
             short = self.spec.model_id.rsplit("/", 1)[-1]
             with tqdm(total=len(missing), desc=f"embed ({short})", unit="row", disable=not self.progress,
                       leave=False) as bar:
-                self._compute([prompts[i] for i in sel], [responses[i] for i in sel], on_rows, bar)
-            flush()
+                try:
+                    self._compute([prompts[i] for i in sel], [responses[i] for i in sel], on_rows, bar)
+                finally:
+                    flush()  # rows computed before an interruption are kept
         if n == 0:
             return np.zeros((0, d), dtype=np.float32)
         return np.ascontiguousarray(vectors[first], dtype=np.float32)

@@ -38,7 +38,7 @@ from causalrm import schema
 from causalrm.backbones import Backbone, build_backbone, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
-from causalrm.trainer import TrainConfig, TrainHistory, predict_logits, train
+from causalrm.trainer import TrainConfig, TrainHistory, predict_logits, torch_threads, train
 
 StageFn = Callable[[str], None]
 FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
@@ -87,6 +87,7 @@ class FitConfig:
     Rows and randomness
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
         device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: split, nuisances, initialisation, batches.
+        num_threads: CPU threads for torch during the fit (``None`` = torch's setting; 1 is much faster on a busy CPU).
     """
 
     method: str = "causalrm-dr"
@@ -117,6 +118,7 @@ class FitConfig:
     val_fraction: float = 0.2
     device: str = "auto"
     seed: int = 0
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.hidden = as_int_tuple(self.hidden)
@@ -370,6 +372,13 @@ def fit_nuisances(
     alone (``len(X) == number of those rows``), or None (embedded with ``config.embedder``).
     """
     config.validate()
+    with torch_threads(config.num_threads):
+        return _fit_nuisances(log, X, config, methods=methods, split=split, on_stage=on_stage)
+
+
+def _fit_nuisances(
+    log: pl.DataFrame, X: np.ndarray | None, config: FitConfig, *, methods, split, on_stage,
+) -> Nuisances:
     methods = [config.method] if methods is None else list(methods)
     needs = needs_of(methods)
     split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed) if split is None else split
@@ -570,6 +579,12 @@ def fit_log(
     config = (config or FitConfig()).validate()
     if not isinstance(log, pl.DataFrame):
         raise InputError(f"log must be a polars DataFrame, got {type(log).__name__}")
+    with torch_threads(config.num_threads):
+        return _fit_log(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
+                        on_stage=on_stage)
+
+
+def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> FitResult:
     t0 = time.perf_counter()
     if nuisances is None:
         split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)

@@ -16,6 +16,7 @@ length-sorted batches (``Features.lengths``), ``Backbone.trainable_parameters()`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -48,6 +49,8 @@ class TrainConfig:
     max_grad_norm: clip the gradient norm (``None`` = off). sort_by_length: when ``Features.lengths`` exists, group
     rows of similar length into batches (order of batches still shuffled). eval_batch_size: rows per no-grad pass.
     device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: batch order (and dropout).
+    num_threads: CPU threads torch may use while training (``None`` = torch's setting). On a shared or busy CPU,
+    1 is often many times faster than the default (threads spin waiting for each other).
     """
 
     method: str = "causalrm-dr"
@@ -68,6 +71,7 @@ class TrainConfig:
     eval_batch_size: int = 8192
     device: str = "auto"
     seed: int = 0
+    num_threads: int | None = None
 
     @classmethod
     def from_any(cls, config: Any, **overrides: Any) -> TrainConfig:
@@ -276,6 +280,10 @@ def train(
         raise InputError("no training rows; the log needs rows with split 'train'")
     if len(val_features) == 0:
         raise InputError("no validation rows; the log needs rows with split 'val' for early stopping")
+    if cfg.num_threads:
+        with torch_threads(cfg.num_threads):
+            return train(backbone, train_features, train_inputs, val_features, val_inputs,
+                         dataclasses.replace(cfg, num_threads=None), progress=progress, should_stop=should_stop)
     device = resolve_device(cfg.device)
     backbone.to(device)
     train_in = _PackedInputs(train_inputs, device)
@@ -379,6 +387,20 @@ def train(
 # --------------------------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Limit torch's intra-op CPU threads to ``n`` inside the block (``None``/0: unchanged); restored afterwards."""
+    if not n:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return torch.autocast(device.type, enabled=False)

@@ -6,7 +6,9 @@ all-MiniLM-L6-v2 WordPiece tokenizer given eos / bos tokens and a chat template.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,8 @@ def tiny_llama(
     if not with_pad_token:
         tok.pad_token = None
     tok.chat_template = chat_template
+    tok.model_input_names = ["input_ids", "attention_mask"]  # a decoder takes no token_type_ids
+    tok.init_kwargs["model_input_names"] = tok.model_input_names
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,
@@ -100,3 +104,16 @@ def tiny_log(n: int = 48, *, seed: int = 0, observed_rate: float = 0.6) -> pl.Da
             "true_label": pl.Series(true_label, dtype=pl.Int8),
         }
     )
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread (the tiny models here are slower, not faster, with more on a busy CPU)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

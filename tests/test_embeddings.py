@@ -86,7 +86,8 @@ def test_length_sorting_and_dedup_preserve_order(minilm: Embedder) -> None:
 
 def test_progress_callback_reports_rows(minilm: Embedder) -> None:
     calls: list[tuple[int, int]] = []
-    e = Embedder(cache=False, progress=False, device="cpu", batch_size=2, progress_callback=lambda d, t: calls.append((d, t)))
+    e = Embedder(cache=False, progress=False, device="cpu", batch_size=2,
+                 progress_callback=lambda d, t: calls.append((d, t)))
     e.embed(PROMPTS, RESPONSES)
     assert calls[0] == (0, 5) and calls[-1] == (5, 5)
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from helpers_tiny_models import tiny_llama, tiny_log
+from helpers_tiny_models import single_thread, tiny_llama, tiny_log
 
 from causalrm.cli.main import main
 from causalrm.export import MANIFEST, best_of_n, export_run, load_reward_model, reward_function
@@ -25,6 +25,12 @@ def _fit_run(log, path, X=None, **config):
                 propensity_model="logistic", flip_bootstrap=20)
     result = fit_log(log, X, FitConfig(**{**base, **config}))
     return save_run(result, log, X, path, source="tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +66,13 @@ def mlp_run(tmp_path_factory, log):
                     max_epochs=3)
 
 
-def run_scores(run_dir, prompts=PROMPTS, responses=RESPONSES) -> np.ndarray:
-    run = load_run(run_dir)
-    frame = pl.DataFrame({"prompt": prompts, "response": responses})
-    return run.score(frame, None)
+def run_scores(run_dir, n: int = 6) -> tuple[list[str], list[str], np.ndarray]:
+    """(prompts, responses, rewards) of the first ``n`` rows the run scored when it was saved."""
+    scored = pl.read_parquet(run_dir / "scored.parquet").head(n)
+    return scored["prompt"].to_list(), scored["response"].to_list(), scored["reward"].to_numpy()
 
 
-def hf_scores(out, prompts=PROMPTS, responses=RESPONSES, *, chat: bool) -> np.ndarray:
+def hf_scores(out, prompts, responses, *, chat: bool) -> np.ndarray:
     """Scores with transformers alone, the way the model card says to use the export."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -97,15 +103,11 @@ def test_lora_decoder_merged_export(llama_run, tmp_path):
     assert config["pad_token_id"] == 102  # eos fallback of the tiny tokenizer
     assert (out / "chat_template.jinja").is_file() or "chat_template" in (out / "tokenizer_config.json").read_text()
     assert not [f for f in out.iterdir() if f.suffix in (".bin", ".pt", ".pkl")]
-    expected = run_scores(llama_run)
-    np.testing.assert_allclose(hf_scores(out, chat=True), expected, atol=1e-4)
+    prompts, responses, expected = run_scores(llama_run)
+    np.testing.assert_allclose(hf_scores(out, prompts, responses, chat=True), expected, atol=1e-4)
     rm = load_reward_model(out, device="cpu")
     assert rm.kind == "hf-merged" and not rm.loading_info["missing_keys"]
-    np.testing.assert_allclose(rm.score(PROMPTS, RESPONSES), expected, atol=1e-4)
-    # the run's own scored table matches too (every row of the fitted log)
-    scored = pl.read_parquet(llama_run / "scored.parquet")
-    np.testing.assert_allclose(rm.score(scored["prompt"].to_list(), scored["response"].to_list()),
-                               scored["reward"].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(rm.score(prompts, responses), expected, atol=1e-4)
     card = (out / "README.md").read_text()
     nuis = json.loads((llama_run / "nuisances.json").read_text())
     assert "causalrm-ips" in card and "CausalRM-IPS" in card
@@ -122,15 +124,15 @@ def test_lora_decoder_adapter_export(llama_run, tmp_path):
     assert manifest["kind"] == "hf-adapter"
     assert {"adapter_config.json", "adapter_model.safetensors", MANIFEST, "README.md"} <= {f.name for f in
                                                                                           out.iterdir()}
-    expected = run_scores(llama_run)
-    np.testing.assert_allclose(load_reward_model(out, device="cpu").score(PROMPTS, RESPONSES), expected, atol=1e-5)
+    prompts, responses, expected = run_scores(llama_run)
+    np.testing.assert_allclose(load_reward_model(out, device="cpu").score(prompts, responses), expected, atol=1e-5)
     # plain peft, as the model card shows
     tok = AutoTokenizer.from_pretrained(out)
     base_path = json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"]
     base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1, pad_token_id=tok.pad_token_id)
     model = PeftModel.from_pretrained(base, out).eval()
-    text = tok.apply_chat_template([{"role": "user", "content": PROMPTS[0]},
-                                    {"role": "assistant", "content": RESPONSES[0]}], tokenize=False)
+    text = tok.apply_chat_template([{"role": "user", "content": prompts[0]},
+                                    {"role": "assistant", "content": responses[0]}], tokenize=False)
     with torch.no_grad():
         z = model(**tok(text, add_special_tokens=False, return_tensors="pt")).logits[0, 0].item()
     assert z == pytest.approx(float(expected[0]), abs=1e-5)
@@ -142,24 +144,24 @@ def test_lora_encoder_merged_and_adapter_export(minilm_run, tmp_path):
 
     from helpers_tiny_models import minilm_path
 
-    expected = run_scores(minilm_run)
+    prompts, responses, expected = run_scores(minilm_run)
     merged = tmp_path / "merged"
     export_run(minilm_run, merged, verify=False)  # compared below
     assert json.loads((merged / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
-    np.testing.assert_allclose(hf_scores(merged, chat=False), expected, atol=1e-4)
+    np.testing.assert_allclose(hf_scores(merged, prompts, responses, chat=False), expected, atol=1e-4)
 
     adapter = tmp_path / "adapter"
-    export_run(minilm_run, adapter, adapter_only=True)
+    export_run(minilm_run, adapter, adapter_only=True)  # verify on: reloads through the bundled alias
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert json.loads((adapter / MANIFEST).read_text())["base_model"] == "all-MiniLM-L6-v2"
     base = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=1)
     model = PeftModel.from_pretrained(base, adapter).eval()
     tok = AutoTokenizer.from_pretrained(adapter)
     with torch.no_grad():
-        z = model(**tok(PROMPTS, RESPONSES, padding=True, return_tensors="pt")).logits[:, 0].numpy()
+        z = model(**tok(prompts, responses, padding=True, truncation=True, max_length=32,
+                        return_tensors="pt")).logits[:, 0].numpy()
     np.testing.assert_allclose(z, expected, atol=1e-5)
-    np.testing.assert_allclose(load_reward_model(adapter, device="cpu").score(PROMPTS, RESPONSES), expected,
-                               atol=1e-5)
 
 
 def test_mlp_export_round_trip(mlp_run, tmp_path):
@@ -168,12 +170,10 @@ def test_mlp_export_round_trip(mlp_run, tmp_path):
     assert manifest["kind"] == "mlp" and manifest["embedder"] == "all-MiniLM-L6-v2"
     assert {f.name for f in out.iterdir()} == {"backbone.json", "model.safetensors", MANIFEST, "README.md"}
     rm = load_reward_model(out, device="cpu")
-    scores = rm.score(PROMPTS, RESPONSES)
-    assert scores.dtype == np.float32 and scores.shape == (3,)
-    np.testing.assert_allclose(scores, run_scores(mlp_run), atol=1e-5)
-    scored = pl.read_parquet(mlp_run / "scored.parquet")
-    np.testing.assert_allclose(rm.score(scored["prompt"].to_list(), scored["response"].to_list()),
-                               scored["reward"].to_numpy(), atol=1e-4)
+    prompts, responses, expected = run_scores(mlp_run, n=24)
+    scores = rm.score(prompts, responses)
+    assert scores.dtype == np.float32 and scores.shape == (24,)
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
     import causalrm.export
 
     assert causalrm.export.load_reward_model is load_reward_model
@@ -183,6 +183,8 @@ def test_reward_function_and_best_of_n(llama_run, mlp_run):
     for source in (llama_run, mlp_run):
         rm = load_reward_model(source, device="cpu")  # a run directory works too
         assert rm.kind == "run"
+        prompts, responses, stored = run_scores(source)
+        np.testing.assert_allclose(rm.score(prompts, responses), stored, atol=1e-4)
         expected = rm.score(PROMPTS, RESPONSES)
         reward = reward_function(rm)
         plain = reward(prompts=PROMPTS, completions=RESPONSES, completion_ids=None, trainer_state=None)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers_tiny_models import minilm_path, tiny_llama, tiny_log
+from helpers_tiny_models import single_thread, minilm_path, tiny_llama, tiny_log
 
 from causalrm import losses
 from causalrm.backbones.base import Backbone, get_backbone_class
 from causalrm.backbones.lora import DEFAULT_CHAT_TEMPLATE, LoraBackbone
 from causalrm.errors import InputError
 from causalrm.trainer import TrainConfig, predict_logits, train
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def test_out_of_fold_is_honest_on_pure_noise():
     o = (rng.random(400) < 0.3).astype(float)
     pm = PropensityModel(model="logistic", n_folds=4, C=1e4).fit(X, o)
     in_sample = np.mean([roc_auc_score(o, pm._predict_one(m, X)) for m in pm.models_])
-    assert in_sample > 0.8  # the fold models did overfit ...
+    assert in_sample > 0.65  # the fold models did overfit ...
     assert abs(pm.diagnostics_.auc - 0.5) < 0.1  # ... but no row is scored by a model that saw it
 
 

@@ -479,3 +479,36 @@ def model_card_name(model_id: str) -> str:
     if model_id in BUNDLED_ALIASES:
         return "sentence-transformers/all-MiniLM-L6-v2"
     return model_id if not Path(model_id).exists() else Path(model_id).name
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# command line (used by `causalrm fit --backbone lora`)
+# --------------------------------------------------------------------------------------------------------------------
+def add_lora_arguments(parser: Any) -> None:
+    """``--lora-*`` options of ``causalrm fit`` (the transformer itself comes from ``--model``)."""
+    g = parser.add_argument_group("lora backbone (--backbone lora; --model names the transformer to fine-tune)")
+    g.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    g.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha; scaling alpha / r (default 16)")
+    g.add_argument("--lora-dropout", type=float, default=0.05, help="dropout on the adapter input (default 0.05)")
+    g.add_argument("--lora-targets", default=None, metavar="NAMES",
+                   help="comma-separated module names to adapt (default: the attention projections)")
+    g.add_argument("--max-length", type=int, default=512, help="tokens per (prompt, response) (default 512)")
+    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step (default 1)")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
+    g.add_argument("--base-dtype", default="float32", choices=BASE_DTYPES,
+                   help="storage dtype of the frozen base weights (default float32)")
+
+
+def lora_options(args: Any) -> dict[str, Any]:
+    """``FitConfig.backbone_options`` for the lora backbone from parsed ``causalrm fit`` arguments."""
+    targets = [t.strip() for t in (getattr(args, "lora_targets", None) or "").split(",") if t.strip()]
+    return {
+        "model": getattr(args, "embedder", None) or DEFAULT_MODEL,
+        "r": args.lora_r,
+        "alpha": args.lora_alpha,
+        "dropout": args.lora_dropout,
+        "target_modules": targets or None,
+        "max_length": args.max_length,
+        "gradient_checkpointing": bool(args.gradient_checkpointing),
+        "base_dtype": args.base_dtype,
+    }

@@ -52,6 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from causalrm.backbones.lora import add_lora_arguments
+
+    add_lora_arguments(p)
     return p
 
 
@@ -127,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
     log = read_log_arg(args)
     X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
     embedder = args.embedder or file_model or FitConfig.embedder
-    if args.embedder and file_model and args.embedder != file_model:
+    backbone_options: dict = {}
+    if args.backbone == "lora":  # --model is the transformer to fine-tune; nuisances use the default embedder
+        from causalrm.backbones.lora import lora_options
+
+        backbone_options = lora_options(args)
+        embedder = file_model or FitConfig.embedder
+    if args.backbone != "lora" and args.embedder and file_model and args.embedder != file_model:
         print(f"note: --model {args.embedder} differs from the model recorded in {args.embeddings} ({file_model})",
               file=sys.stderr)
     if args.epochs < 1:
@@ -137,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
         propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
         rho01=args.rho01, rho10=args.rho10, embedder=embedder, device=args.device, seed=args.seed,
+        backbone_options=backbone_options, grad_accum_steps=getattr(args, "grad_accum", 1),
     ).validate()
     if X is None and not args.quiet:
         print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)

@@ -1,0 +1,215 @@
+"""fit_log end to end for every method, test rows never touched, splits, configs, and run directories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from causalrm import runs
+from causalrm.errors import InputError
+from causalrm.losses import METHODS
+from causalrm.pipeline import FitConfig, fit_log, fit_nuisances, resolve_split
+from causalrm.runs import is_run_dir, load_run, save_run, score_log
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def synth_log(n=500, d=12, seed=0, rho01=0.2, rho10=0.1):
+    """A small simulated log (train/val/test, test clean) with embeddings X; true score linear in X."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    w = np.random.default_rng(99).standard_normal(d)
+    eta = 1 / (1 + np.exp(-4 * X @ w / np.sqrt(d)))
+    y = (rng.random(n) < eta).astype(np.int8)
+    group = np.arange(n) // 2
+    u = np.random.default_rng(seed + 1).random(group.max() + 1)[group]
+    split = np.where(u < 0.2, "test", np.where(u < 0.36, "val", "train"))
+    p = np.clip(0.1 + 0.5 * y + 0.1 * (X[:, 0] > 0), 0, 1)
+    obs = np.where(split == "test", 1, rng.random(n) < p).astype(np.int8)
+    flip = (split != "test") & np.where(y == 1, rng.random(n) < rho01, rng.random(n) < rho10)
+    fb = np.where(flip, 1 - y, y).astype(np.int8)
+    log = pl.DataFrame({
+        "prompt": [f"prompt {g}" for g in group], "response": [f"response {i}" for i in range(n)],
+        "response_id": [f"r{i}" for i in range(n)], "pair_id": [f"g{g}" for g in group],
+        "feedback": pl.Series(np.where(obs == 1, fb, 0), dtype=pl.Int8), "observed": pl.Series(obs, dtype=pl.Int8),
+        "split": split.tolist(), "true_label": pl.Series(y, dtype=pl.Int8),
+    })
+    log = log.with_columns(pl.when(pl.col("observed") == 1).then(pl.col("feedback")).alias("feedback"))
+    return log, X
+
+
+def fast_config(method="causalrm-dr", **kw):
+    base = dict(method=method, hidden=(16, 8), max_epochs=6, patience=3, propensity_model="logistic",
+                flip_bootstrap=20, device="cpu")
+    base.update(kw)
+    return FitConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    torch.set_num_threads(1)
+    log, X = synth_log()
+    nuis = fit_nuisances(log, X, fast_config(), methods=list(METHODS))
+    return log, X, nuis
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_end_to_end(data, method):
+    log, X, nuis = data
+    result = fit_log(log, X, fast_config(method), nuisances=nuis)
+    z = result.score(log, X)
+    assert z.shape == (log.height,) and np.isfinite(z).all()
+    h = result.history
+    assert 1 <= h.best_epoch <= h.epochs <= 6 and len(h.val_estimate) == h.epochs
+    assert h.n_train == int(np.sum(result.split == "train")) and h.n_val == int(np.sum(result.split == "val"))
+    assert set(result.diagnostics()) == {"nuisances", "history", "seconds"}
+
+
+def test_fit_log_fits_only_the_nuisances_a_method_needs():
+    log, X = synth_log(n=300)
+    r = fit_log(log, X, fast_config("naive"))
+    assert r.nuisances.weights is None and r.nuisances.rho01 is None
+    r = fit_log(log, X, fast_config("causalrm-dr"))
+    n = r.nuisances
+    assert n.weights is not None and n.rho01 is not None and n.pseudo_label is not None
+    assert np.all(n.weights >= 0.1) and n.weights.shape == n.rows.shape
+    assert n.rows.size == int(np.sum(log["split"].to_numpy() != "test"))
+    d = n.to_dict()
+    json.dumps(d)
+    assert "logistic" in d["propensity"]["source"] and "flip_rates" in d
+    r = fit_log(log, X, fast_config("causalrm-ips", rho01=0.2, rho10=0.1))
+    assert (r.nuisances.rho01, r.nuisances.rho10) == (0.2, 0.1)
+    assert r.nuisances.diagnostics["flip_rates"]["method"] == "fixed"
+
+
+def test_test_rows_never_reach_fitting():
+    """Poison every test row (features, labels, feedback, texts): the fitted model is bit-for-bit the same."""
+    log, X = synth_log(n=300)
+    cfg = fast_config("causalrm-dr")
+    clean = fit_log(log, X, cfg)
+    test = (log["split"] == "test").to_numpy()
+    Xp = X.copy()
+    Xp[test] = np.nan
+    poisoned = log.with_columns(
+        pl.when(pl.col("split") == "test").then(1 - pl.col("true_label")).otherwise(pl.col("true_label"))
+        .alias("true_label"),
+        pl.when(pl.col("split") == "test").then(pl.lit(1, pl.Int8)).otherwise(pl.col("feedback")).alias("feedback"),
+        pl.when(pl.col("split") == "test").then(pl.lit("poison")).otherwise(pl.col("response")).alias("response"),
+    )
+    dirty = fit_log(poisoned, Xp, cfg)
+    for k, v in clean.backbone.state_dict().items():
+        assert torch.equal(v, dirty.backbone.state_dict()[k])
+    assert clean.history.val_estimate == dirty.history.val_estimate
+    assert clean.nuisances.rho01 == dirty.nuisances.rho01
+    np.testing.assert_array_equal(clean.nuisances.weights, dirty.nuisances.weights)
+
+
+def test_resolve_split_rules():
+    log, _ = synth_log(n=200)
+    split = resolve_split(log)
+    np.testing.assert_array_equal(split, log["split"].to_numpy())
+    # no split column: seeded 80/20 group split, no pair crosses
+    s = resolve_split(log.drop("split"), seed=3)
+    assert set(s) == {"train", "val"}
+    assert 0.1 < np.mean(s == "val") < 0.3
+    pairs = log["pair_id"].to_numpy()
+    assert all(len(set(s[pairs == p])) == 1 for p in np.unique(pairs))
+    np.testing.assert_array_equal(s, resolve_split(log.drop("split"), seed=3))
+    # train/test only: val carved out of train, test untouched
+    tt = log.with_columns(pl.when(pl.col("split") == "val").then(pl.lit("train")).otherwise(pl.col("split"))
+                          .alias("split"))
+    s2 = resolve_split(tt)
+    assert np.all(s2[tt["split"].to_numpy() == "test"] == "test") and np.any(s2 == "val")
+    with pytest.raises(InputError):
+        resolve_split(log.with_columns(pl.lit("dev").alias("split")))
+
+
+def test_fit_config_json_roundtrip_and_validation():
+    cfg = FitConfig(method="causalrm-ips", hidden="32,8", rho01=0.1, rho10=0.2, backbone_options={"dropout": 0.1})
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert FitConfig.from_dict(d) == cfg and cfg.hidden == (32, 8)
+    assert cfg.effective_flip_method == "fixed"
+    for bad in (dict(method="nope"), dict(rho01=0.1), dict(rho01=0.6, rho10=0.5), dict(flip_method="fixed"),
+                dict(backbone="nope"), dict(base_loss="hinge"), dict(clip=0)):
+        with pytest.raises(InputError):
+            FitConfig(**bad).validate()
+    with pytest.raises(InputError):
+        FitConfig.from_dict({"method": "naive", "colour": "red"})
+
+
+def test_input_errors():
+    log, X = synth_log(n=200)
+    with pytest.raises(InputError, match="true_label"):
+        fit_log(log.drop("true_label"), X, fast_config("oracle"))
+    with pytest.raises(InputError, match="feedback-only"):
+        fit_log(log.with_columns(pl.lit(1, pl.Int8).alias("observed"), pl.col("feedback").fill_null(0)), X,
+                fast_config("ips"))
+    with pytest.raises(InputError):
+        fit_log(log, X[:10], fast_config("naive"))
+
+
+# ----------------------------------------------------------------------------------------------------------- runs
+def test_run_dir_roundtrip(tmp_path, data):
+    log, X, nuis = data
+    result = fit_log(log, X, fast_config("causalrm-dr"), nuisances=nuis)
+    out = save_run(result, log, X, tmp_path / "run")
+    assert is_run_dir(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["backbone.json", "config.json", "metrics.json", "model.safetensors", "nuisances.json", "scored.parquet"])
+    run = load_run(out)
+    assert run.config == result.config
+    np.testing.assert_array_equal(run.score(log, X), result.score(log, X))
+    scored = run.scored()
+    np.testing.assert_allclose(scored["reward"].to_numpy(), result.score(log, X), rtol=1e-6)
+    assert {"response_id", "prompt", "response", "pair_id", "split", "reward", "preference"} <= set(scored.columns)
+    np.testing.assert_allclose(scored["preference"].to_numpy(), 1 / (1 + np.exp(-scored["reward"].to_numpy())))
+    again = score_log(out, log, X)
+    assert again.equals(score_log(run, log, X))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["label"] == "true_label" and metrics["test"]["n"] == int(np.sum(result.split == "test"))
+    assert metrics["validation"]["best_epoch"] == result.history.best_epoch
+    # replacing an existing run is allowed and leaves no temporary folders
+    save_run(result, log, X, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_run_dir_writes_are_atomic_and_refuse_foreign_folders(tmp_path, data, monkeypatch):
+    log, X, nuis = data
+    result = fit_log(log, X, fast_config("naive"), nuisances=nuis)
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(runs, "scored_table", boom)
+    with pytest.raises(RuntimeError):
+        save_run(result, log, X, tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    out = save_run(result, log, X, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(runs, "scored_table", boom)
+    with pytest.raises(RuntimeError):
+        save_run(result, log, X, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old run intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    monkeypatch.undo()
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a causalrm run"):
+        save_run(result, log, X, foreign)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(InputError, match="not a causalrm run"):
+        load_run(foreign)
+    with pytest.raises(InputError):
+        load_run(tmp_path / "missing")

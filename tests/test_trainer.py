@@ -1,0 +1,188 @@
+"""Trainer: determinism, early stopping on the debiased validation estimate, bounded training, backbone round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from causalrm.backbones import Backbone, MLPBackbone, TensorFeatures, build_backbone, load_backbone
+from causalrm.errors import InputError
+from causalrm.losses import LossInputs, estimate
+from causalrm.trainer import TrainConfig, epoch_batches, predict_logits, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared CPUs: one thread is much faster than contended threads
+    yield
+    torch.set_num_threads(previous)
+
+
+def make_data(n=600, d=16, seed=0, rho01=0.2, rho10=0.1, invert=False):
+    """Features, clean labels and LossInputs with propensity and pseudo-labels (no nuisance fitting needed)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    w = np.random.default_rng(123).standard_normal(d)  # the same truth for every seed
+    eta = 1.0 / (1.0 + np.exp(-3.0 * X @ w / np.sqrt(d)))
+    y = (rng.random(n) < eta).astype(np.float32)
+    p = 1.0 / (1.0 + np.exp(-(X[:, 0] - 1.0)))
+    o = (rng.random(n) < p).astype(np.float32)
+    flip = np.where(y == 1, rng.random(n) < rho01, rng.random(n) < rho10)
+    r = np.where(flip, 1 - y, y) * o
+    if invert:
+        r = (1 - r) * o
+    inputs = LossInputs(feedback=r.astype(np.float32), observed=o, propensity=np.clip(p, 0.1, 1).astype(np.float32),
+                        pseudo_label=eta.astype(np.float32), true_label=y)
+    return X, inputs
+
+
+def _cfg(**kw):
+    base = dict(method="causalrm-dr", rho01=0.2, rho10=0.1, max_epochs=8, patience=None, device="cpu",
+                batch_size=128, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _fresh(X, seed=0, hidden=(32, 16)):
+    return MLPBackbone.build(X, {"hidden": hidden}, seed=seed)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_gives_identical_weights_on_cpu():
+    X, inp = make_data()
+    Xv, inv = make_data(seed=1)
+    states = []
+    for _ in range(2):
+        m = _fresh(X)
+        h = train(m, TensorFeatures(X), inp, TensorFeatures(Xv), inv, _cfg())
+        states.append(_state(m))
+        assert h.epochs == 8 and len(h.val_estimate) == 8
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    m = _fresh(X)
+    train(m, TensorFeatures(X), inp, TensorFeatures(Xv), inv, _cfg(seed=1))  # other batch order
+    assert not all(torch.equal(states[0][k], v) for k, v in m.state_dict().items())
+
+
+def test_early_stopping_watches_the_validation_estimate_and_restores_best_weights():
+    # validation feedback is inverted: once the model learns the training signal, the validation estimate worsens
+    X, inp = make_data(n=800, rho01=0.0, rho10=0.0)
+    Xv, inv = make_data(n=400, seed=1, rho01=0.0, rho10=0.0, invert=True)
+    m = _fresh(X)
+    patience = 5
+    h = train(m, TensorFeatures(X), inp, TensorFeatures(Xv), inv,
+              _cfg(method="naive", lr=3e-3, max_epochs=200, patience=patience))
+    assert h.stop_reason == "patience"
+    assert h.epochs == h.best_epoch + patience < 200
+    assert h.best_val_estimate == pytest.approx(min(h.val_estimate))
+    # the training loss kept improving after the best epoch: it is not what stopped training
+    assert h.train_loss[-1] < h.train_loss[h.best_epoch - 1]
+    # the restored weights are the best epoch's: their validation estimate is the recorded best
+    z = torch.as_tensor(predict_logits(m, TensorFeatures(Xv)))
+    assert float(estimate("naive", z, inv)) == pytest.approx(h.best_val_estimate, rel=1e-5)
+
+
+def test_progress_and_cancel():
+    X, inp = make_data()
+    seen = []
+    h = train(_fresh(X), TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(max_epochs=3),
+              progress=lambda e, n, tl, v: seen.append((e, n, tl, v)))
+    assert [s[0] for s in seen] == [1, 2, 3] and all(s[1] == 3 for s in seen)
+    assert [s[3] for s in seen] == h.val_estimate
+    calls = []
+    h = train(_fresh(X), TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(max_epochs=50),
+              should_stop=lambda: len(calls) > 8 or calls.append(1))
+    assert h.stop_reason == "cancelled" and h.epochs < 50
+
+
+def test_gradient_accumulation_matches_full_batches():
+    X, inp = make_data(n=256)
+    a, b = _fresh(X), _fresh(X)
+    train(a, TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(method="ips", max_epochs=2))
+    train(b, TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(method="ips", max_epochs=2, grad_accum_steps=4))
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-4, atol=1e-5)
+
+
+def test_bad_inputs_raise_input_error():
+    X, inp = make_data(n=100)
+    with pytest.raises(InputError):
+        train(_fresh(X), TensorFeatures(X), inp, TensorFeatures(X[:0]), inp, _cfg())
+    with pytest.raises(InputError):
+        train(_fresh(X), TensorFeatures(X[:50]), inp, TensorFeatures(X), inp, _cfg())
+    with pytest.raises(InputError):
+        train(_fresh(X), TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(method="nope"))
+
+
+@pytest.mark.parametrize("method", ["causalrm-ips", "causalrm-dr"])
+def test_long_training_stays_bounded_where_unguarded_bce_diverges(method):
+    """METHOD.md pitfall 1: the BCE surrogate is unbounded below; a flexible head memorises the training rows.
+
+    Unguarded BCE (``nonneg=False``) drives the training loss to about -1e4 and the clean validation cross-entropy
+    (measured here only as a test oracle, never used by training) to about 1e4. The default base loss (squared error
+    on sigma(z)) and BCE with the default non-negative guard stay bounded over the same long run at a high lr.
+    """
+    X, inp = make_data(n=1000, d=32)
+    Xv, inv = make_data(n=300, d=32, seed=1)
+    cfg = dict(method=method, lr=1e-2, max_epochs=80, patience=None, batch_size=250)
+
+    def run(**kw):
+        model = _fresh(X, hidden=(128, 64))
+        clean = []
+
+        def after_epoch(epoch, max_epochs, train_loss, val):
+            z = torch.as_tensor(predict_logits(model, TensorFeatures(Xv)))
+            clean.append(float(estimate("oracle", z, inv, base="bce")))
+
+        h = train(model, TensorFeatures(X), inp, TensorFeatures(Xv), inv, _cfg(**kw, **cfg), progress=after_epoch)
+        return h, np.array(clean)
+
+    h, clean = run(base_loss="bce", nonneg=False)
+    assert min(h.train_loss) < -100 or h.stop_reason == "diverged"
+    assert clean.max() > 100 * clean[0]
+
+    d = 1 - 0.2 - 0.1
+    weight_max = 1 / 0.1
+    for base in ("mse", "bce"):  # the defaults: mse plain (bounded), bce with the non-negative guard
+        h, clean = run(base_loss=base)
+        assert h.stop_reason == "max_epochs" and h.epochs == 80 and np.isfinite(h.train_loss).all()
+        assert np.all(np.abs(h.val_estimate) < 2.0)
+        assert clean.max() < 10.0
+        if base == "mse":  # each term >= -w max(rho) / D, the DR term (1 - w) e >= -(w - 1)
+            assert min(h.train_loss) >= -weight_max * 0.2 / d - (weight_max - 1)
+        else:  # guarded: max(R1, 0) + max(R0, 0) >= 0
+            assert min(h.train_loss) >= 0.0
+
+
+def test_epoch_batches_cover_rows_once_and_sort_by_length():
+    g = torch.Generator().manual_seed(0)
+    lengths = np.random.default_rng(0).integers(1, 500, 1000)
+    batches = epoch_batches(1000, 32, g, lengths, sort_by_length=True, pool=10)
+    allidx = torch.cat(batches).numpy()
+    assert sorted(allidx.tolist()) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b.numpy()]) for b in batches])
+    random_spread = np.mean([np.ptp(lengths[b.numpy()]) for b in epoch_batches(1000, 32, g)])
+    assert spread < random_spread / 3
+
+
+def test_backbone_save_load_roundtrip(tmp_path):
+    X, _ = make_data(n=50)
+    m = build_backbone("mlp", X, {"hidden": [8, 4], "dropout": 0.0}, seed=3)
+    m.save(tmp_path)
+    loaded = load_backbone(tmp_path)
+    assert isinstance(loaded, MLPBackbone) and loaded.hidden == (8, 4)
+    np.testing.assert_array_equal(predict_logits(m, TensorFeatures(X)), predict_logits(loaded, TensorFeatures(X)))
+    logits = predict_logits(m, TensorFeatures(X))
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, m(torch.as_tensor(X)).numpy(), rtol=1e-6)
+    with pytest.raises(InputError):
+        Backbone.load(tmp_path / "missing")
+    with pytest.raises(InputError):
+        build_backbone("no-such-backbone", X)
+    with pytest.raises(InputError):
+        m.featurize(None, X[:, :3])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backbone.json", "model.safetensors"]
