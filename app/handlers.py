@@ -45,7 +45,8 @@ logger = logging.getLogger("causalrm.app")
 SAMPLE_SIMULATED = "UltraFeedback (simulated)"
 SAMPLE_OASST1 = "oasst1 (real feedback)"
 SAMPLES = (SAMPLE_SIMULATED, SAMPLE_OASST1)
-RATING_MODES = {"real GPT-4 ratings": "real", "teacher (semi-synthetic, known score)": "teacher"}
+RATING_MODES = {"teacher (semi-synthetic, known score)": "teacher", "real GPT-4 ratings": "real"}
+DEFAULT_RATING_MODE = "teacher (semi-synthetic, known score)"
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 TRAIN_METHODS = ("naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
 ORACLE = "oracle"
@@ -241,8 +242,10 @@ def _data_view(session: Session) -> DataView:
 
     session.summary = summarize_log(session.log, source=session.source.get("label"))
     warnings = list(session.summary.warnings)
+    simulated = session.source.get("kind") == "simulated"
     for w in warnings:
-        _warn(w)
+        if not (simulated and w.startswith("simulation-only")):  # expected for a simulated sample: listed only
+            _warn(w)
     return DataView(session, _summary_md(session), _warnings_md(warnings), _preview(session.log), _embed_md(session),
                     _methods_update(session.log), _flip_update(session.log),
                     "New data loaded: run this step again.")
@@ -273,7 +276,7 @@ def _embed_now(session: Session, model: str, device: str, progress: Any = None) 
 
 
 @guarded
-def load_sample(state: Session | None, sample: str = SAMPLE_SIMULATED, rating: str = "real GPT-4 ratings",
+def load_sample(state: Session | None, sample: str = SAMPLE_SIMULATED, rating: str = DEFAULT_RATING_MODE,
                 alpha: float = 0.5, rho01: float = 0.2, rho10: float = 0.1, observation_rate: float = 0.2,
                 seed: float = 0, request: gr.Request = None, progress=gr.Progress()) -> DataView:
     """Load a bundled sample: the simulated UltraFeedback log (α, ρ01, ρ10, observation rate, seed) or oasst1."""
@@ -934,7 +937,7 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         if ev is None:
             continue
         m, ci = ev["metrics"], ev.get("ci") or {}
-        row = {"method": method, "labels": f"{ev['label']} (n = {ev['n']:,})"}
+        row = {"method": method}
         for key in ("mse", "mae", "r2", "auroc", "pearson"):
             row[key] = _metric_cell(m.get(key), ci.get(key))
         held = (ev.get("by_split") or {}).get("held_out")
@@ -995,9 +998,9 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         lines.append(f"Against `{cmp.gold_column}` ({cmp.n_gold:,} rows): Kendall τ "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in cmp.gold_kendall.items()) + ".")
     movers = pl.DataFrame([{"rank " + a: s["rank_a"], "rank " + b: s["rank_b"], "shift": s["shift"],
-                            "prompt": _short(s.get(schema.PROMPT), 120), "response": _short(s.get(schema.RESPONSE), 300),
-                            "response_id": s["response_id"]} for s in cmp.shifts]) if cmp.shifts else pl.DataFrame(
-        {"shift": []})
+                            "response_id": s["response_id"], "prompt": _short(s.get(schema.PROMPT), 100),
+                            "response": _short(s.get(schema.RESPONSE), 300)} for s in cmp.shifts]
+                          ) if cmp.shifts else pl.DataFrame({"shift": []})
     choices, default = _prompt_choices(session.log, cmp)
     ranking = prompt_ranking_table(session, a, b, default, rewards=rewards) if default is not None else pl.DataFrame()
 
@@ -1051,12 +1054,12 @@ def prompt_ranking_table(session: Session, a: str, b: str, key: str | None,
     rank_b = np.empty(idx.size, dtype=np.int64)
     rank_b[np.argsort(-zb, kind="stable")] = np.arange(1, idx.size + 1)
     sub = log[idx.tolist()]
-    data = {"response": [_short(r, 400) for r in sub[schema.RESPONSE].to_list()],
-            f"rank {a}": rank_a, f"reward {a}": np.round(za, 4), f"rank {b}": rank_b, f"reward {b}": np.round(zb, 4),
-            "shift": rank_b - rank_a}
+    data = {f"rank {a}": rank_a, f"rank {b}": rank_b, "shift": rank_b - rank_a, f"reward {a}": np.round(za, 4),
+            f"reward {b}": np.round(zb, 4)}
     for c in (schema.TRUE_LABEL, schema.GOLD_LABEL, schema.FEEDBACK):
         if c in sub.columns:
             data[c] = sub[c].to_list()
+    data["response"] = [_short(r, 400) for r in sub[schema.RESPONSE].to_list()]
     return pl.DataFrame(data).sort(f"rank {b}")
 
 
@@ -1140,7 +1143,7 @@ def cli_command(session: Session) -> str:
     if ts.get("seed"):
         opts.append(f"--seed {ts['seed']}")
     if session.embed_model and session.embed_model.rsplit("/", 1)[-1] != DEFAULT_EMBEDDER:
-        opts.append(f"--embedder {shlex.quote(session.embed_model)}")
+        opts.append(f"--model {shlex.quote(session.embed_model)}")
     if src.get("kind") == "upload":
         if src.get("mapping"):
             opts.append("--map " + ",".join(f"{canon}={col}" for col, canon in src["mapping"].items()))

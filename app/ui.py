@@ -65,8 +65,11 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                             sample = gr.Dropdown(list(H.SAMPLES), value=H.SAMPLE_SIMULATED, label="Sample",
                                                  elem_id="sample")
                             with gr.Column(visible=True) as sim_params:
-                                rating = gr.Radio(list(H.RATING_MODES), value="real GPT-4 ratings",
-                                                  label="Ratings behind the simulation")
+                                rating = gr.Radio(list(H.RATING_MODES), value=H.DEFAULT_RATING_MODE,
+                                                  label="Ratings behind the simulation",
+                                                  info="teacher: a known function of the embeddings, so the "
+                                                       "effect of the corrections is visible at any signal "
+                                                       "strength")
                                 alpha = gr.Slider(0.005, 1.0, value=0.5, step=0.005, label="α (selection strength)",
                                                   info="p = α^(5 − s): smaller α = stronger bias")
                                 with gr.Row():
@@ -92,7 +95,7 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                                                        placeholder="user_id=uid, timestamp=ts")
                                 threshold = gr.Number(None, label="feedback threshold (numeric ratings ≥ T → 1)")
                             load_upload_btn = gr.Button("Load log", variant="primary", elem_id="load-upload")
-                        with gr.Accordion("Embeddings", open=False):
+                        with gr.Accordion("Embeddings", open=True):
                             embed_model = gr.Dropdown([H.DEFAULT_EMBEDDER], value=H.DEFAULT_EMBEDDER,
                                                       allow_custom_value=True, label="embedding model",
                                                       info="bundled MiniLM (offline), or a Hugging Face id / local "
@@ -103,8 +106,8 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                         summary = gr.Markdown("Load a sample or upload a log to start.", elem_id="data-summary")
                         warnings_md = gr.Markdown(elem_id="data-warnings")
                         embed_status = gr.Markdown(elem_id="embed-status")
-                        preview = gr.Dataframe(label=f"Preview (first {H.PREVIEW_ROWS} rows)", interactive=False,
-                                               wrap=True, max_height=420, elem_id="preview")
+                preview = gr.Dataframe(label=f"Preview (first {H.PREVIEW_ROWS} rows)", interactive=False, wrap=True,
+                                       max_height=420, elem_id="preview")
 
             # ======================================================================================================
             with gr.Tab("2 · Propensity", id="propensity", elem_id="tab-propensity"):
@@ -183,10 +186,10 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
             # ======================================================================================================
             with gr.Tab("5 · Compare", id="compare", elem_id="tab-compare"):
                 with gr.Row():
-                    method_a = gr.Dropdown([], label="baseline", elem_id="method-a")
-                    method_b = gr.Dropdown([], label="debiased", elem_id="method-b")
+                    method_a = gr.Dropdown([], label="baseline", allow_custom_value=True, elem_id="method-a")
+                    method_b = gr.Dropdown([], label="debiased", allow_custom_value=True, elem_id="method-b")
                     compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
-                metrics_note = gr.Markdown(elem_classes="crm-note")
+                metrics_note = gr.Markdown(elem_classes="crm-note", elem_id="metrics-note")
                 metrics_table = gr.Dataframe(label="metrics vs clean labels", interactive=False, wrap=True,
                                              elem_id="metrics-table")
                 with gr.Row():
@@ -197,7 +200,8 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                 rank_summary = gr.Markdown(elem_id="rank-summary")
                 movers = gr.Dataframe(label="responses whose rank moved most (rank 1 = highest reward)",
                                       interactive=False, wrap=True, max_height=380, elem_id="movers")
-                prompt_pick = gr.Dropdown([], label="prompt (most disputed first)", elem_id="prompt-pick")
+                prompt_pick = gr.Dropdown([], label="prompt (most disputed first)", allow_custom_value=True,
+                                          elem_id="prompt-pick")
                 ranking = gr.Dataframe(label="rankings side by side", interactive=False, wrap=True,
                                        elem_id="prompt-ranking")
                 with gr.Row():

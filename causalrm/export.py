@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -216,12 +217,22 @@ def _make_embedder(model: str, device: str | torch.device | None) -> Any:
 
 def _load_transformer(source: str, manifest: dict[str, Any], *, device: Any, batch_size: int,
                       trust_remote_code: bool = False) -> TransformerRewardModel:
+    from causalrm.backbones.lora import no_progress_bars
+
+    path = Path(source)
+    adapter = path.is_dir() and (path / "adapter_config.json").is_file()
+    with no_progress_bars(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # peft calls deprecated transformers aliases
+        return _load_transformer_quietly(source, path, adapter, manifest, device=device, batch_size=batch_size,
+                                         trust_remote_code=trust_remote_code)
+
+
+def _load_transformer_quietly(source: str, path: Path, adapter: bool, manifest: dict[str, Any], *, device: Any,
+                              batch_size: int, trust_remote_code: bool) -> TransformerRewardModel:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     from causalrm.backbones.lora import is_encoder, quiet_transformers, resolve_model_path
 
-    path = Path(source)
-    adapter = path.is_dir() and (path / "adapter_config.json").is_file()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         if adapter:
@@ -416,8 +427,8 @@ def model_card(manifest: dict[str, Any]) -> str:
     kind = manifest["kind"]
     base = manifest.get("base_model_card")
     method = s.get("method", "?")
-    front = ["---", f"library_name: {'transformers' if kind == 'hf-merged' else 'peft' if kind == 'hf-adapter' else 'causalrm'}",
-             "tags:", "- reward-model", "- causalrm", "- rlhf", f"- {method}"]
+    library = {"hf-merged": "transformers", "hf-adapter": "peft"}.get(kind, "causalrm")
+    front = ["---", f"library_name: {library}", "tags:", "- reward-model", "- causalrm", "- rlhf", f"- {method}"]
     if base and "/" in base and not base.startswith(("/", ".")):
         front.append(f"base_model: {base}")
     if kind != "mlp":
@@ -630,7 +641,9 @@ def export_run(
     else:
         raise InputError(f"{run_dir}: cannot export a {backbone.name!r} backbone yet")
 
-    with _atomic_folder(out, overwrite=overwrite) as tmp:
+    from causalrm.backbones.lora import no_progress_bars
+
+    with _atomic_folder(out, overwrite=overwrite) as tmp, no_progress_bars():
         if manifest["kind"] == "mlp":
             backbone.save(tmp)
         elif adapter_only:
@@ -656,7 +669,8 @@ def export_run(
     return manifest
 
 
-def _verify(path: Path, manifest: dict[str, Any], reference: np.ndarray, probes: tuple[list, list], atol: float) -> None:
+def _verify(path: Path, manifest: dict[str, Any], reference: np.ndarray, probes: tuple[list, list],
+            atol: float) -> None:
     """Reload the export and check it: no newly initialised weights, same scores as the run on the probes."""
     rm = load_reward_model(path, device="cpu")
     info = rm.loading_info

@@ -180,16 +180,20 @@ def _is_binary(t: torch.Tensor) -> bool:
 
 
 def _prepare(
-    method: str, logits: torch.Tensor, inputs: LossInputs, rho01: float, rho10: float, base: str
+    method: str, logits: torch.Tensor, inputs: LossInputs, rho01: float, rho10: float, base: str, check: bool = True
 ) -> dict[str, Any]:
-    """Validate and convert the inputs a method needs; returns a dict of tensors (missing ones absent)."""
+    """Validate and convert the inputs a method needs; returns a dict of tensors (missing ones absent).
+
+    ``check=False`` skips the data-dependent range checks (each one a device synchronisation on a GPU) but keeps
+    the method / base / rate / presence / shape checks.
+    """
     _check_method(method)
     _check_base(base)
     if not isinstance(logits, torch.Tensor) or not torch.is_floating_point(logits):
         raise InputError("logits must be a floating-point torch tensor")
     if logits.numel() == 0:
         raise InputError("empty batch: logits have no elements")
-    if not bool(torch.isfinite(logits).all()):
+    if check and not bool(torch.isfinite(logits).all()):
         raise InputError("logits contain NaN or infinite values (diverged training?)")
     if method in NOISE_AWARE:
         rho01, rho10 = check_rates(rho01, rho10)
@@ -198,32 +202,32 @@ def _prepare(
         if inputs.true_label is None:
             raise InputError("method 'oracle' needs true_label (simulation only): it is absent from this log")
         rstar = _as_tensor(inputs.true_label, logits, "true_label")
-        if not _is_binary(rstar):
+        if check and not _is_binary(rstar):
             raise InputError("true_label must be 0/1 on every row")
         out["true_label"] = rstar
         return out
     if inputs.observed is None or inputs.feedback is None:
         raise InputError(f"method {method!r} needs feedback and observed")
     o = _as_tensor(inputs.observed, logits, "observed")
-    if not _is_binary(o):
+    if check and not _is_binary(o):
         raise InputError("observed must be 0/1 on every row")
     r = _as_tensor(inputs.feedback, logits, "feedback")
     r = torch.where(o > 0, r, torch.zeros_like(r))  # feedback is meaningless (may be NaN) where unobserved
-    if not _is_binary(r):
+    if check and not _is_binary(r):
         raise InputError("feedback must be 0/1 on every observed row")
     out.update(observed=o, feedback=r)
     if method in WEIGHTED:
         if inputs.propensity is None:
             raise InputError(f"method {method!r} needs propensity (the clipped p-hat); fit a PropensityModel")
         p = _as_tensor(inputs.propensity, logits, "propensity")
-        if not bool(((p > 0) & (p <= 1)).all()):
+        if check and not bool(((p > 0) & (p <= 1)).all()):
             raise InputError("propensity must lie in (0, 1] on every row (use PropensityModel.weights_)")
         out["weight"] = o / p
     if method in DOUBLY_ROBUST:
         if inputs.pseudo_label is None:
             raise InputError(f"method {method!r} needs pseudo_label q on every row; use noise.fit_pseudo_labels")
         q = _as_tensor(inputs.pseudo_label, logits, "pseudo_label")
-        if not bool(((q >= 0) & (q <= 1)).all()):
+        if check and not bool(((q >= 0) & (q <= 1)).all()):
             raise InputError("pseudo_label must lie in [0, 1] on every row")
         out["pseudo_label"] = q
     return out
@@ -343,6 +347,7 @@ def loss_components(
     rho01: float = 0.0,
     rho10: float = 0.0,
     base: str = "mse",
+    check: bool = True,
 ) -> torch.Tensor:
     """Per-example terms split by the class they score, shape ``logits.shape + (2,)``; ``loss_terms`` = their sum.
 
@@ -352,7 +357,7 @@ def loss_components(
     ``reduce_components`` clamps each column's batch mean at zero (the non-negative correction).
     For ``fcorr`` the columns are r l(pi, 1) and (1 - r) l(pi, 0), both non-negative.
     """
-    t = _prepare(method, logits, inputs, rho01, rho10, base)
+    t = _prepare(method, logits, inputs, rho01, rho10, base, check)
     rho01, rho10 = t["rho01"], t["rho10"]
     if method == "oracle":
         l1, l0 = _pos_neg(logits, base)
@@ -384,6 +389,7 @@ def loss_terms(
     rho01: float = 0.0,
     rho10: float = 0.0,
     base: str = "mse",
+    check: bool = True,
 ) -> torch.Tensor:
     """Per-example terms of ``method`` (same shape as ``logits``); ``reduce_terms`` turns them into the estimate.
 
@@ -399,9 +405,9 @@ def loss_terms(
     rho01 = rho10 = 0); either way the estimator is unbiased for its target whenever p is right (E[o/p | x] = 1).
 
     Raises InputError when an input the method needs is missing or out of range (propensity in (0, 1],
-    rho01 + rho10 < 1, 0/1 labels, q in [0, 1]).
+    rho01 + rho10 < 1, 0/1 labels, q in [0, 1]); ``check=False`` skips the range checks (see ``_prepare``).
     """
-    return loss_components(method, logits, inputs, rho01=rho01, rho10=rho10, base=base).sum(dim=-1)
+    return loss_components(method, logits, inputs, rho01=rho01, rho10=rho10, base=base, check=check).sum(dim=-1)
 
 
 def _normaliser(method: str, terms: torch.Tensor, inputs: LossInputs, dim: int | None) -> torch.Tensor | int:
@@ -477,21 +483,56 @@ def estimate(
     rho10: float = 0.0,
     base: str = "mse",
     nonneg: bool | None = None,
+    check: bool = True,
 ) -> torch.Tensor:
     """The estimator's value on a batch (a scalar with gradient): the training loss and the validation estimate.
 
     ``nonneg=None`` means ``base == "bce"``: with "bce" the non-negative class-wise guard of ``reduce_components``
     is on by default (pitfall 1 of METHOD.md); with "mse" the plain unbiased mean ``reduce_terms(loss_terms)`` is
     used (already bounded, see ``surrogate_bounds``). Passing ``nonneg=False`` with "bce" is for demonstrations only.
+    ``check=False`` skips the data-dependent range checks (validate once, then train without the device syncs).
     """
     if nonneg is None:
         _check_base(base)
         nonneg = base == "bce"
     if nonneg:
-        comps = loss_components(method, logits, inputs, rho01=rho01, rho10=rho10, base=base)
+        comps = loss_components(method, logits, inputs, rho01=rho01, rho10=rho10, base=base, check=check)
         return reduce_components(method, comps, inputs, nonneg=True)
-    terms = loss_terms(method, logits, inputs, rho01=rho01, rho10=rho10, base=base)
+    terms = loss_terms(method, logits, inputs, rho01=rho01, rho10=rho10, base=base, check=check)
     return reduce_terms(method, terms, inputs)
+
+
+def pairwise_terms(
+    method: str,
+    logits: torch.Tensor,
+    pairs: Any,
+    inputs: LossInputs,
+    *,
+    rho01: float = 0.0,
+    rho10: float = 0.0,
+    base: str = "mse",
+    check: bool = True,
+) -> torch.Tensor:
+    """Per-pair terms of a Bradley-Terry reward model: the pointwise estimators on the logit difference.
+
+    For pairs (a_j, b_j) of rows (``pairs``: integer (m, 2)), P(a preferred to b) = sigma(z_a - z_b) (Bradley &
+    Terry 1952), so every estimator of ``loss_terms`` applies to d_j = z_{a_j} - z_{b_j} with ``inputs`` given per
+    pair: feedback r_j = 1 if a_j was preferred, observed o_j = 1 if the comparison was logged, propensity p_j =
+    P(o_j = 1 | pair), pseudo_label q_j ~ P(a_j truly preferred), true_label the clean preference (simulation).
+    Gradients flow to both rows' logits. ``reduce_terms`` / ``reduce_components`` reduce over the pairs.
+
+    Assumptions (documented, not checked): the logged preference is a class-conditional noisy copy of the true one
+    with rates rho01 = P(r = 0 | a truly preferred), rho10 = P(r = 1 | b truly preferred), independent of the
+    content; with a random order of a and b the two rates coincide (use rho01 = rho10). Whether a pair is logged
+    depends on the pair only through what the propensity model sees (no unmeasured confounding), p_j > 0.
+    """
+    idx = torch.as_tensor(pairs, dtype=torch.long, device=logits.device)
+    if idx.ndim != 2 or idx.shape[1] != 2:
+        raise InputError(f"pairs must have shape (m, 2), got {tuple(idx.shape)}")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= logits.shape[0]):
+        raise InputError(f"pairs index rows outside 0..{logits.shape[0] - 1}")
+    diff = logits[idx[:, 0]] - logits[idx[:, 1]]
+    return loss_terms(method, diff, inputs, rho01=rho01, rho10=rho10, base=base, check=check)
 
 
 __all__ = [
@@ -505,6 +546,7 @@ __all__ = [
     "forward_loss",
     "loss_components",
     "loss_terms",
+    "pairwise_terms",
     "reduce_components",
     "reduce_terms",
     "surrogate_bounds",

@@ -38,6 +38,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from causalrm.errors import InputError
 from causalrm.losses import check_rates
@@ -282,8 +283,9 @@ class FlipRateEstimator(BaseEstimator):
 
     ci_: percentile bootstrap 95% intervals from ``n_bootstrap`` resamples of the rows (anchor: each resample refits
     the calibrator on the resampled out-of-fold decision values and recomputes the quantiles, so the interval covers
-    the calibration and quantile error but not the refit of the logistic direction; gold: resampling the gold rows). Refuses rho01 + rho10 >= 1 (InputError); warns (``warnings.warn`` and diagnostics_["warnings"])
-    when the sum exceeds 0.8. diagnostics_["sweep"]: the anchor estimates over ``SWEEP_QUANTILES`` (how far they move
+    the calibration and quantile error but not the refit of the logistic direction; gold: resampling the gold rows).
+    Refuses rho01 + rho10 >= 1 (InputError); warns (``warnings.warn`` and diagnostics_["warnings"]) when the sum
+    exceeds 0.8. diagnostics_["sweep"]: the anchor estimates over ``SWEEP_QUANTILES`` (how far they move
     with q; both rates are non-increasing in q).
 
     Fitted attributes: rho01_, rho10_, ci_ = {"rho01": (lo, hi), "rho10": (lo, hi)}, proxy_scores_ ((n_observed,)
@@ -326,7 +328,14 @@ class FlipRateEstimator(BaseEstimator):
             raise InputError(f"n_bootstrap must be a non-negative integer, got {self.n_bootstrap!r}")
 
     def fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any = None) -> FlipRateEstimator:
-        """Estimate the flip rates from a log (X may be None for ``gold`` and ``fixed``)."""
+        """Estimate the flip rates from a log (X may be None for ``gold`` and ``fixed``).
+
+        Runs with one BLAS thread: the problems are many small dense fits, where BLAS threads only add contention.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(X, feedback, observed, gold_label)
+
+    def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any) -> FlipRateEstimator:
         self._check_params()
         rng = np.random.default_rng(self.random_state)
         diag: dict[str, Any] = {"method": self.method, "warnings": []}
@@ -346,7 +355,9 @@ class FlipRateEstimator(BaseEstimator):
             r_obs = r[obs]
             if not np.all((r_obs == 0) | (r_obs == 1)):
                 i = int(np.flatnonzero(obs)[np.argmax(~((r_obs == 0) | (r_obs == 1)))])
-                raise InputError(f"column 'feedback' row {i} is {r[i]!r}: it must be 0 or 1 where observed == 1")
+                raise InputError(
+                    f"column 'feedback' row {i} is {float(r[i])!r}: it must be 0 or 1 where observed == 1"
+                )
             if self.method == "gold":
                 self._fit_gold(r, obs, gold_label, n, rng, diag)
             else:
@@ -442,7 +453,9 @@ class FlipRateEstimator(BaseEstimator):
         bad = np.isfinite(g) & ((g < 0) | (g > 1))
         if bad.any():
             i = int(np.argmax(bad))
-            raise InputError(f"column 'gold_label' row {i} is {g[i]!r}: gold labels must lie in [0, 1] (or be null)")
+            raise InputError(
+                f"column 'gold_label' row {i} is {float(g[i])!r}: gold labels must lie in [0, 1] (or be null)"
+            )
         use = obs & np.isfinite(g) & (g != 0.5)
         gb = (g[use] > 0.5).astype(float)
         rr = r[use]
@@ -513,8 +526,27 @@ def fit_pseudo_labels(
     (O independent of R*, R given X), P(r = 1 | x, o = 1) = P(r = 1 | x), so a well-specified proxy is unbiased; a
     misspecified one is fitted for the observed rows' covariate distribution. Passing ``propensity`` (clipped p_hat,
     (n,)) weights the fit by 1 / p, re-targeting it at the distribution of all impressions (importance weighting
-    for covariate shift).
+    for covariate shift). Runs with one BLAS thread (many small dense fits).
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_pseudo_labels(
+            X, feedback, observed, rho01=rho01, rho10=rho10, random_state=random_state, propensity=propensity,
+            n_folds=n_folds, calibration=calibration,
+        )
+
+
+def _fit_pseudo_labels(
+    X: Any,
+    feedback: Any,
+    observed: Any,
+    *,
+    rho01: float,
+    rho10: float,
+    random_state: int,
+    propensity: Any,
+    n_folds: int,
+    calibration: str,
+) -> np.ndarray:
     rho01, rho10 = check_rates(rho01, rho10)
     o = check_binary(observed, "observed")
     n = len(o)

@@ -38,7 +38,7 @@ from causalrm import schema
 from causalrm.backbones import Backbone, build_backbone, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
-from causalrm.trainer import TrainConfig, TrainHistory, predict_logits, torch_threads, train
+from causalrm.trainer import TrainConfig, TrainHistory, predict_logits, cpu_threads, train
 
 StageFn = Callable[[str], None]
 FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
@@ -83,11 +83,13 @@ class FitConfig:
         when it is complete. flip_method: ``"anchor-quantile"`` (default, q-th / (1-q)-th quantile of a calibrated
         out-of-fold proxy), ``"anchor-minmax"``, ``"gold"`` (audited ``gold_label`` rows) or ``"fixed"``;
         quantile: 0.97; rho01, rho10: fixed flip rates (both or neither; given -> ``flip_method="fixed"``);
-        flip_bootstrap: bootstrap replicates of the flip-rate CI.
+        flip_bootstrap: bootstrap replicates of the flip-rate CI. pseudo_label_weighting: ``"none"`` (default) fits
+        the DR pseudo-label proxy on the observed rows as they are; ``"propensity"`` weights them by ``1 / p_hat``
+        (clipped), re-targeting a misspecified proxy at all impressions (importance weighting for covariate shift).
     Rows and randomness
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
         device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: split, nuisances, initialisation, batches.
-        num_threads: CPU threads for torch during the fit (``None`` = torch's setting; 1 is much faster on a busy CPU).
+        num_threads: CPU threads (torch and BLAS) during the fit (``None`` = unchanged; 1 is much faster on a busy CPU).
     """
 
     method: str = "causalrm-dr"
@@ -115,6 +117,7 @@ class FitConfig:
     rho01: float | None = None
     rho10: float | None = None
     flip_bootstrap: int = 200
+    pseudo_label_weighting: str = "none"
     val_fraction: float = 0.2
     device: str = "auto"
     seed: int = 0
@@ -146,6 +149,8 @@ class FitConfig:
             check_rates(self.rho01, self.rho10)
         elif self.flip_method == "fixed":
             raise InputError("flip method 'fixed' needs --rho01 and --rho10")
+        if self.pseudo_label_weighting not in ("none", "propensity"):
+            raise InputError(f"pseudo_label_weighting {self.pseudo_label_weighting!r}: use none or propensity")
         if not 0.5 < self.quantile <= 1.0:
             raise InputError(f"quantile must be in (0.5, 1], got {self.quantile}")
         if not 0.0 < self.clip <= 1.0:
@@ -372,7 +377,7 @@ def fit_nuisances(
     alone (``len(X) == number of those rows``), or None (embedded with ``config.embedder``).
     """
     config.validate()
-    with torch_threads(config.num_threads):
+    with cpu_threads(config.num_threads):
         return _fit_nuisances(log, X, config, methods=methods, split=split, on_stage=on_stage)
 
 
@@ -449,15 +454,17 @@ def _fit_nuisances(
         t0 = time.perf_counter()
         from causalrm.noise import fit_pseudo_labels
 
+        weighted = config.pseudo_label_weighting == "propensity" and nuis.weights is not None
+        kw = {"random_state": config.seed, **({"propensity": nuis.weights} if weighted else {})}
         if "pseudo_label" in needs:
             nuis.pseudo_label = np.asarray(
-                fit_pseudo_labels(X_fit, fb, obs, rho01=nuis.rho01, rho10=nuis.rho10, random_state=config.seed),
-                dtype=np.float64)
+                fit_pseudo_labels(X_fit, fb, obs, rho01=nuis.rho01, rho10=nuis.rho10, **kw), dtype=np.float64)
         if "pseudo_label_noisy" in needs:
             nuis.pseudo_label_noisy = np.asarray(
-                fit_pseudo_labels(X_fit, fb, obs, rho01=0.0, rho10=0.0, random_state=config.seed), dtype=np.float64)
+                fit_pseudo_labels(X_fit, fb, obs, rho01=0.0, rho10=0.0, **kw), dtype=np.float64)
         q = nuis.pseudo_label if nuis.pseudo_label is not None else nuis.pseudo_label_noisy
-        diag["pseudo_label"] = {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max())}
+        diag["pseudo_label"] = {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max()),
+                                "weighting": "propensity" if weighted else "none"}
         diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
     return nuis
 
@@ -579,7 +586,7 @@ def fit_log(
     config = (config or FitConfig()).validate()
     if not isinstance(log, pl.DataFrame):
         raise InputError(f"log must be a polars DataFrame, got {type(log).__name__}")
-    with torch_threads(config.num_threads):
+    with cpu_threads(config.num_threads):
         return _fit_log(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
                         on_stage=on_stage)
 

@@ -1,7 +1,8 @@
 """Propensity p(x) = P(o = 1 | x): a cross-fitted classifier of "this impression received feedback".
 
 Notation as in docs/ARCHITECTURE.md: ``X`` (n, d) representations, ``observed`` o in {0, 1}, ``propensity`` p,
-``clip`` the floor applied when p_hat is used as a weight: ``weights_ = max(p_hat, clip)`` (the losses use o / weights_).
+``clip`` the floor applied when p_hat is used as a weight: ``weights_ = max(p_hat, clip)`` (the losses use
+o / weights_).
 
 Estimator (the CausalRM paper, arXiv 2603.18736, Sec. "nuisance estimates"): an MLP d -> 256 -> 64 -> 1 with LeakyReLU
 and a sigmoid output trained on o over *all* impressions, or a logistic regression. Cross-fitting: the rows are split
@@ -62,7 +63,7 @@ def check_binary(values: Any, name: str, n: int | None = None) -> np.ndarray:
     bad = ~((arr == 0) | (arr == 1))
     if bad.any():
         i = int(np.argmax(bad))
-        raise InputError(f"column {name!r} row {i} is {arr[i]!r}: it must be 0 or 1")
+        raise InputError(f"column {name!r} row {i} is {float(arr[i])!r}: it must be 0 or 1")
     return arr
 
 
@@ -74,7 +75,7 @@ def check_propensity(values: Any, name: str = "logged_propensity", n: int | None
     bad = ~(np.isfinite(arr) & (arr > 0) & (arr <= 1))
     if bad.any():
         i = int(np.argmax(bad))
-        raise InputError(f"column {name!r} row {i} is {arr[i]!r}: propensities must lie in (0, 1] on every row")
+        raise InputError(f"column {name!r} row {i} is {float(arr[i])!r}: propensities must lie in (0, 1] on every row")
     return arr
 
 

@@ -281,7 +281,7 @@ def train(
     if len(val_features) == 0:
         raise InputError("no validation rows; the log needs rows with split 'val' for early stopping")
     if cfg.num_threads:
-        with torch_threads(cfg.num_threads):
+        with cpu_threads(cfg.num_threads):
             return train(backbone, train_features, train_inputs, val_features, val_inputs,
                          dataclasses.replace(cfg, num_threads=None), progress=progress, should_stop=should_stop)
     device = resolve_device(cfg.device)
@@ -388,15 +388,25 @@ def train(
 # helpers
 # --------------------------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Limit torch's intra-op CPU threads to ``n`` inside the block (``None``/0: unchanged); restored afterwards."""
+def cpu_threads(n: int | None):
+    """Limit torch's intra-op threads and the BLAS/OpenMP pools (threadpoolctl) to ``n`` inside the block.
+
+    ``None``/0: unchanged. Restored afterwards. On a shared or oversubscribed CPU, spinning worker threads can make
+    small matrix products tens of times slower; one thread each avoids that.
+    """
     if not n:
         yield
         return
     previous = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
-        yield
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - scikit-learn depends on it
+            yield
+        else:
+            with threadpool_limits(limits=int(n)):
+                yield
     finally:
         torch.set_num_threads(previous)
 

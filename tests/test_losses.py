@@ -17,6 +17,7 @@ from causalrm.losses import (
     forward_loss,
     loss_components,
     loss_terms,
+    pairwise_terms,
     reduce_components,
     reduce_terms,
     surrogate_bounds,
@@ -24,6 +25,15 @@ from causalrm.losses import (
 )
 
 RATES = [(0.2, 0.1), (0.1, 0.2), (0.3, 0.05), (0.0, 0.0), (0.45, 0.45)]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Small tensors: intra-op threads only add contention on a shared CPU (restored after each test)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------------------- NumPy references
@@ -235,8 +245,8 @@ def test_bce_guard_training_does_not_diverge():
     results = {}
     for nonneg in (True, False):
         z = torch.zeros(n, dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.Adam([z], lr=0.1)
-        for _ in range(300):
+        opt = torch.optim.Adam([z], lr=0.2)
+        for _ in range(150):
             opt.zero_grad()
             loss = estimate("causalrm-ips", z, inputs, rho01=0.2, rho10=0.1, base="bce", nonneg=nonneg)
             loss.backward()
@@ -326,7 +336,39 @@ def test_invalid_inputs_raise(method, logits, inputs, kw, match):
         estimate(method, logits, inputs, **kw)
 
 
+@pytest.mark.parametrize("base", BASES)
+def test_check_false_gives_the_same_values(base):
+    z, r, o, p, q, rstar = random_batch(40, seed=4)
+    inputs = to_inputs(r, o, p, q, rstar)
+    zt = torch.tensor(z)
+    for m in METHODS:
+        a = estimate(m, zt, inputs, rho01=0.2, rho10=0.1, base=base)
+        b = estimate(m, zt, inputs, rho01=0.2, rho10=0.1, base=base, check=False)
+        assert float(a) == float(b)
+
+
 def test_feedback_nan_on_unobserved_rows_is_fine():
     inputs = _bad(feedback=torch.tensor([1.0, 0.0, float("nan")]))
     for m in METHODS:
         assert torch.isfinite(estimate(m, Z3, inputs, rho01=0.2, rho10=0.1))
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_pairwise_bradley_terry(base):
+    rng = np.random.default_rng(5)
+    z = torch.tensor(rng.normal(size=8), requires_grad=True)
+    pairs = np.array([[0, 1], [2, 3], [4, 5], [6, 7], [1, 2]])
+    pref = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    o = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
+    p = np.array([0.5, 0.2, 0.3, 0.9, 0.4])
+    inputs = LossInputs(feedback=torch.tensor(pref), observed=torch.tensor(o), propensity=torch.tensor(p))
+    terms = pairwise_terms("causalrm-ips", z, pairs, inputs, rho01=0.15, rho10=0.15, base=base)
+    d = z.detach().numpy()[pairs[:, 0]] - z.detach().numpy()[pairs[:, 1]]
+    ref = o / p * np_surrogate(d, pref, 0.15, 0.15, base)
+    np.testing.assert_allclose(terms.detach().numpy(), ref, rtol=1e-10)
+    reduce_terms("causalrm-ips", terms, inputs).backward()
+    g = z.grad.numpy()
+    assert np.all(g[[0, 1, 2, 3, 6, 7]] != 0) and g[6] + g[7] == pytest.approx(0.0, abs=1e-12)
+    assert np.all(g[[4, 5]] == 0)  # the unlogged pair carries no IPS weight
+    with pytest.raises(InputError, match="outside"):
+        pairwise_terms("naive", z, np.array([[0, 9]]), inputs.index([0]))

@@ -14,14 +14,13 @@ from causalrm.errors import InputError
 from causalrm.losses import METHODS
 from causalrm.pipeline import FitConfig, fit_log, fit_nuisances, resolve_split
 from causalrm.runs import is_run_dir, load_run, save_run, score_log
+from causalrm.trainer import cpu_threads
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with cpu_threads(1):  # shared CPUs: one thread is much faster than contended threads
+        yield
 
 
 def synth_log(n=500, d=12, seed=0, rho01=0.2, rho10=0.1):
@@ -57,9 +56,9 @@ def fast_config(method="causalrm-dr", **kw):
 
 @pytest.fixture(scope="module")
 def data():
-    torch.set_num_threads(1)
     log, X = synth_log()
-    nuis = fit_nuisances(log, X, fast_config(), methods=list(METHODS))
+    with cpu_threads(1):
+        nuis = fit_nuisances(log, X, fast_config(), methods=list(METHODS))
     return log, X, nuis
 
 

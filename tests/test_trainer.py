@@ -9,15 +9,13 @@ import torch
 from causalrm.backbones import Backbone, MLPBackbone, TensorFeatures, build_backbone, load_backbone
 from causalrm.errors import InputError
 from causalrm.losses import LossInputs, estimate
-from causalrm.trainer import TrainConfig, epoch_batches, predict_logits, train
+from causalrm.trainer import TrainConfig, cpu_threads, epoch_batches, predict_logits, train
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared CPUs: one thread is much faster than contended threads
-    yield
-    torch.set_num_threads(previous)
+    with cpu_threads(1):  # shared CPUs: one thread is much faster than contended threads
+        yield
 
 
 def make_data(n=600, d=16, seed=0, rho01=0.2, rho10=0.1, invert=False):

@@ -1,13 +1,92 @@
-"""`causalrm bench` (not yet implemented)."""
+"""`causalrm bench`: the paper's semi-synthetic experiment (or oasst1's real feedback) for several methods and seeds.
+
+Examples::
+
+    causalrm bench --dataset ultrafeedback --alpha 0.5 --rho01 0.2 --rho10 0.1 --seeds 0,1,2 \\
+        --methods naive,ips,denoise,causalrm-ips,causalrm-dr,oracle --json uf.json --markdown uf.md
+    causalrm bench --dataset wildbench --rating teacher --alpha 0.1 --json wb_teacher.json
+    causalrm bench --dataset oasst1 --json oasst1.json      # real feedback, evaluated against gold labels
+"""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return subparsers.add_parser("bench", help="(not yet implemented)")
+    from causalrm.bench import DEFAULT_METHODS
+
+    p = subparsers.add_parser("bench", help="run the paper's experiment: simulate, fit every method, evaluate",
+                              description="Simulate biased noisy feedback from a rated dataset, fit several "
+                                          "estimators per seed and evaluate them on the clean test split.")
+    p.add_argument("--dataset", default="ultrafeedback",
+                   help="ultrafeedback, wildbench, helpsteer2, a rated file, or oasst1 (real feedback vs gold)")
+    p.add_argument("--rating-column", default=None, help="rating column (default: rating)")
+    p.add_argument("--alpha", type=float, default=0.5, help="selection strength, smaller = stronger (default 0.5)")
+    p.add_argument("--rho01", type=float, default=0.2, help="P(r=0 | r*=1) (default 0.2)")
+    p.add_argument("--rho10", type=float, default=0.1, help="P(r=1 | r*=0) (default 0.1)")
+    p.add_argument("--observation-rate", type=float, default=0.2, help="share of observed rows (default 0.2)")
+    p.add_argument("--rating", default="real", choices=("real", "teacher"),
+                   help="real ratings or a teacher function of the embedding (semi-synthetic, default real)")
+    p.add_argument("--teacher", default="mlp", choices=("mlp", "linear"), help="teacher form (default mlp)")
+    p.add_argument("--snr", type=float, default=None, help="teacher signal-to-noise variance ratio (default none)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 600)")
+    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default 30)")
+    p.add_argument("--propensity-model", default=None, choices=("mlp", "logistic"), help="default mlp")
+    p.add_argument("--flip-method", default=None, help="flip-rate estimator (default anchor-quantile)")
+    p.add_argument("--clip", type=float, default=None, help="propensity floor (default 0.1)")
+    p.add_argument("--base-loss", default=None, choices=("mse", "bce"), help="default mse")
+    p.add_argument("--fixed-rates", action="store_true",
+                   help="give the estimators the true rho01/rho10 instead of estimating them (ablation)")
+    p.add_argument("--model", dest="embedder", default="all-MiniLM-L6-v2", help="embedding model")
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/BLAS (1 is best on busy CPUs)")
+    p.add_argument("--json", dest="json_out", required=True, metavar="OUT", help="results JSON")
+    p.add_argument("--markdown", dest="md_out", default=None, metavar="OUT.md", help="also write a markdown table")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    from causalrm.errors import InputError
+
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise InputError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("causalrm bench is not implemented yet")
+    from causalrm.bench import BenchConfig, run_bench
+    from causalrm.io import atomic_path, write_json_atomic
+
+    fit: dict = {}
+    for key, value in (("max_epochs", args.epochs), ("patience", args.patience),
+                       ("propensity_model", args.propensity_model), ("flip_method", args.flip_method),
+                       ("clip", args.clip), ("base_loss", args.base_loss), ("device", args.device),
+                       ("num_threads", args.threads)):
+        if value is not None:
+            fit[key] = value
+    if args.fixed_rates:
+        fit.update(rho01=args.rho01, rho10=args.rho10)
+    config = BenchConfig(
+        dataset=args.dataset, alpha=args.alpha, rho01=args.rho01, rho10=args.rho10,
+        observation_rate=args.observation_rate, rating=args.rating, teacher=args.teacher, snr=args.snr,
+        rating_column=args.rating_column, seeds=_ints(args.seeds),
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), fit=fit, embedder=args.embedder,
+    ).validate()
+    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    result = run_bench(config, progress=say)
+    command = "causalrm bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \
+        else None
+    write_json_atomic(result.to_dict(), args.json_out)
+    md = result.to_markdown(command=command)
+    if args.md_out:
+        with atomic_path(args.md_out) as tmp:
+            tmp.write_text(md, encoding="utf-8")
+    print(md)
+    return 0

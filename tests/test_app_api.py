@@ -1,0 +1,150 @@
+"""The workbench served for real (`python app/app.py` in a subprocess on a free 127.0.0.1 port), driven with
+gradio_client: the public endpoints work, bad input comes back as our one-line message, and concurrent clients only
+ever see their own data."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.xdist_group("app_api"), pytest.mark.filterwarnings("ignore::UserWarning")]
+SAMPLE = "UltraFeedback (simulated)"
+TEACHER = "teacher (semi-synthetic, known score)"
+AUTO = "(same name)"
+N_MAP = 9  # mapping dropdowns on the Data tab
+ENDPOINTS = {"/load_sample", "/upload", "/embed", "/fit_propensity", "/clip_report", "/estimate_noise", "/train",
+             "/cancel", "/compare", "/prompt_ranking"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """URL of a freshly launched workbench (upload cap 1 MB); its session folders live in a temp folder."""
+    port = _free_port()
+    sessions = tmp_path_factory.mktemp("api-sessions")
+    env = {**os.environ, "CAUSALRM_APP_TMPDIR": str(sessions), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "0"}
+    log = (sessions / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "app/app.py", "--port", str(port), "--max-upload-mb", "1"], cwd=ROOT,
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the app did not start:\n" + (sessions / "server.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield {"url": url, "sessions": sessions, "log": sessions / "server.log"}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def _client(server) -> Client:
+    return Client(server["url"], verbose=False)
+
+
+def _load(client: Client, seed: int):
+    return client.predict(SAMPLE, TEACHER, 0.5, 0.2, 0.1, 0.2, seed, api_name="/load_sample")
+
+
+def test_listens_on_localhost_with_named_endpoints(server):
+    assert server["url"].startswith("http://127.0.0.1:")
+    api = _client(server).view_api(return_format="dict", print_info=False)
+    assert ENDPOINTS <= set(api["named_endpoints"])
+
+
+def test_full_flow_over_the_api(server):
+    c = _client(server)
+    summary, warnings, preview, embed, methods, flip, stale = _load(c, 0)
+    assert "2,398 impressions" in summary and "seed 0" in summary and "ready" in embed
+    assert preview["headers"][0] == "response_id" and len(preview["data"]) == 50
+    diag, hist, calib, clip = c.predict("logistic", 0.1, 0, api_name="/fit_propensity")
+    assert "AUC" in diag and "Clip 0.1" in clip and hist is not None
+    clip_text, _ = c.predict(0.25, api_name="/clip_report")
+    assert "Clip 0.25" in clip_text
+    table, heat, proxy, sweep, noise_md = c.predict("anchor quantile (default)", 0.97, False, 0.2, 0.1, 0,
+                                                    api_name="/estimate_noise")
+    assert table["data"][0][0].startswith("anchor") and "Training will use" in noise_md
+    status, curves, results, a, b = c.predict(["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0, api_name="/train")
+    assert status.startswith("Done"), status
+    assert [row[0] for row in results["data"]] == ["naive", "causalrm-dr"]
+    out = c.predict("naive", "causalrm-dr", api_name="/compare")
+    metrics, note, bars, scatter, rank_md, movers, prompts, ranking, cli, csv, parquet, zipped = out
+    assert [row[0] for row in metrics["data"]] == ["naive", "causalrm-dr"] and "true_label" in note
+    assert "Kendall τ" in rank_md and len(movers["data"]) > 0 and len(ranking["data"]) >= 2
+    assert "causalrm fit sim.parquet --method causalrm-dr" in cli
+    assert Path(csv).stat().st_size > 0 and Path(zipped).suffix == ".zip"  # downloaded by the client
+
+
+def test_bad_upload_returns_our_message_and_the_app_keeps_serving(server, tmp_path):
+    bad = tmp_path / "bad_log.csv"
+    bad.write_text("question,answer\nhi,there\n")
+    c = _client(server)
+    with pytest.raises(AppError) as info:
+        c.predict(handle_file(str(bad)), *[AUTO] * N_MAP, "", None, api_name="/upload")
+    message = str(info.value)
+    assert "bad_log.csv: missing required columns" in message and "Column mapping" in message
+    assert "/tmp/gradio" not in message and "Traceback" not in message
+    # with the mapping the same file loads
+    picks = [AUTO] * N_MAP
+    picks[0], picks[1] = "question", "answer"
+    summary = c.predict(handle_file(str(bad)), *picks, "", None, api_name="/upload")[0]
+    assert "1 impressions" in summary
+    with pytest.raises(AppError, match="no embeddings yet"):
+        c.predict("mlp", 0.1, 0, api_name="/fit_propensity")
+
+
+def test_oversized_upload_is_refused(server, tmp_path):
+    big = tmp_path / "big.csv"
+    big.write_text("prompt,response,feedback\n" + "a prompt,a response,1\n" * 80_000)  # ~1.8 MB > 1 MB cap
+    with pytest.raises((AppError, ValueError), match="(?i)max|limit|size"):
+        _client(server).predict(handle_file(str(big)), *[AUTO] * N_MAP, "", None, api_name="/upload")
+
+
+def test_concurrent_clients_see_only_their_own_data(server):
+    clients = [_client(server) for _ in range(2)]
+    seeds = [3, 4]
+    with ThreadPoolExecutor(2) as pool:
+        loaded = list(pool.map(lambda cs: _load(*cs), zip(clients, seeds)))
+    for (summary, *_), seed in zip(loaded, seeds):
+        assert f"seed {seed} " in summary
+    assert loaded[0][2]["data"] != loaded[1][2]["data"] or loaded[0][0] != loaded[1][0]
+    with ThreadPoolExecutor(2) as pool:
+        fitted = list(pool.map(lambda c: c.predict("logistic", 0.1, 0, api_name="/fit_propensity"), clients))
+    assert fitted[0][0] != fitted[1][0]  # different logs -> different diagnostics
+    # each client still sees its own log afterwards
+    for c, (diag, *_rest) in zip(clients, fitted):
+        clip_text = c.predict(0.1, api_name="/clip_report")[0]
+        assert clip_text in fitted[clients.index(c)][3]  # the same p-hat as this client's own fit
+    # a new client has no data at all
+    with pytest.raises(AppError, match="no log loaded yet"):
+        _client(server).predict("naive", "causalrm-dr", api_name="/compare")
+    # every session got its own folder under the server's session root
+    assert len([p for p in server["sessions"].glob("s-*") if p.is_dir()]) >= 2

@@ -1,0 +1,153 @@
+"""The whole workbench flow in a real browser (Debian's chromium through Playwright) on the bundled sample:
+load, fit the propensity, estimate the noise, train naive + causalrm-dr for a few epochs, compare. Asserts that the
+plotly plots and the metrics table render, and saves a screenshot of each tab under test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = os.environ.get("CAUSALRM_CHROMIUM", "/usr/bin/chromium")
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("app_browser")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = _free_port()
+    sessions = tmp_path_factory.mktemp("browser-sessions")
+    env = {**os.environ, "CAUSALRM_APP_TMPDIR": str(sessions), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "0"}
+    log = (sessions / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "app/app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the app did not start:\n" + (sessions / "server.log").read_text()[-3000:])
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
+                                                                    "--disable-background-networking"])
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        pg.goto(app_url, wait_until="load")
+        pg.wait_for_selector("#load-sample")
+        yield pg
+        browser.close()
+
+
+def _tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def _plot_rendered(page, elem_id: str, timeout: float = 60_000) -> None:
+    page.wait_for_selector(f"#{elem_id} .js-plotly-plot", state="attached", timeout=timeout)
+    assert page.locator(f"#{elem_id} .js-plotly-plot .main-svg").count() >= 1
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(600)  # let plotly finish its transitions
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def _no_error_toast(page) -> None:
+    errors = page.locator(".toast-body.error, [data-testid='toast-body'].error")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def test_whole_flow_in_the_browser(page):
+    t0 = time.monotonic()
+    # 1 - Data
+    page.click("#load-sample")
+    page.wait_for_selector("#data-summary >> text=impressions")
+    assert "2,398 impressions" in page.inner_text("#data-summary")
+    assert page.locator("#preview [role=row]").count() > 5
+    assert "ready" in page.inner_text("#embed-status")
+    _shot(page, "1-data.png")
+
+    # 2 - Propensity (logistic keeps the test quick)
+    _tab(page, "2 · Propensity")
+    page.get_by_label("logistic").check()
+    page.click("#fit-propensity")
+    page.wait_for_selector("#prop-diagnostics >> text=AUC", timeout=90_000)
+    _plot_rendered(page, "prop-hist")
+    _plot_rendered(page, "prop-calib")
+    assert re.search(r"clip 0\.1 raises \d+ of \d+", page.inner_text("#clip-report"))
+    _no_error_toast(page)
+    _shot(page, "2-propensity.png")
+
+    # 3 - Noise
+    _tab(page, "3 · Noise")
+    page.click("#estimate-noise")
+    page.wait_for_selector("#noise-summary >> text=Training will use", timeout=90_000)
+    for elem in ("noise-heatmap", "noise-proxy", "noise-sweep"):
+        _plot_rendered(page, elem)
+    assert "true (simulation setting)" in page.inner_text("#noise-table")
+    _shot(page, "3-noise.png")
+
+    # 4 - Train naive + causalrm-dr (the defaults) for 3 epochs
+    _tab(page, "4 · Train")
+    epochs = page.locator("#epochs input")
+    epochs.fill("3")
+    epochs.press("Tab")
+    page.click("#train")
+    page.wait_for_selector("#train-status >> text=Done", timeout=150_000)
+    _plot_rendered(page, "loss-curves")
+    results = page.inner_text("#train-results")
+    assert "naive" in results and "causalrm-dr" in results
+    _no_error_toast(page)
+    _shot(page, "4-train.png")
+
+    # 5 - Compare
+    _tab(page, "5 · Compare")
+    page.click("#compare")
+    page.wait_for_selector("#rank-summary >> text=Kendall", timeout=90_000)
+    metrics = page.inner_text("#metrics-table")
+    assert "naive" in metrics and "causalrm-dr" in metrics and "r2" in metrics
+    assert "true_label" in page.inner_text("#metrics-note")
+    _plot_rendered(page, "reward-scatter")
+    _plot_rendered(page, "metric-bars")
+    assert page.locator("#movers [role=row]").count() > 1
+    assert "causalrm fit" in page.inner_text("#cli")
+    _no_error_toast(page)
+    _shot(page, "5-compare.png")
+    assert time.monotonic() - t0 < 240  # generous on a shared CPU; about a minute on an idle one

@@ -1,0 +1,303 @@
+"""The workbench's handlers (app/handlers.py), called as plain Python functions, one tab after another.
+
+One module-scoped session walks the bundled simulated sample through every tab (logistic propensity and few epochs
+keep it cheap); the other tests check errors, uploads, cancellation, session folders and the `causalrm app` CLI.
+Numbers shown by the app are checked against the core functions / SciPy computed independently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from app import handlers as H  # noqa: E402
+from app import session as S  # noqa: E402
+
+pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
+NO_MAP = [H.AUTO] * len(H.MAPPABLE)
+
+
+@pytest.fixture(autouse=True)
+def _private_tmp(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path_factory.getbasetemp() / "app-sessions"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A session taken through Data -> Propensity -> Noise -> Train (naive + causalrm-dr, 2 epochs)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path_factory.mktemp("app-sessions")))
+    view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 0)
+    session = view.state
+    prop = H.fit_propensity(session, "logistic", 0.1, 0)
+    noise = H.estimate_noise(session, "anchor quantile (default)", 0.97, False, 0.2, 0.1, 0)
+    views = list(H.train_models(session, ["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0))
+    yield {"session": session, "data": view, "prop": prop, "noise": noise, "train": views}
+    session.close()
+    mp.undo()
+
+
+# ---------------------------------------------------------------------------------------------------------- Data
+def test_load_sample_shows_summary_preview_and_embeddings(trained):
+    view, session = trained["data"], trained["session"]
+    log = session.log
+    assert view.state is session
+    assert f"{log.height:,} impressions" in view.summary
+    n_obs = int(log["observed"].sum())
+    assert f"{n_obs:,} with feedback" in view.summary
+    assert "α = 0.5" in view.summary and "seed 0" in view.summary
+    assert isinstance(view.preview, pl.DataFrame) and 0 < view.preview.height <= H.PREVIEW_ROWS
+    assert view.preview["response"].str.len_chars().max() <= H.PREVIEW_CHARS
+    assert session.X.shape == (log.height, 384) and session.X.dtype == np.float32
+    assert "ready" in view.embed_status
+    assert "oracle" in view.methods["choices"]  # simulated log: clean labels exist
+    assert view.flip_method["choices"] == ["anchor quantile (default)", "anchor min/max"]  # no gold labels
+
+
+def test_load_oasst1_offers_gold_and_no_oracle():
+    view = H.load_sample(None, H.SAMPLE_OASST1)
+    try:
+        assert "oracle" not in view.methods["choices"]
+        assert "gold labels" in view.flip_method["choices"]
+        assert "gold labels on" in view.summary
+    finally:
+        view.state.close()
+
+
+def test_upload_with_mapping_threshold_and_gzip(tmp_path):
+    rows = ["question,answer,stars"] + [f"q{i},answer number {i},{(i % 5) + 1 if i % 3 else ''}" for i in range(60)]
+    path = tmp_path / "my log.csv.gz"
+    path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    cols = H.inspect_upload(str(path))
+    assert "question" in cols[0] and len(cols) == 1 + len(H.MAPPABLE)
+    assert cols[1]["choices"] == [H.AUTO, "question", "answer", "stars"]
+    picks = dict.fromkeys(H.MAPPABLE, H.AUTO) | {"prompt": "question", "response": "answer", "feedback": "stars"}
+    view = H.load_upload(None, str(path), *[picks[c] for c in H.MAPPABLE], "", 4.0)
+    try:
+        log = view.state.log
+        assert log.height == 60
+        stars = np.array([(i % 5) + 1 if i % 3 else np.nan for i in range(60)])
+        expected = np.where(np.isnan(stars), np.nan, (stars >= 4).astype(float))
+        got = log["feedback"].cast(pl.Float64).to_numpy()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(got[~np.isnan(got)], expected[~np.isnan(expected)])
+        assert view.state.X is None and "not computed" in view.embed_status
+        assert "tiny" in view.warnings.lower() or "observed" in view.warnings.lower()
+        cli = H.cli_command(view.state)
+        assert "causalrm validate" in cli and "--map" in cli and "prompt=question" in cli and "--threshold 4" in cli
+    finally:
+        view.state.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "needle"),
+    [
+        ("bad.csv", "question,answer\nhi,there\n", "Column mapping"),
+        ("notes.txt", "prompt,response\na,b\n", "unsupported file type"),
+    ],
+)
+def test_bad_uploads_give_readable_errors(tmp_path, name, content, needle):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(gr.Error) as info:
+        H.load_upload(None, str(path), *NO_MAP, "", None)
+    message = info.value.message
+    assert needle in message and name in message
+    assert str(tmp_path) not in message and "Traceback" not in message
+
+
+def test_upload_size_cap_and_missing_file(tmp_path, monkeypatch):
+    path = tmp_path / "big.csv"
+    path.write_text("prompt,response,feedback\n" + "p,r,1\n" * 50_000)
+    monkeypatch.setattr(H.SETTINGS, "max_upload_mb", 0.1)
+    with pytest.raises(gr.Error, match="upload limit of 0.1 MB"):
+        H.load_upload(None, str(path), *NO_MAP, "", None)
+    with pytest.raises(gr.Error, match="no file uploaded"):
+        H.load_upload(None, None, *NO_MAP, "", None)
+
+
+def test_every_tab_refuses_to_run_without_data():
+    for call in (lambda: H.fit_propensity(None, "mlp", 0.1, 0), lambda: H.estimate_noise(None),
+                 lambda: list(H.train_models(None, ["naive"])), lambda: H.compare_models(None),
+                 lambda: H.compute_embeddings(None)):
+        with pytest.raises(gr.Error, match="no log loaded yet"):
+            call()
+
+
+def test_unexpected_exception_becomes_short_logged_message(trained, monkeypatch, caplog):
+    import causalrm.pipeline
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("internal detail /secret/path")
+
+    monkeypatch.setattr(causalrm.pipeline, "fit_nuisances", boom)
+    with caplog.at_level(logging.ERROR, logger="causalrm.app"), pytest.raises(gr.Error) as info:
+        H.fit_propensity(trained["session"], "logistic", 0.1, 0)
+    message = info.value.message
+    assert "RuntimeError" in message and "reference" in message and "secret" not in message
+    assert any("internal detail" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------------------------- Propensity
+def test_propensity_plots_diagnostics_and_clip(trained):
+    from sklearn.metrics import roc_auc_score
+
+    from causalrm.propensity import clip_report
+
+    session, view = trained["session"], trained["prop"]
+    nuis = session.propensity
+    p = np.asarray(nuis.propensity)
+    o = session.log["observed"].cast(pl.Float64).to_numpy()[nuis.rows]
+    assert isinstance(view.histogram, go.Figure) and len(view.histogram.data) == 2
+    assert isinstance(view.calibration, go.Figure) and len(view.calibration.data) == 2
+    assert f"{roc_auc_score(o, p):.3f}" in view.diagnostics  # AUC shown = AUC of the cross-fitted p-hat
+    assert clip_report(p, 0.1, observed=o)["message"] in view.clip_text
+    state, text, fig = H.clip_preview(session, 0.3)
+    assert clip_report(p, 0.3, observed=o)["message"] in text
+    assert fig.layout.shapes[0].x0 == pytest.approx(0.3)
+    H.clip_preview(session, 0.1)  # restore for the other tests
+    assert session.propensity_settings["clip"] == 0.1
+
+
+# --------------------------------------------------------------------------------------------------------- Noise
+def test_noise_estimates_plots_and_manual_override(trained):
+    session, view = trained["session"], trained["noise"]
+    labels = view.estimates["estimate"].to_list()
+    assert labels[0].startswith("anchor") and "true (simulation setting)" in labels
+    assert session.rho == pytest.approx((session.flip.rho01, session.flip.rho10))
+    z = np.asarray(view.heatmap.data[0].z)
+    np.testing.assert_allclose(z, [[1 - session.rho[1], session.rho[1]], [session.rho[0], 1 - session.rho[0]]])
+    assert len(view.sweep.data) == 2 and len(view.proxy.data) == 1
+    try:
+        manual = H.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.15, 0.05, 0)
+        assert session.rho == (0.15, 0.05) and session.rho_origin == "manual override"
+        assert "ρ01 = 0.150, ρ10 = 0.050" in manual.summary
+        assert H._fit_config(session).rho01 == 0.15  # training would use the override
+        with pytest.raises(gr.Error):
+            H.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.6, 0.5, 0)
+    finally:
+        session.noise_settings["manual"] = None
+        session.rho = (session.flip.rho01, session.flip.rho10)
+
+
+# --------------------------------------------------------------------------------------------------------- Train
+def test_training_streams_curves_and_saves_runs(trained):
+    session, views = trained["session"], trained["train"]
+    final = views[-1]
+    assert final.status.startswith("Done") and len(views) >= 3
+    assert final.results["method"].to_list() == ["naive", "causalrm-dr"]
+    assert final.results["epochs"].to_list() == [2, 2]
+    names = {trace.name for trace in final.curves.data}
+    assert {"naive train", "naive val", "causalrm-dr train", "causalrm-dr val"} <= names
+    assert final.compare_a["value"] == "naive" and final.compare_b["value"] == "causalrm-dr"
+    for method in ("naive", "causalrm-dr"):
+        run = session.run_dirs[method]
+        assert (run / "config.json").is_file() and (run / "model.safetensors").is_file()
+        assert run.is_relative_to(session.workdir)
+    # the nuisances used in training are those shown on the Noise tab (same settings, same seed)
+    res = session.results["causalrm-dr"]
+    assert (res.nuisances.rho01, res.nuisances.rho10) == pytest.approx((session.flip.rho01, session.flip.rho10))
+
+
+def test_training_input_errors(trained):
+    session = trained["session"]
+    for kwargs, needle in (({"methods": []}, "at least one method"), ({"methods": ["magic"]}, "unknown method"),
+                           ({"epochs": 0}, "epochs must be between"), ({"backbone": "nope"}, "not available")):
+        args = {"methods": ["naive"], "backbone": "mlp", "device": "cpu", "epochs": 2, "patience": 5, "seed": 0}
+        args.update(kwargs)
+        with pytest.raises(gr.Error, match=needle):
+            list(H.train_models(session, **args))
+
+
+def test_cancel_stops_training():
+    view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 1)
+    session = view.state
+    try:
+        gen = H.train_models(session, ["naive"], "mlp", "cpu", 500, 500, 0)
+        first = next(gen)
+        assert "nuisances" in first.status.lower()
+        assert "Cancelling" in H.cancel_training(session)
+        views = list(gen)
+        assert views[-1].status.startswith("Cancelled")
+        assert all(r.history.epochs < 500 for r in session.results.values())
+        assert not S.cancel_flag(session.session_hash).is_set()  # cleared for the next run
+    finally:
+        session.close()
+
+
+# ------------------------------------------------------------------------------------------------------- Compare
+def test_compare_metrics_rankings_downloads_and_cli(trained):
+    from scipy.stats import kendalltau
+
+    from causalrm.evaluation import evaluate_scores
+
+    session = trained["session"]
+    view = H.compare_models(session, "naive", "causalrm-dr")
+    assert view.metrics["method"].to_list() == ["naive", "causalrm-dr"]
+    za = session.results["naive"].score(session.log, session.X)
+    zb = session.results["causalrm-dr"].score(session.log, session.X)
+    ref = evaluate_scores(session.log, za)
+    assert view.metrics["mse"][0].startswith(f"{ref['metrics']['mse']:.4f}")
+    assert f"Kendall τ = **{kendalltau(za, zb).statistic:+.3f}**" in view.rank_summary
+    assert view.movers.height > 0 and {"shift", "prompt", "response"} <= set(view.movers.columns)
+    assert isinstance(view.scatter, go.Figure) and len(view.scatter.data) >= 2
+    # per-prompt ranking: ranks are the order of each method's rewards within the prompt
+    table = view.ranking
+    assert table.height >= 2
+    for m in ("naive", "causalrm-dr"):
+        order = np.argsort(-table[f"reward {m}"].to_numpy(), kind="stable")
+        assert table[f"rank {m}"].to_numpy()[order].tolist() == list(range(1, table.height + 1))
+    again = H.prompt_ranking(session, "naive", "causalrm-dr", view.prompt_choices["value"])
+    assert again.equals(table)
+    # downloads
+    scored = pl.read_csv(view.download_csv)
+    assert scored.height == session.log.height
+    np.testing.assert_allclose(scored["reward_causalrm_dr"].to_numpy(), zb, rtol=1e-5, atol=1e-6)
+    assert pl.read_parquet(view.download_parquet).height == session.log.height
+    with zipfile.ZipFile(view.download_zip) as zf:
+        assert {"runs/naive/config.json", "runs/causalrm-dr/model.safetensors"} <= set(zf.namelist())
+    assert "causalrm simulate --dataset ultrafeedback --alpha 0.5" in view.cli
+    assert "causalrm fit sim.parquet --method causalrm-dr" in view.cli and "--epochs 2" in view.cli
+    with pytest.raises(gr.Error, match="not been trained"):
+        H.compare_models(session, "naive", "ips")
+
+
+# ------------------------------------------------------------------------------------------------ sessions, CLI
+def test_session_folders_are_private_and_cleaned(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path))
+    a, b = S.new_session("hash-a"), S.new_session("hash-b")
+    assert a.workdir != b.workdir and a.workdir.parent == b.workdir.parent == tmp_path
+    (a.folder("runs") / "x.txt").write_text("a's data")
+    S.close_session_hash("hash-a")  # what Blocks.unload does when a tab closes
+    assert not a.workdir.exists() and b.workdir.exists()
+    S.delete_state(b)  # what gr.State's delete_callback does
+    assert not b.workdir.exists()
+    c = S.new_session("hash-c")
+    assert S.purge_stale(max_age_s=-1) >= 1 and not c.workdir.exists()
+
+
+def test_cli_app_help_and_lazy_imports():
+    code = ("import sys; from causalrm.cli.main import build_parser; build_parser(); "
+            "assert 'gradio' not in sys.modules and 'app' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-m", "causalrm.cli.main", "app", "--help"], capture_output=True,
+                         text=True, check=True)
+    for flag in ("--host", "--port", "--share", "--max-upload-mb"):
+        assert flag in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "causalrm.cli.main", "app", "--max-upload-mb", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --max-upload-mb")

@@ -1,0 +1,85 @@
+"""`causalrm fit`, `score` and `compare` end to end on a tiny simulated log (few epochs, precomputed embeddings)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from causalrm.cli.main import main
+from causalrm.simulate import simulate
+from causalrm.trainer import cpu_threads
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with cpu_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    n, d = 240, 8
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    rating = np.clip(np.round(5 + 2 * X[:, 0] + X[:, 1] + rng.standard_normal(n)), 1, 10)
+    rated = pl.DataFrame({
+        "prompt": [f"question {i // 3}" for i in range(n)], "response": [f"answer {i}" for i in range(n)],
+        "response_id": [f"r{i}" for i in range(n)], "pair_id": [f"q{i // 3}" for i in range(n)],
+        "rating": rating,
+    })
+    log = simulate(rated, alpha=0.5, rho01=0.2, rho10=0.1, observation_rate=0.4, seed=0)
+    log.write_parquet(tmp / "log.parquet")
+    np.save(tmp / "X.npy", X)
+    return tmp
+
+
+def _fit(files, method, out, *extra):
+    args = ["fit", str(files / "log.parquet"), "--method", method, "--out", str(out), "--embeddings",
+            str(files / "X.npy"), "--epochs", "4", "--patience", "2", "--hidden", "16,8", "--propensity-model",
+            "logistic", "--device", "cpu", "--quiet", *extra]
+    return main(args)
+
+
+def test_fit_score_compare(files, tmp_path, capsys):
+    assert _fit(files, "naive", tmp_path / "naive") == 0
+    assert _fit(files, "causalrm-dr", tmp_path / "dr") == 0
+    out = capsys.readouterr().out
+    assert "fitted causalrm-dr" in out and "flip rates" in out and "R2" in out
+    metrics = json.loads((tmp_path / "dr" / "metrics.json").read_text())
+    assert metrics["method"] == "causalrm-dr" and metrics["test"]["label"] == "true_label"
+
+    scored = tmp_path / "scored.csv"
+    assert main(["score", str(tmp_path / "dr"), str(files / "log.parquet"), "--out", str(scored), "--embeddings",
+                 str(files / "X.npy")]) == 0
+    table = pl.read_csv(scored)
+    saved = pl.read_parquet(tmp_path / "dr" / "scored.parquet")
+    assert table.height == saved.height
+    np.testing.assert_allclose(table["reward"].to_numpy(), saved["reward"].to_numpy(), rtol=1e-5)
+
+    capsys.readouterr()
+    report = tmp_path / "cmp.json"
+    assert main(["compare", str(tmp_path / "naive"), str(tmp_path / "dr"), "--top-k", "5", "--json",
+                 str(report)]) == 0
+    text = capsys.readouterr().out
+    assert "Kendall tau" in text and "top-5" in text and "true_label" in text
+    data = json.loads(report.read_text())
+    assert data["n"] == saved.height and data["top_k"] == 5
+
+
+def test_cli_errors_are_one_line(files, tmp_path, capsys):
+    assert _fit(files, "no-such-method", tmp_path / "x") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no-such-method" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+    assert _fit(files, "causalrm-ips", tmp_path / "y", "--rho01", "0.2") == 2
+    assert "--rho10" in capsys.readouterr().err
+    assert main(["score", str(tmp_path), str(files / "log.parquet"), "--out", str(tmp_path / "s.parquet")]) == 2
+    assert "not a causalrm run" in capsys.readouterr().err
+    np.save(tmp_path / "short.npy", np.zeros((3, 8), dtype=np.float32))
+    assert main(["fit", str(files / "log.parquet"), "--out", str(tmp_path / "z"), "--embeddings",
+                 str(tmp_path / "short.npy"), "--quiet"]) == 2
+    assert "embedding rows" in capsys.readouterr().err

@@ -1,0 +1,167 @@
+"""causalrm.noise: anchor estimates on synthetic logs with known flip rates, gold, pseudo-labels, input errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from causalrm.errors import InputError
+from causalrm.noise import SWEEP_QUANTILES, FlipRateEstimator, fit_pseudo_labels
+
+TOL = 0.06  # stated tolerance of the anchor-quantile estimates at 3,000 observed rows with anchor points
+
+
+def make_log(n=6000, rho01=0.2, rho10=0.1, slope=6.0, d=5, seed=0):
+    """x ~ N(0, I); eta(x) = sigmoid(slope x_1) (steep: rows with eta ~ 0 and ~ 1 exist); o ~ Bernoulli(0.5)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    eta = 1 / (1 + np.exp(-slope * X[:, 0]))
+    rstar = (rng.random(n) < eta).astype(float)
+    flip = np.where(rstar == 1, rng.random(n) < rho01, rng.random(n) < rho10)
+    r = np.where(flip, 1 - rstar, rstar)
+    o = (rng.random(n) < 0.5).astype(float)
+    return X, np.where(o == 1, r, np.nan), o, rstar, eta
+
+
+@pytest.mark.parametrize("rho01,rho10", [(0.2, 0.1), (0.1, 0.2), (0.3, 0.05)])
+def test_anchor_quantile_recovers_known_rates(rho01, rho10):
+    X, r, o, _, _ = make_log(rho01=rho01, rho10=rho10, seed=int(rho01 * 100))
+    fe = FlipRateEstimator(n_bootstrap=30).fit(X, r, o)
+    assert abs(fe.rho01_ - rho01) < TOL and abs(fe.rho10_ - rho10) < TOL
+    # the bootstrap interval is an interval around the estimate
+    for name, est in (("rho01", fe.rho01_), ("rho10", fe.rho10_)):
+        lo, hi = fe.ci_[name]
+        assert lo <= hi and lo - 0.02 <= est <= hi + 0.02
+    # the quantile sweep: reported, both rates non-increasing in q (exact: quantiles are monotone)
+    sweep = fe.diagnostics_["sweep"]
+    assert sweep["q"] == list(SWEEP_QUANTILES)
+    assert np.all(np.diff(sweep["rho01"]) <= 1e-12) and np.all(np.diff(sweep["rho10"]) <= 1e-12)
+    assert fe.proxy_scores_.shape == (int(o.sum()),)
+    json.dumps(fe.diagnostics_)
+
+
+def test_quantile_and_minmax_match_the_proxy_scores():
+    X, r, o, _, _ = make_log(3000, seed=5)
+    fq = FlipRateEstimator(quantile=0.95, n_bootstrap=0).fit(X, r, o)
+    s = fq.proxy_scores_
+    assert fq.rho10_ == pytest.approx(np.quantile(s, 0.05)) and fq.rho01_ == pytest.approx(1 - np.quantile(s, 0.95))
+    fm = FlipRateEstimator(method="anchor-minmax", n_bootstrap=0).fit(X, r, o)
+    assert fm.rho10_ == pytest.approx(fm.proxy_scores_.min()) and fm.rho01_ == pytest.approx(1 - fm.proxy_scores_.max())
+
+
+def test_uncalibrated_proxy_collapses_the_estimates():
+    """Pitfall 2: logistic probabilities run to 0 and 1 in the tails, the default calibration does not."""
+    X, r, o, _, _ = make_log(seed=7)
+    raw = FlipRateEstimator(calibration="none", n_bootstrap=0).fit(X, r, o)
+    good = FlipRateEstimator(n_bootstrap=0).fit(X, r, o)
+    assert raw.rho01_ < 0.12 and abs(good.rho01_ - 0.2) < TOL
+
+
+def test_gold_matches_empirical_flip_rates():
+    X, r, o, rstar, _ = make_log(4000, rho01=0.25, rho10=0.15, seed=3)
+    rng = np.random.default_rng(0)
+    gold = np.where(rng.random(len(o)) < 0.3, rstar, np.nan)
+    soft = np.where(np.isfinite(gold), np.where(gold == 1, 0.9, 0.2), np.nan)  # soft gold: thresholded at 0.5
+    soft[np.flatnonzero(np.isfinite(soft))[:5]] = 0.5  # exactly 0.5: dropped
+    fe = FlipRateEstimator(method="gold", n_bootstrap=50).fit(None, r, o, gold_label=soft)
+    use = (o == 1) & np.isfinite(soft) & (soft != 0.5)
+    g, rr = soft[use] > 0.5, r[use]
+    assert fe.rho01_ == pytest.approx(np.mean(rr[g] == 0)) and fe.rho10_ == pytest.approx(np.mean(rr[~g] == 1))
+    assert fe.diagnostics_["n_gold"] == use.sum()
+    assert abs(fe.rho01_ - 0.25) < 0.05 and abs(fe.rho10_ - 0.15) < 0.05
+    assert fe.ci_["rho01"][0] < fe.rho01_ < fe.ci_["rho01"][1]
+
+
+def test_fixed_rates_warn_and_refuse():
+    fe = FlipRateEstimator(method="fixed", rho01=0.2, rho10=0.1).fit(None, None, None)
+    assert fe.rates() == (0.2, 0.1) and fe.ci_["rho01"] == (0.2, 0.2)
+    with pytest.warns(UserWarning, match="0.8"):
+        fe = FlipRateEstimator(method="fixed", rho01=0.5, rho10=0.4).fit(None, None, None)
+    assert fe.diagnostics_["warnings"]
+    with pytest.raises(InputError, match=">= 1"):
+        FlipRateEstimator(method="fixed", rho01=0.6, rho10=0.4).fit(None, None, None)
+
+
+def test_uninformative_features_are_flagged():
+    """No anchors at all (pure-noise X): refused (sum >= 1) or flagged with a warning, never silently accepted."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 5)).astype(np.float32)
+    r = (rng.random(2000) < 0.4).astype(float)
+    o = np.ones(2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            fe = FlipRateEstimator(n_bootstrap=0).fit(X, r, o)
+        except InputError as err:
+            assert ">= 1" in str(err)
+        else:
+            assert fe.rho01_ + fe.rho10_ > 0.8 and fe.diagnostics_["warnings"]
+
+
+def test_pseudo_labels_denoise_towards_eta():
+    rho01, rho10 = 0.2, 0.1
+    X, r, o, _, eta = make_log(4000, rho01=rho01, rho10=rho10, seed=11)
+    q = fit_pseudo_labels(X, r, o, rho01=rho01, rho10=rho10)
+    noisy = fit_pseudo_labels(X, r, o, rho01=0.0, rho10=0.0)  # the noisy-label proxy P(r = 1 | x)
+    assert q.shape == (len(o),) and q.min() >= 0 and q.max() <= 1
+    assert np.mean(np.abs(q - eta)) < 0.05
+    assert np.mean(np.abs(q - eta)) < 0.5 * np.mean(np.abs(noisy - eta))
+    np.testing.assert_allclose(np.clip((noisy - rho10) / (1 - rho01 - rho10), 0, 1), q, atol=1e-12)
+    # importance-weighted variant runs and stays close
+    p = np.full(len(o), 0.5)
+    qw = fit_pseudo_labels(X, r, o, rho01=rho01, rho10=rho10, propensity=p)
+    assert np.mean(np.abs(qw - eta)) < 0.05
+
+
+def test_pseudo_labels_are_cross_fitted():
+    """Changing one row's feedback leaves its own pseudo-label unchanged (its model never saw it)."""
+    X, r, o, _, _ = make_log(1500, seed=2)
+    q = fit_pseudo_labels(X, r, o, rho01=0.2, rho10=0.1)
+    i = int(np.flatnonzero(o == 1)[0])
+    r2 = r.copy()
+    r2[i] = 1 - r2[i]
+    q2 = fit_pseudo_labels(X, r2, o, rho01=0.2, rho10=0.1)
+    assert q2[i] == q[i]
+    assert not np.array_equal(q, q2)  # ... while rows of the other folds did see it
+
+
+X0, R0, O0, _, _ = make_log(300, seed=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,X,r,o,gold,match",
+    [
+        ({"method": "bayes"}, X0, R0, O0, None, "unknown"),
+        ({"quantile": 0.3}, X0, R0, O0, None, "quantile"),
+        ({"calibration": "platt"}, X0, R0, O0, None, "calibration"),
+        ({"n_folds": 1}, X0, R0, O0, None, "n_folds"),
+        ({"method": "fixed"}, None, None, None, None, "needs both"),
+        ({"method": "fixed", "rho01": -0.1, "rho10": 0.1}, None, None, None, None, r"\[0, 1\)"),
+        ({"method": "gold"}, X0, R0, O0, None, "needs gold_label"),
+        ({"method": "gold"}, X0, R0, O0, np.full(300, 1.0), "both classes"),
+        ({"method": "gold"}, X0, R0, O0, np.full(300, 2.0), "row 0"),
+        ({}, None, R0, O0, None, "needs X"),
+        ({}, X0, np.where(O0 == 1, 3.0, np.nan), O0, None, "must be 0 or 1"),
+        ({}, X0, R0, np.full(300, 2.0), None, "row 0"),
+        ({}, X0[:100], R0, O0, None, "100 rows"),
+        ({}, X0[:40], np.r_[np.ones(10), np.zeros(30)], np.r_[np.ones(10), np.zeros(30)], None, "too few"),
+    ],
+)
+def test_invalid_inputs(kwargs, X, r, o, gold, match):
+    with pytest.raises(InputError, match=match):
+        FlipRateEstimator(n_bootstrap=0, **kwargs).fit(X, r, o, gold_label=gold)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"rho01": 0.7, "rho10": 0.3}, ">= 1"),
+        ({"rho01": 0.2, "rho10": 0.1, "propensity": np.zeros(300)}, "propensity"),
+    ],
+)
+def test_pseudo_label_invalid_inputs(kw, match):
+    with pytest.raises(InputError, match=match):
+        fit_pseudo_labels(X0, R0, O0, **kw)
