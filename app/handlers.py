@@ -548,7 +548,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
         progress(0.6, desc="gold-set estimate")
         try:
             gold = fit_nuisances(session.log, session.X, cfg.replace(flip_method="gold"), methods=["denoise"])
-            n_gold = session.summary.n_gold if session.summary is not None else None
+            n_gold = (getattr(gold.flip_estimator, "diagnostics_", None) or {}).get("n_gold", "?")
             rows.append({"estimate": f"gold labels (n = {n_gold})", "rho01": gold.rho01,
                          "rho01 95% CI": _ci_text(gold.rho_ci, "rho01"), "rho10": gold.rho10,
                          "rho10 95% CI": _ci_text(gold.rho_ci, "rho10")})
@@ -604,7 +604,8 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
         summary += " ⚠️ This is small: the corrected loss will have high variance."
     proxy_info = diag.get("proxy") or {}
     if proxy_info.get("oof_auc") is not None:
-        summary += f"\n\nProxy out-of-fold AUC {proxy_info['oof_auc']:.3f} on {diag.get('n_observed', '?')} observed rows."
+        summary += (f"\n\nProxy out-of-fold AUC {proxy_info['oof_auc']:.3f} on {diag.get('n_observed', '?')} "
+                    "observed rows.")
     spread = diag.get("sweep_spread")
     if spread:
         summary += (f" Over q in [0.95, 0.99] the estimates move by {spread['rho01']:.3f} (ρ01) and "
@@ -992,7 +993,8 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
              f"{cmp.spearman:+.3f}, top-{cmp.top_k} overlap {cmp.top_k_overlap:.0%}."]
     if cmp.n_prompts:
         lines.append(f"Within prompts ({cmp.n_prompts:,} with ≥ 2 responses): mean Kendall τ "
-                     f"{_fmt(cmp.prompt_kendall_mean)}, same top response in {_fmt(100 * cmp.prompt_top1_agreement, 0)}% "
+                     f"{_fmt(cmp.prompt_kendall_mean)}, same top response in "
+                     f"{_fmt(100 * cmp.prompt_top1_agreement, 0)}% "
                      "of prompts.")
     if cmp.gold_column:
         lines.append(f"Against `{cmp.gold_column}` ({cmp.n_gold:,} rows): Kendall τ "

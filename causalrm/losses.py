@@ -49,7 +49,7 @@ o/p > 1. Therefore "bce" is offered only with the non-negative guard of ``reduce
 References
 ----------
 * N. Natarajan, I. Dhillon, P. Ravikumar, A. Tewari. Learning with Noisy Labels. NeurIPS 2013.
-* H. Li, C. Zheng, W. Wang, H. Wang, F. Feng, X.-H. Zhou. Debiased Recommendation with Noisy Feedback. KDD 2024.
+* H. Li et al. Debiased Recommendation with Noisy Feedback. KDD 2024 (the OME-IPS / OME-DR estimators).
 * G. Patrini, A. Rozza, A. K. Menon, R. Nock, L. Qu. Making Deep Neural Networks Robust to Label Noise: a Loss
   Correction Approach. CVPR 2017.
 * R. Kiryo, G. Niu, M. C. du Plessis, M. Sugiyama. Positive-Unlabeled Learning with Non-Negative Risk Estimator.
@@ -128,7 +128,11 @@ class LossInputs:
         )
 
     def __len__(self) -> int:
-        return len(self.observed)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                return len(value)
+        return 0
 
 
 def _take(value: Any, idx: Any) -> Any:

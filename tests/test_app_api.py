@@ -140,9 +140,9 @@ def test_concurrent_clients_see_only_their_own_data(server):
         fitted = list(pool.map(lambda c: c.predict("logistic", 0.1, 0, api_name="/fit_propensity"), clients))
     assert fitted[0][0] != fitted[1][0]  # different logs -> different diagnostics
     # each client still sees its own log afterwards
-    for c, (diag, *_rest) in zip(clients, fitted):
+    for c, own in zip(clients, fitted):
         clip_text = c.predict(0.1, api_name="/clip_report")[0]
-        assert clip_text in fitted[clients.index(c)][3]  # the same p-hat as this client's own fit
+        assert clip_text in own[3]  # the same p-hat as this client's own fit
     # a new client has no data at all
     with pytest.raises(AppError, match="no log loaded yet"):
         _client(server).predict("naive", "causalrm-dr", api_name="/compare")

@@ -346,8 +346,10 @@ class LoraBackbone(Backbone):
             base.generation_config.pad_token_id = self.tokenizer.pad_token_id
         base.config.use_cache = False
         if self.gradient_checkpointing:
-            enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
-            enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5
+                base.activation_checkpointing_enable({"use_reentrant": False})
+            else:
+                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         targets = list(target_modules) if target_modules else default_target_modules(base)
         heads = [n for n in HEAD_NAMES if isinstance(getattr(base, n, None), torch.nn.Module)]
