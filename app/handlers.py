@@ -71,6 +71,38 @@ class AppSettings:
 
 
 SETTINGS = AppSettings()
+_WARM_LOCK = threading.Lock()
+_WARM = False
+
+
+def warm_up() -> None:
+    """Import the core and the lazy parts of ``transformers`` once, before serving.
+
+    Two first requests importing ``transformers`` at the same time can see a half-initialised lazy module
+    ("cannot import name 'AutoConfig'"); doing it once up front (and under a lock) avoids that race.
+    """
+    global _WARM
+    with _WARM_LOCK:
+        if _WARM:
+            return
+        import causalrm.datasets  # noqa: F401
+        import causalrm.evaluation  # noqa: F401
+        import causalrm.io  # noqa: F401
+        import causalrm.noise  # noqa: F401
+        import causalrm.pipeline  # noqa: F401
+        import causalrm.propensity  # noqa: F401
+        import causalrm.runs  # noqa: F401
+        import causalrm.simulate  # noqa: F401
+        import causalrm.validate  # noqa: F401
+        from causalrm.embeddings import Embedder
+
+        try:
+            from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: F401
+
+            Embedder(model=DEFAULT_EMBEDDER, progress=False, cache=False)  # resolves the bundled model's config
+        except Exception as err:  # noqa: BLE001 - the first real request reports it properly
+            logger.warning("warm-up could not prepare the default embedder: %s", err)
+        _WARM = True
 
 
 # ---- error handling --------------------------------------------------------------------------------------------------
@@ -254,6 +286,7 @@ def _data_view(session: Session) -> DataView:
 def _embedder(session: Session, model: str, device: str = "auto", progress: Any = None):
     from causalrm.embeddings import Embedder
 
+    warm_up()
     callback = None
     if progress is not None:
         def callback(done: int, total: int) -> None:

@@ -282,6 +282,7 @@ def launch(*, host: str = "127.0.0.1", port: int = 7860, share: bool = False, ma
     removed = purge_stale()
     if removed:
         logger.info("removed %d stale session folder(s) under %s", removed, tmp_root())
+    H.warm_up()
     demo = build_app(max_upload_mb=max_upload_mb, train_concurrency=train_concurrency)
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb:g}mb",
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False, css=CSS,

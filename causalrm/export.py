@@ -616,7 +616,7 @@ def export_run(
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "causalrm_version": __import__("causalrm").__version__,
-        "run": str(Path(run_dir).resolve()), "training": summary,
+        "run": Path(run_dir).resolve().name, "training": summary,
     }
     probes = (list(PROBE_PROMPTS), list(PROBE_RESPONSES))
     if backbone.name == "lora":

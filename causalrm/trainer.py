@@ -339,10 +339,13 @@ def train(
                     with _autocast(device, autocast):
                         z = backbone(**batch)
                     z = z.float().reshape(-1)
-                    if not bool(torch.isfinite(z).all()):
-                        diverged = True
+                    try:
+                        loss = losses.estimate(cfg.method, z, train_in.take(part), **loss_kw)
+                    except InputError:
+                        if bool(torch.isfinite(z).all()):
+                            raise
+                        diverged = True  # non-finite logits: estimate() refuses them
                         break
-                    loss = losses.estimate(cfg.method, z, train_in.take(part), **loss_kw)
                     if len(parts) > 1:
                         loss = loss * (part.numel() / idx.numel())
                     loss.backward()

@@ -214,3 +214,24 @@ def test_cli_export_and_errors(mlp_run, llama_run, tmp_path, capsys):
     with pytest.raises(Exception, match="not a reward model folder"):
         load_reward_model(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_cli_fit_lora_then_export(tmp_path, monkeypatch, capsys):
+    """`causalrm fit --backbone lora --model PATH --method causalrm-dr`, then `causalrm export` (end to end)."""
+    monkeypatch.setenv("CAUSALRM_CACHE", str(tmp_path / "cache"))  # nuisance embeddings stay in tmp
+    model = tiny_llama(tmp_path / "base")
+    log_path = tmp_path / "log.parquet"
+    tiny_log(24, seed=5).write_parquet(log_path)
+    run = tmp_path / "run"
+    code = main(["fit", str(log_path), "--backbone", "lora", "--model", model, "--method", "causalrm-dr",
+                 "--out", str(run), "--epochs", "1", "--batch-size", "8", "--lr", "1e-3", "--lora-r", "4",
+                 "--max-length", "64", "--device", "cpu", "--quiet", "--rho01", "0.2", "--rho10", "0.1"])
+    assert code == 0, capsys.readouterr().err
+    backbone = json.loads((run / "backbone.json").read_text())
+    assert backbone["name"] == "lora" and backbone["config"]["model"] == model
+    assert backbone["config"]["r"] == 4 and backbone["config"]["max_length"] == 64
+    assert json.loads((run / "config.json").read_text())["embedder"] == "all-MiniLM-L6-v2"  # nuisances
+    assert main(["export", str(run), str(tmp_path / "rm")]) == 0
+    prompts, responses, expected = run_scores(run)
+    np.testing.assert_allclose(load_reward_model(tmp_path / "rm", device="cpu").score(prompts, responses), expected,
+                               atol=1e-4)

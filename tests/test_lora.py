@@ -198,6 +198,8 @@ def test_gradient_checkpointing_and_accumulation_match(llama_dir, log):
     plain = LoraBackbone.build(None, {"model": llama_dir, "r": 2, "dropout": 0.0}, seed=0)
     ckpt = LoraBackbone.build(None, {"model": llama_dir, "r": 2, "dropout": 0.0, "gradient_checkpointing": True},
                               seed=0)
+    assert ckpt.model.get_base_model().is_activation_checkpointing
+    assert not plain.model.get_base_model().is_activation_checkpointing
     fit(plain, log, "causalrm-ips", epochs=1)
     fit(ckpt, log, "causalrm-ips", epochs=1, grad_accum_steps=2)
     for (name, a), (_, b) in zip(plain.named_parameters(), ckpt.named_parameters()):
