@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python app/app.py` puts app/ first on sys.path; the package lives one level up
-    sys.path.insert(0, str(ROOT))
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "app":
-    sys.path.pop(0)  # else `import app` would find this file instead of the package
+# `python app/app.py` puts app/ itself first on sys.path, where `import app` would find this file instead of the
+# package: drop that entry and put the repository root (holding the `app` and `causalrm` packages) first.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "app"]
+if str(ROOT) in sys.path:
+    sys.path.remove(str(ROOT))
+sys.path.insert(0, str(ROOT))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """The workbench's actions, one plain function per button, wired to components in :mod:`app.ui`.
 
-Each handler takes the session (``gr.State`` value, possibly ``None``) first and returns the new session first, then
-what its tab displays. They call :mod:`causalrm` only; nothing here estimates anything. Failures never escape as
+Handlers that use the session take it (the ``gr.State`` value, possibly ``None``) first and, when they change it,
+return it first, then what their tab displays. They call :mod:`causalrm` only; nothing here estimates anything. Failures never escape as
 stack traces: :func:`guarded` turns :class:`causalrm.errors.InputError` into ``gr.Error`` with the same one-line
 message, and any other exception into a short ``gr.Error`` with a reference that is logged server-side with the
 traceback.
@@ -131,8 +131,8 @@ def _translate(fn_name: str, err: BaseException) -> BaseException:
         return err
     if isinstance(err, InputError):
         return _user_error(ui_message(str(err)))
-    if isinstance(err, MemoryError):
-        return _user_error("out of memory: use a smaller log, fewer epochs or the CPU device")
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return _user_error("out of memory: use a smaller log, a smaller batch or backbone, or the CPU device")
     return _unexpected(fn_name, err)
 
 
@@ -399,11 +399,24 @@ def build_mapping(picks: dict[str, str | None], extra: str | None) -> dict[str, 
     return parse_mapping(specs) if specs else {}
 
 
+def parse_threshold(value: Any) -> float | None:
+    """The feedback threshold field: empty means none, else a finite number."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        thr = float(str(value).strip())
+    except ValueError:
+        thr = math.nan
+    if not math.isfinite(thr):
+        raise InputError(f"feedback threshold {value!r}: enter a number (e.g. 4) or leave it empty")
+    return thr
+
+
 @guarded
 def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, response_col: str = AUTO,
                 feedback_col: str = AUTO, observed_col: str = AUTO, gold_col: str = AUTO,
                 propensity_col: str = AUTO, pair_col: str = AUTO, split_col: str = AUTO, id_col: str = AUTO,
-                extra_mapping: str = "", threshold: float | None = None, request: gr.Request = None,
+                extra_mapping: str = "", threshold: str | float | None = "", request: gr.Request = None,
                 progress=gr.Progress()) -> DataView:
     """Read an uploaded log with ``causalrm.io.read_log`` (column mapping, rating threshold) and summarise it."""
     from causalrm.io import read_log
@@ -413,8 +426,7 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
     picks = dict(zip(MAPPABLE, (prompt_col, response_col, feedback_col, observed_col, gold_col, propensity_col,
                                 pair_col, split_col, id_col)))
     mapping = build_mapping(picks, extra_mapping)
-    thr = None if threshold in (None, "") or (isinstance(threshold, float) and math.isnan(threshold)) else float(
-        threshold)
+    thr = parse_threshold(threshold)
     progress(0.2, desc="reading")
     with _named_as_uploaded(path):
         log = read_log(path, mapping=mapping or None, threshold=thr)

@@ -28,7 +28,6 @@ weighting (IPS) or a doubly robust estimator (DR). Work left to right: **Data �
 """
 CSS = """
 .crm-note {font-size: 0.9em; color: var(--body-text-color-subdued);}
-footer {visibility: hidden;}
 """
 DEFAULT_TRAIN_CONCURRENCY = int(os.environ.get("CAUSALRM_APP_TRAIN_CONCURRENCY", 2))
 
@@ -93,7 +92,8 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                                                                           allow_custom_value=True, min_width=120))
                                 extra_map = gr.Textbox(label="more mappings (canonical=column, comma separated)",
                                                        placeholder="user_id=uid, timestamp=ts")
-                                threshold = gr.Number(None, label="feedback threshold (numeric ratings ≥ T → 1)")
+                                threshold = gr.Textbox("", label="feedback threshold (numeric ratings ≥ T → 1; empty = none)",
+                                                       placeholder="e.g. 4")
                             load_upload_btn = gr.Button("Load log", variant="primary", elem_id="load-upload")
                         with gr.Accordion("Embeddings", open=True):
                             embed_model = gr.Dropdown([H.DEFAULT_EMBEDDER], value=H.DEFAULT_EMBEDDER,

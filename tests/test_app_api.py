@@ -35,35 +35,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """URL of a freshly launched workbench (upload cap 1 MB); its session folders live in a temp folder."""
+def _start(args: list[str], sessions: Path) -> tuple[subprocess.Popen, str, object]:
+    """Launch ``args`` (plus ``--port``) and wait until it serves; returns (process, url, log file)."""
     port = _free_port()
-    sessions = tmp_path_factory.mktemp("api-sessions")
     env = {**os.environ, "CAUSALRM_APP_TMPDIR": str(sessions), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "0"}
     log = (sessions / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "app/app.py", "--port", str(port), "--max-upload-mb", "1"], cwd=ROOT,
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*args, "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
     while True:
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
                 if resp.status == 200:
-                    break
+                    return proc, url, log
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
+            log.close()
             pytest.fail("the app did not start:\n" + (sessions / "server.log").read_text()[-3000:])
         time.sleep(0.5)
-    yield {"url": url, "sessions": sessions, "log": sessions / "server.log"}
+
+
+def _stop(proc: subprocess.Popen, log) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """URL of a freshly launched `python app/app.py` (upload cap 1 MB); session folders in a temp folder."""
+    sessions = tmp_path_factory.mktemp("api-sessions")
+    proc, url, log = _start([sys.executable, "app/app.py", "--max-upload-mb", "1"], sessions)
+    yield {"url": url, "sessions": sessions, "log": sessions / "server.log"}
+    _stop(proc, log)
 
 
 def _client(server) -> Client:
@@ -108,14 +117,14 @@ def test_bad_upload_returns_our_message_and_the_app_keeps_serving(server, tmp_pa
     bad.write_text("question,answer\nhi,there\n")
     c = _client(server)
     with pytest.raises(AppError) as info:
-        c.predict(handle_file(str(bad)), *[AUTO] * N_MAP, "", None, api_name="/upload")
+        c.predict(handle_file(str(bad)), *[AUTO] * N_MAP, "", "", api_name="/upload")
     message = str(info.value)
     assert "bad_log.csv: missing required columns" in message and "Column mapping" in message
     assert "/tmp/gradio" not in message and "Traceback" not in message
     # with the mapping the same file loads
     picks = [AUTO] * N_MAP
     picks[0], picks[1] = "question", "answer"
-    summary = c.predict(handle_file(str(bad)), *picks, "", None, api_name="/upload")[0]
+    summary = c.predict(handle_file(str(bad)), *picks, "", "", api_name="/upload")[0]
     assert "1 impressions" in summary
     with pytest.raises(AppError, match="no embeddings yet"):
         c.predict("mlp", 0.1, 0, api_name="/fit_propensity")
@@ -125,7 +134,7 @@ def test_oversized_upload_is_refused(server, tmp_path):
     big = tmp_path / "big.csv"
     big.write_text("prompt,response,feedback\n" + "a prompt,a response,1\n" * 80_000)  # ~1.8 MB > 1 MB cap
     with pytest.raises((AppError, ValueError), match="(?i)max|limit|size"):
-        _client(server).predict(handle_file(str(big)), *[AUTO] * N_MAP, "", None, api_name="/upload")
+        _client(server).predict(handle_file(str(big)), *[AUTO] * N_MAP, "", "", api_name="/upload")
 
 
 def test_concurrent_clients_see_only_their_own_data(server):
@@ -148,3 +157,12 @@ def test_concurrent_clients_see_only_their_own_data(server):
         _client(server).predict("naive", "causalrm-dr", api_name="/compare")
     # every session got its own folder under the server's session root
     assert len([p for p in server["sessions"].glob("s-*") if p.is_dir()]) >= 2
+
+
+def test_causalrm_app_command_serves_the_workbench(tmp_path):
+    proc, url, log = _start([sys.executable, "-m", "causalrm.cli.main", "app", "--host", "127.0.0.1"], tmp_path)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert "CausalRM Workbench" in resp.read().decode("utf-8", "replace")
+    finally:
+        _stop(proc, log)

@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
 
 from app import handlers as H  # noqa: E402
 from app import session as S  # noqa: E402
+from causalrm.errors import InputError  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
 NO_MAP = [H.AUTO] * len(H.MAPPABLE)
@@ -86,7 +87,7 @@ def test_upload_with_mapping_threshold_and_gzip(tmp_path):
     assert "question" in cols[0] and len(cols) == 1 + len(H.MAPPABLE)
     assert cols[1]["choices"] == [H.AUTO, "question", "answer", "stars"]
     picks = dict.fromkeys(H.MAPPABLE, H.AUTO) | {"prompt": "question", "response": "answer", "feedback": "stars"}
-    view = H.load_upload(None, str(path), *[picks[c] for c in H.MAPPABLE], "", 4.0)
+    view = H.load_upload(None, str(path), *[picks[c] for c in H.MAPPABLE], "", "4")
     try:
         log = view.state.log
         assert log.height == 60
@@ -114,10 +115,16 @@ def test_bad_uploads_give_readable_errors(tmp_path, name, content, needle):
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(gr.Error) as info:
-        H.load_upload(None, str(path), *NO_MAP, "", None)
+        H.load_upload(None, str(path), *NO_MAP, "", "")
     message = info.value.message
     assert needle in message and name in message
     assert str(tmp_path) not in message and "Traceback" not in message
+
+
+def test_threshold_field():
+    assert H.parse_threshold("") is None and H.parse_threshold(None) is None and H.parse_threshold(" 4 ") == 4.0
+    with pytest.raises(InputError, match="enter a number"):
+        H.parse_threshold("four")
 
 
 def test_upload_size_cap_and_missing_file(tmp_path, monkeypatch):
