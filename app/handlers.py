@@ -1,10 +1,10 @@
 """The workbench's actions, one plain function per button, wired to components in :mod:`app.ui`.
 
 Handlers that use the session take it (the ``gr.State`` value, possibly ``None``) first and, when they change it,
-return it first, then what their tab displays. They call :mod:`causalrm` only; nothing here estimates anything. Failures never escape as
-stack traces: :func:`guarded` turns :class:`causalrm.errors.InputError` into ``gr.Error`` with the same one-line
-message, and any other exception into a short ``gr.Error`` with a reference that is logged server-side with the
-traceback.
+return it first, then what their tab displays. They call :mod:`causalrm` only; nothing here estimates anything.
+Failures never escape as stack traces: :func:`guarded` turns :class:`causalrm.errors.InputError` into ``gr.Error``
+with the same one-line message, and any other exception into a short ``gr.Error`` with a reference that is logged
+server-side with the traceback.
 
 The functions work without a server too (tests call them directly): ``gr.Progress`` and ``gr.Warning`` are no-ops
 outside an event.

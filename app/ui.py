@@ -92,8 +92,8 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                                                                           allow_custom_value=True, min_width=120))
                                 extra_map = gr.Textbox(label="more mappings (canonical=column, comma separated)",
                                                        placeholder="user_id=uid, timestamp=ts")
-                                threshold = gr.Textbox("", label="feedback threshold (numeric ratings ≥ T → 1; empty = none)",
-                                                       placeholder="e.g. 4")
+                                threshold = gr.Textbox("", placeholder="e.g. 4", label="feedback threshold "
+                                                       "(numeric ratings ≥ T → 1; empty = none)")
                             load_upload_btn = gr.Button("Load log", variant="primary", elem_id="load-upload")
                         with gr.Accordion("Embeddings", open=True):
                             embed_model = gr.Dropdown([H.DEFAULT_EMBEDDER], value=H.DEFAULT_EMBEDDER,

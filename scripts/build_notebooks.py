@@ -923,7 +923,7 @@ def nb04() -> list[nbformat.NotebookNode]:
         - the estimators side by side: naive, IPS (debias only), denoise (noise correction only), CausalRM-IPS,
           CausalRM-DR and the oracle, all trained with `causalrm.pipeline.fit_log` on one simulated log;
         - how to read results honestly: report the oracle, measure the share of the naive → oracle gap each method
-          closes, and show confidence intervals;
+          closes, show confidence intervals, and check the nuisance estimates before blaming (or crediting) the loss;
         - how the methods behave as selection gets stronger (a sweep over $\alpha$) and as noise grows (a sweep over
           $\rho$);
         - how much the rankings of responses change (`compare_rankings`).
@@ -932,13 +932,13 @@ def nb04() -> list[nbformat.NotebookNode]:
         clean labels of every row reaches only AUROC ≈ 0.71 / R² ≈ 0.10 on UltraFeedback's real GPT-4 ratings
         (METHOD.md, "Signal strength"); the paper's embeddings came from an 8B reward model. With such a low ceiling,
         differences between methods drown in sampling noise. In teacher mode the rating is a known function of the
-        real embeddings, so the ceiling is high and bias and noise correction can be seen and checked. Section 5 shows
-        the real ratings for comparison.
+        real embeddings, so the ceiling is high (oracle R² ≈ 0.6) and bias and noise correction can be seen and
+        checked. Section 6 shows the real ratings for comparison.
         """),
         setup_cell('''
         from causalrm.datasets import load_rated
         from causalrm.embeddings import Embedder, embed_log
-        from causalrm.evaluation import compare_rankings, evaluate_scores
+        from causalrm.evaluation import compare_rankings, evaluate_scores, sigmoid
         from causalrm.losses import METHODS
         from causalrm.pipeline import FitConfig, fit_log, fit_nuisances
         from causalrm.runs import scored_table
@@ -950,8 +950,8 @@ def nb04() -> list[nbformat.NotebookNode]:
         ## 1. The estimators
 
         All are means over the $N$ training impressions of a per-row term (`causalrm.losses`); $w_i = o_i/\hat p_i$
-        with $\hat p$ clipped at 0.1, $\tilde\ell$ the noise-corrected surrogate of notebook 03, $\hat e_i =
-        \ell(\hat r_i, q_i)$ an imputed error from a pseudo-label $q(x) \approx P(r^*=1\mid x)$:
+        with $\hat p$ clipped below (0.1 by default), $\tilde\ell$ the noise-corrected surrogate of notebook 03,
+        $\hat e_i = \ell(\hat r_i, q_i)$ an imputed error from a pseudo-label $q(x) \approx P(r^*=1\mid x)$:
 
         | method | term | corrects |
         | --- | --- | --- |
@@ -970,66 +970,130 @@ def nb04() -> list[nbformat.NotebookNode]:
         rated = load_rated("ultrafeedback")
         X = embed_log(rated, Embedder(progress=False))
         COMPARE = ["naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle"]
-        '''),
-        md(r"""
-        ## 2. One log, every method
 
-        Teacher ratings, $\alpha = 0.1$, $\rho_{01} = 0.2$, $\rho_{10} = 0.1$ (the paper's scenario 1). Propensities and
-        pseudo-labels are estimated. For the flip rates we give the methods the true values, as if from a large audit:
-        notebook 03 showed that anchor estimates are unreliable on a log this small and this selected, and we want to
-        compare the *estimators* first. A last row shows CausalRM-DR with anchor-estimated rates.
-
-        The nuisances are fitted once (`fit_nuisances`) and shared by every method, as in the bench.
-        """),
-        code('''
-        ALPHA, RHO01, RHO10 = 0.1, 0.2, 0.1
-
-        def run_methods(lg, methods, seed=0, rho=(RHO01, RHO10), **overrides):
-            """Fit each method on the log `lg` with shared nuisances; return {method: reward logits of every row}."""
-            base = FitConfig(rho01=rho[0], rho10=rho[1], seed=seed, **TRAIN, **overrides)
+        def run_methods(lg, methods, seed=0, rho=(0.2, 0.1), **overrides):
+            """Fit each method on the log `lg` with shared nuisances (fitted once, as in the bench).
+            Returns ({method: reward logits of every row}, nuisances)."""
+            base = FitConfig(rho01=rho[0], rho10=rho[1], seed=seed, **{**TRAIN, **overrides})
             nuisances = fit_nuisances(lg, X, base, methods=methods)
-            return {m: fit_log(lg, X, base.replace(method=m), nuisances=nuisances).score(lg, X) for m in methods}
+            scores = {m: fit_log(lg, X, base.replace(method=m), nuisances=nuisances).score(lg, X) for m in methods}
+            return scores, nuisances
 
         def metric_rows(lg, scores, **extra):
+            """Clean-test metrics (with bootstrap CIs) of each method's scores on the simulated log `lg`."""
+            test = (lg["split"] == "test").to_numpy()
             out = []
             for method, z in scores.items():
                 ev = evaluate_scores(lg, z, n_boot=N_BOOT)
                 m, ci = ev["metrics"], ev["ci"]
                 out.append({**extra, "method": method, "R2": m["r2"], "R2 lo": ci["r2"][0], "R2 hi": ci["r2"][1],
-                            "MSE": m["mse"], "AUROC": m["auroc"], "AUROC lo": ci["auroc"][0], "AUROC hi": ci["auroc"][1]})
+                            "AUROC": m["auroc"], "MSE": m["mse"], "mean P(good)": float(sigmoid(z[test]).mean())})
             return out
 
         def gap_closed(table, metric="R2"):
-            """Share of the naive -> oracle gap closed by each method (1 = as good as the oracle)."""
+            """Share of the naive -> oracle gap closed by each method (1 = as good as the oracle, < 0 = worse than naive)."""
             naive = table.filter(pl.col("method") == "naive")[metric][0]
             oracle = table.filter(pl.col("method") == "oracle")[metric][0]
             return table.with_columns(((pl.col(metric) - naive) / (oracle - naive)).alias(f"gap closed ({metric})"))
+        '''),
+        md(r"""
+        ## 2. One log, every method
 
+        Teacher ratings, $\alpha = 0.1$, $\rho_{01} = 0.2$, $\rho_{10} = 0.1$ (the paper's scenario 1). Propensities and
+        pseudo-labels are estimated from the log, as they would be in practice. For the flip rates we give the methods
+        the true values, as if from a large audit: notebook 03 showed that anchor estimates are unreliable on a log this
+        small and this selected, and we want to compare the *estimators* first.
+        """),
+        code('''
+        ALPHA, RHO01, RHO10 = 0.1, 0.2, 0.1
         log = simulate(rated, alpha=ALPHA, rho01=RHO01, rho10=RHO10, rating="teacher", embeddings=X, seed=0)
-        scores = run_methods(log, COMPARE)
-        anchor_fit = fit_log(log, X, FitConfig(method="causalrm-dr", seed=0, **TRAIN))
-        scores["causalrm-dr, anchor rates"] = anchor_fit.score(log, X)
-        print("anchor-estimated flip rates: rho01 = {:.3f}, rho10 = {:.3f}".format(anchor_fit.nuisances.rho01,
-                                                                                  anchor_fit.nuisances.rho10))
+        truth = float(log.filter(pl.col("split") == "test")["true_label"].mean())
+        scores, nuisances = run_methods(log, COMPARE, rho=(RHO01, RHO10))
         table = gap_closed(pl.DataFrame(metric_rows(log, scores)))
+        print(f"true share of good responses on the test split: {truth:.3f}")
         table
         '''),
         code('''
-        fig = px.scatter(table, x="method", y="R2", error_y=table["R2 hi"] - table["R2"],
-                         error_y_minus=table["R2"] - table["R2 lo"],
-                         title=f"Clean test R2 with 95% bootstrap CIs (teacher ratings, alpha = {ALPHA})")
-        fig.update_layout(height=380)
-        fig.show()
+        def ci_plot(table, title):
+            fig = px.scatter(table, x="method", y="R2", error_y=table["R2 hi"] - table["R2"],
+                             error_y_minus=table["R2"] - table["R2 lo"], title=title)
+            fig.update_layout(height=380)
+            fig.show()
+
+        ci_plot(table, f"Clean test R2 with 95% bootstrap CIs (teacher ratings, alpha = {ALPHA}, estimated nuisances)")
         '''),
         md(r"""
-        Intervals here are bootstraps over the 400 test rows of *one* simulated log and one training run; they do not
-        include the variation between training runs and simulations, which the sweeps below average over seeds.
+        Intervals are bootstraps over the 400 test rows of *one* simulated log and one training run; they leave out
+        the variation between training runs and simulations, which the sweeps below average over seeds.
 
-        ## 3. The bias sweep: stronger selection
+        Do not expect the paper's picture here. On this log (about 400 observed rows, 40 of them true negatives) the
+        corrections with *estimated* nuisances close little of the gap, and some do worse than naive: in our runs
+        (three seeds) `ips` was about level with naive, `denoise` and `causalrm-ips` a little worse, and `causalrm-dr`
+        clearly worse. Look at the `mean P(good)` column before concluding anything about the losses.
 
-        Smaller $\alpha$ means stronger selection towards highly rated responses. The paper reports that naive degrades
-        sharply as $\alpha$ shrinks while CausalRM stays robust. Each point is a mean over seeds (the simulation, the
-        split and the training all change with the seed); error bars are the standard deviation over seeds.
+        ## 3. Diagnose before you conclude
+
+        Three things are going on, and a simulation lets us see each of them.
+
+        **Two biases that partly cancel.** Selection makes the observed rows look better than the impressions (predictions
+        too high); with $\rho_{01} > \rho_{10}$ and mostly positive observed rows, noise makes the feedback look worse
+        than the truth (predictions too low). Naive suffers both and they partly offset. Correcting the noise alone
+        (`denoise`) removes the downward push and *exposes* the selection bias: its mean prediction is the highest.
+
+        **Weights that were capped.** IPS can only undo the selection it is given weights for. With strong selection
+        many observed rows have $\hat p$ below the floor, and their weights are capped (notebook 02 measured the bias
+        this leaves), while the smallest true propensities are never estimated that small.
+
+        **An imputation that extrapolates.** CausalRM-DR imputes the error of the ~80% unobserved rows from a
+        pseudo-label $q(x)$ fitted on observed rows, which are mostly good responses. Compare its mean with the truth:
+        """),
+        code('''
+        rows = nuisances.rows  # the train + val rows the nuisances were fitted on
+        o_rows = log["observed"].to_numpy()[rows] == 1
+        r_star = log["true_label"].to_numpy()[rows]
+        p_true = log["true_propensity"].to_numpy()[rows]
+        q = nuisances.pseudo_label
+        pl.DataFrame({
+            "check (simulation only)": ["observed rows with p_hat below the clip", "mean weight 1/p over observed rows",
+                                        "mean q on observed rows", "mean q on unobserved rows"],
+            "estimate": [float(np.mean(nuisances.propensity[o_rows] < 0.1)), float(np.mean(1 / nuisances.weights[o_rows])),
+                         float(q[o_rows].mean()), float(q[~o_rows].mean())],
+            "truth": [float(np.mean(p_true[o_rows] < 0.1)), float(np.mean(1 / p_true[o_rows])),
+                      float(r_star[o_rows].mean()), float(r_star[~o_rows].mean())],
+        })
+        '''),
+        md(r"""
+        The pseudo-label learned "responses are good" from the observed rows and applies it to the unobserved ones, where
+        far fewer are. DR is unbiased if $\hat p$ *or* $\hat e$ is right; here neither is (the weights are capped), so
+        DR inherits the imputation's bias. (`fit_pseudo_labels` can weight its fit by $1/\hat p$ to target all
+        impressions; the pipeline does not do so by default.)
+
+        **What if the propensities were right?** A product that logs its own probability of asking for feedback can
+        supply it as `logged_propensity`; the simulation knows the truth, so we can try exactly that, with a lower floor
+        (0.01). This isolates the estimators from the propensity model:
+        """),
+        code('''
+        logged = log.with_columns(logged_propensity=pl.col("true_propensity"))  # as if the product had logged p
+        scores_true_p, _ = run_methods(logged, COMPARE, rho=(RHO01, RHO10), clip=0.01)
+        table_true_p = gap_closed(pl.DataFrame(metric_rows(log, scores_true_p)))
+        ci_plot(table_true_p, "Clean test R2 with the true propensities (logged_propensity, clip 0.01)")
+        table_true_p
+        '''),
+        md(r"""
+        With the right weights, the debiasing methods (`ips`, `causalrm-ips`) move towards the truth (`mean P(good)`)
+        and close part of the gap; in our runs CausalRM-IPS closed roughly a fifth to a third of it. The rest of the gap
+        is sample size: a few hundred observed rows, most of them positive, cannot teach a model what the oracle learns
+        from 1,600 clean labels. CausalRM-DR still carries its pseudo-label's bias.
+
+        The lesson generalises: **an unbiased loss is only as good as its nuisances**. Check propensity overlap and
+        calibration (notebook 02), flip-rate intervals (notebook 03) and the pseudo-label before reading a table of
+        methods.
+
+        ## 4. The bias sweep: stronger selection
+
+        Smaller $\alpha$ means stronger selection towards highly rated responses. Each point is a mean over seeds (the
+        simulation, the split and the training all change with the seed); error bars are the standard deviation over
+        seeds. Methods use estimated nuisances, plus one line for CausalRM-IPS with the true propensities.
         """),
         code('''
         ALPHAS = [0.5, 0.05] if FAST else [0.5, 0.1, 0.02]
@@ -1038,13 +1102,17 @@ def nb04() -> list[nbformat.NotebookNode]:
         for alpha in ALPHAS:
             for seed in SEEDS:
                 lg = simulate(rated, alpha=alpha, rho01=RHO01, rho10=RHO10, rating="teacher", embeddings=X, seed=seed)
-                rows += metric_rows(lg, run_methods(lg, SWEEP_METHODS, seed=seed), alpha=alpha, seed=seed)
+                rows += metric_rows(lg, run_methods(lg, SWEEP_METHODS, seed=seed)[0], alpha=alpha, seed=seed)
+                lg_p = lg.with_columns(logged_propensity=pl.col("true_propensity"))
+                true_p = run_methods(lg_p, ["causalrm-ips"], seed=seed, clip=0.01)[0]["causalrm-ips"]
+                rows += metric_rows(lg, {"causalrm-ips, true p": true_p}, alpha=alpha, seed=seed)
         bias_sweep = pl.DataFrame(rows)
 
         def sweep_plot(df, x, title, log_x=False):
-            agg = df.group_by(x, "method").agg(pl.col("R2").mean().alias("mean R2"),
-                                               pl.col("R2").std().fill_null(0).alias("sd"),
-                                               pl.col("AUROC").mean().alias("mean AUROC")).sort(x)
+            agg = (df.group_by(x, "method")
+                     .agg(pl.col("R2").mean().alias("mean R2"), pl.col("R2").std().fill_null(0).alias("sd"),
+                          pl.col("AUROC").mean().alias("mean AUROC"), pl.col("mean P(good)").mean())
+                     .sort(x, "method"))
             fig = px.line(agg, x=x, y="mean R2", color="method", error_y="sd", markers=True, log_x=log_x, title=title)
             fig.update_layout(height=400)
             fig.show()
@@ -1053,10 +1121,14 @@ def nb04() -> list[nbformat.NotebookNode]:
         sweep_plot(bias_sweep, "alpha", "Clean test R2 against selection strength (smaller alpha = stronger)", log_x=True)
         '''),
         md(r"""
-        ## 4. The noise sweep: more flips
+        Naive degrades as selection gets stronger, as in the paper. How much the corrections recover depends on the
+        nuisances: with estimated propensities at a 0.1 floor, little; with the true propensities, more, and more as
+        $\alpha$ shrinks, where there is more bias to remove.
 
-        Now fix $\alpha = 0.5$ and scale the flip rates, keeping $\rho_{01} = 2\rho_{10}$. `denoise` and the CausalRM
-        estimators are given the true rates.
+        ## 5. The noise sweep: more flips
+
+        Now fix $\alpha = 0.5$ (mild selection) and scale the flip rates, keeping $\rho_{01} = 2\rho_{10}$. `denoise`
+        and the CausalRM estimators are given the true rates.
         """),
         code('''
         RHOS = [(0.0, 0.0), (0.3, 0.15)] if FAST else [(0.0, 0.0), (0.1, 0.05), (0.2, 0.1), (0.3, 0.15), (0.4, 0.2)]
@@ -1065,49 +1137,53 @@ def nb04() -> list[nbformat.NotebookNode]:
         for rho01, rho10 in RHOS:
             for seed in SEEDS:
                 lg = simulate(rated, alpha=0.5, rho01=rho01, rho10=rho10, rating="teacher", embeddings=X, seed=seed)
-                rows += metric_rows(lg, run_methods(lg, NOISE_METHODS, seed=seed, rho=(rho01, rho10)),
+                rows += metric_rows(lg, run_methods(lg, NOISE_METHODS, seed=seed, rho=(rho01, rho10))[0],
                                     rho01=rho01, seed=seed)
         noise_sweep = pl.DataFrame(rows)
         sweep_plot(noise_sweep, "rho01", "Clean test R2 against noise (rho10 = rho01 / 2, alpha = 0.5)")
         '''),
         md(r"""
-        ## 5. The same comparison on the real ratings
+        Without noise the noise-aware methods coincide with their plain versions (the surrogate *is* the plain loss at
+        $\rho = 0$). As the flip rates grow, naive's calibration suffers and the noise-corrected losses hold up better;
+        the price is variance, since the surrogate divides by $1 - \rho_{01} - \rho_{10}$.
 
-        Same protocol, real GPT-4 ratings. Expect the oracle to be low and the intervals to overlap: with this
-        embedding, the data cannot tell the methods apart. That is a property of the signal, not a verdict on the
-        methods; judge them by the share of the naive → oracle gap they close *and* its uncertainty. Note also that
-        selection on the real rating is only partly visible in $x$, so the propensity model cannot fully undo it
-        (notebook 02).
+        ## 6. The same comparison on the real ratings
+
+        Same protocol, real GPT-4 ratings, estimated nuisances. Expect the oracle to be low and the intervals to
+        overlap: with this embedding the data cannot tell the methods apart, and selection on the real rating is only
+        partly visible in $x$, so the propensity model cannot undo it (notebook 02). That is a property of the signal
+        and the sample, not a verdict on the methods.
         """),
         code('''
         log_real = simulate(rated, alpha=ALPHA, rho01=RHO01, rho10=RHO10, rating="real", seed=0)
-        real_table = gap_closed(pl.DataFrame(metric_rows(log_real, run_methods(log_real, COMPARE))))
-        real_table.select("method", "R2", "R2 lo", "R2 hi", "AUROC", "AUROC lo", "AUROC hi", "gap closed (R2)")
+        real_table = gap_closed(pl.DataFrame(metric_rows(log_real, run_methods(log_real, COMPARE)[0])))
+        real_table
         '''),
         md(r"""
-        ## 6. Do the rankings change?
+        ## 7. Do the rankings change?
 
         A reward model is used to *rank* responses (best-of-N, RLHF). `compare_rankings` compares two scored logs:
         Kendall's τ between their scores, the overlap of their top-k, agreement on the best response per prompt, each
         model's rank correlation with a gold score (here the teacher rating of the test rows), and the responses whose
-        rank moved most.
+        rank moved most. We compare naive with CausalRM-IPS trained with the true propensities (section 3).
         """),
         code('''
         test = (log["split"] == "test").to_numpy()
         test_log = log.filter(pl.col("split") == "test")
         naive_scored = scored_table(test_log, scores["naive"][test])
-        dr_scored = scored_table(test_log, scores["causalrm-dr"][test])
-        cmp = compare_rankings(naive_scored, dr_scored, gold=test_log["rating"].to_numpy(), top_k=20,
-                               names=("naive", "causalrm-dr"), n_shifts=5)
+        causal_scored = scored_table(test_log, scores_true_p["causalrm-ips"][test])
+        cmp = compare_rankings(naive_scored, causal_scored, gold=test_log["rating"].to_numpy(), top_k=20,
+                               names=("naive", "causalrm-ips"), n_shifts=5)
         print(cmp.format())
         '''),
         code('''
         shifts = pl.DataFrame(cmp.shifts).join(test_log.select("response_id", "rating"), on="response_id")
-        shifts.select("rank_a", "rank_b", "shift", "rating", "prompt", "response")
+        shifts.select("rank_a", "rank_b", "shift", "rating", pl.col("prompt").str.slice(0, 60),
+                      pl.col("response").str.slice(0, 80))
         '''),
         code('''
-        fig = px.scatter(x=naive_scored["reward"], y=dr_scored["reward"], color=test_log["rating"],
-                         labels={"x": "naive reward", "y": "CausalRM-DR reward", "color": "teacher rating"},
+        fig = px.scatter(x=naive_scored["reward"], y=causal_scored["reward"], color=test_log["rating"],
+                         labels={"x": "naive reward", "y": "CausalRM-IPS reward", "color": "teacher rating"},
                          title=f"Test responses scored by both models (Kendall tau {cmp.kendall:.2f})")
         fig.update_layout(height=420)
         fig.show()
@@ -1117,13 +1193,16 @@ def nb04() -> list[nbformat.NotebookNode]:
 
         1. Add `"snips"`, `"dr"` and `"fcorr"` to `COMPARE`. Where do the self-normalised and the debias-only DR
            estimators land? How does forward correction (`fcorr`) compare with the surrogate (`denoise`)?
-        2. Rerun section 2 with `base_loss="bce"` passed to `run_methods`. Does the non-negative guard keep training
+        2. In section 2, lower the floor with `run_methods(..., clip=0.02)`. Does IPS with *estimated* propensities gain
+           or lose? Relate the answer to the ESS of notebook 02.
+        3. Rerun section 2 with `base_loss="bce"` passed to `run_methods`. Does the non-negative guard keep training
            stable? Compare the number of epochs (`fit_log(...).history.epochs`).
-        3. Make the DR imputation wrong on purpose: is CausalRM-DR still better than CausalRM-IPS when the propensity
-           model is a poor `propensity_model="logistic"` with `clip=0.3`? Which arm of double robustness is left?
-        4. Extend the bias sweep to $\alpha = 0.005$. What happens to the effective sample size (notebook 02) and to the
-           IPS-based methods?
-        5. The command line runs the same experiment: `causalrm bench --dataset ultrafeedback --alpha 0.1 --seeds 0,1,2
+        4. Drop the true flip rates: call `run_methods(log, COMPARE, rho=(None, None))` so that they are estimated from
+           anchors. How far do the estimates land from (0.2, 0.1), and what happens to the noise-aware methods?
+        5. Scale up: simulate from `load_rated("wildbench")` (15k responses; its embeddings are shipped too) with
+           teacher ratings. With five times more observed rows, do the estimated nuisances improve, and the methods
+           with them?
+        6. The command line runs the same experiment: `causalrm bench --dataset ultrafeedback --alpha 0.1 --seeds 0,1,2
            --methods naive,causalrm-dr,oracle`. Compare its numbers with yours.
         """),
     ]
@@ -1167,7 +1246,8 @@ def nb05() -> list[nbformat.NotebookNode]:
         log = load_oasst1_log()
         X = embed_log(log, Embedder(progress=False))
         print(summarize_log(log))
-        log.select("prompt", "response", "thumbs_up", "thumbs_down", "observed", "feedback", "gold_score", "gold_label").head(5)
+        log.select(pl.col("prompt").str.slice(0, 40), pl.col("response").str.slice(0, 40), "thumbs_up", "thumbs_down",
+                   "observed", "feedback", "gold_score", "gold_label").head(5)
         '''),
         md(r"""
         ## 2. Is the feedback selected?
@@ -1209,8 +1289,8 @@ def nb05() -> list[nbformat.NotebookNode]:
                       .sort("gold_label"))
         all_gold = FlipRateEstimator(method="gold", n_bootstrap=TRAIN["flip_bootstrap"]).fit(
             None, log["feedback"].to_numpy(), log["observed"].to_numpy(), gold_label=log["gold_label"].to_numpy())
-        print("implied rho01 = {:.3f} {}, rho10 = {:.3f} {}".format(all_gold.rho01_, all_gold.ci_["rho01"],
-                                                                   all_gold.rho10_, all_gold.ci_["rho10"]))
+        print("implied rho01 = {:.3f} (95% CI {:.3f} to {:.3f}), rho10 = {:.3f} (95% CI {:.3f} to {:.3f})".format(
+            all_gold.rho01_, *all_gold.ci_["rho01"], all_gold.rho10_, *all_gold.ci_["rho10"]))
         '''),
         md(r"""
         A 👍 is rarely given to a reply the crowd rated well and then withheld ($\hat\rho_{01}$ small), but half of the
@@ -1233,7 +1313,8 @@ def nb05() -> list[nbformat.NotebookNode]:
         is_test = log["message_tree_id"].is_in(test_trees.tolist()).to_numpy()
         audited = (~is_test) & (rng.random(log.height) < 0.2)
         fit_log_df = log.with_columns(
-            split=pl.Series(np.where(is_test, "test", None), dtype=pl.String),  # null = let fit_log split train/val
+            # null split = let fit_log split train / val by prompt; "test" rows are never read in fitting
+            split=pl.when(pl.Series(is_test)).then(pl.lit("test")).otherwise(pl.lit(None, dtype=pl.String)),
             gold_label=pl.when(pl.Series(audited)).then(pl.col("gold_label")).otherwise(None),
         )
         test_log = log.filter(pl.Series(is_test))  # full gold, evaluation only
@@ -1250,8 +1331,8 @@ def nb05() -> list[nbformat.NotebookNode]:
         d = nuisances.propensity_model.diagnostics_
         print(f"propensity: AUC(o) {d.auc:.3f}, ECE {d.ece:.3f}, ESS {d.ess:.0f} of {d.n_observed} observed rows, "
               f"max weight {d.max_weight:.2f}")
-        print("flip rates from the audit:   rho01 = {:.3f}, rho10 = {:.3f}, CI {}".format(
-            nuisances.rho01, nuisances.rho10, nuisances.rho_ci))
+        print("flip rates from the audit:   rho01 = {:.3f} (CI {:.3f} to {:.3f}), rho10 = {:.3f} (CI {:.3f} to {:.3f})".format(
+            nuisances.rho01, *nuisances.rho_ci["rho01"], nuisances.rho10, *nuisances.rho_ci["rho10"]))
         rows = nuisances.rows
         try:
             anchors = FlipRateEstimator(n_bootstrap=TRAIN["flip_bootstrap"]).fit(

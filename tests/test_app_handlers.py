@@ -37,9 +37,11 @@ def _private_tmp(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path_factory.getbasetemp() / "app-sessions"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
-    """A session taken through Data -> Propensity -> Noise -> Train (naive + causalrm-dr, 2 epochs)."""
+    """A session taken through Data -> Propensity -> Noise -> Train (naive + causalrm-dr, 2 epochs).
+
+    Session-scoped so that it is built once per worker even when xdist interleaves other modules' tests."""
     mp = pytest.MonkeyPatch()
     mp.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path_factory.mktemp("app-sessions")))
     view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 0)
