@@ -205,12 +205,13 @@ class DataView(NamedTuple):
 
 
 def _preview(log: pl.DataFrame) -> pl.DataFrame:
-    cols = [c for c in (schema.RESPONSE_ID, schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED,
-                        schema.SPLIT, schema.GOLD_LABEL, schema.TRUE_LABEL, schema.LOGGED_PROPENSITY)
-            if c in log.columns]
+    """The first rows, short columns first and the texts cut (prompt 80, response PREVIEW_CHARS characters)."""
+    order = (schema.RESPONSE_ID, schema.FEEDBACK, schema.OBSERVED, schema.SPLIT, schema.GOLD_LABEL, schema.TRUE_LABEL,
+             schema.LOGGED_PROPENSITY, schema.PROMPT, schema.RESPONSE)
+    cols = [c for c in order if c in log.columns]
     head = log.head(PREVIEW_ROWS).select(cols)
-    short = [pl.col(c).str.slice(0, PREVIEW_CHARS).alias(c) for c in (schema.PROMPT, schema.RESPONSE) if c in cols]
-    return head.with_columns(short) if short else head
+    limits = {schema.PROMPT: 80, schema.RESPONSE: PREVIEW_CHARS}
+    return head.with_columns([pl.col(c).str.slice(0, n).alias(c) for c, n in limits.items() if c in cols])
 
 
 def _summary_md(session: Session) -> str:
@@ -1045,8 +1046,8 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         lines.append(f"Against `{cmp.gold_column}` ({cmp.n_gold:,} rows): Kendall τ "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in cmp.gold_kendall.items()) + ".")
     movers = pl.DataFrame([{"rank " + a: s["rank_a"], "rank " + b: s["rank_b"], "shift": s["shift"],
-                            "response_id": s["response_id"], "prompt": _short(s.get(schema.PROMPT), 100),
-                            "response": _short(s.get(schema.RESPONSE), 300)} for s in cmp.shifts]
+                            "response": _short(s.get(schema.RESPONSE), 300), "prompt": _short(s.get(schema.PROMPT), 160),
+                            "response_id": s["response_id"]} for s in cmp.shifts]
                           ) if cmp.shifts else pl.DataFrame({"shift": []})
     choices, default = _prompt_choices(session.log, cmp)
     ranking = prompt_ranking_table(session, a, b, default, rewards=rewards) if default is not None else pl.DataFrame()

@@ -106,7 +106,7 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                         summary = gr.Markdown("Load a sample or upload a log to start.", elem_id="data-summary")
                         warnings_md = gr.Markdown(elem_id="data-warnings")
                         embed_status = gr.Markdown(elem_id="embed-status")
-                preview = gr.Dataframe(label=f"Preview (first {H.PREVIEW_ROWS} rows)", interactive=False, wrap=True,
+                preview = gr.Dataframe(label=f"Preview (first {H.PREVIEW_ROWS} rows)", interactive=False, wrap=False,
                                        max_height=420, elem_id="preview")
 
             # ======================================================================================================
@@ -190,7 +190,7 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                     method_b = gr.Dropdown([], label="debiased", allow_custom_value=True, elem_id="method-b")
                     compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
                 metrics_note = gr.Markdown(elem_classes="crm-note", elem_id="metrics-note")
-                metrics_table = gr.Dataframe(label="metrics vs clean labels", interactive=False, wrap=True,
+                metrics_table = gr.Dataframe(label="metrics vs clean labels", interactive=False, wrap=False,
                                              elem_id="metrics-table")
                 with gr.Row():
                     metric_plot = gr.Plot(plots.empty("Metrics appear here"), label="R² by method",
@@ -199,10 +199,10 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                                       elem_id="reward-scatter")
                 rank_summary = gr.Markdown(elem_id="rank-summary")
                 movers = gr.Dataframe(label="responses whose rank moved most (rank 1 = highest reward)",
-                                      interactive=False, wrap=True, max_height=380, elem_id="movers")
+                                      interactive=False, wrap=False, max_height=380, elem_id="movers")
                 prompt_pick = gr.Dropdown([], label="prompt (most disputed first)", allow_custom_value=True,
                                           elem_id="prompt-pick")
-                ranking = gr.Dataframe(label="rankings side by side", interactive=False, wrap=True,
+                ranking = gr.Dataframe(label="rankings side by side", interactive=False, wrap=False,
                                        elem_id="prompt-ranking")
                 with gr.Row():
                     dl_csv = gr.DownloadButton("Scored log (CSV)", visible=True, interactive=False,

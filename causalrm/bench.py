@@ -46,7 +46,8 @@ REAL_FEEDBACK = ("oasst1",)
 class BenchConfig:
     """One benchmark cell: a dataset, a selection/noise scenario and several seeds and methods.
 
-    dataset: bundled name (ultrafeedback, wildbench, helpsteer2), a rated file, or ``oasst1`` (real feedback).
+    dataset: bundled name (ultrafeedback, wildbench, helpsteer2), a rated file, ``oasst1`` (real feedback), or
+    ``synthetic[:ROWSxDIM]`` (a control where the assumptions hold: :func:`synthetic_rated`).
     alpha, rho01, rho10, observation_rate: simulation (METHOD.md step 3 and 5); rating: ``"real"`` or ``"teacher"``;
     teacher, snr: the teacher's form and signal-to-noise ratio (``None`` = noiseless). rating_column: which rating.
     seeds, methods: the grid. fit: ``FitConfig`` overrides shared by every method (e.g. ``{"max_epochs": 300}``).
@@ -130,8 +131,42 @@ def _embed(df: pl.DataFrame, model: str) -> np.ndarray:
     return embed_log(df, Embedder(model=model, progress=False))
 
 
+def synthetic_rated(rows: int = 20_000, dim: int = 32, *, noise: float = 0.3, seed: int = 0,
+                    ) -> tuple[pl.DataFrame, np.ndarray]:
+    """A control dataset where the method's assumptions hold and the signal is strong.
+
+    ``X ~ N(0, I_dim)`` is the representation itself (no embedding model), the rating is linear in it,
+    ``rating = X w + noise * N(0, 1)`` with ``w ~ N(0, I / dim)``, each row its own prompt group. Used as
+    ``--dataset synthetic`` (or ``synthetic:ROWSxDIM``) to check the estimators where they should work.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, dim)).astype(np.float32)
+    w = rng.standard_normal(dim) / np.sqrt(dim)
+    rating = X.astype(np.float64) @ w + noise * rng.standard_normal(rows)
+    rated = pl.DataFrame({
+        schema.PROMPT: [""] * rows, schema.RESPONSE: [f"synthetic response {i}" for i in range(rows)],
+        schema.RESPONSE_ID: [f"syn{i}" for i in range(rows)], schema.PAIR_ID: [f"syn{i}" for i in range(rows)],
+        "rating": rating, schema.SPLIT: pl.Series([None] * rows, dtype=pl.String),
+    })
+    return rated, X
+
+
+def _parse_synthetic(name: str) -> tuple[int, int]:
+    spec = name.split(":", 1)[1] if ":" in name else "20000x32"
+    try:
+        rows, dim = (int(v) for v in spec.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--dataset {name!r}: use synthetic or synthetic:ROWSxDIM, e.g. synthetic:20000x32") from None
+    if rows < 50 or dim < 1:
+        raise InputError(f"--dataset {name!r}: need at least 50 rows and 1 dimension")
+    return rows, dim
+
+
 def _load_rated(config: BenchConfig) -> tuple[pl.DataFrame, np.ndarray]:
     from causalrm.datasets import load_rated
+
+    if config.dataset == "synthetic" or config.dataset.startswith("synthetic:"):
+        return synthetic_rated(*_parse_synthetic(config.dataset))
 
     rated = load_rated(config.dataset, rating_column=config.rating_column)
     rated = rated.filter(pl.col("rating").is_not_null() & pl.col("rating").is_finite())

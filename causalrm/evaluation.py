@@ -410,14 +410,16 @@ def unbiasedness_check(
         propensity = np.asarray(propensity)[rows]
     q = rstar if pseudo_label is None else (np.asarray(pseudo_label)[rows] if len(pseudo_label) == log.height
                                             else np.asarray(pseudo_label))
-    inputs = LossInputs(feedback=torch.as_tensor(fb), observed=torch.as_tensor(obs),
-                        propensity=torch.as_tensor(np.clip(propensity, clip, 1.0)),
-                        pseudo_label=torch.as_tensor(np.clip(q, 0, 1)), true_label=torch.as_tensor(rstar))
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(np.asarray(a, dtype=np.float64))
+
+    inputs = LossInputs(feedback=t(fb), observed=t(obs), propensity=t(np.clip(propensity, clip, 1.0)),
+                        pseudo_label=t(np.clip(q, 0, 1)), true_label=t(rstar))
     out = []
     for name, pred in predictions.items():
         p = np.clip(np.asarray(pred, dtype=np.float64), 1e-6, 1 - 1e-6)
         p = p[rows] if p.size == log.height else p
-        z = torch.as_tensor(np.log(p) - np.log1p(-p))
+        z = t(np.log(p) - np.log1p(-p))
         ideal = float(estimate("oracle", z, inputs, base=base))
         for m in methods:
             val = float(estimate(m, z, inputs, rho01=rho01 or 0.0, rho10=rho10 or 0.0, base=base, nonneg=False))

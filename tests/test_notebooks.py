@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -114,3 +116,10 @@ def test_readme_describes_every_notebook() -> None:
     for name in EXPECTED:
         assert name in text
     assert "jupyter lab notebooks/" in text and "CAUSALRM_FAST" in text
+
+
+def test_notebooks_match_their_generator() -> None:
+    # The cells are written in scripts/build_notebooks.py; a hand edit of an .ipynb would be lost on the next build.
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_notebooks.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description="Simulate biased noisy feedback from a rated dataset, fit several "
                                           "estimators per seed and evaluate them on the clean test split.")
     p.add_argument("--dataset", default="ultrafeedback",
-                   help="ultrafeedback, wildbench, helpsteer2, a rated file, or oasst1 (real feedback vs gold)")
+                   help="ultrafeedback, wildbench, helpsteer2, a rated file, oasst1 (real feedback vs gold), or "
+                        "synthetic[:ROWSxDIM] (a control with a linear score on Gaussian features)")
     p.add_argument("--rating-column", default=None, help="rating column (default: rating)")
     p.add_argument("--alpha", type=float, default=0.5, help="selection strength, smaller = stronger (default 0.5)")
     p.add_argument("--rho01", type=float, default=0.2, help="P(r=0 | r*=1) (default 0.2)")
