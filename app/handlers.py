@@ -1046,8 +1046,9 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         lines.append(f"Against `{cmp.gold_column}` ({cmp.n_gold:,} rows): Kendall τ "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in cmp.gold_kendall.items()) + ".")
     movers = pl.DataFrame([{"rank " + a: s["rank_a"], "rank " + b: s["rank_b"], "shift": s["shift"],
-                            "response": _short(s.get(schema.RESPONSE), 300), "prompt": _short(s.get(schema.PROMPT), 160),
-                            "response_id": s["response_id"]} for s in cmp.shifts]
+                            "response": _short(s.get(schema.RESPONSE), 300),
+                            "prompt": _short(s.get(schema.PROMPT), 160), "response_id": s["response_id"]}
+                           for s in cmp.shifts]
                           ) if cmp.shifts else pl.DataFrame({"shift": []})
     choices, default = _prompt_choices(session.log, cmp)
     ranking = prompt_ranking_table(session, a, b, default, rewards=rewards) if default is not None else pl.DataFrame()

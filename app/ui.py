@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import gradio as gr
+from gradio import networking as gr_networking
 
 from app import handlers as H
 from app import plots
@@ -272,6 +274,28 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
     return demo
 
 
+def _patient_url_ok(url: str, *, wait_s: float = 60.0) -> bool:
+    """``gradio.networking.url_ok`` that tolerates a slow first response.
+
+    Gradio checks after start-up that the local URL answers, with a single 3-second HEAD that gives up on the first
+    timeout and then refuses to run without ``share=True``; on a busy machine (a shared CPU, a cold Space) the first
+    page render can take longer, so this check retries for up to ``wait_s`` seconds.
+    """
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            status = httpx.head(url, timeout=10, verify=False).status_code
+            if status in (200, 401, 301, 302, 303, 307, 308):
+                return True
+        except (httpx.ConnectError, httpx.TimeoutException, ConnectionError):
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def launch(*, host: str = "127.0.0.1", port: int = 7860, share: bool = False, max_upload_mb: float = 200,
            train_concurrency: int | None = None, prevent_thread_lock: bool = False, quiet: bool = False,
            **kwargs: Any):
@@ -283,6 +307,7 @@ def launch(*, host: str = "127.0.0.1", port: int = 7860, share: bool = False, ma
     if removed:
         logger.info("removed %d stale session folder(s) under %s", removed, tmp_root())
     H.warm_up()
+    gr_networking.url_ok = _patient_url_ok
     demo = build_app(max_upload_mb=max_upload_mb, train_concurrency=train_concurrency)
     return demo.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb:g}mb",
                        prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False, css=CSS,

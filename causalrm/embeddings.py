@@ -50,6 +50,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -365,8 +366,6 @@ def resolve_model(model: str, *, max_length: int | None = None, pooling: str = "
     Raises :class:`InputError` when ``model`` is neither a local model folder nor a (cached, when offline) Hugging
     Face model id.
     """
-    from transformers import AutoConfig
-
     name = str(model).strip()
     if not name:
         raise InputError("--model is empty; pass a Hugging Face model id or a local model folder")
@@ -384,7 +383,12 @@ def resolve_model(model: str, *, max_length: int | None = None, pooling: str = "
         model_id, revision = name, ""
     source = str(source_dir) if source_dir is not None else name
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        if revision == "bundled":  # the default model: a plain BERT config, read without importing torch
+            config = SimpleNamespace(**json.loads((Path(source) / "config.json").read_text(encoding="utf-8")))
+        else:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001 - any failure to find/parse the model is a user error
         if source_dir is None and (name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name):
             raise InputError(f"model {name!r}: no such folder; pass a local model folder (saved with save_pretrained) "
@@ -536,7 +540,8 @@ class Embedder:
             raise InputError(f"padding_side {padding_side!r} must be left or right")
         if dtype not in (None, "", "auto") and str(dtype) not in _DTYPES:
             raise InputError(f"dtype {dtype!r} is not supported; use auto, float32, bfloat16 or float16")
-        _pick_device(device)  # fail early on a bad or unavailable device
+        if device not in (None, "", "auto"):
+            _pick_device(device)  # fail early on a bad or unavailable device ("auto" needs no torch import yet)
         self.model = model
         self.device = device
         self.dtype = dtype
