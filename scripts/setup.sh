@@ -32,7 +32,7 @@ case "$mode" in
         echo "note: /usr/bin/chromium is missing; the browser test will fail (install Debian's chromium)" >&2
       fi
     fi
-    exec python -m pytest -n 2 --dist loadgroup "$@"
+    exec python -m pytest -n 2 --dist loadfile "$@"
     ;;
   *)
     echo "usage: bash scripts/setup.sh app|test [extra args]" >&2
