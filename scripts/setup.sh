@@ -32,7 +32,9 @@ case "$mode" in
         echo "note: /usr/bin/chromium is missing; the browser test will fail (install Debian's chromium)" >&2
       fi
     fi
-    exec python -m pytest -n 2 --dist loadfile "$@"
+    # Notebooks run through nbmake with CAUSALRM_FAST=1 (fewer epochs and seeds, same code paths).
+    export CAUSALRM_FAST=1
+    exec python -m pytest -n 2 --dist loadfile --nbmake tests notebooks "$@"
     ;;
   *)
     echo "usage: bash scripts/setup.sh app|test [extra args]" >&2
