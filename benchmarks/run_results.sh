@@ -61,6 +61,20 @@ for dataset in $DATASETS; do
   done
 done
 
+# Investigation (UltraFeedback, teacher ratings, scenario 1): early stopping every debiased method on the
+# CausalRM-IPS estimate instead of its own (DR's own estimate leans on its pseudo-labels), and a lower clip.
+if [[ " $DATASETS " == *" ultrafeedback "* ]]; then
+  for spec in "0.5 val-ips --val-method causalrm-ips" "0.1 val-ips --val-method causalrm-ips" "0.1 clip0.02 --clip 0.02"; do
+    set -- $spec
+    name="ultrafeedback_teacher_a${1}_r0.2-0.1_${2}"
+    [[ -s "$OUT/$name.json" ]] && { echo "skip $name (exists)"; continue; }
+    echo "== $name"
+    causalrm bench --dataset ultrafeedback --rating teacher --alpha "$1" --rho01 0.2 --rho10 0.1 "$3" "$4" \
+      --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
+      --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+  done
+fi
+
 # Real feedback: oasst1 emoji reactions, evaluated against the crowd quality label on held-out prompt groups.
 name=oasst1_real-feedback
 if [[ ! -s "$OUT/$name.json" ]]; then
@@ -68,4 +82,28 @@ if [[ ! -s "$OUT/$name.json" ]]; then
   causalrm bench --dataset oasst1 --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
     --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
 fi
-echo "done: $OUT"
+# One compact table over every cell (R² mean ± std over seeds, gap closed, mean estimated flip rates).
+python - "$OUT" > "$OUT/summary.md" <<'PY'
+import glob, json, os, sys
+out = sys.argv[1]
+methods = ["naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle"]
+print("| cell | " + " | ".join(methods) + " | gap closed: causalrm-ips | gap closed: causalrm-dr | rho01 / rho10 est. |")
+print("|" + "---|" * (len(methods) + 4))
+for path in sorted(glob.glob(os.path.join(out, "*.json"))):
+    d = json.load(open(path))
+    s = d["summary"]
+    def r2(m):
+        e = s.get(m)
+        return "–" if not e or e["r2"]["mean"] is None else f"{e['r2']['mean']:.3f} ± {e['r2']['std']:.3f}"
+    def gap(m):
+        g = (s.get(m) or {}).get("gap_closed")
+        if not g or g["value"] is None:
+            return "–"
+        lo, hi = g["ci"]
+        return f"{g['value']:+.0%} [{lo:+.0%}, {hi:+.0%}]" if lo is not None else f"{g['value']:+.0%}"
+    rho = [(n["rho01_hat"], n["rho10_hat"]) for n in d["nuisances"] if n.get("rho01_hat") is not None]
+    rh = f"{sum(a for a, _ in rho) / len(rho):.2f} / {sum(b for _, b in rho) / len(rho):.2f}" if rho else "–"
+    name = os.path.basename(path)[:-5]
+    print(f"| {name} | " + " | ".join(r2(m) for m in methods) + f" | {gap('causalrm-ips')} | {gap('causalrm-dr')} | {rh} |")
+PY
+echo "done: $OUT (summary: $OUT/summary.md)"

@@ -79,7 +79,10 @@ class BenchConfig:
         return self.dataset in REAL_FEEDBACK
 
     def fit_config(self, method: str, seed: int) -> FitConfig:
-        return FitConfig.from_dict({**self.fit, "method": method, "seed": seed, "embedder": self.embedder})
+        fit = dict(self.fit)
+        if method in ("naive", "oracle"):  # a shared val_method override applies to the debiased methods only
+            fit.pop("val_method", None)
+        return FitConfig.from_dict({**fit, "method": method, "seed": seed, "embedder": self.embedder})
 
     def validate(self) -> BenchConfig:
         from causalrm.losses import METHODS
@@ -225,8 +228,9 @@ def run_bench(
                 snr=config.snr, embeddings=X, seed=seed, dataset=config.dataset)
             sim = {**simulation_summary(log), "label_threshold": simcfg.label_threshold}
         methods = [m for m in config.methods if m != "oracle" or schema.TRUE_LABEL in log.columns]
+        needed = list(dict.fromkeys(m2 for m in methods for m2 in config.fit_config(m, seed).methods_needed()))
         t0 = time.perf_counter()
-        nuis = fit_nuisances(log, X, config.fit_config(methods[0], seed), methods=methods)
+        nuis = fit_nuisances(log, X, config.fit_config(methods[0], seed), methods=needed)
         t_nuis = time.perf_counter() - t0
         nd = nuis.to_dict()
         nuis_rows.append(jsonable({

@@ -69,6 +69,9 @@ class FitConfig:
     Estimator
         method: one of ``causalrm.losses.METHODS`` (default ``causalrm-dr``).
         base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
+        val_method: the estimator evaluated on the val split for early stopping; ``None`` (default) = ``method``
+        itself. Another debiased estimator can be named (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an
+        estimate that does not involve its own pseudo-labels); it never reads clean labels (``oracle`` excepted).
     Backbone
         backbone: ``"mlp"`` (head on frozen embeddings) or ``"lora"``; hidden: MLP hidden sizes (256, 64);
         backbone_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.1}``, LoRA model id and rank).
@@ -93,6 +96,7 @@ class FitConfig:
     """
 
     method: str = "causalrm-dr"
+    val_method: str | None = None
     base_loss: str = "mse"
     backbone: str = "mlp"
     hidden: tuple[int, ...] = (256, 64)
@@ -134,6 +138,10 @@ class FitConfig:
 
         if self.method not in METHODS:
             raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.val_method is not None and self.val_method not in METHODS:
+            raise InputError(f"unknown validation method {self.val_method!r}; choose one of: {', '.join(METHODS)}")
+        if (self.val_method == "oracle") != (self.method == "oracle") and self.val_method is not None:
+            raise InputError("the oracle's clean labels cannot select another method's model (or vice versa)")
         if self.base_loss not in BASES:
             raise InputError(f"unknown base loss {self.base_loss!r}; choose mse (default, bounded) or bce")
         get_backbone_class(self.backbone)
@@ -163,6 +171,14 @@ class FitConfig:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         self.train_config().validate()
         return self
+
+    @property
+    def validation_method(self) -> str:
+        return self.val_method or self.method
+
+    def methods_needed(self) -> tuple[str, ...]:
+        """The training estimator and, if different, the validation estimator."""
+        return tuple(dict.fromkeys((self.method, self.validation_method)))
 
     @property
     def effective_flip_method(self) -> str:
@@ -534,14 +550,19 @@ def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.n
 
 
 def loss_inputs(
-    log: pl.DataFrame, nuis: Nuisances, method: str, mask: np.ndarray
+    log: pl.DataFrame, nuis: Nuisances, method: str | tuple[str, ...], mask: np.ndarray
 ) -> Any:
-    """``LossInputs`` for the fitting rows selected by ``mask`` (a boolean array over ``nuis.rows``)."""
+    """``LossInputs`` for the fitting rows selected by ``mask`` (a boolean array over ``nuis.rows``), holding what
+    ``method`` (one name or several, e.g. the training and the validation estimator) needs."""
     from causalrm.losses import LossInputs
 
+    methods = (method,) if isinstance(method, str) else tuple(method)
     rows = nuis.rows[mask]
     obs, fb = _observed_feedback(log, rows)
-    needs = NEEDS[method]
+    needs = needs_of(methods)
+    if "pseudo_label" in needs and "pseudo_label_noisy" in needs:
+        raise InputError("dr and causalrm-dr impute different pseudo-labels; do not combine them as train and val "
+                         "estimators")
     true_label = None
     if "true_label" in needs:
         true_label = _column(log, schema.TRUE_LABEL, rows)
@@ -552,15 +573,14 @@ def loss_inputs(
         if what not in needs:
             return None
         if arr is None:
-            raise InputError(f"method {method!r} needs {what.replace('_', ' ')} but it was not fitted")
+            raise InputError(f"method {'/'.join(methods)!r} needs {what.replace('_', ' ')} but it was not fitted")
         return arr[mask]
 
+    q = pick(nuis.pseudo_label_noisy, "pseudo_label_noisy") if "pseudo_label_noisy" in needs else \
+        pick(nuis.pseudo_label, "pseudo_label")
     return LossInputs(
         feedback=fb.astype(np.float32), observed=obs.astype(np.float32),
-        propensity=pick(nuis.weights, "propensity"),
-        pseudo_label=pick(nuis.pseudo_label_noisy if method == "dr" else nuis.pseudo_label,
-                          "pseudo_label_noisy" if method == "dr" else "pseudo_label"),
-        true_label=true_label,
+        propensity=pick(nuis.weights, "propensity"), pseudo_label=q, true_label=true_label,
     )
 
 
@@ -600,14 +620,15 @@ def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> F
         split[nuisances.rows] = nuisances.split
     rows = np.flatnonzero(split != schema.TEST)
     backbone_cls = get_backbone_class(config.backbone)
-    needs_X = backbone_cls.needs_embeddings or bool(needs_of(config.method) - {"true_label"})
+    methods = config.methods_needed()
+    needs_X = backbone_cls.needs_embeddings or bool(needs_of(methods) - {"true_label"})
     X_fit = _fit_rows_X(log, X, rows, config) if needs_X else None
     if nuisances is None:
-        nuisances = fit_nuisances(log, X_fit, config, split=split, on_stage=on_stage)
+        nuisances = fit_nuisances(log, X_fit, config, methods=methods, split=split, on_stage=on_stage)
     else:
         if nuisances.rows.shape != rows.shape or not np.array_equal(nuisances.rows, rows):
             raise InputError("the nuisances were fitted on other rows; refit them for this log")
-        missing = needs_of(config.method) - {"true_label"} - nuisances.provides()
+        missing = needs_of(methods) - {"true_label"} - nuisances.provides()
         if missing:
             raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
     t_nuis = time.perf_counter() - t0
@@ -617,11 +638,11 @@ def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> F
     is_val = nuisances.split == schema.VAL
     from causalrm.losses import NOISE_AWARE
 
-    noise_aware = config.method in NOISE_AWARE
+    noise_aware = any(m in NOISE_AWARE for m in methods)
     tcfg = config.train_config(rho01=nuisances.rho01 if noise_aware else 0.0,
                                rho10=nuisances.rho10 if noise_aware else 0.0)
     train_in = loss_inputs(log, nuisances, config.method, is_train)
-    val_in = loss_inputs(log, nuisances, config.method, is_val)
+    val_in = loss_inputs(log, nuisances, (config.method, config.validation_method), is_val)
     backbone = build_backbone(config.backbone, X_fit, config.backbone_kwargs(), seed=config.seed)
     train_rows, val_rows = rows[is_train], rows[is_val]
     train_feats = backbone.featurize(log[train_rows.tolist()], X_fit[is_train] if X_fit is not None else None)

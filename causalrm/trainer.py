@@ -38,7 +38,8 @@ _AUTOCAST = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torc
 class TrainConfig:
     """Optimisation settings of :func:`train` (defaults: the paper's head training).
 
-    method: estimator name of ``causalrm.losses.METHODS`` (training loss and validation estimate alike).
+    method: estimator name of ``causalrm.losses.METHODS`` (training loss and, by default, validation estimate).
+    val_method: the estimator evaluated on the validation rows for early stopping (``None`` = ``method``).
     rho01, rho10: flip rates handed to the noise-aware estimators; base_loss: ``"mse"`` (Brier, bounded) or ``"bce"``;
     nonneg: the class-wise non-negative guard of ``losses.estimate`` (``None`` = on for "bce", off for "mse";
     ``False`` with "bce" is the unguarded surrogate, for demonstrations only).
@@ -54,6 +55,7 @@ class TrainConfig:
     """
 
     method: str = "causalrm-dr"
+    val_method: str | None = None
     rho01: float = 0.0
     rho10: float = 0.0
     base_loss: str = "mse"
@@ -104,11 +106,12 @@ class TrainConfig:
 class TrainHistory:
     """Per-epoch record of one training run (epochs are 1-based; epoch ``best_epoch``'s weights are kept).
 
-    ``val_estimate[e-1]`` is the method's debiased estimate on the validation split after epoch ``e``;
+    ``val_estimate[e-1]`` is ``val_method``'s debiased estimate on the validation split after epoch ``e``;
     ``stop_reason``: ``"patience"``, ``"max_epochs"``, ``"cancelled"`` or ``"diverged"`` (non-finite training loss).
     """
 
     method: str
+    val_method: str = ""
     train_loss: list[float] = field(default_factory=list)
     val_estimate: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
@@ -274,8 +277,10 @@ def train(
 
     cfg = TrainConfig.from_any(config)
     cfg.validate()
-    if cfg.method not in losses.METHODS:
-        raise InputError(f"unknown method {cfg.method!r}; choose one of: {', '.join(losses.METHODS)}")
+    for m in (cfg.method, cfg.val_method):
+        if m is not None and m not in losses.METHODS:
+            raise InputError(f"unknown method {m!r}; choose one of: {', '.join(losses.METHODS)}")
+    val_method = cfg.val_method or cfg.method
     if len(train_features) == 0:
         raise InputError("no training rows; the log needs rows with split 'train'")
     if len(val_features) == 0:
@@ -302,14 +307,15 @@ def train(
         if not bool(torch.isfinite(z).all()):
             return float("inf")
         with torch.no_grad():
-            return float(losses.estimate(cfg.method, z, val_all, **loss_kw))
+            return float(losses.estimate(val_method, z, val_all, **loss_kw))
 
     params = list(backbone.trainable_parameters())
     if not params:
         raise InputError(f"backbone {backbone.name!r} has no trainable parameters")
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(int(cfg.seed))
-    history = TrainHistory(method=cfg.method, device=str(device), n_train=train_in.n, n_val=val_in.n)
+    history = TrainHistory(method=cfg.method, val_method=val_method, device=str(device), n_train=train_in.n,
+                           n_val=val_in.n)
     keep = _trainable_state_names(backbone)
     best_state = _snapshot(backbone, keep)
     patience = cfg.patience if cfg.patience else None

@@ -153,8 +153,8 @@ def nb01() -> list[nbformat.NotebookNode]:
         md(r"""
         ## 3. Who gets observed? Selection bias
 
-        The observation rate rises steeply with the rating: with $\alpha = 0.1$ a response rated 10 is about
-        $10^4$ times more likely to receive feedback than one rated 1. Bars: the realised share of observed rows per
+        The observation rate rises steeply with the rating: with $\alpha = 0.1$ a response rated 10 is thousands of
+        times more likely to receive feedback than one rated 1 ($\alpha^{-4} = 10^4$ before the cap at $p = 1$). Bars: the realised share of observed rows per
         rating level (train + val rows); line: the propensity $p$ the simulation used.
         """),
         code('''
@@ -291,8 +291,11 @@ def nb01() -> list[nbformat.NotebookNode]:
         fig.show()
         '''),
         md(r"""
-        The naive curve sits above the truth everywhere and is too flat: low-rated responses, which were hardly ever
-        observed, are scored as if they were fine. That is the reward a policy would then optimise.
+        The naive curve is far too flat. The low-rated responses, which were hardly ever observed, are scored almost
+        as high as the best ones: naive overrates exactly the responses it never saw feedback on, and barely separates
+        good from bad. The oracle follows the truth much more closely with teacher ratings, and only loosely with the
+        real ones (the weak signal of MiniLM embeddings). A policy optimised against the naive reward would be told
+        that bad responses are nearly as good as good ones.
 
         The next notebooks take the two distortions apart: **02** estimates who gets observed (propensities), **03**
         what the feedback says (flip rates and the noise-corrected loss), **04** puts them together in CausalRM and
@@ -522,9 +525,9 @@ def nb02() -> list[nbformat.NotebookNode]:
         '''),
         md(r"""
         With the *true* $p$, IPS is unbiased for small floors and becomes biased as the floor rises (the paper's 0.1
-        is far from harmless at this selection strength). With
-        $\hat p$ the bias does not vanish at small floors: the extreme propensities were never estimated (section 2),
-        so the weights are too small there whatever the floor. One replication is noisy; the exercises vary the seed.
+        is far from harmless at this selection strength). With $\hat p$ the bias does not vanish at small floors: the
+        better-calibrated model shrinks the extreme propensities towards the mean (section 2), so the weights of the
+        rarest responses are too small whatever the floor. One replication is noisy; the exercises vary the seed.
 
         How strong the selection is also decides how much data IPS has left. Using the true propensities of logs
         simulated at several $\alpha$:
@@ -888,8 +891,7 @@ def nb03() -> list[nbformat.NotebookNode]:
         ## 5. Does the correction help a reward model?
 
         Finally, train on the friendly log of section 2 (noise, **no selection**, 50% observed), so that only the noise
-        matters:
-        `naive` (plain loss on noisy labels), `denoise` with the true flip rates (as if from a large audit), `denoise`
+        matters: `naive` (plain loss on noisy labels), `denoise` with the true flip rates (as if from a large audit), `denoise`
         with anchor estimates, and the `oracle`.
         """),
         code('''
@@ -963,6 +965,7 @@ def nb04() -> list[nbformat.NotebookNode]:
         checked. Section 6 shows the real ratings for comparison.
         """),
         setup_cell('''
+        from causalrm.bench import BenchConfig, gap_closed, run_bench
         from causalrm.datasets import load_rated
         from causalrm.embeddings import Embedder, embed_log
         from causalrm.evaluation import compare_rankings, evaluate_scores, sigmoid
@@ -1017,11 +1020,12 @@ def nb04() -> list[nbformat.NotebookNode]:
                             "AUROC": m["auroc"], "MSE": m["mse"], "mean P(good)": float(sigmoid(z[test]).mean())})
             return out
 
-        def gap_closed(table, metric="R2"):
-            """Share of the naive -> oracle gap closed by each method (1 = the oracle, < 0 = worse than naive)."""
-            naive = table.filter(pl.col("method") == "naive")[metric][0]
-            oracle = table.filter(pl.col("method") == "oracle")[metric][0]
-            return table.with_columns(((pl.col(metric) - naive) / (oracle - naive)).alias(f"gap closed ({metric})"))
+        def with_gap(table, metric="R2"):
+            """Add the share of the naive -> oracle gap each method closes (1 = the oracle, < 0 = worse than naive)."""
+            naive = table.filter(pl.col("method") == "naive")[metric].to_numpy()
+            oracle = table.filter(pl.col("method") == "oracle")[metric].to_numpy()
+            gaps = [gap_closed(np.array([value]), naive, oracle) for value in table[metric]]
+            return table.with_columns(pl.Series(f"gap closed ({metric})", gaps))
         '''),
         md(r"""
         ## 2. One log, every method
@@ -1036,7 +1040,7 @@ def nb04() -> list[nbformat.NotebookNode]:
         log = simulate(rated, alpha=ALPHA, rho01=RHO01, rho10=RHO10, rating="teacher", embeddings=X, seed=0)
         truth = float(log.filter(pl.col("split") == "test")["true_label"].mean())
         scores, nuisances = run_methods(log, COMPARE, rho=(RHO01, RHO10))
-        table = gap_closed(pl.DataFrame(metric_rows(log, scores)))
+        table = with_gap(pl.DataFrame(metric_rows(log, scores)))
         print(f"true share of good responses on the test split: {truth:.3f}")
         table
         '''),
@@ -1103,7 +1107,7 @@ def nb04() -> list[nbformat.NotebookNode]:
         code('''
         logged = log.with_columns(logged_propensity=pl.col("true_propensity"))  # as if the product had logged p
         scores_true_p, _ = run_methods(logged, COMPARE, rho=(RHO01, RHO10), clip=0.01)
-        table_true_p = gap_closed(pl.DataFrame(metric_rows(log, scores_true_p)))
+        table_true_p = with_gap(pl.DataFrame(metric_rows(log, scores_true_p)))
         ci_plot(table_true_p, "Clean test R2 with the true propensities (logged_propensity, clip 0.01)")
         table_true_p
         '''),
@@ -1188,17 +1192,24 @@ def nb04() -> list[nbformat.NotebookNode]:
 
         ## 6. The same comparison on the real ratings
 
-        Same protocol, real GPT-4 ratings, estimated nuisances. Expect the oracle to be low (R² ≈ 0.1) and naive to
-        rank at about chance. Selection on the real rating is almost invisible in $x$ (the propensity model's AUC is
-        near 0.5, notebook 02), so IPS leaves the selection where it was, and correcting the noise then exposes it, as
-        in section 3: the noise-aware methods predict even more "good" than naive. This is a property of the signal and
-        of the unmeasured confounding it implies, not a verdict on the losses; it is also what a real log with a weak
-        representation would do to them.
+        Same protocol, real GPT-4 ratings, estimated propensities and pseudo-labels, true flip rates. This time we use
+        the library's benchmark, `causalrm.bench.run_bench`: the code behind `causalrm bench`, which simulates one log
+        per seed, fits the nuisances once per seed, trains every method and summarises over seeds, with the share of
+        the naive → oracle gap closed and a bootstrap interval over seeds.
+
+        Expect the oracle to be low (R² ≈ 0.1) and naive to rank at about chance. Selection on the real rating is
+        almost invisible in $x$ (the propensity model's AUC is near 0.5, notebook 02), so IPS leaves the selection
+        where it was, and correcting the noise then exposes it, as in section 3: in our runs the noise-aware methods
+        lost R² against naive. This is a property of the signal and of the unmeasured confounding it implies, not a
+        verdict on the losses; it is also what a real log with a weak representation would do to them.
         """),
         code('''
-        log_real = simulate(rated, alpha=ALPHA, rho01=RHO01, rho10=RHO10, rating="real", seed=0)
-        real_table = gap_closed(pl.DataFrame(metric_rows(log_real, run_methods(log_real, COMPARE)[0])))
-        real_table
+        bench = run_bench(
+            BenchConfig(dataset="ultrafeedback", rating="real", alpha=ALPHA, rho01=RHO01, rho10=RHO10,
+                        seeds=tuple(SEEDS), methods=tuple(COMPARE), fit={"rho01": RHO01, "rho10": RHO10, **TRAIN},
+                        n_boot=200),
+            data=(rated, X))  # reuse the rows and embeddings loaded above
+        print(bench.to_markdown())
         '''),
         md(r"""
         ## 7. Do the rankings change?
@@ -1218,7 +1229,8 @@ def nb04() -> list[nbformat.NotebookNode]:
         print(cmp.format())
         '''),
         code('''
-        shifts = pl.DataFrame(cmp.shifts).join(test_log.select("response_id", "rating"), on="response_id")
+        shifts = pl.DataFrame(cmp.shifts).join(test_log.select("response_id", "rating"), on="response_id",
+                                               maintain_order="left")
         shifts.select("rank_a", "rank_b", "shift", "rating", pl.col("prompt").str.slice(0, 60),
                       pl.col("response").str.slice(0, 80))
         '''),
@@ -1230,6 +1242,11 @@ def nb04() -> list[nbformat.NotebookNode]:
         fig.show()
         '''),
         md(r"""
+        The two models agree on the broad order but disagree on many individual responses, and the top-k lists differ
+        noticeably: enough to change which response a best-of-N sampler would pick. Which of the two is closer to the
+        truth is answered by the "vs gold" line (rank correlation with the teacher rating), not by the agreement
+        between them; the same caveat as everywhere in this notebook applies: one log, one seed.
+
         ## Exercises
 
         1. Add `"snips"`, `"dr"` and `"fcorr"` to `COMPARE`. Where do the self-normalised and the debias-only DR
@@ -1388,8 +1405,9 @@ def nb05() -> list[nbformat.NotebookNode]:
         '''),
         md(r"""
         With 72% of impressions observed, the weights $1/\hat p$ stay small: selection can shift the estimate only a
-        little here (the paper's simulations observe 20%). The anchor estimates disagree with the audit, another sign
-        that the embedding does not separate good from bad replies well enough for anchors.
+        little here (the paper's simulations observe 20%). The anchor estimate of $\rho_{01}$ is about twice the
+        audit's, and the estimator warns that its proxy is weak: another sign that the embedding does not separate
+        good from bad replies well enough for anchors.
 
         ## 5. Fit and evaluate against gold
 
@@ -1476,6 +1494,9 @@ def nb05() -> list[nbformat.NotebookNode]:
            Which assumption does each of these filters protect?
         5. Include the earlier turns: set `prompt` to `context + prompt` and re-embed with `embed_log` (about a minute
            on CPU, then cached). Does the propensity model's AUC(o) go up? Why would it?
+        6. The library's own real-feedback benchmark uses a different protocol (held-out prompt groups, anchor or
+           fixed flip rates, an oracle trained on gold): run `causalrm bench --dataset oasst1 --seeds 0,1,2` (or
+           `causalrm.bench.run_bench(BenchConfig(dataset="oasst1"))`) and compare its conclusions with yours.
         """),
     ]
 

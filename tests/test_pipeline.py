@@ -212,3 +212,21 @@ def test_run_dir_writes_are_atomic_and_refuse_foreign_folders(tmp_path, data, mo
         load_run(foreign)
     with pytest.raises(InputError):
         load_run(tmp_path / "missing")
+
+
+def test_validation_method_override(data):
+    """val_method: causalrm-dr trained, early-stopped on the causalrm-ips estimate of the val rows."""
+    from causalrm.losses import estimate
+    from causalrm.pipeline import loss_inputs
+
+    log, X, nuis = data
+    cfg = fast_config("causalrm-dr", val_method="causalrm-ips")
+    r = fit_log(log, X, cfg, nuisances=nuis)
+    assert r.history.method == "causalrm-dr" and r.history.val_method == "causalrm-ips"
+    is_val = nuis.split == "val"
+    z = torch.as_tensor(r.score(log, X)[nuis.rows[is_val]])
+    inputs = loss_inputs(log, nuis, "causalrm-ips", is_val)
+    val = float(estimate("causalrm-ips", z, inputs.to(), rho01=nuis.rho01, rho10=nuis.rho10))
+    assert val == pytest.approx(r.history.best_val_estimate, rel=1e-5)
+    with pytest.raises(InputError):
+        fast_config("naive", val_method="oracle").validate()

@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--flip-method", default=None, help="flip-rate estimator (default anchor-quantile)")
     p.add_argument("--clip", type=float, default=None, help="propensity floor (default 0.1)")
     p.add_argument("--base-loss", default=None, choices=("mse", "bce"), help="default mse")
+    p.add_argument("--val-method", default=None,
+                   help="estimator used for early stopping of every method except naive/oracle (default: its own)")
     p.add_argument("--fixed-rates", action="store_true",
                    help="give the estimators the true rho01/rho10 instead of estimating them (ablation)")
     p.add_argument("--model", dest="embedder", default="all-MiniLM-L6-v2", help="embedding model")
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
                        ("num_threads", args.threads)):
         if value is not None:
             fit[key] = value
+    if args.val_method:
+        fit["val_method"] = args.val_method
     if args.fixed_rates:
         fit.update(rho01=args.rho01, rho10=args.rho10)
     config = BenchConfig(

@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("log", metavar="LOG", help="impression log (.parquet, .csv, .tsv, .jsonl, .json; optionally .gz)")
     p.add_argument("--method", default="causalrm-dr", help=f"estimator: {', '.join(METHODS)} (default causalrm-dr)")
+    p.add_argument("--val-method", default=None,
+                   help="estimator evaluated on the val split for early stopping (default: --method itself)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (replaced if it is a run)")
     add_log_arguments(p)
     p.add_argument("--backbone", default="mlp", help="reward model backbone: mlp (default) or lora")
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     config = FitConfig(
-        method=args.method, backbone=args.backbone, hidden=args.hidden, lr=args.lr, batch_size=args.batch_size,
+        method=args.method, val_method=args.val_method, backbone=args.backbone, hidden=args.hidden, lr=args.lr, batch_size=args.batch_size,
         max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
         propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
         rho01=args.rho01, rho10=args.rho10, embedder=embedder, device=args.device, seed=args.seed,
