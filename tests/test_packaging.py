@@ -58,3 +58,10 @@ def test_core_never_imports_ui() -> None:
         and path.name != "app.py"
     ]
     assert offenders == []
+
+
+def test_space_requirements_match_pyproject() -> None:
+    """The Space's requirements.txt lists the core dependencies (gradio comes from the README's sdk_version)."""
+    lines = (ROOT / "requirements.txt").read_text().splitlines()
+    names = {_name(line) for line in lines if line.strip() and not line.startswith(("#", "-"))}
+    assert names == _pyproject_names() - {"gradio"}
