@@ -74,6 +74,26 @@ if [[ " $DATASETS " == *" ultrafeedback "* ]]; then
       --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
   done
 fi
+# Investigation: which difference from the synthetic control matters? The control at the embedding's dimension
+# (384 Gaussian features, linear score), and WildBench's real MiniLM embeddings with a *linear* teacher.
+if [[ "${CONTROL:-1}" == 1 ]]; then
+  name=synthetic384_a0.1_r0.2-0.1
+  if [[ ! -s "$OUT/$name.json" ]]; then
+    echo "== $name"
+    causalrm bench --dataset synthetic:20000x384 --alpha 0.1 --rho01 0.2 --rho10 0.1 \
+      --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
+      --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+  fi
+fi
+if [[ " $DATASETS " == *" wildbench "* ]]; then
+  name=wildbench_teacher-linear_a0.1_r0.2-0.1
+  if [[ ! -s "$OUT/$name.json" ]]; then
+    echo "== $name"
+    causalrm bench --dataset wildbench --rating teacher --teacher linear --alpha 0.1 --rho01 0.2 --rho10 0.1 \
+      --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
+      --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+  fi
+fi
 
 # Real feedback: oasst1 emoji reactions, evaluated against the crowd quality label on held-out prompt groups.
 name=oasst1_real-feedback
@@ -82,28 +102,47 @@ if [[ ! -s "$OUT/$name.json" ]]; then
   causalrm bench --dataset oasst1 --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
     --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
 fi
+# Real feedback with flip rates from the audited gold labels of the train/val rows (FlipRateEstimator "gold").
+name=oasst1_real-feedback_gold-rates
+if [[ ! -s "$OUT/$name.json" ]]; then
+  echo "== $name"
+  causalrm bench --dataset oasst1 --flip-method gold --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" \
+    --quiet --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+fi
+
 # One compact table over every cell (R² mean ± std over seeds, gap closed, mean estimated flip rates).
 python - "$OUT" > "$OUT/summary.md" <<'PY'
 import glob, json, os, sys
 out = sys.argv[1]
 methods = ["naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle"]
-print("| cell | " + " | ".join(methods) + " | gap closed: causalrm-ips | gap closed: causalrm-dr | rho01 / rho10 est. |")
-print("|" + "---|" * (len(methods) + 4))
-for path in sorted(glob.glob(os.path.join(out, "*.json"))):
-    d = json.load(open(path))
-    s = d["summary"]
-    def r2(m):
-        e = s.get(m)
-        return "–" if not e or e["r2"]["mean"] is None else f"{e['r2']['mean']:.3f} ± {e['r2']['std']:.3f}"
-    def gap(m):
-        g = (s.get(m) or {}).get("gap_closed")
-        if not g or g["value"] is None:
-            return "–"
-        lo, hi = g["ci"]
-        return f"{g['value']:+.0%} [{lo:+.0%}, {hi:+.0%}]" if lo is not None else f"{g['value']:+.0%}"
+gapped = ["ips", "denoise", "causalrm-ips", "causalrm-dr"]
+cells = [(os.path.basename(p)[:-5], json.load(open(p))) for p in sorted(glob.glob(os.path.join(out, "*.json")))]
+
+
+def r2(s, m):
+    e = s.get(m)
+    return "–" if not e or e["r2"]["mean"] is None else f"{e['r2']['mean']:.3f} ± {e['r2']['std']:.3f}"
+
+
+def gap(s, m):
+    g = (s.get(m) or {}).get("gap_closed")
+    if not g or g["value"] is None:
+        return "–"
+    lo, hi = g["ci"]
+    return f"{g['value']:+.0%} [{lo:+.0%}, {hi:+.0%}]" if lo is not None else f"{g['value']:+.0%}"
+
+
+print("R² on the clean test split (mean ± std over seeds)\n")
+print("| cell | " + " | ".join(methods) + " |")
+print("|" + "---|" * (len(methods) + 1))
+for name, d in cells:
+    print(f"| {name} | " + " | ".join(r2(d["summary"], m) for m in methods) + " |")
+print("\nShare of the naive -> oracle R² gap closed [95% bootstrap CI over seeds]; mean estimated flip rates\n")
+print("| cell | " + " | ".join(gapped) + " | rho01 / rho10 est. |")
+print("|" + "---|" * (len(gapped) + 2))
+for name, d in cells:
     rho = [(n["rho01_hat"], n["rho10_hat"]) for n in d["nuisances"] if n.get("rho01_hat") is not None]
     rh = f"{sum(a for a, _ in rho) / len(rho):.2f} / {sum(b for _, b in rho) / len(rho):.2f}" if rho else "–"
-    name = os.path.basename(path)[:-5]
-    print(f"| {name} | " + " | ".join(r2(m) for m in methods) + f" | {gap('causalrm-ips')} | {gap('causalrm-dr')} | {rh} |")
+    print(f"| {name} | " + " | ".join(gap(d["summary"], m) for m in gapped) + f" | {rh} |")
 PY
 echo "done: $OUT (summary: $OUT/summary.md)"
