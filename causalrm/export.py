@@ -31,8 +31,6 @@ import datetime as _dt
 import json
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +40,7 @@ import numpy as np
 import torch
 
 from causalrm.errors import InputError
+from causalrm.io import atomic_dir
 
 EXPORT_FORMAT = "causalrm-reward-model"
 EXPORT_VERSION = 1
@@ -560,24 +559,8 @@ def _atomic_folder(out: Path, *, overwrite: bool):
             raise InputError(f"{out}: folder exists and is not empty; choose another OUT or pass --overwrite")
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: output folder does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         yield tmp
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "out")
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            if old is not None:
-                os.replace(old / "out", out)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _write_json(obj: Any, path: Path) -> None:

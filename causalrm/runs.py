@@ -23,8 +23,6 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import polars as pl
 from causalrm import __version__, schema
 from causalrm.backbones import Backbone, load_backbone
 from causalrm.errors import InputError
+from causalrm.io import atomic_dir
 from causalrm.evaluation import evaluate_scores, sigmoid
 from causalrm.pipeline import FitConfig, FitResult, jsonable, score_with
 
@@ -89,24 +88,8 @@ def _prepare_target(run_dir: Path) -> None:
 def _atomic_dir(run_dir: Path):
     """Yield a temporary folder next to ``run_dir``; on success it replaces ``run_dir`` (an old run is removed)."""
     _prepare_target(run_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
-    try:
+    with atomic_dir(run_dir) as tmp:
         yield tmp
-        old = None
-        if run_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".old", dir=run_dir.parent))
-            os.replace(run_dir, old / "run")
-        try:
-            os.replace(tmp, run_dir)
-        except BaseException:
-            if old is not None:
-                os.replace(old / "run", run_dir)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _write_json(obj: Any, path: Path) -> None:

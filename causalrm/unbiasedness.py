@@ -40,7 +40,16 @@ import polars as pl
 import torch
 
 from causalrm.errors import InputError
-from causalrm.losses import METHODS, LossInputs, base_loss, check_rates, loss_terms, reduce_terms
+from causalrm.losses import (
+    METHODS,
+    LossInputs,
+    base_loss,
+    check_rates,
+    loss_terms,
+    reduce_terms,
+)
+from causalrm.simulate import scale_to_rate
+from causalrm.simulate import selection_propensity as simulated_propensity
 
 VECTORS: tuple[str, ...] = ("ROTATE", "SKEW", "ONE", "FOUR")
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "oracle")
@@ -71,9 +80,9 @@ def prediction_vectors(y: np.ndarray, *, seed: int = 0) -> dict[str, np.ndarray]
 
 
 def selection_propensity(y: np.ndarray, *, alpha: float = 0.5, observation_rate: float = 0.2) -> np.ndarray:
-    """p = c alpha^(5 - y), c such that mean(p) = observation_rate (then capped at 1)."""
-    raw = alpha ** (5.0 - np.asarray(y, dtype=float))
-    return np.minimum(raw * observation_rate / raw.mean(), 1.0)
+    """The simulator's selection (METHOD.md step 3) on levels y in 1..5: p = min(1, c alpha^(5 - y)), mean(p) = rate."""
+    scale = scale_to_rate(float(alpha) ** (5.0 - np.asarray(y, dtype=np.float64)), observation_rate)
+    return simulated_propensity(y, alpha, scale)
 
 
 def rq3_bias_table(
