@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from causalrm import schema
 from causalrm.errors import InputError
 
 __all__ = [
@@ -841,3 +842,44 @@ def embed_log(df: Any, embedder: Embedder | None = None) -> np.ndarray:
         if not isinstance(r, str):
             raise InputError(f"row {i}: column {RESPONSE!r} is empty or not text; fill or drop the row")
     return (embedder or Embedder()).embed(prompts, responses)
+
+
+def read_embeddings(path: str | os.PathLike, log: Any = None) -> tuple[np.ndarray, str | None]:
+    """``(X, model id or None)`` from a ``.safetensors`` (tensor ``embeddings``) or ``.npy`` file.
+
+    With ``log``: the row count must match and, when the file records ``response_ids``, so must their order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: embeddings file not found; create it with `causalrm embed LOG --out {path.name}`")
+    model = None
+    ids = None
+    try:
+        if path.suffix.lower() == ".npy":
+            X = np.load(path, allow_pickle=False)
+        elif path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as fh:
+                meta = fh.metadata() or {}
+                if "embeddings" not in fh.keys():
+                    raise InputError(f"{path}: no tensor 'embeddings'; write it with `causalrm embed`")
+                X = fh.get_tensor("embeddings")
+            model = meta.get("model")
+            if meta.get("response_ids"):
+                ids = json.loads(meta["response_ids"])
+        else:
+            raise InputError(f"{path}: unsupported embeddings file {path.suffix!r}; use .safetensors or .npy")
+    except InputError:
+        raise
+    except Exception as err:  # corrupt file
+        raise InputError(f"{path}: cannot read embeddings ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise InputError(f"{path}: embeddings must be a 2-D matrix, got shape {X.shape}")
+    if log is not None:
+        if X.shape[0] != log.height:
+            raise InputError(f"{path}: {X.shape[0]} embedding rows but the log has {log.height}; embed this log")
+        if ids is not None and schema.RESPONSE_ID in log.columns and log[schema.RESPONSE_ID].cast(str).to_list() != ids:
+            raise InputError(f"{path}: response_ids differ from the log's (other log or order); embed this log")
+    return X, model

@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -81,50 +80,6 @@ def read_log_arg(args: argparse.Namespace):
     return read_log(args.log, mapping=mapping, threshold=args.threshold)
 
 
-def read_embeddings(path: str | Path, log=None) -> tuple[np.ndarray, str | None]:
-    """``(X, model id or None)`` from a ``.safetensors`` (tensor ``embeddings``) or ``.npy`` file.
-
-    With ``log``: the row count must match and, when the file records ``response_ids``, so must their order.
-    """
-    from causalrm.errors import InputError
-    from causalrm.schema import RESPONSE_ID
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: embeddings file not found; create it with `causalrm embed LOG --out {path.name}`")
-    model = None
-    ids = None
-    try:
-        if path.suffix.lower() == ".npy":
-            X = np.load(path, allow_pickle=False)
-        elif path.suffix.lower() == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="numpy") as fh:
-                meta = fh.metadata() or {}
-                if "embeddings" not in fh.keys():
-                    raise InputError(f"{path}: no tensor 'embeddings'; write it with `causalrm embed`")
-                X = fh.get_tensor("embeddings")
-            model = meta.get("model")
-            if meta.get("response_ids"):
-                ids = json.loads(meta["response_ids"])
-        else:
-            raise InputError(f"{path}: unsupported embeddings file {path.suffix!r}; use .safetensors or .npy")
-    except InputError:
-        raise
-    except Exception as err:  # corrupt file
-        raise InputError(f"{path}: cannot read embeddings ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2:
-        raise InputError(f"{path}: embeddings must be a 2-D matrix, got shape {X.shape}")
-    if log is not None:
-        if X.shape[0] != log.height:
-            raise InputError(f"{path}: {X.shape[0]} embedding rows but the log has {log.height}; embed this log")
-        if ids is not None and RESPONSE_ID in log.columns and log[RESPONSE_ID].cast(str).to_list() != ids:
-            raise InputError(f"{path}: response_ids differ from the log's (other log or order); embed this log")
-    return X, model
-
-
 def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
     from causalrm.pipeline import FitConfig, fit_log
@@ -132,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     log = read_log_arg(args)
+    from causalrm.embeddings import read_embeddings
+
     X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
     embedder = args.embedder or file_model or FitConfig.embedder
     backbone_options: dict = {}

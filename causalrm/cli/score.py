@@ -29,7 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.cli.fit import read_embeddings, read_log_arg
+    from causalrm.cli.fit import read_log_arg
+    from causalrm.embeddings import read_embeddings
     from causalrm.errors import InputError
     from causalrm.evaluation import evaluate_scores
     from causalrm.io import write_table_atomic

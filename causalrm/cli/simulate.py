@@ -63,7 +63,6 @@ def _threshold(value: str) -> str | float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from causalrm.io import write_json_atomic, write_table_atomic
     from causalrm.simulate import simulate_dataset, simulation_summary, validate_parameters
@@ -85,13 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if args.embeddings is not None:
         if args.rating != "teacher":
             raise InputError("--embeddings is only used with --rating teacher")
-        path = Path(args.embeddings)
-        if not path.is_file():
-            raise InputError(f"--embeddings {path}: file not found")
-        try:
-            embeddings = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise InputError(f"--embeddings {path}: not a readable .npy array ({err})") from None
+        from causalrm.embeddings import read_embeddings
+
+        embeddings, _ = read_embeddings(args.embeddings)
 
     log, config = simulate_dataset(
         args.dataset, rating_column=args.rating_column, embeddings=embeddings, alpha=args.alpha, rho01=args.rho01,
