@@ -16,6 +16,15 @@ DATA_DIR = REPO_ROOT / "data"
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Small tensors: run torch on one intra-op thread (more only add contention on a shared CPU); restored after."""
+    from helpers_tiny_models import single_thread
+
+    with single_thread():
+        yield
+
+
+@pytest.fixture
 def write_file(tmp_path):
     """``write_file(name, content)`` writes text (UTF-8) or bytes to ``tmp_path / name`` and returns the path."""
 

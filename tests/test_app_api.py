@@ -4,11 +4,7 @@ ever see their own data."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +14,8 @@ import pytest
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+
+from app_server import serving  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.xdist_group("app_api"), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -29,50 +27,12 @@ ENDPOINTS = {"/load_sample", "/upload", "/embed", "/fit_propensity", "/clip_repo
              "/cancel", "/compare", "/prompt_ranking"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args: list[str], sessions: Path) -> tuple[subprocess.Popen, str, object]:
-    """Launch ``args`` (plus ``--port``) and wait until it serves; returns (process, url, log file)."""
-    port = _free_port()
-    env = {**os.environ, "CAUSALRM_APP_TMPDIR": str(sessions), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "0"}
-    log = (sessions / "server.log").open("w")
-    proc = subprocess.Popen([*args, "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return proc, url, log
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail("the app did not start:\n" + (sessions / "server.log").read_text()[-3000:])
-        time.sleep(0.5)
-
-
-def _stop(proc: subprocess.Popen, log) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """URL of a freshly launched `python app/app.py` (upload cap 1 MB); session folders in a temp folder."""
     sessions = tmp_path_factory.mktemp("api-sessions")
-    proc, url, log = _start([sys.executable, "app/app.py", "--max-upload-mb", "1"], sessions)
-    yield {"url": url, "sessions": sessions, "log": sessions / "server.log"}
-    _stop(proc, log)
+    with serving([sys.executable, "app/app.py", "--max-upload-mb", "1"], sessions) as url:
+        yield {"url": url, "sessions": sessions, "log": sessions / "server.log"}
 
 
 def _client(server) -> Client:
@@ -160,9 +120,6 @@ def test_concurrent_clients_see_only_their_own_data(server):
 
 
 def test_causalrm_app_command_serves_the_workbench(tmp_path):
-    proc, url, log = _start([sys.executable, "-m", "causalrm.cli.main", "app", "--host", "127.0.0.1"], tmp_path)
-    try:
+    with serving([sys.executable, "-m", "causalrm.cli.main", "app", "--host", "127.0.0.1"], tmp_path) as url:
         with urllib.request.urlopen(url, timeout=10) as resp:
             assert "CausalRM Workbench" in resp.read().decode("utf-8", "replace")
-    finally:
-        _stop(proc, log)

@@ -27,13 +27,7 @@ from causalrm.losses import (
 RATES = [(0.2, 0.1), (0.1, 0.2), (0.3, 0.05), (0.0, 0.0), (0.45, 0.45)]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small tensors: intra-op threads only add contention on a shared CPU (restored after each test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------------- NumPy references

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -21,13 +20,7 @@ from causalrm.propensity import FEEDBACK_ONLY_MESSAGE, PropensityModel, clip_rep
 FAST = dict(hidden=(32, 16), max_epochs=60, patience=5, batch_size=512, lr=1e-2)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models: intra-op threads only add contention on a shared CPU (restored after each test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_log(n=3000, d=5, seed=0):

@@ -19,13 +19,7 @@ from causalrm.unbiasedness import (
 METHODS = ("naive", "ips", "causalrm-ips", "causalrm-dr")
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small tensors: intra-op threads only add contention on a shared CPU (restored after each test)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
