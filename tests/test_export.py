@@ -14,7 +14,7 @@ from helpers_tiny_models import single_thread, tiny_llama, tiny_log
 from causalrm.cli.main import main
 from causalrm.export import MANIFEST, best_of_n, export_run, load_reward_model, reward_function
 from causalrm.pipeline import FitConfig, fit_log
-from causalrm.runs import load_run, save_run
+from causalrm.runs import save_run
 
 PROMPTS = ["what is a good answer", "explain the code please", "why"]
 RESPONSES = ["a clear short answer", "because the list is sorted by the model", "no"]

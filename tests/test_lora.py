@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers_tiny_models import single_thread, minilm_path, tiny_llama, tiny_log
+from helpers_tiny_models import single_thread, tiny_llama, tiny_log
 
 from causalrm import losses
 from causalrm.backbones.base import Backbone, get_backbone_class
