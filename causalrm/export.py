@@ -557,9 +557,7 @@ def _atomic_folder(out: Path, *, overwrite: bool):
             raise InputError(f"{out}: exists and is not a folder; choose another OUT")
         if any(out.iterdir()) and not overwrite:
             raise InputError(f"{out}: folder exists and is not empty; choose another OUT or pass --overwrite")
-    if not out.parent.is_dir():
-        raise InputError(f"{out.parent}: output folder does not exist; create it first")
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:  # raises InputError when out's parent folder is missing
         yield tmp
 
 
