@@ -3,7 +3,7 @@
 # CPU only; the shipped all-MiniLM-L6-v2 embeddings make the bundled texts instant. On a shared machine pass
 # THREADS=1 (default) so torch/BLAS do not oversubscribe the cores. SEEDS, DATASETS, ALPHAS, RATINGS override the grid;
 # CONTROL=0 skips the synthetic control.
-#   bash benchmarks/run_results.sh                 # everything (about an hour on 2 busy cores)
+#   JOBS=2 bash benchmarks/run_results.sh          # everything, two cells at a time (about 40 min on 2 cores)
 #   DATASETS=ultrafeedback bash benchmarks/run_results.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,19 +15,29 @@ DATASETS=${DATASETS:-"ultrafeedback wildbench"}
 ALPHAS=${ALPHAS:-"0.5 0.1"}
 RATINGS=${RATINGS:-"real teacher"}
 METHODS=naive,ips,denoise,causalrm-ips,causalrm-dr,oracle
+JOBS=${JOBS:-1}
 mkdir -p "$OUT"
+CELLS=$(mktemp)
+trap 'rm -f "$CELLS"' EXIT
 
+# cell NAME BENCH-ARGS...: queue one `causalrm bench` run (skipped when its JSON exists); the queue runs JOBS at a time.
+cell() {
+  local name=$1
+  shift
+  [[ -s "$OUT/$name.json" ]] && { echo "skip $name (exists)"; return; }
+  printf '%q ' causalrm bench "$@" --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
+    --json "$OUT/$name.json" --markdown "$OUT/$name.md" >>"$CELLS"
+  printf '>/dev/null && echo %q\n' "done $name" >>"$CELLS"
+}
+
+# The main grid: real ratings and teacher ratings (default: linear teacher), both noise scenarios, both alphas.
 for dataset in $DATASETS; do
   for rating in $RATINGS; do
     for alpha in $ALPHAS; do
       for scenario in "0.2 0.1" "0.1 0.2"; do
         set -- $scenario
-        name="${dataset}_${rating}_a${alpha}_r${1}-${2}"
-        [[ -s "$OUT/$name.json" ]] && { echo "skip $name (exists)"; continue; }
-        echo "== $name"
-        causalrm bench --dataset "$dataset" --rating "$rating" --alpha "$alpha" --rho01 "$1" --rho10 "$2" \
-          --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
-          --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+        cell "${dataset}_${rating}_a${alpha}_r${1}-${2}" --dataset "$dataset" --rating "$rating" --alpha "$alpha" \
+          --rho01 "$1" --rho10 "$2"
       done
     done
   done
@@ -39,75 +49,33 @@ if [[ "${CONTROL:-1}" == 1 ]]; then
   for alpha in $ALPHAS; do
     for scenario in "0.2 0.1" "0.1 0.2"; do
       set -- $scenario
-      name="synthetic_a${alpha}_r${1}-${2}"
-      [[ -s "$OUT/$name.json" ]] && { echo "skip $name (exists)"; continue; }
-      echo "== $name"
-      causalrm bench --dataset synthetic:20000x32 --alpha "$alpha" --rho01 "$1" --rho10 "$2" \
-        --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
-        --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+      cell "synthetic_a${alpha}_r${1}-${2}" --dataset synthetic:20000x32 --alpha "$alpha" --rho01 "$1" --rho10 "$2"
     done
   done
 fi
 
-# Ablation: the true flip rates handed to the estimators (simulation truth: not available on a real log).
+# Ablations on the teacher cells (scenario 1): the true flip rates handed to the estimators (simulation truth, not
+# available on a real log); a non-linear (tanh-MLP) teacher; the proxy fitted without 1/p-hat weights.
 for dataset in $DATASETS; do
   for alpha in $ALPHAS; do
-    name="${dataset}_teacher_a${alpha}_r0.2-0.1_true-rates"
-    [[ -s "$OUT/$name.json" ]] && { echo "skip $name (exists)"; continue; }
-    echo "== $name"
-    causalrm bench --dataset "$dataset" --rating teacher --alpha "$alpha" --rho01 0.2 --rho10 0.1 --fixed-rates \
-      --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
-      --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+    cell "${dataset}_teacher_a${alpha}_r0.2-0.1_true-rates" --dataset "$dataset" --rating teacher --alpha "$alpha" \
+      --rho01 0.2 --rho10 0.1 --fixed-rates
+    cell "${dataset}_teacher-mlp_a${alpha}_r0.2-0.1" --dataset "$dataset" --rating teacher --teacher mlp \
+      --alpha "$alpha" --rho01 0.2 --rho10 0.1
+    cell "${dataset}_teacher_a${alpha}_r0.2-0.1_unweighted-proxy" --dataset "$dataset" --rating teacher \
+      --alpha "$alpha" --rho01 0.2 --rho10 0.1 --proxy-weighting none
   done
 done
 
-# Investigation (UltraFeedback, teacher ratings, scenario 1): early stopping every debiased method on the
-# CausalRM-IPS estimate instead of its own (DR's own estimate leans on its pseudo-labels), and a lower clip.
-if [[ " $DATASETS " == *" ultrafeedback "* ]]; then
-  for spec in "0.5 val-ips --val-method causalrm-ips" "0.1 val-ips --val-method causalrm-ips" "0.1 clip0.02 --clip 0.02"; do
-    set -- $spec
-    name="ultrafeedback_teacher_a${1}_r0.2-0.1_${2}"
-    [[ -s "$OUT/$name.json" ]] && { echo "skip $name (exists)"; continue; }
-    echo "== $name"
-    causalrm bench --dataset ultrafeedback --rating teacher --alpha "$1" --rho01 0.2 --rho10 0.1 "$3" "$4" \
-      --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
-      --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
-  done
-fi
-# Investigation: which difference from the synthetic control matters? The control at the embedding's dimension
-# (384 Gaussian features, linear score), and WildBench's real MiniLM embeddings with a *linear* teacher.
-if [[ "${CONTROL:-1}" == 1 ]]; then
-  name=synthetic384_a0.1_r0.2-0.1
-  if [[ ! -s "$OUT/$name.json" ]]; then
-    echo "== $name"
-    causalrm bench --dataset synthetic:20000x384 --alpha 0.1 --rho01 0.2 --rho10 0.1 \
-      --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
-      --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
-  fi
-fi
-if [[ " $DATASETS " == *" wildbench "* ]]; then
-  name=wildbench_teacher-linear_a0.1_r0.2-0.1
-  if [[ ! -s "$OUT/$name.json" ]]; then
-    echo "== $name"
-    causalrm bench --dataset wildbench --rating teacher --teacher linear --alpha 0.1 --rho01 0.2 --rho10 0.1 \
-      --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
-      --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
-  fi
-fi
+# Real feedback: oasst1 emoji reactions, evaluated against the crowd quality label on held-out prompt groups;
+# then with flip rates from the audited gold labels of the train/val rows (FlipRateEstimator "gold").
+cell oasst1_real-feedback --dataset oasst1
+cell oasst1_real-feedback_gold-rates --dataset oasst1 --flip-method gold
 
-# Real feedback: oasst1 emoji reactions, evaluated against the crowd quality label on held-out prompt groups.
-name=oasst1_real-feedback
-if [[ ! -s "$OUT/$name.json" ]]; then
-  echo "== $name"
-  causalrm bench --dataset oasst1 --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" --quiet \
-    --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
-fi
-# Real feedback with flip rates from the audited gold labels of the train/val rows (FlipRateEstimator "gold").
-name=oasst1_real-feedback_gold-rates
-if [[ ! -s "$OUT/$name.json" ]]; then
-  echo "== $name"
-  causalrm bench --dataset oasst1 --flip-method gold --seeds "$SEEDS" --methods "$METHODS" --threads "$THREADS" \
-    --quiet --json "$OUT/$name.json" --markdown "$OUT/$name.md" >/dev/null
+# Run the queue (cells are independent: each writes its own JSON and markdown).
+if [[ -s "$CELLS" ]]; then
+  echo "running $(grep -c . "$CELLS") cells, $JOBS at a time"
+  tr '\n' '\0' <"$CELLS" | xargs -0 -P "$JOBS" -I{} bash -c {}
 fi
 
 # One compact table over every cell (R² mean ± std over seeds, gap closed, mean estimated flip rates).
@@ -137,12 +105,15 @@ print("| cell | " + " | ".join(methods) + " |")
 print("|" + "---|" * (len(methods) + 1))
 for name, d in cells:
     print(f"| {name} | " + " | ".join(r2(d["summary"], m) for m in methods) + " |")
-print("\nShare of the naive -> oracle R² gap closed [95% bootstrap CI over seeds]; mean estimated flip rates\n")
-print("| cell | " + " | ".join(gapped) + " | rho01 / rho10 est. |")
-print("|" + "---|" * (len(gapped) + 2))
+print("\nShare of the naive -> oracle R² gap closed [95% bootstrap CI over seeds]; mean estimated flip rates and the")
+print("flip-rate proxy's out-of-fold AUC on the observed rows\n")
+print("| cell | " + " | ".join(gapped) + " | rho01 / rho10 est. | proxy AUC |")
+print("|" + "---|" * (len(gapped) + 3))
 for name, d in cells:
     rho = [(n["rho01_hat"], n["rho10_hat"]) for n in d["nuisances"] if n.get("rho01_hat") is not None]
     rh = f"{sum(a for a, _ in rho) / len(rho):.2f} / {sum(b for _, b in rho) / len(rho):.2f}" if rho else "–"
-    print(f"| {name} | " + " | ".join(gap(d["summary"], m) for m in gapped) + f" | {rh} |")
+    auc = [n["proxy_auc"] for n in d["nuisances"] if n.get("proxy_auc") is not None]
+    au = f"{sum(auc) / len(auc):.2f}" if auc else "–"
+    print(f"| {name} | " + " | ".join(gap(d["summary"], m) for m in gapped) + f" | {rh} | {au} |")
 PY
 echo "done: $OUT (summary: $OUT/summary.md)"

@@ -60,7 +60,7 @@ class BenchConfig:
     rho10: float = 0.1
     observation_rate: float = 0.2
     rating: str = "real"
-    teacher: str = "mlp"
+    teacher: str = "linear"
     snr: float | None = None
     rating_column: str | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -236,6 +236,8 @@ def run_bench(
         nuis_rows.append(jsonable({
             "seed": seed, "seconds": t_nuis, "rho01_hat": nuis.rho01, "rho10_hat": nuis.rho10, "rho_ci": nuis.rho_ci,
             "propensity_auc": (nd.get("propensity") or {}).get("auc"),
+            "proxy_auc": ((nd.get("flip_rates") or {}).get("proxy") or {}).get("oof_auc"),
+            "flip_warnings": (nd.get("flip_rates") or {}).get("warnings", []),
             "share_clipped": (nd.get("propensity") or {}).get("share_clipped"),
             "simulation": sim,
         }))

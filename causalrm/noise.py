@@ -8,7 +8,8 @@ Under class-conditional noise the noisy posterior is an affine image of the clea
 
 Anchor points (Liu & Tao 2016; Patrini et al. 2017; the CausalRM paper, arXiv 2603.18736): if some x are almost
 surely negative (eta = 0) and some almost surely positive (eta = 1), then min_x P(r = 1 | x) = rho10 and
-max_x P(r = 1 | x) = 1 - rho01. With a proxy f(x) of P(r = 1 | x) fitted on the observed rows:
+max_x P(r = 1 | x) = 1 - rho01. With a proxy f(x) of P(r = 1 | x) fitted on the observed rows and evaluated,
+cross-fitted, on *every* row i (``cross_fitted_proxy``):
 
     anchor-minmax:    rho10 = min_i f(x_i),              rho01 = 1 - max_i f(x_i)
     anchor-quantile:  rho10 = quantile_{1-q} f(x_i),     rho01 = 1 - quantile_q f(x_i)   (q = 0.97 by default)
@@ -25,10 +26,17 @@ within 0.03 of every true rate.
 
 gold: on rows with an audited ``gold_label`` and observed feedback, rho01 = P(r = 0 | gold = 1),
 rho10 = P(r = 1 | gold = 0). fixed: the user's values.
+
+Why every row and not only the observed ones: the anchors are points x of the covariate distribution, and
+P(r = 1 | x, o = 1) = P(r = 1 | x) under no unmeasured confounding, so the proxy applies to unobserved rows too.
+Selection makes the observed rows a biased sample of x: with feedback mostly on good responses (small alpha) they are
+~90% positive, their lower quantile sits among positives and rho10 comes out several times too large (measured on
+the bundled data: 0.3-0.9 for a true 0.1-0.2). The unobserved rows hold the negatives the anchor needs.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -184,66 +192,6 @@ def make_calibrator(calibration: str) -> Any:
     raise InputError(f"calibration {calibration!r} is unknown: choose one of {', '.join(CALIBRATIONS)}")
 
 
-def proxy_scores(
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    n_folds: int = 5,
-    calibration: str = "asymptotic",
-    sample_weight: np.ndarray | None = None,
-    random_state: int = 0,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Out-of-fold calibrated scores f(x_i) ~ P(y = 1 | x_i) from a standardised L2 logistic regression.
-
-    1. C by 3-fold cross-validated log loss over ``CS`` (one hyperparameter, chosen once on all rows).
-    2. Out-of-fold decision values s_i = w_{-k(i)} . x_i: row i scored by the model fitted on the other folds.
-    3. Cross-fitted calibration: the calibrator applied to fold k is fitted on the other folds' (s, y) only, so no
-       score ever depends on its own row's label. ``calibration``: "asymptotic" (default, ``AsymptoticCalibrator``),
-       "isotonic", "sigmoid" (Platt) or "none" (sigma(s)).
-    Returns (scores, info) with info = {C, calibration, n_folds, oof_log_loss, oof_auc (, asymptotes)}.
-    """
-    scores, _, info = _proxy_fit(
-        X, y, n_folds=n_folds, calibration=calibration, sample_weight=sample_weight, random_state=random_state
-    )
-    return scores, info
-
-
-def _proxy_fit(
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    n_folds: int,
-    calibration: str,
-    sample_weight: np.ndarray | None,
-    random_state: int,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``proxy_scores`` plus the out-of-fold decision values."""
-    Xs = _standardise(np.asarray(X, dtype=np.float64))
-    y = np.asarray(y, dtype=np.float64)
-    C = choose_c(Xs, y, sample_weight=sample_weight, random_state=random_state)
-    k = _n_splits(y, n_folds)
-    folds = list(StratifiedKFold(k, shuffle=True, random_state=random_state).split(Xs, y))
-    dec = np.empty(len(y))
-    for tr, te in folds:
-        sw = None if sample_weight is None else sample_weight[tr]
-        dec[te] = LogisticRegression(C=C, max_iter=1000).fit(Xs[tr], y[tr], sample_weight=sw).decision_function(Xs[te])
-    scores = np.empty(len(y))
-    for tr, te in folds:
-        sw = None if sample_weight is None else sample_weight[tr]
-        scores[te] = make_calibrator(calibration).fit(dec[tr], y[tr], sample_weight=sw).predict(dec[te])
-    info = {
-        "C": C,
-        "calibration": calibration,
-        "n_folds": k,
-        "oof_log_loss": float(log_loss(y, np.clip(scores, 1e-12, 1 - 1e-12), labels=[0, 1])),
-        "oof_auc": float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else None,
-    }
-    if calibration == "asymptotic":
-        cal = AsymptoticCalibrator().fit(dec, y, sample_weight=sample_weight)
-        info["asymptotes"] = list(cal.asymptotes_)
-    return scores, dec, info
-
-
 class ProxyModel:
     """A fitted proxy of P(y = 1 | x): standardised logistic regression + a calibrator on its decision values."""
 
@@ -265,6 +213,83 @@ class ProxyModel:
         return self.calibrator_.predict(self.model_.decision_function(Xs))
 
 
+def proxy_scores(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_folds: int = 5,
+    calibration: str = "asymptotic",
+    sample_weight: np.ndarray | None = None,
+    random_state: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Out-of-fold calibrated scores f(x_i) ~ P(y = 1 | x_i) of fully labelled rows (``cross_fitted_proxy`` with
+    every row observed). Returns (scores, info)."""
+    scores, _, info = cross_fitted_proxy(
+        X, y, np.ones(len(y), dtype=np.int8), n_folds=n_folds, calibration=calibration,
+        sample_weight=sample_weight, random_state=random_state,
+    )
+    return scores, info
+
+
+def cross_fitted_proxy(
+    X: np.ndarray,
+    feedback: np.ndarray,
+    observed: np.ndarray,
+    *,
+    n_folds: int = 5,
+    calibration: str = "asymptotic",
+    sample_weight: np.ndarray | None = None,
+    random_state: int = 0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Cross-fitted calibrated scores f(x_i) ~ P(r = 1 | x_i) for *every* row, fitted on the observed rows only.
+
+    1. C by 3-fold cross-validated log loss over ``CS`` on the observed rows (one hyperparameter, chosen once).
+    2. The rows are split into ``n_folds`` folds (stratified by observed: a row's own feedback never
+       moves it to another fold); row i's decision value
+       s_i = w_{-k(i)} . x_i comes from a standardised L2 logistic regression fitted on the observed rows of the
+       other folds, so no observed row is scored by a model that saw its feedback.
+    3. Calibration inside each training fold (``ProxyModel``: the calibrator is fitted on inner out-of-fold
+       decision values), so nothing applied to fold k has seen fold k's feedback. ``calibration``: "asymptotic" (default, ``AsymptoticCalibrator``), "isotonic", "sigmoid" (Platt) or "none".
+    ``sample_weight`` ((n,), e.g. 1 / p_hat) weights the observed rows in every fit.
+    Returns (scores (n,), decision values (n,), info) with info = {C, calibration, n_folds, oof_log_loss (scores),
+    oof_auc (decision values: the proxy's ranking, apart from calibration; observed rows), asymptotes (asymptotic calibration: fitted on all observed rows)}.
+    """
+    Xs = _standardise(np.asarray(X, dtype=np.float64))
+    obs = np.asarray(observed).reshape(-1) == 1
+    r = np.where(obs, np.asarray(feedback, dtype=np.float64).reshape(-1), 0.0)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    C = choose_c(Xs[obs], r[obs], sample_weight=None if w is None else w[obs], random_state=random_state)
+    k = _n_splits(r[obs], n_folds)
+    splitter = StratifiedKFold(k, shuffle=True, random_state=random_state) if (~obs).sum() >= k else None
+    folds = list((splitter or KFold(k, shuffle=True, random_state=random_state)).split(Xs, obs))
+    dec, scores = np.empty(len(r)), np.empty(len(r))
+    for tr, te in folds:
+        tr = tr[obs[tr]]
+        proxy = ProxyModel(C, calibration, random_state).fit(Xs[tr], r[tr], sample_weight=None if w is None else w[tr])
+        dec[te] = proxy.model_.decision_function(Xs[te])
+        scores[te] = proxy.calibrator_.predict(dec[te])
+    ro, so = r[obs], np.clip(scores[obs], 1e-12, 1 - 1e-12)
+    info = {
+        "C": C,
+        "calibration": calibration,
+        "n_folds": k,
+        "oof_log_loss": float(log_loss(ro, so, labels=[0, 1])),
+        "oof_auc": float(roc_auc_score(ro, dec[obs])) if 0 < ro.sum() < len(ro) else None,
+    }
+    if calibration == "asymptotic":
+        cal = AsymptoticCalibrator().fit(dec[obs], ro, sample_weight=None if w is None else w[obs])
+        info["asymptotes"] = list(cal.asymptotes_)
+    return scores, dec, info
+
+
+def chance_auc_bound(n_positive: int, n_negative: int, z: float = 2.0) -> float:
+    """0.5 + z * the standard error of the AUC of a random scorer (Hanley & McNeil 1982 under the null:
+    sqrt((n1 + n0 + 1) / (12 n1 n0))): an out-of-fold AUC at or below it is indistinguishable from chance."""
+    if n_positive < 1 or n_negative < 1:
+        return 1.0
+    return 0.5 + z * math.sqrt((n_positive + n_negative + 1) / (12.0 * n_positive * n_negative))
+
+
 def anchor_rates(scores: np.ndarray, q: float) -> tuple[float, float]:
     """(rho01, rho10) = (1 - quantile_q f, quantile_{1-q} f); q = 1 gives the min/max anchors."""
     hi, lo = np.quantile(scores, [q, 1.0 - q])
@@ -276,7 +301,8 @@ class FlipRateEstimator(BaseEstimator):
     """Class-conditional flip rates rho01 = P(r = 0 | r* = 1) and rho10 = P(r = 1 | r* = 0).
 
     anchor-quantile: rho10 = quantile_{1-q} f(x), rho01 = 1 - quantile_q f(x); anchor-minmax: q = 1 (min / max),
-    f = out-of-fold calibrated proxy of P(r = 1 | x) on the observed rows (module docstring).
+    f = calibrated proxy of P(r = 1 | x) fitted on the observed rows and cross-fitted over *all* rows
+    (``cross_fitted_proxy``); the quantiles are taken over all rows, observed or not (module docstring).
     gold: rho01 = P(r = 0 | gold = 1), rho10 = P(r = 1 | gold = 0) on observed rows with a gold label; a soft
     gold_label is thresholded (> 0.5 positive, < 0.5 negative, exactly 0.5 dropped as uninformative).
     fixed: ``rho01``, ``rho10`` as given.
@@ -284,12 +310,14 @@ class FlipRateEstimator(BaseEstimator):
     ci_: percentile bootstrap 95% intervals from ``n_bootstrap`` resamples of the rows (anchor: each resample refits
     the calibrator on the resampled out-of-fold decision values and recomputes the quantiles, so the interval covers
     the calibration and quantile error but not the refit of the logistic direction; gold: resampling the gold rows).
-    Refuses rho01 + rho10 >= 1 (InputError); warns (``warnings.warn`` and diagnostics_["warnings"]) when the sum
+    Warns (``warnings.warn`` and diagnostics_["warnings"]) when the proxy's out-of-fold AUC on the observed rows is
+    within two standard errors of chance (``chance_auc_bound``: the anchors are then quantiles of noise). Refuses
+    rho01 + rho10 >= 1 (InputError); warns (``warnings.warn`` and diagnostics_["warnings"]) when the sum
     exceeds 0.8. diagnostics_["sweep"]: the anchor estimates over ``SWEEP_QUANTILES`` (how far they move
     with q; both rates are non-increasing in q).
 
-    Fitted attributes: rho01_, rho10_, ci_ = {"rho01": (lo, hi), "rho10": (lo, hi)}, proxy_scores_ ((n_observed,)
-    out-of-fold scores of the observed rows, None for gold / fixed), diagnostics_ (JSON-serialisable dict).
+    Fitted attributes: rho01_, rho10_, ci_ = {"rho01": (lo, hi), "rho10": (lo, hi)}, proxy_scores_ ((n,)
+    cross-fitted proxy scores of every row, None for gold / fixed), diagnostics_ (JSON-serialisable dict).
     """
 
     def __init__(
@@ -327,15 +355,20 @@ class FlipRateEstimator(BaseEstimator):
         if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
             raise InputError(f"n_bootstrap must be a non-negative integer, got {self.n_bootstrap!r}")
 
-    def fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any = None) -> FlipRateEstimator:
+    def fit(
+        self, X: Any, feedback: Any, observed: Any, gold_label: Any = None, propensity: Any = None
+    ) -> FlipRateEstimator:
         """Estimate the flip rates from a log (X may be None for ``gold`` and ``fixed``).
+
+        ``propensity`` ((n,), clipped p_hat; anchor methods only) weights the proxy's fit by 1 / p, re-targeting it
+        at the distribution of all impressions, where the rare observed negatives (low propensity) count fully.
 
         Runs with one BLAS thread: the problems are many small dense fits, where BLAS threads only add contention.
         """
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(X, feedback, observed, gold_label)
+            return self._fit(X, feedback, observed, gold_label, propensity)
 
-    def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any) -> FlipRateEstimator:
+    def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any, propensity: Any) -> FlipRateEstimator:
         self._check_params()
         rng = np.random.default_rng(self.random_state)
         diag: dict[str, Any] = {"method": self.method, "warnings": []}
@@ -361,7 +394,8 @@ class FlipRateEstimator(BaseEstimator):
             if self.method == "gold":
                 self._fit_gold(r, obs, gold_label, n, rng, diag)
             else:
-                self._fit_anchor(X, r_obs, obs, n, rng, diag)
+                w = None if propensity is None else 1.0 / check_propensity(propensity, name="propensity", n=n)
+                self._fit_anchor(X, r_obs, obs, n, rng, diag, w)
         self.rho01_, self.rho10_ = diag["rho01"], diag["rho10"]
         diag["ci"] = {k: list(v) for k, v in self.ci_.items()}
         self.diagnostics_ = diag
@@ -388,7 +422,14 @@ class FlipRateEstimator(BaseEstimator):
         return rho01, rho10
 
     def _fit_anchor(
-        self, X: Any, r_obs: np.ndarray, obs: np.ndarray, n: int, rng: np.random.Generator, diag: dict[str, Any]
+        self,
+        X: Any,
+        r_obs: np.ndarray,
+        obs: np.ndarray,
+        n: int,
+        rng: np.random.Generator,
+        diag: dict[str, Any],
+        weight: np.ndarray | None,
     ) -> None:
         if X is None:
             raise InputError(f"method {self.method!r} needs X (the embeddings)")
@@ -399,14 +440,28 @@ class FlipRateEstimator(BaseEstimator):
                 f"only {m} observed rows ({int(r_obs.sum())} positive): too few to estimate flip rates from anchors; "
                 "use method='fixed' or 'gold'"
             )
-        scores, dec, info = _proxy_fit(
-            Xa[obs],
-            r_obs,
-            n_folds=self.n_folds,
-            calibration=self.calibration,
-            sample_weight=None,
-            random_state=self.random_state,
+        r_all = np.zeros(n)
+        r_all[obs] = r_obs
+        scores, dec, info = cross_fitted_proxy(
+            Xa, r_all, obs.astype(np.int8), n_folds=self.n_folds, calibration=self.calibration,
+            sample_weight=weight, random_state=self.random_state,
         )
+        auc_floor = chance_auc_bound(int(r_obs.sum()), int(m - r_obs.sum()))
+        diag["proxy_auc_chance_bound"] = auc_floor
+        if info["oof_auc"] is None or info["oof_auc"] <= auc_floor:
+            msg = (
+                f"flip rates are not identifiable from anchors here: the proxy ranks the feedback of the {m} observed "
+                f"rows no better than chance (out-of-fold AUC {info['oof_auc'] or 0.5:.3f} <= {auc_floor:.3f}, the "
+                "2-sigma band of a random scorer), so its extreme quantiles are noise; give the rates (--rho01/--rho10, "
+                "method 'fixed') or audited labels (gold_label, method 'gold')"
+            )
+            warnings.warn(msg, UserWarning, stacklevel=4)
+            diag["warnings"].append(msg)
+        elif info["oof_auc"] < 0.6:
+            diag["warnings"].append(
+                f"the proxy separates feedback poorly (out-of-fold AUC {info['oof_auc']:.2f}): anchor estimates "
+                "assume some rows are almost surely positive / negative and may be far off"
+            )
         q = 1.0 if self.method == "anchor-minmax" else float(self.quantile)
         rho01, rho10 = anchor_rates(scores, q)
         self.proxy_scores_ = scores
@@ -414,6 +469,7 @@ class FlipRateEstimator(BaseEstimator):
         diag.update(
             quantile=q,
             n_observed=m,
+            n_rows=n,
             proxy=info,
             sweep={
                 "q": list(SWEEP_QUANTILES),
@@ -428,19 +484,17 @@ class FlipRateEstimator(BaseEstimator):
         }
         self._accept(rho01, rho10, diag)
         if self.n_bootstrap:
+            dec_obs, w_obs = dec[obs], None if weight is None else weight[obs]
             b01, b10 = np.empty(self.n_bootstrap), np.empty(self.n_bootstrap)
             for i in range(self.n_bootstrap):
                 idx = rng.integers(0, m, size=m)
-                cal = make_calibrator(self.calibration).fit(dec[idx], r_obs[idx])
-                b01[i], b10[i] = anchor_rates(cal.predict(dec[idx]), q)
+                cal = make_calibrator(self.calibration).fit(
+                    dec_obs[idx], r_obs[idx], sample_weight=None if w_obs is None else w_obs[idx]
+                )
+                b01[i], b10[i] = anchor_rates(cal.predict(dec[rng.integers(0, n, size=n)]), q)
             self.ci_ = {"rho01": _percentile_ci(b01), "rho10": _percentile_ci(b10)}
         else:
             self.ci_ = {"rho01": (rho01, rho01), "rho10": (rho10, rho10)}
-        if info["oof_auc"] is not None and info["oof_auc"] < 0.6:
-            diag["warnings"].append(
-                f"the proxy separates feedback poorly (out-of-fold AUC {info['oof_auc']:.2f}): anchor estimates "
-                "assume some rows are almost surely positive / negative and may be far off"
-            )
 
     def _fit_gold(
         self, r: np.ndarray, obs: np.ndarray, gold_label: Any, n: int, rng: np.random.Generator, diag: dict[str, Any]
@@ -510,17 +564,16 @@ def fit_pseudo_labels(
 ) -> np.ndarray:
     """Cross-fitted pseudo-label q(x) ~ eta(x) = P(r* = 1 | x) of the clean label on every row, shape (n,).
 
-    q(x) = clip((f(x) - rho10) / (1 - rho01 - rho10), 0, 1), f a calibrated proxy of P(r = 1 | x) fitted on
-    observed rows (``ProxyModel``: L2 logistic regression, C by cross-validated log loss, ``calibration`` of its
-    decision values as in ``proxy_scores``).
+    q(x) = clip((f(x) - rho10) / (1 - rho01 - rho10), 0, 1), f the cross-fitted calibrated proxy of P(r = 1 | x)
+    (``cross_fitted_proxy``, the same kernel as the anchor estimates).
 
     Why this form: under class-conditional noise P(r = 1 | x) = rho10 + (1 - rho01 - rho10) eta(x) (module docstring),
     so inverting the affine map turns a noisy-label posterior into the clean one; CausalRM-DR needs e = l(z, q) to
     impute the *clean* loss, because its observed-row term l~ has clean-loss expectation. With rho01 = rho10 = 0 this
     is the proxy of the noisy label itself (the imputation for the debias-only ``dr``).
 
-    Cross-fitting: the rows are split into ``n_folds`` folds (stratified by o); row i's q comes from a proxy fitted on
-    the observed rows of the other folds, so DR never imputes a row with a model that saw its own feedback.
+    Cross-fitting: row i's q comes from a proxy fitted on the observed rows of the other folds, so DR never imputes
+    a row with a model that saw its own feedback.
 
     Selection: the proxy is fitted on observed rows only. Under the assumption of no unmeasured confounding
     (O independent of R*, R given X), P(r = 1 | x, o = 1) = P(r = 1 | x), so a well-specified proxy is unbiased; a
@@ -559,23 +612,11 @@ def _fit_pseudo_labels(
         raise InputError("column 'feedback' must be 0 or 1 on every observed row")
     if obs.sum() < 10 or min(r[obs].sum(), obs.sum() - r[obs].sum()) < 3:
         raise InputError("too few observed rows (or one feedback class only) to fit pseudo-labels")
-    w = None
-    if propensity is not None:
-        w = 1.0 / check_propensity(propensity, name="propensity", n=n)
-    Xs = _standardise(Xa.astype(np.float64))
-    C = choose_c(Xs[obs], r[obs], sample_weight=None if w is None else w[obs], random_state=random_state)
-    q = np.empty(n, dtype=np.float64)
-    n_obs = int(obs.sum())
-    if min(n_obs, n - n_obs) >= n_folds:
-        splits = StratifiedKFold(n_folds, shuffle=True, random_state=random_state).split(Xs, o)
-    else:
-        splits = KFold(n_folds, shuffle=True, random_state=random_state).split(Xs)
-    for tr, te in splits:
-        tr_obs = tr[obs[tr]]
-        model = ProxyModel(C, calibration, random_state).fit(
-            Xs[tr_obs], r[tr_obs], sample_weight=None if w is None else w[tr_obs]
-        )
-        q[te] = model.predict_proba(Xs[te])
+    w = None if propensity is None else 1.0 / check_propensity(propensity, name="propensity", n=n)
+    q, _, _ = cross_fitted_proxy(
+        Xa, np.where(obs, r, 0.0), o, n_folds=n_folds, calibration=calibration, sample_weight=w,
+        random_state=random_state,
+    )
     return np.clip((q - rho10) / (1.0 - rho01 - rho10), 0.0, 1.0)
 
 
@@ -587,6 +628,8 @@ __all__ = [
     "SWEEP_QUANTILES",
     "FlipRateEstimator",
     "anchor_rates",
+    "chance_auc_bound",
+    "cross_fitted_proxy",
     "choose_c",
     "fit_pseudo_labels",
     "make_calibrator",

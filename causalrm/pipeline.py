@@ -43,6 +43,7 @@ from causalrm.trainer import TrainConfig, TrainHistory, predict_logits, cpu_thre
 StageFn = Callable[[str], None]
 FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
 PROPENSITY_MODELS = ("mlp", "logistic")
+PROXY_WEIGHTINGS = ("propensity", "none")
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 
 #: what each estimator needs fitted before training
@@ -86,9 +87,11 @@ class FitConfig:
         when it is complete. flip_method: ``"anchor-quantile"`` (default, q-th / (1-q)-th quantile of a calibrated
         out-of-fold proxy), ``"anchor-minmax"``, ``"gold"`` (audited ``gold_label`` rows) or ``"fixed"``;
         quantile: 0.97; rho01, rho10: fixed flip rates (both or neither; given -> ``flip_method="fixed"``);
-        flip_bootstrap: bootstrap replicates of the flip-rate CI. pseudo_label_weighting: ``"none"`` (default) fits
-        the DR pseudo-label proxy on the observed rows as they are; ``"propensity"`` weights them by ``1 / p_hat``
-        (clipped), re-targeting a misspecified proxy at all impressions (importance weighting for covariate shift).
+        flip_bootstrap: bootstrap replicates of the flip-rate CI. proxy_weighting: ``"propensity"`` (default) weights
+        the observed rows by ``1 / p_hat`` (clipped) when fitting the proxy of P(r = 1 | x) behind the anchor flip
+        rates and the DR pseudo-labels, whenever propensities are fitted: importance weighting re-targets the proxy
+        at all impressions, where the anchors live and where DR imputes (under strong selection the observed rows
+        are ~90% positive and an unweighted proxy shrinks towards that rate); ``"none"`` fits the rows as they are.
     Rows and randomness
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
         device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: split, nuisances, initialisation, batches.
@@ -121,7 +124,7 @@ class FitConfig:
     rho01: float | None = None
     rho10: float | None = None
     flip_bootstrap: int = 200
-    pseudo_label_weighting: str = "none"
+    proxy_weighting: str = "propensity"
     val_fraction: float = 0.2
     device: str = "auto"
     seed: int = 0
@@ -157,8 +160,8 @@ class FitConfig:
             check_rates(self.rho01, self.rho10)
         elif self.flip_method == "fixed":
             raise InputError("flip method 'fixed' needs --rho01 and --rho10")
-        if self.pseudo_label_weighting not in ("none", "propensity"):
-            raise InputError(f"pseudo_label_weighting {self.pseudo_label_weighting!r}: use none or propensity")
+        if self.proxy_weighting not in PROXY_WEIGHTINGS:
+            raise InputError(f"proxy_weighting {self.proxy_weighting!r}: use {' or '.join(PROXY_WEIGHTINGS)}")
         if not 0.5 < self.quantile <= 1.0:
             raise InputError(f"quantile must be in (0.5, 1], got {self.quantile}")
         if not 0.0 < self.clip <= 1.0:
@@ -419,6 +422,10 @@ def _fit_nuisances(
     if obs.sum() < 2:
         raise InputError("fewer than 2 rows with feedback among train/val rows; nothing to learn from")
     X_fit = _fit_rows_X(log, X, rows, config)
+    proxy_needed = "pseudo_label" in needs or "pseudo_label_noisy" in needs or (
+        "flip_rates" in needs and config.effective_flip_method.startswith("anchor"))
+    if config.proxy_weighting == "propensity" and proxy_needed and obs.min() == 0:
+        needs = needs | {"propensity"}  # the proxy's importance weights (FitConfig.proxy_weighting)
 
     if "propensity" in needs:
         _stage(on_stage, "propensity")
@@ -455,7 +462,9 @@ def _fit_nuisances(
             raise InputError("flip method 'gold' needs audited labels in column 'gold_label' on train/val rows")
         est = FlipRateEstimator(method=method, quantile=config.quantile, rho01=config.rho01, rho10=config.rho10,
                                 n_bootstrap=config.flip_bootstrap, random_state=config.seed)
-        est.fit(X_fit, fb, obs, gold_label=gold if method == "gold" else None)
+        weighted = config.proxy_weighting == "propensity" and nuis.weights is not None
+        est.fit(X_fit, fb, obs, gold_label=gold if method == "gold" else None,
+                propensity=nuis.weights if weighted else None)
         nuis.flip_estimator = est
         nuis.rho01, nuis.rho10 = float(est.rho01_), float(est.rho10_)
         ci = getattr(est, "ci_", None)
@@ -470,7 +479,7 @@ def _fit_nuisances(
         t0 = time.perf_counter()
         from causalrm.noise import fit_pseudo_labels
 
-        weighted = config.pseudo_label_weighting == "propensity" and nuis.weights is not None
+        weighted = config.proxy_weighting == "propensity" and nuis.weights is not None
         kw = {"random_state": config.seed, **({"propensity": nuis.weights} if weighted else {})}
         if "pseudo_label" in needs:
             nuis.pseudo_label = np.asarray(

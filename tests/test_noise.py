@@ -39,7 +39,7 @@ def test_anchor_quantile_recovers_known_rates(rho01, rho10):
     sweep = fe.diagnostics_["sweep"]
     assert sweep["q"] == list(SWEEP_QUANTILES)
     assert np.all(np.diff(sweep["rho01"]) <= 1e-12) and np.all(np.diff(sweep["rho10"]) <= 1e-12)
-    assert fe.proxy_scores_.shape == (int(o.sum()),)
+    assert fe.proxy_scores_.shape == (len(o),)
     json.dumps(fe.diagnostics_)
 
 
@@ -86,19 +86,52 @@ def test_fixed_rates_warn_and_refuse():
 
 
 def test_uninformative_features_are_flagged():
-    """No anchors at all (pure-noise X): refused (sum >= 1) or flagged with a warning, never silently accepted."""
+    """No anchors at all (pure-noise X): refused (sum >= 1) or warned as indistinguishable from chance, never silent."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, 5)).astype(np.float32)
     r = (rng.random(2000) < 0.4).astype(float)
     o = np.ones(2000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
+    try:
+        with pytest.warns(UserWarning, match="no better than chance"):
             fe = FlipRateEstimator(n_bootstrap=0).fit(X, r, o)
-        except InputError as err:
-            assert ">= 1" in str(err)
-        else:
-            assert fe.rho01_ + fe.rho10_ > 0.8 and fe.diagnostics_["warnings"]
+    except InputError as err:
+        assert ">= 1" in str(err)
+    else:
+        assert fe.diagnostics_["proxy"]["oof_auc"] <= fe.diagnostics_["proxy_auc_chance_bound"]
+        assert any("no better than chance" in w for w in fe.diagnostics_["warnings"])
+
+
+def test_chance_auc_bound_matches_the_null_distribution_of_the_auc():
+    """The bound is 0.5 + 2 standard errors of a random scorer's AUC: about 2.3% of random scorers exceed it."""
+    from sklearn.metrics import roc_auc_score
+
+    from causalrm.noise import chance_auc_bound
+
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(300), np.zeros(100)]
+    aucs = np.array([roc_auc_score(y, rng.random(400)) for _ in range(2000)])
+    bound = chance_auc_bound(300, 100)
+    assert bound == pytest.approx(0.5 + 2 * aucs.std(), abs=0.006)
+    assert 0.01 < np.mean(aucs > bound) < 0.04
+
+
+def test_anchors_come_from_every_row_not_only_the_observed_ones():
+    """Selection on the label (observed rows ~98% positive): quantiles over the observed rows alone sit among positives
+    and overstate rho10; over every row (the proxy applies to unobserved x too) they find the negatives' plateau."""
+    from causalrm.noise import anchor_rates
+
+    rng = np.random.default_rng(5)
+    n, d, rho01, rho10 = 12000, 8, 0.2, 0.1
+    X = rng.standard_normal((n, d))
+    y = (X @ np.ones(d) / np.sqrt(d) > 0).astype(int)
+    o = (rng.random(n) < np.where(y == 1, 0.5, 0.01)).astype(int)
+    flip = np.where(y == 1, rng.random(n) < rho01, rng.random(n) < rho10)
+    r = np.where(o == 1, np.where(flip, 1 - y, y), 0)
+    fe = FlipRateEstimator(n_bootstrap=0).fit(X, r, o)
+    assert fe.proxy_scores_.shape == (n,)
+    _, rho10_observed_only = anchor_rates(fe.proxy_scores_[o == 1], 0.97)
+    assert abs(fe.rho10_ - rho10) < 0.05 and abs(fe.rho01_ - rho01) < 0.05
+    assert rho10_observed_only > fe.rho10_ + 0.03
 
 
 def test_pseudo_labels_denoise_towards_eta():

@@ -17,6 +17,7 @@ import sys
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.bench import DEFAULT_METHODS
+    from causalrm.pipeline import PROXY_WEIGHTINGS
 
     p = subparsers.add_parser("bench", help="run the paper's experiment: simulate, fit every method, evaluate",
                               description="Simulate biased noisy feedback from a rated dataset, fit several "
@@ -31,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--observation-rate", type=float, default=0.2, help="share of observed rows (default 0.2)")
     p.add_argument("--rating", default="real", choices=("real", "teacher"),
                    help="real ratings or a teacher function of the embedding (semi-synthetic, default real)")
-    p.add_argument("--teacher", default="mlp", choices=("mlp", "linear"), help="teacher form (default mlp)")
+    p.add_argument("--teacher", default="linear", choices=("linear", "mlp"), help="teacher form (default linear)")
     p.add_argument("--snr", type=float, default=None, help="teacher signal-to-noise variance ratio (default none)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods")
@@ -40,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--propensity-model", default=None, choices=("mlp", "logistic"), help="default mlp")
     p.add_argument("--flip-method", default=None, help="flip-rate estimator (default anchor-quantile)")
     p.add_argument("--clip", type=float, default=None, help="propensity floor (default 0.1)")
+    p.add_argument("--proxy-weighting", default=None, choices=PROXY_WEIGHTINGS,
+                   help="1/p-hat weights in the flip-rate and pseudo-label proxy (default propensity)")
     p.add_argument("--base-loss", default=None, choices=("mse", "bce"), help="default mse")
     p.add_argument("--val-method", default=None,
                    help="estimator used for early stopping of every method except naive/oracle (default: its own)")
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     fit: dict = {}
     for key, value in (("max_epochs", args.epochs), ("patience", args.patience),
                        ("propensity_model", args.propensity_model), ("flip_method", args.flip_method),
-                       ("clip", args.clip), ("base_loss", args.base_loss), ("device", args.device),
+                       ("clip", args.clip), ("proxy_weighting", args.proxy_weighting),
+                       ("base_loss", args.base_loss), ("device", args.device),
                        ("num_threads", args.threads)):
         if value is not None:
             fit[key] = value

@@ -22,7 +22,7 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.losses import METHODS
-    from causalrm.pipeline import FLIP_METHODS, PROPENSITY_MODELS
+    from causalrm.pipeline import FLIP_METHODS, PROPENSITY_MODELS, PROXY_WEIGHTINGS
 
     p = subparsers.add_parser(
         "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
@@ -50,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--quantile", type=float, default=0.97, help="anchor quantile (default 0.97)")
     p.add_argument("--propensity-model", default="mlp", choices=PROPENSITY_MODELS, help="default mlp")
     p.add_argument("--clip", type=float, default=0.1, help="floor on p-hat used as a weight (default 0.1)")
+    p.add_argument("--proxy-weighting", default="propensity", choices=PROXY_WEIGHTINGS,
+                   help="weight observed rows by 1/p-hat in the flip-rate and pseudo-label proxy (default propensity)")
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=None,
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method, val_method=args.val_method, backbone=args.backbone, hidden=args.hidden, lr=args.lr, batch_size=args.batch_size,
         max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
         propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
+        proxy_weighting=args.proxy_weighting,
         rho01=args.rho01, rho10=args.rho10, embedder=embedder, device=args.device, seed=args.seed,
         backbone_options=backbone_options, grad_accum_steps=getattr(args, "grad_accum", 1),
     ).validate()

@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="share of prompt groups held out as test when the dataset has no test split (default 0.2)")
     p.add_argument("--rating", choices=("real", "teacher"), default="real",
                    help="real ratings, or a semi-synthetic teacher rating computed from the embeddings (default real)")
-    p.add_argument("--teacher", choices=("mlp", "linear"), default="mlp", help="teacher function (default mlp)")
+    p.add_argument("--teacher", choices=("linear", "mlp"), default="linear", help="teacher function (default linear)")
     p.add_argument("--snr", type=float, default=None,
                    help="teacher signal-to-noise variance ratio (default: noiseless)")
     p.add_argument("--embeddings", default=None, metavar="FILE.npy",
