@@ -89,7 +89,7 @@ def transition_heatmap(rho01: float, rho10: float, *, title: str = "Feedback tra
 def proxy_scores(scores: np.ndarray, *, lower: float | None = None, upper: float | None = None,
                  quantile: float | None = None) -> go.Figure:
     """Histogram of the anchor proxy P(r = 1 | x) with the quantile lines that define the flip-rate estimates."""
-    fig = _figure("Anchor proxy scores P(r = 1 | x), observed rows", "proxy score", "rows")
+    fig = _figure("Anchor proxy scores P(r = 1 | x), every row (cross-fitted)", "proxy score", "rows")
     fig.add_trace(go.Histogram(x=np.asarray(scores, dtype=float), xbins=dict(start=0, end=1, size=0.02),
                                marker_color=OBSERVED_COLOR, opacity=0.75, name="proxy"))
     q = quantile

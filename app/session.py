@@ -67,7 +67,7 @@ class Session:
     propensity: Any = None  # causalrm.propensity.PropensityModel (fitted)
     propensity_settings: dict[str, Any] = field(default_factory=dict)
     flip: Any = None  # causalrm.noise.FlipRateEstimator (anchor), fitted
-    flip_gold: Any = None  # FlipRateEstimator(method="gold"), fitted when gold labels exist
+    flip_gold: Any = None  # the gold-label estimate {rho01, rho10, ci, n_gold} when the log has gold labels
     rho: tuple[float, float] | None = None  # (rho01, rho10) used for training
     rho_origin: str = ""
     noise_settings: dict[str, Any] = field(default_factory=dict)

@@ -213,24 +213,6 @@ class ProxyModel:
         return self.calibrator_.predict(self.model_.decision_function(Xs))
 
 
-def proxy_scores(
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    n_folds: int = 5,
-    calibration: str = "asymptotic",
-    sample_weight: np.ndarray | None = None,
-    random_state: int = 0,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Out-of-fold calibrated scores f(x_i) ~ P(y = 1 | x_i) of fully labelled rows (``cross_fitted_proxy`` with
-    every row observed). Returns (scores, info)."""
-    scores, _, info = cross_fitted_proxy(
-        X, y, np.ones(len(y), dtype=np.int8), n_folds=n_folds, calibration=calibration,
-        sample_weight=sample_weight, random_state=random_state,
-    )
-    return scores, info
-
-
 def cross_fitted_proxy(
     X: np.ndarray,
     feedback: np.ndarray,
@@ -633,5 +615,4 @@ __all__ = [
     "choose_c",
     "fit_pseudo_labels",
     "make_calibrator",
-    "proxy_scores",
 ]

@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -472,6 +473,8 @@ def _fit_nuisances(
         diag["flip_rates"] = {"method": method, "quantile": config.quantile, "rho01": nuis.rho01,
                               "rho10": nuis.rho10, "ci": nuis.rho_ci,
                               **(jsonable(getattr(est, "diagnostics_", None)) or {})}
+        if method != "gold" and gold is not None and np.isfinite(gold[obs == 1]).any():
+            diag["flip_rates"]["gold_check"] = _gold_check(fb, obs, gold, config)
         diag["seconds"]["flip_rates"] = time.perf_counter() - t0
 
     if "pseudo_label" in needs or "pseudo_label_noisy" in needs:
@@ -492,6 +495,22 @@ def _fit_nuisances(
                                 "weighting": "propensity" if weighted else "none"}
         diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
     return nuis
+
+
+def _gold_check(fb: np.ndarray, obs: np.ndarray, gold: np.ndarray, config: FitConfig) -> dict[str, Any]:
+    """The gold-label estimate beside the one used, for logs with an audited subset: {rho01, rho10, ci, n_gold} or
+    {error} when the gold rows cannot give one (e.g. a single class)."""
+    from causalrm.noise import FlipRateEstimator
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = FlipRateEstimator(method="gold", n_bootstrap=config.flip_bootstrap, random_state=config.seed)
+            est.fit(None, fb, obs, gold_label=gold)
+    except InputError as err:
+        return {"error": str(err)}
+    return {"rho01": est.rho01_, "rho10": est.rho10_, "ci": {k: list(v) for k, v in est.ci_.items()},
+            "n_gold": est.diagnostics_["n_gold"]}
 
 
 def _nuisance_device(device: str) -> str:

@@ -83,3 +83,25 @@ def test_cli_errors_are_one_line(files, tmp_path, capsys):
     assert main(["fit", str(files / "log.parquet"), "--out", str(tmp_path / "z"), "--embeddings",
                  str(tmp_path / "short.npy"), "--quiet"]) == 2
     assert "embedding rows" in capsys.readouterr().err
+
+
+def test_fit_prints_the_gold_estimate_beside_the_anchor_estimate(files, tmp_path, capsys):
+    """A log with an audited subset: the anchor estimate is used, and the gold-label estimate (computed here by hand
+    from the same rows) is printed beside it."""
+    log = pl.read_parquet(files / "log.parquet")
+    rng = np.random.default_rng(3)
+    audited = (rng.random(log.height) < 0.6) & (log["split"] != "test").to_numpy()
+    log = log.with_columns(pl.Series("gold_label", np.where(audited, log["true_label"].to_numpy(), np.nan)))
+    log.write_parquet(tmp_path / "gold.parquet")
+    args = ["fit", str(tmp_path / "gold.parquet"), "--method", "denoise", "--out", str(tmp_path / "run"),
+            "--embeddings", str(files / "X.npy"), "--epochs", "2", "--hidden", "8", "--device", "cpu", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "flip rates (anchor-quantile)" in out and "gold-label estimate" in out
+    use = audited & (log["observed"] == 1).to_numpy()
+    g, r = log["gold_label"].to_numpy()[use], log["feedback"].to_numpy()[use]
+    rho01, rho10 = np.mean(r[g == 1] == 0), np.mean(r[g == 0] == 1)
+    assert f"rho01 {rho01:.3f}" in out.split("gold-label estimate")[1]
+    assert f"rho10 {rho10:.3f}" in out.split("gold-label estimate")[1]
+    saved = json.loads((tmp_path / "run" / "nuisances.json").read_text())["flip_rates"]["gold_check"]
+    assert saved["rho01"] == pytest.approx(rho01) and saved["rho10"] == pytest.approx(rho10)

@@ -147,6 +147,16 @@ def run(args: argparse.Namespace) -> int:
         ci = n.rho_ci or {}
         fmt = lambda k, v: f"{k} {v:.3f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")  # noqa: E731
         print(f"  flip rates ({config.effective_flip_method}): {fmt('rho01', n.rho01)}, {fmt('rho10', n.rho10)}")
+        gold = n.diagnostics.get("flip_rates", {}).get("gold_check")
+        if gold and "error" in gold:
+            print(f"  gold-label estimate: unavailable ({gold['error']})")
+        elif gold:
+            g = gold["ci"]
+            print(f"  gold-label estimate ({gold['n_gold']} audited rows): rho01 {gold['rho01']:.3f} "
+                  f"[{g['rho01'][0]:.3f}, {g['rho01'][1]:.3f}], rho10 {gold['rho10']:.3f} "
+                  f"[{g['rho10'][0]:.3f}, {g['rho10'][1]:.3f}]")
+        for warning in n.diagnostics.get("flip_rates", {}).get("warnings", []):
+            print(f"  warning: {warning}")
     test = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("test")
     if test:
         m = test["metrics"]
