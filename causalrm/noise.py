@@ -599,7 +599,18 @@ def _fit_pseudo_labels(
         Xa, np.where(obs, r, 0.0), o, n_folds=n_folds, calibration=calibration, sample_weight=w,
         random_state=random_state,
     )
-    return np.clip((q - rho10) / (1.0 - rho01 - rho10), 0.0, 1.0)
+    return clean_posterior(q, rho01=rho01, rho10=rho10)
+
+
+def clean_posterior(noisy_posterior: Any, *, rho01: float, rho10: float) -> np.ndarray:
+    """eta = clip((P(r = 1 | x) - rho10) / (1 - rho01 - rho10), 0, 1): formula (*) of the module docstring inverted.
+
+    With the flip-rate estimator's cross-fitted proxy (``FlipRateEstimator.proxy_scores_``) this is exactly what
+    ``fit_pseudo_labels`` returns for the same rows, weights and seed, without fitting the proxy a second time.
+    """
+    rho01, rho10 = check_rates(rho01, rho10)
+    f = np.asarray(noisy_posterior, dtype=np.float64)
+    return np.clip((f - rho10) / (1.0 - rho01 - rho10), 0.0, 1.0)
 
 
 __all__ = [
@@ -610,6 +621,7 @@ __all__ = [
     "SWEEP_QUANTILES",
     "FlipRateEstimator",
     "anchor_rates",
+    "clean_posterior",
     "chance_auc_bound",
     "cross_fitted_proxy",
     "choose_c",

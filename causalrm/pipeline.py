@@ -472,6 +472,7 @@ def _fit_nuisances(
         nuis.rho_ci = {k: tuple(float(v) for v in ci[k]) for k in ("rho01", "rho10")} if ci else None
         diag["flip_rates"] = {"method": method, "quantile": config.quantile, "rho01": nuis.rho01,
                               "rho10": nuis.rho10, "ci": nuis.rho_ci,
+                              "proxy_weighting": "propensity" if weighted and method.startswith("anchor") else "none",
                               **(jsonable(getattr(est, "diagnostics_", None)) or {})}
         if method != "gold" and gold is not None and np.isfinite(gold[obs == 1]).any():
             diag["flip_rates"]["gold_check"] = _gold_check(fb, obs, gold, config)
@@ -480,11 +481,14 @@ def _fit_nuisances(
     if "pseudo_label" in needs or "pseudo_label_noisy" in needs:
         _stage(on_stage, "pseudo-labels")
         t0 = time.perf_counter()
-        from causalrm.noise import fit_pseudo_labels
+        from causalrm.noise import clean_posterior, fit_pseudo_labels
 
         weighted = config.proxy_weighting == "propensity" and nuis.weights is not None
         kw = {"random_state": config.seed, **({"propensity": nuis.weights} if weighted else {})}
-        if "pseudo_label" in needs:
+        shared = getattr(nuis.flip_estimator, "proxy_scores_", None)  # the anchor proxy: same rows, weights, seed
+        if "pseudo_label" in needs and shared is not None:
+            nuis.pseudo_label = clean_posterior(shared, rho01=nuis.rho01, rho10=nuis.rho10)
+        elif "pseudo_label" in needs:
             nuis.pseudo_label = np.asarray(
                 fit_pseudo_labels(X_fit, fb, obs, rho01=nuis.rho01, rho10=nuis.rho10, **kw), dtype=np.float64)
         if "pseudo_label_noisy" in needs:

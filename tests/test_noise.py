@@ -197,3 +197,15 @@ def test_invalid_inputs(kwargs, X, r, o, gold, match):
 def test_pseudo_label_invalid_inputs(kw, match):
     with pytest.raises(InputError, match=match):
         fit_pseudo_labels(X0, R0, O0, **kw)
+
+
+def test_the_anchor_proxy_and_the_pseudo_labels_are_one_kernel():
+    """DR's pseudo-labels from the flip-rate estimator's proxy equal a separate fit_pseudo_labels call (same rows,
+    1/p weights and seed), so the pipeline fits the proxy once."""
+    from causalrm.noise import clean_posterior
+
+    X, r, o, _, _ = make_log(3000, seed=4)
+    p = np.clip(np.random.default_rng(4).random(len(o)), 0.1, 1.0)
+    est = FlipRateEstimator(n_bootstrap=0, random_state=3).fit(X, r, o, propensity=p)
+    q = fit_pseudo_labels(X, r, o, rho01=est.rho01_, rho10=est.rho10_, propensity=p, random_state=3)
+    np.testing.assert_allclose(clean_posterior(est.proxy_scores_, rho01=est.rho01_, rho10=est.rho10_), q)

@@ -91,6 +91,23 @@ def test_fit_log_fits_only_the_nuisances_a_method_needs():
     assert r.nuisances.diagnostics["flip_rates"]["method"] == "fixed"
 
 
+def test_the_anchor_proxy_is_propensity_weighted_for_every_method_that_estimates_rates():
+    """denoise needs no propensity for its loss, but its anchor proxy is fitted with 1/p-hat weights by default, so
+    it gets the same flip rates as causalrm-dr on the same log; proxy_weighting="none" turns the weights off."""
+    from causalrm.noise import clean_posterior
+
+    log, X = synth_log(n=400)
+    dn = fit_nuisances(log, X, fast_config("denoise"))
+    dr = fit_nuisances(log, X, fast_config("causalrm-dr"))
+    assert dn.weights is not None and dn.diagnostics["flip_rates"]["proxy_weighting"] == "propensity"
+    assert (dn.rho01, dn.rho10) == (dr.rho01, dr.rho10)
+    np.testing.assert_allclose(dr.pseudo_label, clean_posterior(dr.flip_estimator.proxy_scores_, rho01=dr.rho01,
+                                                                rho10=dr.rho10))
+    plain = fit_nuisances(log, X, fast_config("denoise", proxy_weighting="none"))
+    assert plain.weights is None and plain.diagnostics["flip_rates"]["proxy_weighting"] == "none"
+    assert (plain.rho01, plain.rho10) != (dn.rho01, dn.rho10)
+
+
 def test_test_rows_never_reach_fitting():
     """Poison every test row (features, labels, feedback, texts): the fitted model is bit-for-bit the same."""
     log, X = synth_log(n=300)
