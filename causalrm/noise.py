@@ -440,10 +440,12 @@ class FlipRateEstimator(BaseEstimator):
             warnings.warn(msg, UserWarning, stacklevel=4)
             diag["warnings"].append(msg)
         elif info["oof_auc"] < 0.6:
-            diag["warnings"].append(
+            msg = (
                 f"the proxy separates feedback poorly (out-of-fold AUC {info['oof_auc']:.2f}): anchor estimates "
                 "assume some rows are almost surely positive / negative and may be far off"
             )
+            warnings.warn(msg, UserWarning, stacklevel=4)
+            diag["warnings"].append(msg)
         q = 1.0 if self.method == "anchor-minmax" else float(self.quantile)
         rho01, rho10 = anchor_rates(scores, q)
         self.proxy_scores_ = scores

@@ -105,3 +105,18 @@ def test_fit_prints_the_gold_estimate_beside_the_anchor_estimate(files, tmp_path
     assert f"rho10 {rho10:.3f}" in out.split("gold-label estimate")[1]
     saved = json.loads((tmp_path / "run" / "nuisances.json").read_text())["flip_rates"]["gold_check"]
     assert saved["rho01"] == pytest.approx(rho01) and saved["rho10"] == pytest.approx(rho10)
+
+
+def test_untrustworthy_flip_rates_are_one_warning_line(files, tmp_path, capsys):
+    """Embeddings that carry no signal: the fit still runs, and stderr says why the anchor rates cannot be trusted in
+    one ``warning:`` line (no Python warning source lines)."""
+    noise = np.random.default_rng(7).standard_normal(np.load(files / "X.npy").shape).astype(np.float32)
+    np.save(tmp_path / "noise.npy", noise)
+    args = ["fit", str(files / "log.parquet"), "--method", "denoise", "--out", str(tmp_path / "run"),
+            "--embeddings", str(tmp_path / "noise.npy"), "--epochs", "2", "--hidden", "8", "--device", "cpu",
+            "--quiet"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "proxy" in line]
+    assert lines and all(line.startswith("warning: ") for line in lines)
+    assert "UserWarning" not in err and "warnings.warn" not in err

@@ -155,8 +155,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  gold-label estimate ({gold['n_gold']} audited rows): rho01 {gold['rho01']:.3f} "
                   f"[{g['rho01'][0]:.3f}, {g['rho01'][1]:.3f}], rho10 {gold['rho10']:.3f} "
                   f"[{g['rho10'][0]:.3f}, {g['rho10'][1]:.3f}]")
-        for warning in n.diagnostics.get("flip_rates", {}).get("warnings", []):
-            print(f"  warning: {warning}")
     test = json.loads((out / "metrics.json").read_text(encoding="utf-8")).get("test")
     if test:
         m = test["metrics"]

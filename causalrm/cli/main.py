@@ -1,7 +1,8 @@
 """Entry point of the ``causalrm`` command.
 
 Each subcommand lives in ``causalrm/cli/<name>.py`` and defines ``add_parser(subparsers)`` (returning its parser) and
-``run(args) -> int``. An :class:`~causalrm.errors.InputError` becomes one ``error:`` line on stderr and exit status 2.
+``run(args) -> int``. An :class:`~causalrm.errors.InputError` becomes one ``error:`` line on stderr and exit status 2;
+a warning (e.g. flip rates that cannot be trusted) becomes one ``warning:`` line on stderr.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 SUBCOMMANDS = ("validate", "simulate", "embed", "fit", "score", "compare", "bench", "export", "app")
 
@@ -30,13 +32,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return int(args._run(args) or 0)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+    line: str | None = None,
+) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":
