@@ -16,7 +16,6 @@ import json
 import os
 import sys
 
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm import schema  # noqa: E402
