@@ -72,11 +72,26 @@ def test_load_sample_shows_summary_preview_and_embeddings(trained):
 
 
 def test_load_oasst1_offers_gold_and_no_oracle():
+    """Real feedback with an audited subset: the noise tab shows the gold-label estimate beside the anchor one, and
+    the gold row equals P(r = 0 | gold = 1), P(r = 1 | gold = 0) counted by hand on the observed train/val rows."""
     view = H.load_sample(None, H.SAMPLE_OASST1)
     try:
         assert "oracle" not in view.methods["choices"]
         assert "gold labels" in view.flip_method["choices"]
         assert "gold labels on" in view.summary
+        noise = H.estimate_noise(view.state, "anchor quantile (default)", 0.97, False, 0.2, 0.1, 0)
+        names = noise.estimates["estimate"].to_list()
+        assert names[0].startswith("anchor") and any(n.startswith("gold labels (n = ") for n in names)
+        gold_row = noise.estimates.filter(pl.col("estimate").str.starts_with("gold"))
+        log = view.state.log
+        split = log["split"].to_numpy() if "split" in log.columns else np.full(log.height, None)
+        use = (split != "test") & (log["observed"] == 1).to_numpy() & log["gold_label"].is_not_null().to_numpy()
+        g = log["gold_label"].to_numpy()[use]
+        r = log["feedback"].to_numpy()[use]
+        keep = g != 0.5
+        g, r = (g[keep] > 0.5).astype(int), r[keep]
+        assert gold_row["rho01"][0] == pytest.approx(np.mean(r[g == 1] == 0), abs=1e-4)
+        assert gold_row["rho10"][0] == pytest.approx(np.mean(r[g == 0] == 1), abs=1e-4)
     finally:
         view.state.close()
 
