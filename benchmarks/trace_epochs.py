@@ -75,9 +75,10 @@ def main() -> None:
             rec = out[f"{method}:{config.validation_method}"] = trace(log, X, nuis, config, args.every)
             best = min(rec, key=lambda r: r["val_estimate"])
             peak = max(rec, key=lambda r: r["test_r2"])
+            last = rec[-1]
             print(f"{method} (watching {config.validation_method}): lowest val estimate {best['val_estimate']:.4f} at "
                   f"epoch {best['epoch']} (test R2 {best['test_r2']:.3f}); test R2 peaks at {peak['test_r2']:.3f} "
-                  f"(epoch {peak['epoch']}); last epoch: val {rec[-1]['val_estimate']:.4f}, R2 {rec[-1]['test_r2']:.3f}")
+                  f"(epoch {peak['epoch']}); last epoch: val {last['val_estimate']:.4f}, R2 {last['test_r2']:.3f}")
             print("  " + " ".join(f"{r['epoch']}:{r['val_estimate']:.3f}/{r['test_r2']:.2f}" for r in rec))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:

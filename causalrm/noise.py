@@ -226,15 +226,17 @@ def cross_fitted_proxy(
     """Cross-fitted calibrated scores f(x_i) ~ P(r = 1 | x_i) for *every* row, fitted on the observed rows only.
 
     1. C by 3-fold cross-validated log loss over ``CS`` on the observed rows (one hyperparameter, chosen once).
-    2. The rows are split into ``n_folds`` folds (stratified by observed: a row's own feedback never
-       moves it to another fold); row i's decision value
-       s_i = w_{-k(i)} . x_i comes from a standardised L2 logistic regression fitted on the observed rows of the
-       other folds, so no observed row is scored by a model that saw its feedback.
+    2. The rows are split into ``n_folds`` folds (stratified by observed, so a row's own feedback never moves it
+       to another fold; by feedback when every row is observed); row i's decision value s_i = w_{-k(i)} . x_i comes
+       from a standardised L2 logistic regression fitted on the observed rows of the other folds, so no observed
+       row is scored by a model that saw its feedback.
     3. Calibration inside each training fold (``ProxyModel``: the calibrator is fitted on inner out-of-fold
-       decision values), so nothing applied to fold k has seen fold k's feedback. ``calibration``: "asymptotic" (default, ``AsymptoticCalibrator``), "isotonic", "sigmoid" (Platt) or "none".
+       decision values), so nothing applied to fold k has seen fold k's feedback. ``calibration``: "asymptotic"
+       (default, ``AsymptoticCalibrator``), "isotonic", "sigmoid" (Platt) or "none".
     ``sample_weight`` ((n,), e.g. 1 / p_hat) weights the observed rows in every fit.
     Returns (scores (n,), decision values (n,), info) with info = {C, calibration, n_folds, oof_log_loss (scores),
-    oof_auc (decision values: the proxy's ranking, apart from calibration; observed rows), asymptotes (asymptotic calibration: fitted on all observed rows)}.
+    oof_auc (decision values, observed rows: the proxy's ranking apart from calibration), asymptotes (asymptotic
+    calibration fitted on all observed rows)}.
     """
     Xs = _standardise(np.asarray(X, dtype=np.float64))
     obs = np.asarray(observed).reshape(-1) == 1
@@ -242,8 +244,10 @@ def cross_fitted_proxy(
     w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
     C = choose_c(Xs[obs], r[obs], sample_weight=None if w is None else w[obs], random_state=random_state)
     k = _n_splits(r[obs], n_folds)
-    splitter = StratifiedKFold(k, shuffle=True, random_state=random_state) if (~obs).sum() >= k else None
-    folds = list((splitter or KFold(k, shuffle=True, random_state=random_state)).split(Xs, obs))
+    strata = (r if obs.all() else obs).astype(int)
+    stratify = np.bincount(strata).min() >= k
+    splitter = (StratifiedKFold if stratify else KFold)(k, shuffle=True, random_state=random_state)
+    folds = list(splitter.split(Xs, strata))
     dec, scores = np.empty(len(r)), np.empty(len(r))
     for tr, te in folds:
         tr = tr[obs[tr]]
@@ -434,8 +438,8 @@ class FlipRateEstimator(BaseEstimator):
             msg = (
                 f"flip rates are not identifiable from anchors here: the proxy ranks the feedback of the {m} observed "
                 f"rows no better than chance (out-of-fold AUC {info['oof_auc'] or 0.5:.3f} <= {auc_floor:.3f}, the "
-                "2-sigma band of a random scorer), so its extreme quantiles are noise; give the rates (--rho01/--rho10, "
-                "method 'fixed') or audited labels (gold_label, method 'gold')"
+                "2-sigma band of a random scorer), so its extreme quantiles are noise; give the rates "
+                "(--rho01/--rho10, method 'fixed') or audited labels (gold_label, method 'gold')"
             )
             warnings.warn(msg, UserWarning, stacklevel=4)
             diag["warnings"].append(msg)

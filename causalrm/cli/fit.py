@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     config = FitConfig(
-        method=args.method, val_method=args.val_method, backbone=args.backbone, hidden=args.hidden, lr=args.lr, batch_size=args.batch_size,
+        method=args.method, val_method=args.val_method, backbone=args.backbone, hidden=args.hidden, lr=args.lr,
+        batch_size=args.batch_size,
         max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
         propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
         proxy_weighting=args.proxy_weighting,
