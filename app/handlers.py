@@ -621,7 +621,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
         raise InputError("gold-label estimate failed; choose an anchor method")
     else:
         used, origin = (anchor.rho01, anchor.rho10), f"anchor ({anchor_method})"
-    session.flip, session.flip_gold = anchor, gold
+    session.flip = anchor
     session.rho, session.rho_origin = (float(used[0]), float(used[1])), origin
     session.noise_settings = {"flip_method": "gold" if (method == "gold" and manual is None) else anchor_method,
                               "quantile": float(quantile), "manual": manual, "seed": seed}

@@ -66,8 +66,7 @@ class Session:
     embed_model: str | None = None
     propensity: Any = None  # causalrm.propensity.PropensityModel (fitted)
     propensity_settings: dict[str, Any] = field(default_factory=dict)
-    flip: Any = None  # causalrm.noise.FlipRateEstimator (anchor), fitted
-    flip_gold: Any = None  # the gold-label estimate {rho01, rho10, ci, n_gold} when the log has gold labels
+    flip: Any = None  # causalrm.pipeline.Nuisances of the anchor estimate (gold cross-check in its diagnostics)
     rho: tuple[float, float] | None = None  # (rho01, rho10) used for training
     rho_origin: str = ""
     noise_settings: dict[str, Any] = field(default_factory=dict)
@@ -93,7 +92,7 @@ class Session:
 
     def reset_models(self) -> None:
         """Forget the nuisances and trained models (kept data and embeddings)."""
-        self.propensity = self.flip = self.flip_gold = self.rho = None
+        self.propensity = self.flip = self.rho = None
         self.rho_origin = ""
         self.propensity_settings = {}
         self.noise_settings = {}

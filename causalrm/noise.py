@@ -402,8 +402,7 @@ class FlipRateEstimator(BaseEstimator):
                 f"rho01 + rho10 = {rho01 + rho10:.3f} > {WARN_SUM}: the noise correction divides by "
                 f"{1 - rho01 - rho10:.3f} and will be very noisy; check the estimates"
             )
-            warnings.warn(msg, UserWarning, stacklevel=3)
-            diag["warnings"].append(msg)
+            _warn(diag, msg, stacklevel=3)
         diag["rho01"], diag["rho10"] = rho01, rho10
         return rho01, rho10
 
@@ -441,15 +440,13 @@ class FlipRateEstimator(BaseEstimator):
                 "2-sigma band of a random scorer), so its extreme quantiles are noise; give the rates "
                 "(--rho01/--rho10, method 'fixed') or audited labels (gold_label, method 'gold')"
             )
-            warnings.warn(msg, UserWarning, stacklevel=4)
-            diag["warnings"].append(msg)
+            _warn(diag, msg, stacklevel=4)
         elif info["oof_auc"] < 0.6:
             msg = (
                 f"the proxy separates feedback poorly (out-of-fold AUC {info['oof_auc']:.2f}): anchor estimates "
                 "assume some rows are almost surely positive / negative and may be far off"
             )
-            warnings.warn(msg, UserWarning, stacklevel=4)
-            diag["warnings"].append(msg)
+            _warn(diag, msg, stacklevel=4)
         q = 1.0 if self.method == "anchor-minmax" else float(self.quantile)
         rho01, rho10 = anchor_rates(scores, q)
         self.proxy_scores_ = scores
@@ -529,6 +526,12 @@ class FlipRateEstimator(BaseEstimator):
         """(rho01_, rho10_)."""
         check_is_fitted(self, "rho01_")
         return self.rho01_, self.rho10_
+
+
+def _warn(diag: dict[str, Any], msg: str, *, stacklevel: int) -> None:
+    """Emit ``msg`` as a UserWarning (``stacklevel`` counted from the caller) and keep it in diagnostics_."""
+    warnings.warn(msg, UserWarning, stacklevel=stacklevel + 1)
+    diag["warnings"].append(msg)
 
 
 def _percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -452,6 +452,7 @@ def _fit_nuisances(
         diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
         diag["seconds"]["propensity"] = time.perf_counter() - t0
 
+    proxy_weights = nuis.weights if config.proxy_weighting == "propensity" else None  # FitConfig.proxy_weighting
     if "flip_rates" in needs or "pseudo_label" in needs:
         _stage(on_stage, "flip rates")
         t0 = time.perf_counter()
@@ -463,16 +464,15 @@ def _fit_nuisances(
             raise InputError("flip method 'gold' needs audited labels in column 'gold_label' on train/val rows")
         est = FlipRateEstimator(method=method, quantile=config.quantile, rho01=config.rho01, rho10=config.rho10,
                                 n_bootstrap=config.flip_bootstrap, random_state=config.seed)
-        weighted = config.proxy_weighting == "propensity" and nuis.weights is not None
-        est.fit(X_fit, fb, obs, gold_label=gold if method == "gold" else None,
-                propensity=nuis.weights if weighted else None)
+        est.fit(X_fit, fb, obs, gold_label=gold if method == "gold" else None, propensity=proxy_weights)
         nuis.flip_estimator = est
         nuis.rho01, nuis.rho10 = float(est.rho01_), float(est.rho10_)
         ci = getattr(est, "ci_", None)
         nuis.rho_ci = {k: tuple(float(v) for v in ci[k]) for k in ("rho01", "rho10")} if ci else None
+        weighted = est.proxy_scores_ is not None and proxy_weights is not None  # anchor methods use the weights
         diag["flip_rates"] = {"method": method, "quantile": config.quantile, "rho01": nuis.rho01,
                               "rho10": nuis.rho10, "ci": nuis.rho_ci,
-                              "proxy_weighting": "propensity" if weighted and method.startswith("anchor") else "none",
+                              "proxy_weighting": "propensity" if weighted else "none",
                               **(jsonable(getattr(est, "diagnostics_", None)) or {})}
         if method != "gold" and gold is not None and np.isfinite(gold[obs == 1]).any():
             diag["flip_rates"]["gold_check"] = _gold_check(fb, obs, gold, config)
@@ -483,20 +483,20 @@ def _fit_nuisances(
         t0 = time.perf_counter()
         from causalrm.noise import clean_posterior, fit_pseudo_labels
 
-        weighted = config.proxy_weighting == "propensity" and nuis.weights is not None
-        kw = {"random_state": config.seed, **({"propensity": nuis.weights} if weighted else {})}
-        shared = getattr(nuis.flip_estimator, "proxy_scores_", None)  # the anchor proxy: same rows, weights, seed
-        if "pseudo_label" in needs and shared is not None:
-            nuis.pseudo_label = clean_posterior(shared, rho01=nuis.rho01, rho10=nuis.rho10)
-        elif "pseudo_label" in needs:
-            nuis.pseudo_label = np.asarray(
-                fit_pseudo_labels(X_fit, fb, obs, rho01=nuis.rho01, rho10=nuis.rho10, **kw), dtype=np.float64)
+        # One proxy f of P(r = 1 | x) serves both: the anchor estimator's (same rows, weights and seed) or, with gold
+        # or fixed rates, one fitted here (fit_pseudo_labels with rho = 0 returns f itself).
+        f = getattr(nuis.flip_estimator, "proxy_scores_", None)
+        if f is None:
+            f = fit_pseudo_labels(X_fit, fb, obs, rho01=0.0, rho10=0.0, random_state=config.seed,
+                                  propensity=proxy_weights)
+        f = np.asarray(f, dtype=np.float64)
+        if "pseudo_label" in needs:
+            nuis.pseudo_label = clean_posterior(f, rho01=nuis.rho01, rho10=nuis.rho10)
         if "pseudo_label_noisy" in needs:
-            nuis.pseudo_label_noisy = np.asarray(
-                fit_pseudo_labels(X_fit, fb, obs, rho01=0.0, rho10=0.0, **kw), dtype=np.float64)
+            nuis.pseudo_label_noisy = f
         q = nuis.pseudo_label if nuis.pseudo_label is not None else nuis.pseudo_label_noisy
         diag["pseudo_label"] = {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max()),
-                                "weighting": "propensity" if weighted else "none"}
+                                "weighting": "propensity" if proxy_weights is not None else "none"}
         diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
     return nuis
 
