@@ -1,5 +1,5 @@
 """Per-epoch trace of training on one simulated log: the validation estimate early stopping sees, beside the clean
-test R² it cannot see.
+validation loss it estimates (every val row's true label) and the clean test R², neither of which it can see.
 
 Diagnosis only: it reads the simulation's test labels, so nothing it prints may be used to choose a model or a
 setting. Each entry of ``--methods`` is ``METHOD`` or ``METHOD:VAL_METHOD`` (train with one estimator, watch another);
@@ -16,12 +16,14 @@ import json
 import os
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm import schema  # noqa: E402
 from causalrm.backbones import build_backbone  # noqa: E402
 from causalrm.bench import BenchConfig, _load_rated  # noqa: E402
-from causalrm.evaluation import evaluate_scores  # noqa: E402
+from causalrm.evaluation import evaluate_scores, sigmoid  # noqa: E402
 from causalrm.losses import NOISE_AWARE  # noqa: E402
 from causalrm.pipeline import FitConfig, fit_nuisances, loss_inputs, score_with  # noqa: E402
 from causalrm.simulate import simulate_with_config  # noqa: E402
@@ -30,7 +32,8 @@ from causalrm.trainer import cpu_threads, train  # noqa: E402
 
 def trace(log, X, nuis, config: FitConfig, every: int) -> list[dict[str, float]]:
     """Train ``config.method`` for ``config.max_epochs`` epochs; after every ``every``-th epoch (and the first ten)
-    record the validation estimate of ``config.validation_method`` and the clean test R²."""
+    record the validation estimate of ``config.validation_method``, the clean loss it estimates (squared error of
+    sigma(z) against ``true_label`` over every val row, observed or not) and the clean test R²."""
     rows = nuis.rows
     is_train, is_val = nuis.split == schema.TRAIN, nuis.split == schema.VAL
     noisy = any(m in NOISE_AWARE for m in config.methods_needed())
@@ -38,11 +41,14 @@ def trace(log, X, nuis, config: FitConfig, every: int) -> list[dict[str, float]]
     backbone = build_backbone(config.backbone, X[rows], config.backbone_kwargs(), seed=config.seed)
     feats = [backbone.featurize(log[rows[m].tolist()], X[rows[m]]) for m in (is_train, is_val)]
     record: list[dict[str, float]] = []
+    val_rows, true_label = rows[is_val], log[schema.TRUE_LABEL].to_numpy().astype(np.float64)
 
     def progress(epoch: int, max_epochs: int, train_loss: float, val_estimate: float) -> None:
         if epoch <= 10 or epoch % every == 0:
-            r2 = evaluate_scores(log, score_with(backbone, config, log, X))["metrics"]["r2"]
-            record.append({"epoch": epoch, "val_estimate": val_estimate, "test_r2": r2})
+            scores = score_with(backbone, config, log, X)
+            r2 = evaluate_scores(log, scores)["metrics"]["r2"]
+            val_ideal = float(np.mean((sigmoid(scores[val_rows]) - true_label[val_rows]) ** 2))
+            record.append({"epoch": epoch, "val_estimate": val_estimate, "val_ideal": val_ideal, "test_r2": r2})
 
     train(backbone, feats[0], loss_inputs(log, nuis, config.method, is_train), feats[1],
           loss_inputs(log, nuis, (config.method, config.validation_method), is_val), tcfg, progress=progress)
@@ -79,7 +85,8 @@ def main() -> None:
             print(f"{method} (watching {config.validation_method}): lowest val estimate {best['val_estimate']:.4f} at "
                   f"epoch {best['epoch']} (test R2 {best['test_r2']:.3f}); test R2 peaks at {peak['test_r2']:.3f} "
                   f"(epoch {peak['epoch']}); last epoch: val {last['val_estimate']:.4f}, R2 {last['test_r2']:.3f}")
-            print("  " + " ".join(f"{r['epoch']}:{r['val_estimate']:.3f}/{r['test_r2']:.2f}" for r in rec))
+            print("  epoch:val estimate/clean val loss/test R2  " + " ".join(
+                f"{r['epoch']}:{r['val_estimate']:.3f}/{r['val_ideal']:.3f}/{r['test_r2']:.2f}" for r in rec))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"args": vars(args), "traces": out}, fh, indent=1)

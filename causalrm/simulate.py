@@ -312,37 +312,13 @@ def teacher_score(
 # --------------------------------------------------------------------------------------------------------------------
 # the simulator
 # --------------------------------------------------------------------------------------------------------------------
-def simulate(
-    rated: pl.DataFrame,
-    *,
-    alpha: float = 0.5,
-    rho01: float = 0.2,
-    rho10: float = 0.1,
-    observation_rate: float = 0.2,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.2,
-    rating: str = "real",
-    teacher: str = "linear",
-    snr: float | None = None,
-    embeddings: np.ndarray | None = None,
-    teacher_range: Sequence[float] | None = None,
-    teacher_seed: int | None = None,
-    threshold: str | float = "levels",
-    seed: int = 0,
-    dataset: str | None = None,
-) -> pl.DataFrame:
+def simulate(rated: pl.DataFrame, **params: Any) -> pl.DataFrame:
     """Simulate a selection-biased, noisy impression log from a rated dataset (METHOD.md, the paper's experiment).
 
-    See the module docstring for the protocol and output columns; :func:`simulate_with_config` also returns the
-    :class:`SimulationConfig`. ``rated`` needs ``prompt``, ``response`` and ``rating`` (not needed in teacher mode
-    when ``teacher_range`` is given); ``response_id``, ``pair_id``, ``split`` are used when present.
-    ``embeddings`` (float ``(n, d)``, rows aligned with ``rated``) is required for ``rating="teacher"``.
+    The log of :func:`simulate_with_config` (same keyword parameters and defaults), without its
+    :class:`SimulationConfig`. See the module docstring for the protocol and output columns.
     """
-    return simulate_with_config(
-        rated, alpha=alpha, rho01=rho01, rho10=rho10, observation_rate=observation_rate, val_fraction=val_fraction,
-        test_fraction=test_fraction, rating=rating, teacher=teacher, snr=snr, embeddings=embeddings,
-        teacher_range=teacher_range, teacher_seed=teacher_seed, threshold=threshold, seed=seed, dataset=dataset,
-    )[0]
+    return simulate_with_config(rated, **params)[0]
 
 
 def simulate_with_config(
@@ -364,7 +340,12 @@ def simulate_with_config(
     seed: int = 0,
     dataset: str | None = None,
 ) -> tuple[pl.DataFrame, SimulationConfig]:
-    """:func:`simulate`, returning ``(log, config)``."""
+    """Simulate a log (module docstring) and return ``(log, config)``.
+
+    ``rated`` needs ``prompt``, ``response`` and ``rating`` (not needed in teacher mode when ``teacher_range`` is
+    given); ``response_id``, ``pair_id``, ``split`` are used when present. ``embeddings`` (float ``(n, d)``, rows
+    aligned with ``rated``) is required for ``rating="teacher"``.
+    """
     validate_parameters(
         alpha=alpha, rho01=rho01, rho10=rho10, observation_rate=observation_rate, val_fraction=val_fraction,
         test_fraction=test_fraction, rating=rating, teacher=teacher, snr=snr, teacher_range=teacher_range,
