@@ -46,6 +46,14 @@ in s, so exactly
 observed positive the term -rho01 l(z, 0) / D falls linearly in z), and so is the DR term (1 - o/p) e whenever
 o/p > 1. Therefore "bce" is offered only with the non-negative guard of ``reduce_components`` (Kiryo et al. 2017).
 
+Misspecified weights (squared error; ``tests/test_losses.py`` enumerates it). Write kappa = p_true / p at one x
+(kappa < 1 where p overestimates, e.g. wherever clipping raised it). CausalRM-IPS's expected term is kappa times the
+clean expected loss, so a wrong weight moves only how much each x counts, never its pointwise minimiser eta =
+P(r* = 1 | x). CausalRM-DR's expected term is (1 - kappa) l(z, q) + kappa E[l(z, r*)], whose minimiser moves to
+eta + (1 - kappa)(q - eta), towards the imputation: with neither p nor q right, DR is pulled to q, both as a training
+loss and as a validation estimate. Per row, an observed impression carries the weight 1 - 1/p < 0 on e, so a
+flexible model is also rewarded for moving away from q on the observed rows it can memorise.
+
 References
 ----------
 * N. Natarajan, I. Dhillon, P. Ravikumar, A. Tewari. Learning with Noisy Labels. NeurIPS 2013.

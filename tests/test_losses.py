@@ -366,3 +366,33 @@ def test_pairwise_bradley_terry(base):
     assert np.all(g[[4, 5]] == 0)  # the unlogged pair carries no IPS weight
     with pytest.raises(InputError, match="outside"):
         pairwise_terms("naive", z, np.array([[0, 9]]), inputs.index([0]))
+
+
+@pytest.mark.parametrize("kappa", [0.4, 1.0, 1.5])
+def test_pointwise_minimisers_under_a_wrong_propensity(kappa):
+    """With "mse", enumerate (r*, o, r) at one x and minimise the expected term over s = sigma(z).
+
+    The weight p_used = p / kappa is wrong unless kappa = 1 (kappa < 1: p overestimated, as clipping does). A wrong
+    weight only rescales CausalRM-IPS's expected term, so its minimiser stays eta = P(r* = 1 | x); denoise ignores
+    the weight; CausalRM-DR's expected term is (1 - kappa) l(z, q) + kappa l(z, r*), so its minimiser moves to
+    eta + (1 - kappa)(q - eta), towards the imputation; naive fits the noisy rate."""
+    eta, p, q, rho01, rho10 = 0.3, 0.2, 0.7, 0.2, 0.1
+    p_used = p / kappa
+    s = np.linspace(1e-4, 1 - 1e-4, 9999)
+    z = torch.tensor(np.log(s / (1 - s)))
+    n = len(s)
+    expected = {m: np.zeros(n) for m in ("naive", "denoise", "causalrm-ips", "causalrm-dr")}
+    for r_star, p_star in ((1.0, eta), (0.0, 1 - eta)):
+        p_r1 = 1 - rho01 if r_star else rho10
+        for o_val, p_o in ((1.0, p), (0.0, 1 - p)):
+            for r_val in (0.0, 1.0):
+                prob = p_star * p_o * ((p_r1 if r_val else 1 - p_r1) if o_val else 0.5)
+                inputs = to_inputs(np.full(n, r_val), np.full(n, o_val), np.full(n, p_used), np.full(n, q),
+                                   np.full(n, r_star))
+                for m in expected:
+                    expected[m] += prob * loss_terms(m, z, inputs, rho01=rho01, rho10=rho10).numpy()
+    argmin = {m: s[np.argmin(v)] for m, v in expected.items()}
+    assert argmin["causalrm-ips"] == pytest.approx(eta, abs=2e-4)
+    assert argmin["denoise"] == pytest.approx(eta, abs=2e-4)
+    assert argmin["causalrm-dr"] == pytest.approx(eta + (1 - kappa) * (q - eta), abs=2e-4)
+    assert argmin["naive"] == pytest.approx((1 - rho01) * eta + rho10 * (1 - eta), abs=2e-4)
