@@ -39,7 +39,7 @@ from causalrm import schema
 from causalrm.backbones import Backbone, build_backbone, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
-from causalrm.trainer import TrainConfig, TrainHistory, predict_logits, cpu_threads, train
+from causalrm.trainer import TrainConfig, TrainHistory, TrainOptions, predict_logits, cpu_threads, train
 
 StageFn = Callable[[str], None]
 FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
@@ -65,23 +65,19 @@ NEEDS: dict[str, frozenset[str]] = {
 # configuration
 # --------------------------------------------------------------------------------------------------------------------
 @dataclass
-class FitConfig:
+class FitConfig(TrainOptions):
     """Everything that determines a fit (JSON round trip: ``to_dict`` / ``from_dict``).
 
-    Estimator
-        method: one of ``causalrm.losses.METHODS`` (default ``causalrm-dr``).
-        base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
-        val_method: the estimator evaluated on the val split for early stopping; ``None`` (default) = ``method``
-        itself. Another debiased estimator can be named (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an
-        estimate that does not involve its own pseudo-labels); it never reads clean labels (``oracle`` excepted).
+    Estimator and optimisation: the fields of :class:`causalrm.trainer.TrainOptions` (method, default
+    ``causalrm-dr``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
+    grad_accum_steps, autocast_dtype, max_grad_norm, eval_batch_size, device, seed, num_threads). Here seed also
+    fixes the split, the nuisances and the initialisation, and num_threads covers BLAS during the nuisance fits.
+    val_method may name another debiased estimator (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an estimate
+    that does not involve its own pseudo-labels); it never reads clean labels (``oracle`` excepted).
     Backbone
         backbone: ``"mlp"`` (head on frozen embeddings) or ``"lora"``; hidden: MLP hidden sizes (256, 64);
         backbone_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.1}``, LoRA model id and rank).
         embedder: embedding model id used when no ``X`` is passed (and by ``score`` on new logs).
-    Optimisation (the paper's: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30)
-        lr, weight_decay, batch_size, max_epochs, patience (epochs without a better validation estimate; 0 = never
-        stop early), min_delta, grad_accum_steps, autocast_dtype (``None``/``"bfloat16"``/``"float16"``),
-        max_grad_norm, eval_batch_size.
     Nuisances
         clip: floor on p_hat when it is used as a weight (0.1). propensity_model: ``"mlp"`` or ``"logistic"``;
         propensity_folds: cross-fitting folds; use_logged_propensity: use the log's ``logged_propensity`` column
@@ -93,29 +89,14 @@ class FitConfig:
         rates and the DR pseudo-labels, whenever propensities are fitted: importance weighting re-targets the proxy
         at all impressions, where the anchors live and where DR imputes (under strong selection the observed rows
         are ~90% positive and an unweighted proxy shrinks towards that rate); ``"none"`` fits the rows as they are.
-    Rows and randomness
+    Rows
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
-        device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: split, nuisances, initialisation, batches.
-        num_threads: CPU threads (torch and BLAS) during the fit (``None`` = unchanged; 1 is much faster on a busy CPU).
     """
 
-    method: str = "causalrm-dr"
-    val_method: str | None = None
-    base_loss: str = "mse"
     backbone: str = "mlp"
     hidden: tuple[int, ...] = (256, 64)
     backbone_options: dict[str, Any] = field(default_factory=dict)
     embedder: str = DEFAULT_EMBEDDER
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    batch_size: int = 512
-    max_epochs: int = 600
-    patience: int | None = 30
-    min_delta: float = 0.0
-    grad_accum_steps: int = 1
-    autocast_dtype: str | None = None
-    max_grad_norm: float | None = None
-    eval_batch_size: int = 8192
     clip: float = 0.1
     propensity_model: str = "mlp"
     propensity_folds: int = 5
@@ -127,9 +108,6 @@ class FitConfig:
     flip_bootstrap: int = 200
     proxy_weighting: str = "propensity"
     val_fraction: float = 0.2
-    device: str = "auto"
-    seed: int = 0
-    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         self.hidden = as_int_tuple(self.hidden)

@@ -35,20 +35,18 @@ _AUTOCAST = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torc
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation settings of :func:`train` (defaults: the paper's head training).
+class TrainOptions:
+    """The optimisation settings a user chooses, declared once: :class:`TrainConfig` and ``pipeline.FitConfig``
+    both extend it (defaults: the paper's head training: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30).
 
     method: estimator name of ``causalrm.losses.METHODS`` (training loss and, by default, validation estimate).
     val_method: the estimator evaluated on the validation rows for early stopping (``None`` = ``method``).
-    rho01, rho10: flip rates handed to the noise-aware estimators; base_loss: ``"mse"`` (Brier, bounded) or ``"bce"``;
-    nonneg: the class-wise non-negative guard of ``losses.estimate`` (``None`` = on for "bce", off for "mse";
-    ``False`` with "bce" is the unguarded surrogate, for demonstrations only).
+    base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
     lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
     improvement larger than ``min_delta`` before stopping (``None`` or 0 = never stop early).
     grad_accum_steps: split each batch into this many micro-batches (same effective batch; for big backbones).
     autocast_dtype: ``None``, ``"bfloat16"`` or ``"float16"`` (mixed precision forward; the loss stays float32).
-    max_grad_norm: clip the gradient norm (``None`` = off). sort_by_length: when ``Features.lengths`` exists, group
-    rows of similar length into batches (order of batches still shuffled). eval_batch_size: rows per no-grad pass.
+    max_grad_norm: clip the gradient norm (``None`` = off). eval_batch_size: rows per no-grad pass.
     device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: batch order (and dropout).
     num_threads: CPU threads torch may use while training (``None`` = torch's setting). On a shared or busy CPU,
     1 is often many times faster than the default (threads spin waiting for each other).
@@ -56,10 +54,7 @@ class TrainConfig:
 
     method: str = "causalrm-dr"
     val_method: str | None = None
-    rho01: float = 0.0
-    rho10: float = 0.0
     base_loss: str = "mse"
-    nonneg: bool | None = None
     lr: float = 5e-4
     weight_decay: float = 0.0
     batch_size: int = 512
@@ -69,11 +64,27 @@ class TrainConfig:
     grad_accum_steps: int = 1
     autocast_dtype: str | None = None
     max_grad_norm: float | None = None
-    sort_by_length: bool = True
     eval_batch_size: int = 8192
     device: str = "auto"
     seed: int = 0
     num_threads: int | None = None
+
+
+@dataclass
+class TrainConfig(TrainOptions):
+    """Settings of :func:`train`: the :class:`TrainOptions` plus what the pipeline derives or fixes.
+
+    rho01, rho10: flip rates handed to the noise-aware estimators (estimated or fixed by the pipeline).
+    nonneg: the class-wise non-negative guard of ``losses.estimate`` (``None`` = on for "bce", off for "mse";
+    ``False`` with "bce" is the unguarded surrogate, for demonstrations only).
+    sort_by_length: when ``Features.lengths`` exists, group rows of similar length into batches (order of batches
+    still shuffled).
+    """
+
+    rho01: float = 0.0
+    rho10: float = 0.0
+    nonneg: bool | None = None
+    sort_by_length: bool = True
 
     @classmethod
     def from_any(cls, config: Any, **overrides: Any) -> TrainConfig:
