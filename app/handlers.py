@@ -50,7 +50,7 @@ DEFAULT_RATING_MODE = "teacher (semi-synthetic, known score)"
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 TRAIN_METHODS = ("naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
 ORACLE = "oracle"
-DEFAULT_METHODS = ("naive", "causalrm-dr")
+DEFAULT_METHODS = ("naive", "causalrm-ips")  # what the app compares unless told otherwise
 FLIP_METHODS = {"anchor quantile (default)": "anchor-quantile", "anchor min/max": "anchor-minmax",
                 "gold labels": "gold"}
 DEVICES = ("auto", "cuda", "cpu")

@@ -69,7 +69,7 @@ class FitConfig(TrainOptions):
     """Everything that determines a fit (JSON round trip: ``to_dict`` / ``from_dict``).
 
     Estimator and optimisation: the fields of :class:`causalrm.trainer.TrainOptions` (method, default
-    ``causalrm-dr``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
+    ``causalrm-ips``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
     grad_accum_steps, autocast_dtype, max_grad_norm, eval_batch_size, device, seed, num_threads). Here seed also
     fixes the split, the nuisances and the initialisation, and num_threads covers BLAS during the nuisance fits.
     val_method may name another debiased estimator (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an estimate

@@ -40,6 +40,8 @@ class TrainOptions:
     both extend it (defaults: the paper's head training: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30).
 
     method: estimator name of ``causalrm.losses.METHODS`` (training loss and, by default, validation estimate).
+    Default ``causalrm-ips``: on the logs measured in docs/RESULTS.md it is never far behind CausalRM-DR and far
+    steadier (DR's pull towards its pseudo-labels: ``causalrm.losses``, "Misspecified weights").
     val_method: the estimator evaluated on the validation rows for early stopping (``None`` = ``method``).
     base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
     lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
@@ -52,7 +54,7 @@ class TrainOptions:
     1 is often many times faster than the default (threads spin waiting for each other).
     """
 
-    method: str = "causalrm-dr"
+    method: str = "causalrm-ips"
     val_method: str | None = None
     base_loss: str = "mse"
     lr: float = 5e-4

@@ -1,5 +1,5 @@
 """The whole workbench flow in a real browser (Debian's chromium through Playwright) on the bundled sample:
-load, fit the propensity, estimate the noise, train naive + causalrm-dr for a few epochs, compare. Asserts that the
+load, fit the propensity, estimate the noise, train naive + causalrm-ips for a few epochs, compare. Asserts that the
 plotly plots and the metrics table render, and saves a screenshot of each tab under test-artifacts/screenshots/."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def test_whole_flow_in_the_browser(page):
     assert "true (simulation setting)" in page.inner_text("#noise-table")
     _shot(page, "3-noise.png")
 
-    # 4 - Train naive + causalrm-dr (the defaults) for 3 epochs
+    # 4 - Train naive + causalrm-ips (the defaults) for 3 epochs
     _tab(page, "4 · Train")
     epochs = page.locator("#epochs input")
     epochs.fill("3")
@@ -100,7 +100,7 @@ def test_whole_flow_in_the_browser(page):
     page.wait_for_selector("#train-status >> text=Done", timeout=150_000)
     _plot_rendered(page, "loss-curves")
     results = page.inner_text("#train-results")
-    assert "naive" in results and "causalrm-dr" in results
+    assert "naive" in results and "causalrm-ips" in results
     _no_error_toast(page)
     _shot(page, "4-train.png")
 
@@ -109,7 +109,7 @@ def test_whole_flow_in_the_browser(page):
     page.click("#compare")
     page.wait_for_selector("#rank-summary >> text=Kendall", timeout=90_000)
     metrics = page.inner_text("#metrics-table")
-    assert "naive" in metrics and "causalrm-dr" in metrics and "r2" in metrics
+    assert "naive" in metrics and "causalrm-ips" in metrics and "r2" in metrics
     assert "true_label" in page.inner_text("#metrics-note")
     _plot_rendered(page, "reward-scatter")
     _plot_rendered(page, "metric-bars")

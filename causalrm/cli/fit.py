@@ -22,14 +22,15 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.losses import METHODS
-    from causalrm.pipeline import FLIP_METHODS, PROPENSITY_MODELS, PROXY_WEIGHTINGS
+    from causalrm.pipeline import FLIP_METHODS, PROPENSITY_MODELS, PROXY_WEIGHTINGS, FitConfig
 
     p = subparsers.add_parser(
         "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
-        description="Fit a reward model on LOG with a debiased, denoised estimator (default causalrm-dr).",
+        description=f"Fit a reward model on LOG with a debiased, denoised estimator (default {FitConfig.method}).",
     )
     p.add_argument("log", metavar="LOG", help="impression log (.parquet, .csv, .tsv, .jsonl, .json; optionally .gz)")
-    p.add_argument("--method", default="causalrm-dr", help=f"estimator: {', '.join(METHODS)} (default causalrm-dr)")
+    p.add_argument("--method", default=FitConfig.method,
+                   help=f"estimator: {', '.join(METHODS)} (default {FitConfig.method})")
     p.add_argument("--val-method", default=None,
                    help="estimator evaluated on the val split for early stopping (default: --method itself)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (replaced if it is a run)")
