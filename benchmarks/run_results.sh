@@ -2,8 +2,8 @@
 # Reproduce every table of docs/RESULTS.md. Outputs go to runs/bench/ (git-ignored) (JSON + one markdown file per cell).
 # CPU only; the shipped all-MiniLM-L6-v2 embeddings make the bundled texts instant. On a shared machine pass
 # THREADS=1 (default) so torch/BLAS do not oversubscribe the cores. SEEDS, DATASETS, ALPHAS, RATINGS override the grid;
-# CONTROL=0 skips the synthetic control.
-#   JOBS=2 bash benchmarks/run_results.sh          # everything, two cells at a time (about 40 min on 2 cores)
+# CONTROL=0 skips the synthetic control, ABLATION=0 the 10-seed paired ablation.
+#   JOBS=2 bash benchmarks/run_results.sh          # everything, two cells at a time (about 45 min on 2 cores)
 #   DATASETS=ultrafeedback bash benchmarks/run_results.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,6 +67,18 @@ for dataset in $DATASETS; do
   done
 done
 
+# The paper's ablation with more seeds (ABLATION=0 skips it): the WildBench teacher cells again over 10 seeds, read
+# as paired per-seed differences by benchmarks/paired_differences.py (written to $OUT/paired.md below).
+if [[ "${ABLATION:-1}" == 1 ]]; then
+  for alpha in $ALPHAS; do
+    for scenario in "0.2 0.1" "0.1 0.2"; do
+      set -- $scenario
+      SEEDS=0,1,2,3,4,5,6,7,8,9 cell "wildbench_teacher_a${alpha}_r${1}-${2}_10seeds" --dataset wildbench \
+        --rating teacher --alpha "$alpha" --rho01 "$1" --rho10 "$2"
+    done
+  done
+fi
+
 # Real feedback: oasst1 emoji reactions, evaluated against the crowd quality label on held-out prompt groups;
 # then with flip rates from the audited gold labels of the train/val rows (FlipRateEstimator "gold").
 cell oasst1_real-feedback --dataset oasst1
@@ -116,4 +128,7 @@ for name, d in cells:
     au = f"{sum(auc) / len(auc):.2f}" if auc else "–"
     print(f"| {name} | " + " | ".join(gap(d["summary"], m) for m in gapped) + f" | {rh} | {au} |")
 PY
-echo "done: $OUT (summary: $OUT/summary.md)"
+if compgen -G "$OUT/*_10seeds.json" >/dev/null; then
+  python benchmarks/paired_differences.py "$OUT"/*_10seeds.json > "$OUT/paired.md"
+fi
+echo "done: $OUT (summary: $OUT/summary.md, paired ablation: $OUT/paired.md)"
