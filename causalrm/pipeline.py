@@ -43,6 +43,8 @@ from causalrm.trainer import TrainConfig, TrainHistory, TrainOptions, predict_lo
 
 StageFn = Callable[[str], None]
 FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
+#: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
+LINEAR_HEAD_LR = 5e-3
 PROPENSITY_MODELS = ("mlp", "logistic")
 PROXY_WEIGHTINGS = ("propensity", "none")
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -76,6 +78,10 @@ class FitConfig(TrainOptions):
     that does not involve its own pseudo-labels); it never reads clean labels (``oracle`` excepted).
     Backbone
         backbone: ``"mlp"`` (head on frozen embeddings) or ``"lora"``; hidden: MLP hidden sizes (256, 64);
+        select_head: also train a linear head (``hidden=()``, lr ``LINEAR_HEAD_LR``) and keep whichever of the two
+        has the lower best validation estimate (same estimator, same val rows, shared nuisances: no clean label is
+        read). A linear head cannot memorise rows, which is what small logs and CausalRM-DR's per-row imputation
+        term punish (docs/RESULTS.md); it needs the larger step size to converge within the epoch budget.
         backbone_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.1}``, LoRA model id and rank).
         embedder: embedding model id used when no ``X`` is passed (and by ``score`` on new logs).
     Nuisances
@@ -95,6 +101,7 @@ class FitConfig(TrainOptions):
 
     backbone: str = "mlp"
     hidden: tuple[int, ...] = (256, 64)
+    select_head: bool = False
     backbone_options: dict[str, Any] = field(default_factory=dict)
     embedder: str = DEFAULT_EMBEDDER
     clip: float = 0.1
@@ -149,6 +156,8 @@ class FitConfig(TrainOptions):
             raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.propensity_folds < 2:
             raise InputError(f"propensity_folds must be >= 2, got {self.propensity_folds}")
+        if self.select_head and self.backbone != "mlp":
+            raise InputError("select_head compares MLP heads on frozen embeddings; use it with backbone mlp")
         if isinstance(self.seed, bool) or int(self.seed) < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         self.train_config().validate()
@@ -529,7 +538,9 @@ def _fit_rows_X(log: pl.DataFrame, X: np.ndarray | None, rows: np.ndarray, confi
 @dataclass
 class FitResult:
     """A fitted reward model: ``config``, ``backbone`` (trained, best epoch), ``history`` (:class:`TrainHistory`),
-    ``nuisances`` (:class:`Nuisances`), ``split`` (role of each row of the fitted log) and ``seconds``."""
+    ``nuisances`` (:class:`Nuisances`), ``split`` (role of each row of the fitted log), ``seconds`` and, when
+    ``select_head`` chose among heads, ``selection`` (the candidates' best validation estimates; ``config`` is the
+    chosen candidate's, so refitting it reproduces the model)."""
 
     config: FitConfig
     backbone: Backbone
@@ -537,6 +548,7 @@ class FitResult:
     nuisances: Nuisances
     split: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    selection: dict[str, Any] | None = None
 
     def score(self, log: pl.DataFrame, X: np.ndarray | None = None) -> np.ndarray:
         """Reward logits z (float32, one per row of ``log``); ``X`` None = embed with ``config.embedder``."""
@@ -544,7 +556,7 @@ class FitResult:
 
     def diagnostics(self) -> dict[str, Any]:
         return jsonable({"nuisances": self.nuisances.to_dict(), "history": self.history.to_dict(),
-                         "seconds": self.seconds})
+                         "seconds": self.seconds, "selection": self.selection})
 
 
 def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.ndarray | None) -> np.ndarray:
@@ -617,8 +629,29 @@ def fit_log(
     if not isinstance(log, pl.DataFrame):
         raise InputError(f"log must be a polars DataFrame, got {type(log).__name__}")
     with cpu_threads(config.num_threads):
-        return _fit_log(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
-                        on_stage=on_stage)
+        if not config.select_head:
+            return _fit_log(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
+                            on_stage=on_stage)
+        candidates = [config.replace(select_head=False), config.replace(select_head=False, hidden=(),
+                                                                         lr=LINEAR_HEAD_LR)]
+        results: list[FitResult] = []
+        for candidate in candidates:
+            results.append(_fit_log(log, X, candidate, progress=progress, should_stop=should_stop,
+                                    nuisances=nuisances, on_stage=on_stage))
+            nuisances = results[-1].nuisances
+            if results[-1].history.stop_reason == "cancelled":
+                break
+        best = min(range(len(results)), key=lambda i: results[i].history.best_val_estimate)
+        chosen = results[best]
+        chosen.seconds = {**chosen.seconds, "total": sum(r.seconds["total"] for r in results)}
+        chosen.selection = {
+            "criterion": f"lowest best {chosen.history.val_method} estimate on the val split",
+            "chosen": best,
+            "candidates": [{"hidden": list(r.config.hidden), "lr": r.config.lr,
+                            "best_val_estimate": r.history.best_val_estimate, "best_epoch": r.history.best_epoch}
+                           for r in results],
+        }
+        return chosen
 
 
 def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> FitResult:

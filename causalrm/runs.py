@@ -118,6 +118,7 @@ def save_run(
         "history": history,
         "test": evaluation,
         "seconds": result.seconds,
+        "selection": result.selection,
     }
     config = {
         "format": RUN_FORMAT, "version": RUN_VERSION, "causalrm_version": __version__,

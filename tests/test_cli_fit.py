@@ -123,3 +123,15 @@ def test_untrustworthy_flip_rates_are_one_warning_line(files, tmp_path, capsys):
     lines = [line for line in err.splitlines() if "proxy" in line]
     assert lines and all(line.startswith("warning: ") for line in lines)
     assert "UserWarning" not in err and "warnings.warn" not in err
+
+
+def test_fit_select_head_records_both_heads(files, tmp_path, capsys):
+    assert _fit(files, "causalrm-ips", tmp_path / "sel", "--select-head") == 0
+    out = capsys.readouterr().out
+    assert "head (lowest validation estimate)" in out and "16,8 (lr 0.0005)" in out and "linear (lr 0.005)" in out
+    metrics = json.loads((tmp_path / "sel" / "metrics.json").read_text())
+    sel = metrics["selection"]
+    chosen = sel["candidates"][sel["chosen"]]
+    assert metrics["validation"]["best_val_estimate"] == pytest.approx(chosen["best_val_estimate"])
+    fit = json.loads((tmp_path / "sel" / "config.json").read_text())["fit"]
+    assert fit["hidden"] == chosen["hidden"] and fit["lr"] == chosen["lr"] and fit["select_head"] is False

@@ -71,7 +71,8 @@ def test_every_method_end_to_end(data, method):
     h = result.history
     assert 1 <= h.best_epoch <= h.epochs <= 6 and len(h.val_estimate) == h.epochs
     assert h.n_train == int(np.sum(result.split == "train")) and h.n_val == int(np.sum(result.split == "val"))
-    assert set(result.diagnostics()) == {"nuisances", "history", "seconds"}
+    assert set(result.diagnostics()) == {"nuisances", "history", "seconds", "selection"}
+    assert result.selection is None
 
 
 def test_fit_log_fits_only_the_nuisances_a_method_needs():
@@ -247,3 +248,33 @@ def test_validation_method_override(data):
     assert val == pytest.approx(r.history.best_val_estimate, rel=1e-5)
     with pytest.raises(InputError):
         fast_config("naive", val_method="oracle").validate()
+
+
+@pytest.mark.parametrize("method", ["naive", "causalrm-ips", "causalrm-dr"])
+def test_select_head_keeps_the_head_with_the_lower_validation_estimate(data, method):
+    """select_head trains the configured head and a linear one on shared nuisances, keeps the lower best val
+    estimate, records both, and returns the chosen candidate's config: refitting it gives the same model."""
+    from causalrm.pipeline import LINEAR_HEAD_LR
+
+    log, X, nuis = data
+    result = fit_log(log, X, fast_config(method, select_head=True), nuisances=nuis)
+    sel = result.selection
+    assert [c["hidden"] for c in sel["candidates"]] == [[16, 8], []]
+    assert [c["lr"] for c in sel["candidates"]] == [fast_config().lr, LINEAR_HEAD_LR]
+    vals = [c["best_val_estimate"] for c in sel["candidates"]]
+    assert sel["chosen"] == int(np.argmin(vals))
+    assert result.history.best_val_estimate == min(vals)
+    assert list(result.config.hidden) == sel["candidates"][sel["chosen"]]["hidden"]
+    assert not result.config.select_head
+    alone = fit_log(log, X, result.config, nuisances=nuis)
+    assert alone.history.best_val_estimate == pytest.approx(result.history.best_val_estimate, rel=1e-6)
+    np.testing.assert_allclose(alone.score(log, X), result.score(log, X), rtol=1e-5, atol=1e-6)
+    for candidate in sel["candidates"]:  # each candidate's record is what fitting it alone gives
+        cfg = fast_config(method, hidden=tuple(candidate["hidden"]), lr=candidate["lr"])
+        assert fit_log(log, X, cfg, nuisances=nuis).history.best_val_estimate == pytest.approx(
+            candidate["best_val_estimate"], rel=1e-6)
+
+
+def test_select_head_needs_the_mlp_backbone():
+    with pytest.raises(InputError, match="select_head"):
+        fast_config("naive", select_head=True, backbone="lora").validate()

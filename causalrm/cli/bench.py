@@ -46,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--base-loss", default=None, choices=("mse", "bce"), help="default mse")
     p.add_argument("--val-method", default=None,
                    help="estimator used for early stopping of every method except naive/oracle (default: its own)")
+    p.add_argument("--select-head", action="store_true",
+                   help="every method also trains a linear head and keeps the one its validation estimate prefers")
     p.add_argument("--fixed-rates", action="store_true",
                    help="give the estimators the true rho01/rho10 instead of estimating them (ablation)")
     p.add_argument("--model", dest="embedder", default="all-MiniLM-L6-v2", help="embedding model")
@@ -82,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         fit["val_method"] = args.val_method
     if args.fixed_rates:
         fit.update(rho01=args.rho01, rho10=args.rho10)
+    if args.select_head:
+        fit["select_head"] = True
     config = BenchConfig(
         dataset=args.dataset, alpha=args.alpha, rho01=args.rho01, rho10=args.rho10,
         observation_rate=args.observation_rate, rating=args.rating, teacher=args.teacher, snr=args.snr,

@@ -37,6 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_log_arguments(p)
     p.add_argument("--backbone", default="mlp", help="reward model backbone: mlp (default) or lora")
     p.add_argument("--hidden", default="256,64", help="MLP hidden sizes (default 256,64)")
+    p.add_argument("--select-head", action="store_true",
+                   help="also train a linear head and keep the one with the lower validation estimate")
     p.add_argument("--epochs", type=int, default=600, help="maximum epochs (default 600)")
     p.add_argument("--patience", type=int, default=30,
                    help="stop after this many epochs without a better validation estimate (default 30; 0 = never)")
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     config = FitConfig(
         method=args.method, val_method=args.val_method, backbone=args.backbone, hidden=args.hidden, lr=args.lr,
-        batch_size=args.batch_size,
+        select_head=args.select_head, batch_size=args.batch_size,
         max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
         propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
         proxy_weighting=args.proxy_weighting,
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(epoch: int, max_epochs: int, train_loss: float, val: float) -> None:
         if bar is not None:
+            if epoch < bar.n:  # --select-head: the next candidate head starts
+                bar.reset()
             bar.update(epoch - bar.n)
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val:.4f}")
 
@@ -142,6 +146,12 @@ def run(args: argparse.Namespace) -> int:
     n = result.nuisances
     print(f"fitted {config.method} in {result.seconds['total']:.1f}s: best epoch {h.best_epoch}/{h.epochs} "
           f"({h.stop_reason}), validation estimate {h.best_val_estimate:.4f}")
+    if result.selection:
+        heads = [(",".join(map(str, c["hidden"])) or "linear", c["best_val_estimate"], c["lr"])
+                 for c in result.selection["candidates"]]
+        print("  head (lowest validation estimate): " + ", ".join(
+            f"{'*' if i == result.selection['chosen'] else ''}{name} (lr {lr:g}): {val:.4f}"
+            for i, (name, val, lr) in enumerate(heads)))
     if n.weights is not None:
         print(f"  propensity: {n.diagnostics.get('propensity', {}).get('source')}, clip {config.clip}, "
               f"{n.diagnostics['propensity']['share_clipped']:.1%} of rows clipped")
