@@ -3,7 +3,7 @@
 # CPU only; the shipped all-MiniLM-L6-v2 embeddings make the bundled texts instant. On a shared machine pass
 # THREADS=1 (default) so torch/BLAS do not oversubscribe the cores. SEEDS, DATASETS, ALPHAS, RATINGS override the grid;
 # CONTROL=0 skips the synthetic control, ABLATION=0 the 10-seed paired ablation.
-#   JOBS=2 bash benchmarks/run_results.sh          # everything, two cells at a time (about 45 min on 2 cores)
+#   JOBS=2 bash benchmarks/run_results.sh          # everything, two cells at a time (about 75 min on 2 cores)
 #   DATASETS=ultrafeedback bash benchmarks/run_results.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +75,9 @@ if [[ "${ABLATION:-1}" == 1 ]]; then
       set -- $scenario
       SEEDS=0,1,2,3,4,5,6,7,8,9 cell "wildbench_teacher_a${alpha}_r${1}-${2}_10seeds" --dataset wildbench \
         --rating teacher --alpha "$alpha" --rho01 "$1" --rho10 "$2"
+      # the same with --select-head: every method also trains a linear head, kept when its own estimate prefers it
+      SEEDS=0,1,2,3,4,5,6,7,8,9 cell "wildbench_teacher_a${alpha}_r${1}-${2}_10seeds_select-head" \
+        --dataset wildbench --rating teacher --alpha "$alpha" --rho01 "$1" --rho10 "$2" --select-head
     done
   done
 fi
@@ -128,7 +131,7 @@ for name, d in cells:
     au = f"{sum(auc) / len(auc):.2f}" if auc else "–"
     print(f"| {name} | " + " | ".join(gap(d["summary"], m) for m in gapped) + f" | {rh} | {au} |")
 PY
-if compgen -G "$OUT/*_10seeds.json" >/dev/null; then
-  python benchmarks/paired_differences.py "$OUT"/*_10seeds.json > "$OUT/paired.md"
+if compgen -G "$OUT/*_10seeds*.json" >/dev/null; then
+  python benchmarks/paired_differences.py "$OUT"/*_10seeds*.json > "$OUT/paired.md"
 fi
 echo "done: $OUT (summary: $OUT/summary.md, paired ablation: $OUT/paired.md)"
