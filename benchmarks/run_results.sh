@@ -79,6 +79,12 @@ if [[ "${ABLATION:-1}" == 1 ]]; then
       SEEDS=0,1,2,3,4,5,6,7,8,9 cell "wildbench_teacher_a${alpha}_r${1}-${2}_10seeds_select-head" \
         --dataset wildbench --rating teacher --alpha "$alpha" --rho01 "$1" --rho10 "$2" --select-head
     done
+    # diagnosis of CausalRM-DR (scenario 1): a linear head fixed in advance, and head selection on the IPS estimate
+    SEEDS=0,1,2,3,4,5,6,7,8,9 cell "wildbench_teacher_a${alpha}_r0.2-0.1_10seeds_linear-head" --dataset wildbench \
+      --rating teacher --alpha "$alpha" --rho01 0.2 --rho10 0.1 --hidden "" --lr 0.005
+    SEEDS=0,1,2,3,4,5,6,7,8,9 METHODS=causalrm-dr cell "wildbench_teacher_a${alpha}_r0.2-0.1_10seeds_dr-select-val-ips" \
+      --dataset wildbench --rating teacher --alpha "$alpha" --rho01 0.2 --rho10 0.1 --select-head \
+      --val-method causalrm-ips
   done
 fi
 

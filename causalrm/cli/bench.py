@@ -46,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--base-loss", default=None, choices=("mse", "bce"), help="default mse")
     p.add_argument("--val-method", default=None,
                    help="estimator used for early stopping of every method except naive/oracle (default: its own)")
+    p.add_argument("--hidden", default=None, help="MLP hidden sizes for every method (default 256,64; '' = linear)")
+    p.add_argument("--lr", type=float, default=None, help="Adam step size for every method (default 5e-4)")
     p.add_argument("--select-head", action="store_true",
                    help="every method also trains a linear head and keeps the one its validation estimate prefers")
     p.add_argument("--fixed-rates", action="store_true",
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
                        ("propensity_model", args.propensity_model), ("flip_method", args.flip_method),
                        ("clip", args.clip), ("proxy_weighting", args.proxy_weighting),
                        ("base_loss", args.base_loss), ("device", args.device),
+                       ("hidden", args.hidden), ("lr", args.lr),
                        ("num_threads", args.threads)):
         if value is not None:
             fit[key] = value

@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (replaced if it is a run)")
     add_log_arguments(p)
     p.add_argument("--backbone", default="mlp", help="reward model backbone: mlp (default) or lora")
-    p.add_argument("--hidden", default="256,64", help="MLP hidden sizes (default 256,64)")
+    p.add_argument("--hidden", default="256,64", help="MLP hidden sizes (default 256,64; '' = a linear head)")
     p.add_argument("--select-head", action="store_true",
                    help="also train a linear head and keep the one with the lower validation estimate")
     p.add_argument("--epochs", type=int, default=600, help="maximum epochs (default 600)")
