@@ -97,3 +97,18 @@ def test_oasst1_real_feedback_mode():
     for r in res.results:
         assert 100 < r["n_test"] < r["all_gold"]["n"]  # held-out prompt groups, evaluated apart
     assert "held-out" in res.to_markdown()
+
+
+def test_cli_bench_head_options_become_fit_overrides(tmp_path):
+    """--hidden '' --lr --select-head become fit overrides, and every method's FitConfig carries them."""
+    from causalrm.bench import BenchConfig
+
+    out = tmp_path / "b.json"
+    code = main(["bench", "--dataset", "helpsteer2", "--seeds", "0", "--methods", "naive", "--epochs", "2",
+                 "--observation-rate", "0.5", "--device", "cpu", "--hidden", "", "--lr", "0.005", "--select-head",
+                 "--json", str(out), "--quiet"])
+    assert code == 0
+    fit = json.loads(out.read_text())["config"]["fit"]
+    assert fit["hidden"] == "" and fit["lr"] == 0.005 and fit["select_head"] is True
+    cfg = BenchConfig(dataset="helpsteer2", fit=fit).fit_config("causalrm-ips", 0)
+    assert cfg.hidden == () and cfg.lr == 0.005 and cfg.select_head
