@@ -687,14 +687,15 @@ def _results_table(session: Session) -> pl.DataFrame:
     for method, res in session.results.items():
         h = res.history
         best = float(h.best_val_estimate)
-        rows.append({"method": method, "epochs": h.epochs, "best epoch": h.best_epoch,
+        head = ",".join(map(str, res.config.hidden)) or "linear" if res.config.backbone == "mlp" else "–"
+        rows.append({"method": method, "head": head, "epochs": h.epochs, "best epoch": h.best_epoch,
                      "best val estimate": round(best, 5) if math.isfinite(best) else None,
                      "stop": h.stop_reason, "device": h.device,
                      "seconds": round(float(res.seconds.get("total", 0.0)), 1)})
     if not rows:
-        return pl.DataFrame(schema={"method": pl.String, "epochs": pl.Int64, "best epoch": pl.Int64,
-                                    "best val estimate": pl.Float64, "stop": pl.String, "device": pl.String,
-                                    "seconds": pl.Float64})
+        return pl.DataFrame(schema={"method": pl.String, "head": pl.String, "epochs": pl.Int64,
+                                    "best epoch": pl.Int64, "best val estimate": pl.Float64, "stop": pl.String,
+                                    "device": pl.String, "seconds": pl.Float64})
     return pl.DataFrame(rows)
 
 
@@ -725,8 +726,12 @@ def reset_cancel(state: Session | None = None, request: gr.Request = None) -> No
 @guarded
 def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_METHODS, backbone: str = "mlp",
                  device: str = "auto", epochs: float = 50, patience: float = 30, seed: float = 0,
-                 request: gr.Request = None, progress=gr.Progress()) -> Iterator[TrainView]:
+                 select_head: bool = False, request: gr.Request = None,
+                 progress=gr.Progress()) -> Iterator[TrainView]:
     """Fit the nuisances once, then train each selected method (live loss curves; Cancel stops after the batch).
+
+    ``select_head``: each method also trains a linear head and keeps the one its validation estimate prefers
+    (``FitConfig.select_head``); the live curve then restarts for the second head.
 
     Each trained model is saved as a run folder (``causalrm.runs.save_run``) in the session's folder.
     """
@@ -764,11 +769,12 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
         raise InputError("the mlp backbone needs embeddings: press 'Compute embeddings' on the Data tab first")
     flag = cancel_flag(session.session_hash)
     config = _fit_config(session, method=methods[0], backbone=backbone, device=device, max_epochs=epochs,
-                         patience=patience, seed=seed)
+                         patience=patience, seed=seed, select_head=bool(select_head))
     config.validate()
     session.results, session.run_dirs = {}, {}
     session.train_settings = {"methods": methods, "backbone": backbone, "device": device, "epochs": epochs,
-                              "patience": patience, "seed": seed, "config": config.to_dict()}
+                              "patience": patience, "seed": seed, "select_head": bool(select_head),
+                              "config": config.to_dict()}
     log, X, stage = session.log, session.X, session.stage
     runs_root = session.folder("runs")
     events: queue.Queue = queue.Queue()
@@ -822,6 +828,9 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
             elif kind == "epoch":
                 epoch, max_epochs, train_loss, val_estimate = payload
                 h = live.setdefault(method, {"epoch": [], "train_loss": [], "val_estimate": []})
+                if h["epoch"] and epoch <= h["epoch"][-1]:  # select_head: the linear head starts
+                    for values in h.values():
+                        values.clear()
                 h["epoch"].append(int(epoch))
                 h["train_loss"].append(float(train_loss))
                 h["val_estimate"].append(None if val_estimate is None else float(val_estimate))
@@ -1188,6 +1197,8 @@ def cli_command(session: Session) -> str:
         opts.append(f"--device {ts['device']}")
     if ts.get("seed"):
         opts.append(f"--seed {ts['seed']}")
+    if ts.get("select_head"):
+        opts.append("--select-head")
     if session.embed_model and session.embed_model.rsplit("/", 1)[-1] != DEFAULT_EMBEDDER:
         opts.append(f"--model {shlex.quote(session.embed_model)}")
     if src.get("kind") == "upload":

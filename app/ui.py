@@ -175,6 +175,9 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                                                label="max epochs", elem_id="epochs")
                             patience = gr.Number(30, precision=0, minimum=0, label="patience")
                             train_seed = gr.Number(0, precision=0, minimum=0, label="seed")
+                        select_head = gr.Checkbox(False, label="also try a linear head", elem_id="select-head",
+                                                  info="mlp only: keep whichever head the method's own "
+                                                       "validation estimate prefers (twice the training time)")
                         with gr.Row():
                             train_btn = gr.Button("Train", variant="primary", elem_id="train")
                             cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -252,7 +255,7 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                         ).success(lambda: "", None, noise_status, queue=False, api_visibility="private")
 
         train_event = train_btn.click(H.reset_cancel, [state], None, queue=False, api_visibility="private").then(
-            H.train_models, [state, methods, backbone, device, epochs, patience, train_seed],
+            H.train_models, [state, methods, backbone, device, epochs, patience, train_seed, select_head],
             [state, train_status, curves, results, method_a, method_b], api_name="train",
             concurrency_id="train", concurrency_limit=train_limit, show_progress="minimal",
         )

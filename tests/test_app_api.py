@@ -61,14 +61,16 @@ def test_full_flow_over_the_api(server):
     table, heat, proxy, sweep, noise_md = c.predict("anchor quantile (default)", 0.97, False, 0.2, 0.1, 0,
                                                     api_name="/estimate_noise")
     assert table["data"][0][0].startswith("anchor") and "Training will use" in noise_md
-    status, curves, results, a, b = c.predict(["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0, api_name="/train")
+    status, curves, results, a, b = c.predict(["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0, True,
+                                              api_name="/train")
     assert status.startswith("Done"), status
     assert [row[0] for row in results["data"]] == ["naive", "causalrm-dr"]
+    assert results["headers"][1] == "head" and {row[1] for row in results["data"]} <= {"256,64", "linear"}
     out = c.predict("naive", "causalrm-dr", api_name="/compare")
     metrics, note, bars, scatter, rank_md, movers, prompts, ranking, cli, csv, parquet, zipped = out
     assert [row[0] for row in metrics["data"]] == ["naive", "causalrm-dr"] and "true_label" in note
     assert "Kendall τ" in rank_md and len(movers["data"]) > 0 and len(ranking["data"]) >= 2
-    assert "causalrm fit sim.parquet --method causalrm-dr" in cli
+    assert "causalrm fit sim.parquet --method causalrm-dr" in cli and "--select-head" in cli
     assert Path(csv).stat().st_size > 0 and Path(zipped).suffix == ".zip"  # downloaded by the client
 
 
