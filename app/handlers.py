@@ -683,11 +683,13 @@ def _histories(session: Session, live: dict[str, dict[str, list]]) -> dict[str, 
 
 
 def _results_table(session: Session) -> pl.DataFrame:
+    from causalrm.backbones.base import hidden_label
+
     rows = []
     for method, res in session.results.items():
         h = res.history
         best = float(h.best_val_estimate)
-        head = ",".join(map(str, res.config.hidden)) or "linear" if res.config.backbone == "mlp" else "–"
+        head = hidden_label(res.config.hidden) if res.config.backbone == "mlp" else "–"
         rows.append({"method": method, "head": head, "epochs": h.epochs, "best epoch": h.best_epoch,
                      "best val estimate": round(best, 5) if math.isfinite(best) else None,
                      "stop": h.stop_reason, "device": h.device,

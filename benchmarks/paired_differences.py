@@ -12,38 +12,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import defaultdict
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from causalrm.evaluation import bootstrap_ci  # noqa: E402
 
 ESTIMATORS = ("causalrm-ips", "causalrm-dr")
 REFERENCES = ("naive", "ips", "denoise")
 
 
-def paired(results: list[dict], method: str, reference: str) -> np.ndarray:
-    """R²(method) - R²(reference) for every seed that has both."""
+def cell_row(name: str, results: list[dict]) -> str:
+    """One table row: for each (estimator, reference), the mean over seeds of R²(estimator) - R²(reference), its
+    95% percentile bootstrap interval over seeds, and how many seeds are positive."""
     by_seed: dict[int, dict[str, float]] = defaultdict(dict)
     for row in results:
         by_seed[row["seed"]][row["method"]] = row["r2"]
-    return np.array([v[method] - v[reference] for v in by_seed.values() if method in v and reference in v])
-
-
-def bootstrap_ci(diff: np.ndarray, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``diff`` over seeds resampled with replacement."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
-def cell_row(name: str, results: list[dict]) -> str:
     cells = []
     for method in ESTIMATORS:
         for reference in REFERENCES:
-            diff = paired(results, method, reference)
+            diff = np.array([v[method] - v[reference] for v in by_seed.values() if method in v and reference in v])
             if len(diff) == 0:
                 cells.append("–")
                 continue
-            lo, hi = bootstrap_ci(diff)
+            lo, hi = bootstrap_ci(np.mean, diff, n_boot=10_000, seed=0)
             cells.append(f"{diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] {int((diff > 0).sum())}/{len(diff)}")
     return f"| {name} | " + " | ".join(cells) + " |"
 

@@ -200,3 +200,8 @@ def as_int_tuple(values: Iterable[int] | int | str) -> tuple[int, ...]:
     if any(v <= 0 for v in out):
         raise InputError(f"hidden sizes must be positive integers like 256,64; got {values!r}")
     return out
+
+
+def hidden_label(hidden: Iterable[int] | int | str) -> str:
+    """How a head is named to people: ``"256,64"`` for those MLP hidden sizes, ``"linear"`` for none."""
+    return ",".join(map(str, as_int_tuple(hidden))) or "linear"

@@ -87,6 +87,7 @@ def read_log_arg(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
+    from causalrm.backbones.base import hidden_label
     from causalrm.pipeline import FitConfig, fit_log
     from causalrm.runs import save_run
 
@@ -147,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"fitted {config.method} in {result.seconds['total']:.1f}s: best epoch {h.best_epoch}/{h.epochs} "
           f"({h.stop_reason}), validation estimate {h.best_val_estimate:.4f}")
     if result.selection:
-        heads = [(",".join(map(str, c["hidden"])) or "linear", c["best_val_estimate"], c["lr"])
-                 for c in result.selection["candidates"]]
+        heads = [(hidden_label(c["hidden"]), c["best_val_estimate"], c["lr"]) for c in result.selection["candidates"]]
         print("  head (lowest validation estimate): " + ", ".join(
             f"{'*' if i == result.selection['chosen'] else ''}{name} (lr {lr:g}): {val:.4f}"
             for i, (name, val, lr) in enumerate(heads)))
