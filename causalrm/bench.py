@@ -36,7 +36,7 @@ import polars as pl
 from causalrm import schema
 from causalrm.errors import InputError
 from causalrm.evaluation import METRICS, evaluate_scores, metrics, sigmoid
-from causalrm.pipeline import FitConfig, fit_log, fit_nuisances, group_split, jsonable
+from causalrm.pipeline import AUTO, FitConfig, fit_log, fit_nuisances, group_split, jsonable
 
 DEFAULT_METHODS = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle")
 REAL_FEEDBACK = ("oasst1",)
@@ -79,9 +79,13 @@ class BenchConfig:
         return self.dataset in REAL_FEEDBACK
 
     def fit_config(self, method: str, seed: int) -> FitConfig:
+        """The fit of ``method``: every method but ``auto`` is measured even where a gate would refuse it (the
+        gates' verdicts are recorded per seed); ``auto`` obeys them, as it does for a user."""
         fit = dict(self.fit)
-        if method in ("naive", "oracle"):  # a shared val_method override applies to the debiased methods only
+        if method in ("naive", "oracle", AUTO):  # a shared val_method override applies to the debiased methods only
             fit.pop("val_method", None)
+        if method != AUTO:
+            fit.setdefault("force_noise_correction", True)
         return FitConfig.from_dict({**fit, "method": method, "seed": seed, "embedder": self.embedder})
 
     def validate(self) -> BenchConfig:
@@ -91,9 +95,9 @@ class BenchConfig:
             raise InputError("--seeds: give at least one seed, e.g. 0,1,2")
         if not self.methods:
             raise InputError("--methods: give at least one method")
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in METHODS and m != AUTO]
         if bad:
-            raise InputError(f"unknown method(s) {bad}; choose from: {', '.join(METHODS)}")
+            raise InputError(f"unknown method(s) {bad}; choose from: {', '.join((AUTO,) + METHODS)}")
         if self.rating not in ("real", "teacher"):
             raise InputError(f"--rating {self.rating!r}: use real or teacher")
         self.fit_config(self.methods[0], self.seeds[0]).validate()
@@ -239,11 +243,18 @@ def run_bench(
             "proxy_auc": ((nd.get("flip_rates") or {}).get("proxy") or {}).get("oof_auc"),
             "flip_warnings": (nd.get("flip_rates") or {}).get("warnings", []),
             "share_clipped": (nd.get("propensity") or {}).get("share_clipped"),
+            "gates": {name: {"passed": g.passed, "verdict": g.verdict} for name, g in nuis.gates.items()},
             "simulation": sim,
         }))
-        for method in methods:
+        fitted: dict[str, Any] = {}
+        for method in sorted(methods, key=lambda m: m == AUTO):  # auto last: it reuses the other fits
             t1 = time.perf_counter()
-            result = fit_log(log, X, config.fit_config(method, seed), nuisances=nuis)
+            if method == AUTO:
+                from causalrm.selection import fit_auto
+
+                result = fit_auto(log, X, config.fit_config(AUTO, seed), nuisances=nuis, fitted=fitted)
+            else:
+                result = fitted[method] = fit_log(log, X, config.fit_config(method, seed), nuisances=nuis)
             seconds = time.perf_counter() - t1
             rewards = result.score(log, X)
             row: dict[str, Any] = {"method": method, "seed": seed}
@@ -258,7 +269,10 @@ def run_bench(
                 row.update(ev["metrics"])
                 row["n_test"] = ev["n"]
             row.update({"seconds": seconds, "best_epoch": result.history.best_epoch,
-                        "epochs": result.history.epochs, "stop_reason": result.history.stop_reason})
+                        "epochs": result.history.epochs, "stop_reason": result.history.stop_reason,
+                        "learned": None if result.learned is None else result.learned.passed})
+            if result.choice is not None:
+                row["chosen"] = result.choice["method"]
             results.append(jsonable(row))
             if progress is not None:
                 progress(f"seed {seed} {method}: R2 {row['r2']:.3f} ({seconds:.1f}s)")
@@ -375,6 +389,21 @@ def format_markdown(result: BenchResult, *, title: str | None = None, command: s
     aucs = [n["propensity_auc"] for n in result.nuisances if n.get("propensity_auc") is not None]
     if aucs:
         lines.append(f"Propensity AUC (cross-fitted) per seed: {', '.join(f'{a:.3f}' for a in aucs)}.")
+    gates = [n.get("gates") or {} for n in result.nuisances]
+    for name in ("propensity", "flip_rates"):
+        verdicts = [g[name]["passed"] for g in gates if name in g]
+        if verdicts:
+            lines.append(f"Gate {name.replace('_', ' ')} per seed: "
+                         f"{', '.join('pass' if v else 'fail' for v in verdicts)}.")
+    chosen = [r["chosen"] for r in result.results if r.get("chosen")]
+    if chosen:
+        lines.append(f"auto chose per seed: {', '.join(chosen)}.")
+    unlearned = sorted({r["method"] for r in result.results if r.get("learned") is False})
+    if unlearned:
+        counts = {m: sum(1 for r in result.results if r["method"] == m and r.get("learned") is False)
+                  for m in unlearned}
+        lines.append("Did not learn (learning gate): " + ", ".join(f"{m} in {k} seed(s)" for m, k in counts.items())
+                     + ".")
     if c.real_feedback:
         lines.append("Metrics: held-out rows (20% of prompt groups, never used in fitting) against gold_label. "
                      "The oracle row is trained on the gold labels of the training rows (a ceiling).")

@@ -166,6 +166,57 @@ def evaluate_scores(
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# verdicts
+# --------------------------------------------------------------------------------------------------------------------
+#: what the corrections can and cannot change (docs/METHOD.md, "What the corrections change"); shown beside verdicts
+READING_GUIDE = (
+    "Class-conditional flips and selection on x leave the ranking of P(r* = 1 | x) unchanged in the limit, so the "
+    "corrections mostly improve calibration (R², MSE), not ranking (AUROC): what matters for PPO-style rewards and "
+    "absolute thresholds more than for group-normalised GRPO."
+)
+
+
+def paired_difference(
+    y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray, *, metric: str = "r2", n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``metric(b) - metric(a)`` on the same labelled rows with a paired percentile bootstrap 95% interval (both
+    models scored on each resample of rows). Returns {"metric", "a", "b", "difference", "ci95", "n"}."""
+    y = np.asarray(y_true, dtype=np.float64)
+    a = np.asarray(prob_a, dtype=np.float64)
+    b = np.asarray(prob_b, dtype=np.float64)
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    lo, hi = bootstrap_ci(lambda yy, aa, bb: metrics(yy, bb)[metric] - metrics(yy, aa)[metric], y, a, b,
+                          n_boot=n_boot, seed=seed)
+    ma, mb = metrics(y, a)[metric], metrics(y, b)[metric]
+    return {"metric": metric, "a": ma, "b": mb, "difference": mb - ma, "ci95": [lo, hi], "n": int(y.size)}
+
+
+def verdict(difference: dict[str, Any], *, baseline: str, debiased: str, labels: str,
+            reasons: Sequence[str] = ()) -> str:
+    """One sentence: is ``debiased`` better, level or worse than ``baseline`` on ``labels``, with the interval of
+    :func:`paired_difference` (higher is better for r2/auroc/pearson, lower for mse/mae), and why (``reasons``:
+    the diagnostics that explain it, e.g. a failed gate)."""
+    metric = difference["metric"]
+    d, (lo, hi) = difference["difference"], difference["ci95"]
+    gain = (lo, hi) if metric in ("r2", "auroc", "pearson") else (-hi, -lo)  # interval of the improvement
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        outcome = "cannot be compared with"
+    elif gain[0] > 0:
+        outcome = "is better than"
+    elif gain[1] < 0:
+        outcome = "is worse than"
+    else:
+        outcome = "is level with"
+    text = (f"{debiased} {outcome} {baseline} on {labels}: {metric.upper() if metric != 'r2' else 'R²'} "
+            f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over {difference['n']} rows)")
+    if reasons:
+        text += "; " + "; ".join(reasons)
+    return text + "."
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # ranking comparison
 # --------------------------------------------------------------------------------------------------------------------
 @dataclass

@@ -454,6 +454,8 @@ class FlipRateEstimator(BaseEstimator):
         diag.update(
             quantile=q,
             n_observed=m,
+            n_observed_positive=int(r_obs.sum()),
+            n_observed_negative=int(m - r_obs.sum()),
             n_rows=n,
             proxy=info,
             sweep={

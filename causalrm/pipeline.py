@@ -39,15 +39,18 @@ from causalrm import schema
 from causalrm.backbones import Backbone, build_backbone, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
+from causalrm.gates import REMEDIES, Gate, best_constant, flip_rate_gate, learning_gate, propensity_gate
+from causalrm.propensity import MODELS as PROPENSITY_MODELS
 from causalrm.trainer import TrainConfig, TrainHistory, TrainOptions, predict_logits, cpu_threads, train
 
 StageFn = Callable[[str], None]
 FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
-PROPENSITY_MODELS = ("mlp", "logistic")
 PROXY_WEIGHTINGS = ("propensity", "none")
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+#: the method that fits several estimators on shared nuisances and keeps one on the evidence (causalrm.selection)
+AUTO = "auto"
 
 #: what each estimator needs fitted before training
 NEEDS: dict[str, frozenset[str]] = {
@@ -85,12 +88,15 @@ class FitConfig(TrainOptions):
         backbone_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.1}``, LoRA model id and rank).
         embedder: embedding model id used when no ``X`` is passed (and by ``score`` on new logs).
     Nuisances
-        clip: floor on p_hat when it is used as a weight (0.1). propensity_model: ``"mlp"`` or ``"logistic"``;
+        clip: floor on p_hat when it is used as a weight (0.1). propensity_model: ``"auto"`` (default: cross-fit
+        both and keep the lower out-of-fold log loss), ``"mlp"`` or ``"logistic"`` (C by cross-validation);
         propensity_folds: cross-fitting folds; use_logged_propensity: use the log's ``logged_propensity`` column
         when it is complete. flip_method: ``"anchor-quantile"`` (default, q-th / (1-q)-th quantile of a calibrated
         out-of-fold proxy), ``"anchor-minmax"``, ``"gold"`` (audited ``gold_label`` rows) or ``"fixed"``;
         quantile: 0.97; rho01, rho10: fixed flip rates (both or neither; given -> ``flip_method="fixed"``);
-        flip_bootstrap: bootstrap replicates of the flip-rate CI. proxy_weighting: ``"propensity"`` (default) weights
+        flip_bootstrap: bootstrap replicates of the flip-rate CI. force_noise_correction: train a noise-aware method
+        even when the flip-rate gate fails (``causalrm.gates``; by default such a fit is refused).
+        proxy_weighting: ``"propensity"`` (default) weights
         the observed rows by ``1 / p_hat`` (clipped) when fitting the proxy of P(r = 1 | x) behind the anchor flip
         rates and the DR pseudo-labels, whenever propensities are fitted: importance weighting re-targets the proxy
         at all impressions, where the anchors live and where DR imputes (under strong selection the observed rows
@@ -105,7 +111,7 @@ class FitConfig(TrainOptions):
     backbone_options: dict[str, Any] = field(default_factory=dict)
     embedder: str = DEFAULT_EMBEDDER
     clip: float = 0.1
-    propensity_model: str = "mlp"
+    propensity_model: str = "auto"
     propensity_folds: int = 5
     use_logged_propensity: bool = True
     flip_method: str = "anchor-quantile"
@@ -113,6 +119,7 @@ class FitConfig(TrainOptions):
     rho01: float | None = None
     rho10: float | None = None
     flip_bootstrap: int = 200
+    force_noise_correction: bool = False
     proxy_weighting: str = "propensity"
     val_fraction: float = 0.2
 
@@ -125,8 +132,10 @@ class FitConfig(TrainOptions):
         """Raise InputError on any invalid option; returns self."""
         from causalrm.losses import BASES, METHODS
 
-        if self.method not in METHODS:
-            raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        if self.method not in METHODS and self.method != AUTO:
+            raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join((AUTO,) + METHODS)}")
+        if self.method == AUTO and self.val_method is not None:
+            raise InputError("method 'auto' early-stops every candidate on its own estimate; drop --val-method")
         if self.val_method is not None and self.val_method not in METHODS:
             raise InputError(f"unknown validation method {self.val_method!r}; choose one of: {', '.join(METHODS)}")
         if (self.val_method == "oracle") != (self.method == "oracle") and self.val_method is not None:
@@ -135,7 +144,8 @@ class FitConfig(TrainOptions):
             raise InputError(f"unknown base loss {self.base_loss!r}; choose mse (default, bounded) or bce")
         get_backbone_class(self.backbone)
         if self.propensity_model not in PROPENSITY_MODELS:
-            raise InputError(f"unknown propensity model {self.propensity_model!r}; choose mlp or logistic")
+            raise InputError(f"unknown propensity model {self.propensity_model!r}; choose one of: "
+                             f"{', '.join(PROPENSITY_MODELS)}")
         if self.flip_method not in FLIP_METHODS:
             raise InputError(f"unknown flip method {self.flip_method!r}; choose one of: {', '.join(FLIP_METHODS)}")
         if (self.rho01 is None) != (self.rho10 is None):
@@ -168,7 +178,11 @@ class FitConfig(TrainOptions):
         return self.val_method or self.method
 
     def methods_needed(self) -> tuple[str, ...]:
-        """The training estimator and, if different, the validation estimator."""
+        """The training estimator and, if different, the validation estimator (``auto``: every candidate)."""
+        if self.method == AUTO:
+            from causalrm.selection import CANDIDATES
+
+            return CANDIDATES
         return tuple(dict.fromkeys((self.method, self.validation_method)))
 
     @property
@@ -288,10 +302,12 @@ class Nuisances:
     """Nuisance estimates on the fitting rows (train + val), fitted once before training.
 
     rows: positions in the log of the fitting rows; split: their role (train / val).
-    propensity: cross-fitted p_hat (unclipped) or None; weights: ``max(p_hat, clip)``, what the losses receive.
+    propensity: cross-fitted p_hat (unclipped) or None; weights: ``max(p_hat, clip)``, what the losses receive;
+    weights_alt: the same from the runner-up propensity model (``propensity_model="auto"``), else None.
     rho01, rho10: flip rates (estimated or fixed; None when no method asked); rho_ci: {"rho01": (lo, hi), ...}.
     pseudo_label: q = P(r* = 1 | x) for causalrm-dr; pseudo_label_noisy: P(r = 1 | x) for dr.
     diagnostics: JSON-able summary (propensity diagnostics, flip-rate estimates and CIs, sources, seconds).
+    gates: the verdicts of ``causalrm.gates`` on what was fitted ({"propensity": Gate, "flip_rates": Gate}).
     propensity_model, flip_estimator: the fitted objects (for plots in the app); not saved.
     """
 
@@ -299,12 +315,14 @@ class Nuisances:
     split: np.ndarray
     propensity: np.ndarray | None = None
     weights: np.ndarray | None = None
+    weights_alt: np.ndarray | None = None
     rho01: float | None = None
     rho10: float | None = None
     rho_ci: dict[str, tuple[float, float]] | None = None
     pseudo_label: np.ndarray | None = None
     pseudo_label_noisy: np.ndarray | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    gates: dict[str, Gate] = field(default_factory=dict)
     propensity_model: Any = None
     flip_estimator: Any = None
 
@@ -327,6 +345,7 @@ class Nuisances:
         out["rho10"] = self.rho10
         out["rho_ci"] = self.rho_ci
         out["n_rows"] = int(self.rows.size)
+        out["gates"] = {name: gate.to_dict() for name, gate in self.gates.items()}
         return jsonable(out)
 
 
@@ -435,6 +454,10 @@ def _fit_nuisances(
         diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
                               **(jsonable(getattr(model, "diagnostics_", None)) or {})}
         nuis.weights = np.clip(nuis.propensity, config.clip, 1.0)
+        if getattr(model, "alternative_propensity_", None) is not None:
+            nuis.weights_alt = np.clip(model.alternative_propensity_, config.clip, 1.0)
+            diag["propensity"]["selection"] = jsonable(model.selection_)
+        nuis.gates["propensity"] = propensity_gate(diag["propensity"])
         diag["propensity"]["clip"] = config.clip
         diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
         diag["seconds"]["propensity"] = time.perf_counter() - t0
@@ -461,6 +484,7 @@ def _fit_nuisances(
                               "rho10": nuis.rho10, "ci": nuis.rho_ci,
                               "proxy_weighting": "propensity" if weighted else "none",
                               **(jsonable(getattr(est, "diagnostics_", None)) or {})}
+        nuis.gates["flip_rates"] = flip_rate_gate(est.diagnostics_)
         if method != "gold" and gold is not None and np.isfinite(gold[obs == 1]).any():
             diag["flip_rates"]["gold_check"] = _gold_check(fb, obs, gold, config)
         diag["seconds"]["flip_rates"] = time.perf_counter() - t0
@@ -540,7 +564,10 @@ class FitResult:
     """A fitted reward model: ``config``, ``backbone`` (trained, best epoch), ``history`` (:class:`TrainHistory`),
     ``nuisances`` (:class:`Nuisances`), ``split`` (role of each row of the fitted log), ``seconds`` and, when
     ``select_head`` chose among heads, ``selection`` (the candidates' best validation estimates; ``config`` is the
-    chosen candidate's, so refitting it reproduces the model)."""
+    chosen candidate's, so refitting it reproduces the model). ``learned``: the learning gate (``causalrm.gates``);
+    ``val_logits``: the model's logits on the val rows (what the gate and ``auto`` read); ``choice``: what
+    ``method="auto"`` chose and why (``causalrm.selection``), with ``config`` the chosen method's, and ``candidates``
+    every candidate's result (the naive baseline included)."""
 
     config: FitConfig
     backbone: Backbone
@@ -549,6 +576,10 @@ class FitResult:
     split: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
     selection: dict[str, Any] | None = None
+    learned: Gate | None = None
+    val_logits: np.ndarray | None = None
+    choice: dict[str, Any] | None = None
+    candidates: dict[str, FitResult] | None = None
 
     def score(self, log: pl.DataFrame, X: np.ndarray | None = None) -> np.ndarray:
         """Reward logits z (float32, one per row of ``log``); ``X`` None = embed with ``config.embedder``."""
@@ -556,7 +587,9 @@ class FitResult:
 
     def diagnostics(self) -> dict[str, Any]:
         return jsonable({"nuisances": self.nuisances.to_dict(), "history": self.history.to_dict(),
-                         "seconds": self.seconds, "selection": self.selection})
+                         "seconds": self.seconds, "selection": self.selection,
+                         "learned": None if self.learned is None else self.learned.passed,
+                         "learning": self.learned, "choice": self.choice})
 
 
 def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.ndarray | None) -> np.ndarray:
@@ -629,6 +662,11 @@ def fit_log(
     if not isinstance(log, pl.DataFrame):
         raise InputError(f"log must be a polars DataFrame, got {type(log).__name__}")
     with cpu_threads(config.num_threads):
+        if config.method == AUTO:
+            from causalrm.selection import fit_auto
+
+            return fit_auto(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
+                            on_stage=on_stage)
         if not config.select_head:
             return _fit_log(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
                             on_stage=on_stage)
@@ -676,12 +714,13 @@ def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> F
             raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
     t_nuis = time.perf_counter() - t0
 
-    _stage(on_stage, "training")
-    is_train = nuisances.split == schema.TRAIN
-    is_val = nuisances.split == schema.VAL
     from causalrm.losses import NOISE_AWARE
 
     noise_aware = any(m in NOISE_AWARE for m in methods)
+    check_flip_gate(nuisances, config, noise_aware=noise_aware)
+    _stage(on_stage, "training")
+    is_train = nuisances.split == schema.TRAIN
+    is_val = nuisances.split == schema.VAL
     tcfg = config.train_config(rho01=nuisances.rho01 if noise_aware else 0.0,
                                rho10=nuisances.rho10 if noise_aware else 0.0)
     train_in = loss_inputs(log, nuisances, config.method, is_train)
@@ -693,9 +732,22 @@ def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> F
     t1 = time.perf_counter()
     history = train(backbone, train_feats, train_in, val_feats, val_in, tcfg, progress=progress,
                     should_stop=should_stop)
+    val_logits = predict_logits(backbone, val_feats, batch_size=config.eval_batch_size, device=config.device,
+                                autocast_dtype=config.autocast_dtype)
+    loss_kw = {"rho01": tcfg.rho01, "rho10": tcfg.rho10, "base": tcfg.base_loss, "nonneg": tcfg.nonneg}
+    constant = best_constant(config.validation_method, loss_inputs(log, nuisances, config.validation_method,
+                                                                   is_train), **loss_kw)
+    learned = learning_gate(config.validation_method, val_logits, val_in, constant, seed=config.seed, **loss_kw)
     seconds = {"nuisances": t_nuis, "training": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     return FitResult(config=config, backbone=backbone, history=history, nuisances=nuisances, split=split,
-                     seconds=seconds)
+                     seconds=seconds, learned=learned, val_logits=val_logits)
+
+
+def check_flip_gate(nuisances: Nuisances, config: FitConfig, *, noise_aware: bool) -> None:
+    """Refuse a noise-aware fit whose flip-rate gate failed, unless ``config.force_noise_correction``."""
+    gate = nuisances.gates.get("flip_rates")
+    if noise_aware and gate is not None and not gate.passed and not config.force_noise_correction:
+        raise InputError(f"{gate.verdict}; {REMEDIES}")
 
 
 def config_json(config: FitConfig) -> str:

@@ -5,7 +5,11 @@ Notation as in docs/ARCHITECTURE.md: ``X`` (n, d) representations, ``observed`` 
 o / weights_).
 
 Estimator (the CausalRM paper, arXiv 2603.18736, Sec. "nuisance estimates"): an MLP d -> 256 -> 64 -> 1 with LeakyReLU
-and a sigmoid output trained on o over *all* impressions, or a logistic regression. Cross-fitting: the rows are split
+and a sigmoid output trained on o over *all* impressions, or a standardised logistic regression whose L2 strength C is
+chosen by 3-fold cross-validated log loss. ``model="auto"`` (the pipeline's default) cross-fits both and keeps the one
+with the lower out-of-fold log loss (a proper scoring rule, so it rewards calibration, which is what a weight 1/p
+needs); the other is kept as ``alternative_propensity_``, a second opinion the ``auto`` method selection uses as the
+propensity's model uncertainty (``causalrm.selection``). Cross-fitting: the rows are split
 into ``n_folds`` stratified folds and row i's p_hat comes from the model trained on the other folds, so no row's
 propensity comes from a model that saw its own o (an in-sample p_hat is overconfident: observed rows get p_hat near 1,
 unobserved near 0, and the IPS weights 1/p_hat collapse towards 1 exactly where they matter).
@@ -22,14 +26,17 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from causalrm.errors import InputError
 
+#: propensity model kinds; "auto" cross-fits the other two and keeps the lower out-of-fold log loss
+MODELS: tuple[str, ...] = ("auto", "mlp", "logistic")
 FEEDBACK_ONLY_MESSAGE = (
     "feedback-only log: propensities cannot be learned; add logged_propensity or include the impressions without "
     "feedback"
@@ -99,7 +106,8 @@ class PropensityDiagnostics:
     ece: expected calibration error over ``n_bins`` equal-width bins, sum_b (n_b / n) |mean p_hat_b - mean o_b|.
     brier: mean (p_hat - o)^2. ess: effective sample size (sum w)^2 / sum w^2 over observed rows with
     w = 1 / max(p_hat, clip) (Kish); ess_fraction = ess / n_observed (1 = uniform weights). max_weight: 1 / min
-    clipped p_hat over observed rows. Histograms: counts of p_hat on ``hist_edges`` for observed / unobserved rows.
+    clipped p_hat over observed rows. auc_ci: 95% interval of the AUC
+(``causalrm.gates.auc_interval``); when it contains 0.5, no selection on x is detectable. Histograms: counts of p_hat on ``hist_edges`` for observed / unobserved rows.
     Calibration curve: per non-empty bin, mean p_hat vs observed frequency and count.
     """
 
@@ -110,6 +118,7 @@ class PropensityDiagnostics:
     fraction_clipped: float
     fraction_clipped_observed: float
     auc: float | None
+    auc_ci: tuple[float, float] | None
     ece: float
     brier: float
     ess: float
@@ -167,6 +176,9 @@ def propensity_diagnostics(
     w = 1.0 / np.maximum(p[obs], clip)
     ess = effective_sample_size(w)
     auc = float(roc_auc_score(o, p)) if 0 < obs.sum() < len(o) else None
+    from causalrm.gates import auc_interval
+
+    auc_ci = auc_interval(auc, int(obs.sum()), int(len(o) - obs.sum())) if auc is not None else None
     edges = np.linspace(0.0, 1.0, 21)
     pred, freq, count = calibration_curve(p, o, n_bins)
     n_obs = int(obs.sum())
@@ -178,6 +190,7 @@ def propensity_diagnostics(
         fraction_clipped=float(np.mean(p < clip)),
         fraction_clipped_observed=float(np.mean(p[obs] < clip)) if n_obs else 0.0,
         auc=auc,
+        auc_ci=auc_ci,
         ece=expected_calibration_error(p, o, n_bins),
         brier=float(np.mean((p - o) ** 2)),
         ess=ess,
@@ -351,13 +364,16 @@ class PropensityModel(BaseEstimator):
     """Cross-fitted propensity p_hat(x) = P(o = 1 | x) with diagnostics.
 
     p_hat_i = f_{-k(i)}(x_i), where f_{-k} is trained on all folds but row i's fold k(i) (cross-fitting), and f is
-    an MLP (``hidden``, LeakyReLU, sigmoid output, log loss, early stopping on an inner 10% split) or a standardised
-    logistic regression (``model="logistic"``, L2 with ``C``). ``weights_ = max(p_hat, clip)``: the losses use o /
+    an MLP (``hidden``, LeakyReLU, sigmoid output, log loss, early stopping on an inner 10% split), a standardised
+    logistic regression (``model="logistic"``, L2 with ``C``; ``C="cv"`` chooses it once, by 3-fold cross-validated
+    log loss over ``causalrm.noise.CS``), or ``model="auto"``: both, keeping the lower out-of-fold log loss. ``weights_ = max(p_hat, clip)``: the losses use o /
     weights_. With ``logged_propensity`` the product's own probabilities are used directly (no model is fitted).
     ``predict_proba`` on new rows averages the ``n_folds`` fold models (no extra refit; each saw (k-1)/k of the rows).
 
     Fitted attributes: propensity_ (n,) unclipped p_hat, weights_ (n,), diagnostics_ (PropensityDiagnostics),
-    models_ (fold models; empty with logged propensities), n_features_in_, source_.
+    models_ (fold models; empty with logged propensities), n_features_in_, source_, model_ (the model kind used),
+    C_ (logistic), selection_ (``auto``: out-of-fold log loss of each candidate and the choice; else None),
+    alternative_propensity_ (``auto``: the runner-up's cross-fitted p_hat; else None).
     """
 
     def __init__(
@@ -372,7 +388,7 @@ class PropensityModel(BaseEstimator):
         lr: float = 1e-3,
         batch_size: int = 1024,
         loss: str = "bce",
-        C: float = 1.0,
+        C: float | str = "cv",
         random_state: int = 0,
         device: str = "cpu",
     ) -> None:
@@ -390,8 +406,10 @@ class PropensityModel(BaseEstimator):
         self.device = device
 
     def _check_params(self) -> None:
-        if self.model not in ("mlp", "logistic"):
-            raise InputError(f"propensity model {self.model!r} is unknown: choose 'mlp' or 'logistic'")
+        if self.model not in MODELS:
+            raise InputError(f"propensity model {self.model!r} is unknown: choose one of {', '.join(MODELS)}")
+        if self.C != "cv" and not (isinstance(self.C, (int, float)) and self.C > 0):
+            raise InputError(f"propensity C must be a positive number or 'cv', got {self.C!r}")
         if self.loss not in ("bce", "mse"):
             raise InputError(f"propensity loss {self.loss!r} is unknown: choose 'bce' or 'mse'")
         if not isinstance(self.n_folds, int) or self.n_folds < 2:
@@ -400,9 +418,9 @@ class PropensityModel(BaseEstimator):
         if int(self.max_epochs) < 1 or int(self.patience) < 1:
             raise InputError("max_epochs and patience must be positive integers")
 
-    def _fit_one(self, X: np.ndarray, o: np.ndarray, seed: int) -> Any:
-        if self.model == "logistic":
-            est = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
+    def _fit_one(self, kind: str, X: np.ndarray, o: np.ndarray, seed: int) -> Any:
+        if kind == "logistic":
+            est = make_pipeline(StandardScaler(), LogisticRegression(C=self.C_, max_iter=2000))
             return est.fit(X, o)
         return train_binary_mlp(
             X,
@@ -418,13 +436,16 @@ class PropensityModel(BaseEstimator):
         )
 
     def _predict_one(self, model: Any, X: np.ndarray) -> np.ndarray:
-        if self.model == "logistic":
+        if not isinstance(model, _MLP):
             return model.predict_proba(X)[:, 1].astype(np.float64)
         return predict_mlp(model, X)
 
     def fit(self, X: Any, observed: Any, logged_propensity: Any = None) -> PropensityModel:
         """Fit on all impressions; ``observed`` is o (0/1), ``logged_propensity`` optional (n,) in (0, 1]."""
         self._check_params()
+        self.model_, self.C_ = self.model, None
+        self.selection_: dict[str, Any] | None = None
+        self.alternative_propensity_: np.ndarray | None = None
         o = check_binary(observed, "observed")
         n = len(o)
         n_obs = int(o.sum())
@@ -449,20 +470,37 @@ class PropensityModel(BaseEstimator):
                     f"only {minority} rows in the smaller of observed/unobserved: need at least n_folds={self.n_folds}"
                     " to cross-fit propensities; lower n_folds or supply logged_propensity"
                 )
-            p = np.empty(n, dtype=np.float64)
-            self.models_ = []
-            folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.random_state)
-            for k, (tr, te) in enumerate(folds.split(Xa, o)):
-                m = self._fit_one(Xa[tr], o[tr], self.random_state + k)
-                p[te] = self._predict_one(m, Xa[te])
-                self.models_.append(m)
-            # a sigmoid output can underflow to exactly 0: keep p_hat strictly positive (the floor clip acts later)
-            p = np.clip(p, 1e-6, 1.0)
-            self.source_ = f"cross-fitted {self.model} ({self.n_folds} folds)"
+            kinds = ("logistic", "mlp") if self.model == "auto" else (self.model,)
+            if "logistic" in kinds:
+                from causalrm.noise import choose_c
+
+                with threadpool_limits(limits=1, user_api="blas"):
+                    Xs = StandardScaler().fit_transform(Xa)
+                    self.C_ = choose_c(Xs, o, random_state=self.random_state) if self.C == "cv" else float(self.C)
+            fits = {kind: self._cross_fit(kind, Xa, o) for kind in kinds}
+            losses = {kind: float(log_loss(o, fits[kind][0], labels=[0, 1])) for kind in kinds}
+            self.model_ = min(kinds, key=losses.__getitem__)
+            p, self.models_ = fits[self.model_]
+            if self.model == "auto":
+                self.selection_ = {"criterion": "out-of-fold log loss", "log_loss": losses, "chosen": self.model_}
+                self.alternative_propensity_ = next(fits[k][0] for k in kinds if k != self.model_)
+            self.source_ = f"cross-fitted {self.model_} ({self.n_folds} folds)"
         self.propensity_ = p
         self.weights_ = np.maximum(p, float(self.clip))
         self.diagnostics_ = propensity_diagnostics(p, o, float(self.clip), source=self.source_)
         return self
+
+    def _cross_fit(self, kind: str, Xa: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+        """Out-of-fold p_hat of every row from ``kind`` models fitted on the other folds, and the fold models."""
+        p = np.empty(len(o), dtype=np.float64)
+        models = []
+        folds = StratifiedKFold(n_splits=self.n_folds, shuffle=True, random_state=self.random_state)
+        for k, (tr, te) in enumerate(folds.split(Xa, o)):
+            m = self._fit_one(kind, Xa[tr], o[tr], self.random_state + k)
+            p[te] = self._predict_one(m, Xa[te])
+            models.append(m)
+        # a sigmoid output can underflow to exactly 0: keep p_hat strictly positive (the floor clip acts later)
+        return np.clip(p, 1e-6, 1.0), models
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """p_hat(x) for new rows: the mean of the fold models' predictions (unclipped), shape (n,)."""
@@ -485,6 +523,7 @@ class PropensityModel(BaseEstimator):
 
 __all__ = [
     "FEEDBACK_ONLY_MESSAGE",
+    "MODELS",
     "PropensityDiagnostics",
     "PropensityModel",
     "calibration_curve",

@@ -119,6 +119,10 @@ def save_run(
         "test": evaluation,
         "seconds": result.seconds,
         "selection": result.selection,
+        "learned": None if result.learned is None else result.learned.passed,
+        "learning": result.learned,
+        "gates": {name: gate for name, gate in result.nuisances.gates.items()},
+        "choice": result.choice,
     }
     config = {
         "format": RUN_FORMAT, "version": RUN_VERSION, "causalrm_version": __version__,

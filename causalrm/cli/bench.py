@@ -17,7 +17,7 @@ import sys
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.bench import DEFAULT_METHODS
-    from causalrm.pipeline import PROXY_WEIGHTINGS
+    from causalrm.pipeline import PROPENSITY_MODELS, PROXY_WEIGHTINGS
 
     p = subparsers.add_parser("bench", help="run the paper's experiment: simulate, fit every method, evaluate",
                               description="Simulate biased noisy feedback from a rated dataset, fit several "
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 600)")
     p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default 30)")
-    p.add_argument("--propensity-model", default=None, choices=("mlp", "logistic"), help="default mlp")
+    p.add_argument("--propensity-model", default=None, choices=PROPENSITY_MODELS, help="default auto")
     p.add_argument("--flip-method", default=None, help="flip-rate estimator (default anchor-quantile)")
     p.add_argument("--clip", type=float, default=None, help="propensity floor (default 0.1)")
     p.add_argument("--proxy-weighting", default=None, choices=PROXY_WEIGHTINGS,

@@ -1,0 +1,233 @@
+"""``method="auto"``: fit the candidate estimators on shared nuisances and keep a debiased model only on evidence.
+
+Notation as in docs/ARCHITECTURE.md. The candidates (``CANDIDATES``) are fitted on the same split and the same
+nuisances (``pipeline.fit_nuisances``, once); each is early-stopped on its own validation estimate as usual. Then:
+
+1. **Admissible candidates.** A noise-aware candidate is dropped when the flip-rate gate fails (unless
+   ``force_noise_correction``); a weighted one when no selection on x is detectable (its unweighted form stands for
+   it: with uniform weights CausalRM-IPS is denoise and IPS is naive); any candidate that did not learn
+   (``gates.learning_gate``). ``naive`` is the baseline and always fitted.
+2. **Evidence, audited labels first.** When the val rows carry at least ``MIN_GOLD`` audited ``gold_label`` values
+   of both classes, each candidate's squared error of sigma(z) against them is compared with naive's, paired over
+   ``N_BOOT`` bootstrap resamples of those rows; a candidate qualifies when the 95% interval of its difference lies
+   below 0.
+3. **Otherwise, the debiased validation estimate at every corner of the nuisances' uncertainty.** The reference
+   estimate is CausalRM-IPS (the unbiased estimate of the clean loss; ``denoise`` without propensities, ``ips``
+   without flip rates) on the val rows, evaluated at each corner (rho01, rho10) of the flip rates' 95% bootstrap
+   intervals crossed with each propensity model (the one chosen by out-of-fold log loss and the runner-up, see
+   ``PropensityModel(model="auto")``). A candidate qualifies when it beats naive at *every* corner.
+4. The qualifying candidate with the lowest central value (audited error, or the estimate at the point estimates)
+   is kept; with none, naive is. The test split is never read.
+
+Caveat (docs/METHOD.md, "Choosing with auto"): each candidate was early-stopped on the same val rows, so its own
+estimate there is optimistic; the corners (other rates, other weights) and the requirement to win at all of them
+are what keep that optimism from deciding alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from causalrm import schema
+from causalrm.errors import InputError
+
+#: the estimators ``auto`` fits, baseline first
+CANDIDATES: tuple[str, ...] = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr")
+BASELINE = "naive"
+#: audited val rows (of both classes) needed before they decide
+MIN_GOLD = 30
+N_BOOT = 1000
+#: corners whose margin 1 - rho01 - rho10 falls below this are left out (the surrogate is undefined at 0)
+MIN_CORNER_MARGIN = 0.05
+
+
+def admissible(method: str, nuisances: Any, force_noise_correction: bool = False) -> str | None:
+    """None if ``method`` may be fitted on these nuisances, else why not (one phrase)."""
+    from causalrm.losses import NOISE_AWARE, WEIGHTED
+    from causalrm.pipeline import needs_of
+
+    missing = needs_of(method) - nuisances.provides()
+    if missing:
+        return f"its nuisances could not be fitted ({', '.join(sorted(missing))})"
+    flip = nuisances.gates.get("flip_rates")
+    if method in NOISE_AWARE and flip is not None and not flip.passed and not force_noise_correction:
+        return "refused: " + flip.verdict
+    prop = nuisances.gates.get("propensity")
+    if method in WEIGHTED and prop is not None and not prop.passed:
+        return "not needed: " + prop.verdict
+    return None
+
+
+def _gold_rows(log: pl.DataFrame, nuisances: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(positions among the val rows, binary gold labels) of the audited val rows, or None if too few."""
+    if schema.GOLD_LABEL not in log.columns:
+        return None
+    val_rows = nuisances.rows[nuisances.split == schema.VAL]
+    gold = log[schema.GOLD_LABEL].cast(pl.Float64).to_numpy()[val_rows]
+    at = np.flatnonzero(np.isfinite(gold) & (gold != 0.5))
+    y = (gold[at] > 0.5).astype(np.float64)
+    if min(y.sum(), y.size - y.sum()) < 1 or y.size < MIN_GOLD:
+        return None
+    return at, y
+
+
+def _gold_evidence(results: dict[str, Any], at: np.ndarray, y: np.ndarray, seed: int) -> dict[str, dict[str, Any]]:
+    from causalrm.evaluation import sigmoid
+
+    err = {m: (sigmoid(r.val_logits[at]) - y) ** 2 for m, r in results.items()}
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, y.size, size=(N_BOOT, y.size))
+    out = {}
+    for m, e in err.items():
+        d = e - err[BASELINE]
+        reps = d[idx].mean(axis=1)
+        lo, hi = np.quantile(reps, [0.025, 0.975])
+        out[m] = {"gold_mse": float(e.mean()), "difference": float(d.mean()), "ci95": [float(lo), float(hi)],
+                  "beats_baseline": bool(hi < 0) and m != BASELINE}
+    return out
+
+
+def _corners(log: pl.DataFrame, nuisances: Any, config: Any) -> tuple[str, list[dict[str, Any]], Any]:
+    """The reference estimator, its corners [{rho01, rho10, weights: name}], and the val rows' LossInputs."""
+    from causalrm.pipeline import loss_inputs
+
+    is_val = nuisances.split == schema.VAL
+    flip = nuisances.gates.get("flip_rates")
+    use_rates = nuisances.rho01 is not None and (flip is None or flip.passed or config.force_noise_correction)
+    prop = nuisances.gates.get("propensity")
+    use_weights = nuisances.weights is not None and (prop is None or prop.passed)
+    reference = {(True, True): "causalrm-ips", (True, False): "denoise", (False, True): "ips",
+                 (False, False): "naive"}[(use_rates, use_weights)]
+    inputs = loss_inputs(log, nuisances, "naive", is_val)
+    weights = {"uniform": None}
+    if use_weights:
+        weights = {"propensity": nuisances.weights[is_val]}
+        if nuisances.weights_alt is not None:
+            weights["runner-up propensity"] = nuisances.weights_alt[is_val]
+    if use_rates:
+        ci = nuisances.rho_ci or {"rho01": (nuisances.rho01,) * 2, "rho10": (nuisances.rho10,) * 2}
+        rates = sorted({(a, b) for a, b in itertools.product(ci["rho01"], ci["rho10"]) if a + b < 1 - MIN_CORNER_MARGIN})
+        rates = [(nuisances.rho01, nuisances.rho10)] + [r for r in rates if r != (nuisances.rho01, nuisances.rho10)]
+    else:
+        rates = [(0.0, 0.0)]
+    corners = [{"rho01": float(a), "rho10": float(b), "weights": w} for (a, b) in rates for w in weights]
+    return reference, corners, (inputs, weights)
+
+
+def _corner_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any
+                     ) -> tuple[str, list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    from causalrm import losses
+
+    reference, corners, (inputs, weights) = _corners(log, nuisances, config)
+    values: dict[str, list[float]] = {m: [] for m in results}
+    for corner in corners:
+        w = weights[corner["weights"]]
+        sub = dataclasses.replace(inputs, propensity=w).to()
+        for m, r in results.items():
+            z = torch.as_tensor(r.val_logits, dtype=torch.float32)
+            values[m].append(float(losses.estimate(reference, z, sub, rho01=corner["rho01"], rho10=corner["rho10"],
+                                                   base=config.base_loss, check=False)))
+    base = np.asarray(values[BASELINE])
+    out = {m: {"estimates": v, "central": v[0], "beats_baseline": m != BASELINE and bool(np.all(np.asarray(v) < base))}
+           for m, v in values.items()}
+    return reference, corners, out
+
+
+def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
+                  skipped: dict[str, str]) -> dict[str, Any]:
+    """The ``choice`` record: {"method", "reason", "evidence", "candidates": {name: {...}}} (module docstring)."""
+    gold = _gold_rows(log, nuisances)
+    if gold is not None:
+        kind = f"audited gold labels on {gold[1].size} val rows (squared error of sigma(z), paired bootstrap)"
+        evidence = _gold_evidence(results, *gold, seed=config.seed)
+        central = "gold_mse"
+        corners_info: dict[str, Any] = {}
+    else:
+        reference, corners, evidence = _corner_evidence(results, log, nuisances, config)
+        kind = (f"the {reference} estimate on the val rows at {len(corners)} corner(s) of the flip-rate intervals "
+                "and propensity models")
+        central = "central"
+        corners_info = {"reference": reference, "corners": corners}
+    candidates: dict[str, dict[str, Any]] = {m: {"fitted": False, "reason": why} for m, why in skipped.items()}
+    for m, r in results.items():
+        learned = r.learned.passed if r.learned is not None else True
+        candidates[m] = {"fitted": True, "learned": learned, "best_epoch": r.history.best_epoch,
+                         "best_val_estimate": r.history.best_val_estimate, **evidence[m]}
+    qualified = [m for m in results if m != BASELINE and evidence[m]["beats_baseline"] and candidates[m]["learned"]]
+    if qualified:
+        method = min(qualified, key=lambda m: evidence[m][central])
+        reason = f"{method} beats naive on {kind}"
+    else:
+        method = BASELINE
+        beaten = [m for m in results if m != BASELINE]
+        by_reason: dict[str, list[str]] = {}
+        for m, why in skipped.items():
+            by_reason.setdefault(why, []).append(m)
+        not_fitted = "; ".join(f"{', '.join(ms)} {why}" for why, ms in by_reason.items())
+        reason = "; ".join(part for part in (
+            f"{', '.join(beaten)} did not beat naive on {kind}" if beaten else "",
+            not_fitted) if part)
+    if method == BASELINE:
+        reason = "kept naive: " + reason
+    if not candidates[method].get("learned", True):
+        reason += f"; {method} did not learn either: its scores are not a usable reward"
+    return {"requested": "auto", "method": method, "reason": reason, "evidence": kind, **corners_info,
+            "candidates": candidates}
+
+
+def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
+             progress: Callable[[int, int, float, float], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, nuisances: Any = None,
+             on_stage: Callable[[str], None] | None = None, fitted: dict[str, Any] | None = None) -> Any:
+    """Fit every admissible candidate on shared nuisances; return the chosen ``FitResult`` with ``choice`` set and
+    ``candidates`` holding every fitted candidate's result (the baseline included).
+
+    ``fitted``: results already trained on these nuisances with ``config``'s settings (e.g. the bench's per-method
+    fits), reused instead of refitting; only admissible ones are considered.
+    """
+    from causalrm.pipeline import fit_log, fit_nuisances, resolve_split
+
+    errors: dict[str, str] = {}
+    if nuisances is None:
+        split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)
+        for methods in (CANDIDATES, ("naive", "ips"), ("naive", "denoise"), ("naive",)):
+            try:
+                nuisances = fit_nuisances(log, X, config.replace(method=BASELINE), methods=methods, split=split,
+                                          on_stage=on_stage)
+                break
+            except InputError as err:
+                errors[" + ".join(methods[1:]) or "naive"] = str(err)
+                if methods == ("naive",):
+                    raise
+    skipped = {}
+    results: dict[str, Any] = {}
+    for m in CANDIDATES:
+        why = admissible(m, nuisances, config.force_noise_correction)
+        if why is not None:
+            skipped[m] = why
+            continue
+        if fitted is not None and m in fitted:
+            results[m] = fitted[m]
+            continue
+        if on_stage is not None:
+            on_stage(f"training {m}")
+        results[m] = fit_log(log, X, config.replace(method=m), progress=progress, should_stop=should_stop,
+                             nuisances=nuisances)
+        if results[m].history.stop_reason == "cancelled":
+            break
+    choice = select_method(results, log, nuisances, config, skipped)
+    if errors:
+        choice["nuisance_errors"] = errors
+    chosen = dataclasses.replace(results[choice["method"]], choice=choice, candidates=results)
+    chosen.seconds = {**chosen.seconds, "total": sum(r.seconds["total"] for r in results.values())}
+    return chosen
+
+
+__all__ = ["BASELINE", "CANDIDATES", "MIN_GOLD", "admissible", "fit_auto", "select_method"]
