@@ -2,7 +2,8 @@
 # Reproduce every table of docs/RESULTS.md. Outputs go to runs/bench/ (git-ignored) (JSON + one markdown file per cell).
 # CPU only; the shipped all-MiniLM-L6-v2 embeddings make the bundled texts instant. On a shared machine pass
 # THREADS=1 (default) so torch/BLAS do not oversubscribe the cores. SEEDS, DATASETS, ALPHAS, RATINGS override the grid;
-# CONTROL=0 skips the synthetic control, ABLATION=0 the 10-seed paired ablation, HELDOUT=0 the held-out cells.
+# CONTROL=0 skips the synthetic control, ABLATION=0 the ablations (10-seed paired and others), HELDOUT=0 the held-out
+# cells.
 # The grid pins the paper's MLP propensity (PROPENSITY=mlp) so that its tables stay comparable across releases; the
 # held-out cells run the library's defaults (propensity model chosen by out-of-fold log loss).
 #   JOBS=2 bash benchmarks/run_results.sh          # everything, two cells at a time (about 75 min on 2 cores)
@@ -34,6 +35,17 @@ cell() {
   printf '>/dev/null && echo %q\n' "done $name" >>"$CELLS"
 }
 
+# Held-out cells (HELDOUT=0 skips them): a selection strength and noise scenario no other cell uses, with the
+# library's default propensity model; they judge `auto` on settings it was not designed on.
+if [[ "${HELDOUT:-1}" == 1 ]]; then
+  for dataset in $DATASETS; do
+    for rating in $RATINGS; do
+      PROPENSITY=auto cell "${dataset}_${rating}_a0.2_r0.15-0.25_heldout" --dataset "$dataset" --rating "$rating" \
+        --alpha 0.2 --rho01 0.15 --rho10 0.25
+    done
+  done
+fi
+
 # The main grid: real ratings and teacher ratings (default: linear teacher), both noise scenarios, both alphas.
 for dataset in $DATASETS; do
   for rating in $RATINGS; do
@@ -60,7 +72,7 @@ fi
 
 # Ablations on the teacher cells (scenario 1): the true flip rates handed to the estimators (simulation truth, not
 # available on a real log); a non-linear (tanh-MLP) teacher; the proxy fitted without 1/p-hat weights.
-for dataset in $DATASETS; do
+[[ "${ABLATION:-1}" == 1 ]] && for dataset in $DATASETS; do
   for alpha in $ALPHAS; do
     cell "${dataset}_teacher_a${alpha}_r0.2-0.1_true-rates" --dataset "$dataset" --rating teacher --alpha "$alpha" \
       --rho01 0.2 --rho10 0.1 --fixed-rates
@@ -96,17 +108,6 @@ fi
 # then with flip rates from the audited gold labels of the train/val rows (FlipRateEstimator "gold").
 cell oasst1_real-feedback --dataset oasst1
 cell oasst1_real-feedback_gold-rates --dataset oasst1 --flip-method gold
-
-# Held-out cells (HELDOUT=0 skips them): a selection strength and noise scenario no other cell uses, with the
-# library's default propensity model; they judge `auto` on settings it was not designed on.
-if [[ "${HELDOUT:-1}" == 1 ]]; then
-  for dataset in $DATASETS; do
-    for rating in $RATINGS; do
-      PROPENSITY=auto cell "${dataset}_${rating}_a0.2_r0.15-0.25_heldout" --dataset "$dataset" --rating "$rating" \
-        --alpha 0.2 --rho01 0.15 --rho10 0.25
-    done
-  done
-fi
 
 # Run the queue (cells are independent: each writes its own JSON and markdown).
 if [[ -s "$CELLS" ]]; then

@@ -73,8 +73,9 @@ NEEDS: dict[str, frozenset[str]] = {
 class FitConfig(TrainOptions):
     """Everything that determines a fit (JSON round trip: ``to_dict`` / ``from_dict``).
 
-    Estimator and optimisation: the fields of :class:`causalrm.trainer.TrainOptions` (method, default
-    ``causalrm-ips``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
+    Estimator and optimisation: the fields of :class:`causalrm.trainer.TrainOptions` (method: here default
+    ``"auto"``, which fits naive and the debiased candidates on shared nuisances and keeps one on validation
+    evidence, ``causalrm.selection``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
     grad_accum_steps, autocast_dtype, max_grad_norm, eval_batch_size, device, seed, num_threads). Here seed also
     fixes the split, the nuisances and the initialisation, and num_threads covers BLAS during the nuisance fits.
     val_method may name another debiased estimator (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an estimate
@@ -105,6 +106,7 @@ class FitConfig(TrainOptions):
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
     """
 
+    method: str = "auto"
     backbone: str = "mlp"
     hidden: tuple[int, ...] = (256, 64)
     select_head: bool = False

@@ -174,8 +174,6 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
         reason = "; ".join(part for part in (
             f"{', '.join(beaten)} did not beat naive on {kind}" if beaten else "",
             not_fitted) if part)
-    if method == BASELINE:
-        reason = "kept naive: " + reason
     if not candidates[method].get("learned", True):
         reason += f"; {method} did not learn either: its scores are not a usable reward"
     return {"requested": "auto", "method": method, "reason": reason, "evidence": kind, **corners_info,

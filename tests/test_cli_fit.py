@@ -41,8 +41,8 @@ def files(tmp_path_factory):
 def _fit(files, method, out, *extra):
     args = ["fit", str(files / "log.parquet"), "--method", method, "--out", str(out), "--embeddings",
             str(files / "X.npy"), "--epochs", "4", "--patience", "2", "--hidden", "16,8", "--propensity-model",
-            "logistic", "--device", "cpu", "--quiet", *extra]
-    return main(args)
+            "logistic", "--device", "cpu", "--quiet", "--force-noise-correction", *extra]
+    return main(args)  # a 240-row log: the flip-rate gate fails, these tests check the mechanics
 
 
 def test_fit_score_compare(files, tmp_path, capsys):
@@ -95,7 +95,8 @@ def test_fit_prints_the_gold_estimate_beside_the_anchor_estimate(files, tmp_path
     log = log.with_columns(pl.Series("gold_label", np.where(audited, log["true_label"].to_numpy(), np.nan)))
     log.write_parquet(tmp_path / "gold.parquet")
     args = ["fit", str(tmp_path / "gold.parquet"), "--method", "denoise", "--out", str(tmp_path / "run"),
-            "--embeddings", str(files / "X.npy"), "--epochs", "2", "--hidden", "8", "--device", "cpu", "--quiet"]
+            "--embeddings", str(files / "X.npy"), "--epochs", "2", "--hidden", "8", "--device", "cpu", "--quiet",
+            "--force-noise-correction"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "flip rates (anchor-quantile)" in out and "gold-label estimate" in out
@@ -115,7 +116,7 @@ def test_untrustworthy_flip_rates_are_one_warning_line(files, tmp_path, capsys):
     np.save(tmp_path / "noise.npy", noise)
     args = ["fit", str(files / "log.parquet"), "--method", "denoise", "--out", str(tmp_path / "run"),
             "--embeddings", str(tmp_path / "noise.npy"), "--epochs", "2", "--hidden", "8", "--device", "cpu",
-            "--quiet"]
+            "--quiet", "--force-noise-correction"]
     with warnings.catch_warnings():
         warnings.simplefilter("default")  # whatever filters the test run was started with
         assert main(args) == 0

@@ -22,7 +22,7 @@ RESPONSES = ["a clear short answer", "because the list is sorted by the model", 
 
 def _fit_run(log, path, X=None, **config):
     base = dict(max_epochs=1, patience=None, batch_size=8, eval_batch_size=16, device="cpu", propensity_folds=2,
-                propensity_model="logistic", flip_bootstrap=20)
+                propensity_model="logistic", flip_bootstrap=20, force_noise_correction=True)
     result = fit_log(log, X, FitConfig(**{**base, **config}))
     return save_run(result, log, X, path, source="tiny")
 

@@ -49,7 +49,7 @@ def synth_log(n=500, d=12, seed=0, rho01=0.2, rho10=0.1):
 
 def fast_config(method="causalrm-dr", **kw):
     base = dict(method=method, hidden=(16, 8), max_epochs=6, patience=3, propensity_model="logistic",
-                flip_bootstrap=20, device="cpu")
+                flip_bootstrap=20, device="cpu", force_noise_correction=True)  # mechanics, not the gates
     base.update(kw)
     return FitConfig(**base)
 
@@ -71,8 +71,10 @@ def test_every_method_end_to_end(data, method):
     h = result.history
     assert 1 <= h.best_epoch <= h.epochs <= 6 and len(h.val_estimate) == h.epochs
     assert h.n_train == int(np.sum(result.split == "train")) and h.n_val == int(np.sum(result.split == "val"))
-    assert set(result.diagnostics()) == {"nuisances", "history", "seconds", "selection"}
-    assert result.selection is None
+    assert set(result.diagnostics()) == {"nuisances", "history", "seconds", "selection", "learned", "learning",
+                                         "choice"}
+    assert result.selection is None and result.choice is None
+    assert result.learned is not None and result.learned.evidence["n_val"] == h.n_val
 
 
 def test_fit_log_fits_only_the_nuisances_a_method_needs():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.losses import METHODS
-    from causalrm.pipeline import FLIP_METHODS, PROPENSITY_MODELS, PROXY_WEIGHTINGS, FitConfig
+    from causalrm.pipeline import AUTO, FLIP_METHODS, PROPENSITY_MODELS, PROXY_WEIGHTINGS, FitConfig
 
     p = subparsers.add_parser(
         "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
@@ -30,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("log", metavar="LOG", help="impression log (.parquet, .csv, .tsv, .jsonl, .json; optionally .gz)")
     p.add_argument("--method", default=FitConfig.method,
-                   help=f"estimator: {', '.join(METHODS)} (default {FitConfig.method})")
+                   help=f"estimator: {AUTO} (fit naive and the debiased candidates, keep one on validation evidence),"
+                        f" {', '.join(METHODS)} (default {FitConfig.method})")
     p.add_argument("--val-method", default=None,
                    help="estimator evaluated on the val split for early stopping (default: --method itself)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (replaced if it is a run)")
@@ -51,7 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--flip-method", default="anchor-quantile", choices=FLIP_METHODS,
                    help="flip-rate estimator (default anchor-quantile; gold needs a gold_label column)")
     p.add_argument("--quantile", type=float, default=0.97, help="anchor quantile (default 0.97)")
-    p.add_argument("--propensity-model", default="mlp", choices=PROPENSITY_MODELS, help="default mlp")
+    p.add_argument("--propensity-model", default=FitConfig.propensity_model, choices=PROPENSITY_MODELS,
+                   help="auto (default: logistic and MLP, the lower out-of-fold log loss), mlp or logistic")
+    p.add_argument("--force-noise-correction", action="store_true",
+                   help="train a noise-aware method even when the flip-rate gate says the rates are not identifiable")
     p.add_argument("--clip", type=float, default=0.1, help="floor on p-hat used as a weight (default 0.1)")
     p.add_argument("--proxy-weighting", default="propensity", choices=PROXY_WEIGHTINGS,
                    help="weight observed rows by 1/p-hat in the flip-rate and pseudo-label proxy (default propensity)")
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         select_head=args.select_head, batch_size=args.batch_size,
         max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
         propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
-        proxy_weighting=args.proxy_weighting,
+        proxy_weighting=args.proxy_weighting, force_noise_correction=args.force_noise_correction,
         rho01=args.rho01, rho10=args.rho10, embedder=embedder, device=args.device, seed=args.seed,
         backbone_options=backbone_options, grad_accum_steps=getattr(args, "grad_accum", 1),
     ).validate()
@@ -145,8 +149,17 @@ def run(args: argparse.Namespace) -> int:
     save_run(result, log, X, out, source=str(args.log))
     h = result.history
     n = result.nuisances
-    print(f"fitted {config.method} in {result.seconds['total']:.1f}s: best epoch {h.best_epoch}/{h.epochs} "
+    if result.choice:
+        print(f"auto kept {result.config.method}: {result.choice['reason']}")
+    print(f"fitted {result.config.method} in {result.seconds['total']:.1f}s: best epoch {h.best_epoch}/{h.epochs} "
           f"({h.stop_reason}), validation estimate {h.best_val_estimate:.4f}")
+    for name, gate in n.gates.items():
+        print(f"  gate {name.replace('_', ' ')}: {'pass' if gate.passed else 'fail'}: {gate.verdict}")
+    if result.learned is not None:
+        print(f"  {result.learned.verdict}")
+        if not result.learned.passed:
+            print(f"warning: the {result.config.method} model {result.learned.verdict}; its scores and rankings are "
+                  "not findings", file=sys.stderr)
     if result.selection:
         heads = [(hidden_label(c["hidden"]), c["best_val_estimate"], c["lr"]) for c in result.selection["candidates"]]
         print("  head (lowest validation estimate): " + ", ".join(
