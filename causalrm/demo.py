@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from causalrm.evaluation import READING_GUIDE, evaluate_scores, evaluation_rows, paired_difference, sigmoid, verdict
+from causalrm.evaluation import READING_GUIDE, evaluate_scores, labelled_verdict, sigmoid
 from causalrm.pipeline import AUTO, FitConfig, fit_log
 
 
@@ -66,18 +66,17 @@ def run_demo(setting: DemoSetting = DEMO, *, config: FitConfig | None = None,
                               seed=setting.seed, rating=setting.rating)
     X = embed_log(log)
     result = fit_log(log, X, (config or FitConfig()).replace(method=AUTO, seed=setting.seed), on_stage=on_stage)
-    rows, column, description = evaluation_rows(log)
-    y = log[column].cast(float).to_numpy()[rows]
     debiased = debiased_of(result)
     models = {"naive": result.candidates["naive"], debiased: result.candidates[debiased]}
-    probs = {m: sigmoid(r.score(log, X))[rows] for m, r in models.items()}
-    diff = paired_difference(y, probs["naive"], probs[debiased], metric="r2", seed=setting.seed)
+    probs = {m: sigmoid(r.score(log, X)) for m, r in models.items()}
     reasons = [] if debiased != "naive" else ["no debiased candidate could be fitted"]
     if result.choice["method"] == "naive" and debiased != "naive":
         reasons.append(f"auto kept naive ({result.choice['reason']})")
     for m, r in models.items():
         if r.learned is not None and not r.learned.passed:
             reasons.append(f"{m} {r.learned.verdict}")
+    diff = labelled_verdict(log, probs["naive"], probs[debiased], baseline="naive", debiased=debiased,
+                            reasons=reasons, seed=setting.seed)
     return {
         "setting": {**asdict(setting), "description": setting.describe()},
         "baseline": "naive",
@@ -86,10 +85,9 @@ def run_demo(setting: DemoSetting = DEMO, *, config: FitConfig | None = None,
         "choice": result.choice,
         "gates": {name: gate.to_dict() for name, gate in result.nuisances.gates.items()},
         "metrics": {m: evaluate_scores(log, r.score(log, X))["metrics"] for m, r in models.items()},
-        "evaluated_on": f"{diff['n']} rows of the {description}",
+        "evaluated_on": f"{diff['n']} rows of the {diff['labels']}",
         "difference": {"r2": diff["difference"], "ci95": diff["ci95"]},
-        "verdict": verdict(diff, baseline="naive", debiased=debiased, labels="the clean test labels",
-                           reasons=reasons),
+        "verdict": diff["verdict"],
         "reading_guide": READING_GUIDE,
         "seconds": time.perf_counter() - t0,
     }

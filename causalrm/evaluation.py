@@ -20,6 +20,8 @@ from causalrm import schema
 from causalrm.errors import InputError
 
 METRICS = ("mse", "mae", "r2", "auroc", "pearson")
+#: fewest held-out gold rows a verdict uses before it falls back to every gold row
+MIN_VERDICT_ROWS = 30
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -214,6 +216,31 @@ def verdict(difference: dict[str, Any], *, baseline: str, debiased: str, labels:
     if reasons:
         text += "; " + "; ".join(reasons)
     return text + "."
+
+
+def labelled_verdict(
+    log: pl.DataFrame, prob_a: np.ndarray, prob_b: np.ndarray, *, baseline: str, debiased: str,
+    split: np.ndarray | None = None, reasons: Sequence[str] = (), n_boot: int = 1000, seed: int = 0,
+) -> dict[str, Any] | None:
+    """The verdict of ``debiased`` (``prob_b``, one per row of ``log``) against ``baseline`` (``prob_a``) on the
+    log's clean labels (:func:`evaluation_rows`): the :func:`paired_difference` in R² and its sentence. With gold
+    labels and the fitting roles (``split``, or the log's ``split`` column), rows the models were trained on are left
+    out when at least ``MIN_VERDICT_ROWS`` held-out gold rows remain. None when the log has no clean labels."""
+    found = evaluation_rows(log)
+    if found is None:
+        return None
+    rows, column, description = found
+    roles = split if split is not None else (log[schema.SPLIT].cast(pl.String).to_numpy()
+                                             if schema.SPLIT in log.columns else None)
+    if column == schema.GOLD_LABEL and roles is not None:
+        held = rows[np.asarray(roles, dtype=object)[rows] != schema.TRAIN]
+        if held.size >= MIN_VERDICT_ROWS:
+            rows, description = held, "held-out rows with an audited gold_label"
+    y = log[column].cast(pl.Float64).to_numpy()[rows]
+    diff = paired_difference(y, np.asarray(prob_a)[rows], np.asarray(prob_b)[rows], n_boot=n_boot, seed=seed)
+    return {**diff, "labels": description,
+            "verdict": verdict(diff, baseline=baseline, debiased=debiased, labels=f"the {description}",
+                               reasons=reasons)}
 
 
 # --------------------------------------------------------------------------------------------------------------------

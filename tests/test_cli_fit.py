@@ -69,6 +69,9 @@ def test_fit_score_compare(files, tmp_path, capsys):
     assert "Kendall tau" in text and "top-5" in text and "true_label" in text
     data = json.loads(report.read_text())
     assert data["n"] == saved.height and data["top_k"] == 5
+    verdict = data["verdict"]
+    assert verdict["verdict"] in text and verdict["n"] == int((saved["split"] == "test").sum())
+    assert any(f" is {word} " in verdict["verdict"] for word in ("better than", "level with", "worse than"))
 
 
 def test_cli_errors_are_one_line(files, tmp_path, capsys):

@@ -249,3 +249,21 @@ def test_demo_writes_the_documented_record(tmp_path):
     assert len(out["difference"]["ci95"]) == 2 and "semi-synthetic" in out["setting"]["description"]
     r2 = out["metrics"][out["debiased"]]["r2"] - out["metrics"]["naive"]["r2"]
     assert out["difference"]["r2"] == pytest.approx(r2)
+
+
+def test_labelled_verdict_leaves_out_training_rows_when_enough_gold_is_held_out():
+    import polars as pl
+
+    from causalrm.evaluation import labelled_verdict
+
+    rng = np.random.default_rng(1)
+    n = 200
+    gold = (rng.random(n) < 0.5).astype(float)
+    split = np.where(np.arange(n) < 120, "train", "val")
+    log = pl.DataFrame({"gold_label": gold, "split": split.tolist()})
+    a, b = np.full(n, 0.5), np.clip(gold * 0.6 + 0.2, 0, 1)
+    out = labelled_verdict(log, a, b, baseline="naive", debiased="m", n_boot=100)
+    assert out["n"] == 80 and out["labels"].startswith("held-out") and "is better than naive" in out["verdict"]
+    out = labelled_verdict(log.with_columns(pl.lit("train").alias("split")), a, b, baseline="naive", debiased="m",
+                           n_boot=100)
+    assert out["n"] == n and labelled_verdict(log.drop("gold_label"), a, b, baseline="n", debiased="m") is None
