@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from causalrm.errors import InputError
+from causalrm.losses import NOISE_AWARE
 from causalrm.io import atomic_dir
 
 EXPORT_FORMAT = "causalrm-reward-model"
@@ -407,7 +408,7 @@ def _summary(run: Any) -> dict[str, Any]:
         "base_loss": run.config.base_loss,
         "backbone": run.backbone.name,
         "embedder": run.config.embedder,
-        "flip_rates": None if nuis.get("rho01") is None else {
+        "flip_rates": None if nuis.get("rho01") is None or run.config.method not in NOISE_AWARE else {
             "rho01": nuis.get("rho01"), "rho10": nuis.get("rho10"), "ci": nuis.get("rho_ci"),
             "method": flips.get("method") or run.config.effective_flip_method, "quantile": flips.get("quantile")},
         "propensity": {k: prop[k] for k in keys if k in prop} or None,
@@ -417,6 +418,12 @@ def _summary(run: Any) -> dict[str, Any]:
         "validation": history or None,
         "test": test,
         "run_created": (run.info or {}).get("created"),
+        "gates": {name: {"passed": g.get("passed"), "verdict": g.get("verdict")}
+                  for name, g in (nuis.get("gates") or {}).items()},
+        "learned": (run.metrics or {}).get("learned"),
+        "learning": ((run.metrics or {}).get("learning") or {}).get("verdict"),
+        "choice": {k: v for k, v in ((run.metrics or {}).get("choice") or {}).items() if k in ("method", "reason")}
+                  or None,
     }
 
 
@@ -461,6 +468,12 @@ def model_card(manifest: dict[str, Any]) -> str:
         v = s["validation"]
         lines.append(f"- **Early stopping**: best epoch {v.get('best_epoch')} of {v.get('epochs')} "
                      f"({v.get('stop_reason')}); validation estimate {_fmt(v.get('best_val_estimate'), 4)}.")
+    if s.get("choice"):
+        lines.append(f"- **Chosen by `auto`**: {s['choice']['reason']}.")
+    if s.get("learned") is False:
+        lines.append(f"- **Warning: this model {s['learning']}.** Its scores are not a usable reward.")
+    for name, gate in (s.get("gates") or {}).items():
+        lines.append(f"- **Gate {name.replace('_', ' ')}**: {'pass' if gate['passed'] else 'fail'}: {gate['verdict']}.")
     lines += ["", "## Flip rates (feedback noise)", ""]
     flips = s.get("flip_rates")
     if flips:
