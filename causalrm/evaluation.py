@@ -4,6 +4,10 @@ Metrics (the paper's, on the predicted preference ``sigma(z)`` against the clean
 R² (``sklearn.metrics.r2_score`` of the probability against the 0/1 label), AUROC and Pearson's r. Clean labels are
 ``true_label`` on the test split of a simulated log (clean and fully observed by construction) or the audited
 ``gold_label`` of a real log. Intervals are percentile bootstraps over rows (or over seeds in the bench).
+
+Audited gold labels (``causalrm.audit``) come with their design: each labelled row's ``inclusion_probability`` pi
+and ``audit_stratum``. There every metric is the weighted (Hajek) estimate for the whole impression population,
+weights w = 1 / pi (``sample_weight``), and the bootstrap resamples rows within each stratum (``strata``).
 """
 
 from __future__ import annotations
@@ -32,16 +36,20 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------------
 # metrics
 # --------------------------------------------------------------------------------------------------------------------
-def metrics(y_true: Sequence[float] | np.ndarray, prob: Sequence[float] | np.ndarray) -> dict[str, float]:
+def metrics(
+    y_true: Sequence[float] | np.ndarray, prob: Sequence[float] | np.ndarray, *,
+    sample_weight: np.ndarray | None = None,
+) -> dict[str, float]:
     """MSE, MAE, R², AUROC and Pearson r of predicted probabilities ``prob`` against labels ``y_true`` in [0, 1].
 
-    mse = mean((prob - y)²) (the Brier score); mae = mean(|prob - y|); r2 = ``sklearn.metrics.r2_score(y, prob)``
-    (1 - SSE / SST: 0 for the constant base rate, negative for worse); auroc = ``roc_auc_score`` (NaN unless y is
-    binary with both classes); pearson = ``scipy.stats.pearsonr`` (NaN for constant inputs).
+    mse = mean((prob - y)²) (the Brier score); mae = mean(|prob - y|); r2 = 1 - SSE / SST, as
+    ``sklearn.metrics.r2_score(y, prob)`` (0 for the constant base rate, negative for worse; NaN for constant y);
+    auroc = the share of (positive, negative) pairs ranked right, ties 1/2, as ``roc_auc_score`` (NaN unless y is
+    binary with both classes); pearson = Pearson's r (NaN for constant inputs). ``sample_weight`` (w >= 0, e.g.
+    1 / inclusion probability): weighted means, SST around the weighted mean of y, pair weights w_i w_j, the
+    weighted correlation (sklearn's definitions with ``sample_weight``). Plain numpy: bootstraps call it thousands
+    of times.
     """
-    from scipy.stats import pearsonr
-    from sklearn.metrics import r2_score, roc_auc_score
-
     y = np.asarray(y_true, dtype=np.float64).reshape(-1)
     p = np.asarray(prob, dtype=np.float64).reshape(-1)
     if y.shape != p.shape:
@@ -50,12 +58,53 @@ def metrics(y_true: Sequence[float] | np.ndarray, prob: Sequence[float] | np.nda
         raise InputError("no labelled rows to evaluate on")
     if not (np.isfinite(y).all() and np.isfinite(p).all()):
         raise InputError("labels or predictions contain NaN; drop unlabelled rows first")
-    out = {"mse": float(np.mean((p - y) ** 2)), "mae": float(np.mean(np.abs(p - y)))}
-    out["r2"] = float(r2_score(y, p)) if y.size > 1 and np.ptp(y) > 0 else float("nan")
+    w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape != y.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise InputError(f"sample weights must be {y.size} finite non-negative numbers, not all 0")
+    total = w.sum()
+    dy = y - np.sum(w * y) / total
+    dp = p - np.sum(w * p) / total
+    sst, sxx = float(np.sum(w * dy**2)), float(np.sum(w * dp**2))
+    out = {"mse": float(np.sum(w * (p - y) ** 2) / total), "mae": float(np.sum(w * np.abs(p - y)) / total)}
+    out["r2"] = 1.0 - out["mse"] * total / sst if y.size > 1 and np.ptp(y) > 0 and sst > 0 else float("nan")
     binary = np.isin(y, (0.0, 1.0)).all() and 0 < y.sum() < y.size
-    out["auroc"] = float(roc_auc_score(y, p)) if binary else float("nan")
-    out["pearson"] = float(pearsonr(y, p).statistic) if y.size > 2 and np.ptp(y) > 0 and np.ptp(p) > 0 else float("nan")
+    out["auroc"] = _auroc(y, p, w) if binary else float("nan")
+    varying = y.size > 2 and np.ptp(y) > 0 and np.ptp(p) > 0 and sst > 0 and sxx > 0
+    out["pearson"] = float(np.sum(w * dy * dp) / math.sqrt(sst * sxx)) if varying else float("nan")
     return out
+
+
+def _auroc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> float:
+    """Weighted AUROC of binary ``y`` (both classes present): Σ_pos w_i Σ_neg w_j (1[p_j < p_i] + 1/2 1[p_j = p_i])
+    / (W_pos W_neg)."""
+    values, inverse = np.unique(p, return_inverse=True)
+    neg = np.bincount(inverse, weights=w * (y == 0), minlength=values.size)
+    pos = np.bincount(inverse, weights=w * (y == 1), minlength=values.size)
+    below = np.cumsum(neg) - neg
+    denominator = pos.sum() * neg.sum()
+    return float(np.sum(pos * (below + 0.5 * neg)) / denominator) if denominator > 0 else float("nan")
+
+
+def bootstrap_indices(n_boot: int, n: int, rng: np.random.Generator, strata: np.ndarray | None = None) -> np.ndarray:
+    """Row positions of ``n_boot`` bootstrap resamples, shape (n_boot, n): n draws with replacement from all rows,
+    or, with ``strata`` (one label per row), as many draws within each stratum as it has rows (the stratified
+    bootstrap of a stratified sample). Without strata the draws equal ``rng.integers(0, n, n)`` repeated."""
+    if strata is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    labels = np.asarray(strata).reshape(-1)
+    if labels.size != n:
+        raise ValueError(f"strata has {labels.size} labels for {n} rows")
+    idx = np.empty((n_boot, n), dtype=np.int64)
+    for members in group_positions(labels):
+        idx[:, members] = members[rng.integers(0, members.size, size=(n_boot, members.size))]
+    return idx
+
+
+def group_positions(labels: np.ndarray) -> list[np.ndarray]:
+    """Row positions of each distinct label, in order of the sorted labels."""
+    _, inverse = np.unique(labels, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1)
 
 
 def bootstrap_ci(
@@ -64,11 +113,13 @@ def bootstrap_ci(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    strata: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic(*arrays)``, resampling rows of all arrays jointly.
 
-    ``n_boot`` resamples with replacement drawn by ``numpy.random.default_rng(seed)``; the interval is the
-    ``(1 - level)/2`` and ``(1 + level)/2`` quantiles of the finite replicate values (NaN, NaN if none).
+    ``n_boot`` resamples (:func:`bootstrap_indices`, within ``strata`` when given) drawn by
+    ``numpy.random.default_rng(seed)``; the interval is the ``(1 - level)/2`` and ``(1 + level)/2`` quantiles of the
+    finite replicate values (NaN, NaN if none).
     """
     if not arrays:
         raise ValueError("bootstrap_ci needs at least one array")
@@ -78,14 +129,16 @@ def bootstrap_ci(
         raise ValueError("bootstrap_ci: arrays differ in length")
     if n == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
     values = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
+    for b, idx in enumerate(bootstrap_indices(n_boot, n, np.random.default_rng(seed), strata)):
         try:
             values[b] = float(statistic(*(a[idx] for a in arrs)))
         except (ValueError, ZeroDivisionError, InputError):
             values[b] = np.nan
+    return _percentiles(values, level)
+
+
+def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
     values = values[np.isfinite(values)]
     if values.size == 0:
         return (float("nan"), float("nan"))
@@ -95,31 +148,45 @@ def bootstrap_ci(
 
 def metrics_ci(
     y_true: np.ndarray, prob: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0,
+    sample_weight: np.ndarray | None = None, strata: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of every metric of :func:`metrics` (one set of resamples for all)."""
+    """Percentile bootstrap interval of every metric of :func:`metrics` (one set of resamples for all; weighted by
+    ``sample_weight``, resampled within ``strata``)."""
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(prob, dtype=np.float64)
-    rng = np.random.default_rng(seed)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     reps = {m: [] for m in METRICS}
-    for _ in range(n_boot):
-        idx = rng.integers(0, y.size, y.size)
-        for k, v in metrics(y[idx], p[idx]).items():
+    for idx in bootstrap_indices(n_boot, y.size, np.random.default_rng(seed), strata):
+        for k, v in metrics(y[idx], p[idx], sample_weight=None if w is None else w[idx]).items():
             reps[k].append(v)
-    alpha = (1.0 - level) / 2.0
-    out = {}
-    for k, vals in reps.items():
-        v = np.asarray(vals)
-        v = v[np.isfinite(v)]
-        out[k] = (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha))) if v.size else (math.nan, math.nan)
-    return out
+    return {k: _percentiles(np.asarray(vals), level) for k, vals in reps.items()}
 
 
-def evaluation_rows(log: pl.DataFrame) -> tuple[np.ndarray, str, str] | None:
+def audit_design(log: pl.DataFrame, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(weights 1 / inclusion_probability, strata) of gold-labelled ``rows`` of ``log`` when the labels come from an
+    audit (``causalrm.audit``: the log carries ``inclusion_probability``), else (None, None): every row counts once
+    and resamples ignore strata."""
+    if schema.INCLUSION_PROBABILITY not in log.columns:
+        return None, None
+    pi = log[schema.INCLUSION_PROBABILITY].cast(pl.Float64).to_numpy()[rows]
+    if not np.isfinite(pi).all():
+        raise InputError("some gold-labelled rows have no inclusion_probability; merge every label from the audit "
+                         "file (causalrm audit) or drop the inclusion_probability column")
+    strata = (log[schema.AUDIT_STRATUM].cast(pl.String).fill_null("").to_numpy()[rows]
+              if schema.AUDIT_STRATUM in log.columns else None)
+    return 1.0 / pi, strata
+
+
+def evaluation_rows(log: pl.DataFrame, *, label: str | None = None) -> tuple[np.ndarray, str, str] | None:
     """(row positions, label column, description) of the clean-labelled rows of ``log``, or None.
 
-    A simulated log: the ``test`` split, against ``true_label``. Otherwise rows with a ``gold_label``.
+    A simulated log: the ``test`` split, against ``true_label``. Otherwise rows with a ``gold_label`` (weighted to
+    the impression population when they come from an audit, :func:`audit_design`). ``label="gold_label"`` reads
+    the gold labels even where a simulated test split exists.
     """
-    if schema.TRUE_LABEL in log.columns and schema.SPLIT in log.columns:
+    if label not in (None, schema.GOLD_LABEL):
+        raise ValueError(f"label must be None or {schema.GOLD_LABEL!r}, got {label!r}")
+    if label is None and schema.TRUE_LABEL in log.columns and schema.SPLIT in log.columns:
         is_test = (log[schema.SPLIT] == schema.TEST).fill_null(False).to_numpy()
         has = log[schema.TRUE_LABEL].is_not_null().to_numpy()
         rows = np.flatnonzero(is_test & has)
@@ -129,7 +196,9 @@ def evaluation_rows(log: pl.DataFrame) -> tuple[np.ndarray, str, str] | None:
         gold = log[schema.GOLD_LABEL].cast(pl.Float64).to_numpy()
         rows = np.flatnonzero(np.isfinite(gold))
         if rows.size:
-            return rows, schema.GOLD_LABEL, "all rows with an audited gold_label"
+            audited = schema.INCLUSION_PROBABILITY in log.columns
+            return rows, schema.GOLD_LABEL, ("audited rows (gold_label, weighted by 1 / inclusion_probability)"
+                                             if audited else "all rows with an audited gold_label")
     return None
 
 
@@ -151,19 +220,19 @@ def evaluate_scores(
     rows, column, description = found
     y = log[column].cast(pl.Float64).to_numpy()[rows]
     prob = sigmoid(rewards[rows])
-    out: dict[str, Any] = {"label": column, "rows": description, "n": int(rows.size), "metrics": metrics(y, prob)}
+    w, strata = audit_design(log, rows) if column == schema.GOLD_LABEL else (None, None)
+    out: dict[str, Any] = {"label": column, "rows": description, "n": int(rows.size),
+                           "metrics": metrics(y, prob, sample_weight=w)}
     if n_boot:
-        out["ci"] = metrics_ci(y, prob, n_boot=n_boot, seed=seed)
+        out["ci"] = metrics_ci(y, prob, n_boot=n_boot, seed=seed, sample_weight=w, strata=strata)
     if split is not None and column == schema.GOLD_LABEL:
         roles = np.asarray(split, dtype=object)[rows]
         out["by_split"] = {}
-        for role in (schema.TRAIN, schema.VAL, schema.TEST):
-            m = roles == role
+        parts = {role: roles == role for role in (schema.TRAIN, schema.VAL, schema.TEST)}
+        for role, m in {**parts, "held_out": roles != schema.TRAIN}.items():
             if m.sum() >= 3:
-                out["by_split"][role] = {"n": int(m.sum()), "metrics": metrics(y[m], prob[m])}
-        held = roles != schema.TRAIN
-        if held.sum() >= 3:
-            out["by_split"]["held_out"] = {"n": int(held.sum()), "metrics": metrics(y[held], prob[held])}
+                out["by_split"][role] = {"n": int(m.sum()), "metrics": metrics(
+                    y[m], prob[m], sample_weight=None if w is None else w[m])}
     return out
 
 
@@ -180,18 +249,25 @@ READING_GUIDE = (
 
 def paired_difference(
     y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray, *, metric: str = "r2", n_boot: int = 1000,
-    seed: int = 0,
+    seed: int = 0, sample_weight: np.ndarray | None = None, strata: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``metric(b) - metric(a)`` on the same labelled rows with a paired percentile bootstrap 95% interval (both
-    models scored on each resample of rows). Returns {"metric", "a", "b", "difference", "ci95", "n"}."""
+    models scored on each resample of rows; weighted by ``sample_weight``, resampled within ``strata``). Returns
+    {"metric", "a", "b", "difference", "ci95", "n"}."""
     y = np.asarray(y_true, dtype=np.float64)
     a = np.asarray(prob_a, dtype=np.float64)
     b = np.asarray(prob_b, dtype=np.float64)
+    weighted = sample_weight is not None
+    w = np.asarray(sample_weight, dtype=np.float64) if weighted else np.ones_like(y)
     if metric not in METRICS:
         raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    lo, hi = bootstrap_ci(lambda yy, aa, bb: metrics(yy, bb)[metric] - metrics(yy, aa)[metric], y, a, b,
-                          n_boot=n_boot, seed=seed)
-    ma, mb = metrics(y, a)[metric], metrics(y, b)[metric]
+
+    def value(yy: np.ndarray, pp: np.ndarray, ww: np.ndarray) -> float:
+        return metrics(yy, pp, sample_weight=ww if weighted else None)[metric]
+
+    lo, hi = bootstrap_ci(lambda yy, aa, bb, ww: value(yy, bb, ww) - value(yy, aa, ww), y, a, b, w, n_boot=n_boot,
+                          seed=seed, strata=strata)
+    ma, mb = value(y, a, w), value(y, b, w)
     return {"metric": metric, "a": ma, "b": mb, "difference": mb - ma, "ci95": [lo, hi], "n": int(y.size)}
 
 
@@ -218,15 +294,12 @@ def verdict(difference: dict[str, Any], *, baseline: str, debiased: str, labels:
     return text + "."
 
 
-def labelled_verdict(
-    log: pl.DataFrame, prob_a: np.ndarray, prob_b: np.ndarray, *, baseline: str, debiased: str,
-    split: np.ndarray | None = None, reasons: Sequence[str] = (), n_boot: int = 1000, seed: int = 0,
-) -> dict[str, Any] | None:
-    """The verdict of ``debiased`` (``prob_b``, one per row of ``log``) against ``baseline`` (``prob_a``) on the
-    log's clean labels (:func:`evaluation_rows`): the :func:`paired_difference` in R² and its sentence. With gold
-    labels and the fitting roles (``split``, or the log's ``split`` column), rows the models were trained on are left
-    out when at least ``MIN_VERDICT_ROWS`` held-out gold rows remain. None when the log has no clean labels."""
-    found = evaluation_rows(log)
+def verdict_rows(log: pl.DataFrame, split: np.ndarray | None = None, *, label: str | None = None
+                 ) -> tuple[np.ndarray, str, str] | None:
+    """The clean-labelled rows a verdict reads (:func:`evaluation_rows`, ``label`` as there), as (rows, column,
+    description). With gold labels and the fitting roles (``split``, or the log's ``split`` column), rows the models
+    were trained on are left out when at least ``MIN_VERDICT_ROWS`` held-out gold rows remain."""
+    found = evaluation_rows(log, label=label)
     if found is None:
         return None
     rows, column, description = found
@@ -235,9 +308,26 @@ def labelled_verdict(
     if column == schema.GOLD_LABEL and roles is not None:
         held = rows[np.asarray(roles, dtype=object)[rows] != schema.TRAIN]
         if held.size >= MIN_VERDICT_ROWS:
-            rows, description = held, "held-out rows with an audited gold_label"
+            rows, description = held, "held-out " + description.removeprefix("all ")
+    return rows, column, description
+
+
+def labelled_verdict(
+    log: pl.DataFrame, prob_a: np.ndarray, prob_b: np.ndarray, *, baseline: str, debiased: str,
+    split: np.ndarray | None = None, reasons: Sequence[str] = (), n_boot: int = 1000, seed: int = 0,
+    label: str | None = None,
+) -> dict[str, Any] | None:
+    """The verdict of ``debiased`` (``prob_b``, one per row of ``log``) against ``baseline`` (``prob_a``) on the
+    log's clean labels (:func:`verdict_rows`, ``label`` as there): the :func:`paired_difference` in R² (weighted and
+    stratified for audited labels, :func:`audit_design`) and its sentence. None when the log has no clean labels."""
+    found = verdict_rows(log, split, label=label)
+    if found is None:
+        return None
+    rows, column, description = found
     y = log[column].cast(pl.Float64).to_numpy()[rows]
-    diff = paired_difference(y, np.asarray(prob_a)[rows], np.asarray(prob_b)[rows], n_boot=n_boot, seed=seed)
+    w, strata = audit_design(log, rows) if column == schema.GOLD_LABEL else (None, None)
+    diff = paired_difference(y, np.asarray(prob_a)[rows], np.asarray(prob_b)[rows], n_boot=n_boot, seed=seed,
+                             sample_weight=w, strata=strata)
     return {**diff, "labels": description,
             "verdict": verdict(diff, baseline=baseline, debiased=debiased, labels=f"the {description}",
                                reasons=reasons)}

@@ -31,7 +31,7 @@ import shutil
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -615,9 +615,9 @@ def _feedback(ctx: _Ctx, s: pl.Series, threshold: float | None) -> pl.Series:
                    "pass --threshold T to binarise them (rating >= T is positive)")
 
 
-def _binary(ctx: _Ctx, name: str, s: pl.Series, *, allow_null: bool) -> pl.Series:
+def _binary(ctx: _Ctx, name: str, s: pl.Series, *, allow_null: bool, todo: str = "use 0/1 or true/false"
+            ) -> pl.Series:
     """Int8 0/1 from booleans, 0/1 numbers or true/false/yes/no text."""
-    todo = "use 0/1 or true/false"
     if s.dtype == pl.Null:
         out = s.cast(pl.Int8)
     elif s.dtype == pl.Boolean:
@@ -644,9 +644,9 @@ def _binary(ctx: _Ctx, name: str, s: pl.Series, *, allow_null: bool) -> pl.Serie
     return out
 
 
-def _probability(ctx: _Ctx, name: str, s: pl.Series) -> pl.Series:
-    f = _to_float(ctx, name, s, "a probability")
-    i = _first_bad(f.is_null() | f.is_nan())
+def _probability(ctx: _Ctx, name: str, s: pl.Series, *, allow_null: bool = False) -> pl.Series:
+    f = _drop_nan(_to_float(ctx, name, s, "a probability"))
+    i = None if allow_null else _first_bad(f.is_null())
     if i is not None:
         raise ctx.fail(i, name, "is empty", "give a probability in (0, 1] on every row, or drop the column")
     i = _first_bad((f <= 0) | (f > 1))
@@ -679,18 +679,18 @@ def _text(ctx: _Ctx, name: str, s: pl.Series) -> pl.Series:
     raise ctx.fail(None, name, f"has type {s.dtype}", "store it as text (one string per row)")
 
 
-def _ids(ctx: _Ctx, name: str, s: pl.Series) -> pl.Series:
+def _ids(ctx: _Ctx, name: str, s: pl.Series, *, remedy: str = "drop the column to generate them") -> pl.Series:
     s = _text(ctx, name, s)
     i = _first_bad(s.is_null() | (s.str.strip_chars() == ""))
     if i is not None:
-        raise ctx.fail(i, name, "is empty", "give every row a unique id, or drop the column to generate them")
+        raise ctx.fail(i, name, "is empty", f"give every row a unique id, or {remedy}")
     dup = s.is_duplicated()
     i = _first_bad(dup)
     if i is not None:
         j = _first_bad((s == s[i]) & (pl.Series(range(s.len())) > i))
         assert j is not None
         raise InputError(f"{ctx.raw.path}: {ctx.col(name)}: id {s[i]!r} appears twice, at {ctx.raw.where(i)} and "
-                         f"{ctx.raw.where(j)}; ids must be unique (drop the column to generate them)")
+                         f"{ctx.raw.where(j)}; ids must be unique ({remedy})")
     return s
 
 
@@ -779,6 +779,11 @@ def _canonicalise(raw: _Raw, origin: dict[str, str], threshold: float | None, *,
             out[name] = _probability(ctx, name, df[name])
     if schema.GOLD_LABEL in df.columns:
         out[schema.GOLD_LABEL] = _unit_interval(ctx, schema.GOLD_LABEL, df[schema.GOLD_LABEL])
+    if schema.INCLUSION_PROBABILITY in df.columns:
+        out[schema.INCLUSION_PROBABILITY] = _probability(ctx, schema.INCLUSION_PROBABILITY,
+                                                         df[schema.INCLUSION_PROBABILITY], allow_null=True)
+    if schema.AUDIT_STRATUM in df.columns:
+        out[schema.AUDIT_STRATUM] = _text(ctx, schema.AUDIT_STRATUM, df[schema.AUDIT_STRATUM])
     if schema.TRUE_LABEL in df.columns:
         out[schema.TRUE_LABEL] = _binary(ctx, schema.TRUE_LABEL, df[schema.TRUE_LABEL], allow_null=True)
     if schema.TRUE_SCORE in df.columns:
@@ -914,5 +919,58 @@ def read_table(path: str | os.PathLike) -> pl.DataFrame:
         if raw.cells_are_text:
             return pl.DataFrame([_infer_text_column(raw.df[c]) for c in raw.df.columns])
         return raw.df
+
+    return _guard(source, run)
+
+
+def read_labels(path: str | os.PathLike, *, known_ids: Collection[str] | None = None,
+                log_name: str = "the log") -> pl.DataFrame:
+    """Read an audit label file (``causalrm audit`` writes one; any table with ``response_id`` and ``gold_label``
+    will do) and return ``response_id`` (String, unique), ``gold_label`` (Float64: 1 good, 0 bad, null = not labelled
+    yet) and, where the file has them, ``inclusion_probability`` (Float64 in (0, 1]), ``audit_stratum`` (String) and
+    ``audit_stratum_rows`` (Int64 >= 1, the same on every row of a stratum). Other columns are dropped.
+
+    ``known_ids``: the response_ids of the log the labels belong to (``log_name`` in messages); a row with any other
+    id raises. Raises :class:`InputError` naming the file, row and column (unknown ids, labels outside {0, 1},
+    duplicated ids, a missing column).
+    """
+    source = _source(path)
+
+    def run() -> pl.DataFrame:
+        raw = _load_raw(source)
+        ctx = _Ctx(raw, {})
+        df = raw.df
+        for column in (schema.RESPONSE_ID, schema.GOLD_LABEL):
+            if column not in df.columns:
+                raise InputError(f"{raw.path}: no column {column!r} (columns found: {_list(df.columns)}); a label "
+                                 "file needs response_id and gold_label (1 good, 0 bad, empty = not labelled); "
+                                 "write one with `causalrm audit`")
+        out = [_ids(ctx, schema.RESPONSE_ID, df[schema.RESPONSE_ID], remedy="label each response once"),
+               _binary(ctx, schema.GOLD_LABEL, df[schema.GOLD_LABEL], allow_null=True,
+                       todo="label 1 (good) or 0 (bad), or leave the cell empty to skip the row").cast(pl.Float64)]
+        if schema.INCLUSION_PROBABILITY in df.columns:
+            out.append(_probability(ctx, schema.INCLUSION_PROBABILITY, df[schema.INCLUSION_PROBABILITY]))
+        if schema.AUDIT_STRATUM in df.columns:
+            out.append(_text(ctx, schema.AUDIT_STRATUM, df[schema.AUDIT_STRATUM]).fill_null(""))
+        if schema.AUDIT_STRATUM_ROWS in df.columns:
+            rows = _to_float(ctx, schema.AUDIT_STRATUM_ROWS, df[schema.AUDIT_STRATUM_ROWS], "a row count")
+            i = _first_bad(rows.is_null() | rows.is_nan() | (rows < 1) | (rows != rows.round(0)))
+            if i is not None:
+                raise ctx.fail(i, schema.AUDIT_STRATUM_ROWS, f"value {rows[i]!r} is not a positive whole number",
+                               "keep the column as `causalrm audit` wrote it")
+            out.append(rows.cast(pl.Int64).rename(schema.AUDIT_STRATUM_ROWS))
+        labels = pl.DataFrame(out)
+        if schema.AUDIT_STRATUM_ROWS in labels.columns and schema.AUDIT_STRATUM in labels.columns:
+            sizes = labels.group_by(schema.AUDIT_STRATUM).agg(pl.col(schema.AUDIT_STRATUM_ROWS).n_unique().alias("k"))
+            mixed = sizes.filter(pl.col("k") > 1)
+            if mixed.height:
+                raise InputError(f"{raw.path}: column {schema.AUDIT_STRATUM_ROWS!r} differs within stratum "
+                                 f"{mixed[schema.AUDIT_STRATUM][0]!r}; keep the columns as `causalrm audit` wrote them")
+        if known_ids is not None:
+            i = _first_bad(~labels[schema.RESPONSE_ID].is_in(list(known_ids)))
+            if i is not None:
+                raise ctx.fail(i, schema.RESPONSE_ID, f"id {labels[schema.RESPONSE_ID][i]!r} is not in {log_name}",
+                               "use the label file proposed for this log (causalrm audit LOG) or drop the row")
+        return labels
 
     return _guard(source, run)

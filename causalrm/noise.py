@@ -25,7 +25,8 @@ overshoots at the ends (its extreme blocks are maxima of suffix means). Measured
 within 0.03 of every true rate.
 
 gold: on rows with an audited ``gold_label`` and observed feedback, rho01 = P(r = 0 | gold = 1),
-rho10 = P(r = 1 | gold = 0). fixed: the user's values.
+rho10 = P(r = 1 | gold = 0); rows of an audit (``causalrm.audit``) weigh 1 / inclusion probability and are resampled
+within their strata. fixed: the user's values.
 
 Why every row and not only the observed ones: the anchors are points x of the covariate distribution, and
 P(r = 1 | x, o = 1) = P(r = 1 | x) under no unmeasured confounding, so the proxy applies to unobserved rows too.
@@ -290,12 +291,15 @@ class FlipRateEstimator(BaseEstimator):
     f = calibrated proxy of P(r = 1 | x) fitted on the observed rows and cross-fitted over *all* rows
     (``cross_fitted_proxy``); the quantiles are taken over all rows, observed or not (module docstring).
     gold: rho01 = P(r = 0 | gold = 1), rho10 = P(r = 1 | gold = 0) on observed rows with a gold label; a soft
-    gold_label is thresholded (> 0.5 positive, < 0.5 negative, exactly 0.5 dropped as uninformative).
+    gold_label is thresholded (> 0.5 positive, < 0.5 negative, exactly 0.5 dropped as uninformative). With an
+    audit's ``inclusion_probability`` pi (and ``stratum``), the Hájek estimates for the whole log:
+    rho01 = Σ w [gold = 1, r = 0] / Σ w [gold = 1], w = 1 / pi, and likewise rho10.
     fixed: ``rho01``, ``rho10`` as given.
 
     ci_: percentile bootstrap 95% intervals from ``n_bootstrap`` resamples of the rows (anchor: each resample refits
     the calibrator on the resampled out-of-fold decision values and recomputes the quantiles, so the interval covers
-    the calibration and quantile error but not the refit of the logistic direction; gold: resampling the gold rows).
+    the calibration and quantile error but not the refit of the logistic direction; gold: resampling the gold rows,
+    within strata when given).
     Warns (``warnings.warn`` and diagnostics_["warnings"]) when the proxy's out-of-fold AUC on the observed rows is
     within two standard errors of chance (``chance_auc_bound``: the anchors are then quantiles of noise). Refuses
     rho01 + rho10 >= 1 (InputError); warns (``warnings.warn`` and diagnostics_["warnings"]) when the sum
@@ -342,19 +346,23 @@ class FlipRateEstimator(BaseEstimator):
             raise InputError(f"n_bootstrap must be a non-negative integer, got {self.n_bootstrap!r}")
 
     def fit(
-        self, X: Any, feedback: Any, observed: Any, gold_label: Any = None, propensity: Any = None
+        self, X: Any, feedback: Any, observed: Any, gold_label: Any = None, propensity: Any = None, *,
+        inclusion_probability: Any = None, stratum: Any = None,
     ) -> FlipRateEstimator:
         """Estimate the flip rates from a log (X may be None for ``gold`` and ``fixed``).
 
         ``propensity`` ((n,), clipped p_hat; anchor methods only) weights the proxy's fit by 1 / p, re-targeting it
         at the distribution of all impressions, where the rare observed negatives (low propensity) count fully.
+        ``inclusion_probability``, ``stratum`` ((n,); gold only): the audit design of the gold-labelled rows
+        (``causalrm.audit``; other rows may hold NaN / None).
 
         Runs with one BLAS thread: the problems are many small dense fits, where BLAS threads only add contention.
         """
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(X, feedback, observed, gold_label, propensity)
+            return self._fit(X, feedback, observed, gold_label, propensity, (inclusion_probability, stratum))
 
-    def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any, propensity: Any) -> FlipRateEstimator:
+    def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any, propensity: Any,
+             design: tuple[Any, Any]) -> FlipRateEstimator:
         self._check_params()
         rng = np.random.default_rng(self.random_state)
         diag: dict[str, Any] = {"method": self.method, "warnings": []}
@@ -378,7 +386,7 @@ class FlipRateEstimator(BaseEstimator):
                     f"column 'feedback' row {i} is {float(r[i])!r}: it must be 0 or 1 where observed == 1"
                 )
             if self.method == "gold":
-                self._fit_gold(r, obs, gold_label, n, rng, diag)
+                self._fit_gold(r, obs, gold_label, n, rng, diag, design)
             else:
                 w = None if propensity is None else 1.0 / check_propensity(propensity, name="propensity", n=n)
                 self._fit_anchor(X, r_obs, obs, n, rng, diag, w)
@@ -484,8 +492,11 @@ class FlipRateEstimator(BaseEstimator):
             self.ci_ = {"rho01": (rho01, rho01), "rho10": (rho10, rho10)}
 
     def _fit_gold(
-        self, r: np.ndarray, obs: np.ndarray, gold_label: Any, n: int, rng: np.random.Generator, diag: dict[str, Any]
+        self, r: np.ndarray, obs: np.ndarray, gold_label: Any, n: int, rng: np.random.Generator, diag: dict[str, Any],
+        design: tuple[Any, Any],
     ) -> None:
+        from causalrm.evaluation import bootstrap_indices
+
         if gold_label is None:
             raise InputError("method 'gold' needs gold_label (audited true labels on a subset of rows)")
         g = np.asarray(gold_label, dtype=np.float64).reshape(-1)
@@ -500,29 +511,47 @@ class FlipRateEstimator(BaseEstimator):
         use = obs & np.isfinite(g) & (g != 0.5)
         gb = (g[use] > 0.5).astype(float)
         rr = r[use]
+        w, strata = self._design(design, use, n)
         n_pos, n_neg = int(gb.sum()), int(len(gb) - gb.sum())
         if n_pos < 1 or n_neg < 1:
             raise InputError(
                 f"gold labels on observed rows: {n_pos} positive, {n_neg} negative; both classes are needed to "
                 "estimate rho01 and rho10"
             )
-        rho01 = float(np.mean(rr[gb == 1] == 0))
-        rho10 = float(np.mean(rr[gb == 0] == 1))
-        diag.update(n_gold=int(len(gb)), n_gold_positive=n_pos, n_gold_negative=n_neg)
+        rho01 = float(np.sum(w * (gb == 1) * (rr == 0)) / np.sum(w * (gb == 1)))
+        rho10 = float(np.sum(w * (gb == 0) * (rr == 1)) / np.sum(w * (gb == 0)))
+        diag.update(n_gold=int(len(gb)), n_gold_positive=n_pos, n_gold_negative=n_neg,
+                    weighted=design[0] is not None)
         if min(n_pos, n_neg) < 30:
             diag["warnings"].append(
                 f"only {min(n_pos, n_neg)} gold rows in the smaller class: the flip-rate estimate is imprecise"
             )
         self._accept(rho01, rho10, diag)
         if self.n_bootstrap:
-            idx = rng.integers(0, len(gb), size=(self.n_bootstrap, len(gb)))
-            gs, rs = gb[idx], rr[idx]
+            idx = bootstrap_indices(self.n_bootstrap, len(gb), rng, strata)
+            gs, rs, ws = gb[idx], rr[idx], w[idx]
             with np.errstate(invalid="ignore", divide="ignore"):
-                b01 = ((gs == 1) & (rs == 0)).sum(1) / (gs == 1).sum(1)
-                b10 = ((gs == 0) & (rs == 1)).sum(1) / (gs == 0).sum(1)
+                b01 = (ws * ((gs == 1) & (rs == 0))).sum(1) / (ws * (gs == 1)).sum(1)
+                b10 = (ws * ((gs == 0) & (rs == 1))).sum(1) / (ws * (gs == 0)).sum(1)
             self.ci_ = {"rho01": _percentile_ci(b01[np.isfinite(b01)]), "rho10": _percentile_ci(b10[np.isfinite(b10)])}
         else:
             self.ci_ = {"rho01": (rho01, rho01), "rho10": (rho10, rho10)}
+
+    @staticmethod
+    def _design(design: tuple[Any, Any], use: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(weights 1 / pi, strata) of the used gold rows; (ones, None) without an audit design."""
+        pi, stratum = design
+        if pi is None:
+            return np.ones(int(use.sum())), None
+        pi = np.asarray(pi, dtype=np.float64).reshape(-1)
+        if pi.shape[0] != n:
+            raise InputError(f"column 'inclusion_probability' has {pi.shape[0]} rows but the log has {n}")
+        bad = use & ~((pi > 0) & (pi <= 1))
+        if bad.any():
+            raise InputError(f"column 'inclusion_probability' row {int(np.argmax(bad))} is {float(pi[bad][0])!r} "
+                             "on a gold-labelled row: it must lie in (0, 1]; merge the labels with --gold FILE")
+        strata = None if stratum is None else np.asarray(stratum, dtype=object).reshape(-1)[use].astype(str)
+        return 1.0 / pi[use], strata
 
     def rates(self) -> tuple[float, float]:
         """(rho01_, rho10_)."""

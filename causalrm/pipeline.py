@@ -470,13 +470,20 @@ def _fit_nuisances(
         t0 = time.perf_counter()
         from causalrm.noise import FlipRateEstimator
 
+        from causalrm.audit import design_columns
+
         method = config.effective_flip_method
-        gold = _column(log, schema.GOLD_LABEL, rows)
+        audit = design_columns(log, rows)
+        gold = audit["gold_label"]
         if method == "gold" and (gold is None or np.isnan(gold).all()):
-            raise InputError("flip method 'gold' needs audited labels in column 'gold_label' on train/val rows")
+            raise InputError("flip method 'gold' needs audited labels on train/val rows: merge a label file "
+                             "(--gold FILE, from causalrm audit) or give the log a 'gold_label' column")
         est = FlipRateEstimator(method=method, quantile=config.quantile, rho01=config.rho01, rho10=config.rho10,
                                 n_bootstrap=config.flip_bootstrap, random_state=config.seed)
-        est.fit(X_fit, fb, obs, gold_label=gold if method == "gold" else None, propensity=proxy_weights)
+        if method == "gold":
+            est.fit(X_fit, fb, obs, **audit)
+        else:
+            est.fit(X_fit, fb, obs, propensity=proxy_weights)
         nuis.flip_estimator = est
         nuis.rho01, nuis.rho10 = float(est.rho01_), float(est.rho10_)
         ci = getattr(est, "ci_", None)
@@ -488,7 +495,7 @@ def _fit_nuisances(
                               **(jsonable(getattr(est, "diagnostics_", None)) or {})}
         nuis.gates["flip_rates"] = flip_rate_gate(est.diagnostics_)
         if method != "gold" and gold is not None and np.isfinite(gold[obs == 1]).any():
-            diag["flip_rates"]["gold_check"] = _gold_check(fb, obs, gold, config)
+            diag["flip_rates"]["gold_check"] = _gold_check(fb, obs, audit, config)
         diag["seconds"]["flip_rates"] = time.perf_counter() - t0
 
     if "pseudo_label" in needs or "pseudo_label_noisy" in needs:
@@ -514,7 +521,7 @@ def _fit_nuisances(
     return nuis
 
 
-def _gold_check(fb: np.ndarray, obs: np.ndarray, gold: np.ndarray, config: FitConfig) -> dict[str, Any]:
+def _gold_check(fb: np.ndarray, obs: np.ndarray, audit: dict[str, Any], config: FitConfig) -> dict[str, Any]:
     """The gold-label estimate beside the one used, for logs with an audited subset: {rho01, rho10, ci, n_gold} or
     {error} when the gold rows cannot give one (e.g. a single class)."""
     from causalrm.noise import FlipRateEstimator
@@ -523,7 +530,7 @@ def _gold_check(fb: np.ndarray, obs: np.ndarray, gold: np.ndarray, config: FitCo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est = FlipRateEstimator(method="gold", n_bootstrap=config.flip_bootstrap, random_state=config.seed)
-            est.fit(None, fb, obs, gold_label=gold)
+            est.fit(None, fb, obs, **audit)
     except InputError as err:
         return {"error": str(err)}
     return {"rho01": est.rho01_, "rho10": est.rho10_, "ci": {k: list(v) for k, v in est.ci_.items()},

@@ -10,7 +10,8 @@ Layout (all JSON, safetensors and parquet; nothing pickled)::
                          labels, test metrics (simulated logs: true_label on the test split; real logs: gold_label)
       nuisances.json     propensity diagnostics, flip-rate estimates and CIs
       scored.parquet     response_id, prompt, response, pair_id, split, reward (logit z), preference (sigma(z)),
-                         plus observed / feedback / true_label / gold_label when the log has them
+                         plus observed / feedback / true_label / gold_label (with an audit's inclusion_probability
+                         and audit_stratum) when the log has them
 
 ``save_run`` writes into a temporary folder next to ``RUN_DIR`` and renames it into place only when everything is
 written, so a failure leaves nothing behind (and an existing run untouched). It refuses to replace a folder that is
@@ -41,7 +42,8 @@ RUN_FORMAT = "causalrm-run"
 RUN_VERSION = 1
 CONFIG, METRICS, NUISANCES, SCORED = "config.json", "metrics.json", "nuisances.json", "scored.parquet"
 SCORED_COLUMNS = (schema.RESPONSE_ID, schema.PROMPT, schema.RESPONSE, schema.PAIR_ID, schema.SPLIT)
-EXTRA_COLUMNS = (schema.OBSERVED, schema.FEEDBACK, schema.TRUE_LABEL, schema.GOLD_LABEL)
+EXTRA_COLUMNS = (schema.OBSERVED, schema.FEEDBACK, schema.TRUE_LABEL, schema.GOLD_LABEL, schema.INCLUSION_PROBABILITY,
+                 schema.AUDIT_STRATUM)
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

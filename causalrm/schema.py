@@ -12,6 +12,9 @@ observed : Int8 in {0, 1}; ``feedback is not null`` unless given.
 user_id, timestamp, pair_id, split : optional metadata (``pair_id`` groups responses to one prompt).
 logged_propensity : Float64 in (0, 1], optional; the product's own probability of logging feedback.
 gold_label : Float64 in [0, 1], optional; audited true preference on a small subset (evaluation only).
+inclusion_probability : Float64 in (0, 1], optional; with gold_label from an audit (``causalrm.audit``): the
+    probability that the audit's design labelled the row; audited rows weigh 1 / inclusion_probability.
+audit_stratum : str, optional; the audit stratum of a gold-labelled row (intervals resample within strata).
 true_label, true_score, true_propensity : simulation only; never used for training.
 """
 
@@ -29,6 +32,10 @@ TIMESTAMP = "timestamp"
 PAIR_ID = "pair_id"
 LOGGED_PROPENSITY = "logged_propensity"
 GOLD_LABEL = "gold_label"
+INCLUSION_PROBABILITY = "inclusion_probability"
+AUDIT_STRATUM = "audit_stratum"
+#: label files only (``causalrm audit``): the number of auditable rows in the row's stratum
+AUDIT_STRATUM_ROWS = "audit_stratum_rows"
 SPLIT = "split"
 TRUE_LABEL = "true_label"
 TRUE_SCORE = "true_score"
@@ -48,6 +55,8 @@ DTYPES: dict[str, pl.DataType] = {
     PAIR_ID: pl.String(),
     LOGGED_PROPENSITY: pl.Float64(),
     GOLD_LABEL: pl.Float64(),
+    INCLUSION_PROBABILITY: pl.Float64(),
+    AUDIT_STRATUM: pl.String(),
     SPLIT: pl.String(),
     TRUE_LABEL: pl.Int8(),
     TRUE_SCORE: pl.Float64(),

@@ -153,3 +153,19 @@ def test_unbiasedness_check_causalrm_matches_ideal_loss_naive_does_not():
         assert abs(by[(name, "causalrm-ips")]["delta"]) < 0.05 * ideal + 0.01
         assert abs(by[(name, "causalrm-dr")]["delta"]) < 0.05 * ideal + 0.01
         assert abs(by[(name, "naive")]["delta"]) > 2 * abs(by[(name, "causalrm-ips")]["delta"])
+
+
+def test_stratified_bootstrap_resamples_within_strata():
+    from causalrm.evaluation import bootstrap_indices
+
+    strata = np.array(["a"] * 3 + ["b"] * 7)
+    idx = bootstrap_indices(500, 10, np.random.default_rng(0), strata)
+    assert idx.shape == (500, 10)
+    assert np.all(np.isin(idx[:, :3], [0, 1, 2])) and np.all(idx[:, 3:] >= 3)  # each stratum keeps its size
+    plain = bootstrap_indices(5, 10, np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    assert np.array_equal(plain, np.stack([rng.integers(0, 10, 10) for _ in range(5)]))
+    # a statistic constant within strata has no bootstrap spread when resampled within them
+    x = np.where(strata == "a", 1.0, 0.0)
+    assert bootstrap_ci(np.mean, x, n_boot=200, strata=strata) == pytest.approx((0.3, 0.3))
+    assert bootstrap_ci(np.mean, x, n_boot=200)[1] > 0.4

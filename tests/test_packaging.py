@@ -46,7 +46,7 @@ def test_console_script_runs() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "causalrm.cli.main", "--help"], capture_output=True, text=True, check=True
     )
-    for command in ("validate", "simulate", "embed", "fit", "score", "compare", "bench", "export", "app"):
+    for command in ("validate", "simulate", "embed", "audit", "fit", "score", "compare", "bench", "export", "app"):
         assert command in out.stdout
 
 

@@ -1,14 +1,20 @@
-"""`causalrm compare RUN_A RUN_B [--top-k 10]`: how differently two reward models rank the same responses.
+"""`causalrm compare RUN_A RUN_B [--top-k 10] [--gold FILE]`: how differently two reward models rank the same
+responses, and which is better where labels exist.
 
 Uses each run's ``scored.parquet`` (or scores ``--log`` with both runs), matches rows on ``response_id`` and prints
 global and per-prompt Kendall tau / Spearman rho, agreement with gold labels when present, the top-k overlap and the
 largest rank shifts with their texts. With clean labels (a simulated log's test split, or gold labels), it first
 says in one sentence whether RUN_B is better, level or worse than RUN_A (paired bootstrap interval of the R²
-difference); a run whose metrics.json says it did not learn gets a ``warning:`` line. ``--json OUT`` writes the full comparison.
+difference); a run whose metrics.json says it did not learn gets a ``warning:`` line. ``--gold FILE`` merges an
+audit's labels (``causalrm audit``) by response_id; with gold labels each run gets an audited evaluation: R², MSE,
+AUROC and the within-prompt pair agreement on the audited rows with bootstrap intervals, estimated for the whole
+impression population (``causalrm.audit.audited_evaluation``). ``--json OUT`` writes the full comparison, with
+``{"audit": {RUN_NAME: {"n", "r2", "r2_ci", ...}}, "audit_verdict": ...}``.
 
 Example::
 
     causalrm compare runs/naive runs/dr --top-k 10
+    causalrm compare runs/naive runs/dr --gold labels.csv --json compare.json
 """
 
 from __future__ import annotations
@@ -29,30 +35,57 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--log", default=None, help="score this log with both runs instead of their scored.parquet")
     p.add_argument("--map", dest="mapping", nargs="+", action="extend", metavar="CANON=COLUMN", default=None,
                    help="column mapping for --log")
-    p.add_argument("--gold", default=None, help="column with clean labels (default gold_label, then true_label)")
+    p.add_argument("--gold", metavar="FILE", default=None,
+                   help="audit label file (causalrm audit): evaluate both runs on its labelled rows, weighted to "
+                        "the whole impression population")
     p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="also write the comparison as JSON")
     p.add_argument("--width", type=int, default=70, help="characters of text shown per rank shift")
     return p
 
 
-def _verdict(scored_a, scored_b, names: tuple[str, str], unlearned: list[str]) -> dict | None:
-    """RUN_B against RUN_A on the clean labels the scored logs carry (rows matched on response_id)."""
+def _joined(scored_a, scored_b):
+    """RUN_A's scored rows with RUN_B's ``preference_b``, matched on response_id; a row is ``train`` when either run
+    was trained on it."""
     import polars as pl
 
-    from causalrm.evaluation import labelled_verdict
+    right = [pl.col("preference").alias("preference_b")]
+    if "split" in scored_b.columns:
+        right.append(pl.col("split").alias("split_b"))
+    both = scored_a.join(scored_b.select("response_id", *right), on="response_id", how="inner")
+    if "split_b" in both.columns:
+        both = both.with_columns(
+            pl.when(pl.col("split_b") == "train").then(pl.lit("train")).otherwise(pl.col("split")).alias("split"))
+    return both
 
-    both = scored_a.join(scored_b.select("response_id", pl.col("preference").alias("preference_b")),
-                         on="response_id", how="inner")
-    if both.height == 0:
-        return None
-    reasons = [f"{name} did not learn" for name in unlearned]
-    return labelled_verdict(both, both["preference"].to_numpy(), both["preference_b"].to_numpy(),
-                            baseline=names[0], debiased=names[1], reasons=reasons)
+
+def _names(args: argparse.Namespace) -> tuple[str, str]:
+    """The runs' keys in the audit record: their folder names, or the paths as given when those coincide."""
+    a, b = Path(args.run_a).name, Path(args.run_b).name
+    return (a, b) if a != b else (str(args.run_a), str(args.run_b))
+
+
+def _format_audit(audit: dict, names: tuple[str, str]) -> str:
+    def fmt(record: dict, key: str) -> str:
+        value, ci = record.get(key), record.get(f"{key}_ci") or [None, None]
+        if value is None or value != value:
+            return "n/a"
+        lo, hi = ("?" if v is None or v != v else f"{v:.3f}" for v in ci)
+        return f"{value:.3f} [{lo}, {hi}]"
+
+    first = next(iter(audit.values()))
+    lines = [f"audited evaluation on {first['n']} {first['labels']} (95% bootstrap intervals):"]
+    for name in names:
+        r = audit[name]
+        lines.append(f"  {name:<24} R2 {fmt(r, 'r2')}  MSE {fmt(r, 'mse')}  AUROC {fmt(r, 'auroc')}  "
+                     f"pair agreement {fmt(r, 'pair_agreement')} ({r['n_pairs']} pairs)")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.evaluation import compare_rankings
-    from causalrm.io import parse_mapping, read_log, write_json_atomic
+    from causalrm.audit import audited_evaluation, merge_labels
+    from causalrm.evaluation import compare_rankings, labelled_verdict
+    from causalrm.io import parse_mapping, read_labels, read_log, write_json_atomic
+    from causalrm.pipeline import jsonable
     from causalrm.runs import load_run, score_log
 
     run_a, run_b = load_run(args.run_a), load_run(args.run_b)
@@ -61,18 +94,37 @@ def run(args: argparse.Namespace) -> int:
         scored_a, scored_b = score_log(run_a, log), score_log(run_b, log)
     else:
         scored_a, scored_b = run_a.scored(), run_b.scored()
+    if args.gold:
+        labels = read_labels(args.gold, known_ids=scored_a["response_id"].to_list(),
+                             log_name=f"the log scored by {args.run_a}")
+        scored_a, scored_b = (merge_labels(s, labels, source=args.gold) for s in (scored_a, scored_b))
     names = (f"{Path(args.run_a).name} ({run_a.config.method})", f"{Path(args.run_b).name} ({run_b.config.method})")
-    comparison = compare_rankings(scored_a, scored_b, gold=args.gold, top_k=args.top_k, names=names)
+    comparison = compare_rankings(scored_a, scored_b, top_k=args.top_k, names=names)
     unlearned = [name for name, run in zip(names, (run_a, run_b)) if run.metrics.get("learned") is False]
     for name in unlearned:
         print(f"warning: {name} did not learn (metrics.json); its rank shifts are noise, not findings",
               file=sys.stderr)
-    found = _verdict(scored_a, scored_b, names, unlearned)
+    both = _joined(scored_a, scored_b)
+    probs = (both["preference"].to_numpy(), both["preference_b"].to_numpy())
+    reasons = [f"{name} did not learn" for name in unlearned]
+    found = labelled_verdict(both, *probs, baseline=names[0], debiased=names[1], reasons=reasons) \
+        if both.height else None
     if found:
         print(found["verdict"])
         print(f"note: {READING_GUIDE}")
+    keys = _names(args)
+    audited = audited_evaluation(both, dict(zip(keys, probs))) if both.height else None
+    audit, audit_verdict = None, None
+    if audited:
+        audit = {name: {"labels": audited["labels"], **record} for name, record in audited["runs"].items()}
+        audit_verdict = labelled_verdict(both, *probs, baseline=names[0], debiased=names[1], reasons=reasons,
+                                         label="gold_label")
+        print(_format_audit(audit, keys))
+        if audit_verdict and (found is None or found["labels"] != audit_verdict["labels"]):
+            print(audit_verdict["verdict"])
     print(comparison.format(width=args.width))
     if args.json_out:
-        write_json_atomic({**comparison.to_dict(), "verdict": found, "did_not_learn": unlearned}, args.json_out)
+        write_json_atomic(jsonable({**comparison.to_dict(), "verdict": found, "did_not_learn": unlearned,
+                                    "audit": audit, "audit_verdict": audit_verdict}), args.json_out)
         print(f"wrote {args.json_out}")
     return 0

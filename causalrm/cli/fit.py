@@ -9,6 +9,7 @@ Examples::
     causalrm fit sim.parquet --method causalrm-dr --out runs/dr
     causalrm fit my_log.csv --map prompt=question response=answer feedback=thumbs --out runs/mine --epochs 200
     causalrm fit sim.parquet --method causalrm-ips --rho01 0.2 --rho10 0.1 --embeddings X.safetensors --out runs/ips
+    causalrm fit my_log.csv --gold labels.csv --flip-method gold --out runs/audited   # labels from causalrm audit
 """
 
 from __future__ import annotations
@@ -49,8 +50,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="pointwise loss on sigma(z): mse (Brier, bounded; default) or bce (non-negative guard)")
     p.add_argument("--rho01", type=float, default=None, help="fixed P(r=0 | r*=1) (with --rho10; else estimated)")
     p.add_argument("--rho10", type=float, default=None, help="fixed P(r=1 | r*=0) (with --rho01; else estimated)")
+    p.add_argument("--gold", metavar="FILE", default=None,
+                   help="audit label file (causalrm audit) merged by response_id: decides auto's choice, and the "
+                        "flip rates with --flip-method gold")
     p.add_argument("--flip-method", default="anchor-quantile", choices=FLIP_METHODS,
-                   help="flip-rate estimator (default anchor-quantile; gold needs a gold_label column)")
+                   help="flip-rate estimator (default anchor-quantile; gold needs --gold FILE or a gold_label column)")
     p.add_argument("--quantile", type=float, default=0.97, help="anchor quantile (default 0.97)")
     p.add_argument("--propensity-model", default=FitConfig.propensity_model, choices=PROPENSITY_MODELS,
                    help="auto (default: logistic and MLP, the lower out-of-fold log loss), mlp or logistic")
@@ -97,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     log = read_log_arg(args)
+    if args.gold:
+        from causalrm.audit import merge_labels
+        from causalrm.io import read_labels
+
+        labels = read_labels(args.gold, known_ids=log["response_id"].to_list(), log_name=str(args.log))
+        log = merge_labels(log, labels, source=args.gold)
+        print(f"merged {int(log['gold_label'].is_not_null().sum())} audited labels from {args.gold}", file=sys.stderr)
     from causalrm.embeddings import read_embeddings
 
     X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
@@ -146,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    save_run(result, log, X, out, source=str(args.log))
+    save_run(result, log, X, out, source=str(args.log), extra={"gold": args.gold} if args.gold else None)
     h = result.history
     n = result.nuisances
     if result.choice:

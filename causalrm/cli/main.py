@@ -13,7 +13,7 @@ import os
 import sys
 import warnings
 
-SUBCOMMANDS = ("validate", "simulate", "embed", "fit", "score", "compare", "bench", "export", "demo", "app")
+SUBCOMMANDS = ("validate", "simulate", "embed", "audit", "fit", "score", "compare", "bench", "export", "demo", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:
