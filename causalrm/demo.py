@@ -67,7 +67,8 @@ def run_demo(setting: DemoSetting = DEMO, *, config: FitConfig | None = None,
     X = embed_log(log)
     result = fit_log(log, X, (config or FitConfig()).replace(method=AUTO, seed=setting.seed), on_stage=on_stage)
     debiased = debiased_of(result)
-    models = {"naive": result.candidates["naive"], debiased: result.candidates[debiased]}
+    models = {"naive": result.candidates["naive"],
+              debiased: result if debiased == result.choice["method"] else result.candidates[debiased]}
     probs = {m: sigmoid(r.score(log, X)) for m, r in models.items()}
     reasons = [] if debiased != "naive" else ["no debiased candidate could be fitted"]
     if result.choice["method"] == "naive" and debiased != "naive":

@@ -456,9 +456,10 @@ def _fit_nuisances(
         diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
                               **(jsonable(getattr(model, "diagnostics_", None)) or {})}
         nuis.weights = np.clip(nuis.propensity, config.clip, 1.0)
+        if getattr(model, "selection_", None) is not None:
+            diag["propensity"]["selection"] = jsonable(model.selection_)
         if getattr(model, "alternative_propensity_", None) is not None:
             nuis.weights_alt = np.clip(model.alternative_propensity_, config.clip, 1.0)
-            diag["propensity"]["selection"] = jsonable(model.selection_)
         nuis.gates["propensity"] = propensity_gate(diag["propensity"])
         diag["propensity"]["clip"] = config.clip
         diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))

@@ -158,6 +158,22 @@ def calibration_curve(prob: np.ndarray, y: np.ndarray, n_bins: int = 10) -> tupl
     return pred, obs, count
 
 
+def log_loss_gap(o: np.ndarray, p_best: np.ndarray, p_other: np.ndarray, z: float = 1.96
+                 ) -> tuple[float, tuple[float, float]]:
+    """Mean per-row log-loss excess of ``p_other`` over ``p_best`` on the labels o, with a normal 95% interval
+    (paired over rows): an interval that reaches 0 means the data cannot tell the two propensity models apart."""
+    eps = 1e-12
+
+    def per_row(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, eps, 1 - eps)
+        return -(o * np.log(p) + (1 - o) * np.log(1 - p))
+
+    d = per_row(np.asarray(p_other, dtype=np.float64)) - per_row(np.asarray(p_best, dtype=np.float64))
+    se = float(d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else math.inf
+    gap = float(d.mean())
+    return gap, (gap - z * se, gap + z * se)
+
+
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's effective sample size (sum w)^2 / sum w^2 (0 for no weights)."""
     w = np.asarray(weights, dtype=np.float64)
@@ -373,7 +389,8 @@ class PropensityModel(BaseEstimator):
     Fitted attributes: propensity_ (n,) unclipped p_hat, weights_ (n,), diagnostics_ (PropensityDiagnostics),
     models_ (fold models; empty with logged propensities), n_features_in_, source_, model_ (the model kind used),
     C_ (logistic), selection_ (``auto``: out-of-fold log loss of each candidate and the choice; else None),
-    alternative_propensity_ (``auto``: the runner-up's cross-fitted p_hat; else None).
+    alternative_propensity_ (``auto``: the runner-up's cross-fitted p_hat while its out-of-fold log loss is within the
+    95% interval of the chosen one's, ``log_loss_gap``; else None).
     """
 
     def __init__(
@@ -482,8 +499,13 @@ class PropensityModel(BaseEstimator):
             self.model_ = min(kinds, key=losses.__getitem__)
             p, self.models_ = fits[self.model_]
             if self.model == "auto":
-                self.selection_ = {"criterion": "out-of-fold log loss", "log_loss": losses, "chosen": self.model_}
-                self.alternative_propensity_ = next(fits[k][0] for k in kinds if k != self.model_)
+                other = next(k for k in kinds if k != self.model_)
+                gap, (lo, hi) = log_loss_gap(o, p, fits[other][0])
+                self.selection_ = {"criterion": "out-of-fold log loss", "log_loss": losses, "chosen": self.model_,
+                                   "runner_up_gap": gap, "runner_up_gap_ci": [lo, hi],
+                                   "runner_up_plausible": bool(lo <= 0)}
+                # the runner-up is a second opinion only while the data cannot tell it from the chosen model
+                self.alternative_propensity_ = fits[other][0] if lo <= 0 else None
             self.source_ = f"cross-fitted {self.model_} ({self.n_folds} folds)"
         self.propensity_ = p
         self.weights_ = np.maximum(p, float(self.clip))
@@ -530,6 +552,7 @@ __all__ = [
     "clip_report",
     "effective_sample_size",
     "expected_calibration_error",
+    "log_loss_gap",
     "propensity_diagnostics",
     "train_binary_mlp",
 ]

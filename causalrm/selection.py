@@ -5,8 +5,9 @@ nuisances (``pipeline.fit_nuisances``, once); each is early-stopped on its own v
 
 1. **Admissible candidates.** A noise-aware candidate is dropped when the flip-rate gate fails (unless
    ``force_noise_correction``); a weighted one when no selection on x is detectable (its unweighted form stands for
-   it: with uniform weights CausalRM-IPS is denoise and IPS is naive); any candidate that did not learn
-   (``gates.learning_gate``). ``naive`` is the baseline and always fitted.
+   it: with uniform weights CausalRM-IPS is denoise and IPS is naive). ``naive`` is the baseline and always fitted.
+   A candidate must have learned (``gates.learning_gate``), or beat a naive model that learned at every corner
+   below: its own weighted estimate is noisier than the comparison.
 2. **Evidence, audited labels first.** When the val rows carry at least ``MIN_GOLD`` audited ``gold_label`` values
    of both classes, each candidate's squared error of sigma(z) against them is compared with naive's, paired over
    ``N_BOOT`` bootstrap resamples of those rows; a candidate qualifies when the 95% interval of its difference lies
@@ -15,8 +16,8 @@ nuisances (``pipeline.fit_nuisances``, once); each is early-stopped on its own v
 3. **Otherwise, the debiased validation estimate at every corner of the nuisances' uncertainty.** The reference
    estimate is CausalRM-IPS (the unbiased estimate of the clean loss; ``denoise`` without propensities, ``ips``
    without flip rates) on the val rows, evaluated at each corner (rho01, rho10) of the flip rates' 95% bootstrap
-   intervals crossed with each propensity model (the one chosen by out-of-fold log loss and the runner-up, see
-   ``PropensityModel(model="auto")``). A candidate qualifies when it beats naive at *every* corner.
+   intervals crossed with each plausible propensity model (the one chosen by out-of-fold log loss and the runner-up
+   while its log loss is within the 95% interval of the chosen one's, ``PropensityModel(model="auto")``). A candidate qualifies when it beats naive at *every* corner.
 4. The qualifying candidate with the lowest central value (audited error, or the estimate at the point estimates)
    is kept; with none, naive is. The test split is never read.
 
@@ -38,6 +39,7 @@ import torch
 
 from causalrm import schema
 from causalrm.errors import InputError
+from causalrm.gates import Gate
 
 #: the estimators ``auto`` fits, baseline first. Not CausalRM-DR: its pseudo-labels are fitted on the val rows'
 #: feedback too, so its training loss has seen the evidence that would select it, and the validation estimates
@@ -170,7 +172,11 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
         learned = r.learned.passed if r.learned is not None else True
         candidates[m] = {"fitted": True, "learned": learned, "best_epoch": r.history.best_epoch,
                          "best_val_estimate": r.history.best_val_estimate, **evidence[m]}
-    qualified = [m for m in results if m != BASELINE and evidence[m]["beats_baseline"] and candidates[m]["learned"]]
+    # a candidate that beats naive everywhere learned if naive did, even when its own (weighted, noisier) estimate
+    # cannot tell it from a constant prediction (gates.learning_gate is one-sided 95% per model)
+    naive_learned = candidates[BASELINE]["learned"]
+    qualified = [m for m in results if m != BASELINE and evidence[m]["beats_baseline"]
+                 and (candidates[m]["learned"] or naive_learned)]
     if qualified:
         method = min(qualified, key=lambda m: evidence[m][central])
         reason = f"{method} beats naive on {kind}"
@@ -184,7 +190,7 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
         reason = "; ".join(part for part in (
             f"{', '.join(beaten)} did not beat naive on {kind}" if beaten else "",
             not_fitted) if part)
-    if not candidates[method].get("learned", True):
+    if method == BASELINE and not candidates[method].get("learned", True):
         reason += f"; {method} did not learn either: its scores are not a usable reward"
     return {"requested": "auto", "method": method, "reason": reason, "evidence": kind, **corners_info,
             "candidates": candidates}
@@ -234,6 +240,10 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     if errors:
         choice["nuisance_errors"] = errors
     chosen = dataclasses.replace(results[choice["method"]], choice=choice, candidates=results)
+    if chosen.learned is not None and not chosen.learned.passed and choice["method"] != BASELINE:
+        chosen.learned = Gate("learned", True, f"learned: it beats naive, which learned, on {choice['evidence']} "
+                              f"(its own estimate alone was inconclusive: {chosen.learned.verdict})",
+                              {**chosen.learned.evidence, "by_comparison_with": BASELINE})
     chosen.seconds = {**chosen.seconds, "total": sum(r.seconds["total"] for r in results.values())}
     return chosen
 

@@ -97,7 +97,8 @@ def test_propensity_auto_keeps_the_lower_out_of_fold_log_loss():
     sel = m.selection_
     assert set(sel["log_loss"]) == {"mlp", "logistic"} and sel["chosen"] == min(sel["log_loss"], key=sel["log_loss"].get)
     assert log_loss(o, m.propensity_) == pytest.approx(sel["log_loss"][sel["chosen"]])
-    assert m.alternative_propensity_ is not None and m.model_ == sel["chosen"]
+    assert m.model_ == sel["chosen"] and sel["runner_up_gap"] >= 0
+    assert (m.alternative_propensity_ is not None) == sel["runner_up_plausible"] == (sel["runner_up_gap_ci"][0] <= 0)
 
 
 # ------------------------------------------------------------------------------------------ flip rates
@@ -176,7 +177,7 @@ def test_auto_keeps_a_debiased_model_where_the_assumptions_hold():
     choice = result.choice
     assert all(g.passed for g in result.nuisances.gates.values())
     assert choice["method"] != "naive" and result.config.method == choice["method"]
-    assert set(result.candidates) == {"naive", "ips", "denoise", "causalrm-ips", "causalrm-dr"}
+    assert set(result.candidates) == {"naive", "ips", "denoise", "causalrm-ips"}
     kept = choice["candidates"][choice["method"]]
     assert kept["learned"] and kept["beats_baseline"]
     assert all(e < b for e, b in zip(kept["estimates"], choice["candidates"]["naive"]["estimates"]))
