@@ -153,9 +153,9 @@ def auditable_rows(log: pl.DataFrame) -> np.ndarray:
     return np.flatnonzero((log[schema.SPLIT] != schema.TEST).fill_null(True).to_numpy())
 
 
-def propose(log: pl.DataFrame, X: np.ndarray, n: int, *, seed: int = 0) -> pl.DataFrame:
-    """The label file of an audit of ``n`` rows of ``log`` (columns ``LABEL_COLUMNS``, rows in proposal order,
-    ``gold_label`` empty). ``X``: embeddings of every row of ``log`` (for p_hat and f)."""
+def design_strata(log: pl.DataFrame, X: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(auditable rows, their strata): p_hat and f fitted on the auditable rows (module docstring, step 1).
+    ``X``: embeddings of every row of ``log``."""
     from causalrm.noise import cross_fitted_proxy
     from causalrm.propensity import PropensityModel, check_features
 
@@ -179,16 +179,29 @@ def propose(log: pl.DataFrame, X: np.ndarray, n: int, *, seed: int = 0) -> pl.Da
             propensity = PropensityModel(model="logistic", random_state=seed).fit(Xu, o).propensity_
     weight = None if propensity is None else 1.0 / np.clip(propensity, 0.1, 1.0)
     score, _, _ = cross_fitted_proxy(Xu, r, o, sample_weight=weight, random_state=seed)
-    strata = audit_strata(o, r, score, propensity)
+    return rows, audit_strata(o, r, score, propensity)
+
+
+def proposal_table(log: pl.DataFrame, rows: np.ndarray, strata: np.ndarray, n: int, *, seed: int = 0
+                   ) -> pl.DataFrame:
+    """The label file of the design's ``n`` rows among ``rows`` of ``log`` with their ``strata``
+    (:func:`design_strata`): columns ``LABEL_COLUMNS``, rows in proposal order, ``gold_label`` empty."""
     order, pi, sizes = draw(strata, n, seed=seed)
     picked = log[rows[order].tolist()]
     return pl.DataFrame([
         picked[schema.RESPONSE_ID], picked[schema.PROMPT], picked[schema.RESPONSE], picked[schema.FEEDBACK],
         pl.Series(schema.GOLD_LABEL, [None] * n, dtype=pl.Float64),
         pl.Series(schema.INCLUSION_PROBABILITY, pi, dtype=pl.Float64),
-        pl.Series(schema.AUDIT_STRATUM, strata[order].tolist(), dtype=pl.String),
+        pl.Series(schema.AUDIT_STRATUM, np.asarray(strata)[order].tolist(), dtype=pl.String),
         pl.Series(schema.AUDIT_STRATUM_ROWS, sizes, dtype=pl.Int64),
     ])
+
+
+def propose(log: pl.DataFrame, X: np.ndarray, n: int, *, seed: int = 0) -> pl.DataFrame:
+    """The label file of an audit of ``n`` rows of ``log`` (:func:`design_strata`, then :func:`proposal_table`).
+    ``X``: embeddings of every row of ``log`` (for p_hat and f)."""
+    rows, strata = design_strata(log, X, seed=seed)
+    return proposal_table(log, rows, strata, n, seed=seed)
 
 
 def carry_labels(proposal: pl.DataFrame, previous: pl.DataFrame, *, source: str) -> pl.DataFrame:
@@ -330,5 +343,5 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
 
 
 __all__ = ["FLIP_EDGES", "FLIP_SHARE", "LABEL_COLUMNS", "allocation_sequence", "audit_strata", "auditable_rows",
-           "audited_evaluation", "carry_labels", "design_columns", "draw", "labelled_probability", "merge_labels",
-           "pair_agreement", "propose"]
+           "audited_evaluation", "carry_labels", "design_columns", "design_strata", "draw", "labelled_probability",
+           "merge_labels", "pair_agreement", "proposal_table", "propose"]

@@ -100,6 +100,18 @@ def bootstrap_indices(n_boot: int, n: int, rng: np.random.Generator, strata: np.
     return idx
 
 
+def resampling_strata(strata: np.ndarray | None, inclusion_probability: np.ndarray) -> np.ndarray:
+    """The strata a bootstrap of audited rows resamples within: the audit's strata (one stratum without them), with
+    every row labelled with certainty (pi = 1: its stratum was labelled in full) a stratum of its own, so it adds no
+    sampling variance, as in a census."""
+    pi = np.asarray(inclusion_probability, dtype=np.float64).reshape(-1)
+    labels = np.full(pi.size, "", dtype=object) if strata is None else np.asarray(strata, dtype=object).reshape(-1)
+    certain = np.flatnonzero(pi >= 1.0)
+    labels = labels.astype(str).astype(object)
+    labels[certain] = [f"certain:{i}" for i in certain]
+    return labels
+
+
 def group_positions(labels: np.ndarray) -> list[np.ndarray]:
     """Row positions of each distinct label, in order of the sorted labels."""
     _, inverse = np.unique(labels, return_inverse=True)
@@ -163,9 +175,9 @@ def metrics_ci(
 
 
 def audit_design(log: pl.DataFrame, rows: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(weights 1 / inclusion_probability, strata) of gold-labelled ``rows`` of ``log`` when the labels come from an
-    audit (``causalrm.audit``: the log carries ``inclusion_probability``), else (None, None): every row counts once
-    and resamples ignore strata."""
+    """(weights 1 / inclusion_probability, strata to resample within, :func:`resampling_strata`) of gold-labelled
+    ``rows`` of ``log`` when the labels come from an audit (``causalrm.audit``: the log carries
+    ``inclusion_probability``), else (None, None): every row counts once and resamples ignore strata."""
     if schema.INCLUSION_PROBABILITY not in log.columns:
         return None, None
     pi = log[schema.INCLUSION_PROBABILITY].cast(pl.Float64).to_numpy()[rows]
@@ -174,7 +186,7 @@ def audit_design(log: pl.DataFrame, rows: np.ndarray) -> tuple[np.ndarray | None
                          "file (causalrm audit) or drop the inclusion_probability column")
     strata = (log[schema.AUDIT_STRATUM].cast(pl.String).fill_null("").to_numpy()[rows]
               if schema.AUDIT_STRATUM in log.columns else None)
-    return 1.0 / pi, strata
+    return 1.0 / pi, resampling_strata(strata, pi)
 
 
 def evaluation_rows(log: pl.DataFrame, *, label: str | None = None) -> tuple[np.ndarray, str, str] | None:

@@ -539,7 +539,9 @@ class FlipRateEstimator(BaseEstimator):
 
     @staticmethod
     def _design(design: tuple[Any, Any], use: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(weights 1 / pi, strata) of the used gold rows; (ones, None) without an audit design."""
+        """(weights 1 / pi, strata to resample within) of the used gold rows; (ones, None) without an audit design."""
+        from causalrm.evaluation import resampling_strata
+
         pi, stratum = design
         if pi is None:
             return np.ones(int(use.sum())), None
@@ -550,8 +552,8 @@ class FlipRateEstimator(BaseEstimator):
         if bad.any():
             raise InputError(f"column 'inclusion_probability' row {int(np.argmax(bad))} is {float(pi[bad][0])!r} "
                              "on a gold-labelled row: it must lie in (0, 1]; merge the labels with --gold FILE")
-        strata = None if stratum is None else np.asarray(stratum, dtype=object).reshape(-1)[use].astype(str)
-        return 1.0 / pi[use], strata
+        strata = None if stratum is None else np.asarray(stratum, dtype=object).reshape(-1)[use]
+        return 1.0 / pi[use], resampling_strata(strata, pi[use])
 
     def rates(self) -> tuple[float, float]:
         """(rho01_, rho10_)."""
