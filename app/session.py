@@ -73,6 +73,7 @@ class Session:
     results: dict[str, Any] = field(default_factory=dict)  # method -> causalrm.pipeline.FitResult
     run_dirs: dict[str, Path] = field(default_factory=dict)  # method -> run folder
     train_settings: dict[str, Any] = field(default_factory=dict)
+    audit: Any = None  # app.audit_tab.AuditState of the Audit tab
     stage: int = 0
 
     # ------------------------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ class Session:
 
     def reset_data(self) -> None:
         """Forget everything derived from the previous log (called when a new log is loaded)."""
-        self.log = self.summary = self.X = self.embed_model = None
+        self.log = self.summary = self.X = self.embed_model = self.audit = None
         self.source = {}
         self.reset_models()
         self.stage += 1

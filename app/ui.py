@@ -1,4 +1,4 @@
-"""The workbench layout (one ``gr.Blocks``, five tabs) and its launcher. Wiring only: handlers live in
+"""The workbench layout (one ``gr.Blocks``, six tabs) and its launcher. Wiring only: handlers live in
 :mod:`app.handlers`.
 
 Concurrency: every event goes through gradio's queue. Training runs in its own concurrency group (``train``, at most
@@ -17,7 +17,7 @@ import gradio as gr
 from gradio import networking as gr_networking
 
 from app import handlers as H
-from app import plots
+from app import audit_tab, plots
 from app.session import close_session_hash, delete_state, purge_stale, tmp_root
 
 logger = logging.getLogger("causalrm.app")
@@ -26,7 +26,8 @@ TITLE = "CausalRM Workbench"
 INTRO = """# ⚖️ CausalRM Workbench
 Learn a reward model from **noisy, selection-biased user feedback** (thumbs, copies, upvotes) with CausalRM
 (Wang et al., arXiv 2603.18736): a noise-corrected surrogate loss (flip rates ρ01, ρ10) combined with propensity
-weighting (IPS) or a doubly robust estimator (DR). Work left to right: **Data → Propensity → Noise → Train → Compare**.
+weighting (IPS) or a doubly robust estimator (DR). Work left to right: **Data → Propensity → Noise → Train → Compare**;
+**Audit** a few hundred rows by hand to settle the flip rates and the verdict on a real log.
 """
 CSS = """
 .crm-note {font-size: 0.9em; color: var(--body-text-color-subdued);}
@@ -217,6 +218,9 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                 cli = gr.Code("# train a model first", language="shell", label="equivalent causalrm commands",
                               interactive=False, elem_id="cli")
 
+            # ======================================================================================================
+            audit_ui = audit_tab.build()
+
         # ==============================================================================================================
         # wiring
         # ==============================================================================================================
@@ -272,6 +276,7 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
                           api_name="prompt_ranking", concurrency_id="light", show_progress="hidden")
 
         demo.unload(_on_unload)
+        audit_tab.wire(demo, state, audit_ui, flip_method)
 
     demo.queue(default_concurrency_limit=4, max_size=64)
     return demo

@@ -117,3 +117,43 @@ def test_whole_flow_in_the_browser(page):
     assert "causalrm fit" in page.inner_text("#cli")
     _no_error_toast(page)
     _shot(page, "5-compare.png")
+
+
+def test_the_audit_tab_labels_rows_by_keyboard_and_the_flip_rates_follow(page):
+    """The Audit step on the small simulated sample: propose 30 rows, label them with the keys (and the buttons),
+    skip one, and watch the inclusion-weighted gold flip rates appear and change."""
+    _tab(page, "1 · Data")
+    page.get_by_label("Bundled sample").check()
+    page.locator("#sample input").click()
+    page.get_by_role("option", name="UltraFeedback (simulated)").click()
+    page.click("#load-sample")
+    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+    _tab(page, "6 · Audit")
+    n = page.locator("#audit-n input")
+    n.fill("30")
+    n.press("Tab")
+    page.click("#audit-propose")
+    page.wait_for_selector("#audit-card >> text=Row 1 of 30", timeout=90_000)
+    assert page.locator("#audit-response textarea").input_value()
+    labelled, skipped, panels = 0, 0, []
+    for k in range(16):
+        if k == 5:
+            page.keyboard.press("s")
+            skipped += 1
+            page.wait_for_selector(f"#audit-progress >> text={skipped} skipped")
+            continue
+        # agree with the row's feedback (its stratum names it), except every fourth label: a few flips
+        stratum = re.search(r"stratum (\w+):", page.inner_text("#audit-card")).group(1)
+        good = (stratum == "up" or (stratum == "none" and k % 2 == 0)) != (k % 4 == 2)
+        if k % 3 == 0:
+            page.click("#audit-good" if good else "#audit-bad")
+        else:
+            page.keyboard.press("1" if good else "0")
+        labelled += 1
+        page.wait_for_selector(f"#audit-progress >> text=/\\b{labelled} labelled/")
+        panels.append(page.inner_text("#audit-flips"))
+    assert "Flip rates" in panels[-1] and "audit (weighted" in panels[-1]
+    assert len(set(p for p in panels if "Flip rates" in p)) > 1  # the rates follow the labels
+    assert page.locator("#audit-download").is_enabled()
+    _no_error_toast(page)
+    _shot(page, "8-audit.png")
