@@ -11,7 +11,8 @@ Speed: the features stay as tensors on the device (``Features.batch`` indexes th
 packed into one ``(n, k)`` device tensor indexed once per batch, batches come from ``torch.randperm`` with a seeded
 ``torch.Generator`` (no DataLoader), and nuisances are fitted before the loop (``causalrm.pipeline``). Seeded and
 bit-for-bit deterministic on CPU. Open for larger backbones: ``grad_accum_steps``, ``autocast_dtype``,
-length-sorted batches (``Features.lengths``), ``Backbone.trainable_parameters()``, ``max_grad_norm``.
+length-sorted batches (``Features.lengths``) cut into micro-batches of at most ``max_batch_tokens`` padded tokens
+(bounded activation memory whatever the batch size), ``Backbone.trainable_parameters()``, ``max_grad_norm``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class TrainOptions:
     lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
     improvement larger than ``min_delta`` before stopping (``None`` or 0 = never stop early).
     grad_accum_steps: split each batch into this many micro-batches (same effective batch; for big backbones).
+    max_batch_tokens: with token features (``Features.lengths``, the transformer backbones), split each batch
+    further so that no micro-batch holds more than this many padded tokens (rows x longest row); gradients
+    accumulate over them, so ``batch_size`` sets the optimiser step and this bounds the activation memory.
     autocast_dtype: ``None``, ``"bfloat16"`` or ``"float16"`` (mixed precision forward; the loss stays float32).
     max_grad_norm: clip the gradient norm (``None`` = off). eval_batch_size: rows per no-grad pass.
     device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: batch order (and dropout).
@@ -64,6 +68,7 @@ class TrainOptions:
     patience: int | None = 30
     min_delta: float = 0.0
     grad_accum_steps: int = 1
+    max_batch_tokens: int | None = 4096
     autocast_dtype: str | None = None
     max_grad_norm: float | None = None
     eval_batch_size: int = 8192
@@ -107,6 +112,8 @@ class TrainConfig(TrainOptions):
     def validate(self) -> None:
         if self.batch_size < 1 or self.max_epochs < 0 or self.grad_accum_steps < 1 or self.eval_batch_size < 1:
             raise InputError("batch_size, grad_accum_steps and eval_batch_size must be >= 1, max_epochs >= 0")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise InputError(f"max_batch_tokens must be >= 1 (or None for no limit), got {self.max_batch_tokens}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InputError(f"lr must be a positive number, got {self.lr}")
         if self.patience is not None and self.patience < 0:
@@ -214,6 +221,32 @@ def epoch_batches(
         batches.extend(torch.split(part, batch_size))
     order = torch.randperm(len(batches), generator=generator)
     return [batches[i] for i in order.tolist()]
+
+
+def micro_batches(
+    idx: torch.Tensor, *, grad_accum_steps: int = 1, lengths: np.ndarray | None = None,
+    max_batch_tokens: int | None = None,
+) -> list[torch.Tensor]:
+    """The micro-batches of one batch ``idx``: ``grad_accum_steps`` equal parts, each split further (longest rows
+    first, greedily) so that ``len(part) * max(lengths[part]) <= max_batch_tokens``; a part holds at least one row.
+
+    Without ``lengths`` or ``max_batch_tokens`` only the equal split applies. Every row lands in exactly one part.
+    """
+    parts = [p for p in torch.tensor_split(idx, grad_accum_steps) if p.numel()] if grad_accum_steps > 1 else [idx]
+    if lengths is None or not max_batch_tokens:
+        return parts
+    out: list[torch.Tensor] = []
+    for part in parts:
+        lens = torch.as_tensor(np.asarray(lengths)[part.numpy()], dtype=torch.long)
+        order = torch.argsort(lens, descending=True, stable=True)
+        part, lens = part[order], lens[order]
+        start = 0
+        while start < part.numel():
+            width = int(lens[start])  # the longest row of this micro-batch (rows sorted longest first)
+            rows = max(1, int(max_batch_tokens) // max(width, 1))
+            out.append(part[start:start + rows])
+            start += rows
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -349,11 +382,13 @@ def train(
                     cancelled = True
                     break
                 optimizer.zero_grad(set_to_none=True)
-                idx_dev = idx.to(device, non_blocking=True)
-                parts = torch.tensor_split(idx_dev, cfg.grad_accum_steps) if cfg.grad_accum_steps > 1 else (idx_dev,)
-                for part in parts:
-                    if part.numel() == 0:
-                        continue
+                parts = micro_batches(idx, grad_accum_steps=cfg.grad_accum_steps, lengths=lengths,
+                                      max_batch_tokens=cfg.max_batch_tokens)
+                for j, part in enumerate(parts):
+                    if j and should_stop is not None and should_stop():  # long batches: cancel between parts
+                        cancelled = True
+                        break
+                    part = part.to(device, non_blocking=True)
                     batch = train_features.batch(part, device)
                     with _autocast(device, autocast):
                         z = backbone(**batch)
@@ -369,7 +404,7 @@ def train(
                         loss = loss * (part.numel() / idx.numel())
                     loss.backward()
                     total += loss.detach().double() * (part.numel() if len(parts) == 1 else idx.numel())
-                if diverged:
+                if diverged or cancelled:
                     break
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)

@@ -9,7 +9,7 @@ import torch
 from causalrm.backbones import Backbone, MLPBackbone, TensorFeatures, build_backbone, load_backbone
 from causalrm.errors import InputError
 from causalrm.losses import LossInputs, estimate
-from causalrm.trainer import TrainConfig, cpu_threads, epoch_batches, predict_logits, train
+from causalrm.trainer import TrainConfig, cpu_threads, epoch_batches, micro_batches, predict_logits, train
 
 
 @pytest.fixture(autouse=True)
@@ -102,6 +102,45 @@ def test_gradient_accumulation_matches_full_batches():
     a, b = _fresh(X), _fresh(X)
     train(a, TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(method="ips", max_epochs=2))
     train(b, TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(method="ips", max_epochs=2, grad_accum_steps=4))
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-4, atol=1e-5)
+
+
+class _TokenFeatures(TensorFeatures):
+    """Vectors with made-up token counts: the trainer sorts and cuts batches by them as for a transformer."""
+
+    def __init__(self, X, lengths):
+        super().__init__(X)
+        self.lengths = np.asarray(lengths)
+
+
+def test_micro_batches_respect_the_token_budget_and_cover_every_row():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 300, size=500)
+    idx = torch.randperm(500)[:97]
+    for accum, budget in ((1, 1000), (3, 512), (2, None), (1, 100)):
+        parts = micro_batches(idx, grad_accum_steps=accum, lengths=lengths, max_batch_tokens=budget)
+        assert sorted(torch.cat(parts).tolist()) == sorted(idx.tolist())
+        for part in parts:
+            padded = len(part) * int(lengths[part.numpy()].max())
+            assert len(part) >= 1 and (budget is None or padded <= budget or len(part) == 1)
+        if budget is None:
+            assert len(parts) == accum
+    assert len(micro_batches(idx, lengths=None, max_batch_tokens=10)) == 1  # vectors: no token budget
+
+
+def test_token_budget_micro_batches_match_whole_batches():
+    """Cutting batches by a token budget changes the memory, not the optimisation (same gradients per step)."""
+    X, inp = make_data(n=256)
+    lengths = np.random.default_rng(1).integers(5, 120, size=len(X))
+    a, b = _fresh(X), _fresh(X)
+    cfg = dict(method="ips", max_epochs=2, batch_size=64)
+    train(a, _TokenFeatures(X, lengths), inp, TensorFeatures(X), inp, _cfg(**cfg, max_batch_tokens=None))
+    calls = []
+    h = train(b, _TokenFeatures(X, lengths), inp, TensorFeatures(X), inp, _cfg(**cfg, max_batch_tokens=300),
+              should_stop=lambda: bool(calls.append(1)))
+    assert len(calls) > 2 * (256 // 64)  # polled between micro-batches too, not only once per batch
+    assert h.stop_reason == "max_epochs"
     for k, v in a.state_dict().items():
         torch.testing.assert_close(v, b.state_dict()[k], rtol=1e-4, atol=1e-5)
 
