@@ -117,6 +117,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     An existing ``path`` is moved aside first and removed only after the rename succeeded, so a failure at any point
     leaves the old folder in place and no partial output. Callers check whether replacing ``path`` is allowed.
+    The result gets the modes a plain ``mkdir`` / ``open`` would give (0755 / 0644 under umask 022), not the
+    private ones of temporary folders and of files some writers create (safetensors: 0600).
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -124,6 +126,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _default_modes(tmp)
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
@@ -139,6 +142,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _default_modes(folder: Path) -> None:
+    """Give ``folder`` and everything in it the umask's default modes (executable files stay executable)."""
+    os.chmod(folder, 0o777 & ~_UMASK)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~_UMASK)
+        for name in files:
+            file = os.path.join(root, name)
+            executable = os.stat(file).st_mode & 0o100
+            os.chmod(file, (0o777 if executable else 0o666) & ~_UMASK)
 
 
 def write_table_atomic(df: pl.DataFrame, path: str | os.PathLike) -> None:

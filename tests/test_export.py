@@ -179,6 +179,21 @@ def test_mlp_export_round_trip(mlp_run, tmp_path):
     assert causalrm.export.load_reward_model is load_reward_model
 
 
+def test_runs_and_exports_get_the_usual_modes(mlp_run, minilm_run, tmp_path):
+    """Folders and files like mkdir / open make them under the umask (not 0700 / 0600 of temporary files)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    export_run(minilm_run, tmp_path / "lora-rm")
+    for folder in (mlp_run, tmp_path / "lora-rm"):
+        paths = [folder, *folder.rglob("*")]
+        assert any(p.name.endswith(".safetensors") for p in paths)
+        for path in paths:
+            expected = (0o777 if path.is_dir() else 0o666) & ~umask
+            assert oct(path.stat().st_mode & 0o777) == oct(expected), path
+
+
 def test_reward_function_and_best_of_n(llama_run, mlp_run):
     for source in (llama_run, mlp_run):
         rm = load_reward_model(source, device="cpu")  # a run directory works too
