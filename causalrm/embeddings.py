@@ -810,8 +810,9 @@ class Embedder:
 
             sel = uniq_rows[missing]
             short = self.spec.model_id.rsplit("/", 1)[-1]
-            with tqdm(total=len(missing), desc=f"embed ({short})", unit="row", disable=not self.progress,
-                      leave=False) as bar:
+            # disable=None: no bar when stderr is not a terminal (no carriage-return redraws in log files)
+            with tqdm(total=len(missing), desc=f"embed ({short})", unit="row",
+                      disable=None if self.progress else True, leave=False) as bar:
                 try:
                     self._compute([prompts[i] for i in sel], [responses[i] for i in sel], on_rows, bar)
                 finally:

@@ -139,3 +139,13 @@ def test_fit_select_head_records_both_heads(files, tmp_path, capsys):
     assert metrics["validation"]["best_val_estimate"] == pytest.approx(chosen["best_val_estimate"])
     fit = json.loads((tmp_path / "sel" / "config.json").read_text())["fit"]
     assert fit["hidden"] == chosen["hidden"] and fit["lr"] == chosen["lr"] and fit["select_head"] is False
+
+
+def test_fit_progress_without_a_terminal_is_plain_lines(files, tmp_path, capsys):
+    """stderr captured (not a terminal): stage and epoch lines, no carriage-return redraws."""
+    args = ["fit", str(files / "log.parquet"), "--method", "naive", "--out", str(tmp_path / "naive"), "--embeddings",
+            str(files / "X.npy"), "--epochs", "3", "--hidden", "8", "--propensity-model", "logistic", "--device",
+            "cpu"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "fit naive: epoch 3/3, train loss" in err

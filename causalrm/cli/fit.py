@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from causalrm.cli.progress import EpochProgress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -135,25 +136,9 @@ def run(args: argparse.Namespace) -> int:
     if X is None and not args.quiet:
         print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)
 
-    bar = None
-    if not args.quiet:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.max_epochs, desc=f"fit {config.method}", unit="epoch", file=sys.stderr)
-
-    def progress(epoch: int, max_epochs: int, train_loss: float, val: float) -> None:
-        if bar is not None:
-            if epoch < bar.n:  # --select-head: the next candidate head starts
-                bar.reset()
-            bar.update(epoch - bar.n)
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val:.4f}")
-
-    def on_stage(name: str) -> None:
-        if bar is not None:
-            bar.set_description(f"fit {config.method}: {name}")
-
+    bar = None if args.quiet else EpochProgress(f"fit {config.method}", config.max_epochs)
     try:
-        result = fit_log(log, X, config, progress=progress, on_stage=on_stage)
+        result = fit_log(log, X, config, progress=bar, on_stage=bar.stage if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
