@@ -18,13 +18,25 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 T
 # PyTorch first, so no other package pulls a multi-GB CUDA build by accident.
 python -c "import torch" 2>/dev/null || pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 
+# Install the project with EXTRAS once: a stamp in .venv records the hash of pyproject.toml it was installed from,
+# so later launches skip pip until pyproject.toml changes.
+install_once() {
+  local extras="$1" stamp=".venv/.causalrm-installed-${1//,/-}" key
+  key=$(python -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())')
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then
+    return
+  fi
+  pip install -q -e ".[${extras}]"
+  echo "$key" > "$stamp"
+}
+
 case "$mode" in
   app)
-    pip install -q -e ".[notebooks]"
+    install_once notebooks
     exec causalrm app "$@"
     ;;
   test)
-    pip install -q -e ".[notebooks,dev,trl]"
+    install_once notebooks,dev,trl
     if [[ ! -x /usr/bin/chromium ]]; then
       if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
