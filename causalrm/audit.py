@@ -211,8 +211,9 @@ def carry_labels(proposal: pl.DataFrame, previous: pl.DataFrame, *, source: str)
     missing = previous.filter(~pl.col(schema.RESPONSE_ID).is_in(ids.to_list()))
     if missing.height:
         raise InputError(f"{source}: {missing.height} of its {previous.height} rows (e.g. "
-                         f"{missing[schema.RESPONSE_ID][0]!r}) are not in the new proposal: it was drawn from "
-                         "another log, with another --seed or a larger --n; keep those, or write to another --out")
+                         f"{missing[schema.RESPONSE_ID][0]!r}) are not in the new proposal: they were drawn from "
+                         "another log, with another seed or for a larger N; propose with that seed and at least that "
+                         "N, or start a new label file")
     labels = dict(zip(previous[schema.RESPONSE_ID].to_list(), previous[schema.GOLD_LABEL].to_list()))
     return proposal.with_columns(pl.Series(schema.GOLD_LABEL, [labels.get(i) for i in ids.to_list()],
                                            dtype=pl.Float64))
@@ -322,8 +323,9 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
     rows, _, description = found
     y = table[schema.GOLD_LABEL].cast(pl.Float64).to_numpy()[rows]
     w, strata = audit_design(table, rows)
-    group_col = schema.PAIR_ID if schema.PAIR_ID in table.columns else schema.PROMPT
-    groups = table[group_col].cast(pl.String).fill_null("").to_numpy()[rows]
+    group_col = next((c for c in (schema.PAIR_ID, schema.PROMPT) if c in table.columns), None)
+    groups = (table[group_col].cast(pl.String).fill_null("").to_numpy()[rows] if group_col is not None
+              else np.arange(rows.size))  # no prompts: no within-prompt pairs
     ww = np.ones(rows.size) if w is None else w
     out: dict[str, Any] = {"labels": description, "n": int(rows.size), "runs": {}}
     for name, prob in probs.items():

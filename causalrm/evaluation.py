@@ -26,6 +26,9 @@ from causalrm.errors import InputError
 METRICS = ("mse", "mae", "r2", "auroc", "pearson")
 #: fewest held-out gold rows a verdict uses before it falls back to every gold row
 MIN_VERDICT_ROWS = 30
+#: the same for an audit's rows: below it the held-out rows alone leave intervals too wide to decide, while the rows
+#: a model was trained on move the audited R² difference little (docs/RESULTS.md, "Gold audits")
+MIN_AUDIT_HELD_OUT = 100
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -310,7 +313,8 @@ def verdict_rows(log: pl.DataFrame, split: np.ndarray | None = None, *, label: s
                  ) -> tuple[np.ndarray, str, str] | None:
     """The clean-labelled rows a verdict reads (:func:`evaluation_rows`, ``label`` as there), as (rows, column,
     description). With gold labels and the fitting roles (``split``, or the log's ``split`` column), rows the models
-    were trained on are left out when at least ``MIN_VERDICT_ROWS`` held-out gold rows remain."""
+    were trained on are left out when at least ``MIN_VERDICT_ROWS`` held-out gold rows remain
+    (``MIN_AUDIT_HELD_OUT`` for an audit's rows)."""
     found = evaluation_rows(log, label=label)
     if found is None:
         return None
@@ -319,7 +323,8 @@ def verdict_rows(log: pl.DataFrame, split: np.ndarray | None = None, *, label: s
                                              if schema.SPLIT in log.columns else None)
     if column == schema.GOLD_LABEL and roles is not None:
         held = rows[np.asarray(roles, dtype=object)[rows] != schema.TRAIN]
-        if held.size >= MIN_VERDICT_ROWS:
+        audited = schema.INCLUSION_PROBABILITY in log.columns
+        if held.size >= (MIN_AUDIT_HELD_OUT if audited else MIN_VERDICT_ROWS):
             rows, description = held, "held-out " + description.removeprefix("all ")
     return rows, column, description
 

@@ -1642,8 +1642,9 @@ def nb06() -> list[nbformat.NotebookNode]:
         '''),
         md(r"""
         $\rho_{10}$ is the hard one: it is a share among the *true negatives with feedback*, and under selection on
-        quality those are few. Its interval shrinks like $1/\sqrt N$: about a third as wide at 1,000 labels as at
-        100.
+        quality those are few. On this small log an audit of 1,000 rows takes in every row with feedback (the
+        feedback strata are labelled in full), so the rates are exact there and their intervals have width 0; on a
+        larger log (exercise 3) the intervals keep shrinking like $1/\sqrt N$.
 
         ## 4. The audited evaluation
 
@@ -1651,7 +1652,7 @@ def nb06() -> list[nbformat.NotebookNode]:
         decided on the audited val rows), then compare the kept model with naive on the audit, at each size, and on
         the clean test split, which a real log does not have. The audited estimates are for the whole impression
         population: each labelled row weighs 1 / inclusion probability, and the bootstrap resamples within strata.
-        Rows the models were trained on are left out once at least 30 audited held-out rows remain.
+        Rows the models were trained on are left out once at least 100 audited held-out rows remain.
         """),
         code('''
         table = labelled(max(SIZES), 0)
@@ -1679,10 +1680,10 @@ def nb06() -> list[nbformat.NotebookNode]:
         fig.show()
         '''),
         md(r"""
-        Read the "rows used" column: at 100 labels fewer than 30 audited rows are held out, so every audited row is
-        used (training rows included); from 300 on, only the held-out ones. An audit can say "better" only when its
-        interval excludes 0, and the widths above are what that costs; docs/RESULTS.md ("Gold audits") measures them
-        over cells and seeds.
+        Read the "rows used" column: with 100 and 300 labels fewer than 100 audited rows are held out, so every
+        audited row is used (training rows included: they move the difference little); at 1,000 only the held-out
+        ones. An audit can say "better" only when its interval excludes 0, and the widths above are what that costs;
+        docs/RESULTS.md ("Gold audits") measures them over cells and seeds.
 
         ## Exercises
 

@@ -254,3 +254,19 @@ def test_auto_weighs_audited_rows_by_their_inclusion_probability():
     assert weighted["denoise"]["beats_baseline"] and not plain["denoise"]["beats_baseline"]
     assert weighted["denoise"]["gold_mse"] == pytest.approx(np.average(
         (1 / (1 + np.exp(-results["denoise"].val_logits)) - y) ** 2, weights=w))
+
+
+def test_an_audit_is_read_on_its_held_out_rows_only_once_enough_remain():
+    from causalrm.audit import audited_evaluation
+    from causalrm.evaluation import MIN_AUDIT_HELD_OUT
+
+    rng = np.random.default_rng(3)
+    n = 400
+    gold = (rng.random(n) < 0.5).astype(float)
+    prob = np.clip(0.5 + 0.3 * (gold - 0.5) + rng.normal(0, 0.1, n), 0.01, 0.99)
+    for held in (60, MIN_AUDIT_HELD_OUT + 20):
+        split = np.where(np.arange(n) < held, "val", "train")
+        table = pl.DataFrame({"gold_label": gold, "inclusion_probability": np.full(n, 0.5), "split": split.tolist()})
+        out = audited_evaluation(table, {"m": prob}, n_boot=50)
+        assert out["n"] == (n if held < MIN_AUDIT_HELD_OUT else held)
+        assert out["labels"].startswith("held-out") == (held >= MIN_AUDIT_HELD_OUT)
