@@ -200,9 +200,11 @@ VARIANTS = {"verdict": "the product's rule (held-out rows once at least 100 rema
             "held_out": "held-out audited rows only", "all_rows": "all audited rows (training rows kept)"}
 
 
-def _truth(record: dict[str, Any], entry: dict[str, Any]) -> float:
-    """The true R² difference on the rows an audited estimate stands for: all val rows, or all train/val rows."""
-    return record["truth"]["val" if entry["labels"].startswith("held-out") else "train_val"]
+def _truth(record: dict[str, Any], variant: str, entry: dict[str, Any]) -> float:
+    """The true R² difference on the rows an audited estimate stands for: all val rows (held-out audited rows), or
+    all train/val rows (training rows kept)."""
+    held_out = variant == "held_out" or (variant == "verdict" and entry["labels"].startswith("held-out"))
+    return record["truth"]["val" if held_out else "train_val"]
 
 
 def report_verdicts(rows: list[dict[str, Any]]) -> str:
@@ -229,12 +231,19 @@ def report_verdicts(rows: list[dict[str, Any]]) -> str:
             opposite = sum({a["outcome"], r["clean"]["outcome"]} == {"better", "worse"} for r, a in entries)
             width = np.median([a["ci95"][1] - a["ci95"][0] for _, a in entries])
             r2_width = np.median([v[2] - v[1] for _, a in entries for v in a["r2"].values()])
-            covers = sum(a["ci95"][0] <= _truth(r, a) <= a["ci95"][1] for r, a in entries)
+            covers = sum(a["ci95"][0] <= _truth(r, variant, a) <= a["ci95"][1] for r, a in entries)
             total = len(entries)
             lines.append(f"| {name} | {n} | {same}/{total} | {opposite}/{total} | {width:.3f} | {r2_width:.3f} | "
                          f"{covers}/{total} |")
-    lines.append("\nThe true difference: on every val row (held-out estimates) or every train/val row (estimates "
+    lines.append("\n* The true difference: on every val row (held-out estimates) or every train/val row (estimates "
                  "that keep training rows), against the clean label.")
+    for i, n in enumerate(sizes):
+        val = sum(a["ci95"][0] <= r["truth"]["val"] <= a["ci95"][1] for r in rows
+                  for a in [r["audits"][sorted(r["audits"], key=int)[i]]["all_rows"]])
+        lines.append(f"* All audited rows, audit {n}: the interval covers the val-row difference in {val}/{len(rows)}.")
+    shift = [r["truth"]["train_val"] - r["truth"]["val"] for r in rows]
+    lines.append(f"* Training rows shift the true difference (train/val minus val rows) by {np.mean(shift):+.4f} on "
+                 f"average, {min(shift):+.3f} to {max(shift):+.3f}.")
     return "\n".join(lines)
 
 
