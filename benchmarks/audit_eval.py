@@ -191,7 +191,7 @@ def report_flips(rows: list[dict[str, Any]]) -> str:
                              f"{width:.3f}")
             realised = sub[0]["realised"]
             lines.append(f"| {cell} seed {sub[0]['log_seed']} (realised {realised['rho01']:.3f} / "
-                         f"{realised['rho10']:.3f}) | {n} | " + " | ".join(parts) + f" |")
+                         f"{realised['rho10']:.3f}) | {n} | " + " | ".join(parts) + " |")
     lines.append(f"\n{len(rows) // (len(SIZES) * len(set(r['cell'] for r in rows)))} design draws per row.")
     return "\n".join(lines)
 

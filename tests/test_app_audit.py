@@ -1,5 +1,6 @@
-"""The Audit tab's handlers (app/audit_tab.py), called as plain Python functions on the bundled simulated sample:
-propose, label with 👍 / 👎 / skip, the flip-rate and verdict panels, download and upload of the label file, clear."""
+"""The Audit tab's handlers (app/audit_tab.py), called as plain Python functions on the bundled simulated
+sample: propose, label with 👍 / 👎 / skip, the flip-rate and verdict panels, download and upload of the label file,
+clear."""
 
 from __future__ import annotations
 
