@@ -23,7 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                           "with naive on the clean test labels.")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the result as JSON")
     p.add_argument("--seed", type=int, default=DEMO.seed, help=f"simulation and fitting seed (default {DEMO.seed})")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/BLAS")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch/BLAS (default 1: many small fits, where more threads only contend)")
     p.add_argument("--quiet", action="store_true", help="no stage messages")
     return p
 
