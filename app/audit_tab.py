@@ -142,7 +142,7 @@ def upload(state: Session | None, file: Any) -> AuditView:
     session.audit = AuditState(table=table, base=base)
     session.audit.advance()
     _merge(session)
-    return _view(session)
+    return _view(session, labels_gone=True)
 
 
 @H.guarded
@@ -152,7 +152,7 @@ def clear(state: Session | None) -> AuditView:
     if session.audit is not None:
         session.log = session.audit.base
         session.audit = None
-    return _view(session)
+    return _view(session, labels_gone=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -283,15 +283,18 @@ def _download(session: Session) -> str | None:
     return str(path)
 
 
-def _view(session: Session) -> AuditView:
+def _view(session: Session, *, labels_gone: bool = False) -> AuditView:
+    """The tab's outputs; ``labels_gone``: the log may have lost its gold labels, so the Noise tab's choice goes back
+    to the default unless gold labels remain."""
     card, prompt, response = _card(session)
-    choices = [k for k, v in H.FLIP_METHODS.items()
-               if v != "gold" or (schema.GOLD_LABEL in session.log.columns
-                                  and session.log[schema.GOLD_LABEL].is_not_null().any())]
+    gold = schema.GOLD_LABEL in session.log.columns and session.log[schema.GOLD_LABEL].is_not_null().any()
+    choices = [k for k, v in H.FLIP_METHODS.items() if v != "gold" or gold]
+    flip_method = (gr.update(choices=choices, value=choices[0]) if labels_gone and not gold
+                   else gr.update(choices=choices))
     download = _download(session)
     return AuditView(session, card, prompt, response, _progress_md(session), _flips_md(session),
                      _verdict_panel(session), gr.update(value=download, interactive=download is not None),
-                     gr.update(choices=choices))
+                     flip_method)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
