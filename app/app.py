@@ -31,19 +31,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-upload-mb", type=float, default=float(os.environ.get("CAUSALRM_APP_MAX_UPLOAD_MB", 200)),
                    help="largest accepted upload in MB (default 200)")
     p.add_argument("--train-concurrency", type=int, default=None,
-                   help="training runs at once across all users (default 2; others wait in the queue)")
+                   help="training jobs at once across all users (default 2; others wait in line)")
+    p.add_argument("--job-memory-gb", type=float, default=None,
+                   help="memory of one training job in GB (default 4); a job past it is stopped, a LoRA job that "
+                        "cannot fit is refused")
+    p.add_argument("--job-time-limit-min", type=float, default=None,
+                   help="minutes a training job may run (default 60; 0 = no limit); then it stops, keeping what it "
+                        "trained")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.max_upload_mb <= 0:
-        print("error: --max-upload-mb must be positive", file=sys.stderr)
-        return 2
-    from app.ui import launch
+    from causalrm.cli.app import check_limits
+    from causalrm.errors import InputError
 
-    launch(host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
-           train_concurrency=args.train_concurrency)
+    try:
+        check_limits(args)
+        from app.ui import launch
+
+        launch(host=args.host, port=args.port, share=args.share, max_upload_mb=args.max_upload_mb,
+               train_concurrency=args.train_concurrency, job_memory_gb=args.job_memory_gb,
+               job_time_limit_min=args.job_time_limit_min)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -19,7 +19,6 @@ import inspect
 import logging
 import math
 import os
-import queue
 import re
 import shlex
 import threading
@@ -35,22 +34,26 @@ import numpy as np
 import polars as pl
 
 from app import plots
-from app.session import Session, cancel_flag, ensure_session
+from app.session import Session, ensure_session
 from causalrm import schema
+from causalrm.demo import DEMO
+from causalrm.propensity import MODELS as PROPENSITY_MODELS
 from causalrm.errors import InputError
 
 logger = logging.getLogger("causalrm.app")
 
 # ---- choices shown in the UI -----------------------------------------------------------------------------------------
+SAMPLE_DEMO = "WildBench (semi-synthetic demo)"
 SAMPLE_SIMULATED = "UltraFeedback (simulated)"
 SAMPLE_OASST1 = "oasst1 (real feedback)"
-SAMPLES = (SAMPLE_SIMULATED, SAMPLE_OASST1)
+SAMPLES = (SAMPLE_DEMO, SAMPLE_SIMULATED, SAMPLE_OASST1)
+SIMULATED_DATASETS = {SAMPLE_DEMO: "wildbench", SAMPLE_SIMULATED: "ultrafeedback"}
 RATING_MODES = {"teacher (semi-synthetic, known score)": "teacher", "real GPT-4 ratings": "real"}
 DEFAULT_RATING_MODE = "teacher (semi-synthetic, known score)"
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-TRAIN_METHODS = ("naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
+TRAIN_METHODS = ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
 ORACLE = "oracle"
-DEFAULT_METHODS = ("naive", "causalrm-ips")  # what the app compares unless told otherwise
+DEFAULT_METHODS = ("naive", "auto")  # what the app compares unless told otherwise
 FLIP_METHODS = {"anchor quantile (default)": "anchor-quantile", "anchor min/max": "anchor-minmax",
                 "gold labels": "gold"}
 DEVICES = ("auto", "cuda", "cpu")
@@ -219,6 +222,11 @@ def _summary_md(session: Session) -> str:
     src = session.source
     lines = [f"**{src.get('label', 'log')}**: {s.n_rows:,} impressions, {s.n_observed:,} with feedback "
              f"({s.observed_rate:.1%}); positive rate among observed {_fmt(s.positive_rate)}"]
+    fitting = _fitting_rows_observed(session.log)
+    if fitting is not None:
+        n_obs, n_rows = fitting
+        lines[0] += (f". On the train/val rows, which models are fitted on, {n_obs:,} of {n_rows:,} have feedback "
+                     f"({n_obs / max(n_rows, 1):.1%}); the test rows carry clean labels for evaluation")
     if s.splits:
         lines.append("splits: " + ", ".join(f"{k} {v:,}" for k, v in s.splits.items()))
     extras = []
@@ -234,10 +242,20 @@ def _summary_md(session: Session) -> str:
         real = src.get("realised") or {}
         lines.append(
             f"simulated with α = {src['alpha']:g}, ρ01 = {src['rho01']:g}, ρ10 = {src['rho10']:g}, observation rate "
-            f"{src['observation_rate']:g}, seed {src['seed']} ({src['rating']} ratings); realised flip rates on "
-            f"observed train/val rows: ρ01 {_fmt(real.get('rho01_hat'))}, ρ10 {_fmt(real.get('rho10_hat'))}")
+            f"{src['observation_rate']:g} (train/val rows), seed {src['seed']} ({src['rating']} ratings); realised "
+            f"flip rates on observed train/val rows: ρ01 {_fmt(real.get('rho01_hat'))}, "
+            f"ρ10 {_fmt(real.get('rho10_hat'))}")
     lines.append("columns: `" + "`, `".join(s.columns) + "`")
     return "\n\n".join(lines)
+
+
+def _fitting_rows_observed(log: pl.DataFrame) -> tuple[int, int] | None:
+    """(observed, rows) among the non-test rows when the log has a test split (whose rows are observed with clean
+    labels in a simulated log, which lifts the overall rate above the observation rate); else None."""
+    if schema.SPLIT not in log.columns or not (log[schema.SPLIT] == schema.TEST).any():
+        return None
+    fit = log.filter((pl.col(schema.SPLIT) != schema.TEST).fill_null(True))
+    return int(fit[schema.OBSERVED].cast(pl.Int64).fill_null(0).sum()), fit.height
 
 
 def _warnings_md(warnings: Sequence[str]) -> str:
@@ -270,18 +288,32 @@ def _has_gold(log: pl.DataFrame) -> bool:
     return schema.GOLD_LABEL in log.columns and log[schema.GOLD_LABEL].null_count() < log.height
 
 
-def _data_view(session: Session) -> DataView:
+STALE = "New data loaded: run this step again."
+
+
+def stale_note(session: Session, step: str) -> str:
+    """:data:`STALE` for a tab whose results the last data load discarded, else nothing."""
+    return STALE if step in session.stale_steps else ""
+
+
+def stale_notes(state: Session | None) -> tuple[str, str]:
+    """The Noise and Train tabs' status lines after a data load (the Propensity tab's comes with the load)."""
+    if not isinstance(state, Session):
+        return "", ""
+    return stale_note(state, "noise"), stale_note(state, "train")
+
+
+def _data_view(session: Session, *, notify: bool = True) -> DataView:
     from causalrm.validate import summarize_log
 
     session.summary = summarize_log(session.log, source=session.source.get("label"))
     warnings = list(session.summary.warnings)
     simulated = session.source.get("kind") == "simulated"
     for w in warnings:
-        if not (simulated and w.startswith("simulation-only")):  # expected for a simulated sample: listed only
+        if notify and not (simulated and w.startswith("simulation-only")):  # expected when simulated: listed only
             _warn(w)
     return DataView(session, _summary_md(session), _warnings_md(warnings), _preview(session.log), _embed_md(session),
-                    _methods_update(session.log), _flip_update(session.log),
-                    "New data loaded: run this step again.")
+                    _methods_update(session.log), _flip_update(session.log), stale_note(session, "propensity"))
 
 
 def _embedder(session: Session, model: str, device: str = "auto", progress: Any = None):
@@ -310,10 +342,12 @@ def _embed_now(session: Session, model: str, device: str, progress: Any = None) 
 
 
 @guarded
-def load_sample(state: Session | None, sample: str = SAMPLE_SIMULATED, rating: str = DEFAULT_RATING_MODE,
-                alpha: float = 0.5, rho01: float = 0.2, rho10: float = 0.1, observation_rate: float = 0.2,
-                seed: float = 0, request: gr.Request = None, progress=gr.Progress()) -> DataView:
-    """Load a bundled sample: the simulated UltraFeedback log (α, ρ01, ρ10, observation rate, seed) or oasst1."""
+def load_sample(state: Session | None, sample: str = SAMPLE_DEMO, rating: str = DEFAULT_RATING_MODE,
+                alpha: float = DEMO.alpha, rho01: float = DEMO.rho01, rho10: float = DEMO.rho10,
+                observation_rate: float = 0.2, seed: float = DEMO.seed, request: gr.Request = None,
+                progress=gr.Progress()) -> DataView:
+    """Load a bundled sample: a simulated log (the WildBench demo setting of ``causalrm.demo`` by default, or
+    UltraFeedback; α, ρ01, ρ10, observation rate, seed) or oasst1's real feedback."""
     session = ensure_session(state, request)
     progress(0.1, desc="loading sample")
     if sample == SAMPLE_OASST1:
@@ -321,19 +355,20 @@ def load_sample(state: Session | None, sample: str = SAMPLE_SIMULATED, rating: s
 
         log = load_oasst1_log()
         source = {"kind": "oasst1", "label": "oasst1 (real emoji feedback)"}
-    elif sample == SAMPLE_SIMULATED:
+    elif sample in SIMULATED_DATASETS:
         from causalrm.simulate import simulate_dataset, simulation_summary
 
+        dataset = SIMULATED_DATASETS[sample]
         mode = RATING_MODES.get(rating, rating)
         if mode not in RATING_MODES.values():
             raise InputError(f"rating mode {rating!r}: choose one of {', '.join(RATING_MODES)}")
         if seed is None or float(seed) != int(seed) or int(seed) < 0:
             raise InputError(f"seed {seed!r}: use a non-negative whole number")
         embedder = _embedder(session, DEFAULT_EMBEDDER) if mode == "teacher" else None
-        log, config = simulate_dataset("ultrafeedback", alpha=float(alpha), rho01=float(rho01), rho10=float(rho10),
+        log, config = simulate_dataset(dataset, alpha=float(alpha), rho01=float(rho01), rho10=float(rho10),
                                        observation_rate=float(observation_rate), rating=mode, seed=int(seed),
                                        embedder=embedder)
-        source = {"kind": "simulated", "label": "UltraFeedback (simulated)", "dataset": "ultrafeedback",
+        source = {"kind": "simulated", "label": sample, "dataset": dataset,
                   "alpha": float(alpha), "rho01": float(rho01), "rho10": float(rho10),
                   "observation_rate": float(observation_rate), "seed": int(seed), "rating": mode,
                   "realised": simulation_summary(log)}
@@ -487,13 +522,20 @@ class PropensityView(NamedTuple):
     clip_text: str
 
 
-def _propensity_md(diag: Any, note: str = "") -> str:
+def _gate_md(gate: Any) -> str:
+    """A gate's verdict as one line (✅ passed, ⚠️ failed)."""
+    return "" if gate is None else f"{'✅' if gate.passed else '⚠️'} **{gate.verdict[0].upper()}{gate.verdict[1:]}.**"
+
+
+def _propensity_md(diag: Any, note: str = "", gate: Any = None) -> str:
     rows = [("source", diag.source), ("rows (train + val)", f"{diag.n_rows:,}"),
             ("with feedback", f"{diag.n_observed:,}"), ("AUC (p̂ vs o)", _fmt(diag.auc)),
             ("ECE", _fmt(diag.ece)), ("Brier", _fmt(diag.brier)),
             ("ESS of 1/p̂ weights", f"{diag.ess:,.0f} ({diag.ess_fraction:.0%} of observed)"),
             ("max weight", _fmt(diag.max_weight, 1))]
     md = _md_table(("diagnostic", "value"), rows)
+    if gate is not None:
+        md = _gate_md(gate) + "\n\n" + md
     if diag.warnings:
         md += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in diag.warnings)
     return (note + "\n\n" + md) if note else md
@@ -504,7 +546,7 @@ def _clip_md(report: dict[str, Any]) -> str:
 
 
 @guarded
-def fit_propensity(state: Session | None, model: str = "mlp", clip: float = 0.1, seed: float = 0,
+def fit_propensity(state: Session | None, model: str = "auto", clip: float = 0.1, seed: float = 0,
                    progress=gr.Progress()) -> PropensityView:
     """Cross-fit p̂(x) = P(o = 1 | x) on the train + val rows (``causalrm.pipeline.fit_nuisances``)."""
     from causalrm.pipeline import fit_nuisances
@@ -527,7 +569,7 @@ def fit_propensity(state: Session | None, model: str = "mlp", clip: float = 0.1,
     for w in diag.warnings:
         _warn(w)
     report = clip_report(p, float(clip), observed=o)
-    return PropensityView(session, _propensity_md(diag, note), plots.propensity_histogram(p, o, clip=float(clip)),
+    return PropensityView(session, _propensity_md(diag, note, nuis.gates.get("propensity")), plots.propensity_histogram(p, o, clip=float(clip)),
                           plots.calibration_curve(diag.calibration_predicted, diag.calibration_observed,
                                                   diag.calibration_count),
                           _clip_md(report))
@@ -641,8 +683,19 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
         sweep_fig = plots.q_sweep(sweep["q"], sweep["rho01"], sweep["rho10"], chosen=q_used, true=truth)
     else:
         sweep_fig = plots.empty("no q-sweep available")
-    summary = (f"Training will use **ρ01 = {used[0]:.3f}, ρ10 = {used[1]:.3f}** ({origin}). "
-               f"Noise-aware losses divide by 1 − ρ01 − ρ10 = {1 - used[0] - used[1]:.3f}.")
+    from causalrm.gates import flip_rate_gate
+
+    if manual is not None:
+        gate = flip_rate_gate({"method": "fixed", "rho01": used[0], "rho10": used[1]})
+    elif origin == "gold labels":
+        gate = flip_rate_gate({"method": "gold", "rho01": used[0], "rho10": used[1], "ci": gold["ci"]})
+    else:
+        gate = anchor.gates["flip_rates"]
+    summary = _gate_md(gate) + ("" if gate.passed else (
+        " Noise-aware methods (denoise, causalrm-*) will not train unless you tick **train noise-aware methods "
+        "anyway** on the Train tab; better: audited gold labels or rates set by hand.")) + "\n\n"
+    summary += (f"Training will use **ρ01 = {used[0]:.3f}, ρ10 = {used[1]:.3f}** ({origin}). "
+                f"Noise-aware losses divide by 1 − ρ01 − ρ10 = {1 - used[0] - used[1]:.3f}.")
     if 1 - used[0] - used[1] < 0.3:
         summary += " ⚠️ This is small: the corrected loss will have high variance."
     proxy_info = diag.get("proxy") or {}
@@ -718,27 +771,23 @@ def available_backbones() -> list[str]:
     return list(core_available())
 
 
-def reset_cancel(state: Session | None = None, request: gr.Request = None) -> None:
-    """Clear the session's cancel flag (runs unqueued on the Train click, before the queued training starts)."""
-    key = state.session_hash if isinstance(state, Session) else getattr(request, "session_hash", None)
-    if key:
-        cancel_flag(key).clear()
-
-
 @guarded
 def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_METHODS, backbone: str = "mlp",
                  device: str = "auto", epochs: float = 50, patience: float = 30, seed: float = 0,
-                 select_head: bool = False, request: gr.Request = None,
+                 select_head: bool = False, force_noise_correction: bool = False, max_length: float | None = None,
+                 request: gr.Request = None,
                  progress=gr.Progress()) -> Iterator[TrainView]:
-    """Fit the nuisances once, then train each selected method (live loss curves; Cancel stops after the batch).
+    """Train each selected method in a worker process (``app.train_worker``; live loss curves, Cancel, queue).
 
-    ``select_head``: each method also trains a linear head and keeps the one its validation estimate prefers
-    (``FitConfig.select_head``); the live curve then restarts for the second head.
-
-    Each trained model is saved as a run folder (``causalrm.runs.save_run``) in the session's folder.
+    The nuisances are fitted once, then each method; each trained model is saved as a run folder
+    (``causalrm.runs.save_run``) in the session's folder. ``select_head``: each method also trains a linear head and
+    keeps the one its validation estimate prefers (``FitConfig.select_head``); the live curve then restarts for the
+    second head. ``max_length``: tokens per (prompt, response) for the lora backbone (default: 128 on a CPU, 256 on
+    a GPU); its micro-batches and gradient checkpointing are chosen to fit the server's memory limit per job, and a
+    job that cannot fit is refused with the max length that would.
     """
-    from causalrm.pipeline import fit_log, fit_nuisances
-    from causalrm.runs import save_run
+    from app import train_worker
+    from app.training import TrainingRun, default_lora_max_length, lora_config, pool
 
     session = _require(state)
     if isinstance(methods, str):
@@ -758,8 +807,9 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
         raise InputError(f"backbone {backbone!r} is not available here; choose one of {available_backbones()}")
     try:
         epochs, patience, seed = int(epochs), int(patience), int(seed or 0)
+        max_length = int(max_length or default_lora_max_length())
     except (TypeError, ValueError):
-        raise InputError("epochs, patience and seed must be whole numbers") from None
+        raise InputError("epochs, patience, seed and max length must be whole numbers") from None
     if not 1 <= epochs <= SETTINGS.max_epochs:
         raise InputError(f"epochs must be between 1 and {SETTINGS.max_epochs}")
     if device == "cuda":
@@ -769,112 +819,110 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
             raise InputError("device 'cuda' requested but no CUDA GPU is available here; choose auto or cpu")
     if backbone == "mlp" and session.X is None:
         raise InputError("the mlp backbone needs embeddings: press 'Compute embeddings' on the Data tab first")
-    flag = cancel_flag(session.session_hash)
+    if session.training is not None and not session.training.job.finished:
+        raise InputError("this session is already training; wait for it to finish or press Cancel")
     config = _fit_config(session, method=methods[0], backbone=backbone, device=device, max_epochs=epochs,
-                         patience=patience, seed=seed, select_head=bool(select_head))
+                         patience=patience, seed=seed, select_head=bool(select_head),
+                         force_noise_correction=bool(force_noise_correction))
+    plan = None
+    if backbone == "lora":
+        config, plan = lora_config(config, n_rows=session.log.height, max_length=max_length)
     config.validate()
     session.results, session.run_dirs = {}, {}
     session.train_settings = {"methods": methods, "backbone": backbone, "device": device, "epochs": epochs,
                               "patience": patience, "seed": seed, "select_head": bool(select_head),
                               "config": config.to_dict()}
-    log, X, stage = session.log, session.X, session.stage
-    runs_root = session.folder("runs")
-    events: queue.Queue = queue.Queue()
-    live: dict[str, dict[str, list]] = {}
-    outcome: dict[str, Any] = {}
+    job = pool().submit(session.session_hash[:8], train_worker.train, log=session.log, X=session.X, config=config,
+                        methods=methods, runs_root=str(session.folder("runs")), source=session.source.get("label"))
+    session.training = TrainingRun(job=job, methods=methods, backbone=backbone, stage=session.stage,
+                                   plan=f"LoRA: {plan.describe()}." if plan else "")
+    yield from follow_training(session, progress)
 
-    def worker() -> None:
-        try:
-            nuis = fit_nuisances(log, X, config, methods=methods,
-                                 on_stage=lambda name: events.put(("stage", name, None)))
-            for method in methods:
-                if flag.is_set():
-                    break
-                events.put(("start", method, None))
 
-                def on_epoch(epoch, max_epochs, train_loss, val_estimate, _m=method):
-                    events.put(("epoch", _m, (epoch, max_epochs, train_loss, val_estimate)))
+def _train_status(run: Any) -> str:
+    """The Train tab's status line while a job is queued or running."""
+    job = run.job
+    if job.state == "queued":
+        return (f"Queued: position {job.position} in line, {job.pool.running} job(s) running (at most "
+                f"{job.pool.max_running} at once). Cancel leaves the queue.")
+    n = len(run.methods)
+    if run.current is not None:
+        i = run.methods.index(run.current) + 1
+        if run.last_epoch is None:
+            line = f"Training **{run.current}** ({i}/{n})…"
+        else:
+            epoch, max_epochs, train_loss, val_estimate = run.last_epoch
+            line = (f"Training **{run.current}** ({i}/{n}): epoch {epoch}/{max_epochs}, train loss "
+                    f"{_fmt(train_loss, 4)}, validation estimate {_fmt(val_estimate, 4)}")
+    elif run.stage_text and run.stage_text != "training":
+        line = f"{run.stage_text[0].upper()}{run.stage_text[1:]}…"
+    else:
+        line = "Fitting the nuisances (propensity, flip rates, pseudo-labels)…"
+    limit = job.pool.time_limit_s
+    if limit and job.started is not None:
+        line += f" ({(time.monotonic() - job.started) / 60:.0f} of at most {limit / 60:g} minutes)"
+    return line
 
-                res = fit_log(log, X, config.replace(method=method), nuisances=nuis, progress=on_epoch,
-                              should_stop=flag.is_set)
-                events.put(("stage", f"saving the {method} run", None))
-                run_dir = save_run(res, log, X, runs_root / method, source=session.source.get("label"))
-                events.put(("done", method, (res, run_dir)))
-        except BaseException as err:  # noqa: BLE001 - re-raised in the handler
-            outcome["error"] = err
-        finally:
-            events.put(("end", None, None))
 
-    thread = threading.Thread(target=worker, name=f"train-{session.session_hash[:8]}", daemon=True)
-    thread.start()
-    status = "Fitting the nuisances (propensity, flip rates, pseudo-labels)…"
-    progress(0.0, desc=status)
-    yield TrainView(session, status, plots.loss_curves({}), _results_table(session), gr.update(), gr.update())
-    last_yield = 0.0
-    n_methods = len(methods)
-    try:
-        while True:
-            try:
-                kind, method, payload = events.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if kind == "end":
-                break
-            if kind == "stage":
-                if method != "training":
-                    status = f"{method[0].upper()}{method[1:]}…"
-                    progress(None if not live else 0.0, desc=status)
-            elif kind == "start":
-                live[method] = {"epoch": [], "train_loss": [], "val_estimate": []}
-                status = f"Training **{method}** ({methods.index(method) + 1}/{n_methods})…"
-            elif kind == "epoch":
-                epoch, max_epochs, train_loss, val_estimate = payload
-                h = live.setdefault(method, {"epoch": [], "train_loss": [], "val_estimate": []})
-                if h["epoch"] and epoch <= h["epoch"][-1]:  # select_head: the linear head starts
-                    for values in h.values():
-                        values.clear()
-                h["epoch"].append(int(epoch))
-                h["train_loss"].append(float(train_loss))
-                h["val_estimate"].append(None if val_estimate is None else float(val_estimate))
-                i = methods.index(method)
-                progress(((i + epoch / max(max_epochs, 1)) / n_methods),
-                         desc=f"{method} ({i + 1}/{n_methods}): epoch {epoch}/{max_epochs}")
-                status = (f"Training **{method}** ({i + 1}/{n_methods}): epoch {epoch}/{max_epochs}, "
-                          f"train loss {_fmt(train_loss, 4)}, validation estimate {_fmt(val_estimate, 4)}")
-            elif kind == "done":
-                res, run_dir = payload
-                if session.stage == stage:
-                    session.results[method] = res
-                    session.run_dirs[method] = Path(run_dir)
-            now = time.monotonic()
-            if kind in ("start", "done") or now - last_yield > 1.0:
-                last_yield = now
-                yield TrainView(session, status, plots.loss_curves(_histories(session, live), order=methods),
-                                _results_table(session), gr.update(), gr.update())
-    finally:
-        if thread.is_alive():  # the event was closed early (client gone): stop the worker
-            flag.set()
-        thread.join(timeout=10)
-        flag.clear()
-    err = outcome.get("error")
-    if err is not None:
-        raise err
-    if session.stage != stage:
+def follow_training(session: Session, progress: Any = None) -> Iterator[TrainView]:
+    """Views of the session's training job until it ends (live curves at most once a second), then the final one.
+
+    Raises InputError with the job's one-line message when it failed (crash, out of memory, bad input).
+    """
+    run = session.training
+    methods, n = run.methods, len(run.methods)
+
+    def view(status: str, compare: tuple[Any, Any] = (gr.update(), gr.update())) -> TrainView:
+        text = f"{status}\n\n{run.plan}" if run.plan else status
+        return TrainView(session, text, plots.loss_curves(_histories(session, run.live), order=methods),
+                         _results_table(session), *compare)
+
+    yield view(_train_status(run))
+    last_yield = time.monotonic()
+    while not run.job.finished:
+        milestone = run.update(session, timeout=0.5)
+        if progress is not None and run.current is not None and run.last_epoch is not None:
+            epoch, max_epochs = run.last_epoch[:2]
+            i = methods.index(run.current)
+            progress((i + epoch / max(max_epochs, 1)) / n,
+                     desc=f"{run.current} ({i + 1}/{n}): epoch {epoch}/{max_epochs}")
+        if milestone or time.monotonic() - last_yield > 1.0:
+            last_yield = time.monotonic()
+            yield view(_train_status(run))
+    run.update(session, timeout=0)
+    job = run.job
+    if job.state == "failed":
+        yield view(f"Stopped: {job.error}")
+        raise InputError(job.error)
+    if session.stage != run.stage:
         raise InputError("the data changed while training; train again on the new log")
-    cancelled = any(r.history.stop_reason == "cancelled" for r in session.results.values()) or (
-        len(session.results) < n_methods)
-    if cancelled:
-        status = f"Cancelled. Trained: {', '.join(session.results) or 'nothing'}."
+    trained = ", ".join(session.results) or "nothing"
+    cancelled = job.state == "cancelled" or len(session.results) < n or any(
+        r.history.stop_reason == "cancelled" for r in session.results.values())
+    if job.timed_out:
+        status = (f"Stopped at this server's limit of {job.pool.time_limit_s / 60:g} minutes per training job "
+                  f"(--job-time-limit-min). Trained: {trained}.")
+        _warn("training stopped at the time limit")
+    elif cancelled:
+        status = f"Cancelled. Trained: {trained}."
         _warn("training cancelled")
     else:
         nuis = next(iter(session.results.values())).nuisances
         rho = (f" Flip rates used by the noise-aware methods: ρ01 = {_fmt(nuis.rho01)}, ρ10 = {_fmt(nuis.rho10)}."
                if nuis.rho01 is not None else "")
-        status = (f"Done: trained {', '.join(session.results)} with the {backbone} backbone "
-                  f"on {history_device(session)}.{rho} Open the **Compare** tab.")
-    a, b = _compare_updates(session)
-    yield TrainView(session, status, plots.loss_curves(_histories(session, {}), order=methods),
-                    _results_table(session), a, b)
+        status = (f"Done: trained {trained} with the {run.backbone} backbone on {history_device(session)}.{rho} "
+                  "Open the **Compare** tab.")
+        for res in session.results.values():
+            if res.choice:
+                status += f"\n\n**auto** kept **{res.config.method}**: {res.choice['reason']}."
+        unlearned = {m: r.learned.verdict for m, r in session.results.items()
+                     if r.learned is not None and not r.learned.passed}
+        if unlearned:  # never "Done" for a model that did not learn (causalrm.gates.learning_gate)
+            status = ("⚠️ " + "; ".join(f"**{m} {why}**" for m, why in unlearned.items())
+                      + ": its scores are not a usable reward.\n\n" + status.replace("Done: trained", "Trained", 1))
+    if job.peak_memory:
+        status += f" Peak memory of the job: {job.peak_memory / 2**30:.1f} GB."
+    yield view(status, _compare_updates(session))
 
 
 def history_device(session: Session) -> str:
@@ -882,12 +930,78 @@ def history_device(session: Session) -> str:
     return ", ".join(devices) or "–"
 
 
-def cancel_training(state: Session | None = None, request: gr.Request = None) -> str:
-    """Ask this session's running training to stop after the current batch (the best weights so far are kept)."""
-    key = state.session_hash if isinstance(state, Session) else getattr(request, "session_hash", None)
-    if key:
-        cancel_flag(key).set()
-    return "Cancelling after the current batch…"
+def cancel_training(state: Session | None = None) -> str:
+    """Stop this session's training job: it leaves the queue, or stops within seconds (the methods already trained
+    are kept; the current one keeps its best epoch when it stops cleanly)."""
+    run = state.training if isinstance(state, Session) else None
+    if run is None or run.job.finished:
+        return "Nothing is training."
+    run.job.cancel()
+    return "Cancelling…"
+
+
+class RestoreView(NamedTuple):
+    """What the page-load handler returns (order = the components in app.ui)."""
+
+    state: Session
+    token: str
+    summary: Any
+    warnings: Any
+    preview: Any
+    embed_status: Any
+    methods: Any
+    flip_method: Any
+    propensity_status: Any
+    noise_status: Any
+    train_status: Any
+    curves: Any
+    results: Any
+    compare_a: Any
+    compare_b: Any
+
+
+RESTORED = ("Restored after a reload: fitted earlier with the settings shown (training uses them); press the button "
+            "again to redraw the plots.")
+
+
+@guarded
+def restore_session(token: str | None, state: Session | None = None, request: gr.Request = None
+                    ) -> Iterator[RestoreView]:
+    """Page load: the session this tab showed before a reload (its ``token`` kept in the tab's sessionStorage) with
+    its data, nuisances and trained models on screen again, following a training job that is still running; or a
+    new session when there is none to restore."""
+    from app.session import new_session, reattach
+
+    page = getattr(request, "session_hash", None)
+    session = state if isinstance(state, Session) else reattach(token, page or "")
+    keep = gr.update()
+    if session is None:
+        session = new_session(page)
+    if session.log is None:
+        yield RestoreView(session, session.token, *[keep] * 13)
+        return
+    data = _data_view(session, notify=False)
+    methods = data.methods
+    if session.train_settings.get("methods"):
+        methods = gr.update(choices=methods["choices"], value=session.train_settings["methods"])
+    notes = [RESTORED if done else "" for done in (session.propensity is not None, session.flip is not None)]
+    head = (session, session.token, data.summary, data.warnings, data.preview, data.embed_status, methods,
+            data.flip_method, *notes)
+    run = session.training
+    if run is None:
+        yield RestoreView(*head, keep, keep, keep, keep, keep)
+        return
+    if not run.job.finished:
+        for view in follow_training(session):
+            yield RestoreView(*head, *view[1:])
+            head = (session, session.token, *[keep] * 8)
+        return
+    run.update(session, timeout=0)
+    trained = ", ".join(session.results) or "nothing"
+    a, b = _compare_updates(session)
+    yield RestoreView(*head, f"Restored after a reload: trained {trained} ({run.job.state}).",
+                      plots.loss_curves(_histories(session, run.live), order=run.methods), _results_table(session),
+                      a, b)
 
 
 # ======================================================================================================================
@@ -1017,6 +1131,7 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
                      "'r2 held-out' uses only the validation rows.")
         if ev0["label"] == schema.TRUE_LABEL and ORACLE not in evals:
             note += " Train `oracle` too to see the ceiling of this representation."
+        note = _verdict_md(session, a, b, rewards) + "\n\n" + note
         metric_fig = plots.metric_bars([r for r in bars if r["value"] is not None], metric="R²",
                                        order=list(session.results))
     else:
@@ -1043,7 +1158,10 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     if a == b:
         raise InputError("pick two different methods to compare rankings")
     cmp = compare_rankings(scored[a], scored[b], names=(a, b), top_k=10, n_shifts=15)
-    lines = [f"**{a}** vs **{b}** on {cmp.n:,} responses: Kendall τ = **{cmp.kendall:+.3f}**, Spearman ρ = "
+    unlearned = [m for m in (a, b) if session.results[m].learned is not None and not session.results[m].learned.passed]
+    lines = [f"⚠️ **{' and '.join(unlearned)} did not learn**: the rank shifts below are noise, not findings."
+             ] if unlearned else []
+    lines += [f"**{a}** vs **{b}** on {cmp.n:,} responses: Kendall τ = **{cmp.kendall:+.3f}**, Spearman ρ = "
              f"{cmp.spearman:+.3f}, top-{cmp.top_k} overlap {cmp.top_k_overlap:.0%}."]
     if cmp.n_prompts:
         lines.append(f"Within prompts ({cmp.n_prompts:,} with ≥ 2 responses): mean Kendall τ "
@@ -1072,6 +1190,26 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     return CompareView(metrics_df, note, metric_fig, scatter, "\n\n".join(lines), movers,
                        gr.update(choices=choices, value=default), ranking, cli_command(session),
                        str(csv_path), str(pq_path), str(zip_path) if zip_path else None)
+
+
+def _verdict_md(session: Session, a: str, b: str, rewards: dict[str, np.ndarray]) -> str:
+    """The Compare tab's verdict (``causalrm.evaluation.labelled_verdict``): is the debiased model of the pair
+    better, level or worse than the other on the clean / gold labels, why (failed gates, the learning check), and
+    what the corrections can change."""
+    from causalrm.evaluation import READING_GUIDE, labelled_verdict, sigmoid
+
+    base, deb = (a, b) if a == "naive" or b != "naive" else (b, a)
+    res = session.results[deb]
+    reasons = [f"{g.verdict} ({'Propensity' if g.name == 'propensity' else 'Noise'} tab)"
+               for g in res.nuisances.gates.values() if not g.passed]
+    reasons += [f"{m} {session.results[m].learned.verdict} (Train tab)" for m in (base, deb)
+                if session.results[m].learned is not None and not session.results[m].learned.passed]
+    name = f"{deb} (auto kept {res.config.method})" if res.choice else deb
+    out = labelled_verdict(session.log, sigmoid(rewards[base]), sigmoid(rewards[deb]), baseline=base,
+                           debiased=name, split=res.split, reasons=reasons, n_boot=500)
+    if out is None:
+        return "No clean labels: no verdict is possible here; audited gold labels would give one."
+    return f"**Verdict.** {out['verdict']}\n\n*Reading guide:* {READING_GUIDE}"
 
 
 def _prompt_choices(log: pl.DataFrame, cmp: Any) -> tuple[list[tuple[str, str]], str | None]:
@@ -1186,8 +1324,10 @@ def cli_command(session: Session) -> str:
         opts.append(f"--patience {ts['patience']}")
     if cfg.get("clip") is not None and cfg["clip"] != 0.1:
         opts.append(f"--clip {cfg['clip']:g}")
-    if cfg.get("propensity_model", "mlp") != "mlp":
+    if cfg.get("propensity_model", "auto") != "auto":
         opts.append(f"--propensity-model {cfg['propensity_model']}")
+    if cfg.get("force_noise_correction"):
+        opts.append("--force-noise-correction")
     if cfg.get("rho01") is not None:
         opts.append(f"--rho01 {cfg['rho01']:g} --rho10 {cfg['rho10']:g}")
     else:

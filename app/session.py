@@ -1,16 +1,23 @@
-"""Per-session state and per-session temporary folders.
+"""Per-session state, per-session temporary folders, and sessions that survive a page reload.
 
 Every browser tab (or ``gradio_client.Client``) gets its own :class:`Session`, held in a ``gr.State``: one user's log,
 embeddings, fitted models and run folders are never visible to another. Files a session writes (uploads it converts,
-run folders, downloads) live in its own folder under :func:`tmp_root`; the folder is removed when the tab closes
-(``Blocks.unload``), when gradio drops the state (``gr.State(delete_callback=...)``), and, for folders a crashed server
-left behind, at start-up once they are older than :data:`STALE_AFTER_S`.
+run folders, downloads) live in its own folder under :func:`tmp_root`.
+
+A reload starts a new gradio session (a new ``gr.State``); the page keeps its session's secret :attr:`Session.token`
+in the tab's ``sessionStorage`` and hands it back on load, and :func:`reattach` returns the same session (data,
+nuisances, trained models, a running training job). A session no page shows (the tab closed or reloaded,
+``Blocks.unload`` -> :func:`detach_page`) stays restorable for :data:`RESTORE_S` seconds, then is closed: its
+training job cancelled and its folder removed. Gradio dropping a page's state (``gr.State(delete_callback=...)``,
+an hour after the page left) closes the session too unless another page shows it, and folders a crashed server left
+behind are removed at start-up once they are older than :data:`STALE_AFTER_S`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -23,9 +30,9 @@ from typing import Any
 logger = logging.getLogger("causalrm.app")
 
 STALE_AFTER_S = 24 * 3600
+RESTORE_S = float(os.environ.get("CAUSALRM_APP_RESTORE_MIN", 30)) * 60
 _LOCK = threading.Lock()
-_FOLDERS: dict[str, set[Path]] = {}  # session_hash -> folders created for it
-_CANCEL: dict[str, threading.Event] = {}  # session_hash -> "stop training" flag
+_SESSIONS: dict[str, Session] = {}  # token -> open session
 
 
 def tmp_root() -> Path:
@@ -54,11 +61,16 @@ class Session:
     """Everything one user has loaded and fitted. Attributes are filled in as the tabs are used.
 
     ``source`` records how the log was obtained (for the equivalent CLI command); ``stage`` counts data loads so
-    that results of an older log are never mixed with a newer one.
+    that results of an older log are never mixed with a newer one; ``stale_steps`` names the tabs whose results the
+    last load discarded (they ask to be run again).
     """
 
     session_hash: str
     workdir: Path
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    pages: set[str] = field(default_factory=set)  # gradio session hashes of the pages showing this session
+    detached_at: float | None = None  # time.monotonic() when the last page left
+    training: Any = None  # app.training.TrainingRun of the latest training job
     log: Any = None  # pl.DataFrame in the causalrm.schema
     source: dict[str, Any] = field(default_factory=dict)
     summary: Any = None  # causalrm.validate.LogSummary
@@ -75,6 +87,7 @@ class Session:
     train_settings: dict[str, Any] = field(default_factory=dict)
     audit: Any = None  # app.audit_tab.AuditState of the Audit tab
     stage: int = 0
+    stale_steps: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------------------------------------------------
     def folder(self, *parts: str) -> Path:
@@ -86,6 +99,9 @@ class Session:
 
     def reset_data(self) -> None:
         """Forget everything derived from the previous log (called when a new log is loaded)."""
+        ran = {"propensity": self.propensity is not None, "noise": self.flip is not None,
+               "train": bool(self.results) or self.training is not None}
+        self.stale_steps = frozenset(step for step, done in ran.items() if done)
         self.log = self.summary = self.X = self.embed_model = self.audit = None
         self.source = {}
         self.reset_models()
@@ -105,65 +121,74 @@ class Session:
             shutil.rmtree(self.workdir / "downloads", ignore_errors=True)
 
     def close(self) -> None:
-        """Delete this session's folder."""
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Cancel this session's training job and delete its folder (it can no longer be restored)."""
         with _LOCK:
-            folders = _FOLDERS.get(self.session_hash)
-            if folders is not None:
-                folders.discard(self.workdir)
-                if not folders:
-                    _FOLDERS.pop(self.session_hash, None)
-                    _CANCEL.pop(self.session_hash, None)
+            _SESSIONS.pop(self.token, None)
+        if self.training is not None:
+            self.training.job.cancel()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _register(session: Session) -> Session:
+    with _LOCK:
+        _SESSIONS[session.token] = session
+    return session
 
 
 def new_session(session_hash: str | None = None) -> Session:
-    """Create a session with a fresh private folder ``<tmp_root>/s-<random>``."""
+    """Create a session with a fresh private folder ``<tmp_root>/s-<random>``, shown by page ``session_hash``."""
     session_hash = session_hash or f"local-{uuid.uuid4().hex[:12]}"
     workdir = Path(tempfile.mkdtemp(prefix="s-", dir=tmp_root()))
-    with _LOCK:
-        _FOLDERS.setdefault(session_hash, set()).add(workdir)
-    return Session(session_hash=session_hash, workdir=workdir)
+    return _register(Session(session_hash=session_hash, workdir=workdir, pages={session_hash}))
 
 
 def ensure_session(state: Session | None, request: Any = None) -> Session:
-    """Return ``state`` if it is a session, else a new one bound to the request's ``session_hash``."""
+    """Return ``state`` if it is a session (its folder recreated if it was cleaned), else a new one bound to the
+    request's ``session_hash``."""
     if isinstance(state, Session):
         if not state.workdir.exists():
             state.workdir.mkdir(parents=True, exist_ok=True)
-            with _LOCK:
-                _FOLDERS.setdefault(state.session_hash, set()).add(state.workdir)
+            _register(state)
         return state
     return new_session(getattr(request, "session_hash", None))
 
 
+def reattach(token: str | None, session_hash: str) -> Session | None:
+    """The open session holding ``token``, now shown by page ``session_hash`` (a reload); None if there is none."""
+    with _LOCK:
+        session = _SESSIONS.get(token or "")
+        if session is None or not session.workdir.exists():
+            return None
+        session.pages.add(session_hash)
+        session.session_hash, session.detached_at = session_hash, None
+    logger.info("session %s restored after a reload", session_hash[:8])
+    return session
+
+
+def detach_page(session_hash: str | None) -> None:
+    """``Blocks.unload``: page ``session_hash`` closed or reloaded. Its session stays restorable for
+    :data:`RESTORE_S` seconds; sessions detached for longer are closed now."""
+    now = time.monotonic()
+    with _LOCK:
+        for session in _SESSIONS.values():
+            if session_hash in session.pages:
+                session.pages.discard(session_hash)
+                if not session.pages:
+                    session.detached_at = now
+        expired = [s for s in _SESSIONS.values() if s.detached_at is not None and now - s.detached_at > RESTORE_S]
+    for session in expired:
+        session.close()
+    if expired:
+        logger.info("closed %d session(s) no page had shown for %.0f min", len(expired), RESTORE_S / 60)
+
+
 def delete_state(state: Any) -> None:
-    """``gr.State(delete_callback=...)``: remove the folder of a session gradio forgets."""
-    if isinstance(state, Session):
+    """``gr.State(delete_callback=...)``: gradio forgets a page's state; close its session unless a page shows it."""
+    if isinstance(state, Session) and not state.pages:
         state.close()
 
 
-def close_session_hash(session_hash: str | None) -> None:
-    """Remove every folder created for ``session_hash`` (``Blocks.unload``); set its cancel flag."""
-    if not session_hash:
-        return
+def open_sessions() -> list[Session]:
+    """The sessions that can still be used or restored (tests, diagnostics)."""
     with _LOCK:
-        folders = _FOLDERS.pop(session_hash, set())
-        flag = _CANCEL.pop(session_hash, None)
-    if flag is not None:
-        flag.set()
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
-    if folders:
-        logger.info("session %s closed: removed %d folder(s)", session_hash[:8], len(folders))
-
-
-def cancel_flag(session_hash: str) -> threading.Event:
-    """The "stop training" flag of a session (created cleared)."""
-    with _LOCK:
-        return _CANCEL.setdefault(session_hash, threading.Event())
-
-
-def live_folders() -> dict[str, set[Path]]:
-    """A copy of the session -> folders registry (tests, diagnostics)."""
-    with _LOCK:
-        return {key: set(value) for key, value in _FOLDERS.items()}
+        return list(_SESSIONS.values())

@@ -48,7 +48,7 @@ def trained(tmp_path_factory):
     session = view.state
     prop = H.fit_propensity(session, "logistic", 0.1, 0)
     noise = H.estimate_noise(session, "anchor quantile (default)", 0.97, False, 0.2, 0.1, 0)
-    views = list(H.train_models(session, ["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0))
+    views = list(H.train_models(session, ["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0, False, True))
     yield {"session": session, "data": view, "prop": prop, "noise": noise, "train": views}
     session.close()
     mp.undo()
@@ -94,6 +94,27 @@ def test_load_oasst1_offers_gold_and_no_oracle():
         assert gold_row["rho10"][0] == pytest.approx(np.mean(r[g == 0] == 1), abs=1e-4)
     finally:
         view.state.close()
+
+
+def test_rates_shown_match_their_counts_and_stale_notes_follow_what_ran():
+    """The overall observed share and the train/val share (the one the observation-rate slider sets) each equal the
+    count beside them; "run this step again" appears only on tabs that had run on the previous log."""
+    view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 5)
+    session = view.state
+    try:
+        log = session.log
+        total = int(log["observed"].sum())
+        assert f"{total:,} with feedback ({total / log.height:.1%})" in view.summary
+        fit = log.filter(pl.col("split") != "test")
+        n_obs = int(fit["observed"].sum())
+        assert f"{n_obs:,} of {fit.height:,} have feedback ({n_obs / fit.height:.1%})" in view.summary
+        assert abs(n_obs / fit.height - 0.2) < 0.05 < total / log.height - 0.2  # the slider sets the train/val rate
+        assert view.stale == "" and H.stale_notes(session) == ("", "")  # nothing ran yet: nothing to run again
+        H.fit_propensity(session, "logistic", 0.1, 0)
+        again = H.load_sample(session, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 6)
+        assert again.stale == H.STALE and H.stale_notes(session) == ("", "")  # only the propensity had run
+    finally:
+        session.close()
 
 
 def test_upload_with_mapping_threshold_and_gzip(tmp_path):
@@ -222,7 +243,10 @@ def test_noise_estimates_plots_and_manual_override(trained):
 def test_training_streams_curves_and_saves_runs(trained):
     session, views = trained["session"], trained["train"]
     final = views[-1]
-    assert final.status.startswith("Done") and len(views) >= 3
+    assert "Open the **Compare** tab" in final.status and len(views) >= 3
+    unlearned = [m for m, r in session.results.items() if not r.learned.passed]  # 2 epochs: the gate decides
+    assert final.status.startswith("⚠️") == bool(unlearned) and all(f"**{m} did not learn" in final.status
+                                                                     for m in unlearned)
     assert final.results["method"].to_list() == ["naive", "causalrm-dr"]
     assert final.results["epochs"].to_list() == [2, 2]
     names = {trace.name for trace in final.curves.data}
@@ -258,7 +282,65 @@ def test_cancel_stops_training():
         views = list(gen)
         assert views[-1].status.startswith("Cancelled")
         assert all(r.history.epochs < 500 for r in session.results.values())
-        assert not S.cancel_flag(session.session_hash).is_set()  # cleared for the next run
+        assert session.training.job.state == "cancelled" and "Nothing is training" in H.cancel_training(session)
+    finally:
+        session.close()
+
+
+def test_a_job_killed_for_memory_ends_with_a_message_and_the_session_carries_on(trained, monkeypatch):
+    from app import training
+
+    session = trained["session"]
+    results = dict(session.results)
+    monkeypatch.setattr(training.SETTINGS, "memory_gb", 0.05)  # below any worker: the monitor kills it
+    monkeypatch.setattr(training, "_POOL", None)
+    gen = H.train_models(session, ["naive"], "mlp", "cpu", 2, 30, 0)
+    views = []
+    with pytest.raises(gr.Error) as info:
+        for view in gen:
+            views.append(view)
+    assert info.value.message.startswith("out of memory: the job needed more than this server's 0.05 GB per job")
+    assert views[-1].status.startswith("Stopped: out of memory") and session.training.job.state == "failed"
+    monkeypatch.setattr(training.SETTINGS, "memory_gb", 4.0)
+    monkeypatch.setattr(training, "_POOL", None)
+    again = list(H.train_models(session, list(results), "mlp", "cpu", 2, 30, 0, False, True))
+    assert "Open the **Compare** tab" in again[-1].status and list(session.results) == list(results)
+
+
+def test_a_lora_job_that_cannot_fit_is_refused_with_what_would(trained, monkeypatch):
+    from app import training
+
+    session = trained["session"]
+    before = session.training
+    monkeypatch.setattr(training.SETTINGS, "memory_gb", 0.85)
+    with pytest.raises(gr.Error) as info:
+        list(H.train_models(session, ["naive"], "lora", "cpu", 1, 1, 0, False, False, 512))
+    message = info.value.message
+    assert "limit per training job (--job-memory-gb) is 0.85 GB" in message and "would fit" in message
+    assert "\n" not in message and session.training is before  # refused before anything started
+
+
+def test_a_reload_restores_the_session_and_follows_its_running_job():
+    from types import SimpleNamespace
+
+    fresh = list(H.restore_session("", None, SimpleNamespace(session_hash="page-0")))
+    assert len(fresh) == 1 and fresh[0].state.log is None and fresh[0].token == fresh[0].state.token
+    session = fresh[0].state
+    try:
+        H.load_sample(session, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 2)
+        H.fit_propensity(session, "logistic", 0.1, 0)
+        next(H.train_models(session, ["naive"], "mlp", "cpu", 2, 30, 0))  # started; the page then reloads
+        S.detach_page("page-0")
+        views = list(H.restore_session(session.token, None, SimpleNamespace(session_hash="page-1")))
+        first, last = views[0], views[-1]
+        assert first.state is session and session.pages == {"page-1"}
+        assert "2,398 impressions" in first.summary and "seed 2" in first.summary
+        assert first.propensity_status == H.RESTORED and first.noise_status == ""  # the noise tab never ran
+        assert first.methods["value"] == ["naive"]
+        assert "Open the **Compare** tab" in last.train_status and last.results["method"].to_list() == ["naive"]
+        assert last.summary["__type__"] == "update"  # the data tab is drawn once, not on every job update
+        again = list(H.restore_session(session.token, None, SimpleNamespace(session_hash="page-2")))
+        assert len(again) == 1 and again[0].train_status.startswith("Restored after a reload: trained naive")
     finally:
         session.close()
 
@@ -306,9 +388,18 @@ def test_session_folders_are_private_and_cleaned(tmp_path, monkeypatch):
     a, b = S.new_session("hash-a"), S.new_session("hash-b")
     assert a.workdir != b.workdir and a.workdir.parent == b.workdir.parent == tmp_path
     (a.folder("runs") / "x.txt").write_text("a's data")
-    S.close_session_hash("hash-a")  # what Blocks.unload does when a tab closes
-    assert not a.workdir.exists() and b.workdir.exists()
-    S.delete_state(b)  # what gr.State's delete_callback does
+    S.detach_page("hash-a")  # what Blocks.unload does when a tab closes or reloads: a's session stays restorable
+    assert S.reattach(a.token, "hash-a2") is a and a.pages == {"hash-a2"} and a.workdir.exists()
+    assert S.reattach("not-a-token", "hash-x") is None and S.reattach(b.token[:-1], "hash-x") is None
+    S.delete_state(a)  # gradio drops the first page's state: a is shown by the reloaded page, so it stays
+    assert a.workdir.exists()
+    monkeypatch.setattr(S, "RESTORE_S", -1.0)
+    S.detach_page("hash-a2")  # closed for good (no page came back within RESTORE_S)
+    assert not a.workdir.exists() and b.workdir.exists() and S.reattach(a.token, "hash-a3") is None
+    S.delete_state(b)  # what gr.State's delete_callback does to a page's session
+    assert b.workdir.exists()  # ... unless the page is still open
+    b.pages.clear()
+    S.delete_state(b)
     assert not b.workdir.exists()
     c = S.new_session("hash-c")
     assert S.purge_stale(max_age_s=-1) >= 1 and not c.workdir.exists()

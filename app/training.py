@@ -1,0 +1,150 @@
+"""The server's side of training: the worker pool, the settings of a LoRA job that fit its memory limit, and what a
+running job has reported (:class:`TrainingRun`, kept on the session so that a reloaded page can follow it again).
+
+Training itself runs in :mod:`app.train_worker`, in a worker process of :mod:`app.jobs`; the server only keeps what
+the worker sends back: live curves and, per finished method, the ``FitResult`` with its weights loaded from the run
+folder's safetensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from app.jobs import GB, Job, JobPool
+
+#: rows per optimiser step for LoRA (the MLP head's 512 would give a handful of steps per epoch)
+LORA_BATCH_SIZE = 32
+
+
+@dataclasses.dataclass
+class JobSettings:
+    """Server-wide limits of training jobs (``causalrm app --train-concurrency / --job-memory-gb /
+    --job-time-limit-min``; ``time_limit_min`` 0 = none) and the torch threads of each."""
+
+    max_running: int = int(os.environ.get("CAUSALRM_APP_TRAIN_CONCURRENCY", 2))
+    memory_gb: float = float(os.environ.get("CAUSALRM_APP_JOB_MEMORY_GB", 4))
+    time_limit_min: float = float(os.environ.get("CAUSALRM_APP_JOB_TIME_LIMIT_MIN", 60))
+    threads: int = int(os.environ.get("CAUSALRM_APP_JOB_THREADS", 1))
+
+
+SETTINGS = JobSettings()
+_POOL: JobPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def configure(*, max_running: int | None = None, memory_gb: float | None = None,
+              time_limit_min: float | None = None, threads: int | None = None) -> None:
+    """Change the job limits (``None`` keeps one); the next job starts a pool with them."""
+    global _POOL
+    for name, value in (("max_running", max_running), ("memory_gb", memory_gb), ("time_limit_min", time_limit_min),
+                        ("threads", threads)):
+        if value is not None:
+            setattr(SETTINGS, name, type(getattr(SETTINGS, name))(value))
+    with _POOL_LOCK:
+        old, _POOL = _POOL, None
+    if old is not None and not old.running:
+        old.shutdown()
+
+
+def pool() -> JobPool:
+    """The server's job pool (created on first use with :data:`SETTINGS`)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = JobPool(max_running=SETTINGS.max_running, memory_limit=SETTINGS.memory_gb * GB,
+                            time_limit_s=SETTINGS.time_limit_min * 60, threads=SETTINGS.threads,
+                            preload=["app.train_worker"])
+        return _POOL
+
+
+def default_lora_max_length() -> int:
+    """The Train tab's LoRA max length: 256 on a GPU, 128 on a CPU (where LoRA costs about a millisecond a token)."""
+    import torch
+
+    return 256 if torch.cuda.is_available() else 128
+
+
+def lora_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, Any]:
+    """``config`` (a ``FitConfig`` with backbone lora) with the settings that fit this server, and the plan.
+
+    Micro-batch tokens, gradient checkpointing and the evaluation chunk come from
+    ``causalrm.backbones.lora_memory.plan_lora`` against the per-job memory limit (or the GPU's memory); a job
+    that cannot fit raises InputError saying which max length would.
+    """
+    import torch
+
+    from causalrm.backbones import resolve_device
+    from causalrm.backbones.lora import DEFAULT_MODEL
+    from causalrm.backbones.lora_memory import plan_lora
+
+    on_gpu = resolve_device(config.device).type == "cuda"
+    if on_gpu:
+        budget, name = torch.cuda.get_device_properties(0).total_memory, "the GPU's memory"
+    else:
+        budget = SETTINGS.memory_gb * GB
+        name = "this server's limit per training job (--job-memory-gb)"
+    plan = plan_lora(budget, model=config.backbone_options.get("model", DEFAULT_MODEL), max_length=int(max_length),
+                     n_rows=n_rows, on_gpu=on_gpu, budget_name=name)
+    options = {**config.backbone_options, **plan.backbone_options()}
+    return config.replace(backbone_options=options, max_batch_tokens=plan.batch_tokens,
+                          batch_size=LORA_BATCH_SIZE), plan
+
+
+@dataclasses.dataclass(eq=False)
+class TrainingRun:
+    """A training job of one session and what it has reported so far.
+
+    ``stage``: the session's data stage when the job started (results of an older log are dropped); ``plan``: the
+    LoRA memory plan line ("" for the MLP); ``live``: per method, the epochs, training losses and validation
+    estimates seen so far; ``current`` / ``last_epoch`` / ``stage_text``: the latest progress.
+    """
+
+    job: Job
+    methods: list[str]
+    backbone: str
+    stage: int
+    plan: str = ""
+    live: dict[str, dict[str, list]] = dataclasses.field(default_factory=dict)
+    current: str | None = None
+    last_epoch: tuple[int, int, float, float | None] | None = None
+    stage_text: str | None = None
+    seen: int = 0
+
+    def update(self, session: Any, timeout: float) -> bool:
+        """Apply the job's new messages to ``session`` (waiting up to ``timeout`` seconds for one); True when a
+        method started or finished."""
+        milestone = False
+        for kind, name, payload in self.job.wait(self.seen, timeout):
+            self.seen += 1
+            if kind == "stage":
+                self.stage_text = name
+            elif kind == "start":
+                self.current, self.last_epoch, milestone = name, None, True
+                self.live[name] = {"epoch": [], "train_loss": [], "val_estimate": []}
+            elif kind == "epoch":
+                epoch, max_epochs, train_loss, val_estimate = payload
+                h = self.live.setdefault(name, {"epoch": [], "train_loss": [], "val_estimate": []})
+                if h["epoch"] and epoch <= h["epoch"][-1]:  # select_head: the linear head starts
+                    for values in h.values():
+                        values.clear()
+                h["epoch"].append(int(epoch))
+                h["train_loss"].append(float(train_loss))
+                h["val_estimate"].append(None if val_estimate is None else float(val_estimate))
+                self.last_epoch = (int(epoch), int(max_epochs), float(train_loss), val_estimate)
+            elif kind == "done":
+                milestone = True
+                if session.stage == self.stage:
+                    session.results[name] = _with_weights(payload["result"], Path(payload["run_dir"]))
+                    session.run_dirs[name] = Path(payload["run_dir"])
+        return milestone
+
+
+def _with_weights(result: Any, run_dir: Path) -> Any:
+    """The worker's weightless ``FitResult`` with its backbone loaded from ``run_dir`` (safetensors + JSON)."""
+    from causalrm.backbones import load_backbone
+
+    return dataclasses.replace(result, backbone=load_backbone(run_dir))
