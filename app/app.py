@@ -21,23 +21,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from causalrm.cli.app import add_app_arguments
+
     on_space = bool(os.environ.get("SPACE_ID"))
     p = argparse.ArgumentParser(prog="app/app.py", description="Launch the CausalRM Workbench (Gradio).")
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if on_space else "127.0.0.1"),
-                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 on a Hugging Face Space)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
-                   help="port (default 7860)")
-    p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
-    p.add_argument("--max-upload-mb", type=float, default=float(os.environ.get("CAUSALRM_APP_MAX_UPLOAD_MB", 200)),
-                   help="largest accepted upload in MB (default 200)")
-    p.add_argument("--train-concurrency", type=int, default=None,
-                   help="training jobs at once across all users (default 2; others wait in line)")
-    p.add_argument("--job-memory-gb", type=float, default=None,
-                   help="memory of one training job in GB (default 4); a job past it is stopped, a LoRA job that "
-                        "cannot fit is refused")
-    p.add_argument("--job-time-limit-min", type=float, default=None,
-                   help="minutes a training job may run (default 60; 0 = no limit); then it stops, keeping what it "
-                        "trained")
+    add_app_arguments(p, host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if on_space else "127.0.0.1"),
+                      port=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                      max_upload_mb=float(os.environ.get("CAUSALRM_APP_MAX_UPLOAD_MB", 200)))
     return p.parse_args(argv)
 
 

@@ -80,6 +80,20 @@ def _peak_hwm(pid: int) -> int | None:
     return None
 
 
+
+def wait_for_server(url: str, server: subprocess.Popen, log: Path) -> bool:
+    """Poll ``url`` until the app answers (True) or its process exits (False, after printing its log's tail)."""
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5)
+            return True
+        except OSError:
+            if server.poll() is not None:
+                print(log.read_text()[-3000:], file=sys.stderr)
+                return False
+            time.sleep(0.5)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sessions", type=int, default=20)
@@ -93,15 +107,8 @@ def main() -> int:
             server = subprocess.Popen([sys.executable, "app/app.py", "--port", str(port)], cwd=ROOT, env=env,
                                       stdout=log, stderr=subprocess.STDOUT)
         try:
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=5)
-                    break
-                except OSError:
-                    if server.poll() is not None:
-                        print((Path(tmp) / "server.log").read_text()[-3000:], file=sys.stderr)
-                        return 1
-                    time.sleep(0.5)
+            if not wait_for_server(url, server, Path(tmp) / "server.log"):
+                return 1
             proc = psutil.Process(server.pid)
             base = proc.memory_info().rss
             peak = [base]

@@ -63,15 +63,10 @@ def main() -> int:
         try:
             from gradio_client import Client
 
-            while True:
-                try:
-                    urllib.request.urlopen(url, timeout=5)
-                    break
-                except OSError:
-                    if server.poll() is not None:
-                        print((Path(tmp) / "server.log").read_text()[-3000:], file=sys.stderr)
-                        return 1
-                    time.sleep(0.5)
+            from load_test import wait_for_server  # benchmarks/ is on sys.path when run as a script
+
+            if not wait_for_server(url, server, Path(tmp) / "server.log"):
+                return 1
             threading.Thread(target=sample, daemon=True).start()
             client = Client(url, verbose=False)
             client.predict(SAMPLES[0], "teacher (semi-synthetic, known score)", 0.5, 0.2, 0.1, 0.2, 0,

@@ -27,10 +27,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Serve the CausalRM Workbench: upload a log or use a bundled sample, inspect propensities and "
         "flip rates, train debiased reward models, compare them with the naive one.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1; 0.0.0.0 = all)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    add_app_arguments(p)
+    return p
+
+
+def add_app_arguments(p: argparse.ArgumentParser, *, host: str = "127.0.0.1", port: int = 7860,
+                      max_upload_mb: float = 200.0) -> None:
+    """The server options, shared by `causalrm app` and `python app/app.py` (which takes its defaults from the
+    environment of a Hugging Face Space)."""
+    p.add_argument("--host", default=host, help=f"interface to listen on (default {host}; 0.0.0.0 = all)")
+    p.add_argument("--port", type=int, default=port, help=f"port (default {port})")
     p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
-    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload in MB (default 200)")
+    p.add_argument("--max-upload-mb", type=float, default=max_upload_mb,
+                   help=f"largest accepted upload in MB (default {max_upload_mb:g})")
     p.add_argument("--train-concurrency", type=int, default=None,
                    help="training jobs at once across all users (default 2; the others wait in line)")
     p.add_argument("--job-memory-gb", type=float, default=None,
@@ -39,7 +48,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--job-time-limit-min", type=float, default=None,
                    help="minutes a training job may run (default 60; 0 = no limit); then it stops, keeping what it "
                         "trained")
-    return p
 
 
 def _import_ui():
