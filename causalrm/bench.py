@@ -33,13 +33,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from causalrm import methods as registry
 from causalrm import schema
 from causalrm.errors import InputError
 from causalrm.evaluation import METRICS, evaluate_scores, metrics, sigmoid
 from causalrm.pipeline import AUTO, FitConfig, fit_log, fit_nuisances, group_split, jsonable
 
-DEFAULT_METHODS = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle")
 REAL_FEEDBACK = ("oasst1",)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DEFAULT_METHODS":  # the registry's bench defaults, read when accessed
+        return registry.bench_defaults()
+    raise AttributeError(f"module 'causalrm.bench' has no attribute {name!r}")
 
 
 @dataclass
@@ -50,7 +56,8 @@ class BenchConfig:
     ``synthetic[:ROWSxDIM]`` (a control where the assumptions hold: :func:`synthetic_rated`).
     alpha, rho01, rho10, observation_rate: simulation (METHOD.md step 3 and 5); rating: ``"real"`` or ``"teacher"``;
     teacher, snr: the teacher's form and signal-to-noise ratio (``None`` = noiseless). rating_column: which rating.
-    seeds, methods: the grid. fit: ``FitConfig`` overrides shared by every method (e.g. ``{"max_epochs": 300}``).
+    seeds, methods: the grid (default: the registry's ``bench_default`` specs, ``causalrm.methods``).
+    fit: ``FitConfig`` overrides shared by every method (e.g. ``{"max_epochs": 300}``).
     embedder: embedding model. n_boot: bootstrap replicates of the gap-closed interval.
     """
 
@@ -64,7 +71,7 @@ class BenchConfig:
     snr: float | None = None
     rating_column: str | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    methods: tuple[str, ...] = field(default_factory=registry.bench_defaults)
     fit: dict[str, Any] = field(default_factory=dict)
     embedder: str = "all-MiniLM-L6-v2"
     n_boot: int = 2000
@@ -89,15 +96,13 @@ class BenchConfig:
         return FitConfig.from_dict({**fit, "method": method, "seed": seed, "embedder": self.embedder})
 
     def validate(self) -> BenchConfig:
-        from causalrm.losses import METHODS
-
         if not self.seeds:
             raise InputError("--seeds: give at least one seed, e.g. 0,1,2")
         if not self.methods:
             raise InputError("--methods: give at least one method")
-        bad = [m for m in self.methods if m not in METHODS and m != AUTO]
+        bad = [m for m in self.methods if not registry.is_method(m) and m != AUTO]
         if bad:
-            raise InputError(f"unknown method(s) {bad}; choose from: {', '.join((AUTO,) + METHODS)}")
+            raise InputError(f"unknown method(s) {bad}; choose from: {', '.join(registry.names(auto=True))}")
         if self.rating not in ("real", "teacher"):
             raise InputError(f"--rating {self.rating!r}: use real or teacher")
         self.fit_config(self.methods[0], self.seeds[0]).validate()

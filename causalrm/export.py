@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from causalrm.errors import InputError
-from causalrm.losses import NOISE_AWARE
+from causalrm import methods as registry
 from causalrm.io import atomic_dir
 
 EXPORT_FORMAT = "causalrm-reward-model"
@@ -50,20 +50,6 @@ KINDS = ("hf-merged", "hf-adapter", "mlp")
 PROBE_PROMPTS = ("How do I sort a list in Python?", "Write a haiku about the sea.", "What is 2 + 2?")
 PROBE_RESPONSES = ("Use sorted(xs) for a new list or xs.sort() in place.", "Waves fold into foam", "5")
 
-METHOD_DESCRIPTIONS = {
-    "naive": "Naive: binary feedback on the rows that have it, taken at face value (biased by selection and noise).",
-    "ips": "IPS: inverse-propensity weighted feedback (corrects selection bias only).",
-    "snips": "SNIPS: self-normalised inverse-propensity weighting (corrects selection bias only).",
-    "dr": "DR: doubly robust estimator with imputed errors (corrects selection bias only).",
-    "fcorr": "F-correction: forward loss correction for class-conditional label noise (no selection correction).",
-    "denoise": "Denoise-only: the noise-corrected surrogate loss of Natarajan et al. (2013), uniform weights.",
-    "causalrm-ips": "CausalRM-IPS: the noise-corrected surrogate loss weighted by inverse propensities "
-                    "(corrects both user-feedback noise and selection bias).",
-    "causalrm-dr": "CausalRM-DR: doubly robust estimator on the noise-corrected surrogate loss with imputed errors "
-                   "(corrects both user-feedback noise and selection bias; unbiased when the flip rates are right "
-                   "and either the propensity or the imputation model is).",
-    "oracle": "Oracle: clean labels on every row (simulation reference, not a deployable method).",
-}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -408,7 +394,8 @@ def _summary(run: Any) -> dict[str, Any]:
         "base_loss": run.config.base_loss,
         "backbone": run.backbone.name,
         "embedder": run.config.embedder,
-        "flip_rates": None if nuis.get("rho01") is None or run.config.method not in NOISE_AWARE else {
+        "flip_rates": None if nuis.get("rho01") is None or run.config.method not in registry.where(noise_aware=True)
+        else {
             "rho01": nuis.get("rho01"), "rho10": nuis.get("rho10"), "ci": nuis.get("rho_ci"),
             "method": flips.get("method") or run.config.effective_flip_method, "quantile": flips.get("quantile")},
         "propensity": {k: prop[k] for k in keys if k in prop} or None,
@@ -447,7 +434,7 @@ def model_card(manifest: dict[str, Any]) -> str:
         "the responses. Its output is one reward logit z per (prompt, response); sigma(z) is the predicted "
         "probability that a user truly prefers the response.", "",
         "## Training", "",
-        f"- **Method**: `{method}`. {METHOD_DESCRIPTIONS.get(method, '')}",
+        f"- **Method**: `{method}`. {registry.description(method)}",
         f"- **Base loss**: `{s.get('base_loss', 'mse')}` on sigma(z).",
     ]
     if kind == "mlp":

@@ -15,7 +15,9 @@ Notation (docs/ARCHITECTURE.md)
 (identical to cross-entropy with a soft label for "bce"; for "mse" it is ``(sigma(z) - q)^2 + q (1 - q)``: the same
 gradient in z, and the value is the expected clean loss when q is right; see ``expected_loss``).
 
-Every estimator is a mean over all N rows of a batch (the paper's (1/N) sum over impressions D):
+Every estimator is a mean over all N rows of a batch (the paper's (1/N) sum over impressions D). The estimators are
+the specs of the method registry (``causalrm.methods``: each one's traits select its branch of the kernel in
+``loss_components``; a registered method may bring its own kernel):
 
 =============== ============================================================== =====================================
 method           per-example term                                              reference
@@ -75,29 +77,28 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from causalrm import methods
 from causalrm.errors import InputError
 
-METHODS: tuple[str, ...] = (
-    "naive",
-    "ips",
-    "snips",
-    "dr",
-    "fcorr",
-    "denoise",
-    "causalrm-ips",
-    "causalrm-dr",
-    "oracle",
-)
 BASES: tuple[str, ...] = ("mse", "bce")
 
-#: methods whose terms use the weight o / p (need ``propensity``)
-WEIGHTED = frozenset({"ips", "snips", "dr", "causalrm-ips", "causalrm-dr"})
-#: methods that impute an error e = l(z, q) (need ``pseudo_label``)
-DOUBLY_ROBUST = frozenset({"dr", "causalrm-dr"})
-#: methods that use the flip rates rho01, rho10
-NOISE_AWARE = frozenset({"fcorr", "denoise", "causalrm-ips", "causalrm-dr"})
-#: methods whose per-example term is the surrogate l~
-SURROGATE = frozenset({"denoise", "causalrm-ips", "causalrm-dr"})
+#: views of the method registry (``causalrm.methods``), read when accessed so that a registered method appears in
+#: them: ``METHODS`` every name; ``WEIGHTED`` methods whose terms use the weight o / p (need ``propensity``);
+#: ``DOUBLY_ROBUST`` methods that impute an error e = l(z, q) (need a pseudo-label); ``NOISE_AWARE`` methods that
+#: use the flip rates rho01, rho10; ``SURROGATE`` methods whose per-example term is the surrogate l~.
+_VIEWS = {
+    "METHODS": lambda: methods.names(),
+    "WEIGHTED": lambda: frozenset(methods.where(weighted=True)),
+    "DOUBLY_ROBUST": lambda: frozenset(methods.where(doubly_robust=True)),
+    "NOISE_AWARE": lambda: frozenset(methods.where(noise_aware=True)),
+    "SURROGATE": lambda: frozenset(methods.where(correction="surrogate")),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _VIEWS:
+        return _VIEWS[name]()
+    raise AttributeError(f"module 'causalrm.losses' has no attribute {name!r}")
 
 
 @dataclass
@@ -154,9 +155,8 @@ def _take(value: Any, idx: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------- validation
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+def _check_method(method: str) -> methods.MethodSpec:
+    return methods.get(method)
 
 
 def _check_base(base: str) -> None:
@@ -199,7 +199,7 @@ def _prepare(
     ``check=False`` skips the data-dependent range checks (each one a device synchronisation on a GPU) but keeps
     the method / base / rate / presence / shape checks.
     """
-    _check_method(method)
+    spec = _check_method(method)
     _check_base(base)
     if not isinstance(logits, torch.Tensor) or not torch.is_floating_point(logits):
         raise InputError("logits must be a floating-point torch tensor")
@@ -207,12 +207,12 @@ def _prepare(
         raise InputError("empty batch: logits have no elements")
     if check and not bool(torch.isfinite(logits).all()):
         raise InputError("logits contain NaN or infinite values (diverged training?)")
-    if method in NOISE_AWARE:
+    if spec.noise_aware:
         rho01, rho10 = check_rates(rho01, rho10)
     out: dict[str, Any] = {"rho01": float(rho01), "rho10": float(rho10)}
-    if method == "oracle":
+    if spec.clean_labels:
         if inputs.true_label is None:
-            raise InputError("method 'oracle' needs true_label (simulation only): it is absent from this log")
+            raise InputError(f"method {method!r} needs true_label (simulation only): it is absent from this log")
         rstar = _as_tensor(inputs.true_label, logits, "true_label")
         if check and not _is_binary(rstar):
             raise InputError("true_label must be 0/1 on every row")
@@ -228,14 +228,14 @@ def _prepare(
     if check and not _is_binary(r):
         raise InputError("feedback must be 0/1 on every observed row")
     out.update(observed=o, feedback=r)
-    if method in WEIGHTED:
+    if spec.weighted:
         if inputs.propensity is None:
             raise InputError(f"method {method!r} needs propensity (the clipped p-hat); fit a PropensityModel")
         p = _as_tensor(inputs.propensity, logits, "propensity")
         if check and not bool(((p > 0) & (p <= 1)).all()):
             raise InputError("propensity must lie in (0, 1] on every row (use PropensityModel.weights_)")
         out["weight"] = o / p
-    if method in DOUBLY_ROBUST:
+    if spec.doubly_robust:
         if inputs.pseudo_label is None:
             raise InputError(f"method {method!r} needs pseudo_label q on every row; use noise.fit_pseudo_labels")
         q = _as_tensor(inputs.pseudo_label, logits, "pseudo_label")
@@ -369,24 +369,28 @@ def loss_components(
     ``reduce_components`` clamps each column's batch mean at zero (the non-negative correction).
     For ``fcorr`` the columns are r l(pi, 1) and (1 - r) l(pi, 0), both non-negative.
     """
+    spec = methods.get(method)
     t = _prepare(method, logits, inputs, rho01, rho10, base, check)
     rho01, rho10 = t["rho01"], t["rho10"]
-    if method == "oracle":
+    if spec.components is not None:  # a registered estimator with its own kernel (causalrm.methods)
+        return spec.components(logits, t, base)
+    if spec.clean_labels:
         l1, l0 = _pos_neg(logits, base)
         rstar = t["true_label"]
         return torch.stack((rstar * l1, (1.0 - rstar) * l0), dim=-1)
     o, r = t["observed"], t["feedback"]
-    if method == "fcorr":
+    if spec.correction == "forward":
         f1, f0 = _forward_pos_neg(logits, rho01, rho10, base)
-        return torch.stack((o * r * f1, o * (1.0 - r) * f0), dim=-1)
+        w = t.get("weight", o)
+        return torch.stack((w * r * f1, w * (1.0 - r) * f0), dim=-1)
     l1, l0 = _pos_neg(logits, base)
-    if method in SURROGATE:
+    if spec.correction == "surrogate":
         a, b = _surrogate_coefficients(r, rho01, rho10)
     else:
         a, b = r, 1.0 - r
     w = t.get("weight", o)  # o / p for weighted methods, o for naive / denoise
     c1, c0 = w * a, w * b
-    if method in DOUBLY_ROBUST:
+    if spec.doubly_robust:
         q = t["pseudo_label"]
         c1 = c1 + (1.0 - w) * q
         c0 = c0 + (1.0 - w) * (1.0 - q)
@@ -424,10 +428,10 @@ def loss_terms(
 
 def _normaliser(method: str, terms: torch.Tensor, inputs: LossInputs, dim: int | None) -> torch.Tensor | int:
     """N (number of rows) or, for SNIPS, sum(o / p)."""
-    if method != "snips":
+    if not methods.get(method).self_normalized:
         return terms.numel() if dim is None else terms.shape[dim]
     if inputs.propensity is None:
-        raise InputError("method 'snips' needs propensity (the clipped p-hat)")
+        raise InputError(f"method {method!r} needs propensity (the clipped p-hat)")
     o = torch.as_tensor(inputs.observed, dtype=terms.dtype, device=terms.device)
     p = torch.as_tensor(inputs.propensity, dtype=terms.dtype, device=terms.device)
     w = o / p

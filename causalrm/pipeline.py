@@ -12,7 +12,8 @@ Steps (METHOD.md; docs/ARCHITECTURE.md):
    quantiles, anchor min/max, an audited ``gold_label`` subset, or fixed values), and the pseudo-labels ``q`` of the
    doubly robust methods. A method fits only what it uses: ``naive`` and ``oracle`` nothing; ``ips``/``snips`` the
    propensity; ``fcorr``/``denoise`` the flip rates; ``dr`` propensity + ``q = P(r=1|x)``; ``causalrm-ips``
-   propensity + flip rates; ``causalrm-dr`` all three with ``q = P(r*=1|x)``.
+   propensity + flip rates; ``causalrm-dr`` all three with ``q = P(r*=1|x)`` (each spec's ``needs`` in the method
+   registry, ``causalrm.methods``).
 3. **Training** (:func:`causalrm.trainer.train`): the backbone on the train rows, early-stopped on the *same*
    estimator evaluated on the val rows (never test rows, never clean labels, except ``oracle``, which is the
    clean-label reference by definition).
@@ -35,13 +36,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from causalrm import methods as registry
 from causalrm import schema
 from causalrm.backbones import Backbone, build_backbone, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
+from causalrm.options import option
 from causalrm.gates import REMEDIES, Gate, best_constant, flip_rate_gate, learning_gate, propensity_gate
 from causalrm.propensity import MODELS as PROPENSITY_MODELS
-from causalrm.trainer import TrainConfig, TrainHistory, TrainOptions, predict_logits, cpu_threads, train
+from causalrm.trainer import TrainConfig, TrainHistory, TrainOptions, _method_names, cpu_threads, predict_logits, train
 
 StageFn = Callable[[str], None]
 FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
@@ -50,21 +53,7 @@ LINEAR_HEAD_LR = 5e-3
 PROXY_WEIGHTINGS = ("propensity", "none")
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 #: the method that fits several estimators on shared nuisances and keeps one on the evidence (causalrm.selection)
-AUTO = "auto"
-
-#: what each estimator needs fitted before training
-NEEDS: dict[str, frozenset[str]] = {
-    "naive": frozenset(),
-    "ips": frozenset({"propensity"}),
-    "snips": frozenset({"propensity"}),
-    "dr": frozenset({"propensity", "pseudo_label_noisy"}),
-    "fcorr": frozenset({"flip_rates"}),
-    "denoise": frozenset({"flip_rates"}),
-    "causalrm-ips": frozenset({"propensity", "flip_rates"}),
-    "causalrm-dr": frozenset({"propensity", "flip_rates", "pseudo_label"}),
-    "oracle": frozenset({"true_label"}),
-}
-
+AUTO = registry.AUTO
 
 # --------------------------------------------------------------------------------------------------------------------
 # configuration
@@ -106,24 +95,33 @@ class FitConfig(TrainOptions):
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
     """
 
-    method: str = "auto"
-    backbone: str = "mlp"
-    hidden: tuple[int, ...] = (256, 64)
-    select_head: bool = False
-    backbone_options: dict[str, Any] = field(default_factory=dict)
-    embedder: str = DEFAULT_EMBEDDER
-    clip: float = 0.1
-    propensity_model: str = "auto"
-    propensity_folds: int = 5
-    use_logged_propensity: bool = True
-    flip_method: str = "anchor-quantile"
-    quantile: float = 0.97
-    rho01: float | None = None
-    rho10: float | None = None
-    flip_bootstrap: int = 200
-    force_noise_correction: bool = False
-    proxy_weighting: str = "propensity"
-    val_fraction: float = 0.2
+    method: str = option(AUTO, help="estimator: auto (fit naive and the debiased candidates, keep one on "
+                                    "validation evidence) or one of {choices}", choices=_method_names)
+    backbone: str = option("mlp", help="reward model backbone: mlp or lora")
+    hidden: tuple[int, ...] = option((256, 64), help="MLP hidden sizes ('' = a linear head)")
+    select_head: bool = option(False, help="also train a linear head and keep the one with the lower validation "
+                                           "estimate")
+    backbone_options: dict[str, Any] = option(help="extra backbone keyword arguments (LoRA: the --lora-* options)",
+                                              flag=None, default_factory=dict)
+    embedder: str = option(DEFAULT_EMBEDDER, help="embedding model id (or the one recorded in --embeddings)",
+                           flag="--model")
+    clip: float = option(0.1, help="floor on p-hat used as a weight")
+    propensity_model: str = option("auto", help="auto (logistic and MLP, the lower out-of-fold log loss), mlp or "
+                                                "logistic", choices=PROPENSITY_MODELS)
+    propensity_folds: int = option(5, help="cross-fitting folds of the nuisance models")
+    use_logged_propensity: bool = option(True, help="use the log's logged_propensity column when complete",
+                                         flag=None)
+    flip_method: str = option("anchor-quantile", help="flip-rate estimator: {choices} (gold needs --gold FILE or "
+                                                      "a gold_label column)", choices=FLIP_METHODS)
+    quantile: float = option(0.97, help="anchor quantile")
+    rho01: float | None = option(None, help="fixed P(r=0 | r*=1) (with --rho10; else estimated)")
+    rho10: float | None = option(None, help="fixed P(r=1 | r*=0) (with --rho01; else estimated)")
+    flip_bootstrap: int = option(200, help="bootstrap replicates of the flip-rate intervals")
+    force_noise_correction: bool = option(False, help="train a noise-aware method even when the flip-rate gate "
+                                                      "says the rates are not identifiable")
+    proxy_weighting: str = option("propensity", help="weight observed rows by 1/p-hat in the flip-rate and "
+                                                     "pseudo-label proxy: {choices}", choices=PROXY_WEIGHTINGS)
+    val_fraction: float = option(0.2, help="share of prompt groups sent to val when the log has no val split")
 
     def __post_init__(self) -> None:
         self.hidden = as_int_tuple(self.hidden)
@@ -132,15 +130,17 @@ class FitConfig(TrainOptions):
     # ------------------------------------------------------------------------------------------------------------
     def validate(self) -> FitConfig:
         """Raise InputError on any invalid option; returns self."""
-        from causalrm.losses import BASES, METHODS
+        from causalrm.losses import BASES
 
-        if self.method not in METHODS and self.method != AUTO:
-            raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join((AUTO,) + METHODS)}")
+        if self.method != AUTO and not registry.is_method(self.method):
+            raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(registry.names(auto=True))}")
         if self.method == AUTO and self.val_method is not None:
             raise InputError("method 'auto' early-stops every candidate on its own estimate; drop --val-method")
-        if self.val_method is not None and self.val_method not in METHODS:
-            raise InputError(f"unknown validation method {self.val_method!r}; choose one of: {', '.join(METHODS)}")
-        if (self.val_method == "oracle") != (self.method == "oracle") and self.val_method is not None:
+        if self.val_method is not None and not registry.is_method(self.val_method):
+            raise InputError(f"unknown validation method {self.val_method!r}; choose one of: "
+                             f"{', '.join(registry.names())}")
+        if self.val_method is not None and \
+                registry.get(self.val_method).clean_labels != registry.get(self.method).clean_labels:
             raise InputError("the oracle's clean labels cannot select another method's model (or vice versa)")
         if self.base_loss not in BASES:
             raise InputError(f"unknown base loss {self.base_loss!r}; choose mse (default, bounded) or bce")
@@ -182,9 +182,7 @@ class FitConfig(TrainOptions):
     def methods_needed(self) -> tuple[str, ...]:
         """The training estimator and, if different, the validation estimator (``auto``: every candidate)."""
         if self.method == AUTO:
-            from causalrm.selection import CANDIDATES
-
-            return CANDIDATES
+            return registry.auto_candidates()
         return tuple(dict.fromkeys((self.method, self.validation_method)))
 
     @property
@@ -219,6 +217,25 @@ class FitConfig(TrainOptions):
 
     def replace(self, **changes: Any) -> FitConfig:
         return dataclasses.replace(self, **changes)
+
+    def to_cli(self) -> list[str]:
+        """The ``causalrm fit`` options that reproduce this configuration (``causalrm.options.to_cli``: the fields
+        that differ from their defaults; the LoRA backbone's options as its ``--model`` / ``--lora-*`` flags)."""
+        from causalrm.options import to_cli
+
+        out = to_cli(self, skip=("backbone_options", "embedder") if self.backbone == "lora" else ())
+        if self.backbone == "lora":
+            from causalrm.backbones.lora import lora_cli
+
+            out += lora_cli(self.backbone_options)
+        return out
+
+    @classmethod
+    def from_args(cls, args: Any, **overrides: Any) -> FitConfig:
+        """The configuration a parsed ``causalrm fit`` command line sets (options left out keep their defaults)."""
+        from causalrm.options import from_args
+
+        return cls(**{**from_args(cls, args), **overrides})
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -379,15 +396,8 @@ def jsonable(obj: Any) -> Any:
 
 
 def needs_of(methods: str | list[str] | tuple[str, ...]) -> set[str]:
-    methods = [methods] if isinstance(methods, str) else list(methods)
-    out: set[str] = set()
-    for m in methods:
-        if m not in NEEDS:
-            from causalrm.losses import METHODS
-
-            raise InputError(f"unknown method {m!r}; choose one of: {', '.join(METHODS)}")
-        out |= NEEDS[m]
-    return out
+    """What ``methods`` need fitted (``causalrm.methods.needs_of``: the registry's specs)."""
+    return registry.needs_of(methods)
 
 
 def fit_nuisances(
@@ -424,7 +434,8 @@ def _fit_nuisances(
     diag["observed_rate"] = float(obs.mean()) if obs.size else None
     diag["n_observed"] = int(obs.sum())
     if "true_label" in needs and schema.TRUE_LABEL not in log.columns:
-        raise InputError("method 'oracle' needs the column 'true_label' (simulated logs only)")
+        clean = [m for m in methods if "true_label" in needs_of(m)]
+        raise InputError(f"method {'/'.join(clean)!r} needs the column 'true_label' (simulated logs only)")
     model_needs = needs - {"true_label"}
     if not model_needs:
         return nuis
@@ -632,7 +643,7 @@ def loss_inputs(
     if "true_label" in needs:
         true_label = _column(log, schema.TRUE_LABEL, rows)
         if true_label is None or np.isnan(true_label).any():
-            raise InputError("method 'oracle' needs 'true_label' on every train/val row")
+            raise InputError(f"method {'/'.join(methods)!r} needs 'true_label' on every train/val row")
 
     def pick(arr: np.ndarray | None, what: str) -> np.ndarray | None:
         if what not in needs:
@@ -724,9 +735,7 @@ def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> F
             raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
     t_nuis = time.perf_counter() - t0
 
-    from causalrm.losses import NOISE_AWARE
-
-    noise_aware = any(m in NOISE_AWARE for m in methods)
+    noise_aware = any(registry.get(m).noise_aware for m in methods)
     check_flip_gate(nuisances, config, noise_aware=noise_aware)
     _stage(on_stage, "training")
     is_train = nuisances.split == schema.TRAIN

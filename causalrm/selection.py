@@ -44,7 +44,8 @@ from causalrm.gates import Gate
 #: the estimators ``auto`` fits, baseline first. Not CausalRM-DR: its pseudo-labels are fitted on the val rows'
 #: feedback too, so its training loss has seen the evidence that would select it, and the validation estimates
 #: favour it where the clean test says otherwise (docs/RESULTS.md, "auto and the gates"); selectable by name.
-CANDIDATES: tuple[str, ...] = ("naive", "ips", "denoise", "causalrm-ips")
+#: ``CANDIDATES`` is read from the method registry when accessed (the specs with ``auto_candidate``,
+#: ``causalrm.methods.auto_candidates``): ("naive", "ips", "denoise", "causalrm-ips") for the built-ins.
 BASELINE = "naive"
 #: audited val rows (of both classes) needed before they decide
 MIN_GOLD = 30
@@ -53,19 +54,27 @@ N_BOOT = 1000
 MIN_CORNER_MARGIN = 0.05
 
 
+def __getattr__(name: str) -> Any:
+    if name == "CANDIDATES":
+        from causalrm.methods import auto_candidates
+
+        return auto_candidates()
+    raise AttributeError(f"module 'causalrm.selection' has no attribute {name!r}")
+
+
 def admissible(method: str, nuisances: Any, force_noise_correction: bool = False) -> str | None:
     """None if ``method`` may be fitted on these nuisances, else why not (one phrase)."""
-    from causalrm.losses import NOISE_AWARE, WEIGHTED
-    from causalrm.pipeline import needs_of
+    from causalrm.methods import get
 
-    missing = needs_of(method) - nuisances.provides()
+    spec = get(method)
+    missing = spec.needs - {"true_label"} - nuisances.provides()
     if missing:
         return f"its nuisances could not be fitted ({', '.join(sorted(missing))})"
     flip = nuisances.gates.get("flip_rates")
-    if method in NOISE_AWARE and flip is not None and not flip.passed and not force_noise_correction:
+    if spec.noise_aware and flip is not None and not flip.passed and not force_noise_correction:
         return "refused: " + flip.verdict
     prop = nuisances.gates.get("propensity")
-    if method in WEIGHTED and prop is not None and not prop.passed:
+    if spec.weighted and prop is not None and not prop.passed:
         return "not needed: " + prop.verdict
     return None
 
@@ -206,12 +215,14 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     ``fitted``: results already trained on these nuisances with ``config``'s settings (e.g. the bench's per-method
     fits), reused instead of refitting; only admissible ones are considered.
     """
+    from causalrm.methods import auto_candidates
     from causalrm.pipeline import fit_log, fit_nuisances, resolve_split
 
+    candidates = auto_candidates()
     errors: dict[str, str] = {}
     if nuisances is None:
         split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)
-        for methods in (CANDIDATES, ("naive", "ips"), ("naive", "denoise"), ("naive",)):
+        for methods in (candidates, ("naive", "ips"), ("naive", "denoise"), ("naive",)):
             try:
                 nuisances = fit_nuisances(log, X, config.replace(method=BASELINE), methods=methods, split=split,
                                           on_stage=on_stage)
@@ -222,7 +233,7 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
                     raise
     skipped = {}
     results: dict[str, Any] = {}
-    for m in CANDIDATES:
+    for m in candidates:
         why = admissible(m, nuisances, config.force_noise_correction)
         if why is not None:
             skipped[m] = why

@@ -30,6 +30,13 @@ import torch
 
 from causalrm.backbones.base import Backbone, Features, resolve_device
 from causalrm.errors import InputError
+from causalrm.options import option
+
+def _method_names() -> tuple[str, ...]:
+    from causalrm.methods import names
+
+    return names(auto=True)
+
 
 ProgressFn = Callable[[int, int, float, float], None]
 _AUTOCAST = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -58,23 +65,27 @@ class TrainOptions:
     1 is often many times faster than the default (threads spin waiting for each other).
     """
 
-    method: str = "causalrm-ips"
-    val_method: str | None = None
-    base_loss: str = "mse"
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    batch_size: int = 512
-    max_epochs: int = 600
-    patience: int | None = 30
-    min_delta: float = 0.0
-    grad_accum_steps: int = 1
-    max_batch_tokens: int | None = 4096
-    autocast_dtype: str | None = None
-    max_grad_norm: float | None = None
-    eval_batch_size: int = 8192
-    device: str = "auto"
-    seed: int = 0
-    num_threads: int | None = None
+    method: str = option("causalrm-ips", help="estimator: {choices}", choices=_method_names)
+    val_method: str | None = option(None, help="estimator evaluated on the val split for early stopping (default: "
+                                               "--method itself)")
+    base_loss: str = option("mse", help="pointwise loss on sigma(z): mse (Brier, bounded) or bce (non-negative "
+                                        "guard)", choices=("mse", "bce"))
+    lr: float = option(5e-4, help="Adam learning rate")
+    weight_decay: float = option(0.0, help="Adam weight decay")
+    batch_size: int = option(512, help="rows per optimiser step")
+    max_epochs: int = option(600, help="maximum epochs", flag="--epochs")
+    patience: int | None = option(30, help="stop after this many epochs without a better validation estimate "
+                                           "(0 = never)")
+    min_delta: float = option(0.0, help="smallest validation improvement that resets the patience")
+    grad_accum_steps: int = option(1, help="micro-batches per optimiser step", flag="--grad-accum")
+    max_batch_tokens: int | None = option(4096, help="padded tokens per micro-batch (transformer backbones)")
+    autocast_dtype: str | None = option(None, help="mixed-precision forward: bfloat16 or float16 (default off)")
+    max_grad_norm: float | None = option(None, help="clip the gradient norm (default off)")
+    eval_batch_size: int = option(8192, help="rows per no-grad pass")
+    device: str = option("auto", help="auto (cuda when present), cpu or cuda")
+    seed: int = option(0, help="random seed")
+    num_threads: int | None = option(None, help="CPU threads for torch/BLAS (default: library default; 1 is "
+                                                "fastest on a busy machine)", flag="--threads")
 
 
 @dataclass

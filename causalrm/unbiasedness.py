@@ -40,8 +40,8 @@ import polars as pl
 import torch
 
 from causalrm.errors import InputError
+from causalrm import methods as registry
 from causalrm.losses import (
-    METHODS,
     LossInputs,
     base_loss,
     check_rates,
@@ -52,7 +52,7 @@ from causalrm.simulate import scale_to_rate
 from causalrm.simulate import selection_propensity as simulated_propensity
 
 VECTORS: tuple[str, ...] = ("ROTATE", "SKEW", "ONE", "FOUR")
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "oracle")
+DEFAULT_METHODS: tuple[str, ...] = registry.where(clean_labels=False)
 
 
 def rating_levels(n: int, *, seed: int = 0) -> np.ndarray:
@@ -110,9 +110,9 @@ def rq3_bias_table(
     rho01, rho10 = check_rates(rho01, rho10)
     if n < 10 or n_reps < 2:
         raise InputError("rq3_bias_table needs n >= 10 rows and n_reps >= 2 replications")
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if not registry.is_method(m)]
     if bad:
-        raise InputError(f"unknown method(s) {bad}: choose from {', '.join(METHODS)}")
+        raise InputError(f"unknown method(s) {bad}: choose from {', '.join(registry.names())}")
     badv = [v for v in vectors if v not in VECTORS]
     if badv:
         raise InputError(f"unknown prediction vector(s) {badv}: choose from {', '.join(VECTORS)}")

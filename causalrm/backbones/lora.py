@@ -517,10 +517,33 @@ def add_lora_arguments(parser: Any) -> None:
                    help="comma-separated module names to adapt (default: the attention projections)")
     g.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
                    help=f"tokens per (prompt, response) (default {DEFAULT_MAX_LENGTH})")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step (default 1)")
     g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
     g.add_argument("--base-dtype", default="float32", choices=BASE_DTYPES,
                    help="storage dtype of the frozen base weights (default float32)")
+
+
+#: ``backbone_options`` key -> (its ``causalrm fit`` flag, the flag's default); ``lora_cli`` writes them back
+_LORA_FLAGS = {"model": ("--model", DEFAULT_MODEL), "r": ("--lora-r", 8), "alpha": ("--lora-alpha", 16.0),
+               "dropout": ("--lora-dropout", 0.05), "target_modules": ("--lora-targets", None),
+               "max_length": ("--max-length", DEFAULT_MAX_LENGTH),
+               "gradient_checkpointing": ("--gradient-checkpointing", False), "base_dtype": ("--base-dtype", "float32")}
+
+
+def lora_cli(options: dict[str, Any]) -> list[str]:
+    """The ``causalrm fit`` flags of LoRA ``backbone_options`` (the inverse of :func:`lora_options`; options that
+    only bound memory, such as ``max_tokens_per_forward``, have no flag and are left out)."""
+    out: list[str] = []
+    for key, (flag, default) in _LORA_FLAGS.items():
+        value = options.get(key, default)
+        if value == default or value is None:
+            continue
+        if isinstance(value, bool):
+            out.append(flag)
+        elif isinstance(value, (list, tuple)):
+            out += [flag, ",".join(map(str, value))]
+        else:
+            out += [flag, str(value)]
+    return out
 
 
 def lora_options(args: Any) -> dict[str, Any]:

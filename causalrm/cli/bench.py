@@ -14,10 +14,13 @@ import argparse
 import shlex
 import sys
 
+#: the FitConfig fields `causalrm bench` exposes (shared by every method; its --rho01/--rho10 are the simulation's)
+BENCH_FIT_OPTIONS = ("max_epochs", "patience", "propensity_model", "flip_method", "clip", "proxy_weighting",
+                     "base_loss", "device", "hidden", "lr", "num_threads", "val_method", "select_head")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from causalrm.bench import DEFAULT_METHODS
-    from causalrm.pipeline import PROPENSITY_MODELS, PROXY_WEIGHTINGS
+    from causalrm.methods import bench_defaults
 
     p = subparsers.add_parser("bench", help="run the paper's experiment: simulate, fit every method, evaluate",
                               description="Simulate biased noisy feedback from a rated dataset, fit several "
@@ -35,26 +38,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--teacher", default="linear", choices=("linear", "mlp"), help="teacher form (default linear)")
     p.add_argument("--snr", type=float, default=None, help="teacher signal-to-noise variance ratio (default none)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated methods")
-    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (default 600)")
-    p.add_argument("--patience", type=int, default=None, help="early-stopping patience (default 30)")
-    p.add_argument("--propensity-model", default=None, choices=PROPENSITY_MODELS, help="default auto")
-    p.add_argument("--flip-method", default=None, help="flip-rate estimator (default anchor-quantile)")
-    p.add_argument("--clip", type=float, default=None, help="propensity floor (default 0.1)")
-    p.add_argument("--proxy-weighting", default=None, choices=PROXY_WEIGHTINGS,
-                   help="1/p-hat weights in the flip-rate and pseudo-label proxy (default propensity)")
-    p.add_argument("--base-loss", default=None, choices=("mse", "bce"), help="default mse")
-    p.add_argument("--val-method", default=None,
-                   help="estimator used for early stopping of every method except naive/oracle (default: its own)")
-    p.add_argument("--hidden", default=None, help="MLP hidden sizes for every method (default 256,64; '' = linear)")
-    p.add_argument("--lr", type=float, default=None, help="Adam step size for every method (default 5e-4)")
-    p.add_argument("--select-head", action="store_true",
-                   help="every method also trains a linear head and keeps the one its validation estimate prefers")
+    p.add_argument("--methods", default=",".join(bench_defaults()),
+                   help="comma-separated methods (default: the registry's bench defaults)")
+    from causalrm.options import add_arguments
+    from causalrm.pipeline import FitConfig
+
+    add_arguments(p.add_argument_group("fit configuration shared by every method (FitConfig)"), FitConfig,
+                  BENCH_FIT_OPTIONS, help_suffix={"val_method": " (every method except naive/oracle)"})
     p.add_argument("--fixed-rates", action="store_true",
                    help="give the estimators the true rho01/rho10 instead of estimating them (ablation)")
     p.add_argument("--model", dest="embedder", default="all-MiniLM-L6-v2", help="embedding model")
-    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch/BLAS (1 is best on busy CPUs)")
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT", help="results JSON")
     p.add_argument("--markdown", dest="md_out", default=None, metavar="OUT.md", help="also write a markdown table")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -73,22 +66,12 @@ def _ints(text: str) -> tuple[int, ...]:
 def run(args: argparse.Namespace) -> int:
     from causalrm.bench import BenchConfig, run_bench
     from causalrm.io import atomic_path, write_json_atomic
+    from causalrm.options import from_args
+    from causalrm.pipeline import FitConfig
 
-    fit: dict = {}
-    for key, value in (("max_epochs", args.epochs), ("patience", args.patience),
-                       ("propensity_model", args.propensity_model), ("flip_method", args.flip_method),
-                       ("clip", args.clip), ("proxy_weighting", args.proxy_weighting),
-                       ("base_loss", args.base_loss), ("device", args.device),
-                       ("hidden", args.hidden), ("lr", args.lr),
-                       ("num_threads", args.threads)):
-        if value is not None:
-            fit[key] = value
-    if args.val_method:
-        fit["val_method"] = args.val_method
+    fit: dict = from_args(FitConfig, args, BENCH_FIT_OPTIONS)
     if args.fixed_rates:
         fit.update(rho01=args.rho01, rho10=args.rho10)
-    if args.select_head:
-        fit["select_head"] = True
     config = BenchConfig(
         dataset=args.dataset, alpha=args.alpha, rho01=args.rho01, rho10=args.rho10,
         observation_rate=args.observation_rate, rating=args.rating, teacher=args.teacher, snr=args.snr,

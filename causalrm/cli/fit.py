@@ -23,68 +23,40 @@ from causalrm.cli.progress import EpochProgress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from causalrm.losses import METHODS
-    from causalrm.pipeline import AUTO, FLIP_METHODS, PROPENSITY_MODELS, PROXY_WEIGHTINGS, FitConfig
+    from causalrm.options import add_arguments
+    from causalrm.pipeline import FitConfig
 
     p = subparsers.add_parser(
         "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
-        description=f"Fit a reward model on LOG with a debiased, denoised estimator (default {FitConfig.method}).",
+        description=f"Fit a reward model on LOG with a debiased, denoised estimator (default {FitConfig.method}). "
+                    "The options are FitConfig's fields (causalrm.pipeline; FitConfig.to_cli writes them back).",
     )
     p.add_argument("log", metavar="LOG", help="impression log (.parquet, .csv, .tsv, .jsonl, .json; optionally .gz)")
-    p.add_argument("--method", default=FitConfig.method,
-                   help=f"estimator: {AUTO} (fit naive and the debiased candidates, keep one on validation evidence),"
-                        f" {', '.join(METHODS)} (default {FitConfig.method})")
-    p.add_argument("--val-method", default=None,
-                   help="estimator evaluated on the val split for early stopping (default: --method itself)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (replaced if it is a run)")
-    add_log_arguments(p)
-    p.add_argument("--backbone", default="mlp", help="reward model backbone: mlp (default) or lora")
-    p.add_argument("--hidden", default="256,64", help="MLP hidden sizes (default 256,64; '' = a linear head)")
-    p.add_argument("--select-head", action="store_true",
-                   help="also train a linear head and keep the one with the lower validation estimate")
-    p.add_argument("--epochs", type=int, default=600, help="maximum epochs (default 600)")
-    p.add_argument("--patience", type=int, default=30,
-                   help="stop after this many epochs without a better validation estimate (default 30; 0 = never)")
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (default 5e-4)")
-    p.add_argument("--batch-size", type=int, default=512, help="rows per step (default 512)")
-    p.add_argument("--base-loss", default="mse", choices=("mse", "bce"),
-                   help="pointwise loss on sigma(z): mse (Brier, bounded; default) or bce (non-negative guard)")
-    p.add_argument("--rho01", type=float, default=None, help="fixed P(r=0 | r*=1) (with --rho10; else estimated)")
-    p.add_argument("--rho10", type=float, default=None, help="fixed P(r=1 | r*=0) (with --rho01; else estimated)")
+    add_log_arguments(p, model=False)
     p.add_argument("--gold", metavar="FILE", default=None,
                    help="audit label file (causalrm audit) merged by response_id: decides auto's choice, and the "
                         "flip rates with --flip-method gold")
-    p.add_argument("--flip-method", default="anchor-quantile", choices=FLIP_METHODS,
-                   help="flip-rate estimator (default anchor-quantile; gold needs --gold FILE or a gold_label column)")
-    p.add_argument("--quantile", type=float, default=0.97, help="anchor quantile (default 0.97)")
-    p.add_argument("--propensity-model", default=FitConfig.propensity_model, choices=PROPENSITY_MODELS,
-                   help="auto (default: logistic and MLP, the lower out-of-fold log loss), mlp or logistic")
-    p.add_argument("--force-noise-correction", action="store_true",
-                   help="train a noise-aware method even when the flip-rate gate says the rates are not identifiable")
-    p.add_argument("--clip", type=float, default=0.1, help="floor on p-hat used as a weight (default 0.1)")
-    p.add_argument("--proxy-weighting", default="propensity", choices=PROXY_WEIGHTINGS,
-                   help="weight observed rows by 1/p-hat in the flip-rate and pseudo-label proxy (default propensity)")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch/BLAS (default: library default; 1 is fastest on a busy machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_arguments(p.add_argument_group("fit configuration (FitConfig)"), FitConfig)
     from causalrm.backbones.lora import add_lora_arguments
 
     add_lora_arguments(p)
     return p
 
 
-def add_log_arguments(p: argparse.ArgumentParser) -> None:
-    """--map, --threshold, --embeddings, --model (shared with `causalrm score`)."""
+def add_log_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """--map, --threshold, --embeddings and (``model``) --model (shared with `causalrm score`; `causalrm fit` takes
+    --model from FitConfig.embedder)."""
     p.add_argument("--map", dest="mapping", nargs="+", action="extend", metavar="CANON=COLUMN", default=None,
                    help="map your column names, e.g. --map prompt=question response=answer feedback=thumbs")
     p.add_argument("--threshold", type=float, default=None,
                    help="binarise a numeric feedback column: rating >= THRESHOLD is positive")
     p.add_argument("--embeddings", metavar="FILE", default=None,
                    help="precomputed embeddings (.safetensors or .npy from `causalrm embed`), rows aligned with LOG")
-    p.add_argument("--model", dest="embedder", default=None,
-                   help="embedding model id (default all-MiniLM-L6-v2, or the one recorded in --embeddings)")
+    if model:
+        p.add_argument("--model", dest="embedder", default=None,
+                       help="embedding model id (default all-MiniLM-L6-v2, or the one recorded in --embeddings)")
 
 
 def read_log_arg(args: argparse.Namespace):
@@ -113,26 +85,19 @@ def run(args: argparse.Namespace) -> int:
 
     X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
     embedder = args.embedder or file_model or FitConfig.embedder
+    backbone = args.backbone or FitConfig.backbone
     backbone_options: dict = {}
-    if args.backbone == "lora":  # --model is the transformer to fine-tune; nuisances use the default embedder
+    if backbone == "lora":  # --model is the transformer to fine-tune; nuisances use the default embedder
         from causalrm.backbones.lora import lora_options
 
         backbone_options = lora_options(args)
         embedder = file_model or FitConfig.embedder
-    if args.backbone != "lora" and args.embedder and file_model and args.embedder != file_model:
+    if backbone != "lora" and args.embedder and file_model and args.embedder != file_model:
         print(f"note: --model {args.embedder} differs from the model recorded in {args.embeddings} ({file_model})",
               file=sys.stderr)
-    if args.epochs < 1:
-        raise InputError(f"--epochs must be >= 1, got {args.epochs}")
-    config = FitConfig(
-        method=args.method, val_method=args.val_method, backbone=args.backbone, hidden=args.hidden, lr=args.lr,
-        select_head=args.select_head, batch_size=args.batch_size,
-        max_epochs=args.epochs, patience=args.patience, base_loss=args.base_loss, clip=args.clip,
-        propensity_model=args.propensity_model, flip_method=args.flip_method, quantile=args.quantile,
-        proxy_weighting=args.proxy_weighting, force_noise_correction=args.force_noise_correction,
-        rho01=args.rho01, rho10=args.rho10, embedder=embedder, device=args.device, seed=args.seed,
-        backbone_options=backbone_options, grad_accum_steps=getattr(args, "grad_accum", 1),
-    ).validate()
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise InputError(f"--epochs must be >= 1, got {args.max_epochs}")
+    config = FitConfig.from_args(args, embedder=embedder, backbone_options=backbone_options).validate()
     if X is None and not args.quiet:
         print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)
 

@@ -1,0 +1,265 @@
+"""The method registry: one :class:`MethodSpec` per estimator, from which everything else is derived.
+
+Notation as in ``causalrm.losses`` (``z`` logit, ``o`` observed, ``r`` feedback, ``r*`` true label, ``p`` the clipped
+propensity, ``q`` a pseudo-label, ``l~`` the noise-corrected surrogate, ``pi(z)`` the forward-corrected probability).
+
+A spec says what an estimator's per-example term is (``term``, with its ``reference``) and what it needs fitted
+before training, through four traits:
+
+* ``weighted``: the term carries the weight ``w = o / p`` (needs the propensity);
+* ``correction``: ``"none"``, ``"surrogate"`` (``l~``, Natarajan et al. 2013) or ``"forward"`` (``l(pi(z), r)``,
+  Patrini et al. 2017): the noise-aware ones need the flip rates rho01, rho10;
+* ``imputation``: ``None``, ``"clean"`` (``q = P(r* = 1 | x)``) or ``"noisy"`` (``q = P(r = 1 | x)``): the doubly
+  robust term ``e + w (l - e)`` with ``e = l(z, q)`` needs that pseudo-label;
+* ``clean_labels``: the term reads ``r*`` (the oracle: simulation only).
+
+``needs``, ``noise_aware`` and ``doubly_robust`` follow from them, so they cannot disagree. The built-in estimators
+are computed by the kernel of ``causalrm.losses.loss_components`` from these traits; a new estimator either fits
+that kernel (traits only) or brings its own ``components(logits, t, base)`` returning the ``(..., 2)`` class-split
+terms (``t``: the validated inputs of ``losses._prepare``: ``observed``, ``feedback``, ``weight``, ``pseudo_label``,
+``true_label``, ``rho01``, ``rho10``, whichever it needs).
+
+Derived from the registry (adding a spec with :func:`register` makes a method usable everywhere, no other file
+touched): the losses (``losses.METHODS``, ``WEIGHTED``, ``NOISE_AWARE``, ...), the nuisances a fit needs
+(``pipeline.needs_of``), ``auto``'s candidates (``auto_candidate``), the bench's default grid (``bench_default``),
+the app's method list (``app``), the CLI's ``--method`` choices, the model card's description and the table in
+docs/METHOD.md (:func:`markdown_table`, checked by ``tests/test_methods.py``).
+
+References
+----------
+* N. Natarajan, I. Dhillon, P. Ravikumar, A. Tewari. Learning with Noisy Labels. NeurIPS 2013.
+* H. Li et al. Debiased Recommendation with Noisy Feedback. KDD 2024 (OME-IPS / OME-DR).
+* G. Patrini et al. Making Deep Neural Networks Robust to Label Noise: a Loss Correction Approach. CVPR 2017.
+* A. Swaminathan, T. Joachims. The Self-Normalized Estimator for Counterfactual Learning. NeurIPS 2015.
+* H. Wang et al. CausalRM: Causal-Theoretic Reward Modeling for RLHF from Observational User Feedbacks. 2026.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from causalrm.errors import InputError
+
+#: the pseudo-method that fits the ``auto_candidate`` estimators on shared nuisances and keeps one (causalrm.selection)
+AUTO = "auto"
+CORRECTIONS = ("none", "surrogate", "forward")
+IMPUTATIONS = (None, "clean", "noisy")
+#: every nuisance name a spec can need (``pipeline.Nuisances.provides``; ``true_label`` is a log column), as the
+#: method table reads it
+NUISANCES = {"propensity": "propensity", "flip_rates": "flip rates", "pseudo_label": "q = P(r* = 1 given x)",
+             "pseudo_label_noisy": "q = P(r = 1 given x)", "true_label": "clean labels"}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One estimator (module docstring).
+
+    name: the ``--method`` value. term: its per-example term (plain text formula). reference: where it comes from.
+    description: one sentence for model cards and the app. weighted, correction, imputation, clean_labels: the
+    traits (module docstring). self_normalized: reduced by ``sum(o / p)`` instead of N (SNIPS). auto_candidate: one
+    of the estimators ``auto`` fits and chooses among (registry order, the baseline ``naive`` first).
+    bench_default: in ``causalrm bench``'s default grid. app: offered on the app's Train tab (``clean_labels``
+    methods only on logs with clean labels). components: a custom kernel (module docstring), None = the built-in one.
+    """
+
+    name: str
+    term: str
+    reference: str
+    description: str = ""
+    weighted: bool = False
+    correction: str = "none"
+    imputation: str | None = None
+    clean_labels: bool = False
+    self_normalized: bool = False
+    auto_candidate: bool = False
+    bench_default: bool = False
+    app: bool = True
+    components: Callable[..., Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name == AUTO or self.name != self.name.strip() or " " in self.name:
+            raise InputError(f"method name {self.name!r}: a non-empty word other than {AUTO!r}")
+        if self.correction not in CORRECTIONS:
+            raise InputError(f"method {self.name!r}: correction {self.correction!r} not in {CORRECTIONS}")
+        if self.imputation not in IMPUTATIONS:
+            raise InputError(f"method {self.name!r}: imputation {self.imputation!r} not in {IMPUTATIONS}")
+        if self.self_normalized and not self.weighted:
+            raise InputError(f"method {self.name!r}: self-normalisation divides by sum(o / p); set weighted=True")
+
+    @property
+    def noise_aware(self) -> bool:
+        """Uses the flip rates rho01, rho10."""
+        return self.correction != "none"
+
+    @property
+    def doubly_robust(self) -> bool:
+        """Imputes an error ``e = l(z, q)`` on every row."""
+        return self.imputation is not None
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """What must be fitted (or present in the log, ``true_label``) before training."""
+        out = set()
+        if self.weighted:
+            out.add("propensity")
+        if self.noise_aware:
+            out.add("flip_rates")
+        if self.imputation == "clean":
+            out.add("pseudo_label")
+        elif self.imputation == "noisy":
+            out.add("pseudo_label_noisy")
+        if self.clean_labels:
+            out.add("true_label")
+        return frozenset(out)
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec, *, replace: bool = False) -> MethodSpec:
+    """Add ``spec`` to the registry (usable by every entry point at once); returns it. ``replace`` an existing one."""
+    if not isinstance(spec, MethodSpec):
+        raise InputError(f"register a MethodSpec, got {type(spec).__name__}")
+    if spec.name in _REGISTRY and not replace:
+        raise InputError(f"method {spec.name!r} is already registered; pass replace=True to redefine it")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a registered method (built-ins included: meant for tests and plug-ins that registered one)."""
+    _REGISTRY.pop(name, None)
+
+
+def get(name: str) -> MethodSpec:
+    """The spec of ``name``; InputError naming the choices when unknown."""
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise InputError(f"unknown method {name!r}; choose one of: {', '.join(names())}")
+    return spec
+
+
+def is_method(name: Any) -> bool:
+    return isinstance(name, str) and name in _REGISTRY
+
+
+def specs() -> tuple[MethodSpec, ...]:
+    """Every registered spec, in registration order."""
+    return tuple(_REGISTRY.values())
+
+
+def names(*, auto: bool = False) -> tuple[str, ...]:
+    """Registered method names (registration order), with ``auto`` first when ``auto``."""
+    return ((AUTO,) if auto else ()) + tuple(_REGISTRY)
+
+
+def where(**traits: Any) -> tuple[str, ...]:
+    """Names of the specs whose attributes (or properties) equal ``traits``, e.g. ``where(noise_aware=True)``."""
+    return tuple(s.name for s in _REGISTRY.values() if all(getattr(s, k) == v for k, v in traits.items()))
+
+
+def auto_candidates() -> tuple[str, ...]:
+    """The estimators ``auto`` fits, the baseline first (``causalrm.selection``)."""
+    out = where(auto_candidate=True)
+    return tuple(sorted(out, key=lambda m: m != "naive"))
+
+
+def bench_defaults() -> tuple[str, ...]:
+    return where(bench_default=True)
+
+
+def app_methods(*, clean_labels: bool = False) -> tuple[str, ...]:
+    """The app's Train-tab choices: ``auto``, then the ``app`` specs (those reading clean labels only when the log
+    has them), registration order."""
+    return (AUTO,) + tuple(s.name for s in _REGISTRY.values() if s.app and not s.clean_labels) + tuple(
+        s.name for s in _REGISTRY.values() if s.app and s.clean_labels and clean_labels)
+
+
+def needs_of(methods: str | list[str] | tuple[str, ...]) -> set[str]:
+    """Union of what ``methods`` need (``auto`` stands for its candidates)."""
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    out: set[str] = set()
+    for m in methods:
+        for name in (auto_candidates() if m == AUTO else (m,)):
+            out |= get(name).needs
+    return out
+
+
+def description(name: str) -> str:
+    """One sentence on ``name`` (model cards, the app); empty for an unknown name."""
+    spec = _REGISTRY.get(name)
+    return (spec.description or f"{spec.name}: {spec.term} ({spec.reference}).") if spec is not None else ""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# docs
+# --------------------------------------------------------------------------------------------------------------------
+TABLE_BEGIN = "<!-- method table: generated from causalrm.methods (markdown_table); tests/test_methods.py checks it -->"
+TABLE_END = "<!-- end of method table -->"
+
+
+def markdown_table() -> str:
+    """The estimators as a markdown table (docs/METHOD.md carries it between ``TABLE_BEGIN`` and ``TABLE_END``)."""
+    rows = ["| method | per-example term | needs | noise-aware | weighted | DR | reference |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    yes = {True: "yes", False: ""}
+    for s in _REGISTRY.values():
+        needs = ", ".join(text for n, text in NUISANCES.items() if n in s.needs) or "–"
+        rows.append(f"| `{s.name}` | {s.term} | {needs} | {yes[s.noise_aware]} | {yes[s.weighted]} | "
+                    f"{yes[s.doubly_robust]} | {s.reference} |")
+    return "\n".join(rows)
+
+
+def replace_table(text: str) -> str:
+    """``text`` (docs/METHOD.md) with the generated table between the markers (InputError when they are missing)."""
+    start, end = text.find(TABLE_BEGIN), text.find(TABLE_END)
+    if start < 0 or end < start:
+        raise InputError("no method-table markers in the text")
+    return text[: start + len(TABLE_BEGIN)] + "\n" + markdown_table() + "\n" + text[end:]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the built-in estimators (causalrm.losses module docstring)
+# --------------------------------------------------------------------------------------------------------------------
+for _spec in (
+    MethodSpec("naive", "o l(z, r)", "biased by selection and noise",
+               "Naive: binary feedback on the rows that have it, taken at face value (biased by selection and "
+               "noise).", auto_candidate=True, bench_default=True),
+    MethodSpec("ips", "(o/p) l(z, r)", "debias-only (the paper's dagger)",
+               "IPS: inverse-propensity weighted feedback (corrects selection bias only).",
+               weighted=True, auto_candidate=True, bench_default=True),
+    MethodSpec("snips", "(o/p) l(z, r), reduced by sum(o/p) instead of N", "Swaminathan & Joachims 2015",
+               "SNIPS: self-normalised inverse-propensity weighting (corrects selection bias only).",
+               weighted=True, self_normalized=True, app=False),
+    MethodSpec("dr", "e + (o/p)(l(z, r) - e), e = l(z, q)", "doubly robust, debias-only",
+               "DR: doubly robust estimator with imputed errors (corrects selection bias only).",
+               weighted=True, imputation="noisy"),
+    MethodSpec("fcorr", "o l(pi(z), r), pi = (1 - rho01) s + rho10 (1 - s)", "forward correction, Patrini 2017",
+               "F-correction: forward loss correction for class-conditional label noise (no selection correction).",
+               correction="forward", app=False),
+    MethodSpec("denoise", "o l~(z, r)", "denoise-only (the paper's double dagger)",
+               "Denoise-only: the noise-corrected surrogate loss of Natarajan et al. (2013), uniform weights.",
+               correction="surrogate", auto_candidate=True, bench_default=True),
+    MethodSpec("causalrm-ips", "(o/p) l~(z, r)", "CausalRM-IPS (Li et al. 2024 OME-IPS)",
+               "CausalRM-IPS: the noise-corrected surrogate loss weighted by inverse propensities (corrects both "
+               "user-feedback noise and selection bias).",
+               weighted=True, correction="surrogate", auto_candidate=True, bench_default=True),
+    MethodSpec("causalrm-dr", "e + (o/p)(l~(z, r) - e), e = l(z, q)",
+               "CausalRM-DR (Li et al. 2024 OME-DR)",
+               "CausalRM-DR: doubly robust estimator on the noise-corrected surrogate loss with imputed errors "
+               "(corrects both user-feedback noise and selection bias; unbiased when the flip rates are right and "
+               "either the propensity or the imputation model is).",
+               weighted=True, correction="surrogate", imputation="clean", bench_default=True),
+    MethodSpec("oracle", "l(z, r*) on every row", "the ideal loss (simulation only)",
+               "Oracle: clean labels on every row (simulation reference, not a deployable method).",
+               clean_labels=True, bench_default=True),
+):
+    register(_spec)
+del _spec
+
+
+__all__ = ["AUTO", "MethodSpec", "app_methods", "auto_candidates", "bench_defaults", "description", "get",
+           "is_method", "markdown_table", "names", "needs_of", "register", "replace_table", "specs", "unregister",
+           "where"]

@@ -1,0 +1,137 @@
+"""The method registry (causalrm.methods): derived views, the METHOD.md table, a toy method usable everywhere; the
+configuration as the command line's source (causalrm.options, FitConfig.to_cli)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+import numpy as np
+import pytest
+import torch
+
+from causalrm import losses, methods
+from causalrm.cli.main import build_parser
+from causalrm.errors import InputError
+from causalrm.pipeline import FitConfig, needs_of
+from conftest import REPO_ROOT
+
+TOY = "toy-half-naive"
+
+
+def test_registry_views_match_the_builtin_traits():
+    assert losses.METHODS == ("naive", "ips", "snips", "dr", "fcorr", "denoise", "causalrm-ips", "causalrm-dr",
+                              "oracle")
+    assert losses.WEIGHTED == {"ips", "snips", "dr", "causalrm-ips", "causalrm-dr"}
+    assert losses.DOUBLY_ROBUST == {"dr", "causalrm-dr"}
+    assert losses.NOISE_AWARE == {"fcorr", "denoise", "causalrm-ips", "causalrm-dr"}
+    assert losses.SURROGATE == {"denoise", "causalrm-ips", "causalrm-dr"}
+    assert methods.auto_candidates() == ("naive", "ips", "denoise", "causalrm-ips")
+    assert methods.bench_defaults() == ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle")
+    assert methods.app_methods() == ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
+    assert methods.app_methods(clean_labels=True)[-1] == "oracle"
+    assert needs_of("causalrm-dr") == {"propensity", "flip_rates", "pseudo_label"}
+    assert needs_of("dr") == {"propensity", "pseudo_label_noisy"}
+    assert needs_of("oracle") == {"true_label"} and needs_of("naive") == set()
+    assert needs_of("auto") == {"propensity", "flip_rates"}
+
+
+def test_method_md_table_is_the_registry_s():
+    text = (REPO_ROOT / "docs" / "METHOD.md").read_text(encoding="utf-8")
+    assert methods.replace_table(text) == text, "regenerate: methods.replace_table(docs/METHOD.md)"
+
+
+def test_specs_are_validated():
+    with pytest.raises(InputError, match="correction"):
+        methods.MethodSpec("bad", "t", "r", correction="backward")
+    with pytest.raises(InputError, match="weighted"):
+        methods.MethodSpec("bad", "t", "r", self_normalized=True)
+    with pytest.raises(InputError, match="already registered"):
+        methods.register(methods.get("naive"))
+    with pytest.raises(InputError, match="unknown method 'nope'"):
+        methods.get("nope")
+
+
+def _half_naive(logits, t, base):
+    """0.5 o l(z, r): a toy estimator with its own kernel (class-split terms)."""
+    s = torch.sigmoid(logits)
+    o, r = t["observed"], t["feedback"]
+    return 0.5 * torch.stack((o * r * (1 - s) ** 2, o * (1 - r) * s**2), dim=-1)
+
+
+@pytest.fixture
+def toy():
+    spec = methods.register(methods.MethodSpec(TOY, "0.5 o l(z, r)", "a test", weighted=True,
+                                               components=_half_naive))
+    yield spec
+    methods.unregister(TOY)
+
+
+def test_a_registered_method_reaches_the_losses_and_the_entry_points(toy):
+    z = torch.tensor([0.3, -1.0, 2.0, 0.0])
+    inputs = losses.LossInputs(feedback=torch.tensor([1.0, 0.0, 1.0, 0.0]), observed=torch.tensor([1.0, 1.0, 0.0, 1.0]),
+                               propensity=torch.full((4,), 0.5))
+    naive = losses.estimate("naive", z, inputs)
+    assert torch.isclose(losses.estimate(TOY, z, inputs), 0.5 * naive)
+    assert TOY in losses.METHODS and TOY in losses.WEIGHTED and needs_of(TOY) == {"propensity"}
+    assert TOY in methods.app_methods()
+    assert TOY not in methods.auto_candidates()
+    FitConfig(method=TOY).validate()
+    parser = build_parser()
+    fit = next(a for a in parser._subparsers._group_actions[0].choices["fit"]._actions if a.dest == "method")
+    assert TOY in fit.help
+    with pytest.raises(InputError, match="needs propensity"):
+        losses.estimate(TOY, z, losses.LossInputs(feedback=inputs.feedback, observed=inputs.observed))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the configuration as the command line's source
+# ----------------------------------------------------------------------------------------------------------------
+def _parse_fit(argv):
+    return build_parser().parse_args(["fit", "LOG", "--out", "RUN", *argv])
+
+
+@pytest.mark.parametrize("config", [
+    FitConfig(),
+    FitConfig(method="causalrm-ips", max_epochs=50, patience=0, hidden=(), lr=0.003, select_head=False, seed=3,
+              rho01=0.2, rho10=0.1, num_threads=1, force_noise_correction=True, clip=0.05, device="cpu"),
+    FitConfig(method="ips", val_method="naive", propensity_model="logistic", flip_method="anchor-minmax",
+              quantile=0.99, proxy_weighting="none", base_loss="bce", embedder="some/model", grad_accum_steps=2,
+              select_head=True, val_fraction=0.3, flip_bootstrap=50, propensity_folds=3, weight_decay=1e-5),
+])
+def test_to_cli_reproduces_the_config(config):
+    argv = config.to_cli()
+    args = _parse_fit(shlex.split(" ".join(shlex.quote(a) for a in argv)))
+    assert FitConfig.from_args(args) == config
+    assert FitConfig().to_cli() == []
+
+
+def test_to_cli_refuses_what_the_command_line_cannot_say():
+    with pytest.raises(InputError, match="use_logged_propensity"):
+        FitConfig(use_logged_propensity=False).to_cli()
+
+
+def test_lora_options_round_trip_through_the_command_line():
+    from causalrm.backbones.lora import lora_options
+
+    config = FitConfig(backbone="lora", backbone_options={"model": "m/x", "r": 4, "max_length": 64,
+                                                          "gradient_checkpointing": True})
+    argv = config.to_cli()
+    assert "--model" in argv and "--lora-r" in argv and "--hidden" not in argv
+    args = _parse_fit(argv)
+    opts = lora_options(args)
+    assert opts["model"] == "m/x" and opts["r"] == 4 and opts["max_length"] == 64 and opts["gradient_checkpointing"]
+
+
+def test_fit_and_bench_options_come_from_the_config():
+    from causalrm.cli.bench import BENCH_FIT_OPTIONS
+    from causalrm.options import cli_fields, from_args
+
+    args = _parse_fit([])
+    assert from_args(FitConfig, args) == {}
+    bench = build_parser().parse_args(["bench", "--json", "x.json", "--epochs", "7", "--hidden", "", "--threads", "1"])
+    assert from_args(FitConfig, bench, BENCH_FIT_OPTIONS) == {"max_epochs": 7, "hidden": "", "num_threads": 1}
+    flags = {f.name for f in cli_fields(FitConfig)}
+    assert {"method", "max_epochs", "num_threads", "embedder", "rho01"} <= flags
+    assert isinstance(build_parser(), argparse.ArgumentParser)
+    assert np.all([f in flags for f in BENCH_FIT_OPTIONS])
