@@ -9,4 +9,19 @@ def __getattr__(name: str):
         from causalrm.export import load_reward_model
 
         return load_reward_model
+    if name == "CausalRM":
+        from causalrm.estimator import CausalRM
+
+        return CausalRM
+    if name == "FitConfig":
+        from causalrm.pipeline import FitConfig
+
+        return FitConfig
+    if name == "fit_methods":
+        from causalrm.orchestrate import fit_methods
+
+        return fit_methods
     raise AttributeError(f"module 'causalrm' has no attribute {name!r}")
+
+
+__all__ = ["CausalRM", "FitConfig", "__version__", "fit_methods", "load_reward_model"]

@@ -24,6 +24,7 @@ not a method one could run on a real log).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -36,8 +37,9 @@ import polars as pl
 from causalrm import methods as registry
 from causalrm import schema
 from causalrm.errors import InputError
-from causalrm.evaluation import METRICS, evaluate_scores, metrics, sigmoid
-from causalrm.pipeline import AUTO, FitConfig, fit_log, fit_nuisances, group_split, jsonable
+from causalrm.evaluation import METRICS, evaluate_scores, gap_closed, metrics, sigmoid
+from causalrm.orchestrate import fit_methods, shared_nuisances
+from causalrm.pipeline import AUTO, FitConfig, group_split, jsonable
 
 REAL_FEEDBACK = ("oasst1",)
 
@@ -236,10 +238,11 @@ def run_bench(
                 observation_rate=config.observation_rate, rating=config.rating, teacher=config.teacher,
                 snr=config.snr, embeddings=X, seed=seed, dataset=config.dataset)
             sim = {**simulation_summary(log), "label_threshold": simcfg.label_threshold}
-        methods = [m for m in config.methods if m != "oracle" or schema.TRUE_LABEL in log.columns]
-        needed = list(dict.fromkeys(m2 for m in methods for m2 in config.fit_config(m, seed).methods_needed()))
+        methods = [m for m in config.methods if not registry.is_method(m) or not registry.get(m).clean_labels
+                   or schema.TRUE_LABEL in log.columns]
+        config_for = functools.partial(config.fit_config, seed=seed)
         t0 = time.perf_counter()
-        nuis = fit_nuisances(log, X, config.fit_config(methods[0], seed), methods=needed)
+        nuis = shared_nuisances(log, X, config_for(methods[0]), methods, config_for=config_for)
         t_nuis = time.perf_counter() - t0
         nd = nuis.to_dict()
         nuis_rows.append(jsonable({
@@ -251,16 +254,17 @@ def run_bench(
             "gates": {name: {"passed": g.passed, "verdict": g.verdict} for name, g in nuis.gates.items()},
             "simulation": sim,
         }))
-        fitted: dict[str, Any] = {}
-        for method in sorted(methods, key=lambda m: m == AUTO):  # auto last: it reuses the other fits
-            t1 = time.perf_counter()
-            if method == AUTO:
-                from causalrm.selection import fit_auto
+        # auto reuses every method's fit, as measured (each one forced past the gates, with the shared val_method)
+        timing: dict[str, float] = {}
 
-                result = fit_auto(log, X, config.fit_config(AUTO, seed), nuisances=nuis, fitted=fitted)
-            else:
-                result = fitted[method] = fit_log(log, X, config.fit_config(method, seed), nuisances=nuis)
-            seconds = time.perf_counter() - t1
+        def on_event(kind: str, method: str | None, payload: Any) -> None:
+            if kind == "done":
+                timing[method] = payload["seconds"]
+
+        fits = fit_methods(log, X, config_for(methods[0]), methods, config_for=config_for, nuisances=nuis,
+                           reuse=lambda candidate, auto: True, on_event=on_event)
+        for method, result in fits.items():
+            seconds = timing[method]
             rewards = result.score(log, X)
             row: dict[str, Any] = {"method": method, "seed": seed}
             if config.real_feedback:
@@ -304,14 +308,6 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     if v.size == 0:
         return float("nan"), float("nan")
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
-
-
-def gap_closed(r2_method: np.ndarray, r2_naive: np.ndarray, r2_oracle: np.ndarray) -> float:
-    """``(mean R²_m - mean R²_naive) / (mean R²_oracle - mean R²_naive)``; NaN when the gap is not positive."""
-    gap = float(np.mean(r2_oracle) - np.mean(r2_naive))
-    if not gap > 1e-12:
-        return float("nan")
-    return float((np.mean(r2_method) - np.mean(r2_naive)) / gap)
 
 
 def summarize(results: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 0) -> dict[str, dict[str, Any]]:

@@ -610,3 +610,13 @@ def unbiasedness_check(
             val = float(estimate(m, z, inputs, rho01=rho01 or 0.0, rho10=rho10 or 0.0, base=base, nonneg=False))
             out.append({"prediction": name, "method": m, "estimate": val, "ideal": ideal, "delta": val - ideal})
     return out
+
+
+def gap_closed(r2_method: Any, r2_naive: Any, r2_oracle: Any) -> float:
+    """The share of the naive -> oracle gap a method closes, ``(mean R²_m - mean R²_naive) / (mean R²_oracle -
+    mean R²_naive)`` (arrays paired by seed, or single values); NaN when the gap is not positive. The one
+    convention of the bench, the app's Compare tab and the notebooks."""
+    gap = float(np.mean(r2_oracle) - np.mean(r2_naive))
+    if not gap > 1e-12:
+        return float("nan")
+    return float((np.mean(r2_method) - np.mean(r2_naive)) / gap)

@@ -306,21 +306,29 @@ def _load_run_model(run_dir: Path, *, device: Any, batch_size: int) -> RewardMod
 
 
 def _run_reward_model(run: Any, *, device: Any, batch_size: int, embedder: str | None = None) -> RewardModel:
-    backbone = run.backbone
-    manifest = {"method": run.config.method, "backbone": backbone.name}
+    return reward_model_of(run.backbone, run.config, path=str(run.path), device=device, batch_size=batch_size,
+                           embedder=embedder)
+
+
+def reward_model_of(backbone: Any, config: Any, *, path: str | None = None, device: Any = "auto",
+                    batch_size: int = 16, embedder: str | None = None) -> RewardModel:
+    """A trained backbone (with its ``FitConfig``) as a :class:`RewardModel`: the one scoring path of a run
+    directory (:func:`load_reward_model`) and of a fitted ``causalrm.CausalRM``. ``embedder`` overrides the
+    configuration's embedding model."""
+    manifest = {"method": config.method, "backbone": backbone.name}
     if backbone.name == "lora":
         rm = TransformerRewardModel(backbone.model, backbone.tokenizer, chat=backbone.chat,
-                                    max_length=backbone.max_length, kind="run", device=device, path=str(run.path),
+                                    max_length=backbone.max_length, kind="run", device=device, path=path,
                                     manifest=manifest, batch_size=batch_size)
         rm.backbone = backbone
         return rm
     if backbone.needs_embeddings:
-        emb = _make_embedder(embedder or run.config.embedder, device)
-        rm = EmbeddingRewardModel(backbone, emb, device=device, path=str(run.path), manifest=manifest,
+        emb = _make_embedder(embedder or config.embedder, device)
+        rm = EmbeddingRewardModel(backbone, emb, device=device, path=path, manifest=manifest,
                                   batch_size=batch_size)
         rm.kind = "run"
         return rm
-    raise InputError(f"{run.path}: backbone {backbone.name!r} cannot be used as a reward model yet")
+    raise InputError(f"{path or 'this model'}: backbone {backbone.name!r} cannot be used as a reward model yet")
 
 
 # --------------------------------------------------------------------------------------------------------------------

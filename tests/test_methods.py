@@ -135,3 +135,25 @@ def test_fit_and_bench_options_come_from_the_config():
     assert {"method", "max_epochs", "num_threads", "embedder", "rho01"} <= flags
     assert isinstance(build_parser(), argparse.ArgumentParser)
     assert np.all([f in flags for f in BENCH_FIT_OPTIONS])
+
+
+def test_a_registered_method_trains_through_the_estimator_and_the_cli(toy, tmp_path):
+    """The toy method, registered in this test only, runs through CausalRM and `causalrm fit` untouched."""
+    import json
+
+    import causalrm
+    from causalrm.cli.main import main
+    from test_pipeline import synth_log
+
+    log, X = synth_log(n=200)
+    fast = dict(hidden=(8,), max_epochs=3, patience=0, propensity_model="logistic", device="cpu",
+                num_threads=1)
+    est = causalrm.CausalRM(method=TOY, **fast).fit(log, X)
+    assert est.method_ == TOY and est.nuisances_.weights is not None and est.nuisances_.rho01 is None
+    assert np.isfinite(est.score_log(log, X)).all()
+    log.write_parquet(tmp_path / "log.parquet")
+    np.save(tmp_path / "X.npy", X)
+    code = main(["fit", str(tmp_path / "log.parquet"), "--embeddings", str(tmp_path / "X.npy"), "--out",
+                 str(tmp_path / "run"), "--quiet", "--method", TOY, *FitConfig(**fast).to_cli()])
+    assert code == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == TOY

@@ -1,5 +1,9 @@
 """`causalrm fit LOG --method causalrm-dr --out RUN_DIR`: fit a debiased reward model on an impression log.
 
+A thin layer over :class:`causalrm.CausalRM`: the options are its parameters (``FitConfig``'s fields, whose metadata
+generates them; ``FitConfig.to_cli`` writes a configuration back as these options), plus where the log, its
+embeddings and the run directory live.
+
 Nuisances (propensity, flip rates, pseudo-labels) are fitted once on the train + val rows, then the reward head is
 trained on the train rows and early-stopped on the method's debiased estimate on the val rows (test rows are never
 used). The run directory holds config.json, model.safetensors, metrics.json, nuisances.json and scored.parquet.
@@ -69,7 +73,8 @@ def read_log_arg(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
     from causalrm.backbones.base import hidden_label
-    from causalrm.pipeline import FitConfig, fit_log
+    from causalrm.estimator import CausalRM
+    from causalrm.pipeline import FitConfig
     from causalrm.runs import save_run
 
     out = Path(args.out)
@@ -102,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)
 
     bar = None if args.quiet else EpochProgress(f"fit {config.method}", config.max_epochs)
+    estimator = CausalRM(**config.to_dict())
     try:
-        result = fit_log(log, X, config, progress=bar, on_stage=bar.stage if bar is not None else None)
+        estimator.fit(log, X, progress=bar, on_stage=bar.stage if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
+    result = estimator.result_
     save_run(result, log, X, out, source=str(args.log), extra={"gold": args.gold} if args.gold else None)
     h = result.history
     n = result.nuisances
