@@ -321,8 +321,9 @@ class Nuisances:
     """Nuisance estimates on the fitting rows (train + val), fitted once before training.
 
     rows: positions in the log of the fitting rows; split: their role (train / val).
-    propensity: cross-fitted p_hat (unclipped) or None; weights: ``max(p_hat, clip)``, what the losses receive;
-    weights_alt: the same from the runner-up propensity model (``propensity_model="auto"``), else None.
+    propensity: cross-fitted p_hat (unclipped) or None; propensity_clipped: ``max(p_hat, clip)``, what the losses
+    receive (clipped once, by ``PropensityModel``; ``weights`` is its old name); propensity_clipped_alt: the same
+    from the runner-up propensity model (``propensity_model="auto"``), else None (old name ``weights_alt``).
     rho01, rho10: flip rates (estimated or fixed; None when no method asked); rho_ci: {"rho01": (lo, hi), ...}.
     pseudo_label: q = P(r* = 1 | x) for causalrm-dr; pseudo_label_noisy: P(r = 1 | x) for dr.
     diagnostics: JSON-able summary (propensity diagnostics, flip-rate estimates and CIs, sources, seconds).
@@ -333,8 +334,8 @@ class Nuisances:
     rows: np.ndarray
     split: np.ndarray
     propensity: np.ndarray | None = None
-    weights: np.ndarray | None = None
-    weights_alt: np.ndarray | None = None
+    propensity_clipped: np.ndarray | None = None
+    propensity_clipped_alt: np.ndarray | None = None
     rho01: float | None = None
     rho10: float | None = None
     rho_ci: dict[str, tuple[float, float]] | None = None
@@ -345,9 +346,19 @@ class Nuisances:
     propensity_model: Any = None
     flip_estimator: Any = None
 
+    @property
+    def weights(self) -> np.ndarray | None:
+        """The old name of ``propensity_clipped``."""
+        return self.propensity_clipped
+
+    @property
+    def weights_alt(self) -> np.ndarray | None:
+        """The old name of ``propensity_clipped_alt``."""
+        return self.propensity_clipped_alt
+
     def provides(self) -> set[str]:
         out = set()
-        if self.weights is not None:
+        if self.propensity_clipped is not None:
             out.add("propensity")
         if self.rho01 is not None:
             out.add("flip_rates")
@@ -466,17 +477,16 @@ def _fit_nuisances(
         nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
         diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
                               **(jsonable(getattr(model, "diagnostics_", None)) or {})}
-        nuis.weights = np.clip(nuis.propensity, config.clip, 1.0)
+        nuis.propensity_clipped = model.weights_
         if getattr(model, "selection_", None) is not None:
             diag["propensity"]["selection"] = jsonable(model.selection_)
-        if getattr(model, "alternative_propensity_", None) is not None:
-            nuis.weights_alt = np.clip(model.alternative_propensity_, config.clip, 1.0)
+        nuis.propensity_clipped_alt = getattr(model, "alternative_weights_", None)
         nuis.gates["propensity"] = propensity_gate(diag["propensity"])
         diag["propensity"]["clip"] = config.clip
         diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
         diag["seconds"]["propensity"] = time.perf_counter() - t0
 
-    proxy_weights = nuis.weights if config.proxy_weighting == "propensity" else None  # FitConfig.proxy_weighting
+    proxy_weights = nuis.propensity_clipped if config.proxy_weighting == "propensity" else None  # FitConfig.proxy_weighting
     if "flip_rates" in needs or "pseudo_label" in needs:
         _stage(on_stage, "flip rates")
         t0 = time.perf_counter()
@@ -620,8 +630,7 @@ def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.n
 
         X = embed_log(log, Embedder(model=config.embedder, progress=False))
     feats = backbone.featurize(log, X)
-    device = "auto" if config.device == "auto" else config.device
-    return predict_logits(backbone, feats, batch_size=config.eval_batch_size, device=device,
+    return predict_logits(backbone, feats, batch_size=config.eval_batch_size, device=config.device,
                           autocast_dtype=config.autocast_dtype)
 
 
@@ -656,7 +665,7 @@ def loss_inputs(
         pick(nuis.pseudo_label, "pseudo_label")
     return LossInputs(
         feedback=fb.astype(np.float32), observed=obs.astype(np.float32),
-        propensity=pick(nuis.weights, "propensity"), pseudo_label=q, true_label=true_label,
+        propensity=pick(nuis.propensity_clipped, "propensity"), pseudo_label=q, true_label=true_label,
     )
 
 

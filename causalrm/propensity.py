@@ -390,7 +390,7 @@ class PropensityModel(BaseEstimator):
     models_ (fold models; empty with logged propensities), n_features_in_, source_, model_ (the model kind used),
     C_ (logistic), selection_ (``auto``: out-of-fold log loss of each candidate and the choice; else None),
     alternative_propensity_ (``auto``: the runner-up's cross-fitted p_hat while its out-of-fold log loss is within the
-    95% interval of the chosen one's, ``log_loss_gap``; else None).
+    95% interval of the chosen one's, ``log_loss_gap``; else None), alternative_weights_ (its clipped form).
     """
 
     def __init__(
@@ -508,7 +508,11 @@ class PropensityModel(BaseEstimator):
                 self.alternative_propensity_ = fits[other][0] if lo <= 0 else None
             self.source_ = f"cross-fitted {self.model_} ({self.n_folds} folds)"
         self.propensity_ = p
-        self.weights_ = np.maximum(p, float(self.clip))
+        # the one place p_hat is clipped: the losses receive these (pipeline.Nuisances.propensity_clipped)
+        self.weights_ = np.maximum(np.asarray(p, dtype=np.float64), float(self.clip))
+        alt = self.alternative_propensity_
+        self.alternative_weights_ = None if alt is None else np.maximum(np.asarray(alt, dtype=np.float64),
+                                                                         float(self.clip))
         self.diagnostics_ = propensity_diagnostics(p, o, float(self.clip), source=self.source_)
         return self
 

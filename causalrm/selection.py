@@ -121,15 +121,15 @@ def _corners(log: pl.DataFrame, nuisances: Any, config: Any) -> tuple[str, list[
     flip = nuisances.gates.get("flip_rates")
     use_rates = nuisances.rho01 is not None and (flip is None or flip.passed or config.force_noise_correction)
     prop = nuisances.gates.get("propensity")
-    use_weights = nuisances.weights is not None and (prop is None or prop.passed)
+    use_weights = nuisances.propensity_clipped is not None and (prop is None or prop.passed)
     reference = {(True, True): "causalrm-ips", (True, False): "denoise", (False, True): "ips",
                  (False, False): "naive"}[(use_rates, use_weights)]
     inputs = loss_inputs(log, nuisances, "naive", is_val)
     weights = {"uniform": None}
     if use_weights:
-        weights = {"propensity": nuisances.weights[is_val]}
-        if nuisances.weights_alt is not None:
-            weights["runner-up propensity"] = nuisances.weights_alt[is_val]
+        weights = {"propensity": nuisances.propensity_clipped[is_val]}
+        if nuisances.propensity_clipped_alt is not None:
+            weights["runner-up propensity"] = nuisances.propensity_clipped_alt[is_val]
     if use_rates:
         ci = nuisances.rho_ci or {"rho01": (nuisances.rho01,) * 2, "rho10": (nuisances.rho10,) * 2}
         rates = sorted({(a, b) for a, b in itertools.product(ci["rho01"], ci["rho10"]) if a + b < 1 - MIN_CORNER_MARGIN})

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         print("  head (lowest validation estimate): " + ", ".join(
             f"{'*' if i == result.selection['chosen'] else ''}{name} (lr {lr:g}): {val:.4f}"
             for i, (name, val, lr) in enumerate(heads)))
-    if n.weights is not None:
+    if n.propensity_clipped is not None:
         print(f"  propensity: {n.diagnostics.get('propensity', {}).get('source')}, clip {config.clip}, "
               f"{n.diagnostics['propensity']['share_clipped']:.1%} of rows clipped")
     if n.rho01 is not None:
