@@ -85,7 +85,7 @@ class Session:
     results: dict[str, Any] = field(default_factory=dict)  # method -> causalrm.pipeline.FitResult
     run_dirs: dict[str, Path] = field(default_factory=dict)  # method -> run folder
     train_settings: dict[str, Any] = field(default_factory=dict)
-    audit: Any = None  # app.audit_tab.AuditState of the Audit tab
+    audit: Any = None  # app.tabs.audit.AuditState of the Audit tab
     stage: int = 0
     stale_steps: frozenset[str] = frozenset()
 

@@ -31,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from app.handlers import DEFAULT_METHODS, SAMPLES
+    from app.common import DEFAULT_METHODS
+    from app.tabs.data import SAMPLES
+    from app.tabs.train import EPOCHS
     from app.training import default_lora_max_length
-    from app.ui import EPOCHS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time-limit-min", type=float, default=None, help="the server's --job-time-limit-min")

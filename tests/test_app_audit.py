@@ -1,4 +1,4 @@
-"""The Audit tab's handlers (app/audit_tab.py), called as plain Python functions on the bundled simulated
+"""The Audit tab's handlers (app/tabs/audit.py), called as plain Python functions on the bundled simulated
 sample: propose, label with 👍 / 👎 / skip, the flip-rate and verdict panels, download and upload of the label file,
 clear."""
 
@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app import audit_tab as A  # noqa: E402
-from app import handlers as H  # noqa: E402
+from app.tabs import audit as A  # noqa: E402
+from app.tabs import data as D  # noqa: E402
+from app.tabs import train as T  # noqa: E402
 from causalrm.io import read_labels  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarning
 def session(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path_factory.mktemp("audit-sessions")))
-    view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.2, 0.15, 0.25, 0.2, 0)
+    view = D.load_sample(None, D.SAMPLE_SIMULATED, D.DEFAULT_RATING_MODE, 0.2, 0.15, 0.25, 0.2, 0)
     yield view.state
     view.state.close()
     mp.undo()
@@ -76,7 +77,7 @@ def test_download_upload_round_trip_and_clear(session, tmp_path):
 
 
 def test_the_verdict_panel_reads_the_audit_once_models_are_trained(session):
-    list(H.train_models(session, ["naive", "causalrm-ips"], "mlp", "cpu", 2, 30, 0, False, True))
+    list(T.train_models(session, ["naive", "causalrm-ips"], "mlp", "cpu", 2, 30, 0, False, True))
     view = A.propose(session, 40, 0)
     assert "**Audited evaluation** on" in view.verdict and "naive" in view.verdict
     assert "**Verdict.**" in view.verdict and "causalrm-ips" in view.verdict

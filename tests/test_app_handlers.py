@@ -1,4 +1,4 @@
-"""The workbench's handlers (app/handlers.py), called as plain Python functions, one tab after another.
+"""The workbench's handlers (app/tabs/, app/restore.py), called as plain Python functions, one tab after another.
 
 One module-scoped session walks the bundled simulated sample through every tab (logistic propensity and few epochs
 keep it cheap); the other tests check errors, uploads, cancellation, session folders and the `causalrm app` CLI.
@@ -24,12 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from app import handlers as H  # noqa: E402
+from app import common  # noqa: E402
+from app import restore as R  # noqa: E402
+from app.tabs import compare as C  # noqa: E402
+from app.tabs import data as D  # noqa: E402
+from app.tabs import noise as N  # noqa: E402
+from app.tabs import propensity as P  # noqa: E402
+from app.tabs import train as T  # noqa: E402
 from app import session as S  # noqa: E402
 from causalrm.errors import InputError  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
-NO_MAP = [H.AUTO] * len(H.MAPPABLE)
+NO_MAP = [D.AUTO] * len(D.MAPPABLE)
 
 
 @pytest.fixture(autouse=True)
@@ -44,11 +50,11 @@ def trained(tmp_path_factory):
     Session-scoped so that it is built once per worker even when xdist interleaves other modules' tests."""
     mp = pytest.MonkeyPatch()
     mp.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path_factory.mktemp("app-sessions")))
-    view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 0)
+    view = D.load_sample(None, D.SAMPLE_SIMULATED, D.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 0)
     session = view.state
-    prop = H.fit_propensity(session, "logistic", 0.1, 0)
-    noise = H.estimate_noise(session, "anchor quantile (default)", 0.97, False, 0.2, 0.1, 0)
-    views = list(H.train_models(session, ["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0, False, True))
+    prop = P.fit_propensity(session, "logistic", 0.1, 0)
+    noise = N.estimate_noise(session, "anchor quantile (default)", 0.97, False, 0.2, 0.1, 0)
+    views = list(T.train_models(session, ["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0, False, True))
     yield {"session": session, "data": view, "prop": prop, "noise": noise, "train": views}
     session.close()
     mp.undo()
@@ -63,8 +69,8 @@ def test_load_sample_shows_summary_preview_and_embeddings(trained):
     n_obs = int(log["observed"].sum())
     assert f"{n_obs:,} with feedback" in view.summary
     assert "α = 0.5" in view.summary and "seed 0" in view.summary
-    assert isinstance(view.preview, pl.DataFrame) and 0 < view.preview.height <= H.PREVIEW_ROWS
-    assert view.preview["response"].str.len_chars().max() <= H.PREVIEW_CHARS
+    assert isinstance(view.preview, pl.DataFrame) and 0 < view.preview.height <= D.PREVIEW_ROWS
+    assert view.preview["response"].str.len_chars().max() <= D.PREVIEW_CHARS
     assert session.X.shape == (log.height, 384) and session.X.dtype == np.float32
     assert "ready" in view.embed_status
     assert "oracle" in view.methods["choices"]  # simulated log: clean labels exist
@@ -74,12 +80,12 @@ def test_load_sample_shows_summary_preview_and_embeddings(trained):
 def test_load_oasst1_offers_gold_and_no_oracle():
     """Real feedback with an audited subset: the noise tab shows the gold-label estimate beside the anchor one, and
     the gold row equals P(r = 0 | gold = 1), P(r = 1 | gold = 0) counted by hand on the observed train/val rows."""
-    view = H.load_sample(None, H.SAMPLE_OASST1)
+    view = D.load_sample(None, D.SAMPLE_OASST1)
     try:
         assert "oracle" not in view.methods["choices"]
         assert "gold labels" in view.flip_method["choices"]
         assert "gold labels on" in view.summary
-        noise = H.estimate_noise(view.state, "anchor quantile (default)", 0.97, False, 0.2, 0.1, 0)
+        noise = N.estimate_noise(view.state, "anchor quantile (default)", 0.97, False, 0.2, 0.1, 0)
         names = noise.estimates["estimate"].to_list()
         assert names[0].startswith("anchor") and any(n.startswith("gold labels (n = ") for n in names)
         gold_row = noise.estimates.filter(pl.col("estimate").str.starts_with("gold"))
@@ -99,7 +105,7 @@ def test_load_oasst1_offers_gold_and_no_oracle():
 def test_rates_shown_match_their_counts_and_stale_notes_follow_what_ran():
     """The overall observed share and the train/val share (the one the observation-rate slider sets) each equal the
     count beside them; "run this step again" appears only on tabs that had run on the previous log."""
-    view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 5)
+    view = D.load_sample(None, D.SAMPLE_SIMULATED, D.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 5)
     session = view.state
     try:
         log = session.log
@@ -109,10 +115,10 @@ def test_rates_shown_match_their_counts_and_stale_notes_follow_what_ran():
         n_obs = int(fit["observed"].sum())
         assert f"{n_obs:,} of {fit.height:,} have feedback ({n_obs / fit.height:.1%})" in view.summary
         assert abs(n_obs / fit.height - 0.2) < 0.05 < total / log.height - 0.2  # the slider sets the train/val rate
-        assert view.stale == "" and H.stale_notes(session) == ("", "")  # nothing ran yet: nothing to run again
-        H.fit_propensity(session, "logistic", 0.1, 0)
-        again = H.load_sample(session, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 6)
-        assert again.stale == H.STALE and H.stale_notes(session) == ("", "")  # only the propensity had run
+        assert view.stale == "" and D.stale_notes(session) == ("", "")  # nothing ran yet: nothing to run again
+        P.fit_propensity(session, "logistic", 0.1, 0)
+        again = D.load_sample(session, D.SAMPLE_SIMULATED, D.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 6)
+        assert again.stale == D.STALE and D.stale_notes(session) == ("", "")  # only the propensity had run
     finally:
         session.close()
 
@@ -121,11 +127,11 @@ def test_upload_with_mapping_threshold_and_gzip(tmp_path):
     rows = ["question,answer,stars"] + [f"q{i},answer number {i},{(i % 5) + 1 if i % 3 else ''}" for i in range(60)]
     path = tmp_path / "my log.csv.gz"
     path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
-    cols = H.inspect_upload(str(path))
-    assert "question" in cols[0] and len(cols) == 1 + len(H.MAPPABLE)
-    assert cols[1]["choices"] == [H.AUTO, "question", "answer", "stars"]
-    picks = dict.fromkeys(H.MAPPABLE, H.AUTO) | {"prompt": "question", "response": "answer", "feedback": "stars"}
-    view = H.load_upload(None, str(path), *[picks[c] for c in H.MAPPABLE], "", "4")
+    cols = D.inspect_upload(str(path))
+    assert "question" in cols[0] and len(cols) == 1 + len(D.MAPPABLE)
+    assert cols[1]["choices"] == [D.AUTO, "question", "answer", "stars"]
+    picks = dict.fromkeys(D.MAPPABLE, D.AUTO) | {"prompt": "question", "response": "answer", "feedback": "stars"}
+    view = D.load_upload(None, str(path), *[picks[c] for c in D.MAPPABLE], "", "4")
     try:
         log = view.state.log
         assert log.height == 60
@@ -136,7 +142,7 @@ def test_upload_with_mapping_threshold_and_gzip(tmp_path):
         np.testing.assert_array_equal(got[~np.isnan(got)], expected[~np.isnan(expected)])
         assert view.state.X is None and "not computed" in view.embed_status
         assert "tiny" in view.warnings.lower() or "observed" in view.warnings.lower()
-        cli = H.cli_command(view.state)
+        cli = C.cli_command(view.state)
         assert "causalrm validate" in cli and "--map" in cli and "prompt=question" in cli and "--threshold 4" in cli
     finally:
         view.state.close()
@@ -153,32 +159,32 @@ def test_bad_uploads_give_readable_errors(tmp_path, name, content, needle):
     path = tmp_path / name
     path.write_text(content)
     with pytest.raises(gr.Error) as info:
-        H.load_upload(None, str(path), *NO_MAP, "", "")
+        D.load_upload(None, str(path), *NO_MAP, "", "")
     message = info.value.message
     assert needle in message and name in message
     assert str(tmp_path) not in message and "Traceback" not in message
 
 
 def test_threshold_field():
-    assert H.parse_threshold("") is None and H.parse_threshold(None) is None and H.parse_threshold(" 4 ") == 4.0
+    assert D.parse_threshold("") is None and D.parse_threshold(None) is None and D.parse_threshold(" 4 ") == 4.0
     with pytest.raises(InputError, match="enter a number"):
-        H.parse_threshold("four")
+        D.parse_threshold("four")
 
 
 def test_upload_size_cap_and_missing_file(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     path.write_text("prompt,response,feedback\n" + "p,r,1\n" * 50_000)
-    monkeypatch.setattr(H.SETTINGS, "max_upload_mb", 0.1)
+    monkeypatch.setattr(common.SETTINGS, "max_upload_mb", 0.1)
     with pytest.raises(gr.Error, match="upload limit of 0.1 MB"):
-        H.load_upload(None, str(path), *NO_MAP, "", None)
+        D.load_upload(None, str(path), *NO_MAP, "", None)
     with pytest.raises(gr.Error, match="no file uploaded"):
-        H.load_upload(None, None, *NO_MAP, "", None)
+        D.load_upload(None, None, *NO_MAP, "", None)
 
 
 def test_every_tab_refuses_to_run_without_data():
-    for call in (lambda: H.fit_propensity(None, "mlp", 0.1, 0), lambda: H.estimate_noise(None),
-                 lambda: list(H.train_models(None, ["naive"])), lambda: H.compare_models(None),
-                 lambda: H.compute_embeddings(None)):
+    for call in (lambda: P.fit_propensity(None, "mlp", 0.1, 0), lambda: N.estimate_noise(None),
+                 lambda: list(T.train_models(None, ["naive"])), lambda: C.compare_models(None),
+                 lambda: D.compute_embeddings(None)):
         with pytest.raises(gr.Error, match="no log loaded yet"):
             call()
 
@@ -191,7 +197,7 @@ def test_unexpected_exception_becomes_short_logged_message(trained, monkeypatch,
 
     monkeypatch.setattr(causalrm.pipeline, "fit_nuisances", boom)
     with caplog.at_level(logging.ERROR, logger="causalrm.app"), pytest.raises(gr.Error) as info:
-        H.fit_propensity(trained["session"], "logistic", 0.1, 0)
+        P.fit_propensity(trained["session"], "logistic", 0.1, 0)
     message = info.value.message
     assert "RuntimeError" in message and "reference" in message and "secret" not in message
     assert any("internal detail" in (r.exc_text or "") or r.exc_info for r in caplog.records)
@@ -211,10 +217,10 @@ def test_propensity_plots_diagnostics_and_clip(trained):
     assert isinstance(view.calibration, go.Figure) and len(view.calibration.data) == 2
     assert f"{roc_auc_score(o, p):.3f}" in view.diagnostics  # AUC shown = AUC of the cross-fitted p-hat
     assert clip_report(p, 0.1, observed=o)["message"] in view.clip_text
-    state, text, fig = H.clip_preview(session, 0.3)
+    state, text, fig = P.clip_preview(session, 0.3)
     assert clip_report(p, 0.3, observed=o)["message"] in text
     assert fig.layout.shapes[0].x0 == pytest.approx(0.3)
-    H.clip_preview(session, 0.1)  # restore for the other tests
+    P.clip_preview(session, 0.1)  # restore for the other tests
     assert session.propensity_settings["clip"] == 0.1
 
 
@@ -228,12 +234,12 @@ def test_noise_estimates_plots_and_manual_override(trained):
     np.testing.assert_allclose(z, [[1 - session.rho[1], session.rho[1]], [session.rho[0], 1 - session.rho[0]]])
     assert len(view.sweep.data) == 2 and len(view.proxy.data) == 1
     try:
-        manual = H.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.15, 0.05, 0)
+        manual = N.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.15, 0.05, 0)
         assert session.rho == (0.15, 0.05) and session.rho_origin == "manual override"
         assert "ρ01 = 0.150, ρ10 = 0.050" in manual.summary
-        assert H._fit_config(session).rho01 == 0.15  # training would use the override
+        assert common.fit_config(session).rho01 == 0.15  # training would use the override
         with pytest.raises(gr.Error):
-            H.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.6, 0.5, 0)
+            N.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.6, 0.5, 0)
     finally:
         session.noise_settings["manual"] = None
         session.rho = (session.flip.rho01, session.flip.rho10)
@@ -268,21 +274,21 @@ def test_training_input_errors(trained):
         args = {"methods": ["naive"], "backbone": "mlp", "device": "cpu", "epochs": 2, "patience": 5, "seed": 0}
         args.update(kwargs)
         with pytest.raises(gr.Error, match=needle):
-            list(H.train_models(session, **args))
+            list(T.train_models(session, **args))
 
 
 def test_cancel_stops_training():
-    view = H.load_sample(None, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 1)
+    view = D.load_sample(None, D.SAMPLE_SIMULATED, D.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 1)
     session = view.state
     try:
-        gen = H.train_models(session, ["naive"], "mlp", "cpu", 500, 500, 0)
+        gen = T.train_models(session, ["naive"], "mlp", "cpu", 500, 500, 0)
         first = next(gen)
         assert "nuisances" in first.status.lower()
-        assert "Cancelling" in H.cancel_training(session)
+        assert "Cancelling" in T.cancel_training(session)
         views = list(gen)
         assert views[-1].status.startswith("Cancelled")
         assert all(r.history.epochs < 500 for r in session.results.values())
-        assert session.training.job.state == "cancelled" and "Nothing is training" in H.cancel_training(session)
+        assert session.training.job.state == "cancelled" and "Nothing is training" in T.cancel_training(session)
     finally:
         session.close()
 
@@ -294,7 +300,7 @@ def test_a_job_killed_for_memory_ends_with_a_message_and_the_session_carries_on(
     results = dict(session.results)
     monkeypatch.setattr(training.SETTINGS, "memory_gb", 0.05)  # below any worker: the monitor kills it
     monkeypatch.setattr(training, "_POOL", None)
-    gen = H.train_models(session, ["naive"], "mlp", "cpu", 2, 30, 0)
+    gen = T.train_models(session, ["naive"], "mlp", "cpu", 2, 30, 0)
     views = []
     with pytest.raises(gr.Error) as info:
         for view in gen:
@@ -303,7 +309,7 @@ def test_a_job_killed_for_memory_ends_with_a_message_and_the_session_carries_on(
     assert views[-1].status.startswith("Stopped: out of memory") and session.training.job.state == "failed"
     monkeypatch.setattr(training.SETTINGS, "memory_gb", 4.0)
     monkeypatch.setattr(training, "_POOL", None)
-    again = list(H.train_models(session, list(results), "mlp", "cpu", 2, 30, 0, False, True))
+    again = list(T.train_models(session, list(results), "mlp", "cpu", 2, 30, 0, False, True))
     assert "Open the **Compare** tab" in again[-1].status and list(session.results) == list(results)
 
 
@@ -314,7 +320,7 @@ def test_a_lora_job_that_cannot_fit_is_refused_with_what_would(trained, monkeypa
     before = session.training
     monkeypatch.setattr(training.SETTINGS, "memory_gb", 0.85)
     with pytest.raises(gr.Error) as info:
-        list(H.train_models(session, ["naive"], "lora", "cpu", 1, 1, 0, False, False, 512))
+        list(T.train_models(session, ["naive"], "lora", "cpu", 1, 1, 0, False, False, 512))
     message = info.value.message
     assert "limit per training job (--job-memory-gb) is 0.85 GB" in message and "would fit" in message
     assert "\n" not in message and session.training is before  # refused before anything started
@@ -323,23 +329,23 @@ def test_a_lora_job_that_cannot_fit_is_refused_with_what_would(trained, monkeypa
 def test_a_reload_restores_the_session_and_follows_its_running_job():
     from types import SimpleNamespace
 
-    fresh = list(H.restore_session("", None, SimpleNamespace(session_hash="page-0")))
+    fresh = list(R.restore_session("", None, SimpleNamespace(session_hash="page-0")))
     assert len(fresh) == 1 and fresh[0].state.log is None and fresh[0].token == fresh[0].state.token
     session = fresh[0].state
     try:
-        H.load_sample(session, H.SAMPLE_SIMULATED, H.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 2)
-        H.fit_propensity(session, "logistic", 0.1, 0)
-        next(H.train_models(session, ["naive"], "mlp", "cpu", 2, 30, 0))  # started; the page then reloads
+        D.load_sample(session, D.SAMPLE_SIMULATED, D.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 2)
+        P.fit_propensity(session, "logistic", 0.1, 0)
+        next(T.train_models(session, ["naive"], "mlp", "cpu", 2, 30, 0))  # started; the page then reloads
         S.detach_page("page-0")
-        views = list(H.restore_session(session.token, None, SimpleNamespace(session_hash="page-1")))
+        views = list(R.restore_session(session.token, None, SimpleNamespace(session_hash="page-1")))
         first, last = views[0], views[-1]
         assert first.state is session and session.pages == {"page-1"}
         assert "2,398 impressions" in first.summary and "seed 2" in first.summary
-        assert first.propensity_status == H.RESTORED and first.noise_status == ""  # the noise tab never ran
+        assert first.propensity_status == R.RESTORED and first.noise_status == ""  # the noise tab never ran
         assert first.methods["value"] == ["naive"]
         assert "Open the **Compare** tab" in last.train_status and last.results["method"].to_list() == ["naive"]
         assert last.summary["__type__"] == "update"  # the data tab is drawn once, not on every job update
-        again = list(H.restore_session(session.token, None, SimpleNamespace(session_hash="page-2")))
+        again = list(R.restore_session(session.token, None, SimpleNamespace(session_hash="page-2")))
         assert len(again) == 1 and again[0].train_status.startswith("Restored after a reload: trained naive")
     finally:
         session.close()
@@ -352,7 +358,7 @@ def test_compare_metrics_rankings_downloads_and_cli(trained):
     from causalrm.evaluation import evaluate_scores
 
     session = trained["session"]
-    view = H.compare_models(session, "naive", "causalrm-dr")
+    view = C.compare_models(session, "naive", "causalrm-dr")
     assert view.metrics["method"].to_list() == ["naive", "causalrm-dr"]
     za = session.results["naive"].score(session.log, session.X)
     zb = session.results["causalrm-dr"].score(session.log, session.X)
@@ -367,7 +373,7 @@ def test_compare_metrics_rankings_downloads_and_cli(trained):
     for m in ("naive", "causalrm-dr"):
         order = np.argsort(-table[f"reward {m}"].to_numpy(), kind="stable")
         assert table[f"rank {m}"].to_numpy()[order].tolist() == list(range(1, table.height + 1))
-    again = H.prompt_ranking(session, "naive", "causalrm-dr", view.prompt_choices["value"])
+    again = C.prompt_ranking(session, "naive", "causalrm-dr", view.prompt_choices["value"])
     assert again.equals(table)
     # downloads
     scored = pl.read_csv(view.download_csv)
@@ -379,7 +385,7 @@ def test_compare_metrics_rankings_downloads_and_cli(trained):
     assert "causalrm simulate --dataset ultrafeedback --alpha 0.5" in view.cli
     assert "causalrm fit sim.parquet --method causalrm-dr" in view.cli and "--epochs 2" in view.cli
     with pytest.raises(gr.Error, match="not been trained"):
-        H.compare_models(session, "naive", "ips")
+        C.compare_models(session, "naive", "ips")
 
 
 # ------------------------------------------------------------------------------------------------ sessions, CLI

@@ -1,4 +1,4 @@
-"""The Audit step: label a few hundred proposed rows by hand and watch the flip rates and the verdict settle.
+"""Tab 6, Audit: label a few hundred proposed rows by hand and watch the flip rates and the verdict settle.
 
 The rows come from ``causalrm.audit.propose`` (a stratified design with known inclusion probabilities); they are
 shown one at a time with 👍 / 👎 / skip (keys ``1`` or ``y``, ``0`` or ``n``, ``s``). Every label is merged into
@@ -20,7 +20,8 @@ import gradio as gr
 import numpy as np
 import polars as pl
 
-from app import handlers as H
+from app.common import (ORACLE, ci_text, flip_choices, fmt, guarded, has_gold, md_table, require, run_scored,
+                        upload_path)
 from app.session import Session
 from causalrm import audit, schema
 from causalrm.errors import InputError
@@ -88,11 +89,11 @@ class AuditView(NamedTuple):
 # ---------------------------------------------------------------------------------------------------------------------
 # handlers
 # ---------------------------------------------------------------------------------------------------------------------
-@H.guarded
+@guarded
 def propose(state: Session | None, n: float = 300, seed: float = 0, progress=gr.Progress()) -> AuditView:
     """Propose ``n`` rows to label (``causalrm.audit.propose``); labels already given are kept when every labelled
     row is in the new proposal (same seed, an equal or larger n)."""
-    session = H._require(state, embeddings=True)
+    session = require(state, embeddings=True)
     progress(0.2, desc="fitting the design's propensity and proxy")
     current: AuditState | None = session.audit
     base = current.base if current is not None else session.log
@@ -106,10 +107,10 @@ def propose(state: Session | None, n: float = 300, seed: float = 0, progress=gr.
     return _view(session)
 
 
-@H.guarded
+@guarded
 def label(state: Session | None, value: str) -> AuditView:
     """Record 👍 (``good`` = 1), 👎 (``bad`` = 0) or ``skip`` for the row shown, then show the next one."""
-    session = H._require(state)
+    session = require(state)
     current = _current(session)
     if current.cursor >= current.table.height:
         raise InputError("every proposed row is labelled or skipped: propose more rows, or download the labels")
@@ -128,27 +129,27 @@ def label(state: Session | None, value: str) -> AuditView:
     return _view(session)
 
 
-@H.guarded
+@guarded
 def upload(state: Session | None, file: Any) -> AuditView:
     """Continue an audit from a label file (``causalrm audit`` or a download from here) of this log."""
-    session = H._require(state)
+    session = require(state)
     if file is None:
         raise InputError("no label file: choose the CSV, JSONL or Parquet file of an audit of this log")
     from causalrm.io import read_labels
 
     current: AuditState | None = session.audit
     base = current.base if current is not None else session.log
-    table = read_labels(H._upload_path(file), known_ids=base[schema.RESPONSE_ID].to_list(), log_name="the loaded log")
+    table = read_labels(upload_path(file), known_ids=base[schema.RESPONSE_ID].to_list(), log_name="the loaded log")
     session.audit = AuditState(table=table, base=base)
     session.audit.advance()
     _merge(session)
     return _view(session, labels_gone=True)
 
 
-@H.guarded
+@guarded
 def clear(state: Session | None) -> AuditView:
     """Drop the audit and its labels (the log gets its own gold columns back)."""
-    session = H._require(state)
+    session = require(state)
     if session.audit is not None:
         session.log = session.audit.base
         session.audit = None
@@ -201,7 +202,7 @@ def _progress_md(session: Session) -> str:
     filled = round(20 * done / n) if n else 0
     text = (f"`{'█' * filled}{'░' * (20 - filled)}` **{good + bad} labelled** ({good} 👍, {bad} 👎), "
             f"{len(current.skipped)} skipped, {n - done} to go of {n}.")
-    if schema.GOLD_LABEL in current.base.columns and current.base[schema.GOLD_LABEL].is_not_null().any():
+    if has_gold(current.base):
         text += " While the audit has labels they replace the log's own gold labels."
     return text
 
@@ -222,19 +223,19 @@ def _flips_md(session: Session) -> str:
                                                                           **audit.design_columns(session.log, rows))
     except InputError as err:
         return f"Flip rates from the audit: not yet ({err})."
-    table = [("audit (weighted by 1 / inclusion probability)", H._fmt(est.rho01_), H._ci_text(est.ci_, "rho01"),
-              H._fmt(est.rho10_), H._ci_text(est.ci_, "rho10"))]
+    table = [("audit (weighted by 1 / inclusion probability)", fmt(est.rho01_), ci_text(est.ci_, "rho01"),
+              fmt(est.rho10_), ci_text(est.ci_, "rho10"))]
     if session.flip is not None and session.flip.rho01 is not None:
-        table.append(("anchors (Noise tab)", H._fmt(session.flip.rho01), H._ci_text(session.flip.rho_ci, "rho01"),
-                      H._fmt(session.flip.rho10), H._ci_text(session.flip.rho_ci, "rho10")))
+        table.append(("anchors (Noise tab)", fmt(session.flip.rho01), ci_text(session.flip.rho_ci, "rho01"),
+                      fmt(session.flip.rho10), ci_text(session.flip.rho_ci, "rho10")))
     realised = (session.source.get("realised") or {}) if session.source.get("kind") == "simulated" else {}
     if realised.get("rho01_hat") is not None:
-        table.append(("realised in this log (simulation)", H._fmt(realised["rho01_hat"]), "",
-                      H._fmt(realised["rho10_hat"]), ""))
+        table.append(("realised in this log (simulation)", fmt(realised["rho01_hat"]), "",
+                      fmt(realised["rho10_hat"]), ""))
     d = est.diagnostics_
     return (f"**Flip rates** from {d['n_gold']} audited rows with feedback ({d['n_gold_positive']} good, "
             f"{d['n_gold_negative']} bad). Choose *gold labels* on the Noise tab to train with them.\n\n"
-            + H._md_table(("estimate", "ρ01", "95% CI", "ρ10", "95% CI"), table))
+            + md_table(("estimate", "ρ01", "95% CI", "ρ10", "95% CI"), table))
 
 
 def _verdict_panel(session: Session) -> str:
@@ -243,22 +244,22 @@ def _verdict_panel(session: Session) -> str:
 
     if session.audit is None or not session.audit.labelled():
         return "The audited verdict appears here once models are trained and rows labelled."
-    trained = [m for m in session.results if m != H.ORACLE]
+    trained = [m for m in session.results if m != ORACLE]
     if "naive" not in trained or len(trained) < 2:
         return "Train naive and a debiased method (Train tab) to see the audited verdict here."
     debiased = next(m for m in reversed(trained) if m != "naive")
     res = session.results[debiased]
-    probs = {m: sigmoid(H._run_scored(session, m)["reward"].to_numpy()) for m in ("naive", debiased)}
+    probs = {m: sigmoid(run_scored(session, m)["reward"].to_numpy()) for m in ("naive", debiased)}
     evaluation = audit.audited_evaluation(session.log, probs, split=res.split, n_boot=200)
     if evaluation is None or evaluation["n"] < 2:
         return "Label a few more rows for the audited verdict."
     lines = []
     for name, r in evaluation["runs"].items():
         ci = r["r2_ci"]
-        lines.append((name, H._fmt(r["r2"]), f"[{H._fmt(ci[0])}, {H._fmt(ci[1])}]", H._fmt(r["mse"]),
-                      H._fmt(r["auroc"])))
+        lines.append((name, fmt(r["r2"]), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(r["mse"]),
+                      fmt(r["auroc"])))
     text = (f"**Audited evaluation** on {evaluation['n']} {evaluation['labels']}, for the whole log:\n\n"
-            + H._md_table(("model", "R²", "95% CI", "MSE", "AUROC"), lines))
+            + md_table(("model", "R²", "95% CI", "MSE", "AUROC"), lines))
     try:
         out = labelled_verdict(session.log, probs["naive"], probs[debiased], baseline="naive", debiased=debiased,
                                split=res.split, n_boot=200, label=schema.GOLD_LABEL)
@@ -287,9 +288,8 @@ def _view(session: Session, *, labels_gone: bool = False) -> AuditView:
     """The tab's outputs; ``labels_gone``: the log may have lost its gold labels, so the Noise tab's choice goes back
     to the default unless gold labels remain."""
     card, prompt, response = _card(session)
-    gold = schema.GOLD_LABEL in session.log.columns and session.log[schema.GOLD_LABEL].is_not_null().any()
-    choices = [k for k, v in H.FLIP_METHODS.items() if v != "gold" or gold]
-    flip_method = (gr.update(choices=choices, value=choices[0]) if labels_gone and not gold
+    choices = flip_choices(session.log)
+    flip_method = (gr.update(choices=choices, value=choices[0]) if labels_gone and not has_gold(session.log)
                    else gr.update(choices=choices))
     download = _download(session)
     return AuditView(session, card, prompt, response, _progress_md(session), _flips_md(session),

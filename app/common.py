@@ -1,0 +1,254 @@
+"""What every tab shares: the choices several tabs offer, server-wide settings, error handling and small views.
+
+Handlers that use the session take it (the ``gr.State`` value, possibly ``None``) first and, when they change it,
+return it first, then what their tab displays. They call :mod:`causalrm` only; nothing in the app estimates anything.
+Failures never escape as stack traces: :func:`guarded` turns :class:`causalrm.errors.InputError` into ``gr.Error``
+with the same one-line message, and any other exception into a short ``gr.Error`` with a reference that is logged
+server-side with the traceback.
+
+The handlers work without a server too (tests call them directly): ``gr.Progress`` and ``gr.Warning`` are no-ops
+outside an event.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import logging
+import math
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import polars as pl
+
+from app.session import Session
+from causalrm import schema
+from causalrm.errors import InputError
+
+logger = logging.getLogger("causalrm.app")
+
+# ---- choices shown on more than one tab ------------------------------------------------------------------------------
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+TRAIN_METHODS = ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
+ORACLE = "oracle"
+DEFAULT_METHODS = ("naive", "auto")  # what the app compares unless told otherwise
+FLIP_METHODS = {"anchor quantile (default)": "anchor-quantile", "anchor min/max": "anchor-minmax",
+                "gold labels": "gold"}
+DEVICES = ("auto", "cuda", "cpu")
+UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".gz")
+#: browser code run after a success: error toasts of earlier attempts are out of date
+CLEAR_ERRORS = "() => { document.querySelectorAll('button.toast-close.error').forEach((b) => b.click()); }"
+
+
+@dataclasses.dataclass
+class AppSettings:
+    """Server-wide limits, set once by :func:`app.ui.build_app` / ``launch``."""
+
+    max_upload_mb: float = float(os.environ.get("CAUSALRM_APP_MAX_UPLOAD_MB", 200))
+    max_epochs: int = int(os.environ.get("CAUSALRM_APP_MAX_EPOCHS", 600))
+
+
+SETTINGS = AppSettings()
+_WARM_LOCK = threading.Lock()
+_WARM = False
+
+
+def warm_up() -> None:
+    """Import the core and the lazy parts of ``transformers`` once, before serving.
+
+    Two first requests importing ``transformers`` at the same time can see a half-initialised lazy module
+    ("cannot import name 'AutoConfig'"); doing it once up front (and under a lock) avoids that race.
+    """
+    global _WARM
+    with _WARM_LOCK:
+        if _WARM:
+            return
+        import causalrm.datasets  # noqa: F401
+        import causalrm.evaluation  # noqa: F401
+        import causalrm.io  # noqa: F401
+        import causalrm.noise  # noqa: F401
+        import causalrm.pipeline  # noqa: F401
+        import causalrm.propensity  # noqa: F401
+        import causalrm.runs  # noqa: F401
+        import causalrm.simulate  # noqa: F401
+        import causalrm.validate  # noqa: F401
+        from causalrm.embeddings import Embedder
+
+        try:
+            from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: F401
+
+            Embedder(model=DEFAULT_EMBEDDER, progress=False, cache=False)  # resolves the bundled model's config
+        except Exception as err:  # noqa: BLE001 - the first real request reports it properly
+            logger.warning("warm-up could not prepare the default embedder: %s", err)
+        _WARM = True
+
+
+# ---- error handling --------------------------------------------------------------------------------------------------
+def _user_error(message: str) -> gr.Error:
+    return gr.Error(" ".join(str(message).split()), print_exception=False)
+
+
+def _unexpected(fn_name: str, err: BaseException) -> gr.Error:
+    ref = uuid.uuid4().hex[:8]
+    logger.error("unexpected error in %s [ref %s]", fn_name, ref, exc_info=(type(err), err, err.__traceback__))
+    action = fn_name.replace("_", " ")
+    return gr.Error(f"Unexpected error during '{action}' ({type(err).__name__}). The server log has the details under "
+                    f"reference {ref}. The app is still running: check the inputs and try again.",
+                    print_exception=False)
+
+
+def ui_message(message: str) -> str:
+    """An InputError message in the app's words: CLI flags become the matching form fields."""
+    if "--map" in message:
+        message = re.sub(r"--map\s+", "", message).rstrip(". ") + " (use the Column mapping fields on the Data tab)"
+    return re.sub(r"--threshold\b", "the feedback threshold", message)
+
+
+def _translate(fn_name: str, err: BaseException) -> BaseException:
+    if isinstance(err, gr.Error):
+        return err
+    if isinstance(err, InputError):
+        return _user_error(ui_message(str(err)))
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return _user_error("out of memory: use a smaller log, a smaller batch or backbone, or the CPU device")
+    return _unexpected(fn_name, err)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Wrap a handler (function or generator) so every failure becomes a readable ``gr.Error``."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - translated, logged
+                raise _translate(fn.__name__, err) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - translated, logged
+            raise _translate(fn.__name__, err) from None
+
+    return wrapper
+
+
+def notify(message: str) -> None:
+    """A toast in the browser (a log line elsewhere)."""
+    try:
+        gr.Warning(message)
+    except Exception:  # noqa: BLE001 - a toast must never break a handler
+        logger.warning(message)
+
+
+def require(session: Session | None, *, embeddings: bool = False) -> Session:
+    """The session, once it has a log (and ``embeddings``, when asked); else InputError saying what to do first."""
+    if not isinstance(session, Session) or session.log is None:
+        raise InputError("no log loaded yet: load a sample or upload a log on the Data tab first")
+    if embeddings and session.X is None:
+        raise InputError("no embeddings yet: press 'Compute embeddings' on the Data tab first")
+    return session
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table."""
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A number for display (``digits`` decimals; – for none or not finite)."""
+    if x is None:
+        return "–"
+    if isinstance(x, (float, np.floating)):
+        return "–" if not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
+    return str(x)
+
+
+def ci_text(ci: Any, key: str) -> str:
+    """``ci[key]`` as ``[lo, hi]`` (– when absent)."""
+    if not ci or key not in ci or ci[key] is None:
+        return "–"
+    lo, hi = ci[key]
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+def gate_md(gate: Any) -> str:
+    """A gate's verdict as one line (✅ passed, ⚠️ failed)."""
+    if gate is None:
+        return ""
+    return f"{'✅' if gate.passed else '⚠️'} **{gate.verdict[0].upper()}{gate.verdict[1:]}.**"
+
+
+def fit_config(session: Session, **overrides: Any):
+    """The FitConfig implied by the session's choices on the Propensity, Noise and Train tabs."""
+    from causalrm.pipeline import FitConfig
+
+    values: dict[str, Any] = {}
+    ps = session.propensity_settings
+    if ps:
+        values.update(propensity_model=ps["model"], clip=ps["clip"])
+    ns = session.noise_settings
+    if ns:
+        values.update(flip_method=ns["flip_method"], quantile=ns["quantile"])
+        if ns.get("manual"):
+            values.update(rho01=ns["manual"][0], rho10=ns["manual"][1])
+    if session.embed_model:
+        values["embedder"] = session.embed_model
+    values.update(overrides)
+    return FitConfig(**values)
+
+
+def run_scored(session: Session, method: str) -> pl.DataFrame:
+    """A trained method's scored log: its run folder's copy, or scored again when that is missing or stale."""
+    from causalrm.runs import SCORED
+
+    path = session.run_dirs.get(method)
+    if path is not None and (path / SCORED).is_file():
+        scored = pl.read_parquet(path / SCORED)
+        if scored.height == session.log.height:
+            return scored
+    from causalrm.runs import scored_table
+
+    res = session.results[method]
+    return scored_table(session.log, res.score(session.log, session.X), split=res.split)
+
+
+def upload_path(file: Any) -> Path:
+    """The uploaded file's path, once it exists, fits the upload limit and has a readable suffix."""
+    if file is None:
+        raise InputError("no file uploaded: drop a CSV, TSV, JSONL or Parquet log (optionally .gz) first")
+    path = Path(file if isinstance(file, (str, os.PathLike)) else getattr(file, "name", file))
+    if not path.is_file():
+        raise InputError(f"{path.name}: the uploaded file is gone; upload it again")
+    size_mb = path.stat().st_size / 2**20
+    if size_mb > SETTINGS.max_upload_mb:
+        raise InputError(f"{path.name}: {size_mb:.1f} MB is over this server's upload limit of "
+                         f"{SETTINGS.max_upload_mb:g} MB; upload a smaller log or a sample of it")
+    name = path.name.lower()
+    if not name.endswith(UPLOAD_SUFFIXES):
+        raise InputError(f"{path.name}: unsupported file type; upload .csv, .tsv, .jsonl, .json or .parquet "
+                         "(text formats may be .gz)")
+    return path
+
+
+def has_gold(log: pl.DataFrame) -> bool:
+    """Whether ``log`` has gold labels (its own, or an audit's)."""
+    return schema.GOLD_LABEL in log.columns and bool(log[schema.GOLD_LABEL].is_not_null().any())
+
+
+def flip_choices(log: pl.DataFrame) -> list[str]:
+    """The Noise tab's flip-rate estimates for ``log``: *gold labels* only when it has some."""
+    return [k for k, v in FLIP_METHODS.items() if v != "gold" or has_gold(log)]

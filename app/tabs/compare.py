@@ -1,0 +1,434 @@
+"""Tab 5, Compare: two trained models side by side: metrics against clean or gold labels with intervals and the
+verdict, the reward scatter, the ranking comparison (Kendall τ, the responses that moved most, one prompt's
+rankings), downloads (scored log, run folders) and the equivalent ``causalrm`` commands.
+
+Layout: :func:`build`; events: :func:`wire`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gradio as gr
+import numpy as np
+import polars as pl
+
+from app import plots
+from app.common import DEFAULT_EMBEDDER, ORACLE, fmt, guarded, require, run_scored
+from app.session import Session
+from causalrm import schema
+from causalrm.errors import InputError
+
+
+class CompareView(NamedTuple):
+    metrics: pl.DataFrame
+    metrics_note: str
+    metric_plot: Any
+    scatter: Any
+    rank_summary: str
+    movers: pl.DataFrame
+    prompt_choices: Any  # gr.update of the prompt dropdown
+    ranking: pl.DataFrame
+    cli: str
+    download_csv: str | None
+    download_parquet: str | None
+    download_zip: str | None
+
+
+def _run_evaluation(session: Session, method: str, rewards: np.ndarray) -> dict[str, Any] | None:
+    """Clean-label metrics of a run (written by ``save_run``; recomputed with ``evaluate_scores`` if absent)."""
+    from causalrm.evaluation import evaluate_scores
+    from causalrm.runs import METRICS
+
+    path = session.run_dirs.get(method)
+    if path is not None and (path / METRICS).is_file():
+        import json
+
+        test = json.loads((path / METRICS).read_text(encoding="utf-8")).get("test")
+        if test is not None and test.get("ci"):
+            return test
+    res = session.results[method]
+    return evaluate_scores(session.log, rewards, split=res.split, n_boot=200, seed=res.config.seed)
+
+
+def _metric_cell(value: Any, ci: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if ci and ci[0] is not None and ci[1] is not None and all(math.isfinite(float(c)) for c in ci):
+        return f"{value:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.4f}"
+
+
+def _group_column(df: pl.DataFrame) -> str | None:
+    if schema.PAIR_ID in df.columns and df[schema.PAIR_ID].is_not_null().all():
+        return schema.PAIR_ID
+    return schema.PROMPT if schema.PROMPT in df.columns else None
+
+
+def _short(text: Any, n: int = 160) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _check_pair(session: Session, a: str | None, b: str | None) -> tuple[str, str]:
+    trained = list(session.results)
+    if not trained:
+        raise InputError("no trained models yet: train at least one method on the Train tab")
+    a = a or ("naive" if "naive" in trained else trained[0])
+    b = b or trained[-1]
+    for m in (a, b):
+        if m not in trained:
+            raise InputError(f"method {m!r} has not been trained in this session; trained: {', '.join(trained)}")
+    return a, b
+
+
+@guarded
+def compare_models(state: Session | None, method_a: str | None = None, method_b: str | None = None,
+                   progress=gr.Progress()) -> CompareView:
+    """Metrics vs clean / gold labels with CIs, reward scatter, ranking comparison (Kendall τ, rank shifts),
+    downloads and the equivalent CLI commands."""
+    from causalrm.evaluation import compare_rankings
+    from causalrm.io import write_table_atomic
+
+    session = require(state)
+    a, b = _check_pair(session, method_a, method_b)
+    progress(0.1, desc="collecting scores")
+    scored = {m: run_scored(session, m) for m in session.results}
+    rewards = {m: df["reward"].to_numpy().astype(np.float64) for m, df in scored.items()}
+
+    # ---- metrics -------------------------------------------------------------------------------------------------
+    progress(0.3, desc="metrics")
+    rows, bars, evals = [], [], {}
+    for method in session.results:
+        ev = _run_evaluation(session, method, rewards[method])
+        evals[method] = ev
+        if ev is None:
+            continue
+        m, ci = ev["metrics"], ev.get("ci") or {}
+        row = {"method": method}
+        for key in ("mse", "mae", "r2", "auroc", "pearson"):
+            row[key] = _metric_cell(m.get(key), ci.get(key))
+        held = (ev.get("by_split") or {}).get("held_out")
+        if held:
+            row["r2 held-out"] = _metric_cell(held["metrics"].get("r2"), None)
+        rows.append(row)
+        r2_ci = ci.get("r2") or (None, None)
+        bars.append({"method": method, "value": m.get("r2"), "lo": r2_ci[0], "hi": r2_ci[1]})
+    if rows and "naive" in evals and ORACLE in evals and evals["naive"] and evals[ORACLE]:
+        r2_naive, r2_oracle = evals["naive"]["metrics"]["r2"], evals[ORACLE]["metrics"]["r2"]
+        gap = r2_oracle - r2_naive
+        for row in rows:
+            r2 = evals[row["method"]]["metrics"]["r2"]
+            row["naive→oracle R² gap closed"] = (f"{(r2 - r2_naive) / gap:.0%}" if abs(gap) > 1e-9 else "–")
+    if rows:
+        metrics_df = pl.DataFrame(rows)
+        ev0 = next(e for e in evals.values() if e is not None)
+        note = (f"Metrics of σ(z) against **{ev0['label']}** on {ev0['rows']} ({ev0['n']:,} rows), with 95% "
+                "bootstrap intervals. Lower MSE/MAE, higher R²/AUROC/Pearson are better.")
+        if ev0["label"] == schema.GOLD_LABEL:
+            note += (" Gold labels sit on rows the models were also trained on (with noisy feedback); "
+                     "'r2 held-out' uses only the validation rows.")
+        if ev0["label"] == schema.TRUE_LABEL and ORACLE not in evals:
+            note += " Train `oracle` too to see the ceiling of this representation."
+        note = _verdict_md(session, a, b, rewards) + "\n\n" + note
+        metric_fig = plots.metric_bars([r for r in bars if r["value"] is not None], metric="R²",
+                                       order=list(session.results))
+    else:
+        metrics_df = pl.DataFrame({"method": list(session.results)})
+        note = ("This log has no clean labels (no test split with `true_label`, no `gold_label`): only the ranking "
+                "comparison is available.")
+        metric_fig = plots.empty("no clean labels to evaluate against")
+
+    # ---- scatter -------------------------------------------------------------------------------------------------
+    from causalrm.evaluation import evaluation_rows, sigmoid
+
+    found = evaluation_rows(session.log)
+    if found is not None:
+        idx, label_col, _ = found
+        labels = session.log[label_col].cast(pl.Float64).to_numpy()[idx]
+    else:
+        idx, label_col, labels = np.arange(session.log.height), None, None
+    hover = [_short(r, 90) for r in session.log[schema.RESPONSE].gather(idx).to_list()]
+    scatter = plots.reward_scatter(sigmoid(rewards[a][idx]), sigmoid(rewards[b][idx]), x_name=a, y_name=b,
+                                   labels=labels, label_name=label_col or "label", hover=hover)
+
+    # ---- rankings ------------------------------------------------------------------------------------------------
+    progress(0.6, desc="ranking comparison")
+    if a == b:
+        raise InputError("pick two different methods to compare rankings")
+    cmp = compare_rankings(scored[a], scored[b], names=(a, b), top_k=10, n_shifts=15)
+    unlearned = [m for m in (a, b) if session.results[m].learned is not None and not session.results[m].learned.passed]
+    lines = [f"⚠️ **{' and '.join(unlearned)} did not learn**: the rank shifts below are noise, not findings."
+             ] if unlearned else []
+    lines += [f"**{a}** vs **{b}** on {cmp.n:,} responses: Kendall τ = **{cmp.kendall:+.3f}**, Spearman ρ = "
+             f"{cmp.spearman:+.3f}, top-{cmp.top_k} overlap {cmp.top_k_overlap:.0%}."]
+    if cmp.n_prompts:
+        lines.append(f"Within prompts ({cmp.n_prompts:,} with ≥ 2 responses): mean Kendall τ "
+                     f"{fmt(cmp.prompt_kendall_mean)}, same top response in "
+                     f"{fmt(100 * cmp.prompt_top1_agreement, 0)}% "
+                     "of prompts.")
+    if cmp.gold_column:
+        lines.append(f"Against `{cmp.gold_column}` ({cmp.n_gold:,} rows): Kendall τ "
+                     + ", ".join(f"{k} {fmt(v)}" for k, v in cmp.gold_kendall.items()) + ".")
+    movers = pl.DataFrame([{"rank " + a: s["rank_a"], "rank " + b: s["rank_b"], "shift": s["shift"],
+                            "response": _short(s.get(schema.RESPONSE), 300),
+                            "prompt": _short(s.get(schema.PROMPT), 160), "response_id": s["response_id"]}
+                           for s in cmp.shifts]
+                          ) if cmp.shifts else pl.DataFrame({"shift": []})
+    choices, default = _prompt_choices(session.log, cmp)
+    ranking = prompt_ranking_table(session, a, b, default, rewards=rewards) if default is not None else pl.DataFrame()
+
+    # ---- downloads -----------------------------------------------------------------------------------------------
+    progress(0.85, desc="preparing downloads")
+    out = session.folder("downloads")
+    table = scored_log(session, rewards)
+    csv_path, pq_path = out / "scored_log.csv", out / "scored_log.parquet"
+    write_table_atomic(table, csv_path)
+    write_table_atomic(table, pq_path)
+    zip_path = _zip_runs(session, out / "runs.zip")
+    return CompareView(metrics_df, note, metric_fig, scatter, "\n\n".join(lines), movers,
+                       gr.update(choices=choices, value=default), ranking, cli_command(session),
+                       str(csv_path), str(pq_path), str(zip_path) if zip_path else None)
+
+
+def _verdict_md(session: Session, a: str, b: str, rewards: dict[str, np.ndarray]) -> str:
+    """The Compare tab's verdict (``causalrm.evaluation.labelled_verdict``): is the debiased model of the pair
+    better, level or worse than the other on the clean / gold labels, why (failed gates, the learning check), and
+    what the corrections can change."""
+    from causalrm.evaluation import READING_GUIDE, labelled_verdict, sigmoid
+
+    base, deb = (a, b) if a == "naive" or b != "naive" else (b, a)
+    res = session.results[deb]
+    reasons = [f"{g.verdict} ({'Propensity' if g.name == 'propensity' else 'Noise'} tab)"
+               for g in res.nuisances.gates.values() if not g.passed]
+    reasons += [f"{m} {session.results[m].learned.verdict} (Train tab)" for m in (base, deb)
+                if session.results[m].learned is not None and not session.results[m].learned.passed]
+    name = f"{deb} (auto kept {res.config.method})" if res.choice else deb
+    out = labelled_verdict(session.log, sigmoid(rewards[base]), sigmoid(rewards[deb]), baseline=base,
+                           debiased=name, split=res.split, reasons=reasons, n_boot=500)
+    if out is None:
+        return "No clean labels: no verdict is possible here; audited gold labels would give one."
+    return f"**Verdict.** {out['verdict']}\n\n*Reading guide:* {READING_GUIDE}"
+
+
+def _prompt_choices(log: pl.DataFrame, cmp: Any) -> tuple[list[tuple[str, str]], str | None]:
+    """Dropdown choices (label, group key) of prompts with >= 2 responses, most disputed first."""
+    col = _group_column(log)
+    if col is None or not cmp.prompt_kendall:
+        return [], None
+    ranked = sorted(cmp.prompt_kendall, key=lambda p: (p["kendall"] if math.isfinite(p["kendall"]) else 2.0,
+                                                       -p["n"]))[:200]
+    keys = [p["group"] for p in ranked]
+    sub = log.filter(pl.col(col).cast(pl.String).is_in(keys)).group_by(pl.col(col).cast(pl.String).alias("_k")).agg(
+        pl.col(schema.PROMPT).first())
+    prompt_of = dict(zip(sub["_k"].to_list(), sub[schema.PROMPT].to_list()))
+    choices = []
+    for p in ranked:
+        text = _short(prompt_of.get(p["group"]), 70) or "(no prompt text)"
+        tau = f"τ {p['kendall']:+.2f}" if math.isfinite(p["kendall"]) else "τ n/a"
+        choices.append((f"{text} · {p['n']} responses · {tau}", p["group"]))
+    return choices, (choices[0][1] if choices else None)
+
+
+def _ranks(z: np.ndarray) -> np.ndarray:
+    """Rank 1 for the highest reward (ties in row order)."""
+    ranks = np.empty(z.size, dtype=np.int64)
+    ranks[np.argsort(-z, kind="stable")] = np.arange(1, z.size + 1)
+    return ranks
+
+
+def prompt_ranking_table(session: Session, a: str, b: str, key: str | None,
+                         rewards: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
+    """The responses of one prompt side by side: each method's reward and rank within the prompt, and the shift."""
+    log = session.log
+    col = _group_column(log)
+    if col is None or key is None:
+        return pl.DataFrame()
+    idx = np.flatnonzero((log[col].cast(pl.String) == str(key)).fill_null(False).to_numpy())
+    if idx.size == 0:
+        raise InputError(f"prompt {key!r} is not in this log")
+    if rewards is None:
+        rewards = {m: run_scored(session, m)["reward"].to_numpy().astype(np.float64) for m in (a, b)}
+    za, zb = rewards[a][idx], rewards[b][idx]
+    rank_a, rank_b = _ranks(za), _ranks(zb)
+    sub = log[idx.tolist()]
+    data = {f"rank {a}": rank_a, f"rank {b}": rank_b, "shift": rank_b - rank_a, f"reward {a}": np.round(za, 4),
+            f"reward {b}": np.round(zb, 4)}
+    for c in (schema.TRUE_LABEL, schema.GOLD_LABEL, schema.FEEDBACK):
+        if c in sub.columns:
+            data[c] = sub[c].to_list()
+    data["response"] = [_short(r, 400) for r in sub[schema.RESPONSE].to_list()]
+    return pl.DataFrame(data).sort(f"rank {b}")
+
+
+@guarded
+def prompt_ranking(state: Session | None, method_a: str | None, method_b: str | None, key: str | None
+                   ) -> pl.DataFrame:
+    """Side-by-side ranking of the responses of one prompt (the Compare tab's prompt picker)."""
+    session = require(state)
+    a, b = _check_pair(session, method_a, method_b)
+    return prompt_ranking_table(session, a, b, key)
+
+
+def _zip_runs(session: Session, path: Path) -> Path | None:
+    if not session.run_dirs:
+        return None
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for method, folder in session.run_dirs.items():
+            for file in sorted(Path(folder).rglob("*")):
+                if file.is_file():
+                    zf.write(file, Path("runs") / method / file.relative_to(folder))
+        zf.writestr("README.txt", "CausalRM Workbench runs (one folder per method). Reproduce with:\n\n"
+                    + cli_command(session) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def scored_log(session: Session, rewards: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The log with ``reward_<method>`` (logit z) and ``preference_<method>`` (σ(z)) per trained method."""
+    from causalrm.evaluation import sigmoid
+
+    cols = []
+    for method, z in rewards.items():
+        name = method.replace("-", "_")
+        cols.append(pl.Series(f"reward_{name}", z, dtype=pl.Float64))
+        cols.append(pl.Series(f"preference_{name}", sigmoid(z), dtype=pl.Float64))
+    return session.log.with_columns(cols)
+
+
+def _read_options(src: dict[str, Any]) -> list[str]:
+    """The ``--map`` and ``--threshold`` options an uploaded log was read with."""
+    opts = []
+    if src.get("mapping"):
+        opts.append("--map " + ",".join(f"{canon}={col}" for col, canon in src["mapping"].items()))
+    if src.get("threshold") is not None:
+        opts.append(f"--threshold {src['threshold']:g}")
+    return opts
+
+
+def cli_command(session: Session) -> str:
+    """The ``causalrm`` commands that reproduce this session's log, models and comparison."""
+    src = session.source
+    lines = []
+    if src.get("kind") == "simulated":
+        log_file = "sim.parquet"
+        lines.append(f"causalrm simulate --dataset {src['dataset']} --alpha {src['alpha']:g} --rho01 {src['rho01']:g} "
+                     f"--rho10 {src['rho10']:g} --observation-rate {src['observation_rate']:g} --rating "
+                     f"{src['rating']} --seed {src['seed']} --out {log_file}")
+    elif src.get("kind") == "oasst1":
+        log_file = "data/oasst1.parquet"
+    else:
+        log_file = shlex.quote(src.get("file", "LOG"))
+        lines.append(" ".join(["causalrm validate", log_file, *_read_options(src)]))
+    ts = session.train_settings
+    cfg = ts.get("config", {})
+    opts = []
+    if ts.get("backbone", "mlp") != "mlp":
+        opts.append(f"--backbone {ts['backbone']}")
+    if ts.get("epochs"):
+        opts.append(f"--epochs {ts['epochs']}")
+    if ts.get("patience") is not None:
+        opts.append(f"--patience {ts['patience']}")
+    if cfg.get("clip") is not None and cfg["clip"] != 0.1:
+        opts.append(f"--clip {cfg['clip']:g}")
+    if cfg.get("propensity_model", "auto") != "auto":
+        opts.append(f"--propensity-model {cfg['propensity_model']}")
+    if cfg.get("force_noise_correction"):
+        opts.append("--force-noise-correction")
+    if cfg.get("rho01") is not None:
+        opts.append(f"--rho01 {cfg['rho01']:g} --rho10 {cfg['rho10']:g}")
+    else:
+        if cfg.get("flip_method", "anchor-quantile") != "anchor-quantile":
+            opts.append(f"--flip-method {cfg['flip_method']}")
+        if cfg.get("quantile", 0.97) != 0.97:
+            opts.append(f"--quantile {cfg['quantile']:g}")
+    if ts.get("device", "auto") != "auto":
+        opts.append(f"--device {ts['device']}")
+    if ts.get("seed"):
+        opts.append(f"--seed {ts['seed']}")
+    if ts.get("select_head"):
+        opts.append("--select-head")
+    if session.embed_model and session.embed_model.rsplit("/", 1)[-1] != DEFAULT_EMBEDDER:
+        opts.append(f"--model {shlex.quote(session.embed_model)}")
+    if src.get("kind") == "upload":
+        opts += _read_options(src)
+    suffix = (" " + " ".join(opts)) if opts else ""
+    for method in ts.get("methods", []):
+        lines.append(f"causalrm fit {log_file} --method {method} --out runs/{method}{suffix}")
+    methods = ts.get("methods", [])
+    if len(methods) >= 2:
+        lines.append("causalrm compare " + " ".join(f"runs/{m}" for m in methods))
+    return "\n".join(lines) if lines else "# load data and train first"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# layout and events
+# ---------------------------------------------------------------------------------------------------------------------
+class CompareUI(NamedTuple):
+    method_a: Any
+    method_b: Any
+    compare: Any
+    metrics_note: Any
+    metrics: Any
+    metric_plot: Any
+    scatter: Any
+    rank_summary: Any
+    movers: Any
+    prompt_pick: Any
+    ranking: Any
+    download_csv: Any
+    download_parquet: Any
+    download_zip: Any
+    cli: Any
+
+
+def build() -> CompareUI:
+    """The Compare tab (call inside the app's ``gr.Tabs``)."""
+    with gr.Tab("5 · Compare", id="compare", elem_id="tab-compare"):
+        with gr.Row():
+            method_a = gr.Dropdown([], label="baseline", allow_custom_value=True, elem_id="method-a")
+            method_b = gr.Dropdown([], label="debiased", allow_custom_value=True, elem_id="method-b")
+            compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
+        metrics_note = gr.Markdown(elem_classes="crm-note", elem_id="metrics-note")
+        metrics_table = gr.Dataframe(label="metrics vs clean labels", interactive=False, wrap=False,
+                                     elem_id="metrics-table")
+        with gr.Row():
+            metric_plot = gr.Plot(plots.empty("Metrics appear here"), label="R² by method",
+                                  elem_id="metric-bars")
+            scatter = gr.Plot(plots.empty("Reward scatter appears here"), label="reward scatter",
+                              elem_id="reward-scatter")
+        rank_summary = gr.Markdown(elem_id="rank-summary")
+        movers = gr.Dataframe(label="responses whose rank moved most (rank 1 = highest reward)",
+                              interactive=False, wrap=False, max_height=380, elem_id="movers")
+        prompt_pick = gr.Dropdown([], label="prompt (most disputed first)", allow_custom_value=True,
+                                  elem_id="prompt-pick")
+        ranking = gr.Dataframe(label="rankings side by side", interactive=False, wrap=False,
+                               elem_id="prompt-ranking")
+        with gr.Row():
+            dl_csv = gr.DownloadButton("Scored log (CSV)", visible=True, interactive=False,
+                                       elem_id="dl-csv")
+            dl_parquet = gr.DownloadButton("Scored log (Parquet)", interactive=False, elem_id="dl-parquet")
+            dl_zip = gr.DownloadButton("Run folders (zip)", interactive=False, elem_id="dl-zip")
+        cli = gr.Code("# train a model first", language="shell", label="equivalent causalrm commands",
+                      interactive=False, elem_id="cli")
+    return CompareUI(method_a, method_b, compare_btn, metrics_note, metrics_table, metric_plot, scatter, rank_summary,
+                     movers, prompt_pick, ranking, dl_csv, dl_parquet, dl_zip, cli)
+
+
+def wire(state: Any, ui: CompareUI) -> None:
+    """The Compare tab's events."""
+    downloads = [ui.download_csv, ui.download_parquet, ui.download_zip]
+    ui.compare.click(
+        compare_models, [state, ui.method_a, ui.method_b],
+        [ui.metrics, ui.metrics_note, ui.metric_plot, ui.scatter, ui.rank_summary, ui.movers, ui.prompt_pick,
+         ui.ranking, ui.cli, *downloads], api_name="compare", concurrency_id="nuisance",
+    ).success(lambda: [gr.update(interactive=True)] * 3, None, downloads, queue=False, api_visibility="private")
+    ui.prompt_pick.input(prompt_ranking, [state, ui.method_a, ui.method_b, ui.prompt_pick], ui.ranking,
+                         api_name="prompt_ranking", concurrency_id="light", show_progress="hidden")
