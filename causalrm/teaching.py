@@ -18,7 +18,7 @@ from causalrm.bench import gap_closed
 from causalrm.errors import InputError
 from causalrm.evaluation import evaluate_scores, evaluation_rows, sigmoid
 from causalrm.noise import FlipRateEstimator
-from causalrm.pipeline import FitConfig, Nuisances, fit_log, fit_nuisances
+from causalrm.pipeline import FitConfig, Nuisances
 
 
 class NotebookSettings(NamedTuple):
@@ -48,10 +48,12 @@ def equal_count_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
 def fit_scores(log: pl.DataFrame, X: np.ndarray, methods: Sequence[str], config: FitConfig, *,
                nuisances: Nuisances | None = None) -> dict[str, np.ndarray]:
     """Fit each of ``methods`` on ``log`` with ``config``, sharing one set of nuisances (``nuisances``, or fitted
-    once here, as the bench does); return ``{method: reward logits of every row}``."""
-    if nuisances is None:
-        nuisances = fit_nuisances(log, X, config, methods=list(methods))
-    return {m: fit_log(log, X, config.replace(method=m), nuisances=nuisances).score(log, X) for m in methods}
+    once here: ``causalrm.orchestrate.fit_methods``, as the bench and the app do); return ``{method: reward logits
+    of every row}``."""
+    from causalrm.orchestrate import fit_methods
+
+    results = fit_methods(log, X, config, list(methods), nuisances=nuisances)
+    return {m: results[m].score(log, X) for m in methods}
 
 
 def metric_rows(log: pl.DataFrame, scores: dict[str, np.ndarray], *, n_boot: int, **extra: Any
