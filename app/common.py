@@ -31,13 +31,16 @@ import polars as pl
 
 from app.session import Session
 from causalrm import schema
+from causalrm.methods import app_methods
 from causalrm.errors import InputError
 
 logger = logging.getLogger("causalrm.app")
 
 # ---- choices shown on more than one tab ------------------------------------------------------------------------------
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-TRAIN_METHODS = ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
+DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
+#: the Train tab's methods: the method registry's ``app`` specs (``causalrm.methods.app_methods``; those reading
+#: clean labels, the oracle, only on logs that have them)
+TRAIN_METHODS = app_methods()
 ORACLE = "oracle"
 DEFAULT_METHODS = ("naive", "auto")  # what the app compares unless told otherwise
 FLIP_METHODS = {"anchor quantile (default)": "anchor-quantile", "anchor min/max": "anchor-minmax",

@@ -1,5 +1,6 @@
-"""What a training job runs in its worker process (:mod:`app.jobs`): the nuisances once, then every method with
-``causalrm.pipeline.fit_log``, each saved as a run folder (``causalrm.runs.save_run``) in the session's folder.
+"""What a training job runs in its worker process (:mod:`app.jobs`): the core orchestration
+(``causalrm.orchestrate.fit_methods``): the nuisances once, then every method, each saved as a run folder
+(``causalrm.runs.save_run``) in the session's folder.
 
 Messages to the server (``emit(kind, name, payload)``): ``("stage", text)``, ``("start", method)``,
 ``("epoch", method, (epoch, max_epochs, train_loss, val_estimate))`` and ``("done", method, {"result", "run_dir"})``
@@ -14,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from causalrm.pipeline import FitConfig, FitResult, fit_log, fit_nuisances
-from causalrm.runs import save_run
+from causalrm.orchestrate import fit_methods
+from causalrm.pipeline import FitConfig, FitResult, Nuisances
 
 
 def portable(result: FitResult) -> FitResult:
@@ -29,20 +31,21 @@ def portable(result: FitResult) -> FitResult:
 
 
 def train(emit: Callable[..., None], should_stop: Callable[[], bool], *, log: pl.DataFrame, X: np.ndarray | None,
-          config: FitConfig, methods: Sequence[str], runs_root: str, source: str | None) -> None:
-    """Fit the nuisances once, then each of ``methods`` (stopping early when ``should_stop()``)."""
-    needed = list(dict.fromkeys(n for m in methods for n in config.replace(method=m).methods_needed()))  # auto
-    nuisances = fit_nuisances(log, X, config, methods=needed, on_stage=lambda name: emit("stage", name))
-    for method in methods:
-        if should_stop():
-            return
-        emit("start", method)
+          config: FitConfig, methods: Sequence[str], runs_root: str, source: str | None,
+          nuisances: Nuisances | None = None) -> None:
+    """The core orchestration (``causalrm.orchestrate.fit_methods``): the nuisances once (``nuisances``: the ones
+    the user inspected on the Propensity / Noise tabs, completed with what the methods need), then each of
+    ``methods`` (stopping early when ``should_stop()``), each saved under ``runs_root``."""
 
-        def on_epoch(epoch: int, max_epochs: int, train_loss: float, val_estimate: float, _m: str = method) -> None:
-            emit("epoch", _m, (epoch, max_epochs, train_loss, val_estimate))
+    def on_event(kind: str, method: str | None, payload: Any) -> None:
+        if kind == "stage":
+            emit("stage", payload)
+        elif kind == "start":
+            emit("start", method)
+        elif kind == "epoch":
+            emit("epoch", method, payload)
+        elif kind == "done":
+            emit("done", method, {"result": portable(payload["result"]), "run_dir": str(payload["run_dir"])})
 
-        result = fit_log(log, X, config.replace(method=method), nuisances=nuisances, progress=on_epoch,
-                         should_stop=should_stop)
-        emit("stage", f"saving the {method} run")
-        run_dir = save_run(result, log, X, Path(runs_root) / method, source=source)
-        emit("done", method, {"result": portable(result), "run_dir": str(run_dir)})
+    fit_methods(log, X, config, list(methods), nuisances=nuisances, on_event=on_event, should_stop=should_stop,
+                save_to=Path(runs_root), source=source)

@@ -57,6 +57,7 @@ import numpy as np
 
 from causalrm import schema
 from causalrm.errors import InputError
+from causalrm.schema import DEFAULT_EMBEDDER
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-_DEFAULT_ALIASES = frozenset({"all-MiniLM-L6-v2", DEFAULT_MODEL})
+_DEFAULT_ALIASES = frozenset({DEFAULT_EMBEDDER, DEFAULT_MODEL})
 CACHE_ENV = "CAUSALRM_CACHE"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "embeddings"
 CACHE_FORMAT = "causalrm-embeddings-cache/1"
@@ -529,7 +530,7 @@ class Embedder:
     of the latest :meth:`embed` call.
     """
 
-    def __init__(self, *, model: str = "all-MiniLM-L6-v2", device: str = "auto", dtype: str = "auto",
+    def __init__(self, *, model: str = DEFAULT_EMBEDDER, device: str = "auto", dtype: str = "auto",
                  batch_size: int = 64, max_length: int | None = None, cache_dir: str | os.PathLike | None = None,
                  progress: bool = True, progress_callback: Callable[[int, int], None] | None = None,
                  cache: bool = True, shipped_dirs: Sequence[str | os.PathLike] | None = None,

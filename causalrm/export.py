@@ -42,6 +42,7 @@ import torch
 from causalrm.errors import InputError
 from causalrm import methods as registry
 from causalrm.io import atomic_dir
+from causalrm.schema import DEFAULT_EMBEDDER
 
 EXPORT_FORMAT = "causalrm-reward-model"
 EXPORT_VERSION = 1
@@ -286,7 +287,7 @@ def load_reward_model(path: str | os.PathLike, *, device: str | torch.device | N
             from causalrm.backbones import load_backbone
 
             backbone = load_backbone(p)
-            embedder = _make_embedder(manifest.get("embedder") or "all-MiniLM-L6-v2", device)
+            embedder = _make_embedder(manifest.get("embedder") or DEFAULT_EMBEDDER, device)
             return EmbeddingRewardModel(backbone, embedder, device=device, path=source, manifest=manifest,
                                         batch_size=batch_size)
         if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():

@@ -51,7 +51,7 @@ FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
 PROXY_WEIGHTINGS = ("propensity", "none")
-DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
 #: the method that fits several estimators on shared nuisances and keeps one on the evidence (causalrm.selection)
 AUTO = registry.AUTO
 
@@ -218,12 +218,13 @@ class FitConfig(TrainOptions):
     def replace(self, **changes: Any) -> FitConfig:
         return dataclasses.replace(self, **changes)
 
-    def to_cli(self) -> list[str]:
+    def to_cli(self, *, skip: tuple[str, ...] = ()) -> list[str]:
         """The ``causalrm fit`` options that reproduce this configuration (``causalrm.options.to_cli``: the fields
-        that differ from their defaults; the LoRA backbone's options as its ``--model`` / ``--lora-*`` flags)."""
+        that differ from their defaults, but ``skip``; the LoRA backbone's options as its ``--model`` / ``--lora-*``
+        flags)."""
         from causalrm.options import to_cli
 
-        out = to_cli(self, skip=("backbone_options", "embedder") if self.backbone == "lora" else ())
+        out = to_cli(self, skip=tuple(skip) + (("backbone_options", "embedder") if self.backbone == "lora" else ()))
         if self.backbone == "lora":
             from causalrm.backbones.lora import lora_cli
 
@@ -486,7 +487,8 @@ def _fit_nuisances(
         diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
         diag["seconds"]["propensity"] = time.perf_counter() - t0
 
-    proxy_weights = nuis.propensity_clipped if config.proxy_weighting == "propensity" else None  # FitConfig.proxy_weighting
+    # FitConfig.proxy_weighting
+    proxy_weights = nuis.propensity_clipped if config.proxy_weighting == "propensity" else None
     if "flip_rates" in needs or "pseudo_label" in needs:
         _stage(on_stage, "flip rates")
         t0 = time.perf_counter()
@@ -663,9 +665,15 @@ def loss_inputs(
 
     q = pick(nuis.pseudo_label_noisy, "pseudo_label_noisy") if "pseudo_label_noisy" in needs else \
         pick(nuis.pseudo_label, "pseudo_label")
+    propensity = pick(nuis.propensity_clipped, "propensity")
+    if any(registry.get(m).clean_labels and registry.get(m).weighted for m in methods):  # oracle-observed
+        propensity = _column(log, schema.TRUE_PROPENSITY, rows)
+        if propensity is None or np.isnan(propensity).any():
+            raise InputError(f"method {'/'.join(methods)!r} needs 'true_propensity' on every train/val row "
+                             "(simulated logs only)")
     return LossInputs(
         feedback=fb.astype(np.float32), observed=obs.astype(np.float32),
-        propensity=pick(nuis.propensity_clipped, "propensity"), pseudo_label=q, true_label=true_label,
+        propensity=propensity, pseudo_label=q, true_label=true_label,
     )
 
 

@@ -66,3 +66,6 @@ COLUMNS = tuple(DTYPES)
 
 # Split names. ``train`` / ``val`` are observational; ``test`` is clean and fully observed (simulation).
 TRAIN, VAL, TEST = "train", "val", "test"
+
+#: the embedding model every entry point uses unless told otherwise (the bundled all-MiniLM-L6-v2)
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"

@@ -157,3 +157,15 @@ def test_a_registered_method_trains_through_the_estimator_and_the_cli(toy, tmp_p
                  str(tmp_path / "run"), "--quiet", "--method", TOY, *FitConfig(**fast).to_cli()])
     assert code == 0
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == TOY
+
+
+def test_a_registered_method_is_among_the_app_s_choices(toy):
+    import polars as pl
+
+    pytest.importorskip("gradio")
+    from app.tabs.data import _methods_update
+
+    simulated = pl.DataFrame({"prompt": ["p"], "response": ["r"], "true_label": [1]})
+    choices = _methods_update(simulated)["choices"]
+    assert TOY in choices and choices[0] == "auto" and choices[-1] == "oracle"
+    assert "oracle" not in _methods_update(simulated.drop("true_label"))["choices"]

@@ -121,11 +121,12 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         r2_ci = ci.get("r2") or (None, None)
         bars.append({"method": method, "value": m.get("r2"), "lo": r2_ci[0], "hi": r2_ci[1]})
     if rows and "naive" in evals and ORACLE in evals and evals["naive"] and evals[ORACLE]:
+        from causalrm.evaluation import gap_closed  # the bench's convention: NaN unless oracle beats naive
+
         r2_naive, r2_oracle = evals["naive"]["metrics"]["r2"], evals[ORACLE]["metrics"]["r2"]
-        gap = r2_oracle - r2_naive
         for row in rows:
-            r2 = evals[row["method"]]["metrics"]["r2"]
-            row["naive→oracle R² gap closed"] = (f"{(r2 - r2_naive) / gap:.0%}" if abs(gap) > 1e-9 else "–")
+            share = gap_closed(evals[row["method"]]["metrics"]["r2"], r2_naive, r2_oracle)
+            row["naive→oracle R² gap closed"] = f"{share:.0%}" if math.isfinite(share) else "–"
     if rows:
         metrics_df = pl.DataFrame(rows)
         ev0 = next(e for e in evals.values() if e is not None)
@@ -328,38 +329,18 @@ def cli_command(session: Session) -> str:
         log_file = shlex.quote(src.get("file", "LOG"))
         lines.append(" ".join(["causalrm validate", log_file, *_read_options(src)]))
     ts = session.train_settings
-    cfg = ts.get("config", {})
-    opts = []
-    if ts.get("backbone", "mlp") != "mlp":
-        opts.append(f"--backbone {ts['backbone']}")
-    if ts.get("epochs"):
-        opts.append(f"--epochs {ts['epochs']}")
-    if ts.get("patience") is not None:
-        opts.append(f"--patience {ts['patience']}")
-    if cfg.get("clip") is not None and cfg["clip"] != 0.1:
-        opts.append(f"--clip {cfg['clip']:g}")
-    if cfg.get("propensity_model", "auto") != "auto":
-        opts.append(f"--propensity-model {cfg['propensity_model']}")
-    if cfg.get("force_noise_correction"):
-        opts.append("--force-noise-correction")
-    if cfg.get("rho01") is not None:
-        opts.append(f"--rho01 {cfg['rho01']:g} --rho10 {cfg['rho10']:g}")
-    else:
-        if cfg.get("flip_method", "anchor-quantile") != "anchor-quantile":
-            opts.append(f"--flip-method {cfg['flip_method']}")
-        if cfg.get("quantile", 0.97) != 0.97:
-            opts.append(f"--quantile {cfg['quantile']:g}")
-    if ts.get("device", "auto") != "auto":
-        opts.append(f"--device {ts['device']}")
-    if ts.get("seed"):
-        opts.append(f"--seed {ts['seed']}")
-    if ts.get("select_head"):
-        opts.append("--select-head")
-    if session.embed_model and session.embed_model.rsplit("/", 1)[-1] != DEFAULT_EMBEDDER:
-        opts.append(f"--model {shlex.quote(session.embed_model)}")
+    opts: list[str] = []
+    if ts.get("config"):  # the trained configuration's own options (FitConfig.to_cli: what differs from defaults)
+        from causalrm.options import join
+        from causalrm.pipeline import FitConfig
+
+        config = FitConfig.from_dict(ts["config"])
+        if config.embedder.rsplit("/", 1)[-1] == DEFAULT_EMBEDDER:  # the bundled copy of the default model
+            config = config.replace(embedder=DEFAULT_EMBEDDER)
+        opts.append(join(config.to_cli(skip=("method",))))
     if src.get("kind") == "upload":
         opts += _read_options(src)
-    suffix = (" " + " ".join(opts)) if opts else ""
+    suffix = (" " + " ".join(o for o in opts if o)) if any(opts) else ""
     for method in ts.get("methods", []):
         lines.append(f"causalrm fit {log_file} --method {method} --out runs/{method}{suffix}")
     methods = ts.get("methods", [])

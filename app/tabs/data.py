@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 import gradio as gr
 import polars as pl
 
-from app.common import (CLEAR_ERRORS, DEFAULT_EMBEDDER, DEFAULT_METHODS, DEVICES, ORACLE, SETTINGS, TRAIN_METHODS,
-                        UPLOAD_SUFFIXES, flip_choices, fmt, guarded, notify, require, upload_path, warm_up)
+from app.common import (CLEAR_ERRORS, DEFAULT_EMBEDDER, DEFAULT_METHODS, DEVICES, SETTINGS,
+                        UPLOAD_SUFFIXES, app_methods, flip_choices, fmt, guarded, notify, require, upload_path, warm_up)
 from app.session import Session, ensure_session
 from causalrm import schema
 from causalrm.demo import DEMO
@@ -120,9 +120,8 @@ def _embed_md(session: Session) -> str:
 
 
 def _methods_update(log: pl.DataFrame) -> Any:
-    choices = list(TRAIN_METHODS)
-    if schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height:
-        choices.append(ORACLE)
+    clean = schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height
+    choices = list(app_methods(clean_labels=clean))
     return gr.update(choices=choices, value=[m for m in DEFAULT_METHODS if m in choices])
 
 

@@ -13,10 +13,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import gradio as gr
+import numpy as np
 import polars as pl
 
 from app import plots, training
-from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, ORACLE, SETTINGS, TRAIN_METHODS, fit_config, fmt,
+from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, SETTINGS, TRAIN_METHODS, app_methods, fit_config, fmt,
                         guarded, notify, require)
 from app.session import Session
 from causalrm import schema
@@ -86,6 +87,27 @@ def available_backbones() -> list[str]:
     return list(core_available())
 
 
+def inspected_nuisances(session: Session, config: Any) -> Any:
+    """The nuisances the user fitted and inspected (Noise tab, else Propensity tab) when training can use them: on
+    the rows and split this configuration fits, without hand-set flip rates (those replace the estimate). Their fitted
+    models stay behind (plots only); ``causalrm.orchestrate`` adds what the methods need beyond them."""
+    import dataclasses
+
+    from causalrm.pipeline import resolve_split
+
+    split = resolve_split(session.log, val_fraction=config.val_fraction, seed=config.seed)
+    rows = np.flatnonzero(split != schema.TEST)
+    for nuis in (session.flip, session.propensity):
+        if nuis is None or not np.array_equal(nuis.rows, rows) or not np.array_equal(nuis.split, split[rows]):
+            continue
+        flips = nuis.diagnostics.get("flip_rates") or {}
+        if nuis is session.flip and (config.rho01 is not None or flips.get("method") != config.flip_method
+                                     or flips.get("quantile") != config.quantile):
+            continue
+        return dataclasses.replace(nuis, propensity_model=None, flip_estimator=None)
+    return None
+
+
 @guarded
 def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_METHODS, backbone: str = "mlp",
                  device: str = "auto", epochs: float = 50, patience: float = 30, seed: float = 0,
@@ -110,12 +132,13 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
     methods = list(dict.fromkeys(m for m in (methods or []) if m))
     if not methods:
         raise InputError("select at least one method to train")
-    allowed = set(TRAIN_METHODS) | {ORACLE}
+    allowed = set(app_methods(clean_labels=True))
     bad = [m for m in methods if m not in allowed]
     if bad:
         raise InputError(f"unknown method(s) {bad}; choose from {', '.join(sorted(allowed))}")
-    if ORACLE in methods and schema.TRUE_LABEL not in session.log.columns:
-        raise InputError("'oracle' needs clean labels: it is available on simulated logs only")
+    clean = [m for m in methods if m in app_methods(clean_labels=True) and m not in app_methods()]
+    if clean and schema.TRUE_LABEL not in session.log.columns:
+        raise InputError(f"{', '.join(repr(m) for m in clean)} needs clean labels: available on simulated logs only")
     if device not in DEVICES:
         raise InputError(f"device {device!r}: choose auto, cuda or cpu")
     if backbone not in available_backbones():
@@ -148,7 +171,8 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
                               "patience": patience, "seed": seed, "select_head": bool(select_head),
                               "config": config.to_dict()}
     job = pool().submit(session.session_hash[:8], train_worker.train, log=session.log, X=session.X, config=config,
-                        methods=methods, runs_root=str(session.folder("runs")), source=session.source.get("label"))
+                        methods=methods, runs_root=str(session.folder("runs")), source=session.source.get("label"),
+                        nuisances=inspected_nuisances(session, config))
     session.training = TrainingRun(job=job, methods=methods, backbone=backbone, stage=session.stage,
                                    plan=f"LoRA: {plan.describe()}." if plan else "")
     yield from follow_training(session, progress)

@@ -40,8 +40,9 @@ import torch
 from causalrm import schema
 from causalrm.backbones.base import Backbone, register_backbone, seeded_init
 from causalrm.errors import InputError
+from causalrm.schema import DEFAULT_EMBEDDER
 
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = DEFAULT_EMBEDDER
 # Tokens per (prompt, response): what all-MiniLM-L6-v2 was trained on. Activation memory per token grows with the
 # padded length (attention), so longer inputs cost more than proportionally (causalrm.backbones.lora_memory).
 DEFAULT_MAX_LENGTH = 256

@@ -21,6 +21,7 @@ BENCH_FIT_OPTIONS = ("max_epochs", "patience", "propensity_model", "flip_method"
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.methods import bench_defaults
+    from causalrm.schema import DEFAULT_EMBEDDER
 
     p = subparsers.add_parser("bench", help="run the paper's experiment: simulate, fit every method, evaluate",
                               description="Simulate biased noisy feedback from a rated dataset, fit several "
@@ -47,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                   BENCH_FIT_OPTIONS, help_suffix={"val_method": " (every method except naive/oracle)"})
     p.add_argument("--fixed-rates", action="store_true",
                    help="give the estimators the true rho01/rho10 instead of estimating them (ablation)")
-    p.add_argument("--model", dest="embedder", default="all-MiniLM-L6-v2", help="embedding model")
+    p.add_argument("--model", dest="embedder", default=DEFAULT_EMBEDDER,
+                   help=f"embedding model (default {DEFAULT_EMBEDDER})")
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT", help="results JSON")
     p.add_argument("--markdown", dest="md_out", default=None, metavar="OUT.md", help="also write a markdown table")
     p.add_argument("--quiet", action="store_true", help="no progress output")

@@ -20,12 +20,14 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from causalrm.schema import DEFAULT_EMBEDDER
+
     p = subparsers.add_parser(
         "embed", help="embed a log's (prompt, response) rows into X.safetensors / X.npy (cached)",
         description="Embed each (prompt, response) row of LOG with a frozen model. Cached by model and text hash.",
     )
     p.add_argument("log", metavar="LOG", help="impression log (.parquet, .csv, .tsv, .jsonl, .json; optionally .gz)")
-    p.add_argument("--model", default="all-MiniLM-L6-v2",
+    p.add_argument("--model", default=DEFAULT_EMBEDDER,
                    help="Hugging Face encoder/decoder id or local folder (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--out", metavar="OUT", help="output .safetensors or .npy (omit to only fill the cache)")
     p.add_argument("--map", dest="mapping", nargs="+", action="extend", metavar="CANON=COLUMN", default=None,
