@@ -612,6 +612,33 @@ def unbiasedness_check(
     return out
 
 
+def within_prompt_kendall(groups: Any, labels: Any, scores: Any) -> dict[str, float]:
+    """Mean within-prompt Kendall tau-b between ``scores`` and the clean ``labels``: the ranking a reward model gives
+    the responses to one prompt (what GRPO-style group normalisation reads), apart from calibration.
+
+    For each group (``groups``: one key per row, e.g. ``simulate.prompt_groups``) with at least two rows and both
+    label values, tau_b(scores, labels) (``scipy.stats.kendalltau``, ties in the binary label handled by tau-b);
+    returns ``{"prompt_kendall": mean over those groups (NaN when none), "n_prompts": their number}``.
+    """
+    from scipy.stats import kendalltau
+
+    g = np.asarray(groups).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not (g.size == y.size == s.size):
+        raise InputError(f"groups ({g.size}), labels ({y.size}) and scores ({s.size}) differ in length")
+    _, inverse = np.unique(g, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    taus = []
+    for members in np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1):
+        if members.size < 2 or np.ptp(y[members]) == 0 or np.ptp(s[members]) == 0:
+            continue
+        taus.append(float(kendalltau(s[members], y[members]).statistic))
+    taus_arr = np.asarray([t for t in taus if math.isfinite(t)], dtype=np.float64)
+    return {"prompt_kendall": float(taus_arr.mean()) if taus_arr.size else float("nan"),
+            "n_prompts": int(taus_arr.size)}
+
+
 def gap_closed(r2_method: Any, r2_naive: Any, r2_oracle: Any) -> float:
     """The share of the naive -> oracle gap a method closes, ``(mean R²_m - mean R²_naive) / (mean R²_oracle -
     mean R²_naive)`` (arrays paired by seed, or single values); NaN when the gap is not positive. The one

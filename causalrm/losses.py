@@ -31,6 +31,7 @@ denoise          o l~(z, r)                                                    d
 causalrm-ips     (o/p) l~(z, r)                                                CausalRM-IPS (Li et al. 2024 OME-IPS)
 causalrm-dr      e + (o/p)(l~(z, r) - e),  e = l(z, q)                         CausalRM-DR (Li et al. 2024 OME-DR)
 oracle           l(z, r*) on every row                                         the ideal loss (simulation only)
+oracle-observed  (o/p_true) l(z, r*)                                           a fair ceiling (simulation only)
 =============== ============================================================== =====================================
 
 with the noise-corrected surrogate of Natarajan et al. (2013)
@@ -217,6 +218,14 @@ def _prepare(
         if check and not _is_binary(rstar):
             raise InputError("true_label must be 0/1 on every row")
         out["true_label"] = rstar
+        if spec.weighted:  # oracle-observed: o / p_true, the simulation's true propensity
+            if inputs.observed is None or inputs.propensity is None:
+                raise InputError(f"method {method!r} needs observed and the true propensity (simulation only)")
+            o = _as_tensor(inputs.observed, logits, "observed")
+            p = _as_tensor(inputs.propensity, logits, "propensity")
+            if check and not bool(((p > 0) & (p <= 1)).all()):
+                raise InputError("true propensity must lie in (0, 1] on every row")
+            out.update(observed=o, propensity=p, weight=o / p)
         return out
     if inputs.observed is None or inputs.feedback is None:
         raise InputError(f"method {method!r} needs feedback and observed")
@@ -235,6 +244,7 @@ def _prepare(
         if check and not bool(((p > 0) & (p <= 1)).all()):
             raise InputError("propensity must lie in (0, 1] on every row (use PropensityModel.weights_)")
         out["weight"] = o / p
+        out["propensity"] = p
     if spec.doubly_robust:
         if inputs.pseudo_label is None:
             raise InputError(f"method {method!r} needs pseudo_label q on every row; use noise.fit_pseudo_labels")
@@ -376,8 +386,8 @@ def loss_components(
         return spec.components(logits, t, base)
     if spec.clean_labels:
         l1, l0 = _pos_neg(logits, base)
-        rstar = t["true_label"]
-        return torch.stack((rstar * l1, (1.0 - rstar) * l0), dim=-1)
+        rstar, w = t["true_label"], t.get("weight", 1.0)
+        return torch.stack((w * rstar * l1, w * (1.0 - rstar) * l0), dim=-1)
     o, r = t["observed"], t["feedback"]
     if spec.correction == "forward":
         f1, f0 = _forward_pos_neg(logits, rho01, rho10, base)

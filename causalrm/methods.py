@@ -11,7 +11,8 @@ before training, through four traits:
   Patrini et al. 2017): the noise-aware ones need the flip rates rho01, rho10;
 * ``imputation``: ``None``, ``"clean"`` (``q = P(r* = 1 | x)``) or ``"noisy"`` (``q = P(r = 1 | x)``): the doubly
   robust term ``e + w (l - e)`` with ``e = l(z, q)`` needs that pseudo-label;
-* ``clean_labels``: the term reads ``r*`` (the oracle: simulation only).
+* ``clean_labels``: the term reads ``r*`` (the oracles: simulation only); with ``weighted`` the weight is
+  ``o / p_true``, the simulation's true propensity (``oracle-observed``), never an estimate.
 
 ``needs``, ``noise_aware`` and ``doubly_robust`` follow from them, so they cannot disagree. The built-in estimators
 are computed by the kernel of ``causalrm.losses.loss_components`` from these traits; a new estimator either fits
@@ -102,7 +103,7 @@ class MethodSpec:
     def needs(self) -> frozenset[str]:
         """What must be fitted (or present in the log, ``true_label``) before training."""
         out = set()
-        if self.weighted:
+        if self.weighted and not self.clean_labels:
             out.add("propensity")
         if self.noise_aware:
             out.add("flip_rates")
@@ -255,6 +256,10 @@ for _spec in (
     MethodSpec("oracle", "l(z, r*) on every row", "the ideal loss (simulation only)",
                "Oracle: clean labels on every row (simulation reference, not a deployable method).",
                clean_labels=True, bench_default=True),
+    MethodSpec("oracle-observed", "(o/p_true) l(z, r*)", "a fair ceiling (simulation only)",
+               "Oracle on the observed rows: the clean labels of the rows that received feedback, weighted by the "
+               "true propensity (the ceiling of any correction of noise and selection on this log).",
+               weighted=True, clean_labels=True, bench_default=True, app=False),
 ):
     register(_spec)
 del _spec

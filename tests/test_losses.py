@@ -75,6 +75,8 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base):
         return e + w * (sur - e)
     if method == "oracle":
         return np_loss(z, rstar, base)
+    if method == "oracle-observed":  # p stands for the true propensity here
+        return w * np_loss(z, rstar, base)
     raise AssertionError(method)
 
 

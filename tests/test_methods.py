@@ -21,18 +21,20 @@ TOY = "toy-half-naive"
 
 def test_registry_views_match_the_builtin_traits():
     assert losses.METHODS == ("naive", "ips", "snips", "dr", "fcorr", "denoise", "causalrm-ips", "causalrm-dr",
-                              "oracle")
-    assert losses.WEIGHTED == {"ips", "snips", "dr", "causalrm-ips", "causalrm-dr"}
+                              "oracle", "oracle-observed")
+    assert losses.WEIGHTED == {"ips", "snips", "dr", "causalrm-ips", "causalrm-dr", "oracle-observed"}
     assert losses.DOUBLY_ROBUST == {"dr", "causalrm-dr"}
     assert losses.NOISE_AWARE == {"fcorr", "denoise", "causalrm-ips", "causalrm-dr"}
     assert losses.SURROGATE == {"denoise", "causalrm-ips", "causalrm-dr"}
     assert methods.auto_candidates() == ("naive", "ips", "denoise", "causalrm-ips")
-    assert methods.bench_defaults() == ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle")
+    assert methods.bench_defaults() == ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle",
+                                         "oracle-observed")
     assert methods.app_methods() == ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
     assert methods.app_methods(clean_labels=True)[-1] == "oracle"
     assert needs_of("causalrm-dr") == {"propensity", "flip_rates", "pseudo_label"}
     assert needs_of("dr") == {"propensity", "pseudo_label_noisy"}
     assert needs_of("oracle") == {"true_label"} and needs_of("naive") == set()
+    assert needs_of("oracle-observed") == {"true_label"}  # and the log's true_propensity (pipeline.loss_inputs)
     assert needs_of("auto") == {"propensity", "flip_rates"}
 
 
