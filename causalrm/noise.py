@@ -269,6 +269,55 @@ def cross_fitted_proxy(
     return scores, dec, info
 
 
+def split_cross_fitted_proxy(
+    X: np.ndarray,
+    feedback: np.ndarray,
+    observed: np.ndarray,
+    is_train: np.ndarray,
+    *,
+    n_folds: int = 5,
+    calibration: str = "asymptotic",
+    sample_weight: np.ndarray | None = None,
+    random_state: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Calibrated f(x_i) ~ P(r = 1 | x_i) for every row, cross-fitted *within* the train rows and never fitted on a
+    val row's feedback: the imputation of the doubly robust estimators (double machine learning practice,
+    Chernozhukov et al. 2018).
+
+    * a train row's score comes from ``cross_fitted_proxy`` run on the train rows alone (fold k's rows scored by a
+      proxy fitted on the observed train rows of the other folds);
+    * a val row's score comes from one proxy (``ProxyModel``, same C, calibrated inside) fitted on every observed
+      train row.
+
+    So no row's pseudo-label comes from a model that saw that row's feedback, the trained reward model never sees a
+    val row's feedback through its pseudo-labels, and a validation estimate that reads the val rows' pseudo-labels
+    is not fitted to the val feedback it is scored against. (``cross_fitted_proxy`` over train + val, which the flip
+    rates use, gives the first property only.) The covariates are standardised with the train rows' moments.
+    ``sample_weight`` (e.g. 1 / p_hat) weights the observed rows of every fit. Returns (scores (n,), info of the
+    train-row cross-fit).
+    """
+    Xa = np.asarray(X, dtype=np.float64)
+    tr = np.asarray(is_train, dtype=bool).reshape(-1)
+    obs = np.asarray(observed).reshape(-1) == 1
+    r = np.where(obs, np.asarray(feedback, dtype=np.float64).reshape(-1), 0.0)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if not tr.any():
+        raise InputError("no train rows to fit the pseudo-labels on")
+    mu, sd = Xa[tr].mean(axis=0), Xa[tr].std(axis=0)
+    Xs = (Xa - mu) / np.where(sd > 0, sd, 1.0)
+    scores = np.empty(len(r))
+    scores[tr], _, info = cross_fitted_proxy(Xs[tr], r[tr], obs[tr].astype(np.int8), n_folds=n_folds,
+                                             calibration=calibration, sample_weight=None if w is None else w[tr],
+                                             random_state=random_state)
+    if (~tr).any():
+        fit_rows = tr & obs
+        proxy = ProxyModel(info["C"], calibration, random_state).fit(
+            Xs[fit_rows], r[fit_rows], sample_weight=None if w is None else w[fit_rows])
+        scores[~tr] = proxy.predict_proba(Xs[~tr])
+    info = {**info, "fit": "train rows only (cross-fitted within train; val rows scored by a train-row proxy)"}
+    return np.clip(scores, 0.0, 1.0), info
+
+
 def chance_auc_bound(n_positive: int, n_negative: int, z: float = 2.0) -> float:
     """0.5 + z * the standard error of the AUC of a random scorer (Hanley & McNeil 1982 under the null:
     sqrt((n1 + n0 + 1) / (12 n1 n0))): an out-of-fold AUC at or below it is indistinguishable from chance."""
@@ -666,6 +715,7 @@ __all__ = [
     "clean_posterior",
     "chance_auc_bound",
     "cross_fitted_proxy",
+    "split_cross_fitted_proxy",
     "choose_c",
     "fit_pseudo_labels",
     "make_calibrator",

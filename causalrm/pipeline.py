@@ -51,6 +51,9 @@ FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
 PROXY_WEIGHTINGS = ("propensity", "none")
+#: how the doubly robust pseudo-labels are fitted (noise.split_cross_fitted_proxy): "train-only" (default: cross-fitted
+#: within the train rows, val rows scored by a train-row proxy) or "pooled" (the flip-rate proxy over train + val)
+IMPUTATION_FITS = ("train-only", "pooled")
 DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
 #: the method that fits several estimators on shared nuisances and keeps one on the evidence (causalrm.selection)
 AUTO = registry.AUTO
@@ -91,6 +94,11 @@ class FitConfig(TrainOptions):
         rates and the DR pseudo-labels, whenever propensities are fitted: importance weighting re-targets the proxy
         at all impressions, where the anchors live and where DR imputes (under strong selection the observed rows
         are ~90% positive and an unweighted proxy shrinks towards that rate); ``"none"`` fits the rows as they are.
+        imputation_fit: ``"train-only"`` (default) fits the DR pseudo-labels cross-fitted within the train rows and
+        scores the val rows with a train-row proxy (``noise.split_cross_fitted_proxy``: no row's pseudo-label from a
+        model that saw its feedback, and no val feedback in training or in the val rows' imputation);
+        ``"pooled"`` reuses the flip-rate proxy cross-fitted over train + val (the earlier behaviour: the trained
+        model's pseudo-labels then carry val feedback, which makes a DR validation estimate optimistic).
     Rows
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
     """
@@ -122,6 +130,9 @@ class FitConfig(TrainOptions):
     proxy_weighting: str = option("propensity", help="weight observed rows by 1/p-hat in the flip-rate and "
                                                      "pseudo-label proxy: {choices}", choices=PROXY_WEIGHTINGS)
     val_fraction: float = option(0.2, help="share of prompt groups sent to val when the log has no val split")
+    imputation_fit: str = option("train-only", help="DR pseudo-labels: {choices} (train-only: cross-fitted within "
+                                                    "the train rows, never fitted on val feedback)",
+                                 choices=IMPUTATION_FITS)
 
     def __post_init__(self) -> None:
         self.hidden = as_int_tuple(self.hidden)
@@ -158,6 +169,8 @@ class FitConfig(TrainOptions):
             check_rates(self.rho01, self.rho10)
         elif self.flip_method == "fixed":
             raise InputError("flip method 'fixed' needs --rho01 and --rho10")
+        if self.imputation_fit not in IMPUTATION_FITS:
+            raise InputError(f"imputation_fit {self.imputation_fit!r}: use {' or '.join(IMPUTATION_FITS)}")
         if self.proxy_weighting not in PROXY_WEIGHTINGS:
             raise InputError(f"proxy_weighting {self.proxy_weighting!r}: use {' or '.join(PROXY_WEIGHTINGS)}")
         if not 0.5 < self.quantile <= 1.0:
@@ -527,9 +540,19 @@ def _fit_nuisances(
         t0 = time.perf_counter()
         from causalrm.noise import clean_posterior, fit_pseudo_labels
 
-        # One proxy f of P(r = 1 | x) serves both: the anchor estimator's (same rows, weights and seed) or, with gold
-        # or fixed rates, one fitted here (fit_pseudo_labels with rho = 0 returns f itself).
-        f = getattr(nuis.flip_estimator, "proxy_scores_", None)
+        # One proxy f of P(r = 1 | x) serves both. "train-only" (FitConfig.imputation_fit): cross-fitted within the
+        # train rows, val rows scored by a train-row proxy (noise.split_cross_fitted_proxy), so neither the trained
+        # model nor the val rows' imputation ever saw a val row's feedback. "pooled": the anchor estimator's proxy
+        # over train + val (same rows, weights and seed) or, with gold or fixed rates, one fitted here.
+        f = None
+        if config.imputation_fit == "train-only":
+            from causalrm.noise import split_cross_fitted_proxy
+
+            f, _ = split_cross_fitted_proxy(
+                X_fit, fb, obs, nuis.split == schema.TRAIN, random_state=config.seed,
+                sample_weight=None if proxy_weights is None else 1.0 / np.asarray(proxy_weights, dtype=np.float64))
+        else:
+            f = getattr(nuis.flip_estimator, "proxy_scores_", None)
         if f is None:
             f = fit_pseudo_labels(X_fit, fb, obs, rho01=0.0, rho10=0.0, random_state=config.seed,
                                   propensity=proxy_weights)
@@ -540,7 +563,8 @@ def _fit_nuisances(
             nuis.pseudo_label_noisy = f
         q = nuis.pseudo_label if nuis.pseudo_label is not None else nuis.pseudo_label_noisy
         diag["pseudo_label"] = {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max()),
-                                "weighting": "propensity" if proxy_weights is not None else "none"}
+                                "weighting": "propensity" if proxy_weights is not None else "none",
+                                "fit": config.imputation_fit}
         diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
     return nuis
 

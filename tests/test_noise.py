@@ -209,3 +209,24 @@ def test_the_anchor_proxy_and_the_pseudo_labels_are_one_kernel():
     est = FlipRateEstimator(n_bootstrap=0, random_state=3).fit(X, r, o, propensity=p)
     q = fit_pseudo_labels(X, r, o, rho01=est.rho01_, rho10=est.rho10_, propensity=p, random_state=3)
     np.testing.assert_allclose(clean_posterior(est.proxy_scores_, rho01=est.rho01_, rho10=est.rho10_), q)
+
+
+def test_split_cross_fitted_proxy_never_reads_val_feedback():
+    """The DR pseudo-labels' proxy (imputation_fit="train-only"): flipping every val row's feedback changes no score,
+    and the train rows' scores are the within-train cross-fit."""
+    from causalrm.noise import cross_fitted_proxy, split_cross_fitted_proxy
+
+    rng = np.random.default_rng(3)
+    n, d = 600, 5
+    X = rng.standard_normal((n, d))
+    obs = (rng.random(n) < 0.5).astype(np.int8)
+    fb = np.where(obs == 1, (rng.random(n) < 1 / (1 + np.exp(-2 * X[:, 0]))).astype(float), 0.0)
+    is_train = rng.random(n) < 0.75
+    a, _ = split_cross_fitted_proxy(X, fb, obs, is_train, random_state=0)
+    flipped = np.where(is_train | (obs == 0), fb, 1.0 - fb)
+    b, _ = split_cross_fitted_proxy(X, flipped, obs, is_train, random_state=0)
+    np.testing.assert_allclose(a, b)
+    mu, sd = X[is_train].mean(0), X[is_train].std(0)
+    ref, _, _ = cross_fitted_proxy((X[is_train] - mu) / sd, fb[is_train], obs[is_train], random_state=0)
+    np.testing.assert_allclose(a[is_train], np.clip(ref, 0, 1))
+    assert np.corrcoef(a[~is_train], X[~is_train, 0])[0, 1] > 0.5  # the val rows are scored by a useful proxy
