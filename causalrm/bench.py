@@ -284,6 +284,8 @@ def run_bench(
                 is_eval[evaluation_rows(log)[0]] = True
                 row.update(_prompt_kendall(log, rewards, is_eval, schema.TRUE_LABEL))
             row.update({"seconds": seconds, "best_epoch": result.history.best_epoch,
+                        "val_method": result.history.val_method,
+                        "best_val_estimate": result.history.best_val_estimate,
                         "epochs": result.history.epochs, "stop_reason": result.history.stop_reason,
                         "learned": None if result.learned is None else result.learned.passed})
             if result.choice is not None:

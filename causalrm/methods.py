@@ -63,6 +63,10 @@ class MethodSpec:
     of the estimators ``auto`` fits and chooses among (registry order, the baseline ``naive`` first).
     bench_default: in ``causalrm bench``'s default grid. app: offered on the app's Train tab (``clean_labels``
     methods only on logs with clean labels). components: a custom kernel (module docstring), None = the built-in one.
+    val_method: the estimator early stopping watches on the val rows when the user names none (None = the method
+    itself; the DR variants watch the self-normalised IPS estimate, docs/METHOD.md "Validating the DR variants").
+    imputation_learning: ``"jl"`` or ``"mrdr"``: the trainer refits an imputation model of q alongside the reward
+    model (``causalrm.dr``: DR-JL, MRDR); None = q stays the fitted pseudo-label.
     """
 
     name: str
@@ -78,6 +82,8 @@ class MethodSpec:
     bench_default: bool = False
     app: bool = True
     components: Callable[..., Any] | None = None
+    val_method: str | None = None
+    imputation_learning: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name == AUTO or self.name != self.name.strip() or " " in self.name:
@@ -88,6 +94,11 @@ class MethodSpec:
             raise InputError(f"method {self.name!r}: imputation {self.imputation!r} not in {IMPUTATIONS}")
         if self.self_normalized and not self.weighted:
             raise InputError(f"method {self.name!r}: self-normalisation divides by sum(o / p); set weighted=True")
+        if self.imputation_learning not in (None, "jl", "mrdr"):
+            raise InputError(f"method {self.name!r}: imputation_learning {self.imputation_learning!r} not in "
+                             "(None, 'jl', 'mrdr')")
+        if self.imputation_learning is not None and (self.imputation is None or not self.weighted):
+            raise InputError(f"method {self.name!r}: a learned imputation needs a weighted DR estimator")
 
     @property
     def noise_aware(self) -> bool:
@@ -178,6 +189,15 @@ def app_methods(*, clean_labels: bool = False) -> tuple[str, ...]:
         s.name for s in _REGISTRY.values() if s.app and s.clean_labels and clean_labels)
 
 
+def validation_method(method: str, val_method: str | None = None) -> str:
+    """The estimator early stopping watches: ``val_method`` when given, else the spec's ``val_method``, else
+    ``method`` itself (``auto`` and unknown names: ``val_method or method``)."""
+    if val_method:
+        return val_method
+    spec = _REGISTRY.get(method)
+    return (spec.val_method if spec is not None else None) or method
+
+
 def needs_of(methods: str | list[str] | tuple[str, ...]) -> set[str]:
     """Union of what ``methods`` need (``auto`` stands for its candidates)."""
     methods = [methods] if isinstance(methods, str) else list(methods)
@@ -203,13 +223,14 @@ TABLE_END = "<!-- end of method table -->"
 
 def markdown_table() -> str:
     """The estimators as a markdown table (docs/METHOD.md carries it between ``TABLE_BEGIN`` and ``TABLE_END``)."""
-    rows = ["| method | per-example term | needs | noise-aware | weighted | DR | reference |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| method | per-example term | needs | noise-aware | weighted | DR | early-stops on | reference |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     yes = {True: "yes", False: ""}
     for s in _REGISTRY.values():
         needs = ", ".join(text for n, text in NUISANCES.items() if n in s.needs) or "–"
+        stop = f"`{s.val_method}`" if s.val_method else "itself"
         rows.append(f"| `{s.name}` | {s.term} | {needs} | {yes[s.noise_aware]} | {yes[s.weighted]} | "
-                    f"{yes[s.doubly_robust]} | {s.reference} |")
+                    f"{yes[s.doubly_robust]} | {stop} | {s.reference} |")
     return "\n".join(rows)
 
 
@@ -219,6 +240,54 @@ def replace_table(text: str) -> str:
     if start < 0 or end < start:
         raise InputError("no method-table markers in the text")
     return text[: start + len(TABLE_BEGIN)] + "\n" + markdown_table() + "\n" + text[end:]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the DR variants (causalrm.dr: formulas and references)
+# --------------------------------------------------------------------------------------------------------------------
+def _lazy_kernel(kind: str, surrogate: bool) -> Callable[..., Any]:
+    def components(logits: Any, t: dict[str, Any], base: str) -> Any:
+        from causalrm.dr import kernel
+
+        return kernel(kind, surrogate=surrogate)(logits, t, base)
+
+    components.__name__ = f"{kind}_components"
+    return components
+
+
+def _dr_variants() -> tuple[MethodSpec, ...]:
+    """Each DR variant in a debias-only form and a ``causalrm-`` (noise-corrected) form; every one early-stops on
+    the self-normalised IPS estimate of its observed error (``snips`` / ``causalrm-snips``)."""
+    variants = (
+        ("dr-cf", "e^ + (o/p)(E - e^), e^ = l(z, q) cross-fitted", "DR with cross-fitted imputation "
+         "(Chernozhukov et al. 2018)", "cross-fitted pseudo-labels, early-stopped on SNIPS", {}),
+        ("dr-jl", "e^ + (o/p)(E - e^), q refitted each step on sum_O (E - e^)^2 / p", "DR-JL (Wang et al. ICML 2019)",
+         "joint learning: an imputation model refitted on the observed errors, weight 1/p",
+         {"imputation_learning": "jl"}),
+        ("mrdr", "e^ + (o/p)(E - e^), q refitted each step on sum_O (1 - p)/p^2 (E - e^)^2",
+         "MRDR (Guo et al. SIGIR 2021)", "joint learning with the variance-minimising weight (1 - p)/p^2",
+         {"imputation_learning": "mrdr"}),
+        ("tdr", "e^* + (o/p)(E - e^*), e^* = e^ + eps (1/p - 1), eps least squares on the observed rows",
+         "TDR (Li et al. ICLR 2023)", "targeted DR: one fluctuation step removes the in-sample imputation bias",
+         {"kernel": "tdr"}),
+        ("sdr", "e^ + N (o/p)(E - e^) / sum(o/p)", "stabilised DR (Li, Zheng & Wu ICLR 2023), self-normalised part",
+         "stabilised DR: self-normalised correction term", {"kernel": "sdr"}),
+    )
+    out = []
+    for name, term, ref, what, extra in variants:
+        for noise in (False, True):
+            kind = extra.get("kernel")
+            E = "l~(z, r)" if noise else "l(z, r)"
+            out.append(MethodSpec(
+                ("causalrm-" if noise else "") + name, term.replace("E", E), ref,
+                (f"CausalRM-{name.upper()}: the noise-corrected surrogate loss, doubly robust ({what}; corrects "
+                 "user-feedback noise and selection bias)." if noise else
+                 f"{name.upper()}: doubly robust, debias-only ({what})."),
+                weighted=True, correction="surrogate" if noise else "none", imputation="clean" if noise else "noisy",
+                val_method="causalrm-snips" if noise else "snips", app=noise,
+                imputation_learning=extra.get("imputation_learning"),
+                components=None if kind is None else _lazy_kernel(kind, noise)))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -253,6 +322,12 @@ for _spec in (
                "(corrects both user-feedback noise and selection bias; unbiased when the flip rates are right and "
                "either the propensity or the imputation model is).",
                weighted=True, correction="surrogate", imputation="clean", bench_default=True),
+    MethodSpec("causalrm-snips", "(o/p) l~(z, r), reduced by sum(o/p) instead of N",
+               "self-normalised CausalRM-IPS (Swaminathan & Joachims 2015)",
+               "CausalRM-SNIPS: the noise-corrected surrogate loss with self-normalised inverse-propensity weights; "
+               "the validation criterion of the DR variants.",
+               weighted=True, correction="surrogate", self_normalized=True, app=False),
+    *_dr_variants(),
     MethodSpec("oracle", "l(z, r*) on every row", "the ideal loss (simulation only)",
                "Oracle: clean labels on every row (simulation reference, not a deployable method).",
                clean_labels=True, bench_default=True),
@@ -267,4 +342,4 @@ del _spec
 
 __all__ = ["AUTO", "MethodSpec", "app_methods", "auto_candidates", "bench_defaults", "description", "get",
            "is_method", "markdown_table", "names", "needs_of", "register", "replace_table", "specs", "unregister",
-           "where"]
+           "validation_method", "where"]

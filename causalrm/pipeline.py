@@ -190,7 +190,8 @@ class FitConfig(TrainOptions):
 
     @property
     def validation_method(self) -> str:
-        return self.val_method or self.method
+        """``val_method``, else the method's registered validation estimator (the DR variants: SNIPS), else itself."""
+        return registry.validation_method(self.method, self.val_method)
 
     def methods_needed(self) -> tuple[str, ...]:
         """The training estimator and, if different, the validation estimator (``auto``: every candidate)."""

@@ -286,6 +286,25 @@ def _forward_all(
     return out
 
 
+def _forward_imputer(imputer: Any, features: Features, q0: torch.Tensor, device: torch.device,
+                     batch_size: int) -> torch.Tensor:
+    """The imputation model's q on every row of ``features`` (no grad), in batches."""
+    out = []
+    imputer.eval()
+    for start in range(0, len(features), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(features)), device=device)
+        out.append(imputer(features.batch(idx, device), q0[idx]))
+    imputer.train()
+    return torch.cat(out)
+
+
+def dr_imputation_loss(kind: str, z: torch.Tensor, q: torch.Tensor, inputs: Any, *, surrogate: bool, rho01: float,
+                       rho10: float, base: str, nonneg: Any = None) -> torch.Tensor:
+    from causalrm.dr import imputation_loss
+
+    return imputation_loss(kind, z, q, inputs, surrogate=surrogate, rho01=rho01, rho10=rho10, base=base)
+
+
 def predict_logits(
     backbone: Backbone, features: Features, *, batch_size: int = 8192, device: str | torch.device | None = None,
     autocast_dtype: str | None = None,
@@ -337,7 +356,10 @@ def train(
     for m in (cfg.method, cfg.val_method):
         if m is not None and m not in losses.METHODS:
             raise InputError(f"unknown method {m!r}; choose one of: {', '.join(losses.METHODS)}")
-    val_method = cfg.val_method or cfg.method
+    from causalrm.methods import get as get_spec
+    from causalrm.methods import validation_method
+
+    val_method = validation_method(cfg.method, cfg.val_method)
     if len(train_features) == 0:
         raise InputError("no training rows; the log needs rows with split 'train'")
     if len(val_features) == 0:
@@ -358,13 +380,27 @@ def train(
     autocast = _AUTOCAST.get(cfg.autocast_dtype or "")
     loss_kw = {"rho01": float(cfg.rho01), "rho10": float(cfg.rho10), "base": cfg.base_loss, "nonneg": cfg.nonneg}
     val_all = val_in.take(None)
+    # DR-JL / MRDR (causalrm.dr): an imputation model of q trained alongside, one step per batch
+    learning = get_spec(cfg.method).imputation_learning
+    imputer = imp_optimizer = None
+    if learning is not None:
+        from causalrm.dr import ImputationModel
+
+        imputer = ImputationModel(backbone).to(device)
+        imp_optimizer = torch.optim.Adam(imputer.parameters_to_train(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    surrogate = get_spec(cfg.method).correction == "surrogate"
 
     def val_estimate() -> float:
         z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast)
         if not bool(torch.isfinite(z).all()):
             return float("inf")
+        inputs = val_all
+        if imputer is not None and get_spec(val_method).imputation_learning is not None:
+            with torch.no_grad():
+                q = _forward_imputer(imputer, val_features, val_all.pseudo_label, device, cfg.eval_batch_size)
+            inputs = dataclasses.replace(val_all, pseudo_label=q)
         with torch.no_grad():
-            return float(losses.estimate(val_method, z, val_all, **loss_kw))
+            return float(losses.estimate(val_method, z, inputs, **loss_kw))
 
     params = list(backbone.trainable_parameters())
     if not params:
@@ -404,8 +440,16 @@ def train(
                     with _autocast(device, autocast):
                         z = backbone(**batch)
                     z = z.float().reshape(-1)
+                    part_in = train_in.take(part)
+                    if imputer is not None:  # prediction step with q frozen, then the imputation step with z frozen
+                        q = imputer(batch, part_in.pseudo_label)
+                        imp_loss = dr_imputation_loss(learning, z, q, part_in, surrogate=surrogate, **loss_kw)
+                        if len(parts) > 1:
+                            imp_loss = imp_loss * (part.numel() / idx.numel())
+                        imp_loss.backward()
+                        part_in = dataclasses.replace(part_in, pseudo_label=q.detach())
                     try:
-                        loss = losses.estimate(cfg.method, z, train_in.take(part), **loss_kw)
+                        loss = losses.estimate(cfg.method, z, part_in, **loss_kw)
                     except InputError:
                         if bool(torch.isfinite(z).all()):
                             raise
@@ -420,6 +464,9 @@ def train(
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
+                if imp_optimizer is not None:
+                    imp_optimizer.step()
+                    imp_optimizer.zero_grad(set_to_none=True)
             if cancelled:
                 history.stop_reason = "cancelled"
                 break

@@ -69,7 +69,7 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base):
         return o * lf
     if method == "denoise":
         return o * sur
-    if method == "causalrm-ips":
+    if method in ("causalrm-ips", "causalrm-snips"):
         return w * sur
     if method == "causalrm-dr":
         return e + w * (sur - e)
@@ -77,11 +77,29 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base):
         return np_loss(z, rstar, base)
     if method == "oracle-observed":  # p stands for the true propensity here
         return w * np_loss(z, rstar, base)
+    if method in DR_VARIANTS:  # the DR variants (causalrm.dr), from the papers' formulas
+        obs_err = sur if method.startswith("causalrm-") else plain
+        kind = method.removeprefix("causalrm-")
+        if kind in ("dr-cf", "dr-jl", "mrdr"):  # q given (the trainer refits it for JL / MRDR)
+            return e + w * (obs_err - e)
+        if kind == "sdr":  # (1/N) sum e^ + sum w (e - e^) / sum w, written per row
+            return e + len(z) * w / w.sum() * (obs_err - e)
+        if kind == "tdr":  # e^* = e^ + eps (1/p - 1), eps = least squares of (e - e^) on 1/p - 1 over O
+            h = 1 / p - 1
+            eps = np.sum(o * h * (obs_err - e)) / np.sum(o * h**2)
+            e_star = e + eps * h
+            return e_star + w * (obs_err - e_star)
     raise AssertionError(method)
 
 
+DR_VARIANTS = {f"{c}{k}" for c in ("", "causalrm-") for k in ("dr-cf", "dr-jl", "mrdr", "tdr", "sdr")}
+#: estimators whose row terms share batch constants: the kernel splits them per row differently from the paper's
+#: form (same sum), so their reference is compared as an estimate only
+BATCH_COUPLED = {"tdr", "causalrm-tdr"}
+
+
 def np_estimate(method, terms, o, p):
-    if method == "snips":
+    if method in ("snips", "causalrm-snips"):
         return terms.sum() / (o / p).sum()
     return terms.mean()
 
@@ -113,7 +131,10 @@ def test_terms_and_estimate_match_numpy(method, base):
     zt = torch.tensor(z, dtype=torch.float64)
     got = loss_terms(method, zt, inputs, rho01=rho01, rho10=rho10, base=base).numpy()
     ref = np_terms(method, z, np.nan_to_num(r), o, p, q, rstar, rho01, rho10, base)
-    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+    if method in BATCH_COUPLED:
+        assert got.mean() == pytest.approx(ref.mean(), rel=1e-10)
+    else:
+        np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
     est = estimate(method, zt, inputs, rho01=rho01, rho10=rho10, base=base, nonneg=False)
     assert float(est) == pytest.approx(np_estimate(method, ref, o, p), rel=1e-10)
     # components sum to the terms
@@ -398,3 +419,64 @@ def test_pointwise_minimisers_under_a_wrong_propensity(kappa):
     assert argmin["denoise"] == pytest.approx(eta, abs=2e-4)
     assert argmin["causalrm-dr"] == pytest.approx(eta + (1 - kappa) * (q - eta), abs=2e-4)
     assert argmin["naive"] == pytest.approx((1 - rho01) * eta + rho10 * (1 - eta), abs=2e-4)
+
+
+# ------------------------------------------------------------------------------------------- the DR variants
+@pytest.mark.parametrize("base", BASES)
+def test_tdr_targets_the_observed_residuals(base):
+    """TDR's fluctuation makes the observed residuals orthogonal to h = 1/p - 1, so its estimate is
+    mean(e^*) + mean(w (e - e^*)) with sum_O h (e - e^*) = 0; and with p = 1 everywhere it is plain DR."""
+    z, r, o, p, q, rstar = random_batch(seed=4)
+    r0 = np.nan_to_num(r)
+    rho01, rho10 = 0.2, 0.1
+    e = q * np_loss(z, 1, base) + (1 - q) * np_loss(z, 0, base)
+    sur = np_surrogate(z, r0, rho01, rho10, base)
+    h = 1 / p - 1
+    eps = np.sum(o * h * (sur - e)) / np.sum(o * h**2)
+    assert abs(np.sum(o * h * (sur - (e + eps * h)))) < 1e-9
+    zt = torch.tensor(z, dtype=torch.float64)
+    ones = np.ones_like(p)
+    got = estimate("causalrm-tdr", zt, to_inputs(r, o, ones, q, rstar), rho01=rho01, rho10=rho10, base=base,
+                   nonneg=False)
+    plain = estimate("causalrm-dr", zt, to_inputs(r, o, ones, q, rstar), rho01=rho01, rho10=rho10, base=base,
+                     nonneg=False)
+    assert float(got) == pytest.approx(float(plain), rel=1e-12)
+
+
+def test_dr_variants_gradients_match_numpy_differences():
+    """The TDR / SDR kernels keep eps and the self-normalisation functions of z: autograd matches central
+    differences of the NumPy reference estimate."""
+    z, r, o, p, q, rstar = random_batch(n=40, seed=5)
+    for method in ("causalrm-tdr", "causalrm-sdr", "tdr", "sdr"):
+        zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+        est = estimate(method, zt, to_inputs(r, o, p, q, rstar), rho01=0.2, rho10=0.1, base="mse", nonneg=False)
+        (grad,) = torch.autograd.grad(est, zt)
+        num = np.empty_like(z)
+        for i in range(z.size):
+            d = np.zeros_like(z)
+            d[i] = 1e-6
+            f = lambda zz: np_terms(method, zz, np.nan_to_num(r), o, p, q, rstar, 0.2, 0.1, "mse").mean()  # noqa
+            num[i] = (f(z + d) - f(z - d)) / 2e-6
+        np.testing.assert_allclose(grad.numpy(), num, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["jl", "mrdr"])
+def test_imputation_step_loss_matches_numpy(kind):
+    """DR-JL / MRDR imputation step: (1/N) sum_O v(p) (e - e^)^2, v = 1/p (JL) or (1 - p)/p^2 (MRDR)."""
+    from causalrm.dr import imputation_loss
+
+    z, r, o, p, q, rstar = random_batch(seed=6)
+    r0 = np.nan_to_num(r)
+    qi = np.random.default_rng(7).random(z.size)
+    e = qi * np_loss(z, 1, "mse") + (1 - qi) * np_loss(z, 0, "mse")
+    v = 1 / p if kind == "jl" else (1 - p) / p**2
+    for surrogate in (False, True):
+        obs_err = np_surrogate(z, r0, 0.2, 0.1, "mse") if surrogate else (
+            r0 * np_loss(z, 1, "mse") + (1 - r0) * np_loss(z, 0, "mse"))
+        ref = np.mean(o * v * (obs_err - e) ** 2)
+        qt = torch.tensor(qi, dtype=torch.float64, requires_grad=True)
+        got = imputation_loss(kind, torch.tensor(z, dtype=torch.float64), qt, to_inputs(r, o, p, q, rstar),
+                              surrogate=surrogate, rho01=0.2, rho10=0.1, base="mse")
+        assert float(got.detach()) == pytest.approx(ref, rel=1e-10)
+        got.backward()
+        assert qt.grad is not None and torch.isfinite(qt.grad).all()

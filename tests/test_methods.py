@@ -19,23 +19,56 @@ from conftest import REPO_ROOT
 TOY = "toy-half-naive"
 
 
+VARIANTS = ("dr-cf", "dr-jl", "mrdr", "tdr", "sdr")
+CRM_VARIANTS = tuple(f"causalrm-{v}" for v in VARIANTS)
+
+
 def test_registry_views_match_the_builtin_traits():
     assert losses.METHODS == ("naive", "ips", "snips", "dr", "fcorr", "denoise", "causalrm-ips", "causalrm-dr",
+                              "causalrm-snips", *(m for v in VARIANTS for m in (v, f"causalrm-{v}")),
                               "oracle", "oracle-observed")
-    assert losses.WEIGHTED == {"ips", "snips", "dr", "causalrm-ips", "causalrm-dr", "oracle-observed"}
-    assert losses.DOUBLY_ROBUST == {"dr", "causalrm-dr"}
-    assert losses.NOISE_AWARE == {"fcorr", "denoise", "causalrm-ips", "causalrm-dr"}
-    assert losses.SURROGATE == {"denoise", "causalrm-ips", "causalrm-dr"}
+    assert losses.WEIGHTED == {"ips", "snips", "dr", "causalrm-ips", "causalrm-dr", "causalrm-snips", *VARIANTS,
+                               *CRM_VARIANTS, "oracle-observed"}
+    assert losses.DOUBLY_ROBUST == {"dr", "causalrm-dr", *VARIANTS, *CRM_VARIANTS}
+    assert losses.NOISE_AWARE == {"fcorr", "denoise", "causalrm-ips", "causalrm-dr", "causalrm-snips",
+                                  *CRM_VARIANTS}
+    assert losses.SURROGATE == {"denoise", "causalrm-ips", "causalrm-dr", "causalrm-snips", *CRM_VARIANTS}
     assert methods.auto_candidates() == ("naive", "ips", "denoise", "causalrm-ips")
     assert methods.bench_defaults() == ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle",
                                          "oracle-observed")
-    assert methods.app_methods() == ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr")
+    assert methods.app_methods() == ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr",
+                                     *CRM_VARIANTS)
     assert methods.app_methods(clean_labels=True)[-1] == "oracle"
     assert needs_of("causalrm-dr") == {"propensity", "flip_rates", "pseudo_label"}
     assert needs_of("dr") == {"propensity", "pseudo_label_noisy"}
     assert needs_of("oracle") == {"true_label"} and needs_of("naive") == set()
     assert needs_of("oracle-observed") == {"true_label"}  # and the log's true_propensity (pipeline.loss_inputs)
     assert needs_of("auto") == {"propensity", "flip_rates"}
+    for v in VARIANTS:  # the pre-registered validation criterion (docs/METHOD.md, "Validating the DR variants")
+        assert methods.validation_method(v) == "snips"
+        assert methods.validation_method(f"causalrm-{v}") == "causalrm-snips"
+        assert needs_of(f"causalrm-{v}") == needs_of("causalrm-dr") and needs_of(v) == needs_of("dr")
+    assert methods.validation_method("causalrm-dr") == "causalrm-dr"
+    assert methods.validation_method("causalrm-tdr", "causalrm-ips") == "causalrm-ips"
+
+
+@pytest.mark.parametrize("method", ["causalrm-dr-cf", "causalrm-dr-jl", "mrdr", "causalrm-tdr", "causalrm-sdr"])
+def test_dr_variants_train_and_stop_on_snips(method):
+    """Each DR variant fits end to end (the joint-learning ones with their imputation model) and early-stops on the
+    self-normalised IPS estimate of its observed error."""
+    from causalrm.bench import synthetic_rated
+    from causalrm.pipeline import fit_log
+    from causalrm.simulate import simulate_with_config
+    from causalrm.trainer import cpu_threads
+
+    rated, X = synthetic_rated(600, 6)
+    log, _ = simulate_with_config(rated, alpha=0.5, rho01=0.2, rho10=0.1, observation_rate=0.4, embeddings=X,
+                                  seed=0, dataset="synthetic")
+    with cpu_threads(1):
+        res = fit_log(log, X, FitConfig(method=method, hidden=(8,), max_epochs=3, patience=2, rho01=0.2, rho10=0.1,
+                                        propensity_model="logistic", flip_bootstrap=10, device="cpu"))
+    assert res.history.val_method == methods.validation_method(method)
+    assert res.history.epochs >= 1 and np.isfinite(res.history.best_val_estimate)
 
 
 def test_method_md_table_is_the_registry_s():
