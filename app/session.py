@@ -136,10 +136,23 @@ def _register(session: Session) -> Session:
 
 
 def new_session(session_hash: str | None = None) -> Session:
-    """Create a session with a fresh private folder ``<tmp_root>/s-<random>``, shown by page ``session_hash``."""
-    session_hash = session_hash or f"local-{uuid.uuid4().hex[:12]}"
-    workdir = Path(tempfile.mkdtemp(prefix="s-", dir=tmp_root()))
-    return _register(Session(session_hash=session_hash, workdir=workdir, pages={session_hash}))
+    """The session page ``session_hash`` shows: the open one already bound to it, else a new one with a fresh
+    private folder ``<tmp_root>/s-<random>``.
+
+    A page's first events race: the page-load restore and a click made before it answered both arrive without a
+    ``gr.State``; binding by page makes them share one session (and so one token), where two sessions would leave
+    the page storing the token of the one without the data.
+    """
+    with _LOCK:
+        if session_hash:
+            for session in _SESSIONS.values():
+                if session_hash in session.pages and session.workdir.exists():
+                    return session
+        session_hash = session_hash or f"local-{uuid.uuid4().hex[:12]}"
+        workdir = Path(tempfile.mkdtemp(prefix="s-", dir=tmp_root()))
+        session = Session(session_hash=session_hash, workdir=workdir, pages={session_hash})
+        _SESSIONS[session.token] = session
+        return session
 
 
 def ensure_session(state: Session | None, request: Any = None) -> Session:

@@ -38,6 +38,9 @@ def page(app_url):
         pg.set_default_timeout(60_000)
         pg.goto(app_url, wait_until="load")
         pg.wait_for_selector("#load-sample")
+        # the app copes with clicks before the page-load restore answers (test_a_pages_first_events_share_one_session)
+        # but a reload test needs the token stored: wait for it as a user would for the page to settle
+        pg.wait_for_function("sessionStorage.getItem('causalrm-session')")
         yield pg
         browser.close()
 

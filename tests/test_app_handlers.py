@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -327,7 +328,6 @@ def test_a_lora_job_that_cannot_fit_is_refused_with_what_would(trained, monkeypa
 
 
 def test_a_reload_restores_the_session_and_follows_its_running_job():
-    from types import SimpleNamespace
 
     fresh = list(R.restore_session("", None, SimpleNamespace(session_hash="page-0")))
     assert len(fresh) == 1 and fresh[0].state.log is None and fresh[0].token == fresh[0].state.token
@@ -409,6 +409,16 @@ def test_session_folders_are_private_and_cleaned(tmp_path, monkeypatch):
     assert not b.workdir.exists()
     c = S.new_session("hash-c")
     assert S.purge_stale(max_age_s=-1) >= 1 and not c.workdir.exists()
+
+
+def test_a_pages_first_events_share_one_session(tmp_path, monkeypatch):
+    """The page-load restore and a click made before it answered both come without a gr.State: they must get one
+    session, so that the token the page stores is the one holding the data (else a reload shows nothing)."""
+    monkeypatch.setenv("CAUSALRM_APP_TMPDIR", str(tmp_path))
+    clicked = S.ensure_session(None, SimpleNamespace(session_hash="page-race"))  # the click won the race
+    restored = list(R.restore_session("", None, SimpleNamespace(session_hash="page-race")))[-1]
+    assert restored.state is clicked and restored.token == clicked.token
+    assert S.ensure_session(None, SimpleNamespace(session_hash="page-other")) is not clicked
 
 
 def test_cli_app_help_and_lazy_imports():
