@@ -63,9 +63,9 @@ def pool() -> JobPool:
 
 def default_lora_max_length() -> int:
     """The Train tab's LoRA max length: 256 on a GPU, 128 on a CPU (where LoRA costs about a millisecond a token)."""
-    import torch
+    from causalrm.devices import resolve_device
 
-    return 256 if torch.cuda.is_available() else 128
+    return 256 if resolve_device("auto").type == "cuda" else 128
 
 
 def lora_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, Any]:
@@ -77,7 +77,7 @@ def lora_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, Any]
     """
     import torch
 
-    from causalrm.backbones import resolve_device
+    from causalrm.devices import resolve_device
     from causalrm.backbones.lora import DEFAULT_MODEL
     from causalrm.backbones.lora_memory import plan_lora
 

@@ -462,23 +462,11 @@ def resolve_model(model: str, *, max_length: int | None = None, pooling: str = "
 _LOADED: dict[tuple, tuple[Any, Any]] = {}  # the last loaded (tokenizer, model), shared by embedders of that model
 
 
-def _pick_device(device: str) -> str:
-    import torch
+def _pick_device(device: str | None) -> str:
+    """``device`` resolved by :func:`causalrm.devices.resolve_device`; the embedder's ``"auto"`` may pick mps."""
+    from causalrm.devices import resolve_device
 
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"device {device!r} is not valid; use auto, cpu, cuda, cuda:N or mps") from err
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
-    return str(device)
+    return str(resolve_device(device, auto_mps=True))
 
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "half": "float16",

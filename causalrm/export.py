@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 from causalrm import methods as registry
 from causalrm.io import atomic_dir
@@ -76,12 +77,6 @@ def _check_texts(prompts: Any, responses: Any) -> tuple[list[Any], list[Any]]:
                 raise InputError(f"{name} {i} is a {type(v).__name__}; pass a string or a list of "
                                  "{'role', 'content'} messages")
     return prompts, responses
-
-
-def _pick_device(device: str | torch.device | None) -> torch.device:
-    from causalrm.backbones.base import resolve_device
-
-    return resolve_device("auto" if device is None else device)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -136,7 +131,7 @@ class TransformerRewardModel(RewardModel):
         self.tokenizer = prepare_tokenizer(tokenizer, chat=chat)
         self.chat = bool(chat)
         self.max_length = int(max_length)
-        self.device = _pick_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         config = getattr(model, "config", None)
         if config is not None and getattr(config, "pad_token_id", None) is None:
@@ -168,7 +163,7 @@ class EmbeddingRewardModel(RewardModel):
         super().__init__(**kw)
         self.backbone = backbone
         self.embedder = embedder
-        self.device = _pick_device(device)
+        self.device = resolve_device(device)
         self.backbone.to(self.device).eval()
 
     def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
@@ -198,7 +193,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 def _make_embedder(model: str, device: str | torch.device | None) -> Any:
     from causalrm.embeddings import Embedder
 
-    dev = str(_pick_device(device))
+    dev = str(resolve_device(device))
     return Embedder(model=model, device=dev, progress=False, cache=False)
 
 

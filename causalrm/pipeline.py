@@ -486,7 +486,7 @@ def _fit_nuisances(
                 "logged_propensity column, include the impressions without feedback, or use --method denoise / naive"
             )
         model = PropensityModel(model=config.propensity_model, n_folds=config.propensity_folds, clip=config.clip,
-                                random_state=config.seed, device=_nuisance_device(config.device))
+                                random_state=config.seed, device=config.device)
         model.fit(X_fit, obs, logged_propensity=logged if use_logged else None)
         nuis.propensity_model = model
         nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
@@ -584,12 +584,6 @@ def _gold_check(fb: np.ndarray, obs: np.ndarray, audit: dict[str, Any], config: 
         return {"error": str(err)}
     return {"rho01": est.rho01_, "rho10": est.rho10_, "ci": {k: list(v) for k, v in est.ci_.items()},
             "n_gold": est.diagnostics_["n_gold"]}
-
-
-def _nuisance_device(device: str) -> str:
-    from causalrm.backbones import resolve_device
-
-    return str(resolve_device(device))
 
 
 def _stage(on_stage: StageFn | None, name: str) -> None:

@@ -33,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 
 #: propensity model kinds; "auto" cross-fits the other two and keeps the lower out-of-fold log loss
@@ -369,12 +370,6 @@ def predict_mlp(model: _MLP, X: np.ndarray, batch_size: int = 8192) -> np.ndarra
     return np.concatenate(out)
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 # ------------------------------------------------------------------------------------------------- the estimator
 class PropensityModel(BaseEstimator):
     """Cross-fitted propensity p_hat(x) = P(o = 1 | x) with diagnostics.
@@ -449,7 +444,7 @@ class PropensityModel(BaseEstimator):
             max_epochs=int(self.max_epochs),
             patience=int(self.patience),
             random_state=seed,
-            device=_resolve_device(self.device),
+            device=str(resolve_device(self.device)),
         )
 
     def _predict_one(self, model: Any, X: np.ndarray) -> np.ndarray:

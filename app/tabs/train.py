@@ -21,6 +21,7 @@ from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, SETTINGS, TRAIN_
                         guarded, notify, require)
 from app.session import Session
 from causalrm import schema
+from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 
 # max epochs and patience the Train tab proposes per backbone (LoRA on a CPU: minutes per epoch)
@@ -150,11 +151,7 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
         raise InputError("epochs, patience, seed and max length must be whole numbers") from None
     if not 1 <= epochs <= SETTINGS.max_epochs:
         raise InputError(f"epochs must be between 1 and {SETTINGS.max_epochs}")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("device 'cuda' requested but no CUDA GPU is available here; choose auto or cpu")
+    resolve_device(device)  # InputError when the device is not usable here
     if backbone == "mlp" and session.X is None:
         raise InputError("the mlp backbone needs embeddings: press 'Compute embeddings' on the Data tab first")
     if session.training is not None and not session.training.job.finished:

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from causalrm.devices import resolve_device  # noqa: F401  (re-exported: causalrm.backbones.resolve_device)
 from causalrm.errors import InputError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -163,19 +164,6 @@ class Backbone(torch.nn.Module):
         except (RuntimeError, OSError, ValueError) as err:
             raise InputError(f"{w_path}: weights do not match {cfg_path} ({str(err).splitlines()[0]})") from err
         return model.to(device)
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` -> cuda when available, else cpu; anything else is passed to ``torch.device``."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
-    return dev
 
 
 def seeded_init(seed: int, build: Any, *args: Any, **kwargs: Any) -> Any:
