@@ -105,19 +105,18 @@ if [[ "${ABLATION:-1}" == 1 ]]; then
 fi
 
 # The DR variants (issue 17; DR=0 skips them): every causalrm- DR variant beside the references, the two ceilings and
-# forward correction, on the held-out WildBench teacher cell (seeds 5-7, then 0-4 and 8-9 as a second file), one grid
-# cell (alpha 0.5, scenario 1, the paper's MLP propensity, seeds 0-4) and the synthetic control (seeds 0-2). Read with
-# benchmarks/dr_selection.py (the pre-registered choice) and benchmarks/paired_differences.py --long.
+# forward correction, on the held-out WildBench teacher cell (seeds 5-7) and one grid cell (alpha 0.5, scenario 1, the
+# paper's MLP propensity, seeds 0-2); then the plain DR with the earlier pooled pseudo-labels on the held-out seeds.
+# Read with benchmarks/dr_selection.py (the pre-registered choice) and benchmarks/paired_differences.py --long.
 if [[ "${DR:-1}" == 1 ]]; then
   DR_METHODS=naive,ips,denoise,fcorr,causalrm-ips,causalrm-dr,causalrm-dr-cf,causalrm-dr-jl,causalrm-mrdr,causalrm-tdr,causalrm-sdr,oracle,oracle-observed
   SEEDS=5,6,7 METHODS=$DR_METHODS PROPENSITY=auto cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_s5-7" \
     --dataset wildbench --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25
-  SEEDS=0,1,2,3,4,8,9 METHODS=$DR_METHODS PROPENSITY=auto cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_s0-4,8-9" \
-    --dataset wildbench --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25
-  SEEDS=0,1,2,3,4 METHODS=$DR_METHODS cell "dr/wildbench_teacher_a0.5_r0.2-0.1_s0-4" --dataset wildbench \
+  SEEDS=0,1,2 METHODS=$DR_METHODS cell "dr/wildbench_teacher_a0.5_r0.2-0.1_s0-2" --dataset wildbench \
     --rating teacher --alpha 0.5 --rho01 0.2 --rho10 0.1
-  SEEDS=0,1,2 METHODS=$DR_METHODS cell "dr/synthetic_a0.5_r0.2-0.1_s0-2" --dataset synthetic:20000x32 --alpha 0.5 \
-    --rho01 0.2 --rho10 0.1
+  SEEDS=5,6,7 METHODS=naive,causalrm-dr,causalrm-dr-cf,causalrm-mrdr PROPENSITY=auto \
+    cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_s5-7_pooled-imputation" --dataset wildbench --rating teacher \
+    --alpha 0.2 --rho01 0.15 --rho10 0.25 --imputation-fit pooled
 fi
 
 # Real feedback: oasst1 emoji reactions, evaluated against the crowd quality label on held-out prompt groups;

@@ -480,3 +480,15 @@ def test_imputation_step_loss_matches_numpy(kind):
         assert float(got.detach()) == pytest.approx(ref, rel=1e-10)
         got.backward()
         assert qt.grad is not None and torch.isfinite(qt.grad).all()
+
+
+@pytest.mark.parametrize("rho01,rho10", [(0.2, 0.1), (0.15, 0.25), (0.3, 0.05)])
+def test_forward_correction_is_a_scaled_surrogate_under_the_brier_base(rho01, rho10):
+    """With "mse", l(pi(z), r) = D^2 l~(z, r) + c(r) (pi = rho10 + D s): the forward and backward corrections have
+    the same gradient up to the factor D^2, which is why fcorr and denoise train alike (docs/RESULTS.md)."""
+    z = torch.linspace(-8, 8, 201, dtype=torch.float64)
+    d = 1 - rho01 - rho10
+    for r in (0.0, 1.0):
+        rr = torch.full_like(z, r)
+        diff = forward_loss(z, rr, rho01, rho10, "mse") - d**2 * surrogate_loss(z, rr, rho01, rho10, "mse")
+        np.testing.assert_allclose(diff.numpy(), diff[0].item(), atol=1e-12)
