@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from causalrm import audit, schema  # noqa: E402
 from causalrm.embeddings import embed_log  # noqa: E402
 from causalrm.evaluation import labelled_verdict, metrics, sigmoid  # noqa: E402
-from causalrm.io import write_json_atomic  # noqa: E402
+from causalrm.atomic_io import write_json_atomic  # noqa: E402
 from causalrm.noise import FlipRateEstimator  # noqa: E402
 from causalrm.pipeline import FitConfig, fit_log, group_split, jsonable  # noqa: E402
 

@@ -45,9 +45,8 @@ import inspect
 import json
 import os
 import re
-import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from causalrm import schema
+from causalrm.atomic_io import atomic_path
 from causalrm.errors import InputError
 from causalrm.schema import DEFAULT_EMBEDDER
 
@@ -119,22 +119,6 @@ def _shipped_roots() -> list[Path]:
     if env and (Path(env) / "embeddings").resolve() != SHIPPED_DIR:
         roots.append(Path(env) / "embeddings")
     return roots
-
-
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` on success, delete it on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cache files (and the shipped ones) are world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class EmbeddingCache:
@@ -228,14 +212,14 @@ class EmbeddingCache:
         d = self.write_root / self.namespace
         d.mkdir(parents=True, exist_ok=True)
         if not self._valid_dir(d):
-            with _atomic_file(d / "meta.json") as tmp:
+            with atomic_path(d / "meta.json") as tmp:
                 tmp.write_text(json.dumps({"format": CACHE_FORMAT, **self.meta}, indent=2, sort_keys=True) + "\n")
         dig = np.ascontiguousarray(digests[keep], dtype=np.uint8)
         emb = np.ascontiguousarray(vectors[keep].astype(self.dtype))
         path = d / f"{name or 'shard'}-{uuid.uuid4().hex[:12]}.safetensors"
         metadata = {"format": CACHE_FORMAT, "model": str(self.meta.get("model")), "key": str(self.meta.get("key")),
                     "rows": str(len(keep)), "dim": str(emb.shape[1]), "dtype": str(self.dtype)}
-        with _atomic_file(path) as tmp:
+        with atomic_path(path) as tmp:
             save_file({"digest": dig, "embedding": emb}, str(tmp), metadata=metadata)
         block = len(self._blocks)
         self._blocks.append(emb)
@@ -272,7 +256,7 @@ class EmbeddingCache:
         path = d / f"merged-{uuid.uuid4().hex[:12]}.safetensors"
         metadata = {"format": CACHE_FORMAT, "model": str(self.meta.get("model")), "key": str(self.meta.get("key")),
                     "rows": str(len(digests)), "dim": str(embs[0].shape[0]), "dtype": str(self.dtype)}
-        with _atomic_file(path) as tmp:
+        with atomic_path(path) as tmp:
             save_file({"digest": np.stack(digests), "embedding": np.stack(embs)}, str(tmp), metadata=metadata)
         for shard in shards:
             with contextlib.suppress(OSError):

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from causalrm import schema
+from causalrm.atomic_io import jsonable
 from causalrm.errors import InputError
 
 METRICS = ("mse", "mae", "r2", "auroc", "pearson")
@@ -382,7 +383,7 @@ class RankingComparison:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["names"] = list(self.names)
-        return _finite(out)
+        return jsonable(out)
 
     def format(self, width: int = 60) -> str:
         a, b = self.names
@@ -416,18 +417,6 @@ def _fmt_pct(v: float | None) -> str:
 def _clip(text: str, width: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    return obj
 
 
 def _ranks_desc(x: np.ndarray) -> np.ndarray:

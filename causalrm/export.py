@@ -42,7 +42,7 @@ import torch
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 from causalrm import methods as registry
-from causalrm.io import atomic_dir
+from causalrm.atomic_io import atomic_dir, write_json_atomic, write_text_atomic
 from causalrm.schema import DEFAULT_EMBEDDER
 
 EXPORT_FORMAT = "causalrm-reward-model"
@@ -565,12 +565,6 @@ def _atomic_folder(out: Path, *, overwrite: bool):
         yield tmp
 
 
-def _write_json(obj: Any, path: Path) -> None:
-    from causalrm.pipeline import jsonable
-
-    path.write_text(json.dumps(jsonable(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def export_run(
     run_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -637,15 +631,15 @@ def export_run(
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
             # peft's own loaders read this: the hub id for the bundled MiniLM, else the local folder or id
             cfg["base_model_name_or_path"] = manifest["base_model_card"] if base_ref in BUNDLED_ALIASES else base_ref
-            cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+            write_json_atomic(cfg, cfg_path)
             backbone.tokenizer.save_pretrained(str(tmp))
         else:
             merged = backbone.merged_model()
             merged.config.id2label, merged.config.label2id = {0: "reward"}, {"reward": 0}
             merged.save_pretrained(str(tmp), safe_serialization=True)
             backbone.tokenizer.save_pretrained(str(tmp))
-        _write_json(manifest, tmp / MANIFEST)
-        (tmp / "README.md").write_text(model_card(manifest), encoding="utf-8")
+        write_json_atomic(manifest, tmp / MANIFEST)
+        write_text_atomic(model_card(manifest), tmp / "README.md")
         bad = [f.name for f in tmp.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
         if bad:
             raise InputError(f"export would contain pickled files {bad}; please report this")

@@ -1,4 +1,4 @@
-"""Reading impression logs into the canonical schema, and atomic writes.
+"""Reading impression logs into the canonical schema (the atomic writers live in :mod:`causalrm.atomic_io`).
 
 ``read_log`` accepts CSV, TSV, JSONL (``.jsonl`` / ``.ndjson``), JSON (an array of objects) and Parquet files, and the
 gzip variants of the text formats (``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``, ``.json.gz``). It returns a
@@ -20,24 +20,22 @@ with ``threshold`` (``rating >= threshold`` -> 1). Empty cells and NA/null/none/
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io as _stdio
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import zlib
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from causalrm import schema
+from causalrm.atomic_io import atomic_dir, atomic_path, write_json_atomic, write_table_atomic  # noqa: F401 (re-exported)
 from causalrm.errors import InputError
 
 __all__ = [
@@ -69,116 +67,6 @@ _BINARY_WORDS = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "true": 1, "false": 0, "t":
 _SPLIT_NAMES = {"train": schema.TRAIN, "training": schema.TRAIN, "val": schema.VAL, "valid": schema.VAL,
                 "validation": schema.VAL, "dev": schema.VAL, "test": schema.TEST, "testing": schema.TEST}
 _STRING_COLUMNS = (schema.USER_ID, schema.TIMESTAMP, schema.PAIR_ID)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Atomic writes
-# --------------------------------------------------------------------------------------------------------------------
-def _read_umask() -> int:
-    umask = os.umask(0)  # the only way to read it; done once, at import, so no thread sees umask 0 later
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it is renamed onto ``path`` (``os.replace``).
-
-    On any exception the temporary file is removed and ``path`` is left untouched. The folder must exist.
-    """
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"{folder}: output folder does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        # mkstemp creates the file 0600: give it the mode a plain open() would (or the replaced file's mode).
-        try:
-            mode = path.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            mode = 0o666 & ~_UMASK
-        os.chmod(tmp_path, mode)
-        os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
-        raise
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; on success it replaces ``path`` (a folder) in one rename.
-
-    An existing ``path`` is moved aside first and removed only after the rename succeeded, so a failure at any point
-    leaves the old folder in place and no partial output. Callers check whether replacing ``path`` is allowed.
-    The result gets the modes a plain ``mkdir`` / ``open`` would give (0755 / 0644 under umask 022), not the
-    private ones of temporary folders and of files some writers create (safetensors: 0600).
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"{path.parent}: output folder does not exist; create it first")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        _default_modes(tmp)
-        old = None
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "previous")
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            if old is not None:
-                os.replace(old / "previous", path)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _default_modes(folder: Path) -> None:
-    """Give ``folder`` and everything in it the umask's default modes (executable files stay executable)."""
-    os.chmod(folder, 0o777 & ~_UMASK)
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o777 & ~_UMASK)
-        for name in files:
-            file = os.path.join(root, name)
-            executable = os.stat(file).st_mode & 0o100
-            os.chmod(file, (0o777 if executable else 0o666) & ~_UMASK)
-
-
-def write_table_atomic(df: pl.DataFrame, path: str | os.PathLike) -> None:
-    """Write ``df`` to ``path`` atomically; the format follows the suffix (``.parquet``, ``.csv`` or ``.jsonl``)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv", ".jsonl"):
-        raise InputError(f"{path}: unsupported output extension {suffix!r}; use .parquet, .csv or .jsonl")
-    with atomic_path(path) as tmp:
-        if suffix == ".parquet":
-            df.write_parquet(tmp, compression="zstd", statistics=False)
-        elif suffix == ".csv":
-            df.write_csv(tmp)
-        else:
-            df.write_ndjson(tmp)
-
-
-def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically."""
-    try:
-        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    except (TypeError, ValueError) as err:
-        raise InputError(f"{path}: cannot write JSON: {err}") from None
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------------------------

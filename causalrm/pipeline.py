@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -38,6 +37,7 @@ import polars as pl
 
 from causalrm import methods as registry
 from causalrm import schema
+from causalrm.atomic_io import jsonable  # noqa: F401 (re-exported: runs, bench, benchmarks)
 from causalrm.backbones import Backbone, build_backbone, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
@@ -392,33 +392,6 @@ class Nuisances:
         out["n_rows"] = int(self.rows.size)
         out["gates"] = {name: gate.to_dict() for name, gate in self.gates.items()}
         return jsonable(out)
-
-
-def jsonable(obj: Any) -> Any:
-    """Recursively convert dataclasses, numpy values and tuples to JSON types; non-finite floats to None."""
-    if hasattr(obj, "to_dict") and callable(obj.to_dict) and not isinstance(obj, type):
-        return jsonable(obj.to_dict())
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        if obj.size > 64:
-            return {"mean": float(np.mean(obj)), "min": float(np.min(obj)), "max": float(np.max(obj)),
-                    "n": int(obj.size)}
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if obj is None or isinstance(obj, (int, str)):
-        return obj
-    return str(obj)
 
 
 def needs_of(methods: str | list[str] | tuple[str, ...]) -> set[str]:

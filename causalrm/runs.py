@@ -34,9 +34,9 @@ import polars as pl
 from causalrm import __version__, schema
 from causalrm.backbones import Backbone, load_backbone
 from causalrm.errors import InputError
-from causalrm.io import atomic_dir
+from causalrm.atomic_io import atomic_dir, write_json_atomic
 from causalrm.evaluation import evaluate_scores, sigmoid
-from causalrm.pipeline import FitConfig, FitResult, jsonable, score_with
+from causalrm.pipeline import FitConfig, FitResult, score_with
 
 RUN_FORMAT = "causalrm-run"
 RUN_VERSION = 1
@@ -94,10 +94,6 @@ def _atomic_dir(run_dir: Path):
         yield tmp
 
 
-def _write_json(obj: Any, path: Path) -> None:
-    path.write_text(json.dumps(jsonable(obj), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def save_run(
     result: FitResult, log: pl.DataFrame, X: np.ndarray | None, run_dir: str | os.PathLike, *,
     source: str | None = None, extra: dict[str, Any] | None = None,
@@ -136,10 +132,10 @@ def save_run(
     }
     with _atomic_dir(run_dir) as tmp:
         result.backbone.save(tmp)
-        _write_json(metrics, tmp / METRICS)
-        _write_json(result.nuisances.to_dict(), tmp / NUISANCES)
+        write_json_atomic(metrics, tmp / METRICS)
+        write_json_atomic(result.nuisances.to_dict(), tmp / NUISANCES)
         scored_table(log, rewards, split=split).write_parquet(tmp / SCORED)
-        _write_json(config, tmp / CONFIG)  # last: its presence marks a complete run
+        write_json_atomic(config, tmp / CONFIG)  # last: its presence marks a complete run
     return run_dir
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from causalrm.atomic_io import jsonable
 from causalrm.backbones.base import Backbone, Features, resolve_device
 from causalrm.errors import InputError
 from causalrm.options import option
@@ -161,7 +162,7 @@ class TrainHistory:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["epochs"] = self.epochs
-        return _json_floats(out)
+        return jsonable(out)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -549,14 +550,3 @@ def _restore(backbone: Backbone, state: dict[str, torch.Tensor]) -> None:
         current = backbone.state_dict()
         for k, v in state.items():
             current[k].copy_(v)
-
-
-def _json_floats(obj: Any) -> Any:
-    """Replace non-finite floats by None so the result is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_floats(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_floats(v) for v in obj]
-    return obj

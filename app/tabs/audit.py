@@ -270,7 +270,7 @@ def _verdict_panel(session: Session) -> str:
 
 def _download(session: Session) -> str | None:
     """The label file as ``causalrm audit`` writes it (CSV), for the download button."""
-    from causalrm.io import write_table_atomic
+    from causalrm.atomic_io import write_table_atomic
 
     current = session.audit
     if current is None:

@@ -8,9 +8,7 @@ Layout: :func:`build`; events: :func:`wire`.
 from __future__ import annotations
 
 import math
-import os
 import shlex
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -23,6 +21,7 @@ from app import plots
 from app.common import DEFAULT_EMBEDDER, ORACLE, fmt, guarded, require, run_scored
 from app.session import Session
 from causalrm import schema
+from causalrm.atomic_io import atomic_path
 from causalrm.errors import InputError
 
 
@@ -94,7 +93,7 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     """Metrics vs clean / gold labels with CIs, reward scatter, ranking comparison (Kendall τ, rank shifts),
     downloads and the equivalent CLI commands."""
     from causalrm.evaluation import compare_rankings
-    from causalrm.io import write_table_atomic
+    from causalrm.atomic_io import write_table_atomic
 
     session = require(state)
     a, b = _check_pair(session, method_a, method_b)
@@ -280,15 +279,13 @@ def prompt_ranking(state: Session | None, method_a: str | None, method_b: str | 
 def _zip_runs(session: Session, path: Path) -> Path | None:
     if not session.run_dirs:
         return None
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for method, folder in session.run_dirs.items():
             for file in sorted(Path(folder).rglob("*")):
                 if file.is_file():
                     zf.write(file, Path("runs") / method / file.relative_to(folder))
         zf.writestr("README.txt", "CausalRM Workbench runs (one folder per method). Reproduce with:\n\n"
                     + cli_command(session) + "\n")
-    os.replace(tmp, path)
     return path
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from causalrm.atomic_io import write_json_atomic
 from causalrm.devices import resolve_device  # noqa: F401  (re-exported: causalrm.backbones.resolve_device)
 from causalrm.errors import InputError
 
@@ -137,7 +138,7 @@ class Backbone(torch.nn.Module):
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_for_save().items()}
         save_file(state, str(run_dir / WEIGHTS_FILE), metadata={"format": FORMAT, "backbone": self.name})
         meta = {"format": FORMAT, "name": self.name, "config": self.get_config()}
-        (run_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(meta, run_dir / CONFIG_FILE)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Backbone:

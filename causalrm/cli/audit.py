@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.cli.fit import read_log_arg
     from causalrm.embeddings import Embedder, embed_log, read_embeddings
     from causalrm.errors import InputError
-    from causalrm.io import read_labels, write_table_atomic
+    from causalrm.atomic_io import write_table_atomic
+    from causalrm.io import read_labels
     from causalrm.pipeline import DEFAULT_EMBEDDER
 
     out = Path(args.out)

@@ -68,7 +68,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from causalrm.bench import BenchConfig, run_bench
-    from causalrm.io import atomic_path, write_json_atomic
+    from causalrm.atomic_io import write_json_atomic, write_text_atomic
     from causalrm.options import from_args
     from causalrm.pipeline import FitConfig
 
@@ -88,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
     write_json_atomic(result.to_dict(), args.json_out)
     md = result.to_markdown(command=command)
     if args.md_out:
-        with atomic_path(args.md_out) as tmp:
-            tmp.write_text(md, encoding="utf-8")
+        write_text_atomic(md, args.md_out)
     print(md)
     return 0

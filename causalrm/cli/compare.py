@@ -84,8 +84,8 @@ def _format_audit(audit: dict, names: tuple[str, str]) -> str:
 def run(args: argparse.Namespace) -> int:
     from causalrm.audit import audited_evaluation, merge_labels
     from causalrm.evaluation import compare_rankings, labelled_verdict
-    from causalrm.io import parse_mapping, read_labels, read_log, write_json_atomic
-    from causalrm.pipeline import jsonable
+    from causalrm.atomic_io import write_json_atomic
+    from causalrm.io import parse_mapping, read_labels, read_log
     from causalrm.runs import load_run, score_log
 
     run_a, run_b = load_run(args.run_a), load_run(args.run_b)
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             print(audit_verdict["verdict"])
     print(comparison.format(width=args.width))
     if args.json_out:
-        write_json_atomic(jsonable({**comparison.to_dict(), "verdict": found, "did_not_learn": unlearned,
-                                    "audit": audit, "audit_verdict": audit_verdict}), args.json_out)
+        write_json_atomic({**comparison.to_dict(), "verdict": found, "did_not_learn": unlearned,
+                           "audit": audit, "audit_verdict": audit_verdict}, args.json_out)
         print(f"wrote {args.json_out}")
     return 0

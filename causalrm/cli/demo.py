@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from causalrm.demo import DEMO, run_demo
-    from causalrm.io import write_json_atomic
+    from causalrm.atomic_io import write_json_atomic
     from causalrm.pipeline import FitConfig
 
     setting = dataclasses.replace(DEMO, seed=args.seed)

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 def _write(out: Path, X, response_ids: list[str] | None, embedder) -> None:
     import numpy as np
 
-    from causalrm.io import atomic_path
+    from causalrm.atomic_io import atomic_path
 
     with atomic_path(out) as tmp:
         if out.suffix.lower() == ".npy":

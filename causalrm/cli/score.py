@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.embeddings import read_embeddings
     from causalrm.errors import InputError
     from causalrm.evaluation import evaluate_scores
-    from causalrm.io import write_table_atomic
+    from causalrm.atomic_io import write_table_atomic
     from causalrm.runs import load_run, scored_table
 
     out = Path(args.out)

@@ -64,7 +64,7 @@ def _threshold(value: str) -> str | float:
 
 def run(args: argparse.Namespace) -> int:
 
-    from causalrm.io import write_json_atomic, write_table_atomic
+    from causalrm.atomic_io import write_json_atomic, write_table_atomic
     from causalrm.simulate import simulate_dataset, simulation_summary, validate_parameters
 
     out = Path(args.out)
