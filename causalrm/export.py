@@ -138,41 +138,51 @@ class TransformerRewardModel(RewardModel):
             config.pad_token_id = self.tokenizer.pad_token_id
 
     def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
-        from causalrm.backbones.lora import TokenFeatures, encode_texts, message_text
+        from causalrm.backbones.lora import TokenFeatures, encode_texts
+        from causalrm.trainer import predict_logits
 
-        if not self.chat:
-            prompts, responses = [message_text(p) for p in prompts], [message_text(r) for r in responses]
         ids, types = encode_texts(self.tokenizer, prompts, responses, chat=self.chat, max_length=self.max_length)
         feats = TokenFeatures(ids, self.tokenizer.pad_token_id, types)
-        order = np.argsort(feats.lengths, kind="stable")
-        out = np.empty(len(feats), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                logits = self.model(**feats.batch(torch.as_tensor(idx), self.device)).logits
-                out[idx] = logits[:, 0].float().cpu().numpy()
-        return out
+        return predict_logits(_FirstLogit(self.model), feats, batch_size=batch_size, device=self.device)
 
 
-class EmbeddingRewardModel(RewardModel):
-    """An MLP reward head on frozen embeddings: ``Embedder`` -> ``MLPBackbone``."""
+class _FirstLogit(torch.nn.Module):
+    """A sequence-classification model as the scoring kernel sees a backbone: ``(**batch) -> logits (n,)``."""
 
-    kind = "mlp"
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
 
-    def __init__(self, backbone: Any, embedder: Any, *, device: str | torch.device | None = "auto", **kw: Any):
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.model(**batch).logits[:, 0].float()
+
+
+class BackboneRewardModel(RewardModel):
+    """A causalrm backbone as a reward model: a fitted ``causalrm.CausalRM``, a run directory, an exported MLP head.
+
+    Texts become the backbone's features (``Backbone.featurize_texts``: the embedder's vectors for an embedding
+    head, tokens for LoRA), scored by :func:`causalrm.trainer.predict_logits`: the one kernel that
+    ``FitResult.score`` and ``Run.score`` (``causalrm.pipeline.score_with``) run too, so a run scores the same
+    texts the same way whichever entry is used.
+    """
+
+    kind = "run"
+
+    def __init__(self, backbone: Any, *, embedder: Any = None, device: str | torch.device | None = "auto",
+                 autocast_dtype: str | None = None, **kw: Any):
         super().__init__(**kw)
         self.backbone = backbone
         self.embedder = embedder
+        self.autocast_dtype = autocast_dtype
         self.device = resolve_device(device)
         self.backbone.to(self.device).eval()
 
     def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
-        from causalrm.backbones.lora import message_text
+        from causalrm.trainer import predict_logits
 
-        X = self.embedder.embed([message_text(p) for p in prompts], [message_text(r) for r in responses])
-        with torch.inference_mode():
-            x = torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device)
-            return self.backbone(x=x).float().cpu().numpy().astype(np.float32)
+        features = self.backbone.featurize_texts(prompts, responses, embedder=self.embedder)
+        return predict_logits(self.backbone, features, batch_size=batch_size, device=self.device,
+                              autocast_dtype=self.autocast_dtype)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -283,8 +293,10 @@ def load_reward_model(path: str | os.PathLike, *, device: str | torch.device | N
 
             backbone = load_backbone(p)
             embedder = _make_embedder(manifest.get("embedder") or DEFAULT_EMBEDDER, device)
-            return EmbeddingRewardModel(backbone, embedder, device=device, path=source, manifest=manifest,
-                                        batch_size=batch_size)
+            rm = BackboneRewardModel(backbone, embedder=embedder, device=device, path=source, manifest=manifest,
+                                     batch_size=batch_size)
+            rm.kind = "mlp"
+            return rm
         if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
             raise InputError(f"{p}: not a reward model folder (no config.json, adapter_config.json or {MANIFEST}); "
                              "pass the OUT folder of `causalrm export` or a run directory")
@@ -312,19 +324,9 @@ def reward_model_of(backbone: Any, config: Any, *, path: str | None = None, devi
     directory (:func:`load_reward_model`) and of a fitted ``causalrm.CausalRM``. ``embedder`` overrides the
     configuration's embedding model."""
     manifest = {"method": config.method, "backbone": backbone.name}
-    if backbone.name == "lora":
-        rm = TransformerRewardModel(backbone.model, backbone.tokenizer, chat=backbone.chat,
-                                    max_length=backbone.max_length, kind="run", device=device, path=path,
-                                    manifest=manifest, batch_size=batch_size)
-        rm.backbone = backbone
-        return rm
-    if backbone.needs_embeddings:
-        emb = _make_embedder(embedder or config.embedder, device)
-        rm = EmbeddingRewardModel(backbone, emb, device=device, path=path, manifest=manifest,
-                                  batch_size=batch_size)
-        rm.kind = "run"
-        return rm
-    raise InputError(f"{path or 'this model'}: backbone {backbone.name!r} cannot be used as a reward model yet")
+    embedder_ = _make_embedder(embedder or config.embedder, device) if backbone.needs_embeddings else None
+    return BackboneRewardModel(backbone, embedder=embedder_, device=device, autocast_dtype=config.autocast_dtype,
+                               path=path, manifest=manifest, batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -672,7 +674,7 @@ def _verify(path: Path, manifest: dict[str, Any], reference: np.ndarray, probes:
 __all__ = [
     "EXPORT_FORMAT",
     "MANIFEST",
-    "EmbeddingRewardModel",
+    "BackboneRewardModel",
     "RewardModel",
     "TransformerRewardModel",
     "best_of_n",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -114,6 +114,21 @@ class Backbone(torch.nn.Module):
     # ------------------------------------------------------------------------------------------------ model inputs
     def featurize(self, log: pl.DataFrame, X: np.ndarray | None) -> Features:
         raise NotImplementedError
+
+    def featurize_texts(self, prompts: Sequence[Any], responses: Sequence[Any], *, embedder: Any = None) -> Features:
+        """Features of (prompt, response) texts (strings or ``{"role", "content"}`` message lists) for scoring.
+
+        Default: ``embedder``'s vectors of the texts (message lists flattened to text), through :meth:`featurize`.
+        Backbones that read text themselves (LoRA) override it.
+        """
+        if not self.needs_embeddings:
+            raise InputError(f"backbone {self.name!r} cannot score texts yet")
+        if embedder is None:
+            raise InputError(f"the {self.name} backbone scores embeddings: pass the embedder of its run")
+        from causalrm.backbones.lora import message_text
+
+        X = embedder.embed([message_text(p) for p in prompts], [message_text(r) for r in responses])
+        return self.featurize(None, np.asarray(X, dtype=np.float32))
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

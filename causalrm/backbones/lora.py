@@ -471,21 +471,17 @@ class LoraBackbone(Backbone):
                     raise ValueError(f"{name}: saved shape {tuple(value.shape)} != model {tuple(param.shape)}")
                 param.copy_(value.to(param.device, param.dtype))
 
+    def featurize_texts(self, prompts: Sequence[Any], responses: Sequence[Any], *, embedder: Any = None
+                        ) -> TokenFeatures:
+        """The tokens of (prompt, response) texts (:meth:`encode`); ``embedder`` is not used."""
+        return self.encode(prompts, responses)
+
     def score(self, prompts: Sequence[Any], responses: Sequence[Any], *, batch_size: int = 16) -> np.ndarray:
-        """Reward logits of (prompt, response) pairs, in input order (eval mode, no gradients)."""
-        features = self.encode(prompts, responses)
-        order = np.argsort(-features.lengths, kind="stable")
-        out = np.empty(len(features), dtype=np.float32)
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(order), batch_size):
-                    idx = torch.as_tensor(order[start : start + batch_size])
-                    out[idx.numpy()] = self(**features.batch(idx, self.device)).cpu().numpy()
-        finally:
-            self.train(was_training)
-        return out
+        """Reward logits of (prompt, response) pairs, in input order (eval mode, no gradients): the texts'
+        tokens through ``causalrm.trainer.predict_logits``, the one scoring kernel."""
+        from causalrm.trainer import predict_logits
+
+        return predict_logits(self, self.encode(prompts, responses), batch_size=batch_size)
 
     def merged_model(self) -> Any:
         """The base model with the adapters merged in and the trained head (a plain ``PreTrainedModel``).
