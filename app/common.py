@@ -31,8 +31,10 @@ import polars as pl
 
 from app.session import Session
 from causalrm import schema
-from causalrm.methods import app_methods
 from causalrm.errors import InputError
+from causalrm.methods import app_methods
+from causalrm.options import choice_labels
+from causalrm.pipeline import FitConfig
 
 logger = logging.getLogger("causalrm.app")
 
@@ -43,8 +45,11 @@ DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
 TRAIN_METHODS = app_methods()
 ORACLE = "oracle"
 DEFAULT_METHODS = ("naive", "auto")  # what the app compares unless told otherwise
-FLIP_METHODS = {"anchor quantile (default)": "anchor-quantile", "anchor min/max": "anchor-minmax",
-                "gold labels": "gold"}
+#: the Noise tab's flip-rate estimates, display label -> FitConfig.flip_method (its choices and labels; "fixed" is the
+#: tab's manual override)
+FLIP_METHODS = choice_labels(FitConfig, "flip_method", mark_default=True, exclude=("fixed",))
+#: the Propensity tab's models (FitConfig.propensity_model's choices)
+PROPENSITY_MODELS = choice_labels(FitConfig, "propensity_model")
 DEVICES = ("auto", "cuda", "cpu")
 UPLOAD_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".gz")
 #: browser code run after a success: error toasts of earlier attempts are out of date
@@ -197,8 +202,6 @@ def gate_md(gate: Any) -> str:
 
 def fit_config(session: Session, **overrides: Any):
     """The FitConfig implied by the session's choices on the Propensity, Noise and Train tabs."""
-    from causalrm.pipeline import FitConfig
-
     values: dict[str, Any] = {}
     ps = session.propensity_settings
     if ps:

@@ -29,10 +29,13 @@ _AUTO_FLAG = object()
 
 def option(default: Any = dataclasses.MISSING, *, help: str, flag: str | None | object = _AUTO_FLAG,
            choices: Iterable[str] | Callable[[], Iterable[str]] | None = None, metavar: str | None = None,
+           labels: dict[str, str] | None = None, none: str | None = None,
            default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with command-line metadata (module docstring). ``flag`` defaults to ``--name-with-dashes``;
-    ``choices`` may be a callable (read when the parser is built, e.g. the method registry's names)."""
-    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar}
+    ``choices`` may be a callable (read when the parser is built, e.g. the method registry's names); ``labels``:
+    display labels of some choices (the app's lists, :func:`choice_labels`); ``none``: how the command line says
+    None when None is not the default (``--patience 0``: never stop early)."""
+    meta = {"help": help, "flag": flag, "choices": choices, "metavar": metavar, "labels": labels, "none": none}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -149,8 +152,26 @@ def to_cli(config: Any, *, skip: Iterable[str] = ()) -> list[str]:
                 out.append(flag)
             continue
         if value is None:
-            raise InputError(f"{type(config).__name__}.{f.name}: None cannot be written as {flag}")
+            if f.metadata.get("none") is None:
+                raise InputError(f"{type(config).__name__}.{f.name}: None cannot be written as {flag}")
+            out += [flag, f.metadata["none"]]
+            continue
         out += [flag, repr(value) if isinstance(value, float) else _show(value)]
+    return out
+
+
+def choice_labels(cls: Any, name: str, *, mark_default: bool = False, exclude: Iterable[str] = ()) -> dict[str, str]:
+    """Display label -> value for the choices of ``cls``'s field ``name``, in their order (the app's choice lists):
+    the field's ``labels`` where it has one, else the value itself; ``mark_default``: the default's label ends in
+    " (default)"; ``exclude``: values left out."""
+    f = {g.name: g for g in dataclasses.fields(cls)}[name]
+    labels, default, exclude = f.metadata.get("labels") or {}, _default(f), set(exclude)
+    out: dict[str, str] = {}
+    for value in choices_of(f) or ():
+        if value in exclude:
+            continue
+        label = labels.get(value, value)
+        out[label + (" (default)" if mark_default and value == default else "")] = value
     return out
 
 
@@ -159,4 +180,4 @@ def join(argv: Iterable[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-__all__ = ["add_arguments", "cli_fields", "choices_of", "from_args", "join", "option", "to_cli"]
+__all__ = ["add_arguments", "choice_labels", "choices_of", "cli_fields", "from_args", "join", "option", "to_cli"]

@@ -43,11 +43,11 @@ from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
 from causalrm.options import option
 from causalrm.gates import REMEDIES, Gate, best_constant, flip_rate_gate, learning_gate, propensity_gate
+from causalrm.noise import FLIP_METHODS
 from causalrm.propensity import MODELS as PROPENSITY_MODELS
 from causalrm.trainer import TrainConfig, TrainHistory, TrainOptions, _method_names, cpu_threads, predict_logits, train
 
 StageFn = Callable[[str], None]
-FLIP_METHODS = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
 PROXY_WEIGHTINGS = ("propensity", "none")
@@ -120,7 +120,9 @@ class FitConfig(TrainOptions):
     use_logged_propensity: bool = option(True, help="use the log's logged_propensity column when complete",
                                          flag=None)
     flip_method: str = option("anchor-quantile", help="flip-rate estimator: {choices} (gold needs --gold FILE or "
-                                                      "a gold_label column)", choices=FLIP_METHODS)
+                                                      "a gold_label column)", choices=FLIP_METHODS,
+                           labels={"anchor-quantile": "anchor quantile", "anchor-minmax": "anchor min/max",
+                                   "gold": "gold labels", "fixed": "fixed rates"})
     quantile: float = option(0.97, help="anchor quantile")
     rho01: float | None = option(None, help="fixed P(r=0 | r*=1) (with --rho10; else estimated)")
     rho10: float | None = option(None, help="fixed P(r=1 | r*=0) (with --rho01; else estimated)")

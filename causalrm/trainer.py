@@ -76,7 +76,7 @@ class TrainOptions:
     batch_size: int = option(512, help="rows per optimiser step")
     max_epochs: int = option(600, help="maximum epochs", flag="--epochs")
     patience: int | None = option(30, help="stop after this many epochs without a better validation estimate "
-                                           "(0 = never)")
+                                           "(0 = never)", none="0")
     min_delta: float = option(0.0, help="smallest validation improvement that resets the patience")
     grad_accum_steps: int = option(1, help="micro-batches per optimiser step", flag="--grad-accum")
     max_batch_tokens: int | None = option(4096, help="padded tokens per micro-batch (transformer backbones)")

@@ -141,6 +141,26 @@ def test_to_cli_reproduces_the_config(config):
     assert FitConfig().to_cli() == []
 
 
+def test_to_cli_writes_patience_none_as_never_stop_early():
+    argv = FitConfig(patience=None).to_cli()
+    assert argv == ["--patience", "0"]  # the documented "never": the trainer treats 0 and None alike
+    assert FitConfig.from_args(_parse_fit(argv)).patience == 0
+
+
+def test_the_app_choice_lists_come_from_the_config():
+    from causalrm.options import choice_labels
+    from causalrm.pipeline import FLIP_METHODS
+    from causalrm.propensity import MODELS
+
+    flips = choice_labels(FitConfig, "flip_method", mark_default=True)
+    assert tuple(flips.values()) == FLIP_METHODS and "anchor quantile (default)" in flips
+    assert tuple(choice_labels(FitConfig, "propensity_model").values()) == MODELS
+    from app.common import FLIP_METHODS as APP_FLIPS, PROPENSITY_MODELS
+
+    assert APP_FLIPS == {k: v for k, v in flips.items() if v != "fixed"}  # fixed: the Noise tab's manual override
+    assert tuple(PROPENSITY_MODELS.values()) == MODELS
+
+
 def test_to_cli_refuses_what_the_command_line_cannot_say():
     with pytest.raises(InputError, match="use_logged_propensity"):
         FitConfig(use_logged_propensity=False).to_cli()

@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 
 from app import plots
-from app.common import CLEAR_ERRORS, fit_config, fmt, gate_md, guarded, md_table, notify, require
+from app.common import (CLEAR_ERRORS, PROPENSITY_MODELS, fit_config, fmt, gate_md, guarded, md_table, notify,
+                        require)
 from app.session import Session
 from causalrm import schema
-from causalrm.propensity import MODELS as PROPENSITY_MODELS
 
 
 def _observed(session: Session, rows: np.ndarray) -> np.ndarray:
@@ -57,6 +57,7 @@ def fit_propensity(state: Session | None, model: str = "auto", clip: float = 0.1
     from causalrm.propensity import clip_report, propensity_diagnostics
 
     session = require(state, embeddings=True)
+    model = PROPENSITY_MODELS.get(model, model)
     session.propensity_settings = {"model": model, "clip": float(clip)}
     config = fit_config(session, method="ips", seed=int(seed or 0))
     progress(0.1, desc=f"cross-fitting the {model} propensity model")
