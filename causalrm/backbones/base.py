@@ -62,14 +62,22 @@ def register_backbone(cls: type[Backbone]) -> type[Backbone]:
 
 
 def available_backbones() -> tuple[str, ...]:
-    """Registered backbone names (``mlp`` always; ``lora`` once its module is importable)."""
-    for name in ("mlp", "lora"):
-        if name not in _REGISTRY:
+    """Registered backbone names: every module of :mod:`causalrm.backbones` that imports here is imported, so a new
+    backbone is one file (``mlp`` always; ``lora`` once transformers and peft are installed)."""
+    import pkgutil
+
+    import causalrm.backbones as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _REGISTRY and info.name not in _NOT_BACKBONES and not info.name.startswith("_"):
             try:
-                importlib.import_module(f"causalrm.backbones.{name}")
+                importlib.import_module(f"causalrm.backbones.{info.name}")
             except ImportError:
                 pass
     return tuple(sorted(_REGISTRY))
+
+
+_NOT_BACKBONES = frozenset({"base", "lora_memory"})  # helper modules of the package
 
 
 def get_backbone_class(name: str) -> type[Backbone]:
