@@ -65,6 +65,8 @@ def data():
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_end_to_end(data, method):
     log, X, nuis = data
+    if method == "oracle-observed" and "true_propensity" not in log.columns:  # a simulation column; any p in (0, 1]
+        log = log.with_columns(pl.lit(0.5).alias("true_propensity"))
     result = fit_log(log, X, fast_config(method), nuisances=nuis)
     z = result.score(log, X)
     assert z.shape == (log.height,) and np.isfinite(z).all()
@@ -101,7 +103,7 @@ def test_the_anchor_proxy_is_propensity_weighted_for_every_method_that_estimates
 
     log, X = synth_log(n=400)
     dn = fit_nuisances(log, X, fast_config("denoise"))
-    dr = fit_nuisances(log, X, fast_config("causalrm-dr"))
+    dr = fit_nuisances(log, X, fast_config("causalrm-dr", imputation_fit="pooled"))  # q from the anchor proxy
     assert dn.weights is not None and dn.diagnostics["flip_rates"]["proxy_weighting"] == "propensity"
     assert (dn.rho01, dn.rho10) == (dr.rho01, dr.rho10)
     np.testing.assert_allclose(dr.pseudo_label, clean_posterior(dr.flip_estimator.proxy_scores_, rho01=dr.rho01,
