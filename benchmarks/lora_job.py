@@ -3,8 +3,9 @@
 Starts ``app/app.py`` (its defaults: 2 jobs at once, 4 GB and 60 minutes per job) on a free 127.0.0.1 port, loads
 the default sample, and trains what the Train tab proposes once the lora backbone is picked (the default methods,
 device auto, 3 epochs, patience 2, max length 128 on a CPU). Every 0.5 s it samples the resident memory of the
-server process and of its training workers. When the job has ended (finished, stopped at the time limit, or failed
-with a message) it checks that the server still answers and prints the final status, the peaks and the wall time.
+server process and of its training workers, printing a timeline (memory beside the Train tab's status line). When
+the job has ended (finished, stopped at the time limit, or failed with a message) it checks that the server still
+answers and prints the final status, the peaks and the wall time.
 
     .venv/bin/python benchmarks/lora_job.py                  # the "LoRA on a CPU" figures in docs/RESULTS.md
     .venv/bin/python benchmarks/lora_job.py --time-limit-min 10
@@ -38,6 +39,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time-limit-min", type=float, default=None, help="the server's --job-time-limit-min")
+    ap.add_argument("--every-s", type=float, default=60.0, help="seconds between timeline lines")
     args = ap.parse_args()
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -48,18 +50,21 @@ def main() -> int:
             server = psutil.Popen([sys.executable, "app/app.py", "--port", str(port), *extra], cwd=ROOT, env=env,
                                   stdout=log, stderr=log)
         peaks = {"server": 0, "workers": 0}
+        now = {"server": 0, "worker": 0}
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.wait(0.5):
                 try:
-                    peaks["server"] = max(peaks["server"], server.memory_info().rss)
+                    now["server"] = server.memory_info().rss
+                    now["worker"] = 0
                     for child in server.children():
                         if "forkserver" in " ".join(child.cmdline()):  # workers are forked from it
-                            for worker in child.children():
-                                peaks["workers"] = max(peaks["workers"], worker.memory_info().rss)
+                            now["worker"] = sum(w.memory_info().rss for w in child.children())
                 except psutil.Error:
                     continue
+                peaks["server"] = max(peaks["server"], now["server"])
+                peaks["workers"] = max(peaks["workers"], now["worker"])
 
         try:
             from gradio_client import Client
@@ -74,9 +79,20 @@ def main() -> int:
                            api_name="/load_sample")
             epochs, patience = EPOCHS["lora"]
             t0 = time.perf_counter()
+            job = client.submit(list(DEFAULT_METHODS), "lora", "auto", epochs, patience, 0, False, False,
+                                default_lora_max_length(), api_name="/train")
+            status, last_print = "", 0.0
+            while not job.done():
+                time.sleep(1)
+                outputs = job.outputs()
+                status = outputs[-1][0] if outputs else status
+                if time.perf_counter() - last_print >= args.every_s:  # the timeline: memory beside the status
+                    last_print = time.perf_counter()
+                    print(f"{(last_print - t0) / 60:5.1f} min  server {now['server'] / 2**30:.2f} GB  worker "
+                          f"{now['worker'] / 2**30:.2f} GB  {status.splitlines()[0][:90] if status else ''}",
+                          flush=True)
             try:
-                status = client.predict(list(DEFAULT_METHODS), "lora", "auto", epochs, patience, 0, False, False,
-                                        default_lora_max_length(), api_name="/train")[0]
+                status = job.result()[0]
             except Exception as err:  # noqa: BLE001 - a job that failed with its message is a valid outcome
                 status = f"failed with: {err}"
             wall = time.perf_counter() - t0

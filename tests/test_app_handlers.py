@@ -432,3 +432,13 @@ def test_cli_app_help_and_lazy_imports():
     bad = subprocess.run([sys.executable, "-m", "causalrm.cli.main", "app", "--max-upload-mb", "0"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --max-upload-mb")
+
+
+def test_the_train_status_says_when_the_time_limit_stops_a_job():
+    pool = SimpleNamespace(time_limit_s=600.0, max_running=2, running=1)
+    job = SimpleNamespace(state="running", started=0.0, timed_out=False, pool=pool)
+    run = SimpleNamespace(job=job, methods=["naive"], current="naive", last_epoch=None, stage_text="training")
+    assert "of at most 10 minutes" in T._train_status(run)
+    job.timed_out = True
+    status = T._train_status(run)
+    assert "limit of 10 minutes per job" in status and "of at most" not in status

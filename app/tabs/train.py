@@ -195,7 +195,10 @@ def _train_status(run: Any) -> str:
     else:
         line = "Fitting the nuisances (propensity, flip rates, pseudo-labels)…"
     limit = job.pool.time_limit_s
-    if limit and job.started is not None:
+    if job.timed_out:  # cancelled by the pool; the worker keeps what it validated, if anything, then ends
+        line += (f" Reached this server's limit of {limit / 60:g} minutes per job (--job-time-limit-min): stopping "
+                 "and keeping the best validated model, if any.")
+    elif limit and job.started is not None:
         line += f" ({(time.monotonic() - job.started) / 60:.0f} of at most {limit / 60:g} minutes)"
     return line
 
