@@ -132,8 +132,10 @@ class FitConfig(TrainOptions):
     proxy_weighting: str = option("propensity", help="weight observed rows by 1/p-hat in the flip-rate and "
                                                      "pseudo-label proxy: {choices}", choices=PROXY_WEIGHTINGS)
     val_fraction: float = option(0.2, help="share of prompt groups sent to val when the log has no val split")
-    imputation_fit: str = option("train-only", help="DR pseudo-labels: {choices} (train-only: cross-fitted within "
-                                                    "the train rows, never fitted on val feedback)",
+    imputation_fit: str = option("train-only", help="how the DR pseudo-labels are fitted, one of {choices}: "
+                                                    "train-only = cross-fitted within the train rows, never on val "
+                                                    "feedback; pooled = the flip-rate proxy over train + val (the "
+                                                    "fit before 2026-11-30)",
                                  choices=IMPUTATION_FITS)
 
     def __post_init__(self) -> None:
