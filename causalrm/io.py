@@ -9,6 +9,12 @@ gzip variants of the text formats (``.csv.gz``, ``.tsv.gz``, ``.jsonl.gz``, ``.j
   appear only when the file has them (after ``mapping``), so their presence carries information;
 * every other column is kept, after the canonical ones, under its own name (text files: numbers are inferred).
 
+Chat-format logs (``causalrm.chat``) give a ``messages`` column instead of ``prompt`` / ``response``: a list of
+``{"role", "content"}`` messages (JSON / JSONL arrays, a Parquet list-of-structs column, or JSON text in a CSV cell).
+The final assistant message becomes ``response``, the messages before it ``prompt`` (rendered readable by
+``causalrm.chat.render_prompt``) and ``context`` (the same messages as JSON text, first after the canonical columns).
+A ``prompt`` or ``response`` that is not text (a JSON object or array, a nested Parquet column) is an error.
+
 Every problem with the input raises :class:`~causalrm.errors.InputError` with one line that names the file, the
 1-based data row (and the line for text files) and/or the column, and says what to do. Parser exceptions from
 polars / pyarrow / json never escape.
@@ -29,12 +35,12 @@ import os
 import sys
 import zlib
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from causalrm import schema
+from causalrm import chat, schema
 from causalrm.atomic_io import atomic_dir, atomic_path, write_json_atomic, write_table_atomic  # noqa: F401 (re-exported)
 from causalrm.errors import InputError
 
@@ -101,9 +107,12 @@ def parse_mapping(specs: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
+_TARGETS = (*schema.COLUMNS, schema.MESSAGES)  # what a column may be mapped to (messages: chat format)
+
+
 def _check_target(target: str, where: str) -> None:
-    if target not in schema.COLUMNS:
-        raise InputError(f"{where}: unknown canonical column {target!r}; use one of {', '.join(schema.COLUMNS)}")
+    if target not in _TARGETS:
+        raise InputError(f"{where}: unknown canonical column {target!r}; use one of {', '.join(_TARGETS)}")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -117,6 +126,8 @@ class _Raw:
     df: pl.DataFrame
     lines: list[int] | None  # 1-based line number of each data row (text formats), else None
     cells_are_text: bool = False  # CSV/TSV: every cell was read as text (numbers are inferred for extras)
+    #: JSON formats: the Python values of each column holding JSON objects or arrays (kept as JSON text in ``df``)
+    objects: dict[str, list] = field(default_factory=dict)
 
     def where(self, i: int) -> str:
         """Human position of 0-based data row ``i``: ``row 3 (line 4)``."""
@@ -326,7 +337,8 @@ def _load_jsonl(path: Path, text: str) -> _Raw:
         lines.append(lineno)
     if not records:
         raise InputError(f"{path}: no JSON records; expected one JSON object per line")
-    return _Raw(path, _frame_from_records(path, records), lines)
+    df, objects = _frame_from_records(path, records)
+    return _Raw(path, df, lines, objects=objects)
 
 
 def _load_json(path: Path, text: str) -> _Raw:
@@ -351,7 +363,8 @@ def _load_json(path: Path, text: str) -> _Raw:
     for i, rec in enumerate(obj):
         if not isinstance(rec, dict):
             raise InputError(f"{path}: row {i + 1}: expected a JSON object, got a JSON {_json_type(rec)}")
-    return _Raw(path, _frame_from_records(path, obj), None)
+    df, objects = _frame_from_records(path, obj)
+    return _Raw(path, df, None, objects=objects)
 
 
 def _json_type(obj) -> str:
@@ -359,15 +372,20 @@ def _json_type(obj) -> str:
         type(obj), "number")
 
 
-def _frame_from_records(path: Path, records: list[dict]) -> pl.DataFrame:
+def _frame_from_records(path: Path, records: list[dict]) -> tuple[pl.DataFrame, dict[str, list]]:
+    """The records as a frame, and the Python values of the columns that hold JSON objects or arrays."""
     names: dict[str, None] = {}
     for rec in records:
         for key in rec:
             names.setdefault(str(key), None)
     data = {}
+    objects: dict[str, list] = {}
     for name in names:
-        data[name] = _series_from_values(name, [rec.get(name) for rec in records])
-    return pl.DataFrame(data)
+        values = [rec.get(name) for rec in records]
+        data[name] = _series_from_values(name, values)
+        if any(isinstance(v, (dict, list)) for v in values):
+            objects[name] = values
+    return pl.DataFrame(data), objects
 
 
 def _series_from_values(name: str, values: list) -> pl.Series:
@@ -437,7 +455,9 @@ def _apply_mapping(raw: _Raw, mapping: dict[str, str] | None) -> dict[str, str]:
             raise InputError(f"{raw.path}: column {source!r} is mapped to {target!r}, but the file already has a "
                              f"column {target!r}; rename or drop one of them (or map {target!r} elsewhere)")
     if mapping:
-        raw.df = raw.df.rename({s: t for s, t in mapping.items() if s != t})
+        renames = {s: t for s, t in mapping.items() if s != t}
+        raw.df = raw.df.rename(renames)
+        raw.objects = {renames.get(c, c): v for c, v in raw.objects.items()}
     return {t: s for s, t in mapping.items()}
 
 
@@ -621,15 +641,22 @@ def _canonicalise(raw: _Raw, origin: dict[str, str], threshold: float | None, *,
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise InputError(f"--threshold {threshold!r}: expected a finite number, for example --threshold 4")
+    context = None
+    if schema.MESSAGES in df.columns:
+        prompt_s, response_s, context = _from_messages(ctx)
+        df = df.drop(schema.MESSAGES).with_columns(prompt_s, response_s)
     missing = [c for c in schema.REQUIRED if c not in df.columns]
     if missing:
         shown = ", ".join(f"--map {c}=COLUMN" for c in missing)
         raise InputError(f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
                          f"{', '.join(repr(c) for c in missing)}; columns found: {_list(df.columns)}; "
-                         f"rename the columns or pass {shown}")
+                         f"rename the columns or pass {shown} (chat transcripts: a {schema.MESSAGES!r} column, "
+                         f"or --map {schema.MESSAGES}=COLUMN)")
     n = df.height
     out: dict[str, pl.Series] = {}
 
+    for name in (schema.PROMPT, schema.RESPONSE):
+        _check_not_nested(ctx, name, df[name])
     prompt = _text(ctx, schema.PROMPT, df[schema.PROMPT])
     i = _first_bad(prompt.is_null())
     if i is not None:
@@ -695,6 +722,9 @@ def _canonicalise(raw: _Raw, origin: dict[str, str], threshold: float | None, *,
 
     ordered = [c for c in schema.COLUMNS if c in out]
     canon = pl.DataFrame([out[c].cast(schema.DTYPES[c]).rename(c) for c in ordered])
+    if context is not None:
+        canon = canon.with_columns(context)
+        out[schema.CONTEXT] = context
     extras = [c for c in df.columns if c not in out]
     if extras:
         extra_df = df.select(extras)
@@ -702,6 +732,62 @@ def _canonicalise(raw: _Raw, origin: dict[str, str], threshold: float | None, *,
             extra_df = pl.DataFrame([_infer_text_column(extra_df[c]) for c in extras])
         canon = pl.concat([canon, extra_df], how="horizontal")
     return canon
+
+
+_NOT_TEXT_TODO = ("store the text as a string; for chat transcripts give a 'messages' column (a list of "
+                  "{role, content} messages ending with the assistant's response) instead of prompt/response")
+
+
+def _check_not_nested(ctx: _Ctx, name: str, s: pl.Series) -> None:
+    """Raise, naming the first row, when a prompt / response column holds JSON objects or arrays (not text)."""
+    values = ctx.raw.objects.get(name)
+    if values is not None:
+        i = next(k for k, v in enumerate(values) if isinstance(v, (dict, list)))
+        raise ctx.fail(i, name, f"is a JSON {_json_type(values[i])}, not text", _NOT_TEXT_TODO)
+    if s.dtype.is_nested():
+        i = _first_bad(s.is_not_null())
+        kind = "a list" if isinstance(s.dtype, (pl.List, pl.Array)) else "a struct"
+        raise ctx.fail(i if i is not None else 0, name, f"is {kind} ({s.dtype}), not text", _NOT_TEXT_TODO)
+
+
+def _from_messages(ctx: _Ctx) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """``prompt``, ``response`` and ``context`` (JSON text) from a chat-format ``messages`` column."""
+    df = ctx.raw.df
+    both = [c for c in (schema.PROMPT, schema.RESPONSE, schema.CONTEXT) if c in df.columns]
+    if both:
+        raise InputError(f"{ctx.raw.path}: has both a {ctx.col(schema.MESSAGES)} and a column {both[0]!r}; the "
+                         f"conversation gives the prompt, context and response: drop or rename {both[0]!r} (or "
+                         f"map the columns you mean)")
+    s = df[schema.MESSAGES]
+    values = ctx.raw.objects.get(schema.MESSAGES)
+    if values is None:
+        if s.dtype != pl.Null and s.dtype != pl.String and not s.dtype.is_nested():
+            raise ctx.fail(0, schema.MESSAGES, f"has type {s.dtype}, not a list of messages",
+                           'give each row a list of {"role", "content"} messages')
+        values = s.to_list()
+    prompts: list[str] = []
+    responses: list[str] = []
+    contexts: list[str] = []
+    for i, value in enumerate(values):
+        if value is None:
+            raise ctx.fail(i, schema.MESSAGES, "is empty",
+                           "every row needs a conversation ending with the assistant's response; drop the row")
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except (json.JSONDecodeError, RecursionError):
+                raise ctx.fail(i, schema.MESSAGES, "is text, not a JSON list of messages",
+                               'write [{"role": "user", "content": "..."}, {"role": "assistant", '
+                               '"content": "..."}]') from None
+        try:
+            context, response = chat.split_conversation(value)
+        except chat.MalformedConversation as err:
+            raise ctx.fail(i, schema.MESSAGES, err.problem, err.todo) from None
+        prompts.append(chat.render_prompt(context))
+        responses.append(response)
+        contexts.append(chat.context_json(context))
+    return (pl.Series(schema.PROMPT, prompts, dtype=pl.String), pl.Series(schema.RESPONSE, responses, dtype=pl.String),
+            pl.Series(schema.CONTEXT, contexts, dtype=pl.String))
 
 
 def _fmt(v) -> str:

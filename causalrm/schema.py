@@ -16,6 +16,15 @@ inclusion_probability : Float64 in (0, 1], optional; with gold_label from an aud
     probability that the audit's design labelled the row; audited rows weigh 1 / inclusion_probability.
 audit_stratum : str, optional; the audit stratum of a gold-labelled row (intervals resample within strata).
 true_label, true_score, true_propensity : simulation only; never used for training.
+
+Chat format
+-----------
+messages : input only, instead of prompt and response: a conversation in the OpenAI / Hugging Face format, a list of
+    ``{"role", "content"}`` messages (roles system, user, assistant, tool) ending with the rated assistant message
+    (``causalrm.chat``). Reading it gives ``response`` (the final assistant message), ``prompt`` (the earlier messages
+    rendered readable; one user message renders as its text alone) and ``context``.
+context : str, present only for chat-format logs (after the canonical columns): the messages before the response as
+    a JSON list of ``{"role", "content"}`` (``causalrm.chat.parse_context``), kept for chat templates.
 """
 
 from __future__ import annotations
@@ -40,6 +49,11 @@ SPLIT = "split"
 TRUE_LABEL = "true_label"
 TRUE_SCORE = "true_score"
 TRUE_PROPENSITY = "true_propensity"
+
+#: chat-format input column (a list of {role, content} messages); replaced by prompt, response and context on reading
+MESSAGES = "messages"
+#: chat-format logs only: the messages before the response, as JSON text (not a canonical column: no dtype cast)
+CONTEXT = "context"
 
 REQUIRED = (PROMPT, RESPONSE)
 SIMULATION_ONLY = (TRUE_LABEL, TRUE_SCORE, TRUE_PROPENSITY)

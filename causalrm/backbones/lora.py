@@ -165,16 +165,12 @@ def _as_messages(prompt: Any, response: Any) -> list[dict[str, str]]:
 def message_text(value: Any) -> str:
     """Plain text of a prompt / response given as a string or a list of ``{"role", "content"}`` messages.
 
-    A single message gives its content; several give ``role: content`` lines (system and tool messages included).
+    A single message gives its content; several give ``Role: content`` turns (system and tool messages included),
+    as :func:`causalrm.chat.render_prompt` renders a chat log's context into its ``prompt`` column.
     """
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return str(value.get("content", ""))
-    msgs = list(value)
-    if len(msgs) == 1:
-        return str(msgs[0].get("content", ""))
-    return "\n\n".join(f"{m.get('role', 'user')}: {m.get('content', '')}" for m in msgs)
+    from causalrm.chat import render_prompt  # the package's one rendering of message lists
+
+    return render_prompt(value)
 
 
 def encode_texts(
