@@ -65,6 +65,10 @@ def _kind(value: Any) -> str:
             type(None): "null"}.get(type(value), "number" if isinstance(value, (int, float)) else type(value).__name__)
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 def _content_text(content: Any, where: str) -> str:
     """Text of a message's ``content``: a string, or a list of OpenAI text parts (joined with newlines)."""
     if isinstance(content, str):
@@ -91,14 +95,14 @@ def normalize_messages(messages: Any) -> list[dict[str, str]]:
     ``role`` and text ``content``.
     """
     if not isinstance(messages, (list, tuple)):
-        raise MalformedConversation(f"is a {_kind(messages)}, not a list of messages", f"write {_FORMAT}")
+        raise MalformedConversation(f"is {_a(_kind(messages))}, not a list of messages", f"write {_FORMAT}")
     if not messages:
         raise MalformedConversation("is an empty list of messages", "give at least the assistant's response")
     out: list[dict[str, str]] = []
     for k, msg in enumerate(messages, start=1):
         where = f"message {k}"
         if not isinstance(msg, dict):
-            raise MalformedConversation(f"{where} is a {_kind(msg)}, not a {{role, content}} object",
+            raise MalformedConversation(f"{where} is {_a(_kind(msg))}, not a {{role, content}} object",
                                         f"write {_FORMAT}")
         role = msg.get("role")
         if not isinstance(role, str) or role.strip().lower() not in ROLES:

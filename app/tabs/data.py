@@ -246,7 +246,11 @@ def inspect_upload(file: Any) -> tuple:
     with _named_as_uploaded(path):
         columns = [str(c) for c in read_table(path).columns]
     updates = [gr.update(choices=[AUTO, *columns], value=AUTO) for _ in MAPPABLE]
-    return (f"`{path.name}`: {len(columns)} columns: `" + "`, `".join(columns) + "`", *updates)
+    note = f"`{path.name}`: {len(columns)} columns: `" + "`, `".join(columns) + "`"
+    if schema.MESSAGES in columns:
+        note += (f". Chat format: `{schema.MESSAGES}` gives the response (the final assistant message) and the "
+                 "prompt (the turns before it); leave prompt and response unmapped")
+    return (note, *updates)
 
 
 def build_mapping(picks: dict[str, str | None], extra: str | None) -> dict[str, str]:
@@ -370,7 +374,8 @@ def build() -> DataUI:
                             seed = gr.Number(0, precision=0, minimum=0, label="seed")
                     load_sample_btn = gr.Button("Load sample", variant="primary", elem_id="load-sample")
                 with gr.Group(visible=False) as upload_group:
-                    upload = gr.File(label=f"Log file (CSV, TSV, JSONL, JSON, Parquet; .gz ok; max "
+                    upload = gr.File(label=f"Log file (CSV, TSV, JSONL, JSON, Parquet; .gz ok; chat "
+                                           f"transcripts in a `messages` column ok; max "
                                            f"{SETTINGS.max_upload_mb:g} MB)",
                                      file_types=list(UPLOAD_SUFFIXES), type="filepath", elem_id="upload")
                     upload_cols = gr.Markdown(elem_classes="crm-note", elem_id="upload-columns")
@@ -382,7 +387,7 @@ def build() -> DataUI:
                                     mapping_dd.append(gr.Dropdown([AUTO], value=AUTO, label=canonical,
                                                                   allow_custom_value=True, min_width=120))
                         extra_map = gr.Textbox(label="more mappings (canonical=column, comma separated)",
-                                               placeholder="user_id=uid, timestamp=ts")
+                                               placeholder="user_id=uid, timestamp=ts, messages=conversation")
                         threshold = gr.Textbox("", placeholder="e.g. 4", label="feedback threshold "
                                                "(numeric ratings ≥ T → 1; empty = none)")
                     load_upload_btn = gr.Button("Load log", variant="primary", elem_id="load-upload")
