@@ -121,6 +121,7 @@ def save_run(
         "learning": result.learned,
         "gates": {name: gate for name, gate in result.nuisances.gates.items()},
         "choice": result.choice,
+        "world_size": _world_size(),  # processes that trained it (accelerate launch / torchrun; 1 = one process)
     }
     config = {
         "format": RUN_FORMAT, "version": RUN_VERSION, "causalrm_version": __version__,
@@ -137,6 +138,12 @@ def save_run(
         scored_table(log, rewards, split=split).write_parquet(tmp / SCORED)
         write_json_atomic(config, tmp / CONFIG)  # last: its presence marks a complete run
     return run_dir
+
+
+def _world_size() -> int:
+    from causalrm import distributed
+
+    return distributed.world_size()
 
 
 @dataclass

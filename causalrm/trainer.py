@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from causalrm import distributed
 from causalrm.atomic_io import jsonable
 from causalrm.backbones.base import Backbone, Features, resolve_device
 from causalrm.errors import InputError
@@ -266,22 +267,26 @@ def micro_batches(
 # --------------------------------------------------------------------------------------------------------------------
 def _forward_all(
     backbone: Backbone, features: Features, device: torch.device, batch_size: int, autocast: torch.dtype | None,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Logits of every row (float32, on ``device``, original order), no grad, eval mode restored afterwards."""
-    n = len(features)
+    """Logits of every row (float32, on ``device``, original order), no grad, eval mode restored afterwards.
+
+    ``rows``: only these rows (a LongTensor; the output is in their order), e.g. one rank's slice of the val split.
+    """
+    rows = torch.arange(len(features)) if rows is None else rows
     was_training = backbone.training
     backbone.eval()
-    out = torch.empty(n, dtype=torch.float32, device=device)
+    out = torch.empty(len(rows), dtype=torch.float32, device=device)
     lengths = getattr(features, "lengths", None)
-    order = (torch.as_tensor(np.argsort(np.asarray(lengths), kind="stable"), dtype=torch.long)
-             if lengths is not None else torch.arange(n))
+    order = (torch.as_tensor(np.argsort(np.asarray(lengths)[rows.numpy()], kind="stable"), dtype=torch.long)
+             if lengths is not None else torch.arange(len(rows)))
     try:
         with torch.no_grad():
-            for idx in torch.split(order, batch_size):
-                batch = features.batch(idx, device)
+            for pos in torch.split(order, batch_size):
+                batch = features.batch(rows[pos], device)
                 with _autocast(device, autocast):
                     z = backbone(**batch)
-                out[idx.to(device)] = z.float().reshape(-1)
+                out[pos.to(device)] = z.float().reshape(-1)
     finally:
         backbone.train(was_training)
     return out
@@ -369,10 +374,14 @@ def train(
         with cpu_threads(cfg.num_threads):
             return train(backbone, train_features, train_inputs, val_features, val_inputs,
                          dataclasses.replace(cfg, num_threads=None), progress=progress, should_stop=should_stop)
-    device = resolve_device(cfg.device)
+    device = resolve_device(distributed.train_device(cfg.device))
     backbone.to(device)
     train_in = _PackedInputs(train_inputs, device)
     val_in = _PackedInputs(val_inputs, device)
+    parallel = distributed.active()  # data-parallel under accelerate launch / torchrun (causalrm.distributed)
+    if parallel:  # every rank trains on rank 0's nuisances
+        train_in.packed = distributed.broadcast(train_in.packed)
+        val_in.packed = distributed.broadcast(val_in.packed)
     if train_in.n != len(train_features) or val_in.n != len(val_features):
         raise InputError(
             f"features and loss inputs disagree: train {len(train_features)} vs {train_in.n} rows, "
@@ -380,6 +389,8 @@ def train(
         )
     autocast = _AUTOCAST.get(cfg.autocast_dtype or "")
     loss_kw = {"rho01": float(cfg.rho01), "rho10": float(cfg.rho10), "base": cfg.base_loss, "nonneg": cfg.nonneg}
+    if parallel:
+        loss_kw["rho01"], loss_kw["rho10"] = distributed.broadcast_object((loss_kw["rho01"], loss_kw["rho10"]))
     val_all = val_in.take(None)
     # DR-JL / MRDR (causalrm.dr): an imputation model of q trained alongside, one step per batch
     learning = get_spec(cfg.method).imputation_learning
@@ -392,16 +403,30 @@ def train(
     surrogate = get_spec(cfg.method).correction == "surrogate"
 
     def val_estimate() -> float:
-        z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast)
-        if not bool(torch.isfinite(z).all()):
-            return float("inf")
-        inputs = val_all
-        if imputer is not None and get_spec(val_method).imputation_learning is not None:
+        if parallel:  # each rank forwards a slice of the val rows; the estimate is taken on all of them
+            start, stop = distributed.row_slice(val_in.n)
+            z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast,
+                             rows=torch.arange(start, stop))
+            z = distributed.gather_rows(z, distributed.row_sizes(val_in.n), grad=False)
+        else:
+            z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast)
+        value = float("inf")
+        if bool(torch.isfinite(z).all()):
+            inputs = val_all
+            if imputer is not None and get_spec(val_method).imputation_learning is not None:
+                with torch.no_grad():
+                    q = _forward_imputer(imputer, val_features, val_all.pseudo_label, device, cfg.eval_batch_size)
+                inputs = dataclasses.replace(val_all, pseudo_label=q)
             with torch.no_grad():
-                q = _forward_imputer(imputer, val_features, val_all.pseudo_label, device, cfg.eval_batch_size)
-            inputs = dataclasses.replace(val_all, pseudo_label=q)
-        with torch.no_grad():
-            return float(losses.estimate(val_method, z, inputs, **loss_kw))
+                value = float(losses.estimate(val_method, z, inputs, **loss_kw))
+        if parallel:  # rank 0's value everywhere: every rank stops at the same epoch and keeps the same weights
+            value = float(distributed.broadcast(torch.tensor([value], dtype=torch.float64, device=device))[0])
+        return value
+
+    def stop_requested() -> bool:
+        if should_stop is None:
+            return False
+        return distributed.any_rank(bool(should_stop())) if parallel else bool(should_stop())
 
     params = list(backbone.trainable_parameters())
     if not params:
@@ -411,6 +436,10 @@ def train(
     history = TrainHistory(method=cfg.method, val_method=val_method, device=str(device), n_train=train_in.n,
                            n_val=val_in.n)
     keep = _trainable_state_names(backbone)
+    if parallel:  # the same initial weights on every rank (rank 0's)
+        _broadcast_state(backbone, keep)
+        if imputer is not None:
+            _broadcast_state(imputer, {name for name, _ in imputer.state_dict().items()})
     best_state = _snapshot(backbone, keep)
     patience = cfg.patience if cfg.patience else None
     lengths = getattr(train_features, "lengths", None)
@@ -426,24 +455,29 @@ def train(
             t0 = time.perf_counter()
             total = torch.zeros((), dtype=torch.float64, device=device)
             for idx in epoch_batches(n, cfg.batch_size, generator, lengths, sort_by_length=cfg.sort_by_length):
-                if should_stop is not None and should_stop():
+                if stop_requested():
                     cancelled = True
                     break
                 optimizer.zero_grad(set_to_none=True)
                 parts = micro_batches(idx, grad_accum_steps=cfg.grad_accum_steps, lengths=lengths,
                                       max_batch_tokens=cfg.max_batch_tokens)
                 for j, part in enumerate(parts):
-                    if j and should_stop is not None and should_stop():  # long batches: cancel between parts
+                    if j and stop_requested():  # long batches: cancel between parts
                         cancelled = True
                         break
+                    # data-parallel: this rank forwards its slice of the part; the logits of the whole part are
+                    # gathered (with autograd) so the estimator sees the global batch (causalrm.distributed)
+                    local, sizes = distributed.shard(part) if parallel else (part, [])
+                    local = local.to(device, non_blocking=True)
                     part = part.to(device, non_blocking=True)
-                    batch = train_features.batch(part, device)
+                    batch = train_features.batch(local, device)
                     with _autocast(device, autocast):
                         z = backbone(**batch)
-                    z = z.float().reshape(-1)
+                    z = distributed.gather_rows(z.float().reshape(-1), sizes)
                     part_in = train_in.take(part)
                     if imputer is not None:  # prediction step with q frozen, then the imputation step with z frozen
-                        q = imputer(batch, part_in.pseudo_label)
+                        q = imputer(batch, train_in.take(local).pseudo_label if sizes else part_in.pseudo_label)
+                        q = distributed.gather_rows(q, sizes)
                         imp_loss = dr_imputation_loss(learning, z, q, part_in, surrogate=surrogate, **loss_kw)
                         if len(parts) > 1:
                             imp_loss = imp_loss * (part.numel() / idx.numel())
@@ -462,6 +496,10 @@ def train(
                     total += loss.detach().double() * (part.numel() if len(parts) == 1 else idx.numel())
                 if diverged or cancelled:
                     break
+                if parallel:  # mean over ranks = the single-process gradient of the global batch
+                    distributed.average_gradients(params)
+                    if imputer is not None:
+                        distributed.average_gradients(list(imputer.parameters_to_train()))
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
@@ -539,6 +577,14 @@ def _trainable_state_names(backbone: Backbone) -> set[str]:
     names = {name for name, p in backbone.named_parameters() if id(p) in trainable}
     names |= {name for name, _ in backbone.named_buffers()}
     return names
+
+
+def _broadcast_state(module: torch.nn.Module, keep: set[str]) -> None:
+    """Overwrite the ``keep`` entries of ``module``'s state with rank 0's (data-parallel start)."""
+    with torch.no_grad():
+        for name, value in module.state_dict().items():
+            if name in keep:
+                value.copy_(distributed.broadcast(value))
 
 
 def _snapshot(backbone: Backbone, keep: set[str]) -> dict[str, torch.Tensor]:

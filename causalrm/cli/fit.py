@@ -75,9 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.backbones.base import hidden_label
     from causalrm.estimator import CausalRM
     from causalrm.pipeline import FitConfig
+    from causalrm import distributed
     from causalrm.runs import save_run
 
     out = Path(args.out)
+    # under `accelerate launch` / torchrun: join the process group (gloo when --device cpu or no GPU)
+    distributed.init(cpu=True if str(getattr(args, "device", "") or "").startswith("cpu") else None)
+    main_rank = distributed.is_main()
     log = read_log_arg(args)
     if args.gold:
         from causalrm.audit import merge_labels
@@ -85,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
         labels = read_labels(args.gold, known_ids=log["response_id"].to_list(), log_name=str(args.log))
         log = merge_labels(log, labels, source=args.gold)
-        print(f"merged {int(log['gold_label'].is_not_null().sum())} audited labels from {args.gold}", file=sys.stderr)
+        if main_rank:
+            print(f"merged {int(log['gold_label'].is_not_null().sum())} audited labels from {args.gold}",
+                  file=sys.stderr)
     from causalrm.embeddings import read_embeddings
 
     X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
@@ -103,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_epochs is not None and args.max_epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.max_epochs}")
     config = FitConfig.from_args(args, embedder=embedder, backbone_options=backbone_options).validate()
-    if X is None and not args.quiet:
+    if X is None and not args.quiet and main_rank:
         print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)
 
-    bar = None if args.quiet else EpochProgress(f"fit {config.method}", config.max_epochs)
+    bar = None if args.quiet or not main_rank else EpochProgress(f"fit {config.method}", config.max_epochs)
     estimator = CausalRM(**config.to_dict())
     try:
         estimator.fit(log, X, progress=bar, on_stage=bar.stage if bar is not None else None)
@@ -114,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     result = estimator.result_
+    if not main_rank:  # only rank 0 writes the run directory and reports; the others wait for it
+        distributed.wait()
+        return 0
     save_run(result, log, X, out, source=str(args.log), extra={"gold": args.gold} if args.gold else None)
+    distributed.wait()
     h = result.history
     n = result.nuisances
     if result.choice:
