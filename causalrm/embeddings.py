@@ -818,10 +818,33 @@ def embed_log(df: Any, embedder: Embedder | None = None) -> np.ndarray:
     return (embedder or Embedder()).embed(prompts, responses)
 
 
-def read_embeddings(path: str | os.PathLike, log: Any = None) -> tuple[np.ndarray, str | None]:
+def _safetensors_memmap(path: Path, name: str = "embeddings") -> np.ndarray | None:
+    """Tensor ``name`` of a safetensors file as a read-only ``np.memmap`` (float32, little-endian), else None.
+
+    The format is an 8-byte little-endian header length, a JSON header (dtype, shape, byte offsets of each tensor
+    after the header), then the raw bytes: a float32 tensor maps in place."""
+    with open(path, "rb") as fh:
+        (size,) = np.frombuffer(fh.read(8), dtype="<u8")
+        header = json.loads(fh.read(int(size)))
+    info = header.get(name)
+    if not info or info.get("dtype") != "F32" or len(info.get("shape", ())) != 2:
+        return None
+    start, stop = info["data_offsets"]
+    shape = tuple(int(s) for s in info["shape"])
+    if stop - start != 4 * shape[0] * shape[1]:
+        return None
+    if shape[0] == 0 or shape[1] == 0:
+        return None
+    return np.memmap(path, dtype="<f4", mode="r", offset=8 + int(size) + int(start), shape=shape)
+
+
+def read_embeddings(path: str | os.PathLike, log: Any = None, *, mmap: bool = True) -> tuple[np.ndarray, str | None]:
     """``(X, model id or None)`` from a ``.safetensors`` (tensor ``embeddings``) or ``.npy`` file.
 
     With ``log``: the row count must match and, when the file records ``response_ids``, so must their order.
+    ``mmap`` (default): a float32 matrix is memory-mapped read-only (``np.load(mmap_mode="r")``, or an ``np.memmap``
+    at the safetensors tensor's offset), never read whole into memory; rows are gathered by index downstream
+    (``causalrm.rowmatrix``). Other dtypes (float16, float64) are read and converted to float32 in memory.
     """
     path = Path(path)
     if not path.is_file():
@@ -830,7 +853,9 @@ def read_embeddings(path: str | os.PathLike, log: Any = None) -> tuple[np.ndarra
     ids = None
     try:
         if path.suffix.lower() == ".npy":
-            X = np.load(path, allow_pickle=False)
+            X = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+            if mmap and X.dtype != np.float32:
+                X = np.load(path, allow_pickle=False)
         elif path.suffix.lower() == ".safetensors":
             from safetensors import safe_open
 
@@ -838,7 +863,9 @@ def read_embeddings(path: str | os.PathLike, log: Any = None) -> tuple[np.ndarra
                 meta = fh.metadata() or {}
                 if "embeddings" not in fh.keys():
                     raise InputError(f"{path}: no tensor 'embeddings'; write it with `causalrm embed`")
-                X = fh.get_tensor("embeddings")
+                X = _safetensors_memmap(path) if mmap else None
+                if X is None:
+                    X = fh.get_tensor("embeddings")
             model = meta.get("model")
             if meta.get("response_ids"):
                 ids = json.loads(meta["response_ids"])
@@ -848,7 +875,8 @@ def read_embeddings(path: str | os.PathLike, log: Any = None) -> tuple[np.ndarra
         raise
     except Exception as err:  # corrupt file
         raise InputError(f"{path}: cannot read embeddings ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    X = np.asarray(X, dtype=np.float32)
+    if not (isinstance(X, np.memmap) and X.dtype == np.float32):
+        X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
         raise InputError(f"{path}: embeddings must be a 2-D matrix, got shape {X.shape}")
     if log is not None:

@@ -101,6 +101,10 @@ class FitConfig(TrainOptions):
         model's pseudo-labels then carry val feedback, which makes a DR validation estimate optimistic).
     Rows
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
+        nuisance_max_rows: large logs (``causalrm.rowmatrix``): the propensity and anchor flip-rate models are fitted
+        on a seeded subsample of at most this many train + val rows (50 000; ``None`` = all), gathered by index from
+        the (memory-mapped) embeddings; every row still gets p_hat (out-of-fold on the subsample, the fold models'
+        mean elsewhere). Logs of at most this many rows are fitted exactly as before.
     """
 
     method: str = option(AUTO, help="estimator: auto (fit naive and the debiased candidates, keep one on "
@@ -132,6 +136,9 @@ class FitConfig(TrainOptions):
     proxy_weighting: str = option("propensity", help="weight observed rows by 1/p-hat in the flip-rate and "
                                                      "pseudo-label proxy: {choices}", choices=PROXY_WEIGHTINGS)
     val_fraction: float = option(0.2, help="share of prompt groups sent to val when the log has no val split")
+    nuisance_max_rows: int | None = option(50_000, help="fit the propensity and flip-rate models on a seeded "
+                                                        "subsample of at most this many train/val rows (0 = all); "
+                                                        "the other rows' p-hat are predictions", none="0")
     imputation_fit: str = option("train-only", help="how the DR pseudo-labels are fitted, one of {choices}: "
                                                     "train-only = cross-fitted within the train rows, never on val "
                                                     "feedback; pooled = the flip-rate proxy over train + val (the "
@@ -463,7 +470,7 @@ def _fit_nuisances(
                 "logged_propensity column, include the impressions without feedback, or use --method denoise / naive"
             )
         model = PropensityModel(model=config.propensity_model, n_folds=config.propensity_folds, clip=config.clip,
-                                random_state=config.seed, device=config.device)
+                                random_state=config.seed, device=config.device, max_rows=config.nuisance_max_rows)
         model.fit(X_fit, obs, logged_propensity=logged if use_logged else None)
         nuis.propensity_model = model
         nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
@@ -473,6 +480,8 @@ def _fit_nuisances(
         if getattr(model, "selection_", None) is not None:
             diag["propensity"]["selection"] = jsonable(model.selection_)
         nuis.propensity_clipped_alt = getattr(model, "alternative_weights_", None)
+        if getattr(model, "fit_rows_", None) is not None:
+            diag.setdefault("subsample", {})["propensity"] = int(len(model.fit_rows_))
         nuis.gates["propensity"] = propensity_gate(diag["propensity"])
         diag["propensity"]["clip"] = config.clip
         diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
@@ -495,8 +504,16 @@ def _fit_nuisances(
                              "(--gold FILE, from causalrm audit) or give the log a 'gold_label' column")
         est = FlipRateEstimator(method=method, quantile=config.quantile, rho01=config.rho01, rho10=config.rho10,
                                 n_bootstrap=config.flip_bootstrap, random_state=config.seed)
+        from causalrm.rowmatrix import subsample, take_rows
+
+        sub = None if method in ("gold", "fixed") else subsample(len(obs), config.nuisance_max_rows, config.seed,
+                                                                   stratify=obs)
         if method == "gold":
             est.fit(X_fit, fb, obs, **audit)
+        elif sub is not None:  # scalar rates from a subsample gathered by index (FitConfig.nuisance_max_rows)
+            est.fit(take_rows(X_fit, sub), fb[sub], obs[sub],
+                    propensity=None if proxy_weights is None else np.asarray(proxy_weights)[sub])
+            diag.setdefault("subsample", {})["flip_rates"] = int(sub.size)
         else:
             est.fit(X_fit, fb, obs, propensity=proxy_weights)
         nuis.flip_estimator = est
@@ -531,6 +548,8 @@ def _fit_nuisances(
                 sample_weight=None if proxy_weights is None else 1.0 / np.asarray(proxy_weights, dtype=np.float64))
         else:
             f = getattr(nuis.flip_estimator, "proxy_scores_", None)
+            if f is not None and len(f) != len(obs):  # the flip rates came from a subsample: refit on every row
+                f = None
         if f is None:
             f = fit_pseudo_labels(X_fit, fb, obs, rho01=0.0, rho10=0.0, random_state=config.seed,
                                   propensity=proxy_weights)
@@ -575,6 +594,16 @@ def _fit_rows_X(log: pl.DataFrame, X: np.ndarray | None, rows: np.ndarray, confi
         from causalrm.embeddings import Embedder, embed_log
 
         return embed_log(log[rows.tolist()], Embedder(model=config.embedder, progress=False))
+    from causalrm.rowmatrix import RowView, is_lazy
+
+    if is_lazy(X):  # memory-mapped: a lazy row view, rows gathered by index later, never copied whole
+        if np.ndim(X) != 2:
+            raise InputError(f"embeddings must be a 2-D matrix (rows, dims); got shape {np.shape(X)}")
+        if np.shape(X)[0] == log.height:
+            return RowView(X, rows)
+        if np.shape(X)[0] == rows.size:
+            return X if isinstance(X, RowView) else RowView(X)
+        raise InputError(f"embeddings have {np.shape(X)[0]} rows but the log has {log.height}; embed this log")
     X = np.asarray(X)
     if X.ndim != 2:
         raise InputError(f"embeddings must be a 2-D matrix (rows, dims); got shape {X.shape}")

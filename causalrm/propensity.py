@@ -63,6 +63,19 @@ def check_features(X: Any, n: int | None = None, name: str = "X") -> np.ndarray:
     return arr
 
 
+def _shape_checked(X: Any, n: int) -> tuple[int, int]:
+    """X's shape, checked like ``check_features`` (finite values too) without copying a memory-mapped X."""
+    from causalrm.rowmatrix import check_finite, is_lazy
+
+    if not is_lazy(X):
+        return check_features(X, n).shape
+    shape = np.shape(X)
+    if len(shape) != 2 or shape[0] != n or shape[1] == 0:
+        raise InputError(f"X must be (n_rows={n}, n_features), got shape {shape}")
+    check_finite(X, "X")
+    return shape
+
+
 def check_binary(values: Any, name: str, n: int | None = None) -> np.ndarray:
     """A 0/1 vector as float64; InputError naming the first bad row otherwise."""
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -386,6 +399,12 @@ class PropensityModel(BaseEstimator):
     C_ (logistic), selection_ (``auto``: out-of-fold log loss of each candidate and the choice; else None),
     alternative_propensity_ (``auto``: the runner-up's cross-fitted p_hat while its out-of-fold log loss is within the
     95% interval of the chosen one's, ``log_loss_gap``; else None), alternative_weights_ (its clipped form).
+
+    ``max_rows`` (large logs): with more rows than this, the fold models are fitted on a seeded subsample of
+    ``max_rows`` rows stratified by o (``causalrm.rowmatrix.subsample``, gathered by index: a memory-mapped ``X`` is
+    never copied whole); subsampled rows get their out-of-fold p_hat, every other row the mean of the fold models
+    (out of sample for all of them), predicted in chunks. The model choice (``auto``) compares out-of-fold log loss
+    on the subsample. ``fit_rows_`` records the rows used (None = all).
     """
 
     def __init__(
@@ -403,7 +422,9 @@ class PropensityModel(BaseEstimator):
         C: float | str = "cv",
         random_state: int = 0,
         device: str = "cpu",
+        max_rows: int | None = None,
     ) -> None:
+        self.max_rows = max_rows
         self.model = model
         self.hidden = hidden
         self.n_folds = n_folds
@@ -457,6 +478,7 @@ class PropensityModel(BaseEstimator):
         self._check_params()
         self.model_, self.C_ = self.model, None
         self.selection_: dict[str, Any] | None = None
+        self.fit_rows_: np.ndarray | None = None
         self.alternative_propensity_: np.ndarray | None = None
         o = check_binary(observed, "observed")
         n = len(o)
@@ -466,7 +488,7 @@ class PropensityModel(BaseEstimator):
         if logged_propensity is not None:
             p = check_propensity(logged_propensity, n=n)
             if X is not None:
-                self.n_features_in_ = check_features(X, n).shape[1]
+                self.n_features_in_ = _shape_checked(X, n)[1]
             self.models_: list[Any] = []
             self.source_ = "logged"
         else:
@@ -474,9 +496,18 @@ class PropensityModel(BaseEstimator):
                 raise InputError(FEEDBACK_ONLY_MESSAGE)
             if X is None:
                 raise InputError("X (the embeddings) is required to learn propensities")
-            Xa = check_features(X, n)
+            from causalrm.rowmatrix import is_lazy, subsample, take_rows
+
+            self.fit_rows_ = subsample(n, self.max_rows, self.random_state, stratify=o)
+            o_all = o
+            if self.fit_rows_ is not None:
+                Xa = check_features(take_rows(X, self.fit_rows_), len(self.fit_rows_))
+                o = o_all[self.fit_rows_]
+                n_obs = int(o.sum())
+            else:
+                Xa = check_features(take_rows(X) if is_lazy(X) else X, n)
             self.n_features_in_ = Xa.shape[1]
-            minority = min(n_obs, n - n_obs)
+            minority = min(n_obs, len(o) - n_obs)
             if minority < self.n_folds:
                 raise InputError(
                     f"only {minority} rows in the smaller of observed/unobserved: need at least n_folds={self.n_folds}"
@@ -491,6 +522,10 @@ class PropensityModel(BaseEstimator):
                     self.C_ = choose_c(Xs, o, random_state=self.random_state) if self.C == "cv" else float(self.C)
             fits = {kind: self._cross_fit(kind, Xa, o) for kind in kinds}
             losses = {kind: float(log_loss(o, fits[kind][0], labels=[0, 1])) for kind in kinds}
+            if self.fit_rows_ is not None:  # every other row: the fold models' mean, predicted chunk by chunk
+                del Xa
+                fits = {kind: (self._extend(p_sub, models, X, n), models) for kind, (p_sub, models) in fits.items()}
+                o = o_all
             self.model_ = min(kinds, key=losses.__getitem__)
             p, self.models_ = fits[self.model_]
             if self.model == "auto":
@@ -510,6 +545,18 @@ class PropensityModel(BaseEstimator):
                                                                          float(self.clip))
         self.diagnostics_ = propensity_diagnostics(p, o, float(self.clip), source=self.source_)
         return self
+
+    def _extend(self, p_sub: np.ndarray, models: list[Any], X: Any, n: int) -> np.ndarray:
+        """p_hat of all ``n`` rows: ``p_sub`` on ``fit_rows_``, the fold models' mean on the others (in chunks)."""
+        from causalrm.rowmatrix import RowView, predict_blocks
+
+        rest = np.setdiff1d(np.arange(n), self.fit_rows_, assume_unique=True)
+        p = np.empty(n, dtype=np.float64)
+        p[self.fit_rows_] = p_sub
+        if rest.size:
+            mean = lambda block: np.mean([self._predict_one(m, block) for m in models], axis=0)  # noqa: E731
+            p[rest] = np.clip(predict_blocks(mean, RowView(X, rest)), 1e-6, 1.0)
+        return p
 
     def _cross_fit(self, kind: str, Xa: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, list[Any]]:
         """Out-of-fold p_hat of every row from ``kind`` models fitted on the other folds, and the fold models."""
@@ -531,6 +578,13 @@ class PropensityModel(BaseEstimator):
                 "this PropensityModel used logged propensities: it has no model for new rows; fit it without "
                 "logged_propensity to predict"
             )
+        from causalrm.rowmatrix import is_lazy, predict_blocks
+
+        if is_lazy(X):  # memory-mapped: chunk by chunk
+            if np.shape(X)[1] != self.n_features_in_:
+                raise InputError(f"X has {np.shape(X)[1]} features but the model was fitted on {self.n_features_in_}")
+            mean = lambda block: np.mean([self._predict_one(m, check_features(block)) for m in self.models_], axis=0)  # noqa: E731
+            return np.clip(predict_blocks(mean, X), 1e-6, 1.0)
         Xa = check_features(X)
         if Xa.shape[1] != self.n_features_in_:
             raise InputError(f"X has {Xa.shape[1]} features but the model was fitted on {self.n_features_in_}")

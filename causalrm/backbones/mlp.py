@@ -1,7 +1,8 @@
 """MLP reward head on frozen embeddings: x (d) -> 256 -> 64 -> 1, LeakyReLU (the paper's head).
 
 The embeddings ``X`` are computed once (``causalrm.embeddings``) and held as one tensor; after the first batch a copy
-lives on the training device, so a minibatch is a single index into it.
+lives on the training device, so a minibatch is a single index into it. Memory-mapped embeddings (large logs) are
+never copied: each minibatch gathers its rows from the map by index.
 """
 
 from __future__ import annotations
@@ -19,43 +20,64 @@ from causalrm.errors import InputError
 class TensorFeatures:
     """Fixed-size vectors ``X`` (float32, ``(n, d)``) as model inputs; ``batch`` yields ``{"x": X[idx]}``.
 
-    The matrix is copied to a device once, on first use there, and reused for every batch.
+    An in-memory matrix is copied to a device once, on first use there, and reused for every batch. A memory-mapped
+    one (``np.memmap`` or ``causalrm.rowmatrix.RowView``, from ``read_embeddings``) is never copied whole: each
+    batch gathers its rows by index (``torch.from_numpy(X[idx])``) and moves only them to the device.
     """
 
     lengths = None
 
     def __init__(self, X: np.ndarray | torch.Tensor) -> None:
+        from causalrm.rowmatrix import RowView, check_finite, is_lazy
+
+        self.rows_view: RowView | None = None
+        if not isinstance(X, torch.Tensor) and is_lazy(X):
+            self.rows_view = X if isinstance(X, RowView) else RowView(X)
+            if self.rows_view.dtype != np.float32:
+                raise InputError(f"memory-mapped embeddings must be float32, got {self.rows_view.dtype}")
+            check_finite(self.rows_view, "embeddings")
+            self.X = None
+            self._on: dict[str, torch.Tensor] = {}
+            return
         X = torch.as_tensor(np.asarray(X, dtype=np.float32)) if not isinstance(X, torch.Tensor) else X.float()
         if X.ndim != 2:
             raise InputError(f"embeddings must be a 2-D matrix (rows, dims); got shape {tuple(X.shape)}")
         if not torch.isfinite(X).all():
             raise InputError("embeddings contain NaN or infinite values; re-embed the log")
         self.X = X
-        self._on: dict[str, torch.Tensor] = {str(X.device): X}
+        self._on = {str(X.device): X}
 
     def __len__(self) -> int:
-        return int(self.X.shape[0])
+        return len(self.rows_view) if self.rows_view is not None else int(self.X.shape[0])
 
     @property
     def dim(self) -> int:
-        return int(self.X.shape[1])
+        return self.rows_view.shape[1] if self.rows_view is not None else int(self.X.shape[1])
 
     def to(self, device: torch.device | str) -> TensorFeatures:
-        """Place a copy on ``device`` now (later batches there index it directly)."""
-        self.on(device)
+        """Place a copy on ``device`` now (later batches there index it directly); memory-mapped rows stay put."""
+        if self.rows_view is None:
+            self.on(device)
         return self
 
     def on(self, device: torch.device | str) -> torch.Tensor:
+        if self.rows_view is not None:
+            raise InputError("memory-mapped features are gathered per batch (batch(idx, device)), not copied whole")
         key = str(torch.device(device))
         if key not in self._on:
             self._on[key] = self.X.to(device)
         return self._on[key]
 
     def batch(self, idx: torch.Tensor, device: torch.device | str) -> dict[str, torch.Tensor]:
+        if self.rows_view is not None:
+            x = torch.from_numpy(self.rows_view.take(idx.cpu().numpy()))
+            return {"x": x.to(device, non_blocking=True)}
         X = self.on(device)
         return {"x": X.index_select(0, idx.to(X.device))}
 
     def subset(self, rows: np.ndarray | torch.Tensor) -> TensorFeatures:
+        if self.rows_view is not None:
+            return TensorFeatures(self.rows_view[np.asarray(rows)])
         return TensorFeatures(self.X[torch.as_tensor(np.asarray(rows), dtype=torch.long)])
 
 
