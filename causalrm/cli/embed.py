@@ -65,19 +65,53 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{out}: unsupported output extension {out.suffix!r}; use .safetensors or .npy")
         if not (out.parent if str(out.parent) else Path(".")).is_dir():
             raise InputError(f"{out.parent}: output folder does not exist; create it first")
+    from causalrm import distributed
+
+    # under `accelerate launch` / torchrun each rank embeds a contiguous slice of the rows; rank 0 writes OUT
+    distributed.init(cpu=True if str(args.device).startswith("cpu") else None)
     df = read_log(args.log, mapping=_mapping(args.mapping))
-    embedder = Embedder(model=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                        max_length=args.max_length, cache_dir=args.cache_dir, progress=not args.quiet,
-                        cache=not args.no_cache, cache_dtype=args.cache_dtype)
+    sharded = distributed.active() and df.height >= distributed.world_size()
+    device = args.device
+    if sharded and str(device) in ("auto", "cuda") and distributed.device().type == "cuda":
+        device = str(distributed.device())  # this rank's GPU
+    embedder = Embedder(model=args.model, device=device, dtype=args.dtype, batch_size=args.batch_size,
+                        max_length=args.max_length, cache_dir=args.cache_dir,
+                        progress=not args.quiet and distributed.is_main(), cache=not args.no_cache,
+                        cache_dtype=args.cache_dtype)
     embedder.shard_name = Path(args.log).name.split(".")[0] or "shard"
-    X = embed_log(df, embedder)
-    stats = embedder.last_stats
+    if sharded:
+        start, stop = distributed.row_slice(df.height)
+        embedder.shard_name += f"-rank{distributed.rank()}"
+        X, stats = _gather(embed_log(df.slice(start, stop - start), embedder), embedder.last_stats, df.height)
+    else:
+        X = embed_log(df, embedder)
+        stats = embedder.last_stats
+    if not distributed.is_main():
+        distributed.wait()
+        return 0
     if out is not None:
         _write(out, X, df[RESPONSE_ID].cast(str).to_list() if RESPONSE_ID in df.columns else None, embedder)
+    distributed.wait()
     dest = f" -> {out}" if out is not None else " (cache only)"
     print(f"embedded {X.shape[0]} rows x {X.shape[1]} dims with {embedder.model_id}: {stats.get('cache_hits', 0)} "
           f"cache hits, {stats.get('computed', 0)} computed{dest}", file=sys.stdout)
     return 0
+
+
+def _gather(X_local, stats: dict, n: int):
+    """Every rank's slice of ``X`` in row order (on every rank) and the summed cache statistics."""
+    import numpy as np
+    import torch
+
+    from causalrm import distributed
+    from accelerate.utils import reduce
+
+    t = torch.from_numpy(np.ascontiguousarray(X_local, dtype=np.float32))
+    X = distributed.gather_rows(t, distributed.row_sizes(n), grad=False).cpu().numpy()
+    keys = ("rows", "cache_hits", "computed")
+    counts = torch.tensor([float(stats.get(k, 0)) for k in keys], dtype=torch.float64)
+    counts = reduce(counts.to(distributed.device()), reduction="sum").cpu()
+    return X, {**stats, **{k: int(v) for k, v in zip(keys, counts.tolist())}}
 
 
 def _write(out: Path, X, response_ids: list[str] | None, embedder) -> None:
