@@ -39,6 +39,7 @@ __all__ = [
     "ROLES",
     "MalformedConversation",
     "context_json",
+    "conversation",
     "normalize_messages",
     "parse_context",
     "render_prompt",
@@ -168,3 +169,12 @@ def parse_context(value: Any) -> list[dict[str, str]]:
     if isinstance(value, (list, tuple)) and not value:
         return []
     return normalize_messages(value)
+
+
+def conversation(context: Any, response: str) -> list[dict[str, str]]:
+    """The whole conversation of a log row, for a chat template: the row's ``context`` (JSON text or a list) followed
+    by ``{"role": "assistant", "content": response}``; what an LLM embedder should pass to
+    ``tokenizer.apply_chat_template`` instead of the rendered ``prompt``."""
+    if not isinstance(response, str):
+        raise MalformedConversation(f"response is {_a(_kind(response))}, not text", "give the response as a string")
+    return [*parse_context(context), {"role": "assistant", "content": response}]

@@ -40,6 +40,8 @@ class LogSummary:
         n_empty_prompts: rows whose prompt is empty or whitespace only.
         splits: rows per ``split`` value (empty when there is no split column; ``null`` counts missing values).
         simulation_columns: simulation-only columns present (``true_label``, ``true_score``, ``true_propensity``).
+        chat: chat-format logs (a ``context`` column, ``causalrm.chat``): ``conversations``, ``multi_turn`` (context
+            of more than one message) and ``system_prompt`` row counts; empty for flat logs.
         warnings: one line each.
         source: the file the log came from, when known.
     """
@@ -59,6 +61,7 @@ class LogSummary:
     n_empty_prompts: int
     splits: dict[str, int] = field(default_factory=dict)
     simulation_columns: list[str] = field(default_factory=list)
+    chat: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     source: str | None = None
 
@@ -80,6 +83,9 @@ class LogSummary:
         lines.append(f"feedback-only log:    {'yes' if self.feedback_only else 'no'}")
         lines.append(f"logged propensity:    {'yes' if self.has_logged_propensity else 'no'}")
         lines.append(f"gold labels:          {self.n_gold:,}" if self.has_gold_label else "gold labels:          no")
+        if self.chat:
+            lines.append(f"chat format:          {self.chat['conversations']:,} conversations, "
+                         f"{self.chat['multi_turn']:,} multi-turn, {self.chat['system_prompt']:,} with a system prompt")
         if self.splits:
             lines.append("splits:               " + ", ".join(f"{k} {v:,}" for k, v in self.splits.items()))
         lines.append("columns:              " + ", ".join(self.canonical_columns))
@@ -134,6 +140,17 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
         counts = df[schema.SPLIT].value_counts(sort=True)
         splits = {("null" if k is None else str(k)): int(v) for k, v in counts.iter_rows()}
     sim = [c for c in schema.SIMULATION_ONLY if c in columns]
+    chat_counts: dict[str, int] = {}
+    if schema.CONTEXT in columns and df[schema.CONTEXT].dtype == pl.String:
+        from causalrm.chat import MalformedConversation, parse_context
+
+        try:
+            contexts = [parse_context(c) for c in df[schema.CONTEXT]]
+        except MalformedConversation:  # a flat log's own "context" column: not chat format
+            contexts = None
+        if contexts is not None:
+            chat_counts = {"conversations": n, "multi_turn": sum(len(c) > 1 for c in contexts),
+                           "system_prompt": sum(any(m["role"] == "system" for m in c) for c in contexts)}
 
     warnings: list[str] = []
     if n_observed == 0:
@@ -186,6 +203,7 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
         n_empty_prompts=n_empty_prompts,
         splits=splits,
         simulation_columns=sim,
+        chat=chat_counts,
         warnings=warnings,
         source=source,
     )

@@ -47,6 +47,7 @@ def test_split_and_render():
     assert chat.split_conversation(parts) == ([{"role": "user", "content": "a\nb"}], "c")
     assert chat.parse_context(chat.context_json(context)) == context
     assert chat.parse_context("") == [] and chat.parse_context("[]") == []
+    assert chat.conversation(chat.context_json(context), "6") == TURNS
     # the scoring path (message lists given to CausalRM.score) renders with the same function
     assert message_text(context) == chat.render_prompt(context)
 
@@ -104,6 +105,17 @@ def test_bundled_chat_sample():
     assert sum(len(c) == 1 for c in contexts) == 120 and sum(len(c) == 3 for c in contexts) == 80
     for prompt, context in zip(log[schema.PROMPT], contexts):
         assert prompt == message_text(context)  # what scoring the messages renders
+
+
+def test_validate_summary_counts_conversations(tmp_path):
+    from causalrm.validate import summarize_log
+
+    summary = summarize_log(read_log(_jsonl(tmp_path / "log.jsonl", ROWS)))
+    assert summary.chat == {"conversations": 2, "multi_turn": 1, "system_prompt": 1}
+    assert "chat format:          2 conversations, 1 multi-turn, 1 with a system prompt" in summary.format()
+    flat = pl.DataFrame({"prompt": ["p"], "response": ["r"], "context": ["User: earlier turn"]})
+    flat.write_parquet(tmp_path / "flat.parquet")  # a flat log's own context column is not chat format
+    assert summarize_log(read_log(tmp_path / "flat.parquet")).chat == {}
 
 
 def _error(path: Path, **kw) -> str:
