@@ -155,8 +155,8 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
             for _ in range(epochs):
                 t1 = time.perf_counter()
                 for idx in torch.split(torch.from_numpy(tr)[torch.randperm(len(tr), generator=gen)], 512):
-                    rows = idx.numpy()
-                    xb = torch.from_numpy(np.ascontiguousarray(X[np.sort(rows)]))
+                    rows = np.sort(idx.numpy())  # ascending reads; the batch's loss is order-free
+                    xb = torch.from_numpy(np.ascontiguousarray(X[rows]))
                     z = net(xb).squeeze(-1)
                     loss = (w[rows].float() * (torch.sigmoid(z) - y[rows].float()) ** 2).mean()
                     opt.zero_grad()

@@ -540,7 +540,13 @@ def _fit_nuisances(
         # model nor the val rows' imputation ever saw a val row's feedback. "pooled": the anchor estimator's proxy
         # over train + val (same rows, weights and seed) or, with gold or fixed rates, one fitted here.
         f = None
-        if config.imputation_fit == "train-only":
+        pl_weights = None if proxy_weights is None else 1.0 / np.asarray(proxy_weights, dtype=np.float64)
+        if config.nuisance_max_rows and len(obs) > config.nuisance_max_rows:  # large log: a subsample's proxy
+            fit_on = nuis.split == schema.TRAIN if config.imputation_fit == "train-only" else np.ones(len(obs), bool)
+            f, n_sub = subsampled_proxy(X_fit, fb, obs, fit_on, max_rows=config.nuisance_max_rows, seed=config.seed,
+                                        sample_weight=pl_weights)
+            diag.setdefault("subsample", {})["pseudo_label"] = n_sub
+        elif config.imputation_fit == "train-only":
             from causalrm.noise import split_cross_fitted_proxy
 
             f, _ = split_cross_fitted_proxy(
@@ -564,6 +570,48 @@ def _fit_nuisances(
                                 "fit": config.imputation_fit}
         diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
     return nuis
+
+
+def subsampled_proxy(
+    X: Any, fb: np.ndarray, obs: np.ndarray, fit_on: np.ndarray, *, max_rows: int, seed: int,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
+    """The DR proxy f(x) ~ P(r = 1 | x) of every row on a large log, never copying ``X`` whole
+    (``FitConfig.nuisance_max_rows``): ``noise.cross_fitted_proxy`` on a seeded subsample of at most ``max_rows``
+    of the ``fit_on`` rows (stratified by o; standardised with the subsample's moments), and every other row scored
+    in chunks by one ``noise.ProxyModel`` (same C, calibrated inside) fitted on the subsample's observed rows: no
+    row is scored by a model that saw its feedback, and with ``fit_on`` = the train rows no val feedback is used.
+    Returns (f (n,), subsample size)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # many small dense fits, as noise.fit_pseudo_labels
+        return _subsampled_proxy(X, fb, obs, fit_on, max_rows=max_rows, seed=seed, sample_weight=sample_weight)
+
+
+def _subsampled_proxy(X, fb, obs, fit_on, *, max_rows, seed, sample_weight):
+    from causalrm.noise import ProxyModel, cross_fitted_proxy
+    from causalrm.rowmatrix import RowView, predict_blocks, subsample, take_rows
+
+    cand = np.flatnonzero(fit_on)
+    pick = subsample(len(cand), max_rows, seed, stratify=obs[cand])
+    sub = cand if pick is None else cand[pick]
+    Xs = take_rows(X, sub).astype(np.float64)
+    mu, sd = Xs.mean(axis=0), Xs.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    Xs = (Xs - mu) / sd
+    r = np.where(obs == 1, fb, 0.0)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    f = np.empty(len(obs), dtype=np.float64)
+    f[sub], _, info = cross_fitted_proxy(Xs, r[sub], obs[sub].astype(np.int8), sample_weight=None if w is None
+                                         else w[sub], random_state=seed)
+    keep = obs[sub] == 1
+    proxy = ProxyModel(info["C"], "asymptotic", seed).fit(Xs[keep], r[sub][keep],
+                                                           sample_weight=None if w is None else w[sub][keep])
+    del Xs
+    rest = np.setdiff1d(np.arange(len(obs)), sub, assume_unique=True)
+    if rest.size:
+        f[rest] = predict_blocks(lambda block: proxy.predict_proba((block - mu) / sd), RowView(X, rest))
+    return np.clip(f, 0.0, 1.0), int(sub.size)
 
 
 def _gold_check(fb: np.ndarray, obs: np.ndarray, audit: dict[str, Any], config: FitConfig) -> dict[str, Any]:

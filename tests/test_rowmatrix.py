@@ -114,3 +114,28 @@ def test_subsample_is_stratified_and_seeded():
     np.testing.assert_array_equal(a, b)
     assert y[a].sum() == 20 and len(a) == 200
     assert subsample(100, 200, 0) is None and subsample(1000, None, 0) is None
+
+
+def test_fit_log_on_a_memmap_with_subsampled_nuisances(tmp_path, monkeypatch):
+    """The whole pipeline on memory-mapped embeddings with nuisance_max_rows below the row count: every nuisance
+    is fitted on a subsample gathered by index, the rest predicted in chunks; the matrix is never copied whole."""
+    from tests.test_pipeline import fast_config, synth_log
+
+    from causalrm.pipeline import fit_log
+
+    log, X = synth_log(n=800)
+    np.save(tmp_path / "X.npy", X)
+    Xm, _ = read_embeddings(tmp_path / "X.npy", log)
+
+    def no_array(self, *a, **k):
+        raise AssertionError("np.asarray on the memory-mapped rows")
+
+    monkeypatch.setattr(RowView, "__array__", no_array)
+    result = fit_log(log, Xm, fast_config("causalrm-dr", nuisance_max_rows=300, max_epochs=2))
+    n = result.nuisances
+    sub = n.diagnostics["subsample"]
+    assert sub["propensity"] <= 310 and sub["flip_rates"] <= 310 and sub["pseudo_label"] <= 310
+    assert n.propensity.shape == n.pseudo_label.shape == (len(n.rows),)
+    assert np.all(np.isfinite(n.pseudo_label)) and np.all((n.propensity > 0) & (n.propensity <= 1))
+    z = result.score(log, Xm)
+    assert z.shape == (log.height,) and np.all(np.isfinite(z))
