@@ -63,6 +63,24 @@ log.select(pl.col("prompt").str.slice(0, 40), pl.col("response").str.slice(0, 40
            "observed", "feedback", "gold_score", "gold_label").head(5)
 
 # %% [markdown]
+# Logs stored as **chat transcripts** read the same way. `data/oasst1_chat.jsonl` holds 200 of these rows in the
+# OpenAI / Hugging Face chat format, a `messages` list of `{"role", "content"}` turns ending with the rated assistant
+# message. `read_log` makes that message the `response`, renders the turns before it into a readable `prompt` (what
+# the MiniLM encoder sees) and keeps them as JSON in `context` (what a chat template needs:
+# `causalrm.chat.conversation(context, response)`). Malformed conversations are one error line naming the row.
+
+# %%
+from causalrm.chat import conversation
+from causalrm.datasets import data_dir
+from causalrm.io import read_log
+
+chat_log = read_log(data_dir() / "oasst1_chat.jsonl")
+print(summarize_log(chat_log).chat)  # conversations, multi-turn contexts, system prompts
+row = chat_log.filter(pl.col("context").str.count_matches('"role"') > 1).row(0, named=True)  # a second turn
+print(row["prompt"][:300], "...")
+[m["role"] for m in conversation(row["context"], row["response"])]
+
+# %% [markdown]
 # ## 2. Is the feedback selected?
 #
 # Compare the observation rate across crowd-quality bins and across conversation depth (0 = first reply,
