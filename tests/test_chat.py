@@ -173,7 +173,7 @@ def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Completed
     return subprocess.run([*_cli(), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 
-def test_cli_validate_and_fit_a_chat_log(tmp_path):
+def test_cli_validate_fit_and_score_a_chat_log(tmp_path):
     proc = _run(["validate", str(SAMPLE)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "rows (impressions):   200" in proc.stdout and "context" in proc.stdout
@@ -181,6 +181,9 @@ def test_cli_validate_and_fit_a_chat_log(tmp_path):
                  "--hidden", "8", "--device", "cpu", "--quiet"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "run").is_dir() and "Traceback" not in proc.stderr
+    proc = _run(["score", str(tmp_path / "run"), str(SAMPLE), "--out", str(tmp_path / "scored.jsonl")], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert pl.read_ndjson(tmp_path / "scored.jsonl").height == 200
 
 
 @pytest.mark.parametrize("command", ["validate", "fit"])
