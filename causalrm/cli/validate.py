@@ -11,7 +11,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "validate",
         help="check a feedback log and print its summary (writes nothing)",
         description="Read a feedback log (CSV, TSV, JSONL, JSON or Parquet, optionally .gz), check it against the "
-        "CausalRM log schema and print rows, observation rate, label balance, columns and warnings. "
+        "CausalRM log schema and print rows, observation rate, label balance, columns and warnings. Chat "
+        "transcripts are read from a 'messages' column (OpenAI / Hugging Face {role, content} lists ending with the "
+        "rated assistant message). "
         "Exit status 0 if the log is usable, 2 with one 'error:' line if not.",
     )
     parser.add_argument(
