@@ -341,6 +341,10 @@ def cli_command(session: Session) -> str:
     for method in ts.get("methods", []):
         lines.append(f"causalrm fit {log_file} --method {method} --out runs/{method}{suffix}")
     methods = ts.get("methods", [])
+    if methods:  # a long job goes to Accelerate as the same command (docs/DISTRIBUTED.md)
+        lines.append("# data-parallel on several GPUs or machines (docs/DISTRIBUTED.md), any fit above under Accelerate:")
+        lines.append(f"#   accelerate launch --config_file accelerate.yaml $(which causalrm) fit {log_file} "
+                     f"--method {methods[0]} --out runs/{methods[0]}{suffix}")
     if len(methods) >= 2:
         lines.append("causalrm compare " + " ".join(f"runs/{m}" for m in methods))
     return "\n".join(lines) if lines else "# load data and train first"
