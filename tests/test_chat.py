@@ -212,5 +212,6 @@ def test_app_upload_accepts_a_chat_log(tmp_path):
         log = view.state.log
         assert log.height == 200 and schema.CONTEXT in log.columns
         assert view.preview[schema.PROMPT].dtype == pl.String and "200 impressions" in view.summary
+        assert "chat format: 200 conversations, 80 multi-turn" in view.summary
     finally:
         view.state.close()

@@ -76,6 +76,9 @@ def _summary_md(session: Session) -> str:
                      f"({n_obs / max(n_rows, 1):.1%}); the test rows carry clean labels for evaluation")
     if s.splits:
         lines.append("splits: " + ", ".join(f"{k} {v:,}" for k, v in s.splits.items()))
+    if s.chat:
+        lines.append(f"chat format: {s.chat['conversations']:,} conversations, {s.chat['multi_turn']:,} multi-turn, "
+                     f"{s.chat['system_prompt']:,} with a system prompt (prompt = the turns before the response)")
     extras = []
     if s.has_gold_label:
         extras.append(f"gold labels on {s.n_gold:,} rows")
