@@ -102,8 +102,23 @@ def save_run(
 
     ``log``/``X``: the fitted log and its embeddings (``X`` None = embed with the run's embedder); every row is
     scored (test rows included: scoring is not fitting). ``source``: where the log came from (recorded).
+    Under ``accelerate launch`` / torchrun (``causalrm.distributed``) only rank 0 writes; every rank returns when
+    the run is written.
     """
     run_dir = Path(run_dir)
+    from causalrm import distributed
+
+    if not distributed.is_main():  # data-parallel (accelerate launch): rank 0 writes, the others wait for it
+        distributed.wait()
+        return run_dir
+    try:
+        return _save_run(result, log, X, run_dir, source=source, extra=extra)
+    finally:
+        distributed.wait()
+
+
+def _save_run(result: FitResult, log: pl.DataFrame, X: np.ndarray | None, run_dir: Path, *, source: str | None,
+              extra: dict[str, Any] | None) -> Path:
     _prepare_target(run_dir)
     rewards = result.score(log, X)
     split = result.split if len(result.split) == log.height else None

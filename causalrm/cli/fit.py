@@ -120,11 +120,9 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     result = estimator.result_
-    if not main_rank:  # only rank 0 writes the run directory and reports; the others wait for it
-        distributed.wait()
-        return 0
     save_run(result, log, X, out, source=str(args.log), extra={"gold": args.gold} if args.gold else None)
-    distributed.wait()
+    if not main_rank:  # only rank 0 writes the run directory (save_run) and reports
+        return 0
     h = result.history
     n = result.nuisances
     if result.choice:
