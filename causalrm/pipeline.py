@@ -101,10 +101,11 @@ class FitConfig(TrainOptions):
         model's pseudo-labels then carry val feedback, which makes a DR validation estimate optimistic).
     Rows
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
-        nuisance_max_rows: large logs (``causalrm.rowmatrix``): the propensity and anchor flip-rate models are fitted
-        on a seeded subsample of at most this many train + val rows (50 000; ``None`` = all), gathered by index from
-        the (memory-mapped) embeddings; every row still gets p_hat (out-of-fold on the subsample, the fold models'
-        mean elsewhere). Logs of at most this many rows are fitted exactly as before.
+        nuisance_max_rows: large logs (``causalrm.rowmatrix``): the propensity, anchor flip-rate and DR pseudo-label
+        models are fitted on a seeded subsample of at most this many train + val rows (50 000; ``None`` = all),
+        gathered by index from the (memory-mapped) embeddings; every row still gets p_hat and q (out-of-fold on the
+        subsample, predictions of models that never saw the row elsewhere: ``subsampled_proxy``). Logs of at most
+        this many rows are fitted exactly as before.
     """
 
     method: str = option(AUTO, help="estimator: auto (fit naive and the debiased candidates, keep one on "
@@ -136,9 +137,10 @@ class FitConfig(TrainOptions):
     proxy_weighting: str = option("propensity", help="weight observed rows by 1/p-hat in the flip-rate and "
                                                      "pseudo-label proxy: {choices}", choices=PROXY_WEIGHTINGS)
     val_fraction: float = option(0.2, help="share of prompt groups sent to val when the log has no val split")
-    nuisance_max_rows: int | None = option(50_000, help="fit the propensity and flip-rate models on a seeded "
-                                                        "subsample of at most this many train/val rows (0 = all); "
-                                                        "the other rows' p-hat are predictions", none="0")
+    nuisance_max_rows: int | None = option(50_000, help="fit the nuisance models (propensity, flip rates, DR "
+                                                        "pseudo-labels) on a seeded subsample of at most this many "
+                                                        "train/val rows (0 = all); the other rows get predictions",
+                                           none="0")
     imputation_fit: str = option("train-only", help="how the DR pseudo-labels are fitted, one of {choices}: "
                                                     "train-only = cross-fitted within the train rows, never on val "
                                                     "feedback; pooled = the flip-rate proxy over train + val (the "
