@@ -120,6 +120,17 @@ if [[ "${DR:-1}" == 1 ]]; then
   SEEDS=5,6,7 METHODS=naive,causalrm-dr,causalrm-dr-cf,causalrm-mrdr PROPENSITY=auto \
     cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_s5-7_pooled-imputation" --dataset wildbench --rating teacher \
     --alpha 0.2 --rho01 0.15 --rho10 0.25
+  # The capacity step (docs/METHOD.md, DR protocol item 5): head {MLP lr 5e-4, linear lr 5e-3} x weight decay
+  # {0, 1e-4, 1e-3} on the held-out cell; read with benchmarks/dr_capacity.py (written to $OUT/dr/capacity/selected.*).
+  mkdir -p "$OUT/dr/capacity"
+  CAP_METHODS=naive,causalrm-ips,causalrm-dr,causalrm-dr-cf,causalrm-mrdr,oracle-observed
+  for wd in 0 1e-4 1e-3; do
+    SEEDS=5,6,7 METHODS=$CAP_METHODS PROPENSITY=auto IMPUTATION=train-only cell "dr/capacity/mlp-wd$wd" \
+      --dataset wildbench --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25 --weight-decay "$wd"
+    SEEDS=5,6,7 METHODS=$CAP_METHODS PROPENSITY=auto IMPUTATION=train-only cell "dr/capacity/linear-wd$wd" \
+      --dataset wildbench --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25 --hidden= --lr 0.005 \
+      --weight-decay "$wd"
+  done
 fi
 
 # Real feedback: oasst1 emoji reactions, evaluated against the crowd quality label on held-out prompt groups;
@@ -183,5 +194,16 @@ for name, d in cells:
 PY
 if compgen -G "$OUT/*_10seeds*.json" >/dev/null; then
   python benchmarks/paired_differences.py "$OUT"/*_10seeds*.json > "$OUT/paired.md"
+fi
+CAP="$OUT/dr/capacity"
+if [[ -s "$CAP/linear-wd1e-3.json" ]]; then
+  python benchmarks/dr_capacity.py --out "$CAP/selected.json" mlp-wd0="$CAP/mlp-wd0.json" \
+    mlp-wd1e-4="$CAP/mlp-wd1e-4.json" mlp-wd1e-3="$CAP/mlp-wd1e-3.json" linear-wd0="$CAP/linear-wd0.json" \
+    linear-wd1e-4="$CAP/linear-wd1e-4.json" linear-wd1e-3="$CAP/linear-wd1e-3.json" > "$CAP/selected.md"
+  python benchmarks/paired_differences.py --long --estimators causalrm-dr,causalrm-dr-cf,causalrm-mrdr \
+    --references naive,causalrm-ips,naive@mlp-wd0,causalrm-ips@mlp-wd0,causalrm-dr@mlp-wd0 "$CAP/selected.json" \
+    >> "$CAP/selected.md"
+  python benchmarks/paired_differences.py --long --metric auroc --estimators causalrm-dr,causalrm-mrdr \
+    --references naive,causalrm-ips,causalrm-dr@mlp-wd0 "$CAP/selected.json" >> "$CAP/selected.md"
 fi
 echo "done: $OUT (summary: $OUT/summary.md, paired ablation: $OUT/paired.md)"
