@@ -839,7 +839,9 @@ def _safetensors_memmap(path: Path, name: str = "embeddings") -> np.ndarray | No
 
 
 def read_embeddings(path: str | os.PathLike, log: Any = None, *, mmap: bool = True) -> tuple[np.ndarray, str | None]:
-    """``(X, model id or None)`` from a ``.safetensors`` (tensor ``embeddings``) or ``.npy`` file.
+    """``(X, model id or None)`` from a ``.safetensors`` (tensor ``embeddings``) or ``.npy`` file, or from sharded
+    embeddings (``causalrm embed LOG OUT --shard-rows N``: the folder ``OUT`` or ``OUT/index.json``), returned as a
+    ``causalrm.rowmatrix.ShardedRows`` over the memory-mapped shards (``causalrm.shards``).
 
     With ``log``: the row count must match and, when the file records ``response_ids``, so must their order.
     ``mmap`` (default): a float32 matrix is memory-mapped read-only (``np.load(mmap_mode="r")``, or an ``np.memmap``
@@ -847,6 +849,8 @@ def read_embeddings(path: str | os.PathLike, log: Any = None, *, mmap: bool = Tr
     (``causalrm.rowmatrix``). Other dtypes (float16, float64) are read and converted to float32 in memory.
     """
     path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".json":
+        return _read_sharded_embeddings(path, log, mmap=mmap)
     if not path.is_file():
         raise InputError(f"{path}: embeddings file not found; create it with `causalrm embed LOG --out {path.name}`")
     model = None
@@ -885,3 +889,18 @@ def read_embeddings(path: str | os.PathLike, log: Any = None, *, mmap: bool = Tr
         if ids is not None and schema.RESPONSE_ID in log.columns and log[schema.RESPONSE_ID].cast(str).to_list() != ids:
             raise InputError(f"{path}: response_ids differ from the log's (other log or order); embed this log")
     return X, model
+
+
+def _read_sharded_embeddings(path: Path, log: Any, *, mmap: bool) -> tuple[Any, str | None]:
+    """``read_embeddings`` for a shard folder / ``index.json`` (``causalrm.shards``)."""
+    from causalrm import shards
+
+    X, index = shards.read_sharded(path, mmap=mmap)
+    if log is not None:
+        if X.shape[0] != log.height:
+            raise InputError(f"{path}: {X.shape[0]} embedding rows but the log has {log.height}; embed this log")
+        want = index.get("response_ids_sha256")
+        if want and schema.RESPONSE_ID in log.columns and \
+                shards.ids_sha256(log[schema.RESPONSE_ID].cast(str).to_list()) != want:
+            raise InputError(f"{path}: response_ids differ from the log's (other log or order); embed this log")
+    return X, index.get("model")
