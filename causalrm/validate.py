@@ -1,6 +1,7 @@
 """Summaries of an impression log: sizes, observation and label rates, columns and warnings.
 
-``summarize_log(read_log(path))`` is what ``causalrm validate`` prints. Warnings flag logs that load fine but that the
+``summarize_log(read_log(path))`` is what ``causalrm validate`` prints; ``causalrm.scan.summarize_file(path)`` gives the
+same summary from streaming aggregates without loading the texts (Parquet / JSON Lines logs). Warnings flag logs that load fine but that the
 method cannot use well: a feedback-only log without ``logged_propensity`` (no unobserved impressions, so propensities
 cannot be learned), tiny samples, extreme class imbalance or observation rates, empty prompts, simulation-only
 columns, and feedback recorded on unobserved rows.
@@ -125,21 +126,14 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
     obs_mask = observed == 1
     n_observed = int(observed.sum())
     n_positive = int(((feedback == 1) & obs_mask).fill_null(False).sum())
-    positive_rate = n_positive / n_observed if n_observed else None
-    observed_rate = n_observed / n if n else 0.0
-
     columns = list(df.columns)
-    canonical = [c for c in columns if c in schema.DTYPES]
-    extra = [c for c in columns if c not in schema.DTYPES]
     has_lp = schema.LOGGED_PROPENSITY in columns and df[schema.LOGGED_PROPENSITY].null_count() < n
     n_gold = int(df[schema.GOLD_LABEL].is_not_null().sum()) if schema.GOLD_LABEL in columns else 0
-    feedback_only = n > 0 and n_observed == n
     n_empty_prompts = int((df[schema.PROMPT].fill_null("").str.strip_chars() == "").sum())
     splits: dict[str, int] = {}
     if schema.SPLIT in columns and df[schema.SPLIT].null_count() < n:
         counts = df[schema.SPLIT].value_counts(sort=True)
         splits = {("null" if k is None else str(k)): int(v) for k, v in counts.iter_rows()}
-    sim = [c for c in schema.SIMULATION_ONLY if c in columns]
     chat_counts: dict[str, int] = {}
     if schema.CONTEXT in columns and df[schema.CONTEXT].dtype == pl.String:
         from causalrm.chat import MalformedConversation, parse_context
@@ -152,6 +146,27 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
             chat_counts = {"conversations": n, "multi_turn": sum(len(c) > 1 for c in contexts),
                            "system_prompt": sum(any(m["role"] == "system" for m in c) for c in contexts)}
 
+    n_fb_unobserved = int((feedback.is_not_null() & ~obs_mask).fill_null(False).sum())
+    n_dup = n - df.select(schema.PROMPT, schema.RESPONSE).unique().height if n else 0
+    n_split_null = df[schema.SPLIT].null_count() if schema.SPLIT in columns else None
+    return build_summary(n=n, n_observed=n_observed, n_positive=n_positive, columns=columns, has_lp=bool(has_lp),
+                         n_gold=n_gold, n_empty_prompts=n_empty_prompts, splits=splits,
+                         n_fb_unobserved=n_fb_unobserved, n_dup=n_dup, n_split_null=n_split_null,
+                         chat_counts=chat_counts, source=source)
+
+
+def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str], has_lp: bool, n_gold: int,
+                  n_empty_prompts: int, splits: dict[str, int], n_fb_unobserved: int, n_dup: int,
+                  n_split_null: int | None, chat_counts: dict[str, int], source: str | None) -> LogSummary:
+    """The :class:`LogSummary` (and its warnings) from counts: shared by :func:`summarize_log` (an eager frame)
+    and :func:`causalrm.scan.summarize_file` (streaming aggregates). ``n_split_null``: rows without a split value,
+    None when there is no split column."""
+    positive_rate = n_positive / n_observed if n_observed else None
+    observed_rate = n_observed / n if n else 0.0
+    canonical = [c for c in columns if c in schema.DTYPES]
+    extra = [c for c in columns if c not in schema.DTYPES]
+    feedback_only = n > 0 and n_observed == n
+    sim = [c for c in schema.SIMULATION_ONLY if c in columns]
     warnings: list[str] = []
     if n_observed == 0:
         warnings.append("no row has feedback: this log can be scored but not used to train a reward model")
@@ -174,16 +189,13 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
     if sim:
         warnings.append(f"simulation-only columns present ({', '.join(sim)}): used for evaluation only, never for "
                         "training")
-    n_fb_unobserved = int((feedback.is_not_null() & ~obs_mask).fill_null(False).sum())
     if n_fb_unobserved:
         warnings.append(f"feedback on unobserved rows: {_rows(n_fb_unobserved)} with observed = 0 hold a feedback "
                         "value; it is ignored")
-    if n:
-        n_dup = n - df.select(schema.PROMPT, schema.RESPONSE).unique().height
-        if n_dup:
-            warnings.append(f"duplicates: {_rows(n_dup)} repeat an earlier (prompt, response) pair")
-    if schema.SPLIT in columns and df[schema.SPLIT].null_count() not in (0, n):
-        warnings.append(f"missing split: {_rows(df[schema.SPLIT].null_count())} without a split value")
+    if n and n_dup:
+        warnings.append(f"duplicates: {_rows(n_dup)} repeat an earlier (prompt, response) pair")
+    if n_split_null is not None and n_split_null not in (0, n):
+        warnings.append(f"missing split: {_rows(n_split_null)} without a split value")
     if schema.GOLD_LABEL in columns and n_gold == 0:
         warnings.append("the gold_label column is empty")
 

@@ -41,12 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.io import parse_mapping, read_log
-    from causalrm.validate import summarize_log
+    from causalrm.io import parse_mapping
+    from causalrm.scan import summarize_file
 
     mapping = parse_mapping(args.map)
-    df = read_log(args.file, mapping=mapping, threshold=args.threshold)
-    summary = summarize_log(df, source=str(args.file))
+    # streaming aggregates (the texts are never held) where the format allows; else read_log + summarize_log
+    summary = summarize_file(args.file, mapping=mapping or None, threshold=args.threshold, source=str(args.file))
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:
