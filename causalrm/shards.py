@@ -1,4 +1,4 @@
-"""Sharded embedding files: fixed-size ``.npy`` shards plus a small JSON index (``causalrm embed LOG OUT --shard-rows N``).
+"""Sharded embeddings: fixed-size ``.npy`` shards plus a small JSON index (``causalrm embed LOG OUT --shard-rows N``).
 
 Layout of the output folder ``OUT/``::
 

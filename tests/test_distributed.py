@@ -109,6 +109,17 @@ def test_two_process_embed_matches_one_process(log_dir):
     e1, e2 = np.load(log_dir / "e1.npy"), np.load(log_dir / "e2.npy")
     assert e1.shape == e2.shape == (21, e1.shape[1])
     np.testing.assert_allclose(e1, e2, atol=1e-5)
+    # sharded output: each rank writes its own block of shards (no gather), rank 0 writes the one index
+    out = _launch(2, "embed", "small.parquet", "E2", *common[1:], "--shard-rows", "5", cwd=log_dir)
+    assert out.stdout.count("embedded 21 rows") == 1 and "5 shards" in out.stdout
+    names = sorted(p.name for p in (log_dir / "E2").iterdir())
+    assert names == ["index.json"] + [f"shard-0000{k}.npy" for k in range(5)]
+    from causalrm.embeddings import read_embeddings
+    from causalrm.rowmatrix import ShardedRows
+
+    Xs, _ = read_embeddings(log_dir / "E2" / "index.json", pl.read_parquet(small))
+    assert isinstance(Xs, ShardedRows) and Xs.shape == e1.shape
+    np.testing.assert_allclose(Xs[np.arange(21)], e1, atol=1e-5)
 
 
 @pytest.mark.slow

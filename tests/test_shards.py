@@ -121,7 +121,8 @@ def test_cli_embed_shards_round_trip_bit_identical_to_single_file(tmp_path, caps
     assert isinstance(Xs, ShardedRows) and len(Xs.shards) == 5 and "MiniLM" in model
     np.testing.assert_array_equal(Xs[np.arange(n)], single)  # bit-identical
     meta = json.loads((tmp_path / "E" / "index.json").read_text())
-    assert meta["shape"] == [n, 384] and meta["response_ids_sha256"] == shards.ids_sha256([f"r{i}" for i in range(n)])
+    assert meta["shape"] == [n, 384]
+    assert meta["response_ids_sha256"] == shards.ids_sha256([f"r{i}" for i in range(n)])
     assert not [p for p in tmp_path.rglob("*.tmp")]
     assert main(["embed", str(log), str(tmp_path / "X2.npy"), *common, "--shard-rows", "5"]) == 2  # shards go to a folder
     assert "folder" in capsys.readouterr().err
