@@ -73,7 +73,7 @@ def test_summarize_file_counts(tmp_path):
     s = summarize_file(path)
     assert (s.n_rows, s.n_observed, s.n_positive, s.n_empty_prompts) == (200, 150, 100, 50)
     assert s.splits == {"train": 50, "val": 50, "test": 50, "null": 50}
-    assert any(w.startswith("duplicates: 150 rows") for w in s.warnings)
+    assert any(w.startswith("duplicates: 197 rows") for w in s.warnings)
     assert s.extra_columns == ["extra"]
 
 
