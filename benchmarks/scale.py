@@ -9,6 +9,9 @@ memory-mapped embedding file, which is file-backed and reclaimable). The peak re
 
 - ``baseline``: import causalrm, torch, polars (the floor every stage pays);
 - ``read``: ``read_log`` of the parquet log and a summary (observed rate, feedback rate);
+- ``validate``: what ``causalrm validate`` did before streaming: ``summarize_log(read_log(LOG))`` (eager frame);
+- ``validate_stream``: what it does now: ``causalrm.scan.summarize_file(LOG)`` (a LazyFrame collected on the
+  streaming engine; the texts are reduced to flags and hashes, never held);
 - ``propensity``: cross-fitted logistic propensity on ``X`` memory-mapped (``nuisance_max_rows`` subsample);
 - ``flip_rates``: anchor-quantile flip rates (subsample);
 - ``train_epoch``: one epoch of ``causalrm.trainer.train`` (MLP 384-256-64-1, batch 512, causalrm-ips) over the
@@ -43,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 DIM = 384
-STAGES = ("baseline", "read", "propensity", "flip_rates", "train_epoch", "bare_epoch", "score", "fit", "interleaved")
+STAGES = ("baseline", "read", "validate", "validate_stream", "propensity", "flip_rates", "train_epoch", "bare_epoch", "score", "fit", "interleaved")
 
 
 # ------------------------------------------------------------------------------------------------ synthetic data
@@ -101,6 +104,16 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
         log = read_log(folder / "log.parquet")
         out["observed_rate"] = float(log["observed"].mean())
         out["feedback_rate"] = float(log["feedback"].mean())
+    elif name == "validate":
+        from causalrm.validate import summarize_log
+
+        out["n_observed"] = summarize_log(read_log(folder / "log.parquet")).n_observed
+    elif name == "validate_stream":
+        from causalrm.scan import summarize_file
+
+        fallbacks: list[str] = []
+        out["n_observed"] = summarize_file(folder / "log.parquet", on_fallback=fallbacks.append).n_observed
+        out["fallback"] = fallbacks
     else:
         log = read_log(folder / "log.parquet")
         X, _ = read_embeddings(folder / "X.npy", log)

@@ -153,16 +153,32 @@ def auditable_rows(log: pl.DataFrame) -> np.ndarray:
     return np.flatnonzero((log[schema.SPLIT] != schema.TEST).fill_null(True).to_numpy())
 
 
+def auditable_features(X: Any, n: int, rows: np.ndarray) -> Any:
+    """Rows ``rows`` of the embeddings ``X`` (``n`` rows), checked (shape, finite values) without full-size copies:
+    a memory-mapped / lazy ``X`` (``causalrm.rowmatrix.is_lazy``) is checked chunk by chunk and returned as a
+    ``RowView`` (rows gathered by index when a model reads them); an in-memory float32 array is checked in place and
+    only copied when ``rows`` is a strict subset."""
+    from causalrm.propensity import _shape_checked
+    from causalrm.rowmatrix import RowView, is_lazy
+
+    _shape_checked(X, n)  # InputError naming the row with NaN / inf; chunked for lazy matrices
+    every = rows.size == n and bool(np.all(rows == np.arange(n)))
+    if is_lazy(X):
+        return X if every and isinstance(X, RowView) else RowView(X, None if every else rows)
+    X = np.asarray(X, dtype=np.float32)  # no copy when X is already float32 (the embedder's and files' dtype)
+    return X if every else X[rows]
+
+
 def design_strata(log: pl.DataFrame, X: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(auditable rows, their strata): p_hat and f fitted on the auditable rows (module docstring, step 1).
     ``X``: embeddings of every row of ``log``."""
     from causalrm.noise import cross_fitted_proxy
-    from causalrm.propensity import PropensityModel, check_features
+    from causalrm.propensity import PropensityModel
 
     rows = auditable_rows(log)
     if rows.size == 0:
         raise InputError("every row of the log is a test row; the audit proposes train/val rows only")
-    Xu = check_features(X, log.height)[rows]
+    Xu = auditable_features(X, log.height, rows)
     o = log[schema.OBSERVED].cast(pl.Float64).to_numpy()[rows]
     r = np.nan_to_num(log[schema.FEEDBACK].cast(pl.Float64).to_numpy()[rows])
     counts = {value: int(np.sum((o == 1) & (r == value))) for value in (1, 0)}

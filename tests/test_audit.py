@@ -270,3 +270,36 @@ def test_an_audit_is_read_on_its_held_out_rows_only_once_enough_remain():
         out = audited_evaluation(table, {"m": prob}, n_boot=50)
         assert out["n"] == (n if held < MIN_AUDIT_HELD_OUT else held)
         assert out["labels"].startswith("held-out") == (held >= MIN_AUDIT_HELD_OUT)
+
+
+# ------------------------------------------------------------------------------------------ large embeddings
+def test_a_memory_mapped_matrix_is_checked_in_chunks_and_gathered_by_index(tmp_path):
+    import tracemalloc
+
+    from causalrm.rowmatrix import RowView
+
+    log, X = log_with()
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    rows = audit.auditable_rows(log)
+    tracemalloc.start()
+    Xu = audit.auditable_features(mm, log.height, rows)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert isinstance(Xu, RowView) and Xu.shape == (rows.size, X.shape[1])
+    assert peak < X.nbytes / 2  # no full-size copy (the old check_features(X)[rows] made two)
+    np.testing.assert_array_equal(Xu.take(), X[rows])
+    # the same proposal from the memory-mapped matrix as from the in-memory one
+    assert audit.propose(log, mm, 30, seed=1).equals(audit.propose(log, X, 30, seed=1))
+    # in memory: float32 is not copied when every row is auditable
+    assert audit.auditable_features(X, log.height, np.arange(log.height)) is X
+
+
+def test_non_finite_embeddings_are_named_by_row_in_memory_and_memory_mapped(tmp_path):
+    log, X = log_with()
+    X[7, 2] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    for matrix in (X, np.load(tmp_path / "X.npy", mmap_mode="r")):
+        with pytest.raises(InputError, match="row 7 contains NaN"):
+            audit.propose(log, matrix, 30, seed=1)
