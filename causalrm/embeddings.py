@@ -15,6 +15,9 @@ Two kinds of model are supported, detected from the model's config:
   chat template (``apply_chat_template(..., tokenize=False)``, tokenised without extra special tokens). Without a
   template the plain fallback ``"User: {prompt}\\n\\nAssistant: {response}"`` is tokenised with the tokenizer's own
   special tokens (BOS). An empty prompt drops the user turn (or, if the template rejects that, keeps it empty).
+  A chat-format log (``causalrm.chat``: a JSON ``context`` column of earlier turns) is embedded as its whole
+  conversation ``chat.conversation(context, response)`` through the template (``embed(..., contexts)``, which
+  ``embed_log`` passes); without a template, the rendered ``prompt`` in the plain fallback.
   Long conversations are truncated from the left, so the end of the response (the pooled token) is always kept.
   ``pad_token`` falls back to ``eos_token``; pad positions are masked and ``position_ids`` follow the attention mask,
   so left and right padding give the same vectors.
@@ -25,7 +28,8 @@ Cache
 -----
 A cache *namespace* is one model + representation setting (pooling, max length, text format, normalisation).
 Inside it, a row is identified by the SHA-256 of ``json.dumps([prompt, response], ensure_ascii=False)`` (UTF-8), so
-any log that reuses the same texts (every simulated log built from a bundled dataset) hits the cache. Layout::
+any log that reuses the same texts (every simulated log built from a bundled dataset) hits the cache. A decoder row
+with a chat ``context`` hashes ``[prompt, response, context]`` instead, so its vector is cached apart. Layout::
 
     <root>/<model-slug>-<hash10>/meta.json               # model id, key, dim, settings
     <root>/<model-slug>-<hash10>/<name>.safetensors      # tensors digest uint8 (n, 32), embedding float16/32 (n, d)
@@ -93,11 +97,17 @@ _ENCODER_TYPES = frozenset(
 # text digests and cache locations
 
 
-def text_digests(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-    """SHA-256 of ``json.dumps([prompt, response])`` for each row, as uint8 ``(n, 32)``."""
+def text_digests(prompts: Sequence[str], responses: Sequence[str],
+                 contexts: Sequence[str | None] | None = None) -> np.ndarray:
+    """SHA-256 of ``json.dumps([prompt, response])`` for each row, as uint8 ``(n, 32)``.
+
+    ``contexts`` (canonical context JSON per row, ``None``/"" for none; chat-format logs embedded through a chat
+    template): a row with a context hashes ``[prompt, response, context]``, so its cached vector is kept apart from
+    the same prompt and response without (or with another) context; rows without one keep their old key."""
     out = np.empty((len(prompts), 32), dtype=np.uint8)
     for i, (p, r) in enumerate(zip(prompts, responses)):
-        payload = json.dumps([p, r], ensure_ascii=False).encode("utf-8")
+        ctx = contexts[i] if contexts is not None else None
+        payload = json.dumps([p, r] if not ctx else [p, r, ctx], ensure_ascii=False).encode("utf-8")
         out[i] = np.frombuffer(hashlib.sha256(payload).digest(), dtype=np.uint8)
     return out
 
@@ -614,8 +624,18 @@ class Embedder:
 
     # -- tokenisation -----------------------------------------------------------------------------------------------
 
-    def _render_chat(self, prompt: str, response: str) -> str:
+    def _render_chat(self, prompt: str, response: str, context: str | None = None) -> str:
+        """The row through the tokenizer's chat template: the whole conversation (``chat.conversation(context,
+        response)``) for a chat-format row with a ``context``, else ``[user: prompt, assistant: response]``."""
         tok = self._tokenizer
+        if context:
+            from causalrm.chat import conversation
+
+            try:
+                return tok.apply_chat_template(conversation(context, response), tokenize=False,
+                                               add_generation_prompt=False)
+            except Exception:  # noqa: BLE001 - a template that rejects this turn order: the rendered prompt below
+                pass
         turns = [{"role": "assistant", "content": response}]
         if prompt:
             turns.insert(0, {"role": "user", "content": prompt})
@@ -625,7 +645,8 @@ class Embedder:
             turns = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
             return tok.apply_chat_template(turns, tokenize=False, add_generation_prompt=False)
 
-    def _tokenize(self, prompts: list[str], responses: list[str]) -> list[dict[str, list[int]]]:
+    def _tokenize(self, prompts: list[str], responses: list[str],
+                  contexts: list[str | None] | None = None) -> list[dict[str, list[int]]]:
         tok, L = self._tokenizer, self.spec.max_length
         n = len(prompts)
         rows: list[dict[str, list[int]] | None] = [None] * n
@@ -640,7 +661,8 @@ class Embedder:
                 groups.append((single, tok([responses[i] for i in single], truncation=True, max_length=L)))
         else:
             if getattr(tok, "chat_template", None):
-                texts = [self._render_chat(p, r) for p, r in zip(prompts, responses)]
+                ctxs = contexts if contexts is not None else [None] * n
+                texts = [self._render_chat(p, r, c) for p, r, c in zip(prompts, responses, ctxs)]
                 enc = tok(texts, add_special_tokens=False, truncation=True, max_length=L)
             else:
                 texts = [PLAIN_TEMPLATE.format(prompt=p, response=r) if p else r for p, r in zip(prompts, responses)]
@@ -700,12 +722,12 @@ class Embedder:
         return vec
 
     def _compute(self, prompts: list[str], responses: list[str], on_rows: Callable[[np.ndarray, np.ndarray], None],
-                 bar: Any) -> None:
+                 bar: Any, contexts: list[str | None] | None = None) -> None:
         """Embed rows in length-sorted batches; ``on_rows(indices, vectors)`` receives each batch in input indices."""
         import torch
 
         self._load()
-        rows = self._tokenize(prompts, responses)
+        rows = self._tokenize(prompts, responses, contexts)
         lengths = np.fromiter((len(r["input_ids"]) for r in rows), dtype=np.int64, count=len(rows))
         order = np.argsort(-lengths, kind="stable")  # longest first: memory errors surface at once
         with torch.inference_mode():
@@ -715,8 +737,14 @@ class Embedder:
                 on_rows(idx, vec.cpu().numpy().astype(np.float32, copy=False))
                 bar.update(len(idx))
 
-    def embed(self, prompts: Sequence[str | None], responses: Sequence[str]) -> np.ndarray:
-        """Vectors ``X`` float32 ``(n, d)`` for the rows ``(prompts[i], responses[i])`` (None prompt = empty)."""
+    def embed(self, prompts: Sequence[str | None], responses: Sequence[str],
+              contexts: Sequence[Any] | None = None) -> np.ndarray:
+        """Vectors ``X`` float32 ``(n, d)`` for the rows ``(prompts[i], responses[i])`` (None prompt = empty).
+
+        ``contexts`` (a chat-format log's ``context`` column: JSON message lists, None/"" for none): a decoder with a
+        chat template embeds each row's whole conversation ``chat.conversation(context, response)`` through the
+        template, and the cache key includes the context. Flat encoders (``text_format == "pair"``) ignore it and
+        keep the rendered prompt."""
         from tqdm.auto import tqdm
 
         prompts = ["" if p is None else p for p in prompts]
@@ -728,9 +756,26 @@ class Embedder:
                 raise InputError(f"row {i}: prompt and response must be text (got {type(p).__name__}, "
                                  f"{type(r).__name__}); fill or drop the row")
         n = len(prompts)
+        ctxs = None
+        if contexts is not None and self.spec.text_format == "chat":
+            from causalrm.chat import context_json, parse_context
+
+            if len(contexts) != n:
+                raise InputError(f"{len(contexts)} contexts but {n} responses; pass one context per row")
+            ctxs = []
+            for i, c in enumerate(contexts):
+                if isinstance(c, float) and np.isnan(c):  # pandas null
+                    c = None
+                try:
+                    msgs = parse_context(c)
+                except InputError as err:
+                    raise InputError(f"row {i}: context: {err}") from None
+                ctxs.append(context_json(msgs) if msgs else None)
+            if not any(ctxs):
+                ctxs = None
         if not self.spec.dim:
             self._load()  # exotic config without a hidden size: learn d from the model
-        digests = text_digests(prompts, responses)
+        digests = text_digests(prompts, responses, ctxs)
         uniq_keys: dict[bytes, int] = {}
         first = np.empty(n, dtype=np.int64)  # first[i]: index of row i's text among the unique texts
         uniq_list: list[int] = []  # uniq_rows[j]: the first input row holding unique text j
@@ -787,7 +832,8 @@ class Embedder:
             with tqdm(total=len(missing), desc=f"embed ({short})", unit="row",
                       disable=None if self.progress else True, leave=False) as bar:
                 try:
-                    self._compute([prompts[i] for i in sel], [responses[i] for i in sel], on_rows, bar)
+                    self._compute([prompts[i] for i in sel], [responses[i] for i in sel], on_rows, bar,
+                                  None if ctxs is None else [ctxs[i] for i in sel])
                 finally:
                     flush()  # rows computed before an interruption are kept
         if n == 0:
@@ -798,7 +844,9 @@ class Embedder:
 def embed_log(df: Any, embedder: Embedder | None = None) -> np.ndarray:
     """``X`` float32 ``(n, d)`` for a log's ``prompt`` / ``response`` columns (polars or pandas; null prompt = "").
 
-    ``embedder`` defaults to ``Embedder()`` (all-MiniLM-L6-v2 with the shipped and user caches).
+    ``embedder`` defaults to ``Embedder()`` (all-MiniLM-L6-v2 with the shipped and user caches). A chat-format log
+    (a ``context`` column, ``causalrm.chat``) passes its contexts on: an LLM embedder with a chat template embeds
+    each row's whole conversation; a flat encoder embeds the rendered ``prompt``.
     """
     from causalrm.schema import PROMPT, RESPONSE
 
@@ -815,7 +863,11 @@ def embed_log(df: Any, embedder: Embedder | None = None) -> np.ndarray:
     for i, r in enumerate(responses):
         if not isinstance(r, str):
             raise InputError(f"row {i}: column {RESPONSE!r} is empty or not text; fill or drop the row")
-    return (embedder or Embedder()).embed(prompts, responses)
+    contexts = None
+    if schema.CONTEXT in columns:  # chat-format log: decoders embed the whole conversation through their template
+        contexts = list(df[schema.CONTEXT].to_list() if hasattr(df[schema.CONTEXT], "to_list") else df[schema.CONTEXT])
+    embedder = embedder or Embedder()
+    return embedder.embed(prompts, responses) if contexts is None else embedder.embed(prompts, responses, contexts)
 
 
 def _safetensors_memmap(path: Path, name: str = "embeddings") -> np.ndarray | None:

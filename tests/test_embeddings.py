@@ -312,3 +312,58 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["embed", str(log), "--out", str(tmp_path / "X.txt")]) == 2
     assert ".safetensors" in capsys.readouterr().err
     assert not (tmp_path / "X.npy").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# chat-format logs: the whole conversation through the chat template
+
+
+def test_decoder_embeds_chat_context_through_template_and_caches_it_apart(decoder_dir: Path, tmp_path: Path) -> None:
+    import polars as pl
+    from transformers import AutoTokenizer
+
+    from causalrm.chat import context_json, conversation, render_prompt
+
+    turns = [{"role": "system", "content": "the cat"}, {"role": "user", "content": "what is two plus two"},
+             {"role": "assistant", "content": "four"}, {"role": "user", "content": "tell me a joke"}]
+    ctx = context_json(turns)
+    prompts = [render_prompt(turns), DEC_P[0], ""]
+    responses = ["why the dog sat on the mat", DEC_R[0], DEC_R[1]]
+    contexts = [ctx, None, ""]
+    emb = Embedder(model=str(decoder_dir), cache_dir=tmp_path / "cache", progress=False, device="cpu", batch_size=2)
+    X = emb.embed(prompts, responses, contexts)
+    assert emb.last_stats["computed"] == 3
+
+    tok = AutoTokenizer.from_pretrained(decoder_dir)
+    assert tok.chat_template  # built in the test (_tiny_decoder)
+    texts = [tok.apply_chat_template(conversation(ctx, responses[0]), tokenize=False)]
+    for p, r in zip(prompts[1:], responses[1:]):
+        texts.append(tok.apply_chat_template(([{"role": "user", "content": p}] if p else [])
+                                             + [{"role": "assistant", "content": r}], tokenize=False))
+    assert texts[0].count(" : ") == 5  # system, user, assistant, user, assistant
+    np.testing.assert_allclose(X, _reference_last_token(decoder_dir, texts, add_special_tokens=False), atol=1e-5)
+
+    # the same prompt and response without the context: another cache key, another vector
+    flat = emb.embed(prompts[:1], responses[:1])
+    assert emb.last_stats["computed"] == 1 and not np.allclose(flat[0], X[0], atol=1e-4)
+    again = emb.embed(prompts, responses, contexts)
+    assert emb.last_stats["cache_hits"] == 3 and emb.last_stats["computed"] == 0
+    np.testing.assert_array_equal(again, X)
+    assert not np.array_equal(text_digests(prompts[:1], responses[:1]), text_digests(prompts[:1], responses[:1], [ctx]))
+    np.testing.assert_array_equal(text_digests(prompts, responses), text_digests(prompts, responses, [None] * 3))
+
+    # embed_log passes a chat-format log's context column on
+    log = pl.DataFrame({"prompt": prompts, "response": responses, "context": [ctx, "[]", None]})
+    np.testing.assert_array_equal(embed_log(log, emb), X)
+
+
+def test_flat_encoder_ignores_chat_context(minilm: Embedder) -> None:
+    import polars as pl
+
+    from causalrm.chat import context_json, render_prompt
+
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+             {"role": "user", "content": PROMPTS[0]}]
+    log = pl.DataFrame({"prompt": [render_prompt(turns), PROMPTS[2]], "response": RESPONSES[:2],
+                        "context": [context_json(turns), None]})
+    np.testing.assert_array_equal(embed_log(log, minilm), embed_log(log.drop("context"), minilm))

@@ -37,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model", default=DEFAULT_EMBEDDER,
                    help="Hugging Face encoder/decoder id or local folder (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("out_pos", nargs="?", metavar="OUT", default=None,
-                   help="output .safetensors / .npy file, or a folder for sharded output (same as --out)")
+                   help="output .safetensors / .npy file, or a folder (no extension) for sharded output (as --out)")
     p.add_argument("--out", metavar="OUT", help="output .safetensors or .npy, or a folder: fixed-size .npy shards "
                    "plus index.json (omit to only fill the cache)")
     p.add_argument("--shard-rows", type=int, default=None, metavar="N",
@@ -77,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or args.out_pos) if (args.out or args.out_pos) else None
     if args.shard_rows is not None and args.shard_rows < 1:
         raise InputError(f"--shard-rows must be >= 1, got {args.shard_rows}")
-    sharded_out = out is not None and (args.shard_rows is not None or out.is_dir()
-                                       or out.suffix.lower() not in (".safetensors", ".npy"))
+    sharded_out = out is not None and (args.shard_rows is not None or out.is_dir() or not out.suffix)
     if out is not None and sharded_out:
         if out.suffix.lower() in (".safetensors", ".npy", ".json") or (out.exists() and not out.is_dir()):
             raise InputError(f"{out}: sharded output (--shard-rows) goes to a folder; name a folder, e.g. "
