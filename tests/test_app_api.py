@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.xdist_group("app_api"), pytest.mark.filterwarnings("ig
 SAMPLE = "UltraFeedback (simulated)"
 TEACHER = "teacher (semi-synthetic, known score)"
 AUTO = "(same name)"
-N_MAP = 9  # mapping dropdowns on the Data tab
+N_MAP = 10  # mapping dropdowns on the Data tab (MAPPABLE)
 ENDPOINTS = {"/load_sample", "/upload", "/embed", "/fit_propensity", "/clip_report", "/estimate_noise", "/train",
              "/cancel", "/compare", "/prompt_ranking"}
 

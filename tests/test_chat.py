@@ -215,3 +215,21 @@ def test_app_upload_accepts_a_chat_log(tmp_path):
         assert "chat format: 200 conversations, 80 multi-turn" in view.summary
     finally:
         view.state.close()
+
+
+def test_app_upload_maps_a_chat_column_with_another_name_from_its_dropdown(tmp_path):
+    pytest.importorskip("gradio")
+    from app.tabs import data as D
+
+    path = tmp_path / "chat.jsonl"
+    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
+    path.write_text("".join(json.dumps({("conversation" if k == "messages" else k): v for k, v in r.items()}) + "\n"
+                            for r in rows))
+    assert D.MAPPABLE[-1] == schema.MESSAGES
+    picks = {c: D.AUTO for c in D.MAPPABLE} | {schema.MESSAGES: "conversation"}
+    view = D.load_upload(None, str(path), *[picks[c] for c in D.MAPPABLE], "", "")
+    try:
+        assert view.state.log.height == 200 and schema.CONTEXT in view.state.log.columns
+        assert "chat format: 200 conversations" in view.summary
+    finally:
+        view.state.close()

@@ -35,7 +35,7 @@ SIMULATED_DATASETS = {SAMPLE_DEMO: "wildbench", SAMPLE_SIMULATED: "ultrafeedback
 RATING_MODES = {"teacher (semi-synthetic, known score)": "teacher", "real GPT-4 ratings": "real"}
 DEFAULT_RATING_MODE = "teacher (semi-synthetic, known score)"
 MAPPABLE = (schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED, schema.GOLD_LABEL,
-            schema.LOGGED_PROPENSITY, schema.PAIR_ID, schema.SPLIT, schema.RESPONSE_ID)
+            schema.LOGGED_PROPENSITY, schema.PAIR_ID, schema.SPLIT, schema.RESPONSE_ID, schema.MESSAGES)
 AUTO = "(same name)"
 PREVIEW_ROWS = 50
 PREVIEW_CHARS = 140
@@ -284,15 +284,18 @@ def parse_threshold(value: Any) -> float | None:
 def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, response_col: str = AUTO,
                 feedback_col: str = AUTO, observed_col: str = AUTO, gold_col: str = AUTO,
                 propensity_col: str = AUTO, pair_col: str = AUTO, split_col: str = AUTO, id_col: str = AUTO,
-                extra_mapping: str = "", threshold: str | float | None = "", request: gr.Request = None,
+                messages_col: str = AUTO, extra_mapping: str = "", threshold: str | float | None = "", request: gr.Request = None,
                 progress=gr.Progress()) -> DataView:
-    """Read an uploaded log with ``causalrm.io.read_log`` (column mapping, rating threshold) and summarise it."""
+    """Read an uploaded log with ``causalrm.io.read_log`` (column mapping, rating threshold) and summarise it.
+
+    The ``*_col`` arguments follow ``MAPPABLE`` (``messages_col``: a chat-format column of ``{role, content}``
+    messages under another name; a column called ``messages`` needs no mapping)."""
     from causalrm.io import read_log
 
     session = ensure_session(state, request)
     path = upload_path(file)
     picks = dict(zip(MAPPABLE, (prompt_col, response_col, feedback_col, observed_col, gold_col, propensity_col,
-                                pair_col, split_col, id_col)))
+                                pair_col, split_col, id_col, messages_col)))
     mapping = build_mapping(picks, extra_mapping)
     thr = parse_threshold(threshold)
     progress(0.2, desc="reading")
@@ -390,7 +393,7 @@ def build() -> DataUI:
                                     mapping_dd.append(gr.Dropdown([AUTO], value=AUTO, label=canonical,
                                                                   allow_custom_value=True, min_width=120))
                         extra_map = gr.Textbox(label="more mappings (canonical=column, comma separated)",
-                                               placeholder="user_id=uid, timestamp=ts, messages=conversation")
+                                               placeholder="user_id=uid, timestamp=ts")
                         threshold = gr.Textbox("", placeholder="e.g. 4", label="feedback threshold "
                                                "(numeric ratings ≥ T → 1; empty = none)")
                     load_upload_btn = gr.Button("Load log", variant="primary", elem_id="load-upload")
