@@ -211,13 +211,8 @@ def _summary_query(lf: pl.LazyFrame, threshold: float | None
     for c in (schema.USER_ID, schema.TIMESTAMP, schema.PAIR_ID, schema.AUDIT_STRATUM):
         if c in cols:
             _text(c, sch[c])
-    if schema.SPLIT in cols:
-        t = _tokens(_text(schema.SPLIT, sch[schema.SPLIT]))
-        split = t.replace_strict(_SPLIT_NAMES, default=None, return_dtype=pl.String)
-        bad.append((split.is_null() & t.is_not_null()).any())
-        for value in dict.fromkeys(_SPLIT_NAMES.values()):
-            aggs[f"split={value}"] = (split == value).sum()
-        aggs["split=null"] = split.is_null().sum()
+    if schema.SPLIT in cols:  # counted per distinct raw value (a streaming group_by), named in _split_counts
+        _text(schema.SPLIT, sch[schema.SPLIT])
     for c in (schema.LOGGED_PROPENSITY, schema.TRUE_PROPENSITY, schema.INCLUSION_PROBABILITY):
         if c in cols:
             f = _nan_null(_float(c, sch[c], bad))
@@ -250,6 +245,26 @@ def _summary_query(lf: pl.LazyFrame, threshold: float | None
     return query, second, columns, flags
 
 
+def _split_counts(lf: pl.LazyFrame, n: int) -> dict:
+    """``split=train`` / ``split=val`` / ``split=test`` / ``split=null`` row counts and ``split_bad`` (a value that is
+    not a split name), from the counts of each distinct raw value (``io._norm_tokens`` + ``io._SPLIT_NAMES`` applied
+    to the few distinct values in Python; a per-row ``replace_strict`` is not streamed by polars and held the column).
+    """
+    raw = collect_streaming(lf.group_by(pl.col(schema.SPLIT).cast(pl.String).alias("v")).agg(pl.len().alias("k")))
+    out = {f"split={name}": 0 for name in dict.fromkeys(_SPLIT_NAMES.values())}
+    out["split=null"] = 0
+    out["split_bad"] = False
+    for value, k in raw.iter_rows():
+        token = None if value is None else value.strip().lower()
+        if token is None or token in _NULL_TOKENS:
+            out["split=null"] += int(k)
+        elif token in _SPLIT_NAMES:
+            out[f"split={_SPLIT_NAMES[token]}"] += int(k)
+        else:
+            out["split_bad"] = True
+    return out
+
+
 def _distinct(values: pl.Series) -> int:
     h = values.to_numpy().copy()
     h.sort()
@@ -275,7 +290,9 @@ def summarize_file(
         try:
             query, second, columns, flags = _summary_query(lf, threshold)
             row = collect_streaming(query).row(0, named=True)
-            if not any(row[f] for f in flags):
+            if schema.SPLIT in columns:
+                row.update(_split_counts(lf, n=int(row["n"])))
+            if not any(row[f] for f in flags) and not row.get("split_bad"):
                 row.update({k: _distinct(v) for k, v in collect_streaming(second).to_dict().items()})
         except _Fallback as why:
             reason = f"needs the eager reader ({why})"
@@ -285,7 +302,7 @@ def summarize_file(
             n = int(row["n"])
             if n == 0:
                 reason = "no data rows"
-            elif any(row[f] for f in flags):
+            elif any(row[f] for f in flags) or row.get("split_bad"):
                 reason = "a check failed"
             elif "rid_unique" in row and row["rid_unique"] != n:
                 reason = "duplicate response_id"
