@@ -34,10 +34,13 @@ CASES = {
     "bad_split": ({"prompt": ["a", "b", "c"], "response": ["x", "y", "z"], "split": ["train", "foo", None]}, None, None),
     "bad_propensity": ({"prompt": ["a", "b", "c"], "response": ["x", "y", "z"], "logged_propensity": [0.5, 0.0, 1.0]},
                        None, None),
+    "split_tokens": ({"prompt": ["a", "b", "c", "d"], "response": ["x", "y", "z", "w"], "feedback": [1, 0, 1, None],
+                      "split": ["Train", " VAL ", "NA", "testing"], "user_id": [1, 2, 3, 4],
+                      "response_id": ["i1", "i2", "i3", "i4"]}, None, None),
     "chat": ({"messages": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]] * 3,
               "feedback": [1, 0, None]}, None, None),
 }
-STREAMED = {"basic", "mapped_words", "thumbs_pm1", "threshold", "simulation"}
+STREAMED = {"basic", "mapped_words", "thumbs_pm1", "threshold", "simulation", "split_tokens"}
 
 
 def _write(tmp_path, name, data, ext):
