@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from causalrm.cli.main import main
-from causalrm.simulate import simulate
 from causalrm.trainer import cpu_threads
+from helpers_logs import write_simulated_log
 
 
 @pytest.fixture(autouse=True)
@@ -22,20 +22,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cli")
-    rng = np.random.default_rng(0)
-    n, d = 240, 8
-    X = rng.standard_normal((n, d)).astype(np.float32)
-    rating = np.clip(np.round(5 + 2 * X[:, 0] + X[:, 1] + rng.standard_normal(n)), 1, 10)
-    rated = pl.DataFrame({
-        "prompt": [f"question {i // 3}" for i in range(n)], "response": [f"answer {i}" for i in range(n)],
-        "response_id": [f"r{i}" for i in range(n)], "pair_id": [f"q{i // 3}" for i in range(n)],
-        "rating": rating,
-    })
-    log = simulate(rated, alpha=0.5, rho01=0.2, rho10=0.1, observation_rate=0.4, seed=0)
-    log.write_parquet(tmp / "log.parquet")
-    np.save(tmp / "X.npy", X)
-    return tmp
+    return write_simulated_log(tmp_path_factory.mktemp("cli"), 240)
 
 
 def _fit(files, method, out, *extra):

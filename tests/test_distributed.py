@@ -20,7 +20,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm.simulate import simulate
+from helpers_logs import write_simulated_log
+
 
 ACCELERATE = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
 pytestmark = pytest.mark.skipif(ACCELERATE is None, reason="accelerate is not installed")
@@ -53,19 +54,7 @@ def _launch(n: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dist")
-    rng = np.random.default_rng(0)
-    n, d = 900, 8
-    X = rng.standard_normal((n, d)).astype(np.float32)
-    rating = np.clip(np.round(5 + 2 * X[:, 0] + X[:, 1] + rng.standard_normal(n)), 1, 10)
-    rated = pl.DataFrame({
-        "prompt": [f"question {i // 3}" for i in range(n)], "response": [f"answer {i}" for i in range(n)],
-        "response_id": [f"r{i}" for i in range(n)], "pair_id": [f"q{i // 3}" for i in range(n)],
-        "rating": rating,
-    })
-    simulate(rated, alpha=0.5, rho01=0.2, rho10=0.1, observation_rate=0.4, seed=0).write_parquet(tmp / "log.parquet")
-    np.save(tmp / "X.npy", X)
-    return tmp
+    return write_simulated_log(tmp_path_factory.mktemp("dist"), 900)
 
 
 def test_single_process_creates_no_accelerate_state():
