@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["average_gradients", "broadcast", "broadcast_object", "gather_rows", "init", "is_main", "launched",
+__all__ = ["average_gradients", "broadcast", "broadcast_object", "close", "gather_rows", "init", "is_main", "launched",
            "rank", "shard", "state", "wait", "world_size"]
 
 _STATE: Any = None
@@ -65,6 +65,15 @@ def init(*, cpu: bool | None = None) -> Any:
     cpu = bool(cpu) or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes")
     _STATE = PartialState(cpu=cpu)
     return _STATE
+
+
+def close() -> None:
+    """End the process group, on every rank after its last collective (a rank that exits with a gloo group still open
+    can abort with "terminate called without an active exception"). No-op in a single process."""
+    global _STATE
+    if _STATE is not None:
+        _STATE.destroy_process_group()
+        _STATE = None
 
 
 def state() -> Any:

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    finally:
+        if "causalrm.distributed" in sys.modules:  # launched on several processes: close the group before exiting
+            sys.modules["causalrm.distributed"].close()
 
 
 def _one_line_warning(
