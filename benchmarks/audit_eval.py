@@ -38,7 +38,8 @@ from causalrm.embeddings import embed_log  # noqa: E402
 from causalrm.evaluation import labelled_verdict, metrics, sigmoid  # noqa: E402
 from causalrm.atomic_io import write_json_atomic  # noqa: E402
 from causalrm.noise import FlipRateEstimator  # noqa: E402
-from causalrm.pipeline import FitConfig, fit_log, group_split, jsonable  # noqa: E402
+from causalrm.atomic_io import jsonable  # noqa: E402
+from causalrm.pipeline import FitConfig, fit_log, group_split  # noqa: E402
 
 SIZES = (100, 300, 1000)
 #: the held-out setting of docs/RESULTS.md ("auto and the gates"): a selection and noise no other cell uses

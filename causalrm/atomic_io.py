@@ -9,8 +9,6 @@
 * :func:`jsonable` is the one JSON sanitiser: dataclasses and objects with ``to_dict``, numpy scalars and arrays,
   tuples become JSON types, non-finite floats (NaN, inf) become null; :func:`write_json_atomic` applies it, so what
   it writes is strict JSON.
-
-``causalrm.io`` re-exports the writers (their documented home in docs/ARCHITECTURE.md's contract).
 """
 
 from __future__ import annotations

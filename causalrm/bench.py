@@ -40,7 +40,8 @@ from causalrm.errors import InputError
 from causalrm.evaluation import (METRICS, evaluate_scores, evaluation_rows, gap_closed, metrics, sigmoid,
                                  within_prompt_kendall)
 from causalrm.orchestrate import fit_methods, shared_nuisances
-from causalrm.pipeline import AUTO, FitConfig, group_split, jsonable
+from causalrm.atomic_io import jsonable
+from causalrm.pipeline import AUTO, FitConfig, group_split
 
 REAL_FEEDBACK = ("oasst1",)
 

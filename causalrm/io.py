@@ -41,18 +41,14 @@ from pathlib import Path
 import polars as pl
 
 from causalrm import chat, schema
-from causalrm.atomic_io import atomic_dir, atomic_path, write_json_atomic, write_table_atomic  # noqa: F401 (re-exported)
 from causalrm.errors import InputError
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
-    "atomic_path",
     "parse_mapping",
     "read_log",
     "read_rated",
     "read_table",
-    "write_json_atomic",
-    "write_table_atomic",
 ]
 
 SUPPORTED_SUFFIXES = (
@@ -897,7 +893,7 @@ def read_rated(
 
 
 def read_table(path: str | os.PathLike) -> pl.DataFrame:
-    """Read a table written by :func:`write_table_atomic` (or any CSV/TSV/JSONL/JSON/Parquet file) as is.
+    """Read a table written by :func:`causalrm.atomic_io.write_table_atomic` (or any CSV/TSV/JSONL/JSON/Parquet file) as is.
 
     No schema checks are made; parse problems raise :class:`InputError`.
     """

@@ -37,7 +37,7 @@ import polars as pl
 
 from causalrm import methods as registry
 from causalrm import schema
-from causalrm.atomic_io import jsonable  # noqa: F401 (re-exported: runs, bench, benchmarks)
+from causalrm.atomic_io import jsonable
 from causalrm.backbones import Backbone, build_backbone, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
@@ -373,16 +373,6 @@ class Nuisances:
     gates: dict[str, Gate] = field(default_factory=dict)
     propensity_model: Any = None
     flip_estimator: Any = None
-
-    @property
-    def weights(self) -> np.ndarray | None:
-        """The old name of ``propensity_clipped``."""
-        return self.propensity_clipped
-
-    @property
-    def weights_alt(self) -> np.ndarray | None:
-        """The old name of ``propensity_clipped_alt``."""
-        return self.propensity_clipped_alt
 
     def provides(self) -> set[str]:
         out = set()

@@ -147,7 +147,8 @@ q = nuisances.pseudo_label
 pl.DataFrame({
     "check (simulation only)": ["observed rows with p_hat below the clip", "mean weight 1/p over observed rows",
                                 "mean q on observed rows", "mean q on unobserved rows"],
-    "estimate": [float(np.mean(nuisances.propensity[o_rows] < 0.1)), float(np.mean(1 / nuisances.weights[o_rows])),
+    "estimate": [float(np.mean(nuisances.propensity[o_rows] < 0.1)),
+                 float(np.mean(1 / nuisances.propensity_clipped[o_rows])),
                  float(q[o_rows].mean()), float(q[~o_rows].mean())],
     "truth": [float(np.mean(p_true[o_rows] < 0.1)), float(np.mean(1 / p_true[o_rows])),
               float(r_star[o_rows].mean()), float(r_star[~o_rows].mean())],

@@ -19,7 +19,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from causalrm.io import write_table_atomic  # noqa: E402
+from causalrm.atomic_io import write_table_atomic  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data"
 DEFAULT_DEST = ROOT / "data"

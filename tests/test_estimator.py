@@ -103,5 +103,5 @@ def test_inspected_nuisances_are_completed_not_refitted(data):
     config = FitConfig(**FAST, rho01=0.2, rho10=0.1)
     propensity = fit_nuisances(log, X, config, methods=["ips"])
     both = shared_nuisances(log, X, config, ["causalrm-ips"], nuisances=propensity)
-    assert both.weights is propensity.weights and both.rho01 is not None
+    assert both.propensity_clipped is propensity.propensity_clipped and both.rho01 is not None
     assert shared_nuisances(log, X, config, ["ips"], nuisances=propensity) is propensity

@@ -13,16 +13,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from causalrm import schema
+from causalrm.atomic_io import atomic_path, write_json_atomic, write_table_atomic
 from causalrm.errors import InputError
-from causalrm.io import (
-    atomic_path,
-    parse_mapping,
-    read_log,
-    read_rated,
-    read_table,
-    write_json_atomic,
-    write_table_atomic,
-)
+from causalrm.io import parse_mapping, read_log, read_rated, read_table
 
 ROWS = [
     {"prompt": "What is 2+2?", "response": "4", "feedback": 1, "user_id": "u1", "pair_id": "a",

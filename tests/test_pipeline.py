@@ -82,11 +82,11 @@ def test_every_method_end_to_end(data, method):
 def test_fit_log_fits_only_the_nuisances_a_method_needs():
     log, X = synth_log(n=300)
     r = fit_log(log, X, fast_config("naive"))
-    assert r.nuisances.weights is None and r.nuisances.rho01 is None
+    assert r.nuisances.propensity_clipped is None and r.nuisances.rho01 is None
     r = fit_log(log, X, fast_config("causalrm-dr"))
     n = r.nuisances
-    assert n.weights is not None and n.rho01 is not None and n.pseudo_label is not None
-    assert np.all(n.weights >= 0.1) and n.weights.shape == n.rows.shape
+    assert n.propensity_clipped is not None and n.rho01 is not None and n.pseudo_label is not None
+    assert np.all(n.propensity_clipped >= 0.1) and n.propensity_clipped.shape == n.rows.shape
     assert n.rows.size == int(np.sum(log["split"].to_numpy() != "test"))
     d = n.to_dict()
     json.dumps(d)
@@ -104,12 +104,12 @@ def test_the_anchor_proxy_is_propensity_weighted_for_every_method_that_estimates
     log, X = synth_log(n=400)
     dn = fit_nuisances(log, X, fast_config("denoise"))
     dr = fit_nuisances(log, X, fast_config("causalrm-dr", imputation_fit="pooled"))  # q from the anchor proxy
-    assert dn.weights is not None and dn.diagnostics["flip_rates"]["proxy_weighting"] == "propensity"
+    assert dn.propensity_clipped is not None and dn.diagnostics["flip_rates"]["proxy_weighting"] == "propensity"
     assert (dn.rho01, dn.rho10) == (dr.rho01, dr.rho10)
     np.testing.assert_allclose(dr.pseudo_label, clean_posterior(dr.flip_estimator.proxy_scores_, rho01=dr.rho01,
                                                                 rho10=dr.rho10))
     plain = fit_nuisances(log, X, fast_config("denoise", proxy_weighting="none"))
-    assert plain.weights is None and plain.diagnostics["flip_rates"]["proxy_weighting"] == "none"
+    assert plain.propensity_clipped is None and plain.diagnostics["flip_rates"]["proxy_weighting"] == "none"
     assert (plain.rho01, plain.rho10) != (dn.rho01, dn.rho10)
 
 
@@ -132,7 +132,7 @@ def test_test_rows_never_reach_fitting():
         assert torch.equal(v, dirty.backbone.state_dict()[k])
     assert clean.history.val_estimate == dirty.history.val_estimate
     assert clean.nuisances.rho01 == dirty.nuisances.rho01
-    np.testing.assert_array_equal(clean.nuisances.weights, dirty.nuisances.weights)
+    np.testing.assert_array_equal(clean.nuisances.propensity_clipped, dirty.nuisances.propensity_clipped)
 
 
 def test_resolve_split_rules():
