@@ -20,7 +20,7 @@ method               estimate over the N rows of a batch                        
 (causalrm-)mrdr      same, imputation step weighted (1 - p) / p^2                          Guo et al. SIGIR 2021
 (causalrm-)tdr       (1/N) sum [e^* + w (e - e^*)],  e^* = e^ + eps (1/p - 1),             Li et al. ICLR 2023
                      eps = sum_O (1/p - 1)(e - e^) / sum_O (1/p - 1)^2
-(causalrm-)sdr       (1/N) sum e^ + sum w (e - e^) / sum w                                 Li, Zheng & Wu ICLR 2023
+(causalrm-)sdr       (1/N) sum e^ + sum v (e - e^) / sum v, v = w balanced on e^           Li, Zheng & Wu ICLR 2023
 =================== ===================================================================== ===========================
 
 Every one of them early-stops on the self-normalised IPS estimate of its observed error (``causalrm-snips``, or
@@ -33,10 +33,11 @@ training rows' imputations cannot lower it, and it is self-normalised, so the cl
   imputation error leaves in DR, ``sum_i (o_i / p_i - 1)(e_i - e^_i)``, has its observed part removed. The kernel
   keeps ``eps`` a function of ``z`` (exact gradient); the term is still linear in ``l1`` and ``l0`` row by row, with
   the batch constant ``kappa = sum_i (1 - w_i) h_i / sum_O h^2`` (``tdr_components``).
-* **SDR** (stabilised DR): self-normalised weights ``w~ = N w / sum w`` replace ``w`` (Swaminathan & Joachims 2015),
-  so the correction term is a weighted mean of the observed residuals whatever the propensities' scale. The
-  paper's propensity step with a balancing penalty is not implemented here: the propensity stays the library's
-  cross-fitted, clipped one (docs/RESULTS.md lists this).
+* **SDR** (stabilised DR): self-normalised weights ``v~ = N v / sum v`` replace ``w`` (Swaminathan & Joachims
+  2015), so the correction term is a weighted mean of the observed residuals whatever the propensities' scale, and
+  ``v`` are the clipped inverse propensities after the balancing step (``balanced_weights``): tilted so that the
+  observed rows' imputed errors have the same weighted mean as all rows'. Under that balance the estimate equals the
+  self-normalised IPS of the observed errors, the form the paper trains its prediction model on.
 * **DR-JL / MRDR** (joint learning): the trainer keeps an imputation model ``q(x) = sigmoid(logit q0(x) + s g(x))``
   (``ImputationModel``: ``g`` a copy of the reward backbone, ``s`` a scalar starting at 0, so it starts at the
   cross-fitted ``q0``) and alternates, per batch, the prediction step on the DR estimate with ``q(x)`` frozen and the
@@ -57,11 +58,13 @@ References
 * V. Chernozhukov et al. Double/Debiased Machine Learning for Treatment and Structural Parameters. Econometrics
   Journal 2018 (cross-fitting).
 * A. Swaminathan, T. Joachims. The Self-Normalized Estimator for Counterfactual Learning. NeurIPS 2015.
+* J. Hainmueller. Entropy Balancing for Causal Effects. Political Analysis 2012 (the exponential tilt).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -111,21 +114,48 @@ def tdr_components(logits: torch.Tensor, t: dict[str, Any], base: str, *, surrog
     return torch.stack((c1 * l1, c0 * l0), dim=-1)
 
 
-def sdr_components(logits: torch.Tensor, t: dict[str, Any], base: str, *, surrogate: bool) -> torch.Tensor:
-    """Class-split terms of the stabilised (self-normalised) DR estimate, shape ``logits.shape + (2,)``.
+#: the balancing step tilts no row's weight by more than this factor either way (exp(|lambda d|) <= it)
+MAX_TILT = 10.0
 
-    Sum over rows / N = (1/N) sum_i e^_i + sum_i w_i (e_i - e^_i) / sum_i w_i: row i carries
-    e^_i + w~_i (e_i - e^_i) with w~ = N w / sum w (the imputation alone on a batch without observed rows).
+
+def balanced_weights(w: torch.Tensor, e_hat: torch.Tensor, *, iterations: int = 60) -> torch.Tensor:
+    """SDR's balancing step: the weights ``v = w exp(lambda d)``, ``d = e^ - mean(e^)`` over every row of the batch
+    (the last axis), with the tilt ``lambda`` solving ``sum_i v_i d_i = 0``.
+
+    The observed rows' imputed errors then have, under ``v``, the same mean as over all rows: the balance that
+    Li, Zheng & Wu (2023) reach with a penalty in their propensity step, here reached exactly by a one-parameter
+    exponential tilt of the fitted weights (our choice; entropy balancing, Hainmueller 2012). ``sum v d`` increases
+    with ``lambda``, so bisection finds the root; ``|lambda|`` is bounded by ``log(MAX_TILT) / max_O |d|`` (the
+    balance is then partial). Computed without gradient: the tilt is a nuisance step.
     """
-    o, w, q = t["observed"], t["weight"], t["pseudo_label"]
-    del o
+    with torch.no_grad():
+        d = e_hat - e_hat.mean(dim=-1, keepdim=True)
+        scale = torch.where(w > 0, d.abs(), torch.zeros_like(d)).amax(dim=-1, keepdim=True)
+        bound = torch.where(scale > 0, math.log(MAX_TILT) / scale.clamp_min(1e-30), torch.zeros_like(scale))
+        lo, hi = -bound, bound
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            below = (w * torch.exp(mid * d) * d).sum(dim=-1, keepdim=True) < 0
+            lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+        return w * torch.exp((lo + hi) / 2 * d)
+
+
+def sdr_components(logits: torch.Tensor, t: dict[str, Any], base: str, *, surrogate: bool) -> torch.Tensor:
+    """Class-split terms of the stabilised DR estimate, shape ``logits.shape + (2,)``.
+
+    Sum over rows / N = (1/N) sum_i e^_i + sum_i v_i (e_i - e^_i) / sum_i v_i with the balanced weights
+    ``v = balanced_weights(w, e^)``: row i carries e^_i + v~_i (e_i - e^_i), v~ = N v / sum v (the imputation alone
+    on a batch without observed rows).
+    """
+    w, q = t["weight"], t["pseudo_label"]
     a, b = _coefficients(t, surrogate)
-    n = w.shape[-1]
-    total = w.sum(dim=-1, keepdim=True)
-    wn = torch.where(total > 0, n * w / torch.where(total > 0, total, 1.0), torch.zeros_like(w))
-    c1 = q + wn * (a - q)
-    c0 = (1.0 - q) + wn * (b - (1.0 - q))
     l1, l0 = _pos_neg(logits, base)
+    v = balanced_weights(w, (q * l1 + (1.0 - q) * l0).detach())
+    n = v.shape[-1]
+    total = v.sum(dim=-1, keepdim=True)
+    vn = torch.where(total > 0, n * v / torch.where(total > 0, total, 1.0), torch.zeros_like(v))
+    c1 = q + vn * (a - q)
+    c0 = (1.0 - q) + vn * (b - (1.0 - q))
     return torch.stack((c1 * l1, c0 * l0), dim=-1)
 
 
@@ -177,5 +207,5 @@ class ImputationModel(torch.nn.Module):
         return [p for p in self.g.parameters() if p.requires_grad] + [self.scale]
 
 
-__all__ = ["IMPUTATION_WEIGHTS", "ImputationModel", "imputation_loss", "kernel", "sdr_components",
-           "tdr_components"]
+__all__ = ["IMPUTATION_WEIGHTS", "MAX_TILT", "ImputationModel", "balanced_weights", "imputation_loss", "kernel",
+           "sdr_components", "tdr_components"]

@@ -270,8 +270,8 @@ def _dr_variants() -> tuple[MethodSpec, ...]:
         ("tdr", "e^* + (o/p)(E - e^*), e^* = e^ + eps (1/p - 1), eps least squares on the observed rows",
          "TDR (Li et al. ICLR 2023)", "targeted DR: one fluctuation step removes the in-sample imputation bias",
          {"kernel": "tdr"}),
-        ("sdr", "e^ + N (o/p)(E - e^) / sum(o/p)", "stabilised DR (Li, Zheng & Wu ICLR 2023), self-normalised part",
-         "stabilised DR: self-normalised correction term", {"kernel": "sdr"}),
+        ("sdr", "e^ + N v (E - e^) / sum v, v = o/p tilted to balance e^", "stabilised DR (Li, Zheng & Wu ICLR 2023)",
+         "stabilised DR: balanced, self-normalised weights", {"kernel": "sdr"}),
     )
     out = []
     for name, term, ref, what, extra in variants:

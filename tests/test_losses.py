@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.optimize import brentq
 
+from causalrm.dr import MAX_TILT, balanced_weights
 from causalrm.errors import InputError
 from causalrm.losses import (
     BASES,
@@ -50,7 +52,7 @@ def np_surrogate(z, r, rho01, rho10, base):
     return np.where(r == 1, pos, neg)
 
 
-def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base):
+def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base, sdr_weights=None):
     r = np.where(o == 1, r, 0.0)
     w = o / p
     plain = np_loss(z, 1, base) * r + np_loss(z, 0, base) * (1 - r)
@@ -82,8 +84,9 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base):
         kind = method.removeprefix("causalrm-")
         if kind in ("dr-cf", "dr-jl", "mrdr"):  # q given (the trainer refits it for JL / MRDR)
             return e + w * (obs_err - e)
-        if kind == "sdr":  # (1/N) sum e^ + sum w (e - e^) / sum w, written per row
-            return e + len(z) * w / w.sum() * (obs_err - e)
+        if kind == "sdr":  # (1/N) sum e^ + sum v (e - e^) / sum v, v = w exp(lam d) balanced on d = e^ - mean e^
+            v = np_balanced_weights(w, e) if sdr_weights is None else sdr_weights
+            return e + len(z) * v / v.sum() * (obs_err - e)
         if kind == "tdr":  # e^* = e^ + eps (1/p - 1), eps = least squares of (e - e^) on 1/p - 1 over O
             h = 1 / p - 1
             eps = np.sum(o * h * (obs_err - e)) / np.sum(o * h**2)
@@ -93,6 +96,17 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base):
 
 
 DR_VARIANTS = {f"{c}{k}" for c in ("", "causalrm-") for k in ("dr-cf", "dr-jl", "mrdr", "tdr", "sdr")}
+
+
+def np_balanced_weights(w, e_hat):
+    """SDR's balancing tilt by Brent's method: sum w exp(lam d) d = 0, |lam| <= log(MAX_TILT) / max_O |d|."""
+    d = e_hat - e_hat.mean()
+    bound = np.log(MAX_TILT) / np.abs(d[w > 0]).max()
+    g = lambda lam: np.sum(w * np.exp(lam * d) * d)  # noqa: E731
+    lam = -bound if g(-bound) > 0 else bound if g(bound) < 0 else brentq(g, -bound, bound, xtol=1e-14)
+    return w * np.exp(lam * d)
+
+
 #: estimators whose row terms share batch constants: the kernel splits them per row differently from the paper's
 #: form (same sum), so their reference is compared as an estimate only
 BATCH_COUPLED = {"tdr", "causalrm-tdr"}
@@ -445,19 +459,43 @@ def test_tdr_targets_the_observed_residuals(base):
 
 def test_dr_variants_gradients_match_numpy_differences():
     """The TDR / SDR kernels keep eps and the self-normalisation functions of z: autograd matches central
-    differences of the NumPy reference estimate."""
+    differences of the NumPy reference estimate. SDR's balancing tilt is a nuisance step (no gradient): the
+    reference holds its weights at their value for the batch."""
     z, r, o, p, q, rstar = random_batch(n=40, seed=5)
     for method in ("causalrm-tdr", "causalrm-sdr", "tdr", "sdr"):
         zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
         est = estimate(method, zt, to_inputs(r, o, p, q, rstar), rho01=0.2, rho10=0.1, base="mse", nonneg=False)
         (grad,) = torch.autograd.grad(est, zt)
+        e0 = q * np_loss(z, 1, "mse") + (1 - q) * np_loss(z, 0, "mse")
+        v0 = np_balanced_weights(o / p, e0)
         num = np.empty_like(z)
         for i in range(z.size):
             d = np.zeros_like(z)
             d[i] = 1e-6
-            f = lambda zz: np_terms(method, zz, np.nan_to_num(r), o, p, q, rstar, 0.2, 0.1, "mse").mean()  # noqa
+            f = lambda zz: np_terms(method, zz, np.nan_to_num(r), o, p, q, rstar, 0.2, 0.1, "mse",  # noqa: E731
+                                    sdr_weights=v0).mean()
             num[i] = (f(z + d) - f(z - d)) / 2e-6
         np.testing.assert_allclose(grad.numpy(), num, rtol=1e-5, atol=1e-8)
+
+
+def test_sdr_balancing_step_balances_the_imputed_errors():
+    """Under the balanced weights the observed rows' imputed errors have the all-row mean; the tilt is bounded by
+    MAX_TILT (partial balance when the observed rows cannot reach the mean); leading axes are separate batches."""
+    rng = np.random.default_rng(3)
+    o = (rng.random((3, 300)) < 0.3).astype(float)
+    w = o / rng.uniform(0.1, 1.0, (3, 300))
+    e_hat = rng.gamma(2.0, 0.1, (3, 300))
+    e_hat[2] = np.where(o[2] == 1, e_hat[2] + 10.0, e_hat[2])  # batch 2: every observed e^ far above the mean
+    v = balanced_weights(torch.tensor(w), torch.tensor(e_hat)).numpy()
+    for k in range(3):
+        np.testing.assert_allclose(v[k], np_balanced_weights(w[k], e_hat[k]), rtol=1e-9)
+        assert np.all(v[k][o[k] == 0] == 0)
+        tilt = v[k][o[k] == 1] / w[k][o[k] == 1]
+        assert tilt.max() <= MAX_TILT * (1 + 1e-12) and tilt.min() >= 1 / MAX_TILT * (1 - 1e-12)
+    for k in (0, 1):  # balanced: sum_O v e^ / sum_O v = mean over all rows
+        assert np.sum(v[k] * e_hat[k]) / v[k].sum() == pytest.approx(e_hat[k].mean(), rel=1e-9)
+        assert abs(np.sum(w[k] * e_hat[k]) / w[k].sum() - e_hat[k].mean()) > 1e-3  # the plain weights were not
+    assert np.sum(v[2] * e_hat[2]) / v[2].sum() > e_hat[2].mean() + 1.0  # infeasible: the bound holds instead
 
 
 @pytest.mark.parametrize("kind", ["jl", "mrdr"])
