@@ -63,6 +63,9 @@ class BenchConfig:
     seeds, methods: the grid (default: the registry's ``bench_default`` specs, ``causalrm.methods``).
     fit: ``FitConfig`` overrides shared by every method (e.g. ``{"max_epochs": 300}``).
     embedder: embedding model. n_boot: bootstrap replicates of the gap-closed interval.
+    true_propensity: hand the estimators the simulation's true propensity as the log's ``logged_propensity``
+    (an ablation: a real log has it only when the product logs it; with ``fit`` rho01/rho10 set to the simulation's
+    rates, every nuisance is the truth).
     """
 
     dataset: str = "ultrafeedback"
@@ -79,6 +82,7 @@ class BenchConfig:
     fit: dict[str, Any] = field(default_factory=dict)
     embedder: str = schema.DEFAULT_EMBEDDER
     n_boot: int = 2000
+    true_propensity: bool = False
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -109,6 +113,9 @@ class BenchConfig:
             raise InputError(f"unknown method(s) {bad}; choose from: {', '.join(registry.names(auto=True))}")
         if self.rating not in ("real", "teacher"):
             raise InputError(f"--rating {self.rating!r}: use real or teacher")
+        if self.true_propensity and self.real_feedback:
+            raise InputError(f"--true-propensity: {self.dataset} is a real log; only a simulated log has a true "
+                             "propensity")
         self.fit_config(self.methods[0], self.seeds[0]).validate()
         return self
 
@@ -240,6 +247,8 @@ def run_bench(
                 observation_rate=config.observation_rate, rating=config.rating, teacher=config.teacher,
                 snr=config.snr, embeddings=X, seed=seed, dataset=config.dataset)
             sim = {**simulation_summary(log), "label_threshold": simcfg.label_threshold}
+            if config.true_propensity:
+                log = log.with_columns(pl.col(schema.TRUE_PROPENSITY).alias(schema.LOGGED_PROPENSITY))
         methods = [m for m in config.methods if not registry.is_method(m) or not registry.get(m).clean_labels
                    or (schema.TRUE_LABEL in log.columns
                        and (not registry.get(m).weighted or schema.TRUE_PROPENSITY in log.columns))]
@@ -251,6 +260,7 @@ def run_bench(
         nuis_rows.append(jsonable({
             "seed": seed, "seconds": t_nuis, "rho01_hat": nuis.rho01, "rho10_hat": nuis.rho10, "rho_ci": nuis.rho_ci,
             "propensity_auc": (nd.get("propensity") or {}).get("auc"),
+            "propensity_source": (nd.get("propensity") or {}).get("source"),
             "proxy_auc": ((nd.get("flip_rates") or {}).get("proxy") or {}).get("oof_auc"),
             "flip_warnings": (nd.get("flip_rates") or {}).get("warnings", []),
             "share_clipped": (nd.get("propensity") or {}).get("share_clipped"),

@@ -80,6 +80,21 @@ def test_bench_config_validation():
         BenchConfig(fit={"colour": 1}).validate()
 
 
+def test_true_propensity_ablation_hands_the_estimators_the_simulation_s_propensity():
+    rated, X = tiny_rated()
+    runs = {}
+    for true_p in (False, True):
+        cfg = BenchConfig(dataset="tiny", seeds=(0,), methods=("causalrm-ips",), fit=FAST, observation_rate=0.4,
+                          n_boot=50, true_propensity=true_p)
+        runs[true_p] = run_bench(cfg, data=(rated, X))
+    assert "logistic" in runs[False].nuisances[0]["propensity_source"]
+    assert runs[True].nuisances[0]["propensity_source"] == "logged"
+    assert runs[True].to_dict()["config"]["true_propensity"] is True
+    assert runs[True].results[0]["r2"] != runs[False].results[0]["r2"]
+    with pytest.raises(InputError, match="true propensity"):
+        BenchConfig(dataset="oasst1", true_propensity=True).validate()
+
+
 def test_cli_bench_on_bundled_helpsteer2(tmp_path, capsys):
     out, md = tmp_path / "b.json", tmp_path / "b.md"
     code = main(["bench", "--dataset", "helpsteer2", "--seeds", "0", "--methods", "naive,oracle", "--epochs", "2",

@@ -49,6 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                   BENCH_FIT_OPTIONS, help_suffix={"val_method": " (every method except naive/oracle)"})
     p.add_argument("--fixed-rates", action="store_true",
                    help="give the estimators the true rho01/rho10 instead of estimating them (ablation)")
+    p.add_argument("--true-propensity", action="store_true",
+                   help="give the estimators the simulation's true propensity as a logged one (ablation)")
     p.add_argument("--model", dest="embedder", default=DEFAULT_EMBEDDER,
                    help=f"embedding model (default {DEFAULT_EMBEDDER})")
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT", help="results JSON")
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         observation_rate=args.observation_rate, rating=args.rating, teacher=args.teacher, snr=args.snr,
         rating_column=args.rating_column, seeds=_ints(args.seeds),
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), fit=fit, embedder=args.embedder,
+        true_propensity=args.true_propensity,
     ).validate()
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = run_bench(config, progress=say)
