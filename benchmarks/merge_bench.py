@@ -1,11 +1,13 @@
-"""Merge `causalrm bench` JSON files of one cell run over disjoint seed sets (e.g. two processes in parallel).
+"""Merge `causalrm bench` JSON files of one cell run in parts: disjoint seed sets (e.g. two processes in parallel)
+and/or extra methods run later on the same seeds.
 
-The cells must agree on everything but the seeds (dataset, scenario, methods, fit overrides, embedder); the seeds must
-be disjoint. The merged file concatenates the per-(method, seed) rows and the per-seed nuisances, lists the union of
-the seeds, recomputes the summary over all seeds (`causalrm.bench.summarize`: the same means, stds and gap-closed
-bootstrap as a single run over those seeds), and records the sum of the runs' seconds (CPU-style: the runs may have
-overlapped in wall time) with the source files under "merged_from". Writes JSON and, with --markdown, the bench
-markdown table.
+The files must agree on everything but the seeds and the methods (dataset, scenario, fit overrides, embedder). A
+(method, seed) row present in two files must be the same in both but for its seconds, and so must the nuisances of
+a seed (the keys both record, seconds aside): that is the check that the later run reproduces the earlier one. Every
+method must cover every seed. The merged file holds the union of the per-(method, seed) rows and per-seed nuisances,
+recomputes the summary over all seeds (`causalrm.bench.summarize`: the same means, stds and gap-closed bootstrap as
+a single run), and records the sum of the runs' seconds (CPU-style: the runs may have overlapped in wall time) with
+the source files under "merged_from". Writes JSON and, with --markdown, the bench markdown table.
 
     python benchmarks/merge_bench.py a.json b.json --json merged.json --markdown merged.md
 """
@@ -19,35 +21,56 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
 from causalrm.bench import BenchConfig, BenchResult, format_markdown, summarize  # noqa: E402
 
 
+def _same(a: dict, b: dict) -> bool:
+    keys = (set(a) & set(b)) - {"seconds"}
+    return all(a[k] == b[k] for k in keys)
+
+
+def _config(doc: dict) -> dict:
+    """A file's config with the fields an older release did not record at their defaults."""
+    defaults = {k: v for k, v in BenchConfig().to_dict().items() if k not in ("seeds", "methods", "mode")}
+    return {**defaults, **doc["config"]}
+
+
 def merge(docs: list[dict]) -> dict:
-    first = docs[0]["config"]
-    fixed = {k: v for k, v in first.items() if k != "seeds"}
-    seeds: list[int] = []
+    first = _config(docs[0])
+    fixed = {k: v for k, v in first.items() if k not in ("seeds", "methods")}
+    methods: list[str] = []
+    rows: dict[tuple[str, int], dict] = {}
+    nuis: dict[int, dict] = {}
     for d in docs:
-        other = {k: v for k, v in d["config"].items() if k != "seeds"}
+        other = {k: v for k, v in _config(d).items() if k not in ("seeds", "methods")}
         if other != fixed:
             diff = sorted(k for k in set(fixed) | set(other) if fixed.get(k) != other.get(k))
-            raise SystemExit(f"error: the cells differ in more than the seeds: {diff}")
-        overlap = set(seeds) & set(d["config"]["seeds"])
-        if overlap:
-            raise SystemExit(f"error: seeds {sorted(overlap)} appear in more than one file")
-        seeds += list(d["config"]["seeds"])
-    order = sorted(seeds)
-    results = sorted((r for d in docs for r in d["results"]),
-                     key=lambda r: (order.index(r["seed"]), first["methods"].index(r["method"])))
-    nuisances = sorted((n for d in docs for n in d["nuisances"]), key=lambda n: order.index(n["seed"])) \
-        if all("seed" in n for d in docs for n in d["nuisances"]) else [n for d in docs for n in d["nuisances"]]
-    return {"config": {**first, "seeds": order}, "results": results,
+            raise SystemExit(f"error: the cells differ in more than the seeds and methods: {diff}")
+        methods += [m for m in d["config"]["methods"] if m not in methods]
+        for r in d["results"]:
+            key = (r["method"], r["seed"])
+            if key in rows and not _same(rows[key], r):
+                raise SystemExit(f"error: method {key[0]} seed {key[1]} differs between the files; rerun it with "
+                                 "the same code and settings")
+            rows.setdefault(key, r)
+        for n in d["nuisances"]:
+            if n["seed"] in nuis and not _same(nuis[n["seed"]], n):
+                raise SystemExit(f"error: the nuisances of seed {n['seed']} differ between the files")
+            nuis.setdefault(n["seed"], n)
+    order = sorted({seed for _, seed in rows})
+    missing = [f"{m} seed {s}" for m in methods for s in order if (m, s) not in rows]
+    if missing:
+        raise SystemExit(f"error: no row for {', '.join(missing[:5])}; every method must cover every seed")
+    results = [rows[(m, s)] for s in order for m in methods]
+    return {"config": {**first, "seeds": order, "methods": methods}, "results": results,
             "summary": summarize(results, n_boot=first.get("n_boot", 2000), seed=0),
-            "nuisances": nuisances, "seconds": sum(d.get("seconds", 0.0) for d in docs)}
+            "nuisances": [nuis[s] for s in order], "seconds": sum(d.get("seconds", 0.0) for d in docs)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("files", nargs="+", help="causalrm bench JSON files (same cell, disjoint seeds)")
+    ap.add_argument("files", nargs="+", help="causalrm bench JSON files (same cell; parts by seeds and/or methods)")
     ap.add_argument("--json", required=True, help="merged JSON output")
     ap.add_argument("--markdown", help="merged markdown table")
     ap.add_argument("--command", help="command line to print in the markdown section")
@@ -58,15 +81,12 @@ def main() -> None:
             docs.append(json.load(fh))
     out = merge(docs)
     out["merged_from"] = [os.path.basename(p) for p in args.files]
-    with open(args.json, "w", encoding="utf-8") as fh:
-        json.dump(out, fh, indent=2)
-        fh.write("\n")
+    write_json_atomic(out, args.json)
     if args.markdown:
         cfg = {k: v for k, v in out["config"].items() if k != "mode"}
         result = BenchResult(config=BenchConfig(**cfg), results=out["results"], nuisances=out["nuisances"],
                              summary=out["summary"], seconds=out["seconds"])
-        with open(args.markdown, "w", encoding="utf-8") as fh:
-            fh.write(format_markdown(result, command=args.command) + "\n")
+        write_text_atomic(format_markdown(result, command=args.command) + "\n", args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""benchmarks/merge_bench.py: merging one cell run over disjoint seed sets gives the rows and the summary of a single
-run over all the seeds, and refuses cells that differ in more than the seeds or share a seed."""
+"""benchmarks/merge_bench.py: merging one cell run in parts (disjoint seed sets, or methods added later on the same
+seeds) gives the rows and the summary of a single run, and refuses cells that differ in more than the seeds and
+methods, a shared (method, seed) row or seed nuisances that differ, and a method missing a seed."""
 
 from __future__ import annotations
 
@@ -19,15 +20,20 @@ CONFIG = {"dataset": "wildbench", "alpha": 0.2, "rho01": 0.15, "rho10": 0.25, "o
           "fit": {"num_threads": 1}, "embedder": "all-MiniLM-L6-v2", "n_boot": 200, "mode": "semi-synthetic"}
 
 
-def _rows(seeds):
-    return [{"method": m, "seed": s, "r2": 0.2 + 0.1 * i + 0.01 * s, "mse": 0.1, "mae": 0.3, "auroc": 0.8,
-             "pearson": 0.5, "prompt_kendall": 0.4, "seconds": 1.0, "best_epoch": 5}
-            for s in seeds for i, m in enumerate(METHODS)]
+def _rows(seeds, methods=METHODS, shift=0.0):
+    return [{"method": m, "seed": s, "r2": 0.2 + 0.1 * METHODS_ALL.index(m) + 0.01 * s + shift, "mse": 0.1,
+             "mae": 0.3, "auroc": 0.8, "pearson": 0.5, "prompt_kendall": 0.4, "seconds": 1.0 + shift + s,
+             "best_epoch": 5}
+            for s in seeds for m in methods]
 
 
-def _cell(path: Path, seeds, **config) -> str:
-    rows = _rows(seeds)
-    path.write_text(json.dumps({"config": {**CONFIG, **config, "seeds": list(seeds)}, "results": rows,
+METHODS_ALL = METHODS + ["causalrm-sdr"]
+
+
+def _cell(path: Path, seeds, methods=METHODS, shift=0.0, **config) -> str:
+    rows = _rows(seeds, methods, shift)
+    path.write_text(json.dumps({"config": {**CONFIG, **config, "seeds": list(seeds), "methods": methods},
+                                "results": rows,
                                 "summary": summarize(rows, n_boot=200), "nuisances": [{"seed": s} for s in seeds],
                                 "seconds": 10.0}))
     return str(path)
@@ -50,9 +56,28 @@ def test_merge_equals_one_run(tmp_path):
     assert "Seeds 1, 2, 3, 4" in (tmp_path / "m.md").read_text()
 
 
-@pytest.mark.parametrize("second", [{"seeds": [2, 3]}, {"seeds": [3], "alpha": 0.5}])
-def test_merge_refuses_overlap_or_other_cell(tmp_path, second):
+def test_merge_adds_methods_run_later_on_the_same_seeds(tmp_path):
+    """A later run of one new method and a reference (naive, reproduced to the digit but for its seconds)."""
+    later = _cell(tmp_path / "b.json", [1, 2], methods=["naive", "causalrm-sdr"], true_propensity=False)
+    _merge(tmp_path, _cell(tmp_path / "a.json", [1, 2]), later)
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["config"]["methods"] == METHODS_ALL
+    assert merged["results"] == _rows([1, 2], METHODS_ALL)
+    assert set(merged["summary"]) == set(METHODS_ALL)
+
+
+@pytest.mark.parametrize("second", [
+    {"seeds": [2, 3], "shift": 0.001},  # seed 2 shared, its rows differ
+    {"seeds": [3], "alpha": 0.5},  # another cell
+    {"seeds": [1, 2], "methods": ["causalrm-sdr"], "rows_for": [1]},  # the new method misses seed 2
+])
+def test_merge_refuses_other_rows_other_cell_or_a_hole(tmp_path, second):
     seeds = second.pop("seeds")
-    proc = _merge(tmp_path, _cell(tmp_path / "a.json", [1, 2]), _cell(tmp_path / "b.json", seeds, **second),
-                  check=False)
+    rows_for = second.pop("rows_for", None)
+    path = _cell(tmp_path / "b.json", seeds, **second)
+    if rows_for is not None:
+        doc = json.loads(Path(path).read_text())
+        doc["results"] = [r for r in doc["results"] if r["seed"] in rows_for]
+        Path(path).write_text(json.dumps(doc))
+    proc = _merge(tmp_path, _cell(tmp_path / "a.json", [1, 2]), path, check=False)
     assert proc.returncode != 0 and "error:" in proc.stderr
