@@ -225,10 +225,12 @@ def run_bench(
     *,
     progress: Callable[[str], None] | None = None,
     data: tuple[pl.DataFrame, np.ndarray] | None = None,
+    on_scores: Callable[[int, str, pl.DataFrame, np.ndarray], None] | None = None,
 ) -> BenchResult:
     """Run every (seed, method) of ``config`` (module docstring). ``progress(message)`` after each fit.
 
     ``data``: ``(rated, X)`` (or ``(log, X)`` for oasst1) to reuse loaded rows and embeddings across calls.
+    ``on_scores(seed, method, log, rewards)``: called with each fit's rewards (logits) for every row of the log.
     """
     from causalrm.simulate import simulate_with_config, simulation_summary
 
@@ -279,6 +281,8 @@ def run_bench(
         for method, result in fits.items():
             seconds = timing[method]
             rewards = result.score(log, X)
+            if on_scores is not None:
+                on_scores(seed, method, log, rewards)
             row: dict[str, Any] = {"method": method, "seed": seed}
             if config.real_feedback:
                 ev = _evaluate_real(log, rewards, result.split)

@@ -68,22 +68,29 @@ def _ints(text: str) -> tuple[int, ...]:
         raise InputError(f"--seeds {text!r}: give comma-separated integers, e.g. 0,1,2") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    from causalrm.bench import BenchConfig, run_bench
-    from causalrm.atomic_io import write_json_atomic, write_text_atomic
+def config_from_args(args: argparse.Namespace):
+    """The ``BenchConfig`` of parsed ``causalrm bench`` arguments (validated)."""
+    from causalrm.bench import BenchConfig
     from causalrm.options import from_args
     from causalrm.pipeline import FitConfig
 
     fit: dict = from_args(FitConfig, args, BENCH_FIT_OPTIONS)
     if args.fixed_rates:
         fit.update(rho01=args.rho01, rho10=args.rho10)
-    config = BenchConfig(
+    return BenchConfig(
         dataset=args.dataset, alpha=args.alpha, rho01=args.rho01, rho10=args.rho10,
         observation_rate=args.observation_rate, rating=args.rating, teacher=args.teacher, snr=args.snr,
         rating_column=args.rating_column, seeds=_ints(args.seeds),
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), fit=fit, embedder=args.embedder,
         true_propensity=args.true_propensity,
     ).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    from causalrm.atomic_io import write_json_atomic, write_text_atomic
+    from causalrm.bench import run_bench
+
+    config = config_from_args(args)
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     result = run_bench(config, progress=say)
     command = "causalrm bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["bench"] \

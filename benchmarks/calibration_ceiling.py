@@ -1,0 +1,99 @@
+"""How much of a cell's R² gap a calibration fix could close: the ranking ceiling of each method's scores.
+
+Runs one `causalrm bench` cell (the same arguments) and, for every (seed, method), also scores the method's test
+predictions after the best monotone recalibration of them: isotonic regression of the clean test label on the
+predicted probability, fitted on those same test rows (Barlow et al. 1972; ``sklearn.isotonic``). In-sample, so it is
+an upper bound: no correction that keeps a method's ordering of the test rows (a reweighting of a flexible head's
+loss, an affine noise correction of its target, any calibration map) can score a higher R² than this. It reads test
+labels, so it measures a ceiling and never selects anything.
+
+Reported per method: R², AUROC, the isotonic ceiling R²_iso, and both as a share of the gap between naive's R² and
+oracle-observed's (the gap-closed definition of `causalrm bench`), with the mean over seeds.
+
+    python benchmarks/calibration_ceiling.py --dataset wildbench --rating teacher --alpha 0.2 --rho01 0.15 \\
+        --rho10 0.25 --seeds 5,6,7 --methods naive,causalrm-ips,causalrm-dr,oracle-observed --threads 1 \\
+        --json OUT.json --markdown OUT.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections import defaultdict
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
+from causalrm.cli import bench as bench_cli  # noqa: E402
+from causalrm.evaluation import evaluation_rows, metrics, sigmoid  # noqa: E402
+
+
+def isotonic_ceiling(y: np.ndarray, prob: np.ndarray) -> float:
+    """R² of the in-sample isotonic recalibration of ``prob`` against the labels ``y`` (an upper bound)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    fitted = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit_transform(prob, y)
+    return metrics(y, fitted)["r2"]
+
+
+def _share(value: float, low: float, high: float) -> float | None:
+    return None if high == low else (value - low) / (high - low)
+
+
+def table(rows: list[dict]) -> tuple[list[dict], str]:
+    """Per-method means over seeds, with gap shares against naive and oracle-observed of the same seed."""
+    by_seed: dict[int, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        by_seed[r["seed"]][r["method"]] = r
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    summary = []
+    for m in methods:
+        per = [s[m] for s in by_seed.values() if m in s]
+        shares = [(_share(s[m]["r2"], s["naive"]["r2"], s["oracle-observed"]["r2"]),
+                   _share(s[m]["r2_iso"], s["naive"]["r2"], s["oracle-observed"]["r2"]))
+                  for s in by_seed.values() if m in s and "naive" in s and "oracle-observed" in s]
+        mean = lambda xs: float(np.mean(xs)) if xs and None not in xs else None  # noqa: E731
+        summary.append({"method": m, "seeds": len(per), "r2": mean([p["r2"] for p in per]),
+                        "auroc": mean([p["auroc"] for p in per]), "r2_iso": mean([p["r2_iso"] for p in per]),
+                        "gap": mean([a for a, _ in shares]), "gap_iso": mean([b for _, b in shares])})
+    pct = lambda v: "–" if v is None else f"{v:.0%}"  # noqa: E731
+    lines = ["| method | R² | AUROC | R² after isotonic recalibration on the test labels (ceiling) | gap closed | "
+             "gap closed at the ceiling |", "|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['method']} | {s['r2']:.3f} | {s['auroc']:.3f} | {s['r2_iso']:.3f} | {pct(s['gap'])} | "
+                     f"{pct(s['gap_iso'])} |")
+    return summary, "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    bench_cli.add_parser(sub)
+    args = ap.parse_args(["bench", *sys.argv[1:]])
+    config = bench_cli.config_from_args(args)
+    if "naive" not in config.methods or "oracle-observed" not in config.methods:
+        raise SystemExit("error: --methods must include naive and oracle-observed (the gap's two ends)")
+    from causalrm.bench import run_bench
+
+    rows: list[dict] = []
+
+    def on_scores(seed: int, method: str, log, rewards: np.ndarray) -> None:
+        at, column, _ = evaluation_rows(log)
+        y = log[column].cast(float).to_numpy()[at]
+        prob = sigmoid(np.asarray(rewards, dtype=np.float64)[at])
+        rows.append({"seed": seed, "method": method, **metrics(y, prob), "r2_iso": isotonic_ceiling(y, prob)})
+
+    say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    run_bench(config, progress=say, on_scores=on_scores)
+    summary, md = table(rows)
+    write_json_atomic({"config": config.to_dict(), "rows": rows, "summary": summary}, args.json_out)
+    if args.md_out:
+        write_text_atomic(md + "\n", args.md_out)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
