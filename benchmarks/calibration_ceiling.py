@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
 from causalrm.cli import bench as bench_cli  # noqa: E402
-from causalrm.evaluation import evaluation_rows, metrics, sigmoid  # noqa: E402
+from causalrm.evaluation import evaluation_rows, gap_closed, metrics, sigmoid  # noqa: E402
 
 
 def isotonic_ceiling(y: np.ndarray, prob: np.ndarray) -> float:
@@ -39,12 +39,9 @@ def isotonic_ceiling(y: np.ndarray, prob: np.ndarray) -> float:
     return metrics(y, fitted)["r2"]
 
 
-def _share(value: float, low: float, high: float) -> float | None:
-    return None if high == low else (value - low) / (high - low)
-
-
 def table(rows: list[dict]) -> tuple[list[dict], str]:
-    """Per-method means over seeds, with gap shares against naive and oracle-observed of the same seed."""
+    """Per-method means over seeds and gap shares (``causalrm.evaluation.gap_closed``: the bench's convention) of R²
+    and of the ceiling, against naive's R² and oracle-observed's on the same seeds."""
     by_seed: dict[int, dict[str, dict]] = defaultdict(dict)
     for r in rows:
         by_seed[r["seed"]][r["method"]] = r
@@ -52,13 +49,13 @@ def table(rows: list[dict]) -> tuple[list[dict], str]:
     summary = []
     for m in methods:
         per = [s[m] for s in by_seed.values() if m in s]
-        shares = [(_share(s[m]["r2"], s["naive"]["r2"], s["oracle-observed"]["r2"]),
-                   _share(s[m]["r2_iso"], s["naive"]["r2"], s["oracle-observed"]["r2"]))
-                  for s in by_seed.values() if m in s and "naive" in s and "oracle-observed" in s]
-        mean = lambda xs: float(np.mean(xs)) if xs and None not in xs else None  # noqa: E731
-        summary.append({"method": m, "seeds": len(per), "r2": mean([p["r2"] for p in per]),
-                        "auroc": mean([p["auroc"] for p in per]), "r2_iso": mean([p["r2_iso"] for p in per]),
-                        "gap": mean([a for a, _ in shares]), "gap_iso": mean([b for _, b in shares])})
+        paired = [s for s in by_seed.values() if m in s and "naive" in s and "oracle-observed" in s]
+        ends = ([s["naive"]["r2"] for s in paired], [s["oracle-observed"]["r2"] for s in paired])
+        summary.append({"method": m, "seeds": len(per), "r2": float(np.mean([p["r2"] for p in per])),
+                        "auroc": float(np.mean([p["auroc"] for p in per])),
+                        "r2_iso": float(np.mean([p["r2_iso"] for p in per])),
+                        "gap": gap_closed([s[m]["r2"] for s in paired], *ends) if paired else None,
+                        "gap_iso": gap_closed([s[m]["r2_iso"] for s in paired], *ends) if paired else None})
     pct = lambda v: "–" if v is None else f"{v:.0%}"  # noqa: E731
     lines = ["| method | R² | AUROC | R² after isotonic recalibration on the test labels (ceiling) | gap closed | "
              "gap closed at the ceiling |", "|---|---|---|---|---|---|"]
