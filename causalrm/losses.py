@@ -7,7 +7,7 @@ Notation (docs/ARCHITECTURE.md)
 ``r`` = ``feedback``         observed, possibly noisy binary label; ignored where ``o == 0`` (NaN allowed there).
 ``r*`` = ``true_label``      clean binary preference (simulation only; used by ``oracle`` alone).
 ``p`` = ``propensity``       the *clipped* estimate ``max(p_hat, clip)`` of P(o = 1 | x); ``w = o / p``.
-``q`` = ``pseudo_label``     imputed P(r* = 1 | x) (for ``dr``: whatever soft label the caller imputes, see below).
+``q`` = ``pseudo_label``     imputed P(r* = 1 | x) (for ``dr``, ``fcorr-dr``: P(r = 1 | x), the noisy label's).
 ``rho01`` = P(r = 0 | r* = 1), ``rho10`` = P(r = 1 | r* = 0); ``D = 1 - rho01 - rho10 > 0``.
 ``l(z, y)``                  the pointwise base loss ("mse": (sigma(z) - y)^2, the Brier score; "bce": cross-entropy).
 ``l1 = l(z, 1)``, ``l0 = l(z, 0)``.
@@ -27,6 +27,8 @@ ips              (o/p) l(z, r)                                                 d
 snips            (o/p) l(z, r), reduced by sum(w) instead of N                 Swaminathan & Joachims 2015
 dr               e + (o/p)(l(z, r) - e),  e = l(z, q)                          doubly robust, debias-only
 fcorr            o l(pi(z), r),  pi = (1 - rho01) s + rho10 (1 - s)            forward correction, Patrini 2017
+fcorr-ips        (o/p) l(pi(z), r)                                             forward correction + IPS
+fcorr-dr         f + (o/p)(l(pi(z), r) - f),  f = l(pi(z), q), q = P(r=1|x)    forward correction + DR
 denoise          o l~(z, r)                                                    denoise-only (the paper's double dagger)
 causalrm-ips     (o/p) l~(z, r)                                                CausalRM-IPS (Li et al. 2024 OME-IPS)
 causalrm-dr      e + (o/p)(l~(z, r) - e),  e = l(z, q)                         CausalRM-DR (Li et al. 2024 OME-DR)
@@ -377,7 +379,8 @@ def loss_components(
     column 1 the part multiplying l(z, 0) (an estimate of (1 - r*) l(z, 0)). Each column's expectation is a
     non-negative risk, although single rows may be negative (the surrogate's -rho l terms, the DR term (1 - o/p) e).
     ``reduce_components`` clamps each column's batch mean at zero (the non-negative correction).
-    For ``fcorr`` the columns are r l(pi, 1) and (1 - r) l(pi, 0), both non-negative.
+    For the forward corrections (``fcorr``, ``fcorr-ips``, ``fcorr-dr``) l(pi, 1) and l(pi, 0) replace l1 and l0
+    (pi = pi(z), the noisy-label probability); ``fcorr`` and ``fcorr-ips`` columns are then non-negative.
     """
     spec = methods.get(method)
     t = _prepare(method, logits, inputs, rho01, rho10, base, check)
@@ -389,16 +392,15 @@ def loss_components(
         rstar, w = t["true_label"], t.get("weight", 1.0)
         return torch.stack((w * rstar * l1, w * (1.0 - rstar) * l0), dim=-1)
     o, r = t["observed"], t["feedback"]
-    if spec.correction == "forward":
-        f1, f0 = _forward_pos_neg(logits, rho01, rho10, base)
-        w = t.get("weight", o)
-        return torch.stack((w * r * f1, w * (1.0 - r) * f0), dim=-1)
-    l1, l0 = _pos_neg(logits, base)
+    if spec.correction == "forward":  # the base loss of the noisy-label probability pi(z), plain labels
+        l1, l0 = _forward_pos_neg(logits, rho01, rho10, base)
+    else:
+        l1, l0 = _pos_neg(logits, base)
     if spec.correction == "surrogate":
         a, b = _surrogate_coefficients(r, rho01, rho10)
     else:
         a, b = r, 1.0 - r
-    w = t.get("weight", o)  # o / p for weighted methods, o for naive / denoise
+    w = t.get("weight", o)  # o / p for weighted methods, o for naive / denoise / fcorr
     c1, c0 = w * a, w * b
     if spec.doubly_robust:
         q = t["pseudo_label"]

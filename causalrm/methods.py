@@ -309,6 +309,15 @@ for _spec in (
     MethodSpec("fcorr", "o l(pi(z), r), pi = (1 - rho01) s + rho10 (1 - s)", "forward correction, Patrini 2017",
                "F-correction: forward loss correction for class-conditional label noise (no selection correction).",
                correction="forward", app=False),
+    MethodSpec("fcorr-ips", "(o/p) l(pi(z), r)", "forward correction (Patrini 2017) with IPS weights",
+               "F-correction-IPS: the forward-corrected loss weighted by inverse propensities (corrects label noise "
+               "through the model of the noisy label, and selection bias).",
+               weighted=True, correction="forward", app=False),
+    MethodSpec("fcorr-dr", "f + (o/p)(l(pi(z), r) - f), f = l(pi(z), q)",
+               "forward correction (Patrini 2017), doubly robust",
+               "F-correction-DR: the forward-corrected loss, doubly robust with q = P(r = 1 | x) imputed (corrects "
+               "label noise through the model of the noisy label, and selection bias).",
+               weighted=True, correction="forward", imputation="noisy", app=False, val_method="fcorr-ips"),
     MethodSpec("denoise", "o l~(z, r)", "denoise-only (the paper's double dagger)",
                "Denoise-only: the noise-corrected surrogate loss of Natarajan et al. (2013), uniform weights.",
                correction="surrogate", auto_candidate=True, bench_default=True),

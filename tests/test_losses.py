@@ -64,11 +64,16 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base, sdr_weights=None)
         return w * plain
     if method == "dr":
         return e + w * (plain - e)
-    if method == "fcorr":
+    if method in ("fcorr", "fcorr-ips", "fcorr-dr"):
         s = np_sigmoid(z)
         pi = (1 - rho01) * s + rho10 * (1 - s)
-        lf = (pi - r) ** 2 if base == "mse" else -(r * np.log(pi) + (1 - r) * np.log(1 - pi))
-        return o * lf
+        lf = lambda y: (pi - y) ** 2 if base == "mse" else -(y * np.log(pi) + (1 - y) * np.log(1 - pi))  # noqa
+        if method == "fcorr":
+            return o * lf(r)
+        if method == "fcorr-ips":
+            return w * lf(r)
+        f = q * lf(1.0) + (1 - q) * lf(0.0)  # the expected forward loss under q = P(r = 1 | x)
+        return f + w * (lf(r) - f)
     if method == "denoise":
         return o * sur
     if method in ("causalrm-ips", "causalrm-snips"):
