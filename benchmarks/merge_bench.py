@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
 from causalrm.bench import BenchConfig, BenchResult, format_markdown, summarize  # noqa: E402
+from causalrm.pipeline import FitConfig  # noqa: E402
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -36,14 +37,22 @@ def _config(doc: dict) -> dict:
     return {**defaults, **doc["config"]}
 
 
+def _setting(doc: dict) -> dict:
+    """What must agree between the parts: the config but seeds and methods, the fit overrides as the FitConfig
+    they give (an override equal to its default is the same setting as none)."""
+    config = {k: v for k, v in _config(doc).items() if k not in ("seeds", "methods")}
+    config["fit"] = FitConfig.from_dict(config["fit"]).to_dict()
+    return config
+
+
 def merge(docs: list[dict]) -> dict:
     first = _config(docs[0])
-    fixed = {k: v for k, v in first.items() if k not in ("seeds", "methods")}
+    fixed = _setting(docs[0])
     methods: list[str] = []
     rows: dict[tuple[str, int], dict] = {}
     nuis: dict[int, dict] = {}
     for d in docs:
-        other = {k: v for k, v in _config(d).items() if k not in ("seeds", "methods")}
+        other = _setting(d)
         if other != fixed:
             diff = sorted(k for k in set(fixed) | set(other) if fixed.get(k) != other.get(k))
             raise SystemExit(f"error: the cells differ in more than the seeds and methods: {diff}")

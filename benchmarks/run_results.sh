@@ -161,6 +161,17 @@ if [[ "${DR:-1}" == 1 ]]; then
     SEEDS=$half METHODS=$DR_ABL IMPUTATION=train-only cell "dr/ablation/synthetic_a0.1_r0.2-0.1_$tag" \
       --dataset synthetic:20000x32 --alpha 0.1 --rho01 0.2 --rho10 0.1
   done
+  # Forward correction with IPS / DR weights on the same fresh seeds 8-17 (squared error, merged with the halves
+  # above; and the cross-entropy base, where forward correction is the noisy labels' likelihood).
+  for half in 8,9,10,11,12 13,14,15,16,17; do
+    tag="s${half%%,*}-${half##*,}"
+    SEEDS=$half METHODS=naive,fcorr,fcorr-ips,fcorr-dr PROPENSITY=auto IMPUTATION=train-only \
+      cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_${tag}_forward" --dataset wildbench --rating teacher \
+      --alpha 0.2 --rho01 0.15 --rho10 0.25
+    SEEDS=$half METHODS=naive,fcorr,fcorr-ips,fcorr-dr,causalrm-ips,causalrm-dr,oracle-observed PROPENSITY=auto \
+      IMPUTATION=train-only cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_${tag}_bce" --dataset wildbench \
+      --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25 --base-loss bce
+  done
   # The capacity step (docs/METHOD.md, DR protocol item 5): head {MLP lr 5e-4, linear lr 5e-3} x weight decay
   # {0, 1e-4, 1e-3} on the held-out cell; read with benchmarks/dr_capacity.py (written to $OUT/dr/capacity/selected.*).
   mkdir -p "$OUT/dr/capacity"
@@ -262,6 +273,14 @@ if [[ "${DR:-1}" == 1 && ! -s "$CEIL.json" ]]; then
     --seeds 5,6,7 --methods naive,denoise,causalrm-ips,causalrm-dr,causalrm-mrdr,oracle-observed \
     --propensity-model auto --imputation-fit train-only --threads "$THREADS" --quiet --json "$CEIL.json" \
     --markdown "$CEIL.md" >/dev/null
+fi
+if [[ -s "${DR10}_s8-17.json" && -s "${DR10}_s8-12_forward.json" && -s "${DR10}_s13-17_forward.json" ]]; then
+  python benchmarks/merge_bench.py "${DR10}_s8-12.json" "${DR10}_s13-17.json" "${DR10}_s8-12_forward.json" \
+    "${DR10}_s13-17_forward.json" --json "${DR10}_s8-17_forward.json" --markdown "${DR10}_s8-17_forward.md"
+fi
+if [[ -s "${DR10}_s8-12_bce.json" && -s "${DR10}_s13-17_bce.json" ]]; then
+  python benchmarks/merge_bench.py "${DR10}_s8-12_bce.json" "${DR10}_s13-17_bce.json" --json "${DR10}_s8-17_bce.json" \
+    --markdown "${DR10}_s8-17_bce.md"
 fi
 CAP="$OUT/dr/capacity"
 if [[ -s "$CAP/linear-wd1e-3.json" ]]; then

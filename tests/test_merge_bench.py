@@ -57,8 +57,10 @@ def test_merge_equals_one_run(tmp_path):
 
 
 def test_merge_adds_methods_run_later_on_the_same_seeds(tmp_path):
-    """A later run of one new method and a reference (naive, reproduced to the digit but for its seconds)."""
-    later = _cell(tmp_path / "b.json", [1, 2], methods=["naive", "causalrm-sdr"], true_propensity=False)
+    """A later run of one new method and a reference (naive, reproduced to the digit but for its seconds); an
+    override equal to its default (train-only imputation) is the same setting as none."""
+    later = _cell(tmp_path / "b.json", [1, 2], methods=["naive", "causalrm-sdr"], true_propensity=False,
+                  fit={"num_threads": 1, "imputation_fit": "train-only"})
     _merge(tmp_path, _cell(tmp_path / "a.json", [1, 2]), later)
     merged = json.loads((tmp_path / "m.json").read_text())
     assert merged["config"]["methods"] == METHODS_ALL
@@ -69,6 +71,7 @@ def test_merge_adds_methods_run_later_on_the_same_seeds(tmp_path):
 @pytest.mark.parametrize("second", [
     {"seeds": [2, 3], "shift": 0.001},  # seed 2 shared, its rows differ
     {"seeds": [3], "alpha": 0.5},  # another cell
+    {"seeds": [3], "fit": {"num_threads": 1, "imputation_fit": "pooled"}},  # another fit
     {"seeds": [1, 2], "methods": ["causalrm-sdr"], "rows_for": [1]},  # the new method misses seed 2
 ])
 def test_merge_refuses_other_rows_other_cell_or_a_hole(tmp_path, second):
