@@ -305,6 +305,9 @@ def run_bench(
                         "learned": None if result.learned is None else result.learned.passed})
             if result.choice is not None:
                 row["chosen"] = result.choice["method"]
+                keep = ("fitted", "learned", "beats_baseline", result.choice["central"])
+                row["choice"] = {"central": result.choice["central"], "candidates": {
+                    m: {k: c[k] for k in keep if k in c} for m, c in result.choice["candidates"].items()}}
             results.append(jsonable(row))
             if progress is not None:
                 progress(f"seed {seed} {method}: R2 {row['r2']:.3f} ({seconds:.1f}s)")

@@ -11,7 +11,8 @@ its choices in ``dataclasses.field(metadata=...)``. From that metadata:
   which the app's "equivalent commands" use: ``causalrm fit LOG --out RUN  + to_cli(config)`` refits the same model.
 
 Types are read from the field's annotation: ``bool`` (a ``store_true`` flag: only a False default is allowed on the
-command line), ``int``, ``float``, ``str``, their ``| None`` forms, and ``tuple[int, ...]`` (written ``256,64``).
+command line), ``int``, ``float``, ``str``, their ``| None`` forms, ``tuple[int, ...]`` (written ``256,64``) and
+``tuple[str, ...]`` (written ``naive,ips``); the dataclass turns the comma-separated text into its tuple.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def _kind(f: dataclasses.Field) -> str:
             return kind
     if t.startswith("tuple[int"):
         return "ints"
+    if t.startswith("tuple[str"):
+        return "strs"
     raise ValueError(f"field {f.name!r}: no command-line form for type {f.type!r}")
 
 

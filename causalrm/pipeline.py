@@ -72,6 +72,8 @@ class FitConfig(TrainOptions):
     fixes the split, the nuisances and the initialisation, and num_threads covers BLAS during the nuisance fits.
     val_method may name another debiased estimator (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an estimate
     that does not involve its own pseudo-labels); it never reads clean labels (``oracle`` excepted).
+    auto_candidates: the estimators ``auto`` fits and chooses among (naive always one); empty = the registry's
+    ``auto_candidate`` specs.
     Backbone
         backbone: ``"mlp"`` (head on frozen embeddings) or ``"lora"``; hidden: MLP hidden sizes (256, 64);
         select_head: also train a linear head (``hidden=()``, lr ``LINEAR_HEAD_LR``) and keep whichever of the two
@@ -110,6 +112,10 @@ class FitConfig(TrainOptions):
 
     method: str = option(AUTO, help="estimator: auto (fit naive and the debiased candidates, keep one on "
                                     "validation evidence) or one of {choices}", choices=_method_names)
+    auto_candidates: tuple[str, ...] = option((), help="the estimators auto fits and chooses among, comma-separated "
+                                                       "(naive, the baseline, is always one; default: the "
+                                                       "registry's: naive, ips, denoise, causalrm-ips)",
+                                              metavar="M1,M2")
     backbone: str = option("mlp", help="reward model backbone: mlp or lora")
     hidden: tuple[int, ...] = option((256, 64), help="MLP hidden sizes ('' = a linear head)")
     select_head: bool = option(False, help="also train a linear head and keep the one with the lower validation "
@@ -149,6 +155,8 @@ class FitConfig(TrainOptions):
 
     def __post_init__(self) -> None:
         self.hidden = as_int_tuple(self.hidden)
+        names = self.auto_candidates.split(",") if isinstance(self.auto_candidates, str) else self.auto_candidates
+        self.auto_candidates = tuple(str(m).strip() for m in names or () if str(m).strip())
         self.backbone_options = dict(self.backbone_options or {})
 
     # ------------------------------------------------------------------------------------------------------------
@@ -158,6 +166,10 @@ class FitConfig(TrainOptions):
 
         if self.method != AUTO and not registry.is_method(self.method):
             raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(registry.names(auto=True))}")
+        for m in self.auto_candidates:
+            if m == AUTO or not registry.is_method(m) or registry.get(m).clean_labels:
+                raise InputError(f"--auto-candidates: {m!r} is not an estimator auto can choose; use names of: "
+                                 f"{', '.join(n for n in registry.names() if not registry.get(n).clean_labels)}")
         if self.method == AUTO and self.val_method is not None:
             raise InputError("method 'auto' early-stops every candidate on its own estimate; drop --val-method")
         if self.val_method is not None and not registry.is_method(self.val_method):
@@ -209,8 +221,15 @@ class FitConfig(TrainOptions):
     def methods_needed(self) -> tuple[str, ...]:
         """The training estimator and, if different, the validation estimator (``auto``: every candidate)."""
         if self.method == AUTO:
-            return registry.auto_candidates()
+            return self.candidate_methods
         return tuple(dict.fromkeys((self.method, self.validation_method)))
+
+    @property
+    def candidate_methods(self) -> tuple[str, ...]:
+        """The estimators ``auto`` fits, the baseline naive first: ``auto_candidates`` or the registry's."""
+        if not self.auto_candidates:
+            return registry.auto_candidates()
+        return tuple(dict.fromkeys(("naive", *self.auto_candidates)))
 
     @property
     def effective_flip_method(self) -> str:

@@ -1,6 +1,7 @@
 """``method="auto"``: fit the candidate estimators on shared nuisances and keep a debiased model only on evidence.
 
-Notation as in docs/ARCHITECTURE.md. The candidates (``CANDIDATES``) are fitted on the same split and the same
+Notation as in docs/ARCHITECTURE.md. The candidates (``CANDIDATES``, or ``FitConfig.auto_candidates``: naive plus
+the estimators a user names) are fitted on the same split and the same
 nuisances (``pipeline.fit_nuisances``, once); each is early-stopped on its own validation estimate as usual. Then:
 
 1. **Admissible candidates.** A noise-aware candidate is dropped when the flip-rate gate fails (unless
@@ -41,9 +42,10 @@ from causalrm import schema
 from causalrm.errors import InputError
 from causalrm.gates import Gate
 
-#: the estimators ``auto`` fits, baseline first. Not CausalRM-DR: its pseudo-labels are fitted on the val rows'
-#: feedback too, so its training loss has seen the evidence that would select it, and the validation estimates
-#: favour it where the clean test says otherwise (docs/RESULTS.md, "auto and the gates"); selectable by name.
+#: the estimators ``auto`` fits by default, baseline first. Not CausalRM-DR: it was left out when its pseudo-labels
+#: were fitted on the val rows' feedback too (its training loss had seen the evidence that would select it, and the
+#: validation estimates favoured it where the clean test said otherwise: docs/RESULTS.md, "auto and the gates");
+#: with the train-only imputation a DR variant can be named in ``FitConfig.auto_candidates``.
 #: ``CANDIDATES`` is read from the method registry when accessed (the specs with ``auto_candidate``,
 #: ``causalrm.methods.auto_candidates``): ("naive", "ips", "denoise", "causalrm-ips") for the built-ins.
 BASELINE = "naive"
@@ -159,9 +161,21 @@ def _corner_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
     return reference, corners, out
 
 
+def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:
+    """The rule of ``auto`` over a ``choice["candidates"]`` record: among the fitted candidates that beat naive on
+    every corner (``beats_baseline``) and learned (or naive learned: a candidate that beats naive everywhere learned
+    if naive did, even when its own weighted, noisier estimate cannot tell it from a constant prediction;
+    ``gates.learning_gate`` is one-sided 95% per model), the one with the lowest ``central`` value; else naive."""
+    naive_learned = candidates[BASELINE].get("learned", True)
+    qualified = [m for m, c in candidates.items() if m != BASELINE and c.get("fitted") and c["beats_baseline"]
+                 and (c["learned"] or naive_learned)]
+    return min(qualified, key=lambda m: candidates[m][central]) if qualified else BASELINE
+
+
 def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
                   skipped: dict[str, str]) -> dict[str, Any]:
-    """The ``choice`` record: {"method", "reason", "evidence", "candidates": {name: {...}}} (module docstring)."""
+    """The ``choice`` record: {"method", "reason", "evidence", "central", "candidates": {name: {...}}} (module
+    docstring; ``central`` names the candidates' key that ``pick`` ranks by)."""
     gold = _gold_rows(log, nuisances)
     if gold is not None:
         weighted = ", weighted by 1 / inclusion probability" if gold[2] is not None else ""
@@ -181,16 +195,10 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
         learned = r.learned.passed if r.learned is not None else True
         candidates[m] = {"fitted": True, "learned": learned, "best_epoch": r.history.best_epoch,
                          "best_val_estimate": r.history.best_val_estimate, **evidence[m]}
-    # a candidate that beats naive everywhere learned if naive did, even when its own (weighted, noisier) estimate
-    # cannot tell it from a constant prediction (gates.learning_gate is one-sided 95% per model)
-    naive_learned = candidates[BASELINE]["learned"]
-    qualified = [m for m in results if m != BASELINE and evidence[m]["beats_baseline"]
-                 and (candidates[m]["learned"] or naive_learned)]
-    if qualified:
-        method = min(qualified, key=lambda m: evidence[m][central])
+    method = pick(candidates, central)
+    if method != BASELINE:
         reason = f"{method} beats naive on {kind}"
     else:
-        method = BASELINE
         beaten = [m for m in results if m != BASELINE]
         by_reason: dict[str, list[str]] = {}
         for m, why in skipped.items():
@@ -201,8 +209,8 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
             not_fitted) if part)
     if method == BASELINE and not candidates[method].get("learned", True):
         reason += f"; {method} did not learn either: its scores are not a usable reward"
-    return {"requested": "auto", "method": method, "reason": reason, "evidence": kind, **corners_info,
-            "candidates": candidates}
+    return {"requested": "auto", "method": method, "reason": reason, "evidence": kind, "central": central,
+            **corners_info, "candidates": candidates}
 
 
 def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
@@ -215,10 +223,9 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     ``fitted``: results already trained on these nuisances with ``config``'s settings (e.g. the bench's per-method
     fits), reused instead of refitting; only admissible ones are considered.
     """
-    from causalrm.methods import auto_candidates
     from causalrm.pipeline import fit_log, fit_nuisances, resolve_split
 
-    candidates = auto_candidates()
+    candidates = config.candidate_methods
     errors: dict[str, str] = {}
     if nuisances is None:
         split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)
@@ -259,4 +266,4 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     return chosen
 
 
-__all__ = ["BASELINE", "CANDIDATES", "MIN_GOLD", "admissible", "fit_auto", "select_method"]
+__all__ = ["BASELINE", "CANDIDATES", "MIN_GOLD", "admissible", "fit_auto", "pick", "select_method"]

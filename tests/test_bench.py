@@ -95,6 +95,19 @@ def test_true_propensity_ablation_hands_the_estimators_the_simulation_s_propensi
         BenchConfig(dataset="oasst1", true_propensity=True).validate()
 
 
+def test_auto_rows_record_the_evidence_for_replay():
+    """bench's auto row keeps each candidate's evidence (benchmarks/auto_candidates.py replays it) and honours
+    --auto-candidates."""
+    from causalrm.selection import pick
+
+    rated, X = tiny_rated()
+    cfg = BenchConfig(dataset="tiny", seeds=(0,), methods=("naive", "causalrm-ips", "auto"), n_boot=50,
+                      fit={**FAST, "auto_candidates": ["causalrm-ips"]}, observation_rate=0.4)
+    row = next(r for r in run_bench(cfg, data=(rated, X)).results if r["method"] == "auto")
+    assert set(row["choice"]["candidates"]) == {"naive", "causalrm-ips"}
+    assert pick(row["choice"]["candidates"], row["choice"]["central"]) == row["chosen"]
+
+
 def test_cli_bench_on_bundled_helpsteer2(tmp_path, capsys):
     out, md = tmp_path / "b.json", tmp_path / "b.md"
     code = main(["bench", "--dataset", "helpsteer2", "--seeds", "0", "--methods", "naive,oracle", "--epochs", "2",

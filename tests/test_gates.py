@@ -184,6 +184,21 @@ def test_auto_keeps_a_debiased_model_where_the_assumptions_hold():
     assert len(choice["corners"]) >= 4  # the flip-rate interval's corners (x the propensity models)
 
 
+def test_auto_with_named_candidates_fits_those_and_its_rule_replays():
+    """--auto-candidates: auto fits naive and the named estimators only (a DR variant among them), and
+    ``selection.pick`` over any subset of the recorded evidence gives the choice that subset would make."""
+    from causalrm.selection import pick
+
+    log, X = strong_log()
+    result = fit_log(log, X, fast(auto_candidates=("denoise", "causalrm-mrdr")))
+    choice = result.choice
+    assert set(result.candidates) == {"naive", "denoise", "causalrm-mrdr"}
+    assert pick(choice["candidates"], choice["central"]) == choice["method"] != "naive"
+    alone = {m: c for m, c in choice["candidates"].items() if m in ("naive", "denoise")}
+    assert pick(alone, choice["central"]) == ("denoise" if alone["denoise"]["beats_baseline"] else "naive")
+    assert pick({"naive": choice["candidates"]["naive"]}, choice["central"]) == "naive"
+
+
 def test_auto_falls_back_to_naive_and_records_why_when_the_gates_fail():
     log, X = strong_log(n=1500, select=False)
     noise = np.random.default_rng(5).standard_normal(X.shape).astype(np.float32)

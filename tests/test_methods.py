@@ -137,12 +137,24 @@ def _parse_fit(argv):
     FitConfig(method="ips", val_method="naive", propensity_model="logistic", flip_method="anchor-minmax",
               quantile=0.99, proxy_weighting="none", base_loss="bce", embedder="some/model", grad_accum_steps=2,
               select_head=True, val_fraction=0.3, flip_bootstrap=50, propensity_folds=3, weight_decay=1e-5),
+    FitConfig(auto_candidates=("denoise", "causalrm-mrdr")),
 ])
 def test_to_cli_reproduces_the_config(config):
     argv = config.to_cli()
     args = _parse_fit(shlex.split(" ".join(shlex.quote(a) for a in argv)))
     assert FitConfig.from_args(args) == config
     assert FitConfig().to_cli() == []
+
+
+def test_auto_candidates_are_checked_and_naive_always_leads():
+    cfg = FitConfig(auto_candidates="causalrm-mrdr, denoise").validate()
+    assert cfg.auto_candidates == ("causalrm-mrdr", "denoise")
+    assert cfg.candidate_methods == cfg.methods_needed() == ("naive", "causalrm-mrdr", "denoise")
+    assert FitConfig().candidate_methods == methods.auto_candidates()
+    assert FitConfig.from_dict(cfg.to_dict()) == cfg
+    for bad in ("oracle", "auto", "nope"):
+        with pytest.raises(InputError, match="--auto-candidates"):
+            FitConfig(auto_candidates=("ips", bad)).validate()
 
 
 def test_to_cli_writes_patience_none_as_never_stop_early():

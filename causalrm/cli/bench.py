@@ -17,7 +17,7 @@ import sys
 #: the FitConfig fields `causalrm bench` exposes (shared by every method; its --rho01/--rho10 are the simulation's)
 BENCH_FIT_OPTIONS = ("max_epochs", "patience", "propensity_model", "flip_method", "clip", "proxy_weighting",
                      "base_loss", "device", "hidden", "lr", "num_threads", "val_method", "select_head",
-                     "imputation_fit", "weight_decay")
+                     "imputation_fit", "weight_decay", "auto_candidates")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
