@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return CausalRM
     if name == "FitConfig":
-        from causalrm.pipeline import FitConfig
+        from causalrm.config import FitConfig
 
         return FitConfig
     if name == "fit_methods":

@@ -41,7 +41,8 @@ from causalrm.evaluation import (METRICS, evaluate_scores, evaluation_rows, gap_
                                  within_prompt_kendall)
 from causalrm.orchestrate import fit_methods, shared_nuisances
 from causalrm.atomic_io import jsonable
-from causalrm.pipeline import AUTO, FitConfig, group_split
+from causalrm.config import AUTO, FitConfig
+from causalrm.splits import group_split
 
 REAL_FEEDBACK = ("oasst1",)
 

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from causalrm.evaluation import READING_GUIDE, evaluate_scores, labelled_verdict, sigmoid
-from causalrm.pipeline import AUTO, FitConfig, fit_log
+from causalrm.config import AUTO, FitConfig
+from causalrm.pipeline import fit_log
 
 
 @dataclass(frozen=True)

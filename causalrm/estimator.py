@@ -39,7 +39,9 @@ import polars as pl
 from sklearn.base import BaseEstimator
 
 from causalrm.errors import InputError
-from causalrm.pipeline import FitConfig, FitResult, Nuisances, fit_log
+from causalrm.config import FitConfig
+from causalrm.nuisances import Nuisances
+from causalrm.pipeline import FitResult, fit_log
 
 
 def _param_defaults() -> dict[str, Any]:

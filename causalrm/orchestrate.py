@@ -30,7 +30,9 @@ import polars as pl
 
 from causalrm.errors import InputError
 from causalrm.methods import AUTO
-from causalrm.pipeline import FitConfig, FitResult, Nuisances, fit_log, fit_nuisances, needs_of
+from causalrm.config import FitConfig
+from causalrm.nuisances import Nuisances, fit_nuisances, needs_of
+from causalrm.pipeline import FitResult, fit_log
 
 EventFn = Callable[[str, "str | None", Any], None]
 

@@ -36,7 +36,8 @@ from causalrm.backbones import Backbone, load_backbone
 from causalrm.errors import InputError
 from causalrm.atomic_io import atomic_dir, write_json_atomic
 from causalrm.evaluation import evaluate_scores, sigmoid
-from causalrm.pipeline import FitConfig, FitResult, score_with
+from causalrm.config import FitConfig
+from causalrm.pipeline import FitResult, score_with
 
 RUN_FORMAT = "causalrm-run"
 RUN_VERSION = 1

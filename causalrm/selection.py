@@ -117,7 +117,7 @@ def _gold_evidence(results: dict[str, Any], at: np.ndarray, y: np.ndarray, w: np
 
 def _corners(log: pl.DataFrame, nuisances: Any, config: Any) -> tuple[str, list[dict[str, Any]], Any]:
     """The reference estimator, its corners [{rho01, rho10, weights: name}], and the val rows' LossInputs."""
-    from causalrm.pipeline import loss_inputs
+    from causalrm.nuisances import loss_inputs
 
     is_val = nuisances.split == schema.VAL
     flip = nuisances.gates.get("flip_rates")
@@ -223,7 +223,9 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     ``fitted``: results already trained on these nuisances with ``config``'s settings (e.g. the bench's per-method
     fits), reused instead of refitting; only admissible ones are considered.
     """
-    from causalrm.pipeline import fit_log, fit_nuisances, resolve_split
+    from causalrm.nuisances import fit_nuisances
+    from causalrm.pipeline import fit_log
+    from causalrm.splits import resolve_split
 
     candidates = config.candidate_methods
     errors: dict[str, str] = {}

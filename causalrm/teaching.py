@@ -18,7 +18,8 @@ from causalrm.bench import gap_closed
 from causalrm.errors import InputError
 from causalrm.evaluation import evaluate_scores, evaluation_rows, sigmoid
 from causalrm.noise import FlipRateEstimator
-from causalrm.pipeline import FitConfig, Nuisances
+from causalrm.config import FitConfig
+from causalrm.nuisances import Nuisances
 
 
 class NotebookSettings(NamedTuple):

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
     from causalrm.atomic_io import write_table_atomic
     from causalrm.io import read_labels
-    from causalrm.pipeline import DEFAULT_EMBEDDER
+    from causalrm.config import DEFAULT_EMBEDDER
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl", ".parquet"):

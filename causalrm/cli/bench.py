@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--methods", default=",".join(bench_defaults()),
                    help="comma-separated methods (default: the registry's bench defaults)")
     from causalrm.options import add_arguments
-    from causalrm.pipeline import FitConfig
+    from causalrm.config import FitConfig
 
     add_arguments(p.add_argument_group("fit configuration shared by every method (FitConfig)"), FitConfig,
                   BENCH_FIT_OPTIONS, help_suffix={"val_method": " (every method except naive/oracle)"})
@@ -72,7 +72,7 @@ def config_from_args(args: argparse.Namespace):
     """The ``BenchConfig`` of parsed ``causalrm bench`` arguments (validated)."""
     from causalrm.bench import BenchConfig
     from causalrm.options import from_args
-    from causalrm.pipeline import FitConfig
+    from causalrm.config import FitConfig
 
     fit: dict = from_args(FitConfig, args, BENCH_FIT_OPTIONS)
     if args.fixed_rates:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from causalrm.demo import DEMO, run_demo
     from causalrm.atomic_io import write_json_atomic
-    from causalrm.pipeline import FitConfig
+    from causalrm.config import FitConfig
 
     setting = dataclasses.replace(DEMO, seed=args.seed)
     say = None if args.quiet else (lambda stage: print(f"demo: {stage}", file=sys.stderr, flush=True))

@@ -28,7 +28,7 @@ from causalrm.cli.progress import EpochProgress
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.options import add_arguments
-    from causalrm.pipeline import FitConfig
+    from causalrm.config import FitConfig
 
     p = subparsers.add_parser(
         "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
     from causalrm.backbones.base import hidden_label
     from causalrm.estimator import CausalRM
-    from causalrm.pipeline import FitConfig
+    from causalrm.config import FitConfig
     from causalrm import distributed
     from causalrm.runs import save_run
 
