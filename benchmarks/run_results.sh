@@ -172,6 +172,26 @@ if [[ "${DR:-1}" == 1 ]]; then
       IMPUTATION=train-only cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_${tag}_bce" --dataset wildbench \
       --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25 --base-loss bce
   done
+  # Should auto admit causalrm-mrdr? (docs/METHOD.md, "Choosing with auto": the protocol.) auto with MRDR among its
+  # candidates on the held-out cell (seeds 8-17) and the four grid cells (seeds 0-9); replayed without it below.
+  mkdir -p "$OUT/auto/dr"
+  AUTO_DR="naive,ips,denoise,causalrm-ips,causalrm-mrdr,auto"
+  for half in 8,9,10,11,12 13,14,15,16,17; do
+    SEEDS=$half METHODS=$AUTO_DR PROPENSITY=auto IMPUTATION=train-only \
+      cell "auto/dr/wildbench_teacher_heldout_s${half%%,*}-${half##*,}_auto-mrdr" --dataset wildbench \
+      --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25 --auto-candidates ips,denoise,causalrm-ips,causalrm-mrdr
+  done
+  for half in 0,1,2,3,4 5,6,7,8,9; do
+    for alpha in 0.1 0.5; do
+      for scenario in "0.2 0.1" "0.1 0.2"; do
+        set -- $scenario
+        SEEDS=$half METHODS=$AUTO_DR IMPUTATION=train-only \
+          cell "auto/dr/wildbench_teacher_a${alpha}_r$1-$2_s${half%%,*}-${half##*,}_auto-mrdr" --dataset wildbench \
+          --rating teacher --alpha "$alpha" --rho01 "$1" --rho10 "$2" \
+          --auto-candidates ips,denoise,causalrm-ips,causalrm-mrdr
+      done
+    done
+  done
   # The capacity step (docs/METHOD.md, DR protocol item 5): head {MLP lr 5e-4, linear lr 5e-3} x weight decay
   # {0, 1e-4, 1e-3} on the held-out cell; read with benchmarks/dr_capacity.py (written to $OUT/dr/capacity/selected.*).
   mkdir -p "$OUT/dr/capacity"
@@ -281,6 +301,20 @@ fi
 if [[ -s "${DR10}_s8-12_bce.json" && -s "${DR10}_s13-17_bce.json" ]]; then
   python benchmarks/merge_bench.py "${DR10}_s8-12_bce.json" "${DR10}_s13-17_bce.json" --json "${DR10}_s8-17_bce.json" \
     --markdown "${DR10}_s8-17_bce.md"
+fi
+AD="$OUT/auto/dr"
+for cell in heldout:s8-12:s13-17:s8-17 a0.1_r0.2-0.1:s0-4:s5-9:s0-9 a0.1_r0.1-0.2:s0-4:s5-9:s0-9 \
+  a0.5_r0.2-0.1:s0-4:s5-9:s0-9 a0.5_r0.1-0.2:s0-4:s5-9:s0-9; do
+  IFS=: read -r name first second all <<<"$cell"
+  part="$AD/wildbench_teacher_${name}"
+  if [[ -s "${part}_${first}_auto-mrdr.json" && -s "${part}_${second}_auto-mrdr.json" ]]; then
+    python benchmarks/merge_bench.py "${part}_${first}_auto-mrdr.json" "${part}_${second}_auto-mrdr.json" \
+      --json "${part}_${all}_auto-mrdr.json" --markdown "${part}_${all}_auto-mrdr.md"
+  fi
+done
+if [[ -s "$AD/wildbench_teacher_heldout_s8-17_auto-mrdr.json" ]] && compgen -G "$AD/*_s0-9_auto-mrdr.json" >/dev/null; then
+  python benchmarks/auto_candidates.py --subset naive,ips,denoise,causalrm-ips "$AD"/*_s8-17_auto-mrdr.json \
+    "$AD"/*_s0-9_auto-mrdr.json > "$AD/replay.md"
 fi
 CAP="$OUT/dr/capacity"
 if [[ -s "$CAP/linear-wd1e-3.json" ]]; then
