@@ -172,6 +172,17 @@ if [[ "${DR:-1}" == 1 ]]; then
       IMPUTATION=train-only cell "dr/wildbench_teacher_a0.2_r0.15-0.25_heldout_${tag}_bce" --dataset wildbench \
       --rating teacher --alpha 0.2 --rho01 0.15 --rho10 0.25 --base-loss bce
   done
+  # The capacity step on a second cell (the grid cell alpha 0.5, scenario 1, the grid's MLP propensity, seeds 0-2):
+  # does the held-out cell's choice hold? Read with benchmarks/dr_capacity.py below.
+  mkdir -p "$OUT/dr/capacity_a0.5_r0.2-0.1"
+  CAP2_METHODS=naive,causalrm-ips,causalrm-dr,causalrm-dr-cf,causalrm-mrdr,oracle-observed
+  for wd in 0 1e-4 1e-3; do
+    SEEDS=0,1,2 METHODS=$CAP2_METHODS IMPUTATION=train-only cell "dr/capacity_a0.5_r0.2-0.1/mlp-wd$wd" \
+      --dataset wildbench --rating teacher --alpha 0.5 --rho01 0.2 --rho10 0.1 --weight-decay "$wd"
+    SEEDS=0,1,2 METHODS=$CAP2_METHODS IMPUTATION=train-only cell "dr/capacity_a0.5_r0.2-0.1/linear-wd$wd" \
+      --dataset wildbench --rating teacher --alpha 0.5 --rho01 0.2 --rho10 0.1 --hidden= --lr 0.005 \
+      --weight-decay "$wd"
+  done
   # Should auto admit causalrm-mrdr? (docs/METHOD.md, "Choosing with auto": the protocol.) auto with MRDR among its
   # candidates on the held-out cell (seeds 8-17) and the four grid cells (seeds 0-9); replayed without it below.
   mkdir -p "$OUT/auto/dr"
@@ -315,6 +326,12 @@ done
 if [[ -s "$AD/wildbench_teacher_heldout_s8-17_auto-mrdr.json" ]] && compgen -G "$AD/*_s0-9_auto-mrdr.json" >/dev/null; then
   python benchmarks/auto_candidates.py --subset naive,ips,denoise,causalrm-ips "$AD"/*_s8-17_auto-mrdr.json \
     "$AD"/*_s0-9_auto-mrdr.json > "$AD/replay.md"
+fi
+CAP2="$OUT/dr/capacity_a0.5_r0.2-0.1"
+if [[ -s "$CAP2/linear-wd1e-3.json" ]]; then
+  python benchmarks/dr_capacity.py --out "$CAP2/selected.json" mlp-wd0="$CAP2/mlp-wd0.json" \
+    mlp-wd1e-4="$CAP2/mlp-wd1e-4.json" mlp-wd1e-3="$CAP2/mlp-wd1e-3.json" linear-wd0="$CAP2/linear-wd0.json" \
+    linear-wd1e-4="$CAP2/linear-wd1e-4.json" linear-wd1e-3="$CAP2/linear-wd1e-3.json" > "$CAP2/selected.md"
 fi
 CAP="$OUT/dr/capacity"
 if [[ -s "$CAP/linear-wd1e-3.json" ]]; then
