@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.evaluation import bootstrap_ci  # noqa: E402
+from causalrm.options import as_str_tuple  # noqa: E402
 from causalrm.selection import BASELINE, pick  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def main() -> None:
     ap.add_argument("files", nargs="+", help="causalrm bench JSON files with auto and every candidate")
     ap.add_argument("--subset", required=True, help="the smaller candidate set, comma-separated")
     args = ap.parse_args()
-    subset = tuple(m.strip() for m in args.subset.split(",") if m.strip())
+    subset = as_str_tuple(args.subset)
     print("| cell | auto, full set R² | auto, subset R² | full − subset [95% CI] seeds above / below | "
           "full set chose | subset chose |")
     print("|---|---|---|---|---|---|")

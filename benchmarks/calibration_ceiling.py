@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
 from causalrm.cli import bench as bench_cli  # noqa: E402
-from causalrm.evaluation import evaluation_rows, gap_closed, metrics, sigmoid  # noqa: E402
+from causalrm.evaluation import METRICS, evaluation_rows, gap_closed, metrics, sigmoid  # noqa: E402
 
 
 def isotonic_ceiling(y: np.ndarray, prob: np.ndarray) -> float:
@@ -75,16 +75,17 @@ def main() -> None:
         raise SystemExit("error: --methods must include naive and oracle-observed (the gap's two ends)")
     from causalrm.bench import run_bench
 
-    rows: list[dict] = []
+    ceiling: dict[tuple[int, str], float] = {}
 
     def on_scores(seed: int, method: str, log, rewards: np.ndarray) -> None:
-        at, column, _ = evaluation_rows(log)
+        at, column, _ = evaluation_rows(log)  # the bench's evaluation rows: its row holds the raw metrics
         y = log[column].cast(float).to_numpy()[at]
-        prob = sigmoid(np.asarray(rewards, dtype=np.float64)[at])
-        rows.append({"seed": seed, "method": method, **metrics(y, prob), "r2_iso": isotonic_ceiling(y, prob)})
+        ceiling[(seed, method)] = isotonic_ceiling(y, sigmoid(np.asarray(rewards, dtype=np.float64)[at]))
 
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    run_bench(config, progress=say, on_scores=on_scores)
+    result = run_bench(config, progress=say, on_scores=on_scores)
+    rows = [{"seed": r["seed"], "method": r["method"], **{k: r[k] for k in METRICS},
+             "r2_iso": ceiling[(r["seed"], r["method"])]} for r in result.results]
     summary, md = table(rows)
     write_json_atomic({"config": config.to_dict(), "rows": rows, "summary": summary}, args.json_out)
     if args.md_out:

@@ -16,7 +16,7 @@ from causalrm import schema
 from causalrm.backbones import get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
-from causalrm.options import option
+from causalrm.options import as_str_tuple, option
 from causalrm.noise import FLIP_METHODS
 from causalrm.propensity import MODELS as PROPENSITY_MODELS
 from causalrm.trainer import TrainConfig, TrainOptions, _method_names
@@ -128,8 +128,7 @@ class FitConfig(TrainOptions):
 
     def __post_init__(self) -> None:
         self.hidden = as_int_tuple(self.hidden)
-        names = self.auto_candidates.split(",") if isinstance(self.auto_candidates, str) else self.auto_candidates
-        self.auto_candidates = tuple(str(m).strip() for m in names or () if str(m).strip())
+        self.auto_candidates = as_str_tuple(self.auto_candidates)
         self.backbone_options = dict(self.backbone_options or {})
 
     # ------------------------------------------------------------------------------------------------------------

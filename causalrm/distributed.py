@@ -48,11 +48,12 @@ def launched() -> bool:
     return _env_int("WORLD_SIZE", 1) > 1
 
 
-def init(*, cpu: bool | None = None) -> Any:
+def init(*, device: Any = None) -> Any:
     """The process group's :class:`accelerate.PartialState` when launched on several processes, else ``None``.
 
-    Created once (later calls return it). ``cpu``: use gloo on the CPU even where CUDA is present (``None``: CPU when
-    no CUDA GPU is visible or ``accelerate launch --cpu`` set ``ACCELERATE_USE_CPU``).
+    Created once (later calls return it). ``device``: the user's device option; ``"cpu"`` (or ``cpu:N``) uses gloo
+    on the CPU even where CUDA is present; otherwise the CPU is used when no CUDA GPU is visible or
+    ``accelerate launch --cpu`` set ``ACCELERATE_USE_CPU``.
     """
     global _STATE
     if _STATE is not None or not launched():
@@ -60,9 +61,8 @@ def init(*, cpu: bool | None = None) -> Any:
     import torch
     from accelerate import PartialState
 
-    if cpu is None:
-        cpu = not torch.cuda.is_available()
-    cpu = bool(cpu) or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes")
+    cpu = str(device or "").startswith("cpu") or not torch.cuda.is_available()
+    cpu = cpu or os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes")
     _STATE = PartialState(cpu=cpu)
     return _STATE
 

@@ -79,6 +79,13 @@ def _kind(f: dataclasses.Field) -> str:
     raise ValueError(f"field {f.name!r}: no command-line form for type {f.type!r}")
 
 
+def as_str_tuple(values: str | Iterable[Any] | None) -> tuple[str, ...]:
+    """``("naive", "ips")`` from ``"naive, ips"`` or any iterable of names: stripped, empty items dropped (the
+    command-line form of a ``tuple[str, ...]`` field)."""
+    items = values.split(",") if isinstance(values, str) else (values or ())
+    return tuple(s for s in (str(v).strip() for v in items) if s)
+
+
 def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -183,4 +190,5 @@ def join(argv: Iterable[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-__all__ = ["add_arguments", "choice_labels", "choices_of", "cli_fields", "from_args", "join", "option", "to_cli"]
+__all__ = ["add_arguments", "as_str_tuple", "choice_labels", "choices_of", "cli_fields", "from_args", "join", "option",
+           "to_cli"]

@@ -554,9 +554,13 @@ class PropensityModel(BaseEstimator):
         p = np.empty(n, dtype=np.float64)
         p[self.fit_rows_] = p_sub
         if rest.size:
-            mean = lambda block: np.mean([self._predict_one(m, block) for m in models], axis=0)  # noqa: E731
-            p[rest] = np.clip(predict_blocks(mean, RowView(X, rest)), 1e-6, 1.0)
+            p[rest] = predict_blocks(lambda block: self._fold_mean(models, block), RowView(X, rest))
         return p
+
+    def _fold_mean(self, models: list[Any], Xa: np.ndarray) -> np.ndarray:
+        """p_hat of the rows ``Xa``: the fold models' mean prediction, kept strictly positive (the floor clip acts
+        later)."""
+        return np.clip(np.mean([self._predict_one(m, Xa) for m in models], axis=0), 1e-6, 1.0)
 
     def _cross_fit(self, kind: str, Xa: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, list[Any]]:
         """Out-of-fold p_hat of every row from ``kind`` models fitted on the other folds, and the fold models."""
@@ -580,15 +584,13 @@ class PropensityModel(BaseEstimator):
             )
         from causalrm.rowmatrix import is_lazy, predict_blocks
 
-        if is_lazy(X):  # memory-mapped: chunk by chunk
-            if np.shape(X)[1] != self.n_features_in_:
-                raise InputError(f"X has {np.shape(X)[1]} features but the model was fitted on {self.n_features_in_}")
-            mean = lambda block: np.mean([self._predict_one(m, check_features(block)) for m in self.models_], axis=0)  # noqa: E731
-            return np.clip(predict_blocks(mean, X), 1e-6, 1.0)
-        Xa = check_features(X)
-        if Xa.shape[1] != self.n_features_in_:
-            raise InputError(f"X has {Xa.shape[1]} features but the model was fitted on {self.n_features_in_}")
-        return np.clip(np.mean([self._predict_one(m, Xa) for m in self.models_], axis=0), 1e-6, 1.0)
+        lazy = is_lazy(X)  # memory-mapped: predicted chunk by chunk, never copied whole
+        Xa = X if lazy else check_features(X)
+        if np.shape(Xa)[1] != self.n_features_in_:
+            raise InputError(f"X has {np.shape(Xa)[1]} features but the model was fitted on {self.n_features_in_}")
+        if lazy:
+            return predict_blocks(lambda block: self._fold_mean(self.models_, check_features(block)), Xa)
+        return self._fold_mean(self.models_, Xa)
 
     def clip_report(self, clip: float | None = None, observed: Any = None) -> dict[str, Any]:
         """``clip_report`` of the fitted p_hat (default: this model's clip)."""

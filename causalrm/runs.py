@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from causalrm import __version__, schema
+from causalrm import __version__, distributed, schema
 from causalrm.backbones import Backbone, load_backbone
 from causalrm.errors import InputError
 from causalrm.atomic_io import atomic_dir, write_json_atomic
@@ -107,8 +107,6 @@ def save_run(
     the run is written.
     """
     run_dir = Path(run_dir)
-    from causalrm import distributed
-
     if not distributed.is_main():  # data-parallel (accelerate launch): rank 0 writes, the others wait for it
         distributed.wait()
         return run_dir
@@ -137,7 +135,7 @@ def _save_run(result: FitResult, log: pl.DataFrame, X: np.ndarray | None, run_di
         "learning": result.learned,
         "gates": {name: gate for name, gate in result.nuisances.gates.items()},
         "choice": result.choice,
-        "world_size": _world_size(),  # processes that trained it (accelerate launch / torchrun; 1 = one process)
+        "world_size": distributed.world_size(),  # processes that trained it (accelerate launch / torchrun; 1 = one)
     }
     config = {
         "format": RUN_FORMAT, "version": RUN_VERSION, "causalrm_version": __version__,
@@ -154,12 +152,6 @@ def _save_run(result: FitResult, log: pl.DataFrame, X: np.ndarray | None, run_di
         scored_table(log, rewards, split=split).write_parquet(tmp / SCORED)
         write_json_atomic(config, tmp / CONFIG)  # last: its presence marks a complete run
     return run_dir
-
-
-def _world_size() -> int:
-    from causalrm import distributed
-
-    return distributed.world_size()
 
 
 @dataclass

@@ -71,7 +71,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def config_from_args(args: argparse.Namespace):
     """The ``BenchConfig`` of parsed ``causalrm bench`` arguments (validated)."""
     from causalrm.bench import BenchConfig
-    from causalrm.options import from_args
+    from causalrm.options import as_str_tuple, from_args
     from causalrm.config import FitConfig
 
     fit: dict = from_args(FitConfig, args, BENCH_FIT_OPTIONS)
@@ -81,7 +81,7 @@ def config_from_args(args: argparse.Namespace):
         dataset=args.dataset, alpha=args.alpha, rho01=args.rho01, rho10=args.rho10,
         observation_rate=args.observation_rate, rating=args.rating, teacher=args.teacher, snr=args.snr,
         rating_column=args.rating_column, seeds=_ints(args.seeds),
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), fit=fit, embedder=args.embedder,
+        methods=as_str_tuple(args.methods), fit=fit, embedder=args.embedder,
         true_propensity=args.true_propensity,
     ).validate()
 

@@ -82,17 +82,14 @@ def run(args: argparse.Namespace) -> int:
         if out.suffix.lower() in (".safetensors", ".npy", ".json") or (out.exists() and not out.is_dir()):
             raise InputError(f"{out}: sharded output (--shard-rows) goes to a folder; name a folder, e.g. "
                              f"{out.with_suffix('')}")
-        if not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise InputError(f"{out.parent}: output folder does not exist; create it first")
-    elif out is not None:
-        if out.suffix.lower() not in (".safetensors", ".npy"):
-            raise InputError(f"{out}: unsupported output extension {out.suffix!r}; use .safetensors or .npy")
-        if not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise InputError(f"{out.parent}: output folder does not exist; create it first")
+    elif out is not None and out.suffix.lower() not in (".safetensors", ".npy"):
+        raise InputError(f"{out}: unsupported output extension {out.suffix!r}; use .safetensors or .npy")
+    if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise InputError(f"{out.parent}: output folder does not exist; create it first")
     from causalrm import distributed
 
     # under `accelerate launch` / torchrun each rank embeds a contiguous slice of the rows; rank 0 writes OUT
-    distributed.init(cpu=True if str(args.device).startswith("cpu") else None)
+    distributed.init(device=args.device)
     df = read_log(args.log, mapping=_mapping(args.mapping))
     sharded = distributed.active() and df.height >= distributed.world_size()
     device = args.device
@@ -108,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if sharded:
         start, stop = distributed.row_slice(df.height)
         embedder.shard_name += f"-rank{distributed.rank()}"
-        X, stats = _gather(embed_log(df.slice(start, stop - start), embedder), embedder.last_stats, df.height)
+        X, stats = _gather(embed_log_rows(df, start, stop, embedder), embedder.last_stats, df.height)
     else:
         X = embed_log(df, embedder)
         stats = embedder.last_stats

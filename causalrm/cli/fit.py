@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     # under `accelerate launch` / torchrun: join the process group (gloo when --device cpu or no GPU)
-    distributed.init(cpu=True if str(getattr(args, "device", "") or "").startswith("cpu") else None)
+    distributed.init(device=getattr(args, "device", None))
     main_rank = distributed.is_main()
     log = read_log_arg(args)
     if args.gold:
