@@ -158,7 +158,7 @@ def auditable_features(X: Any, n: int, rows: np.ndarray) -> Any:
     a memory-mapped / lazy ``X`` (``causalrm.rowmatrix.is_lazy``) is checked chunk by chunk and returned as a
     ``RowView`` (rows gathered by index when a model reads them); an in-memory float32 array is checked in place and
     only copied when ``rows`` is a strict subset."""
-    from causalrm.propensity import _shape_checked
+    from causalrm.checks import _shape_checked
     from causalrm.rowmatrix import RowView, is_lazy
 
     _shape_checked(X, n)  # InputError naming the row with NaN / inf; chunked for lazy matrices

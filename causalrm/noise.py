@@ -51,7 +51,7 @@ from threadpoolctl import threadpool_limits
 
 from causalrm.errors import InputError
 from causalrm.losses import check_rates
-from causalrm.propensity import check_binary, check_features, check_propensity
+from causalrm.checks import check_binary, check_features, check_propensity
 
 FLIP_METHODS: tuple[str, ...] = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
 SWEEP_QUANTILES: tuple[float, ...] = (0.90, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)

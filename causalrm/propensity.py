@@ -14,6 +14,7 @@ into ``n_folds`` stratified folds and row i's p_hat comes from the model trained
 propensity comes from a model that saw its own o (an in-sample p_hat is overconfident: observed rows get p_hat near 1,
 unobserved near 0, and the IPS weights 1/p_hat collapse towards 1 exactly where they matter).
 Logged propensities, where the product has them, are used as they are (diagnostics still computed).
+The MLP classifier lives in ``causalrm.binary_mlp`` and the input checks in ``causalrm.checks``.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from causalrm.binary_mlp import _MLP, predict_mlp, train_binary_mlp
+from causalrm.checks import _check_clip, _shape_checked, check_binary, check_features, check_propensity
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 
@@ -42,72 +44,6 @@ FEEDBACK_ONLY_MESSAGE = (
     "feedback-only log: propensities cannot be learned; add logged_propensity or include the impressions without "
     "feedback"
 )
-
-
-# ------------------------------------------------------------------------------------------------- validation
-def check_features(X: Any, n: int | None = None, name: str = "X") -> np.ndarray:
-    """X as a finite float32 array (n, d); InputError otherwise."""
-    try:
-        arr = np.asarray(X, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a numeric array of shape (n_rows, n_features)") from None
-    if arr.ndim != 2:
-        raise InputError(f"{name} must be 2-D (n_rows, n_features), got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise InputError(f"{name} has {arr.shape[0]} rows but the log has {n}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InputError(f"{name} is empty (shape {arr.shape})")
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        raise InputError(f"{name} row {int(np.argmax(bad))} contains NaN or infinite values; re-embed or drop it")
-    return arr
-
-
-def _shape_checked(X: Any, n: int) -> tuple[int, int]:
-    """X's shape, checked like ``check_features`` (finite values too) without copying a memory-mapped X."""
-    from causalrm.rowmatrix import check_finite, is_lazy
-
-    if not is_lazy(X):
-        return check_features(X, n).shape
-    shape = np.shape(X)
-    if len(shape) != 2 or shape[0] != n or shape[1] == 0:
-        raise InputError(f"X must be (n_rows={n}, n_features), got shape {shape}")
-    check_finite(X, "X")
-    return shape
-
-
-def check_binary(values: Any, name: str, n: int | None = None) -> np.ndarray:
-    """A 0/1 vector as float64; InputError naming the first bad row otherwise."""
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    if n is not None and arr.shape[0] != n:
-        raise InputError(f"column {name!r} has {arr.shape[0]} rows but X has {n}")
-    bad = ~((arr == 0) | (arr == 1))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(f"column {name!r} row {i} is {float(arr[i])!r}: it must be 0 or 1")
-    return arr
-
-
-def check_propensity(values: Any, name: str = "logged_propensity", n: int | None = None) -> np.ndarray:
-    """A probability vector in (0, 1]; InputError naming the first bad row otherwise."""
-    arr = np.asarray(values, dtype=np.float64).reshape(-1)
-    if n is not None and arr.shape[0] != n:
-        raise InputError(f"column {name!r} has {arr.shape[0]} rows but the log has {n}")
-    bad = ~(np.isfinite(arr) & (arr > 0) & (arr <= 1))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(f"column {name!r} row {i} is {float(arr[i])!r}: propensities must lie in (0, 1] on every row")
-    return arr
-
-
-def _check_clip(clip: Any) -> float:
-    try:
-        c = float(clip)
-    except (TypeError, ValueError):
-        raise InputError(f"clip must be a number in (0, 1], got {clip!r}") from None
-    if not (0.0 < c <= 1.0):
-        raise InputError(f"clip must lie in (0, 1], got {clip!r}")
-    return c
 
 
 # ------------------------------------------------------------------------------------------------- diagnostics
@@ -285,102 +221,6 @@ def clip_report(propensity: Any, clip: float, *, observed: Any = None) -> dict[s
         msg += f"; {n_oc} of {int(obs.sum())} observed rows get a capped weight (max weight {out['max_weight']:.1f})"
     out["message"] = msg
     return out
-
-
-# ------------------------------------------------------------------------------------------------- the MLP
-class _MLP(torch.nn.Module):
-    def __init__(self, d: int, hidden: tuple[int, ...]) -> None:
-        super().__init__()
-        layers: list[torch.nn.Module] = []
-        prev = d
-        for h in hidden:
-            layers += [torch.nn.Linear(prev, h), torch.nn.LeakyReLU()]
-            prev = h
-        layers.append(torch.nn.Linear(prev, 1))
-        self.net = torch.nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
-
-
-def train_binary_mlp(
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    hidden: tuple[int, ...] = (256, 64),
-    loss: str = "bce",
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    batch_size: int = 1024,
-    max_epochs: int = 100,
-    patience: int = 5,
-    val_fraction: float = 0.1,
-    sample_weight: np.ndarray | None = None,
-    random_state: int = 0,
-    device: str = "cpu",
-) -> _MLP:
-    """An MLP classifier of y from X, early-stopped on an inner stratified validation split (best epoch kept).
-
-    ``loss="bce"`` (log loss, default) or ``"mse"`` (squared error on the sigmoid output, as in the paper); both are
-    proper scoring rules, so the sigmoid output estimates P(y = 1 | x). Minibatches of ``batch_size`` on tensors.
-    """
-    n = len(y)
-    idx = np.arange(n)
-    strat = y if min(np.sum(y == 1), np.sum(y == 0)) >= 2 else None
-    tr, va = train_test_split(idx, test_size=val_fraction, random_state=random_state, stratify=strat)
-    dev = torch.device(device)
-    Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
-    yt = torch.as_tensor(y, dtype=torch.float32, device=dev)
-    wt = None if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32, device=dev)
-    tr_t = torch.as_tensor(tr, device=dev)
-    va_t = torch.as_tensor(va, device=dev)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(random_state)
-        model = _MLP(X.shape[1], tuple(hidden)).to(dev)
-    gen = torch.Generator().manual_seed(random_state)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-    def _loss(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        if loss == "mse":
-            per = (torch.sigmoid(logits) - target) ** 2
-        else:
-            per = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        return per.mean() if w is None else (w * per).sum() / w.sum()
-
-    best, best_state, bad = math.inf, None, 0
-    for _ in range(max_epochs):
-        model.train()
-        perm = tr_t[torch.randperm(len(tr_t), generator=gen).to(dev)]
-        for start in range(0, len(perm), batch_size):
-            b = perm[start : start + batch_size]
-            opt.zero_grad()
-            _loss(model(Xt[b]), yt[b], None if wt is None else wt[b]).backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            val = float(_loss(model(Xt[va_t]), yt[va_t], None if wt is None else wt[va_t]))
-        if val < best - 1e-6:
-            best, bad = val, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return model
-
-
-def predict_mlp(model: _MLP, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-    """sigmoid(model(X)) as float64."""
-    dev = next(model.parameters()).device
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(X), batch_size):
-            xb = torch.as_tensor(X[start : start + batch_size], dtype=torch.float32, device=dev)
-            out.append(torch.sigmoid(model(xb)).double().cpu().numpy())
-    return np.concatenate(out)
 
 
 # ------------------------------------------------------------------------------------------------- the estimator
