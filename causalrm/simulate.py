@@ -39,9 +39,16 @@ scale) and ``source_rating`` (the dataset's real rating). ``true_score`` and ``r
 simulation used. ``true_propensity`` is ``p`` on every row, test rows included (there it is the probability the row
 *would* have had; test rows are observed by construction).
 
+Feedback protocols (``feedback_kind``, :mod:`causalrm.simulate_feedback`): steps 2, 4 and 5 above are the
+``"explicit"`` protocol (default). ``"implicit"`` replaces them by positive-only events on every row (``feedback`` 1 or
+null, no ``observed`` column, ``true_propensity`` = the examination probability); ``"mixed"`` keeps them and adds the
+implicit ``copied`` (and ``regenerated``) columns. ``alpha`` / ``rho01`` / ``rho10`` / ``observation_rate`` default to
+0.5 / 0.2 / 0.1 / 0.2 and do not apply to implicit logs.
+
 Randomness: one ``numpy.random.SeedSequence(seed)`` spawns independent streams for the split, the teacher, the teacher
-noise, the observation draws and the flip draws; observation and flip draws are uniform variates compared with the
-row's probability, so logs with different ``alpha`` or ``rho`` but the same ``seed`` share their random numbers.
+noise, the observation draws and the flip draws, then the implicit protocol's display positions, events and
+regenerations; observation and flip draws are uniform variates compared with the row's probability, so logs with
+different ``alpha`` or ``rho`` but the same ``seed`` share their random numbers.
 """
 
 from __future__ import annotations
@@ -57,6 +64,8 @@ import polars as pl
 
 from causalrm import schema
 from causalrm.errors import InputError
+from causalrm.simulate_feedback import (COPIED, REGENERATED, TRUE_EXAMINATION, FeedbackProtocol, event_summary,
+                                        finite_number, implicit_columns, resolve_protocol)
 
 SIMULATION_VERSION = 1
 RATINGS = ("real", "teacher")
@@ -68,8 +77,10 @@ RATING_SOURCE = "rating_source"
 TEACHER_SCORE = "teacher_score"
 SOURCE_RATING = "source_rating"
 _PASSTHROUGH = (schema.USER_ID, schema.TIMESTAMP)
-# Independent random streams spawned from SeedSequence(seed).
+# Independent random streams spawned from SeedSequence(seed); new streams go at the end (older logs reproduce).
 _STREAM_SPLIT, _STREAM_TEACHER, _STREAM_NOISE, _STREAM_OBSERVE, _STREAM_FLIP = range(5)
+_STREAM_POSITION, _STREAM_EVENT, _STREAM_REGENERATE = range(5, 8)
+_N_STREAMS = 8
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,11 @@ class SimulationConfig:
     Parameters (as passed): ``alpha`` (selection strength, smaller = stronger), ``rho01`` / ``rho10`` (flip rates),
     ``observation_rate`` (expected share of observed train + val rows), ``val_fraction``, ``test_fraction``,
     ``rating`` ("real" / "teacher"), ``teacher``, ``snr``, ``teacher_range``, ``teacher_seed``, ``threshold``,
-    ``seed``, ``dataset`` (name or path, informational).
+    ``seed``, ``dataset`` (name or path, informational); the feedback protocol (:mod:`causalrm.simulate_feedback`):
+    ``feedback_kind`` ("explicit" / "implicit" / "mixed"), ``event_rate_good`` / ``event_rate_bad`` (c / epsilon),
+    ``examination`` (eta of the position model, ``None`` = every row examined), ``regenerate_rate_good`` /
+    ``regenerate_rate_bad``; the parameters that do not apply to the kind are ``None`` (implicit: ``alpha``,
+    ``rho01``, ``rho10``, ``observation_rate``, ``propensity_scale``, ``n_capped``; explicit: the event parameters).
 
     Derived: ``rating_min`` / ``rating_max`` (range of the rating used, mapped to s = 1 / 5), ``label_threshold``
     (the ``m`` of ``true_label = 1[rating > m]``), ``propensity_scale`` (``c``), ``n_capped`` (train + val rows with
@@ -88,10 +103,10 @@ class SimulationConfig:
     ``n_test``, ``n_groups``, ``rating_source`` ("real" or "teacher:<kind>"), ``version``.
     """
 
-    alpha: float
-    rho01: float
-    rho10: float
-    observation_rate: float
+    alpha: float | None
+    rho01: float | None
+    rho10: float | None
+    observation_rate: float | None
     val_fraction: float
     test_fraction: float
     rating: str
@@ -106,14 +121,20 @@ class SimulationConfig:
     rating_min: float
     rating_max: float
     label_threshold: float
-    propensity_scale: float
-    n_capped: int
+    propensity_scale: float | None
+    n_capped: int | None
     test_source: str
     n_moved_to_test: int
     n_train: int
     n_val: int
     n_test: int
     n_groups: int
+    feedback_kind: str = "explicit"
+    event_rate_good: float | None = None
+    event_rate_bad: float | None = None
+    examination: float | None = None
+    regenerate_rate_good: float | None = None
+    regenerate_rate_bad: float | None = None
     version: int = SIMULATION_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,10 +150,10 @@ class SimulationConfig:
 # --------------------------------------------------------------------------------------------------------------------
 def validate_parameters(
     *,
-    alpha: float,
-    rho01: float,
-    rho10: float,
-    observation_rate: float,
+    alpha: float | None = None,
+    rho01: float | None = None,
+    rho10: float | None = None,
+    observation_rate: float | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     rating: str = "real",
@@ -140,34 +161,30 @@ def validate_parameters(
     snr: float | None = None,
     teacher_range: Sequence[float] | None = None,
     threshold: str | float = "levels",
-) -> None:
-    """Raise :class:`InputError` (one line naming the parameter) for any invalid simulation parameter."""
+    **feedback: Any,
+) -> FeedbackProtocol:
+    """Raise :class:`InputError` (one line naming the parameter) for any invalid simulation parameter.
 
-    def finite(name: str, value: Any) -> float:
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{name}={value!r}: must be a number") from None
-        if not math.isfinite(v):
-            raise InputError(f"{name}={value!r}: must be a finite number")
-        return v
+    ``feedback``: the protocol's keywords (``feedback_kind``, ``event_rate_good``, ...); returns the resolved
+    :class:`~causalrm.simulate_feedback.FeedbackProtocol` (``causalrm.simulate_feedback.resolve_protocol``).
+    """
 
-    a = finite("alpha", alpha)
-    if not 0.0 < a <= 1.0:
-        raise InputError(f"alpha={alpha}: must be in (0, 1] (smaller = stronger selection bias; "
-                         "the paper's grid is 0.005 to 0.5)")
-    r01, r10 = finite("rho01", rho01), finite("rho10", rho10)
-    for name, v in (("rho01", r01), ("rho10", r10)):
-        if not 0.0 <= v < 1.0:
-            raise InputError(f"{name}={v}: flip rates must be in [0, 1)")
-    if r01 + r10 >= 1.0:
-        raise InputError(f"rho01 + rho10 = {r01 + r10:g}: must be < 1 for the noise to be correctable; "
-                         "lower one of them")
-    rate = finite("observation_rate", observation_rate)
-    if not 0.0 < rate <= 1.0:
-        raise InputError(f"observation_rate={observation_rate}: must be in (0, 1] (the paper uses 0.2)")
+    protocol = resolve_protocol(alpha=alpha, rho01=rho01, rho10=rho10, observation_rate=observation_rate, **feedback)
+    if protocol.explicit:
+        a, r01, r10, rate = protocol.alpha, protocol.rho01, protocol.rho10, protocol.observation_rate
+        if not 0.0 < a <= 1.0:
+            raise InputError(f"alpha={a}: must be in (0, 1] (smaller = stronger selection bias; "
+                             "the paper's grid is 0.005 to 0.5)")
+        for name, v in (("rho01", r01), ("rho10", r10)):
+            if not 0.0 <= v < 1.0:
+                raise InputError(f"{name}={v}: flip rates must be in [0, 1)")
+        if r01 + r10 >= 1.0:
+            raise InputError(f"rho01 + rho10 = {r01 + r10:g}: must be < 1 for the noise to be correctable; "
+                             "lower one of them")
+        if not 0.0 < rate <= 1.0:
+            raise InputError(f"observation_rate={rate}: must be in (0, 1] (the paper uses 0.2)")
     for name, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        f = finite(name, v)
+        f = finite_number(name, v)
         if not 0.0 < f < 1.0:
             raise InputError(f"{name}={v}: must be in (0, 1)")
     if rating not in RATINGS:
@@ -175,14 +192,15 @@ def validate_parameters(
     if teacher not in TEACHERS:
         raise InputError(f"teacher={teacher!r}: must be one of {', '.join(TEACHERS)}")
     if snr is not None:
-        s = finite("snr", snr)
+        s = finite_number("snr", snr)
         if s <= 0.0:
             raise InputError(f"snr={snr}: the signal-to-noise variance ratio must be > 0 "
                              "(omit it for a noiseless teacher)")
     if teacher_range is not None:
         if len(teacher_range) != 2:
             raise InputError(f"teacher_range={teacher_range!r}: give (low, high)")
-        lo, hi = finite("teacher_range low", teacher_range[0]), finite("teacher_range high", teacher_range[1])
+        lo = finite_number("teacher_range low", teacher_range[0])
+        hi = finite_number("teacher_range high", teacher_range[1])
         if not lo < hi:
             raise InputError(f"teacher_range={tuple(teacher_range)}: low must be < high")
     if rating != "teacher" and (snr is not None or teacher_range is not None):
@@ -191,7 +209,8 @@ def validate_parameters(
         if threshold not in ("levels", "ratings"):
             raise InputError(f"threshold={threshold!r}: use 'levels', 'ratings' or a number")
     else:
-        finite("threshold", threshold)
+        finite_number("threshold", threshold)
+    return protocol
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -324,10 +343,10 @@ def simulate(rated: pl.DataFrame, **params: Any) -> pl.DataFrame:
 def simulate_with_config(
     rated: pl.DataFrame,
     *,
-    alpha: float = 0.5,
-    rho01: float = 0.2,
-    rho10: float = 0.1,
-    observation_rate: float = 0.2,
+    alpha: float | None = None,
+    rho01: float | None = None,
+    rho10: float | None = None,
+    observation_rate: float | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     rating: str = "real",
@@ -339,17 +358,29 @@ def simulate_with_config(
     threshold: str | float = "levels",
     seed: int = 0,
     dataset: str | None = None,
+    feedback_kind: str = "explicit",
+    event_rate_good: float | None = None,
+    event_rate_bad: float | None = None,
+    examination: float | None = None,
+    regenerate_rate_good: float | None = None,
+    regenerate_rate_bad: float | None = None,
 ) -> tuple[pl.DataFrame, SimulationConfig]:
     """Simulate a log (module docstring) and return ``(log, config)``.
+
+    ``alpha`` / ``rho01`` / ``rho10`` / ``observation_rate``: the explicit protocol's (default 0.5 / 0.2 / 0.1 / 0.2;
+    refused for ``feedback_kind="implicit"``). ``feedback_kind`` and the event parameters: the feedback protocol
+    (:mod:`causalrm.simulate_feedback`; ``event_rate_good`` / ``event_rate_bad`` default to 0.35 / 0.03).
 
     ``rated`` needs ``prompt``, ``response`` and ``rating`` (not needed in teacher mode when ``teacher_range`` is
     given); ``response_id``, ``pair_id``, ``split`` are used when present. ``embeddings`` (float ``(n, d)``, rows
     aligned with ``rated``) is required for ``rating="teacher"``.
     """
-    validate_parameters(
+    protocol = validate_parameters(
         alpha=alpha, rho01=rho01, rho10=rho10, observation_rate=observation_rate, val_fraction=val_fraction,
         test_fraction=test_fraction, rating=rating, teacher=teacher, snr=snr, teacher_range=teacher_range,
-        threshold=threshold,
+        threshold=threshold, feedback_kind=feedback_kind, event_rate_good=event_rate_good,
+        event_rate_bad=event_rate_bad, examination=examination, regenerate_rate_good=regenerate_rate_good,
+        regenerate_rate_bad=regenerate_rate_bad,
     )
     seed = _check_seed(seed, "seed")
     teacher_seed = seed if teacher_seed is None else _check_seed(teacher_seed, "teacher_seed")
@@ -404,17 +435,30 @@ def simulate_with_config(
     is_test = split == schema.TEST
     trainval = ~is_test
 
-    # ---- selection, labels, noise ---------------------------------------------------------------------------------
-    p_raw = np.power(float(alpha), 5.0 - s)
-    c = scale_to_rate(p_raw[trainval], float(observation_rate))
-    p = selection_propensity(s, alpha, c)
-    n_capped = int(np.sum(p[trainval] >= 1.0))
-    u_obs = streams[_STREAM_OBSERVE].random(n)
-    u_flip = streams[_STREAM_FLIP].random(n)
-    observed = np.where(is_test, True, u_obs < p)
-    flip_prob = np.where(true_label == 1, float(rho01), float(rho10))
-    flipped = observed & trainval & (u_flip < flip_prob)
-    feedback = np.where(flipped, 1 - true_label, true_label).astype(np.int8)
+    # ---- selection, labels, noise (explicit); implicit events -----------------------------------------------------
+    signals: dict[str, pl.Series] = {}
+    c: float | None = None
+    n_capped: int | None = None
+    if protocol.explicit:
+        alpha, rho01, rho10 = protocol.alpha, protocol.rho01, protocol.rho10
+        p_raw = np.power(float(alpha), 5.0 - s)
+        c = scale_to_rate(p_raw[trainval], float(protocol.observation_rate))
+        p = selection_propensity(s, alpha, c)
+        n_capped = int(np.sum(p[trainval] >= 1.0))
+        u_obs = streams[_STREAM_OBSERVE].random(n)
+        u_flip = streams[_STREAM_FLIP].random(n)
+        observed = np.where(is_test, True, u_obs < p)
+        flip_prob = np.where(true_label == 1, float(rho01), float(rho10))
+        flipped = observed & trainval & (u_flip < flip_prob)
+        feedback = np.where(flipped, 1 - true_label, true_label).astype(np.int8)
+        signals[schema.FEEDBACK] = pl.Series(feedback, dtype=pl.Int8)
+        signals[schema.OBSERVED] = pl.Series(observed.astype(np.int8), dtype=pl.Int8)
+    if protocol.kind != "explicit":
+        events, e = implicit_columns(protocol, true_label, groups, {
+            "position": streams[_STREAM_POSITION], "event": streams[_STREAM_EVENT],
+            "regenerate": streams[_STREAM_REGENERATE]})
+        signals.update(events)
+        p = e if protocol.kind == "implicit" else p
 
     # ---- assemble ---------------------------------------------------------------------------------------------------
     response_id = (
@@ -436,13 +480,16 @@ def simulate_with_config(
     for col in _PASSTHROUGH:
         if col in rated.columns:
             columns[col] = rated[col].cast(pl.String)
+    columns.update(signals)
     columns.update({
-        schema.FEEDBACK: pl.Series(feedback, dtype=pl.Int8),
-        schema.OBSERVED: pl.Series(observed.astype(np.int8), dtype=pl.Int8),
         schema.SPLIT: pl.Series(split, dtype=pl.String),
         schema.TRUE_LABEL: pl.Series(true_label, dtype=pl.Int8),
         schema.TRUE_SCORE: pl.Series(y, dtype=pl.Float64),
         schema.TRUE_PROPENSITY: pl.Series(p, dtype=pl.Float64),
+    })
+    if protocol.kind == "mixed" and protocol.examination is not None:
+        columns[TRUE_EXAMINATION] = pl.Series(e, dtype=pl.Float64)
+    columns.update({
         RATING: pl.Series(y, dtype=pl.Float64),
         RATING_SOURCE: pl.Series([rating_source] * n, dtype=pl.String),
     })
@@ -450,12 +497,12 @@ def simulate_with_config(
         columns[TEACHER_SCORE] = pl.Series(teacher_noiseless, dtype=pl.Float64)
         columns[SOURCE_RATING] = pl.Series(source if source is not None else [None] * n, dtype=pl.Float64)
     log = pl.DataFrame({name: series.alias(name) for name, series in columns.items()})
-    log = log.with_columns(
-        pl.when(pl.col(schema.OBSERVED) == 1).then(pl.col(schema.FEEDBACK)).otherwise(None).alias(schema.FEEDBACK)
-    )
+    if protocol.explicit:
+        log = log.with_columns(pl.when(pl.col(schema.OBSERVED) == 1).then(pl.col(schema.FEEDBACK)).otherwise(None)
+                               .alias(schema.FEEDBACK))
 
     config = SimulationConfig(
-        alpha=float(alpha), rho01=float(rho01), rho10=float(rho10), observation_rate=float(observation_rate),
+        alpha=protocol.alpha, rho01=protocol.rho01, rho10=protocol.rho10, observation_rate=protocol.observation_rate,
         val_fraction=float(val_fraction), test_fraction=float(test_fraction), rating=rating, teacher=teacher,
         snr=None if snr is None else float(snr),
         teacher_range=None if teacher_range is None else (float(teacher_range[0]), float(teacher_range[1])),
@@ -463,7 +510,10 @@ def simulate_with_config(
         dataset=None if dataset is None else str(dataset), rating_source=rating_source, rating_min=y_min,
         rating_max=y_max, label_threshold=m, propensity_scale=c, n_capped=n_capped, test_source=test_source,
         n_moved_to_test=n_moved, n_train=int(np.sum(split == schema.TRAIN)), n_val=int(np.sum(split == schema.VAL)),
-        n_test=int(np.sum(is_test)), n_groups=n_groups,
+        n_test=int(np.sum(is_test)), n_groups=n_groups, feedback_kind=protocol.kind,
+        event_rate_good=protocol.event_rate_good, event_rate_bad=protocol.event_rate_bad,
+        examination=protocol.examination, regenerate_rate_good=protocol.regenerate_rate_good,
+        regenerate_rate_bad=protocol.regenerate_rate_bad,
     )
     return log, config
 
@@ -499,22 +549,30 @@ def simulate_dataset(
 def simulation_summary(log: pl.DataFrame) -> dict[str, Any]:
     """Realised statistics of a simulated log (for the CLI summary and checks).
 
-    Keys: ``rows`` (per split), ``observation_rate`` (observed share of train + val rows), ``positive_rate``
+    Keys: ``rows`` (per split), ``positive_rate`` (``true_label`` mean, all rows), ``events`` (implicit and mixed logs:
+    ``causalrm.simulate_feedback.event_summary`` of each event column, all rows), and where the log has ``observed``
+    (explicit and mixed): ``observation_rate`` (observed share of train + val rows), ``positive_rate``
     (``true_label`` mean, all rows), ``rho01_hat`` = share of observed train + val true positives with feedback 0,
     ``rho10_hat`` = share of observed train + val true negatives with feedback 1 (None when there are none),
     ``test_clean`` (every test row observed with ``feedback == true_label``).
     """
+    rows = {name: int((log[schema.SPLIT] == name).sum()) for name in (schema.TRAIN, schema.VAL, schema.TEST)}
+    positive_rate = float(log[schema.TRUE_LABEL].mean()) if log.height else None
+    if schema.OBSERVED not in log.columns:  # implicit: feedback is the event, examination in true_propensity
+        return {"rows": rows, "positive_rate": positive_rate,
+                "events": {schema.FEEDBACK: event_summary(log, schema.FEEDBACK, schema.TRUE_PROPENSITY)}}
+    examined = TRUE_EXAMINATION if TRUE_EXAMINATION in log.columns else None
+    events = {col: event_summary(log, col, examined) for col in (COPIED, REGENERATED) if col in log.columns}
     tv = log.filter(pl.col(schema.SPLIT) != schema.TEST)
     obs = tv.filter(pl.col(schema.OBSERVED) == 1)
     pos = obs.filter(pl.col(schema.TRUE_LABEL) == 1)
     neg = obs.filter(pl.col(schema.TRUE_LABEL) == 0)
     test = log.filter(pl.col(schema.SPLIT) == schema.TEST)
-    rows = {name: int((log[schema.SPLIT] == name).sum()) for name in (schema.TRAIN, schema.VAL, schema.TEST)}
     return {
         "rows": rows,
         "observation_rate": float(tv[schema.OBSERVED].mean()) if tv.height else None,
         "n_observed": obs.height,
-        "positive_rate": float(log[schema.TRUE_LABEL].mean()) if log.height else None,
+        "positive_rate": positive_rate,
         "rho01_hat": float((pos[schema.FEEDBACK] == 0).mean()) if pos.height else None,
         "rho10_hat": float((neg[schema.FEEDBACK] == 1).mean()) if neg.height else None,
         "n_observed_pos": pos.height,
@@ -523,6 +581,7 @@ def simulation_summary(log: pl.DataFrame) -> dict[str, Any]:
             test.height == 0
             or ((test[schema.OBSERVED] == 1).all() and (test[schema.FEEDBACK] == test[schema.TRUE_LABEL]).all())
         ),
+        **({"events": events} if events else {}),
     }
 
 
@@ -530,7 +589,7 @@ def simulation_summary(log: pl.DataFrame) -> dict[str, Any]:
 # helpers
 # --------------------------------------------------------------------------------------------------------------------
 def _streams(seed: int) -> list[np.random.Generator]:
-    return [np.random.default_rng(child) for child in np.random.SeedSequence(int(seed)).spawn(5)]
+    return [np.random.default_rng(child) for child in np.random.SeedSequence(int(seed)).spawn(_N_STREAMS)]
 
 
 def _check_seed(seed: Any, name: str) -> int:
