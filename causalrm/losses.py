@@ -32,6 +32,8 @@ fcorr-dr         f + (o/p)(l(pi(z), r) - f),  f = l(pi(z), q), q = P(r=1|x)    f
 denoise          o l~(z, r)                                                    denoise-only (the paper's double dagger)
 causalrm-ips     (o/p) l~(z, r)                                                CausalRM-IPS (Li et al. 2024 OME-IPS)
 causalrm-dr      e + (o/p)(l~(z, r) - e),  e = l(z, q)                         CausalRM-DR (Li et al. 2024 OME-DR)
+nnpu             o l~(z, r), reduced by max(0, R1) + max(0, R0)                nnPU (Kiryo 2017), class-wise
+causalrm-nnpu    (o/p) l~(z, r), reduced by max(0, R1) + max(0, R0)            nnPU with IPS weights
 oracle           l(z, r*) on every row                                         the ideal loss (simulation only)
 oracle-observed  (o/p_true) l(z, r*)                                           a fair ceiling (simulation only)
 =============== ============================================================== =====================================
@@ -41,6 +43,13 @@ with the noise-corrected surrogate of Natarajan et al. (2013)
     l~(z, 1) = [(1 - rho10) l(z, 1) - rho01 l(z, 0)] / D,     l~(z, 0) = [(1 - rho01) l(z, 0) - rho10 l(z, 1)] / D,
 
 which satisfies E[l~(z, r) | r*] = l(z, r*) exactly under class-conditional noise.
+
+Implicit (positive-only) feedback and PU learning (``causalrm.pu``). An event log read with every impression
+observed and r = 1 where the event happened is class-conditional noise with rho01 = 1 - c (c = P(event | r* = 1)) and
+rho10 = eps; with eps = 0, ``denoise`` is exactly the unbiased PU risk (uPU, du Plessis et al. 2015) with class prior
+P(event) / c and ``causalrm-ips`` its weighted form, so uPU is no separate method. ``nnpu`` / ``causalrm-nnpu`` keep
+those terms and reduce them by Kiryo et al.'s non-negative risk whatever the base loss (R1, R0: the batch means of
+the two columns of ``loss_components``; ``reduce_components``).
 
 Boundedness (METHOD.md, pitfall 1). With "mse", l1 = (1 - s)^2 and l0 = s^2 lie in [0, 1] and l~(z, r) is monotone
 in s, so exactly
@@ -65,6 +74,7 @@ References
 * H. Li et al. Debiased Recommendation with Noisy Feedback. KDD 2024 (the OME-IPS / OME-DR estimators).
 * G. Patrini, A. Rozza, A. K. Menon, R. Nock, L. Qu. Making Deep Neural Networks Robust to Label Noise: a Loss
   Correction Approach. CVPR 2017.
+* M. C. du Plessis, G. Niu, M. Sugiyama. Convex Formulation for Learning from Positive and Unlabeled Data. ICML 2015.
 * R. Kiryo, G. Niu, M. C. du Plessis, M. Sugiyama. Positive-Unlabeled Learning with Non-Negative Risk Estimator.
   NeurIPS 2017.
 * A. Swaminathan, T. Joachims. The Self-Normalized Estimator for Counterfactual Learning. NeurIPS 2015.
@@ -80,7 +90,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from causalrm import methods
+from causalrm import methods, pu
 from causalrm.errors import InputError
 
 BASES: tuple[str, ...] = ("mse", "bce")
@@ -470,25 +480,16 @@ def reduce_terms(method: str, terms: torch.Tensor, inputs: LossInputs, *, dim: i
     return _safe_div(num, den)
 
 
-def _nonnegative(risk: torch.Tensor) -> torch.Tensor:
-    """Value max(R, 0); gradient that of |R| (for R < 0 a step that pushes R back up to 0).
-
-    This is the non-negative risk estimator of Kiryo et al. (2017, Algorithm 1 with beta = 0, gamma = 1): when a
-    class's corrected risk estimate falls below zero, the model is overfitting that class (a true risk is never
-    negative), so instead of following the negative estimate down it "defies" it.
-    """
-    return risk.abs() - (risk.abs() - risk.clamp_min(0.0)).detach()
-
-
 def reduce_components(
     method: str, components: torch.Tensor, inputs: LossInputs, *, nonneg: bool = True, dim: int | None = None
 ) -> torch.Tensor:
     """Reduce ``loss_components`` to the estimate: sum over the two class columns of max(column's reduction, 0).
 
     R_1 = reduce(c_1 l(z, 1)) estimates (1/N) sum r* l(z, 1) >= 0 and R_0 = reduce(c_0 l(z, 0)) estimates
-    (1/N) sum (1 - r*) l(z, 0) >= 0 (each unbiased). The guarded estimate is max(R_1, 0) + max(R_0, 0) (Kiryo et al.
-    2017): bounded below by 0 for every logit, equal to the unbiased R_1 + R_0 whenever both are non-negative (the
-    usual case away from overfitting), and with the gradient of ``_nonnegative``. Per-example clamping
+    (1/N) sum (1 - r*) l(z, 0) >= 0 (each unbiased). The guarded estimate is max(R_1, 0) + max(R_0, 0), the
+    non-negative risk of Kiryo et al. (2017) (``pu.nonnegative_risk``, beta = 0, gamma = 1): bounded below by 0 for
+    every logit, equal to the unbiased R_1 + R_0 whenever both are non-negative (the usual case away from
+    overfitting), and with their gradient step (a negative part is pushed back up alone). Per-example clamping
     max(l~_i, 0) would instead bias every observed row; clamping per class risk keeps the estimate unbiased
     wherever it is not active. ``nonneg=False`` gives R_1 + R_0 = ``reduce_terms(loss_terms)``. ``dim`` as in
     ``reduce_terms`` (over rows; the trailing class axis is always summed).
@@ -498,7 +499,7 @@ def reduce_components(
     r1 = reduce_terms(method, components[..., 0], inputs, dim=dim)
     r0 = reduce_terms(method, components[..., 1], inputs, dim=dim)
     if nonneg:
-        return _nonnegative(r1) + _nonnegative(r0)
+        return pu.nonnegative_risk(torch.stack((r1, r0), dim=-1))
     return r1 + r0
 
 
@@ -515,14 +516,15 @@ def estimate(
 ) -> torch.Tensor:
     """The estimator's value on a batch (a scalar with gradient): the training loss and the validation estimate.
 
-    ``nonneg=None`` means ``base == "bce"``: with "bce" the non-negative class-wise guard of ``reduce_components``
-    is on by default (pitfall 1 of METHOD.md); with "mse" the plain unbiased mean ``reduce_terms(loss_terms)`` is
-    used (already bounded, see ``surrogate_bounds``). Passing ``nonneg=False`` with "bce" is for demonstrations only.
+    ``nonneg=None`` means ``base == "bce"`` or a ``nonnegative`` spec (``nnpu``, ``causalrm-nnpu``): with "bce" the
+    non-negative class-wise guard of ``reduce_components`` is on by default (pitfall 1 of METHOD.md); with "mse" the
+    plain unbiased mean ``reduce_terms(loss_terms)`` is used (already bounded, see ``surrogate_bounds``) unless the
+    spec asks for the guard. Passing ``nonneg=False`` with "bce" is for demonstrations only.
     ``check=False`` skips the data-dependent range checks (validate once, then train without the device syncs).
     """
     if nonneg is None:
         _check_base(base)
-        nonneg = base == "bce"
+        nonneg = base == "bce" or _check_method(method).nonnegative
     if nonneg:
         comps = loss_components(method, logits, inputs, rho01=rho01, rho10=rho10, base=base, check=check)
         return reduce_components(method, comps, inputs, nonneg=True)

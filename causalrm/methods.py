@@ -14,6 +14,9 @@ before training, through four traits:
 * ``clean_labels``: the term reads ``r*`` (the oracles: simulation only); with ``weighted`` the weight is
   ``o / p_true``, the simulation's true propensity (``oracle-observed``), never an estimate.
 
+A fifth trait, ``nonnegative``, concerns the reduction only: the batch means of the two class parts are reduced by
+the non-negative risk of Kiryo et al. (2017) (``causalrm.pu``) whatever the base loss (``nnpu``, ``causalrm-nnpu``).
+
 ``needs``, ``noise_aware`` and ``doubly_robust`` follow from them, so they cannot disagree. The built-in estimators
 are computed by the kernel of ``causalrm.losses.loss_components`` from these traits; a new estimator either fits
 that kernel (traits only) or brings its own ``components(logits, t, base)`` returning the ``(..., 2)`` class-split
@@ -30,6 +33,8 @@ References
 ----------
 * N. Natarajan, I. Dhillon, P. Ravikumar, A. Tewari. Learning with Noisy Labels. NeurIPS 2013.
 * H. Li et al. Debiased Recommendation with Noisy Feedback. KDD 2024 (OME-IPS / OME-DR).
+* R. Kiryo, G. Niu, M. C. du Plessis, M. Sugiyama. Positive-Unlabeled Learning with Non-Negative Risk Estimator.
+  NeurIPS 2017.
 * G. Patrini et al. Making Deep Neural Networks Robust to Label Noise: a Loss Correction Approach. CVPR 2017.
 * A. Swaminathan, T. Joachims. The Self-Normalized Estimator for Counterfactual Learning. NeurIPS 2015.
 * H. Wang et al. CausalRM: Causal-Theoretic Reward Modeling for RLHF from Observational User Feedbacks. 2026.
@@ -67,6 +72,8 @@ class MethodSpec:
     itself; the DR variants watch the self-normalised IPS estimate, docs/METHOD.md "Validating the DR variants").
     imputation_learning: ``"jl"`` or ``"mrdr"``: the trainer refits an imputation model of q alongside the reward
     model (``causalrm.dr``: DR-JL, MRDR); None = q stays the fitted pseudo-label.
+    nonnegative: reduced by ``pu.nonnegative_risk`` of the class parts with either base loss (``losses.estimate``;
+    without it only "bce" is guarded).
     """
 
     name: str
@@ -84,6 +91,7 @@ class MethodSpec:
     components: Callable[..., Any] | None = None
     val_method: str | None = None
     imputation_learning: str | None = None
+    nonnegative: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or self.name == AUTO or self.name != self.name.strip() or " " in self.name:
@@ -336,6 +344,18 @@ for _spec in (
                "CausalRM-SNIPS: the noise-corrected surrogate loss with self-normalised inverse-propensity weights; "
                "the validation criterion of the DR variants.",
                weighted=True, correction="surrogate", self_normalized=True, app=False),
+    MethodSpec("nnpu", "o l~(z, r), reduced by max(0, R1) + max(0, R0): R1, R0 the batch means of its l(z, 1) and "
+               "l(z, 0) parts", "nnPU (Kiryo et al. 2017) on the surrogate's class parts (uPU is `denoise`)",
+               "nnPU: the noise-corrected surrogate loss, uniform weights, each class's risk clamped at zero "
+               "(Kiryo et al. 2017's non-negative PU risk, generalised to class-conditional noise; for implicit "
+               "feedback read with rho01 = 1 - c, rho10 = accidental events).",
+               correction="surrogate", nonnegative=True),
+    MethodSpec("causalrm-nnpu", "(o/p) l~(z, r), reduced by max(0, R1) + max(0, R0)",
+               "nnPU (Kiryo et al. 2017) with IPS weights (uPU: `causalrm-ips`)",
+               "CausalRM-nnPU: the noise-corrected surrogate loss weighted by inverse propensities, each class's "
+               "risk clamped at zero (Kiryo et al. 2017's non-negative PU risk; corrects feedback noise and "
+               "selection bias).",
+               weighted=True, correction="surrogate", nonnegative=True),
     *_dr_variants(),
     MethodSpec("oracle", "l(z, r*) on every row", "the ideal loss (simulation only)",
                "Oracle: clean labels on every row (simulation reference, not a deployable method).",

@@ -74,9 +74,9 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base, sdr_weights=None)
             return w * lf(r)
         f = q * lf(1.0) + (1 - q) * lf(0.0)  # the expected forward loss under q = P(r = 1 | x)
         return f + w * (lf(r) - f)
-    if method == "denoise":
+    if method in ("denoise", "nnpu"):  # nnpu: the same terms, another reduction (tests/test_pu.py)
         return o * sur
-    if method in ("causalrm-ips", "causalrm-snips"):
+    if method in ("causalrm-ips", "causalrm-snips", "causalrm-nnpu"):
         return w * sur
     if method == "causalrm-dr":
         return e + w * (sur - e)

@@ -26,24 +26,29 @@ CRM_VARIANTS = tuple(f"causalrm-{v}" for v in VARIANTS)
 def test_registry_views_match_the_builtin_traits():
     assert losses.METHODS == ("naive", "ips", "snips", "dr", "fcorr", "fcorr-ips", "fcorr-dr", "denoise",
                               "causalrm-ips", "causalrm-dr",
-                              "causalrm-snips", *(m for v in VARIANTS for m in (v, f"causalrm-{v}")),
+                              "causalrm-snips", "nnpu", "causalrm-nnpu",
+                              *(m for v in VARIANTS for m in (v, f"causalrm-{v}")),
                               "oracle", "oracle-observed")
     assert losses.WEIGHTED == {"ips", "snips", "dr", "fcorr-ips", "fcorr-dr", "causalrm-ips", "causalrm-dr",
-                               "causalrm-snips", *VARIANTS, *CRM_VARIANTS, "oracle-observed"}
+                               "causalrm-snips", "causalrm-nnpu", *VARIANTS, *CRM_VARIANTS, "oracle-observed"}
     assert losses.DOUBLY_ROBUST == {"dr", "fcorr-dr", "causalrm-dr", *VARIANTS, *CRM_VARIANTS}
     assert losses.NOISE_AWARE == {"fcorr", "fcorr-ips", "fcorr-dr", "denoise", "causalrm-ips", "causalrm-dr",
-                                  "causalrm-snips", *CRM_VARIANTS}
-    assert losses.SURROGATE == {"denoise", "causalrm-ips", "causalrm-dr", "causalrm-snips", *CRM_VARIANTS}
+                                  "causalrm-snips", "nnpu", "causalrm-nnpu", *CRM_VARIANTS}
+    assert losses.SURROGATE == {"denoise", "causalrm-ips", "causalrm-dr", "causalrm-snips", "nnpu", "causalrm-nnpu",
+                                *CRM_VARIANTS}
+    assert methods.where(nonnegative=True) == ("nnpu", "causalrm-nnpu")
     assert methods.auto_candidates() == ("naive", "ips", "denoise", "causalrm-ips")
     assert methods.bench_defaults() == ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle",
                                          "oracle-observed")
     assert methods.app_methods() == ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr",
-                                     *CRM_VARIANTS)
+                                     "nnpu", "causalrm-nnpu", *CRM_VARIANTS)
     assert methods.app_methods(clean_labels=True)[-1] == "oracle"
     assert needs_of("causalrm-dr") == {"propensity", "flip_rates", "pseudo_label"}
     assert needs_of("dr") == {"propensity", "pseudo_label_noisy"}
     assert needs_of("fcorr-dr") == {"propensity", "flip_rates", "pseudo_label_noisy"}
     assert methods.validation_method("fcorr-dr") == "fcorr-ips"  # IPS: the same epoch as SNIPS on fixed val rows
+    assert needs_of("nnpu") == needs_of("denoise") == {"flip_rates"}
+    assert needs_of("causalrm-nnpu") == needs_of("causalrm-ips") == {"propensity", "flip_rates"}
     assert needs_of("oracle") == {"true_label"} and needs_of("naive") == set()
     assert needs_of("oracle-observed") == {"true_label"}  # and the log's true_propensity (pipeline.loss_inputs)
     assert needs_of("auto") == {"propensity", "flip_rates"}
