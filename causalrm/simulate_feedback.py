@@ -220,7 +220,7 @@ def event_summary(log: pl.DataFrame, column: str, examination: str | None = None
     """Realised rates of an implicit event column: among ``true_label == 1`` / ``0`` rows, and overall.
 
     Keys: ``rate`` (all rows), ``rate_good``, ``rate_bad`` (None without such rows), ``n_good``, ``n_bad``,
-    ``mean_examination`` (mean of the ``examination`` column if given, else None).
+    ``mean_examination`` (mean of the ``examination`` column if given, else 1: every row examined).
     """
     happened = log[column].is_not_null()
     good = (log[schema.TRUE_LABEL] == 1).to_numpy()
@@ -232,7 +232,7 @@ def event_summary(log: pl.DataFrame, column: str, examination: str | None = None
         "rate_bad": float(hit[~good].mean()) if n_bad else None,
         "n_good": n_good,
         "n_bad": n_bad,
-        "mean_examination": float(log[examination].mean()) if examination is not None else None,
+        "mean_examination": float(log[examination].mean()) if examination is not None else 1.0,
     }
 
 

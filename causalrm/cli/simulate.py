@@ -3,6 +3,8 @@
 Example::
 
     causalrm simulate --dataset ultrafeedback --alpha 0.5 --rho01 0.2 --rho10 0.1 --seed 0 --out sim.parquet
+    causalrm simulate --dataset wildbench --feedback-kind implicit --event-rate-good 0.35 --event-rate-bad 0.03 \
+        --examination 1 --out implicit.parquet
 """
 
 from __future__ import annotations
@@ -22,17 +24,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Turn a rated dataset into an impression log: train/val/test split by prompt group, observation "
         "o ~ Bernoulli(p) with p = c * alpha^(5 - s) (s = rating rescaled to [1, 5], c sets the observation rate), "
         "true_label = 1[rating > median of the rating levels], feedback flipped with rho01 / rho10 on observed "
-        "train/val rows; the test split stays clean and fully observed.",
+        "train/val rows; the test split stays clean and fully observed. --feedback-kind implicit logs positive-only "
+        "events on every row instead (feedback 1 or empty), mixed adds them to explicit feedback as a 'copied' "
+        "column (causalrm/simulate_feedback.py).",
     )
     p.add_argument("--dataset", required=True, metavar="NAME_OR_PATH",
                    help="bundled name (ultrafeedback, wildbench, oasst1, helpsteer2) or a rated file")
     p.add_argument("--rating-column", default=None, metavar="COL", help="column holding the rating in a file")
-    p.add_argument("--alpha", type=float, default=0.5,
-                   help="selection strength in (0, 1]; smaller = stronger bias (default 0.5)")
-    p.add_argument("--rho01", type=float, default=0.2, help="P(feedback 0 | true 1) on observed rows (default 0.2)")
-    p.add_argument("--rho10", type=float, default=0.1, help="P(feedback 1 | true 0) on observed rows (default 0.1)")
-    p.add_argument("--observation-rate", type=float, default=0.2,
-                   help="expected share of train/val rows with feedback, in (0, 1] (default 0.2)")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="selection strength in (0, 1]; smaller = stronger bias (default 0.5; explicit feedback only)")
+    p.add_argument("--rho01", type=float, default=None,
+                   help="P(feedback 0 | true 1) on observed rows (default 0.2; explicit feedback only)")
+    p.add_argument("--rho10", type=float, default=None,
+                   help="P(feedback 1 | true 0) on observed rows (default 0.1; explicit feedback only)")
+    p.add_argument("--observation-rate", type=float, default=None,
+                   help="expected share of train/val rows with feedback, in (0, 1] (default 0.2; explicit only)")
+    p.add_argument("--feedback-kind", choices=("explicit", "implicit", "mixed"), default="explicit",
+                   help="explicit thumbs (default), implicit positive-only events on every row (feedback 1 or "
+                   "empty), or mixed: explicit feedback plus an implicit 'copied' column")
+    p.add_argument("--event-rate-good", type=float, default=None, metavar="C",
+                   help="implicit / mixed: P(event | examined, good response) (default 0.35)")
+    p.add_argument("--event-rate-bad", type=float, default=None, metavar="EPS",
+                   help="implicit / mixed: P(event | examined, bad response), below C (default 0.03)")
+    p.add_argument("--examination", type=float, default=None, metavar="ETA",
+                   help="implicit / mixed: position-based examination e = 1 / (1 + k)^ETA at a random display "
+                   "position k within the prompt group (default: every row examined)")
+    p.add_argument("--regenerate-rate-good", type=float, default=None, metavar="R",
+                   help="mixed: P(regenerated | examined, good response); with --regenerate-rate-bad")
+    p.add_argument("--regenerate-rate-bad", type=float, default=None, metavar="R",
+                   help="mixed: P(regenerated | examined, bad response), above the good rate")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of non-test prompt groups in val (default 0.2)")
     p.add_argument("--test-fraction", type=float, default=0.2,
@@ -66,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from causalrm.atomic_io import write_json_atomic, write_table_atomic
     from causalrm.simulate import simulate_dataset, simulation_summary, validate_parameters
+    from causalrm.simulate_feedback import REGENERATED
 
     out = Path(args.out)
     if out.suffix.lower() not in _OUT_SUFFIXES:
@@ -73,11 +94,14 @@ def run(args: argparse.Namespace) -> int:
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist; create it first")
     threshold = _threshold(args.threshold)
-    validate_parameters(
+    feedback = dict(
         alpha=args.alpha, rho01=args.rho01, rho10=args.rho10, observation_rate=args.observation_rate,
-        val_fraction=args.val_fraction, test_fraction=args.test_fraction, rating=args.rating, teacher=args.teacher,
-        snr=args.snr, threshold=threshold,
+        feedback_kind=args.feedback_kind, event_rate_good=args.event_rate_good, event_rate_bad=args.event_rate_bad,
+        examination=args.examination, regenerate_rate_good=args.regenerate_rate_good,
+        regenerate_rate_bad=args.regenerate_rate_bad,
     )
+    validate_parameters(val_fraction=args.val_fraction, test_fraction=args.test_fraction, rating=args.rating,
+                        teacher=args.teacher, snr=args.snr, threshold=threshold, **feedback)
     if args.seed < 0:
         raise InputError(f"--seed {args.seed}: must be a non-negative integer")
     embeddings = None
@@ -89,10 +113,9 @@ def run(args: argparse.Namespace) -> int:
         embeddings, _ = read_embeddings(args.embeddings)
 
     log, config = simulate_dataset(
-        args.dataset, rating_column=args.rating_column, embeddings=embeddings, alpha=args.alpha, rho01=args.rho01,
-        rho10=args.rho10, observation_rate=args.observation_rate, val_fraction=args.val_fraction,
+        args.dataset, rating_column=args.rating_column, embeddings=embeddings, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, rating=args.rating, teacher=args.teacher, snr=args.snr,
-        threshold=threshold, seed=args.seed,
+        threshold=threshold, seed=args.seed, **feedback,
     )
     write_table_atomic(log, out)
     if args.config_out is not None:
@@ -104,12 +127,21 @@ def run(args: argparse.Namespace) -> int:
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    print(f"wrote {out} ({log.height} rows; ratings: {config.rating_source}; test split: {config.test_source})")
-    print(f"rows: train {rows['train']}, val {rows['val']}, test {rows['test']} (clean, fully observed)")
-    print(f"observation rate (train+val): {fmt(summary['observation_rate'])} (target {config.observation_rate:g}, "
-          f"alpha {config.alpha:g}, {config.n_capped} rows at p = 1)")
+    print(f"wrote {out} ({log.height} rows; ratings: {config.rating_source}; test split: {config.test_source}; "
+          f"feedback: {config.feedback_kind})")
+    test_rows = "implicit events, like every row" if config.feedback_kind == "implicit" else "clean, fully observed"
+    print(f"rows: train {rows['train']}, val {rows['val']}, test {rows['test']} ({test_rows})")
     print(f"true_label = 1[rating > {config.label_threshold:g}]: positive rate {fmt(summary['positive_rate'])}")
-    print(f"flip rates on observed train+val rows: rho01 {fmt(summary['rho01_hat'])} (target {config.rho01:g}, "
-          f"n={summary['n_observed_pos']}), rho10 {fmt(summary['rho10_hat'])} (target {config.rho10:g}, "
-          f"n={summary['n_observed_neg']})")
+    if config.feedback_kind != "implicit":
+        print(f"observation rate (train+val): {fmt(summary['observation_rate'])} (target {config.observation_rate:g}, "
+              f"alpha {config.alpha:g}, {config.n_capped} rows at p = 1)")
+        print(f"flip rates on observed train+val rows: rho01 {fmt(summary['rho01_hat'])} (target {config.rho01:g}, "
+              f"n={summary['n_observed_pos']}), rho10 {fmt(summary['rho10_hat'])} (target {config.rho10:g}, "
+              f"n={summary['n_observed_neg']})")
+    for column, events in summary.get("events", {}).items():
+        good, bad = ((config.regenerate_rate_good, config.regenerate_rate_bad) if column == REGENERATED
+                     else (config.event_rate_good, config.event_rate_bad))
+        print(f"{column} events on all rows: good responses {fmt(events['rate_good'])} (n={events['n_good']}), bad "
+              f"{fmt(events['rate_bad'])} (n={events['n_bad']}) (targets {good:g} / {bad:g} x mean examination "
+              f"{fmt(events['mean_examination'])})")
     return 0
