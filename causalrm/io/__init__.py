@@ -42,7 +42,6 @@ Every name the single module defined is importable from ``causalrm.io`` as befor
 from __future__ import annotations
 
 from causalrm.io.canonical import _NOT_TEXT_TODO as _NOT_TEXT_TODO
-from causalrm.io.canonical import _STRING_COLUMNS as _STRING_COLUMNS
 from causalrm.io.canonical import _canonicalise as _canonicalise
 from causalrm.io.canonical import _check_not_nested as _check_not_nested
 from causalrm.io.canonical import _from_messages as _from_messages
@@ -79,17 +78,12 @@ from causalrm.io.normalise import _POSITIVE as _POSITIVE
 from causalrm.io.normalise import _SPLIT_NAMES as _SPLIT_NAMES
 from causalrm.io.normalise import _binary as _binary
 from causalrm.io.normalise import _Ctx as _Ctx
-from causalrm.io.normalise import _drop_nan as _drop_nan
-from causalrm.io.normalise import _feedback as _feedback
 from causalrm.io.normalise import _first_bad as _first_bad
 from causalrm.io.normalise import _ids as _ids
 from causalrm.io.normalise import _infer_text_column as _infer_text_column
-from causalrm.io.normalise import _norm_tokens as _norm_tokens
-from causalrm.io.normalise import _null_where as _null_where
 from causalrm.io.normalise import _probability as _probability
 from causalrm.io.normalise import _text as _text
 from causalrm.io.normalise import _to_float as _to_float
-from causalrm.io.normalise import _unit_interval as _unit_interval
 from causalrm.io.readers import _guard as _guard
 from causalrm.io.readers import _source as _source
 from causalrm.io.readers import read_labels as read_labels

@@ -14,11 +14,8 @@ from causalrm import chat, schema
 from causalrm.errors import InputError
 from causalrm.io.formats import _json_type, _Raw
 from causalrm.io.formatting import _list
-from causalrm.io.normalise import (_SPLIT_NAMES, _binary, _Ctx, _feedback, _first_bad, _ids, _infer_text_column,
-                                   _norm_tokens, _probability, _text, _to_float, _unit_interval)
-
-
-_STRING_COLUMNS = (schema.USER_ID, schema.TIMESTAMP, schema.PAIR_ID)
+from causalrm.io.normalise import (ColumnProblem, _check_unique, _Ctx, _first_bad, _infer_text_column, first_failure,
+                                   log_rules)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -43,72 +40,24 @@ def _canonicalise(raw: _Raw, origin: dict[str, str], threshold: float | None, *,
                          f"rename the columns or pass {shown} (chat transcripts: a {schema.MESSAGES!r} column, "
                          f"or --map {schema.MESSAGES}=COLUMN)")
     n = df.height
-    out: dict[str, pl.Series] = {}
-
     for name in (schema.PROMPT, schema.RESPONSE):
         _check_not_nested(ctx, name, df[name])
-    prompt = _text(ctx, schema.PROMPT, df[schema.PROMPT])
-    i = _first_bad(prompt.is_null())
-    if i is not None:
-        raise ctx.fail(i, schema.PROMPT, "is null", 'use an empty string "" where the log has no prompt text')
-    out[schema.PROMPT] = prompt
-
-    response = _text(ctx, schema.RESPONSE, df[schema.RESPONSE])
-    i = _first_bad(response.is_null() | (response.str.strip_chars() == ""))
-    if i is not None:
-        raise ctx.fail(i, schema.RESPONSE, "is empty", "every row needs response text; drop rows without one")
-    out[schema.RESPONSE] = response
-
-    if schema.RESPONSE_ID in df.columns:
-        out[schema.RESPONSE_ID] = _ids(ctx, schema.RESPONSE_ID, df[schema.RESPONSE_ID])
+    if log and threshold is not None and schema.FEEDBACK not in df.columns:
+        raise InputError(f"{path}: --threshold given but there is no feedback column (columns found: "
+                         f"{_list(df.columns)}); map your rating column with --map feedback=COLUMN")
+    try:
+        rules = log_rules(dict(df.schema), threshold, log=log)
+    except ColumnProblem as err:
+        raise ctx.fail(None, err.column, err.problem, err.todo) from None
+    bad = first_failure(df, rules)
+    if bad is not None:
+        raise ctx.fail(*bad)
+    values = df.select([rule.value.alias(name) for name, rule in rules.items()])
+    out: dict[str, pl.Series] = {name: values[name] for name in rules}
+    if schema.RESPONSE_ID in out:
+        _check_unique(ctx, schema.RESPONSE_ID, out[schema.RESPONSE_ID])
     else:
         out[schema.RESPONSE_ID] = pl.Series(schema.RESPONSE_ID, [f"r{k}" for k in range(1, n + 1)], dtype=pl.String)
-
-    if log:
-        if schema.FEEDBACK in df.columns:
-            feedback = _feedback(ctx, df[schema.FEEDBACK], threshold)
-        else:
-            if threshold is not None:
-                raise InputError(f"{path}: --threshold given but there is no feedback column (columns found: "
-                                 f"{_list(df.columns)}); map your rating column with --map feedback=COLUMN")
-            feedback = pl.Series(schema.FEEDBACK, [None] * n, dtype=pl.Int8)
-        if schema.OBSERVED in df.columns:
-            observed = _binary(ctx, schema.OBSERVED, df[schema.OBSERVED], allow_null=False)
-            i = _first_bad((observed == 1) & feedback.is_null())
-            if i is not None:
-                raise ctx.fail(i, schema.OBSERVED, "is 1 but feedback is empty",
-                               "set observed to 0 there, fill in the feedback, or drop the observed column")
-        else:
-            observed = feedback.is_not_null().cast(pl.Int8).rename(schema.OBSERVED)
-        out[schema.FEEDBACK] = feedback
-        out[schema.OBSERVED] = observed
-
-    for name in _STRING_COLUMNS:
-        if name in df.columns:
-            out[name] = _text(ctx, name, df[name])
-    if schema.SPLIT in df.columns:
-        s = _text(ctx, schema.SPLIT, df[schema.SPLIT])
-        t = _norm_tokens(s)
-        mapped = t.replace_strict(_SPLIT_NAMES, default=None, return_dtype=pl.String)
-        i = _first_bad(mapped.is_null() & t.is_not_null())
-        if i is not None:
-            raise ctx.fail(i, schema.SPLIT, f"value {s[i]!r} is not a split name", "use train, val or test")
-        out[schema.SPLIT] = mapped.rename(schema.SPLIT)
-    for name in (schema.LOGGED_PROPENSITY, schema.TRUE_PROPENSITY):
-        if name in df.columns:
-            out[name] = _probability(ctx, name, df[name])
-    if schema.GOLD_LABEL in df.columns:
-        out[schema.GOLD_LABEL] = _unit_interval(ctx, schema.GOLD_LABEL, df[schema.GOLD_LABEL])
-    if schema.INCLUSION_PROBABILITY in df.columns:
-        out[schema.INCLUSION_PROBABILITY] = _probability(ctx, schema.INCLUSION_PROBABILITY,
-                                                         df[schema.INCLUSION_PROBABILITY], allow_null=True)
-    if schema.AUDIT_STRATUM in df.columns:
-        out[schema.AUDIT_STRATUM] = _text(ctx, schema.AUDIT_STRATUM, df[schema.AUDIT_STRATUM])
-    if schema.TRUE_LABEL in df.columns:
-        out[schema.TRUE_LABEL] = _binary(ctx, schema.TRUE_LABEL, df[schema.TRUE_LABEL], allow_null=True)
-    if schema.TRUE_SCORE in df.columns:
-        f = _to_float(ctx, schema.TRUE_SCORE, df[schema.TRUE_SCORE], "true_score")
-        out[schema.TRUE_SCORE] = f.rename(schema.TRUE_SCORE)
 
     ordered = [c for c in schema.COLUMNS if c in out]
     canon = pl.DataFrame([out[c].cast(schema.DTYPES[c]).rename(c) for c in ordered])
