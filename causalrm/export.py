@@ -8,8 +8,12 @@ Exports (``causalrm export RUN_DIR OUT``, :func:`export_run`)
   with its pad token and chat template. ``adapter_only=True`` writes the peft adapter instead (``adapter_config.json``
   + ``adapter_model.safetensors``, head included as ``modules_to_save``), loadable with
   ``PeftModel.from_pretrained(base, OUT)``.
-- **MLP runs** become a self-contained folder: ``backbone.json`` + ``model.safetensors`` (the head) and the embedder
-  id in ``causalrm_reward_model.json``; ``load_reward_model(OUT)`` rebuilds both.
+- **MLP runs** become a transformers folder too (:mod:`causalrm.mlp_export`): the frozen sentence encoder and the MLP
+  head in one ``model.safetensors``, ``config.json`` whose ``auto_map`` names ``modeling_causalrm.py``
+  (:mod:`causalrm.modeling_causalrm`, shipped in the folder) and the encoder's tokenizer, so
+  ``AutoModelForSequenceClassification.from_pretrained(OUT, trust_remote_code=True)`` and
+  ``pipeline("text-classification", model=OUT, trust_remote_code=True)`` load it. ``load_reward_model(OUT)`` reads
+  the head from the same weights and embeds with the run's embedder (its cache included), as the run scores.
 
 Every export holds ``causalrm_reward_model.json`` (kind, input format, training method, flip rates, propensity
 summary) and a ``README.md`` model card. Exports are checked before they are moved into place: the folder is reloaded
@@ -46,7 +50,7 @@ from causalrm.atomic_io import atomic_dir, write_json_atomic, write_text_atomic
 from causalrm.schema import DEFAULT_EMBEDDER
 
 EXPORT_FORMAT = "causalrm-reward-model"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: MLP exports hold the encoder (transformers folder); 1: backbone.json + the head only
 MANIFEST = "causalrm_reward_model.json"
 KINDS = ("hf-merged", "hf-adapter", "mlp")
 PROBE_PROMPTS = ("How do I sort a list in Python?", "Write a haiku about the sea.", "What is 2 + 2?")
@@ -104,6 +108,12 @@ class RewardModel:
         if not prompts:
             return np.zeros(0, dtype=np.float32)
         return self._score(prompts, responses, int(batch_size or self.batch_size))
+
+    def score_log(self, log: Any, X: np.ndarray | None = None) -> np.ndarray:
+        """Reward logits of every row of an impression log (``prompt``, ``response``; nulls read as ""), as a
+        LoRA run's ``Run.score`` gives them. ``X``: not used (the model reads the texts)."""
+        prompts = log.get_column("prompt").fill_null("").to_list() if "prompt" in log.columns else [""] * log.height
+        return self.score(prompts, log.get_column("response").fill_null("").to_list())
 
     def preference(self, prompts: Sequence[Any], responses: Sequence[Any]) -> np.ndarray:
         """Predicted preference sigma(z) in (0, 1)."""
@@ -176,6 +186,18 @@ class BackboneRewardModel(RewardModel):
         self.autocast_dtype = autocast_dtype
         self.device = resolve_device(device)
         self.backbone.to(self.device).eval()
+
+    def score_log(self, log: Any, X: np.ndarray | None = None) -> np.ndarray:
+        """Reward logits of every row of ``log``: ``causalrm.pipeline.score_with``'s path (``embed_log`` with this
+        model's embedder, contexts included, unless ``X`` is given), so an export scores a log as its run does."""
+        from causalrm.trainer import predict_logits
+
+        if X is None and self.backbone.needs_embeddings:
+            from causalrm.embeddings import embed_log
+
+            X = embed_log(log, self.embedder)
+        return predict_logits(self.backbone, self.backbone.featurize(log, X), batch_size=self.batch_size,
+                              device=self.device, autocast_dtype=self.autocast_dtype)
 
     def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
         from causalrm.trainer import predict_logits
@@ -290,8 +312,10 @@ def load_reward_model(path: str | os.PathLike, *, device: str | torch.device | N
         manifest = _read_manifest(p)
         if manifest.get("kind") == "mlp":
             from causalrm.backbones import load_backbone
+            from causalrm.mlp_export import load_mlp_head
 
-            backbone = load_backbone(p)
+            backbone = load_backbone(p) if (p / "backbone.json").is_file() else \
+                load_mlp_head(p, manifest.get("architecture") or {})  # version 1 exports: backbone.json
             embedder = _make_embedder(manifest.get("embedder") or DEFAULT_EMBEDDER, device)
             rm = BackboneRewardModel(backbone, embedder=embedder, device=device, path=source, manifest=manifest,
                                      batch_size=batch_size)
@@ -426,12 +450,11 @@ def model_card(manifest: dict[str, Any]) -> str:
     kind = manifest["kind"]
     base = manifest.get("base_model_card")
     method = s.get("method", "?")
-    library = {"hf-merged": "transformers", "hf-adapter": "peft"}.get(kind, "causalrm")
+    library = "peft" if kind == "hf-adapter" else "transformers"
     front = ["---", f"library_name: {library}", "tags:", "- reward-model", "- causalrm", "- rlhf", f"- {method}"]
     if base and "/" in base and not base.startswith(("/", ".")):
         front.append(f"base_model: {base}")
-    if kind != "mlp":
-        front.append("pipeline_tag: text-classification")
+    front.append("pipeline_tag: text-classification")
     front.append("---")
     lines = [*front, "", f"# CausalRM reward model ({method})", ""]
     lines += [
@@ -513,7 +536,10 @@ def model_card(manifest: dict[str, Any]) -> str:
 
 def _input_description(manifest: dict[str, Any]) -> str:
     if manifest.get("kind") == "mlp":
-        return f"(prompt, response) embedded by `{manifest.get('embedder')}` (see `causalrm.embeddings`)."
+        return (f"(prompt, response) embedded by `{manifest.get('embedder')}` (bundled in the folder): the text pair "
+                f"`[CLS] prompt [SEP] response [SEP]` (the response alone when the prompt is empty; max "
+                f"{manifest.get('max_length')} tokens, longest-first truncation), {manifest.get('pooling')}-pooled"
+                + (", L2-normalised" if manifest.get("normalize") else "") + ", then the MLP head.")
     if manifest.get("input_format") == "chat":
         return ("the conversation `[{'role': 'user', 'content': prompt}, {'role': 'assistant', 'content': "
                 "response}]` rendered with the saved chat template, tokenised without extra special tokens "
@@ -544,6 +570,12 @@ def _usage(manifest: dict[str, Any]) -> list[str]:
                       ' tokenize=False)',
                       'inputs = tok(text, add_special_tokens=False, return_tensors="pt")']
         lines += ["reward = model(**inputs).logits[0, 0].item()", "```"]
+    elif manifest["kind"] == "mlp":
+        lines += ["", "With transformers alone (the folder ships its model code, `modeling_causalrm.py`):", "",
+                  "```python", "from transformers import pipeline", "",
+                  'rm = pipeline("text-classification", model="PATH", trust_remote_code=True)',
+                  'rm({"text": "How do I sort a list?", "text_pair": "Use sorted(xs)."}, truncation=True,',
+                  '   function_to_apply="none")["score"]  # the reward logit z', "```"]
     elif manifest["kind"] == "hf-adapter":
         lines += ["", "With peft:", "", "```python",
                   "from peft import PeftModel",
@@ -615,6 +647,9 @@ def export_run(
         })
         tolerance = 5e-2 if backbone.base_dtype == "bfloat16" else atol
     elif backbone.needs_embeddings:
+        from causalrm.mlp_export import encoder_spec
+
+        encoder_spec(embedder or run.config.embedder)  # a decoder embedder is refused before any work
         manifest.update({"kind": "mlp", "embedder": embedder or run.config.embedder,
                          "architecture": backbone.get_config()})
         reference = _run_reward_model(run, device="cpu", batch_size=16, embedder=embedder).score(*probes)
@@ -626,7 +661,9 @@ def export_run(
 
     with _atomic_folder(out, overwrite=overwrite) as tmp, no_progress_bars():
         if manifest["kind"] == "mlp":
-            backbone.save(tmp)
+            from causalrm.mlp_export import write_mlp_export
+
+            manifest.update(write_mlp_export(backbone, manifest["embedder"], tmp))
         elif adapter_only:
             backbone.model.save_pretrained(str(tmp), safe_serialization=True)
             cfg_path = tmp / "adapter_config.json"
@@ -669,6 +706,13 @@ def _verify(path: Path, manifest: dict[str, Any], reference: np.ndarray, probes:
     if not np.allclose(scores, reference, atol=atol, rtol=1e-3):
         raise InputError(f"export check failed: reloaded scores {np.round(scores, 5).tolist()} differ from the run's "
                          f"{np.round(reference, 5).tolist()}; please report this")
+    if manifest["kind"] == "mlp":  # transformers alone: the bundled encoder + head
+        from causalrm.mlp_export import hf_scores
+
+        scores = hf_scores(path, *probes)
+        if not np.allclose(scores, reference, atol=atol, rtol=1e-3):
+            raise InputError(f"export check failed: transformers scores {np.round(scores, 5).tolist()} differ from "
+                             f"the run's {np.round(reference, 5).tolist()}; please report this")
 
 
 __all__ = [

@@ -164,11 +164,64 @@ def test_lora_encoder_merged_and_adapter_export(minilm_run, tmp_path):
     np.testing.assert_allclose(z, expected, atol=1e-5)
 
 
-def test_mlp_export_round_trip(mlp_run, tmp_path):
-    out = tmp_path / "mlp-rm"
+@pytest.fixture(scope="module")
+def mlp_export(mlp_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "mlp-rm"
     manifest = export_run(mlp_run, out)
     assert manifest["kind"] == "mlp" and manifest["embedder"] == "all-MiniLM-L6-v2"
-    assert {f.name for f in out.iterdir()} == {"backbone.json", "model.safetensors", MANIFEST, "README.md"}
+    return out
+
+
+# transformers alone, in a fresh interpreter without causalrm: the folder's own modeling_causalrm.py (remote code)
+HF_ALONE = """
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+path, pairs = sys.argv[1], json.loads(sys.stdin.read())
+model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True).eval()
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+tok = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+with torch.no_grad():
+    batch = model(**tok([p for p, r in pairs], [r for p, r in pairs], truncation=True, padding=True,
+                        return_tensors="pt")).logits[:, 0].tolist()
+pipe = pipeline("text-classification", model=path, trust_remote_code=True, device="cpu")
+default = [o["score"] for o in pipe([{"text": p, "text_pair": r} for p, r in pairs], truncation=True)]
+plain = [o["score"] for o in pipe([{"text": p, "text_pair": r} for p, r in pairs], truncation=True, batch_size=4,
+                                  function_to_apply="none")]
+print(json.dumps({"batch": batch, "pipeline": default, "plain": plain}))
+"""
+
+
+def test_mlp_export_scores_identically_through_transformers(mlp_export, mlp_run, tmp_path):
+    """An MLP export loads with AutoModelForSequenceClassification and pipeline (trust_remote_code) and gives the
+    scores `causalrm score` gives, padding and truncation included (the long pair exceeds the 256-token limit)."""
+    import os
+    import subprocess
+    import sys
+
+    prompts, responses, expected = run_scores(mlp_run, n=12)
+    rng = np.random.default_rng(3)
+    long_pair = (" ".join(rng.choice(["tokens", "of", "a", "long", "prompt"], 300)), "and a long answer " * 40)
+    run_model = load_reward_model(mlp_run, device="cpu")
+    expected = np.append(expected, run_model.score([long_pair[0]], [long_pair[1]]))
+    pairs = [*zip(prompts, responses), long_pair]
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", HF_ALONE, str(mlp_export)], input=json.dumps(pairs), text=True,
+                          capture_output=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("batch", "pipeline", "plain"):  # problem_type regression: the pipeline's score is z itself
+        np.testing.assert_allclose(got[key], expected, atol=1e-5, rtol=1e-5, err_msg=key)
+
+
+def test_mlp_export_round_trip(mlp_export, mlp_run):
+    out = mlp_export
+    assert {f.name for f in out.iterdir()} == {"config.json", "model.safetensors", "modeling_causalrm.py",
+                                               "tokenizer.json", "tokenizer_config.json", MANIFEST, "README.md"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSequenceClassification"] == "modeling_causalrm.CausalRMRewardModel"
+    assert "_name_or_path" not in config["encoder"] and config["problem_type"] == "regression"
     rm = load_reward_model(out, device="cpu")
     prompts, responses, expected = run_scores(mlp_run, n=24)
     scores = rm.score(prompts, responses)
@@ -223,6 +276,9 @@ def test_cli_export_and_errors(mlp_run, llama_run, tmp_path, capsys):
     assert main(["export", str(mlp_run), str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export", str(mlp_run), str(out), "--overwrite", "--no-verify"]) == 0
+    decoder = tiny_llama(tmp_path / "decoder")
+    assert main(["export", str(mlp_run), str(tmp_path / "z"), "--embedder", decoder]) == 2
+    assert "sentence encoders" in capsys.readouterr().err and not (tmp_path / "z").exists()
     assert main(["export", str(mlp_run), str(tmp_path / "x"), "--adapter-only"]) == 2
     assert "LoRA runs" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "y")]) == 2
@@ -250,3 +306,29 @@ def test_cli_fit_lora_then_export(tmp_path, monkeypatch, capsys):
     prompts, responses, expected = run_scores(run)
     np.testing.assert_allclose(load_reward_model(tmp_path / "rm", device="cpu").score(prompts, responses), expected,
                                atol=1e-4)
+
+
+def test_score_cli_accepts_exports(mlp_run, mlp_export, minilm_run, log, tmp_path, monkeypatch, capsys):
+    """`causalrm score EXPORT LOG` gives the scores `causalrm score RUN LOG` gives, for MLP and LoRA exports (merged
+    and adapter-only); rows with an empty prompt included."""
+    monkeypatch.setenv("CAUSALRM_CACHE", str(tmp_path / "cache"))
+    log_path = tmp_path / "log.parquet"
+    log.with_columns(pl.when(pl.int_range(pl.len()) < 2).then(pl.lit("")).otherwise(pl.col("prompt")).alias("prompt")
+                     ).write_parquet(log_path)
+    assert main(["export", str(minilm_run), str(tmp_path / "merged"), "--no-verify"]) == 0
+    assert main(["export", str(minilm_run), str(tmp_path / "adapter"), "--adapter-only", "--no-verify"]) == 0
+
+    def scores(model, name):
+        out = tmp_path / f"{name}.parquet"
+        assert main(["score", str(model), str(log_path), "--out", str(out)]) == 0, capsys.readouterr().err
+        return pl.read_parquet(out)["reward"].to_numpy()
+
+    np.testing.assert_allclose(scores(mlp_export, "mlp-export"), scores(mlp_run, "mlp-run"), atol=1e-5)
+    lora = scores(minilm_run, "lora-run")
+    np.testing.assert_allclose(scores(tmp_path / "merged", "merged"), lora, atol=1e-4)
+    np.testing.assert_allclose(scores(tmp_path / "adapter", "adapter"), lora, atol=1e-5)
+    assert main(["score", str(tmp_path / "merged"), str(log_path), "--out", str(tmp_path / "x.parquet"),
+                 "--model", "all-MiniLM-L6-v2"]) == 2
+    assert "embeds nothing" in capsys.readouterr().err
+    assert main(["score", str(tmp_path), str(log_path), "--out", str(tmp_path / "y.parquet")]) == 2
+    assert "not a reward model folder" in capsys.readouterr().err

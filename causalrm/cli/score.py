@@ -1,12 +1,16 @@
-"""`causalrm score RUN_DIR LOG --out SCORED.parquet|csv`: score a log with a fitted run.
+"""`causalrm score MODEL LOG --out SCORED.parquet|csv`: score a log with a fitted run or an export of one.
+
+MODEL is a run directory (`causalrm fit --out`) or a folder written by `causalrm export` (LoRA merged or adapter-only,
+or MLP); an export scores every row as its run does.
 
 Writes ``response_id, prompt, response, pair_id, split, reward`` (logit z) and ``preference`` (sigma(z)), plus
-observed / feedback / true_label / gold_label when the log has them. Embeds with the run's embedder unless
-``--embeddings`` is given. Prints test metrics when the log has clean labels.
+observed / feedback / true_label / gold_label when the log has them. An MLP model embeds with its run's embedder
+unless ``--embeddings`` is given. Prints test metrics when the log has clean labels.
 
 Example::
 
     causalrm score runs/dr new_log.parquet --out scored.parquet
+    causalrm score exports/dr-rm new_log.parquet --out scored.parquet
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from causalrm.cli.fit import add_log_arguments
 
-    p = subparsers.add_parser("score", help="score a log with a fitted run -> SCORED.parquet|csv|jsonl",
-                              description="Score every row of LOG with the reward model in RUN_DIR.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `causalrm fit`")
+    p = subparsers.add_parser("score", help="score a log with a fitted run or export -> SCORED.parquet|csv|jsonl",
+                              description="Score every row of LOG with the reward model in MODEL.")
+    p.add_argument("run_dir", metavar="MODEL",
+                   help="run directory written by `causalrm fit`, or a folder written by `causalrm export`")
     p.add_argument("log", metavar="LOG", help="log to score (.parquet, .csv, .tsv, .jsonl, .json)")
     p.add_argument("--out", required=True, metavar="SCORED", help="output table (.parquet, .csv or .jsonl)")
     add_log_arguments(p)
@@ -34,23 +39,30 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
     from causalrm.evaluation import evaluate_scores
     from causalrm.atomic_io import write_table_atomic
-    from causalrm.runs import load_run, scored_table
+    from causalrm.runs import is_run_dir, load_run, scored_table
 
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv", ".jsonl"):
         raise InputError(f"{out}: unsupported output extension {out.suffix!r}; use .parquet, .csv or .jsonl")
-    run_ = load_run(args.run_dir)
+    if is_run_dir(args.run_dir):
+        run_ = load_run(args.run_dir)
+        score, embedder = run_.score, run_.config.embedder
+    else:  # an export: scored as its run scores (causalrm.export.RewardModel.score_log)
+        from causalrm.export import load_reward_model
+
+        model = load_reward_model(args.run_dir)
+        score, embedder = model.score_log, model.manifest.get("embedder")
     log = read_log_arg(args)
     X = None
     if args.embeddings:
         X, file_model = read_embeddings(args.embeddings, log)
-        if file_model and file_model != run_.config.embedder and not file_model.endswith(run_.config.embedder):
-            print(f"note: {args.embeddings} was embedded with {file_model}; the run used {run_.config.embedder}",
+        if embedder and file_model and file_model != embedder and not file_model.endswith(embedder):
+            print(f"note: {args.embeddings} was embedded with {file_model}; the run used {embedder}",
                   file=sys.stderr)
-    elif args.embedder and args.embedder != run_.config.embedder:
-        raise InputError(f"--model {args.embedder}: the run was fitted on {run_.config.embedder} embeddings; "
-                         "omit --model")
-    rewards = run_.score(log, X)
+    elif args.embedder and args.embedder != embedder:
+        raise InputError(f"--model {args.embedder}: " + (f"the run was fitted on {embedder} embeddings; "
+                         if embedder else f"{args.run_dir} reads the texts, it embeds nothing; ") + "omit --model")
+    rewards = score(log, X)
     write_table_atomic(scored_table(log, rewards), out)
     ev = evaluate_scores(log, rewards)
     if ev:
