@@ -32,12 +32,14 @@ The design (:func:`propose`), fixed before any label is seen:
 Reading labels back (:func:`merge_labels`): a proposed row left unlabelled (skipped) counts as missing at random
 within its stratum, so a labelled row's pi is m_h / N_h (N_h is the file's ``audit_stratum_rows``).
 
-Estimates, weighted by w = 1 / pi (Hájek ratio estimators; intervals are percentile bootstraps that resample the
-labelled rows within strata, ``evaluation.bootstrap_indices``):
+Estimates, weighted by w = 1 / pi (Hájek ratio estimators):
 rho01 = Σ w [gold = 1, r = 0] / Σ w [gold = 1] over labelled observed rows, rho10 likewise
-(``FlipRateEstimator(method="gold")`` given ``inclusion_probability`` and ``stratum``); each model's MSE, R² and
-AUROC (``evaluation.metrics`` with sample weights) and its within-prompt pair agreement (:func:`pair_agreement`)
-for the whole population U (:func:`audited_evaluation`).
+(``FlipRateEstimator(method="gold")`` given ``inclusion_probability``; Wilson score intervals at the Kish effective
+size); each model's MSE, R² and AUROC (``evaluation.metrics`` with sample weights) and its within-prompt pair
+agreement (:func:`pair_agreement`) for the whole population U (:func:`audited_evaluation`; percentile bootstraps
+that resample the labelled rows within strata, ``evaluation.bootstrap_indices``, strata of a single labelled row
+collapsed into one, ``evaluation.resampling_strata``). Below ``evaluation.MIN_DECISION_LABELS`` labelled rows the
+evaluation says so and gives no verdict (``evaluation.not_enough_labels``).
 """
 
 from __future__ import annotations
@@ -283,15 +285,12 @@ def merge_labels(log: pl.DataFrame, labels: pl.DataFrame, *, source: str = "the 
 
 
 def design_columns(log: pl.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray | None]:
-    """``gold_label``, ``inclusion_probability`` and ``stratum`` over ``rows`` of ``log`` (NaN / None where the log
-    has no value): the keyword arguments of ``FlipRateEstimator.fit``."""
+    """``gold_label`` and ``inclusion_probability`` over ``rows`` of ``log`` (NaN where the log has no value, None
+    without the column): the keyword arguments of ``FlipRateEstimator.fit``."""
     def column(name: str) -> np.ndarray | None:
         return log[name].cast(pl.Float64).to_numpy()[rows] if name in log.columns else None
 
-    stratum = (log[schema.AUDIT_STRATUM].cast(pl.String).to_numpy()[rows]
-               if schema.AUDIT_STRATUM in log.columns else None)
-    return {"gold_label": column(schema.GOLD_LABEL),
-            "inclusion_probability": column(schema.INCLUSION_PROBABILITY), "stratum": stratum}
+    return {"gold_label": column(schema.GOLD_LABEL), "inclusion_probability": column(schema.INCLUSION_PROBABILITY)}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -328,10 +327,13 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
     row of ``table``. Rows the models were trained on are left out when enough held-out audited rows remain
     (``evaluation.verdict_rows``; ``split`` = the fitting roles, default the table's ``split`` column).
 
-    Returns None without gold labels, else {"labels": description, "n", "runs": {name: {"n", "r2", "r2_ci", "mse",
-    "mse_ci", "auroc", "auroc_ci", "pair_agreement", "pair_agreement_ci", "n_pairs"}}}.
+    Returns None without gold labels, else {"labels": description, "n", "not_enough": None or the sentence of
+    ``evaluation.not_enough_labels`` (below ``MIN_DECISION_LABELS`` rows: nothing here is a finding yet), "runs":
+    {name: {"n", "r2", "r2_ci", "mse", "mse_ci", "auroc", "auroc_ci", "pair_agreement", "pair_agreement_ci",
+    "n_pairs"}}}; an interval is None where the bootstrap gives none of positive width (``evaluation.honest_interval``).
     """
-    from causalrm.evaluation import audit_design, bootstrap_ci, metrics, metrics_ci, verdict_rows
+    from causalrm.evaluation import (audit_design, bootstrap_ci, honest_interval, is_census, metrics, metrics_ci,
+                                     not_enough_labels, verdict_rows)
 
     found = verdict_rows(table, split, label=schema.GOLD_LABEL)
     if found is None:
@@ -343,7 +345,9 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
     groups = (table[group_col].cast(pl.String).fill_null("").to_numpy()[rows] if group_col is not None
               else np.arange(rows.size))  # no prompts: no within-prompt pairs
     ww = np.ones(rows.size) if w is None else w
-    out: dict[str, Any] = {"labels": description, "n": int(rows.size), "runs": {}}
+    census = is_census(strata)
+    out: dict[str, Any] = {"labels": description, "n": int(rows.size), "not_enough": not_enough_labels(int(rows.size)),
+                           "runs": {}}
     for name, prob in probs.items():
         p = np.asarray(prob, dtype=np.float64)[rows]
         point = metrics(y, p, sample_weight=w)
@@ -351,11 +355,11 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
         agreement, n_pairs = pair_agreement(y, p, groups, ww)
         record: dict[str, Any] = {"n": int(rows.size)}
         for metric in ("r2", "mse", "auroc"):
-            record[metric], record[f"{metric}_ci"] = point[metric], list(ci[metric])
+            record[metric], record[f"{metric}_ci"] = point[metric], honest_interval(ci[metric], census=census)
         record["pair_agreement"], record["n_pairs"] = agreement, n_pairs
-        record["pair_agreement_ci"] = list(bootstrap_ci(lambda a, b, c, d: pair_agreement(a, b, c, d)[0],
-                                                        y, p, groups, ww, n_boot=n_boot, seed=seed, strata=strata)
-                                           if n_pairs else (float("nan"), float("nan")))
+        record["pair_agreement_ci"] = honest_interval(
+            bootstrap_ci(lambda a, b, c, d: pair_agreement(a, b, c, d)[0], y, p, groups, ww, n_boot=n_boot, seed=seed,
+                         strata=strata) if n_pairs else (float("nan"), float("nan")), census=census)
         out["runs"][name] = record
     return out
 

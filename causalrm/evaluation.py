@@ -30,6 +30,11 @@ MIN_VERDICT_ROWS = 30
 #: the same for an audit's rows: below it the held-out rows alone leave intervals too wide to decide, while the rows
 #: a model was trained on move the audited R² difference little (docs/RESULTS.md, "Gold audits")
 MIN_AUDIT_HELD_OUT = 100
+#: measured half-widths of the 95% interval of two models' audited R² difference by number of labels (docs/RESULTS.md,
+#: "Gold audits": medians over 15 cells and seeds; docs/METHOD.md, "How many labels")
+R2_DIFFERENCE_HALF_WIDTH: tuple[tuple[int, float], ...] = ((100, 0.10), (300, 0.06), (1000, 0.03))
+#: fewest labelled rows a better / level / worse verdict is given on: the first row of ``R2_DIFFERENCE_HALF_WIDTH``
+MIN_DECISION_LABELS = R2_DIFFERENCE_HALF_WIDTH[0][0]
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -107,13 +112,63 @@ def bootstrap_indices(n_boot: int, n: int, rng: np.random.Generator, strata: np.
 def resampling_strata(strata: np.ndarray | None, inclusion_probability: np.ndarray) -> np.ndarray:
     """The strata a bootstrap of audited rows resamples within: the audit's strata (one stratum without them), with
     every row labelled with certainty (pi = 1: its stratum was labelled in full) a stratum of its own, so it adds no
-    sampling variance, as in a census."""
+    sampling variance, as in a census. Strata holding a single uncertain row are collapsed into one (a stratum of one
+    resamples to itself: it would add no variance although it was sampled, and a few labels would give intervals of
+    width 0)."""
     pi = np.asarray(inclusion_probability, dtype=np.float64).reshape(-1)
     labels = np.full(pi.size, "", dtype=object) if strata is None else np.asarray(strata, dtype=object).reshape(-1)
-    certain = np.flatnonzero(pi >= 1.0)
     labels = labels.astype(str).astype(object)
+    uncertain = pi < 1.0
+    names, counts = np.unique(labels[uncertain], return_counts=True)
+    single = set(names[counts == 1].tolist())
+    if len(single) > 1:
+        labels[uncertain & np.isin(labels, list(single))] = "collapsed:" + "+".join(sorted(single))
+    certain = np.flatnonzero(~uncertain)
     labels[certain] = [f"certain:{i}" for i in certain]
     return labels
+
+
+def is_census(strata: np.ndarray | None) -> bool:
+    """Whether every row of a bootstrap's ``strata`` (:func:`resampling_strata`) was labelled with certainty: its
+    estimates are exact for the rows they stand for and an interval of width 0 is honest."""
+    return strata is not None and len(strata) > 0 and all(str(s).startswith("certain:") for s in strata)
+
+
+def honest_interval(ci: Sequence[float], *, census: bool = False) -> list[float] | None:
+    """``[lo, hi]`` when it is an interval a reader can trust, else None: both ends finite and a positive width
+    (width 0 only for a census, :func:`is_census`); a bootstrap of a few rows collapses to one value or to NaN."""
+    lo, hi = float(ci[0]), float(ci[1])
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo or (hi == lo and not census):
+        return None
+    return [lo, hi]
+
+
+def effective_size(sample_weight: np.ndarray) -> float:
+    """Kish's effective sample size (Σ w)² / Σ w² of weighted rows (their count when the weights are equal)."""
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    return float(w.sum() ** 2 / np.sum(w**2)) if w.size and np.sum(w**2) > 0 else 0.0
+
+
+def wilson_interval(rate: float, n: float, *, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``rate`` observed in ``n`` rows (``n`` may be an effective size, not an
+    integer): (p + z²/2n ± z sqrt(p(1 - p)/n + z²/4n²)) / (1 + z²/n). Positive width for every n > 0, also at p = 0
+    or 1 (Wilson 1927; as ``scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`` for integer counts)."""
+    if not n > 0:
+        return (0.0, 1.0)
+    p = min(max(float(rate), 0.0), 1.0)
+    zz = z * z / n
+    centre = (p + zz / 2) / (1 + zz)
+    half = z * math.sqrt(p * (1 - p) / n + zz / (4 * n)) / (1 + zz)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def not_enough_labels(k: int) -> str | None:
+    """None once ``k`` labelled rows allow a verdict (``MIN_DECISION_LABELS``), else the sentence that says so:
+    "not enough labels yet: k labelled, about N needed for a ±x interval" (``R2_DIFFERENCE_HALF_WIDTH``)."""
+    if k >= MIN_DECISION_LABELS:
+        return None
+    n, half = R2_DIFFERENCE_HALF_WIDTH[0]
+    return f"not enough labels yet: {k} labelled, about {n} needed for a ±{half:.2f} interval of the R² difference"
 
 
 def group_positions(labels: np.ndarray) -> list[np.ndarray]:
@@ -269,7 +324,8 @@ def paired_difference(
 ) -> dict[str, Any]:
     """``metric(b) - metric(a)`` on the same labelled rows with a paired percentile bootstrap 95% interval (both
     models scored on each resample of rows; weighted by ``sample_weight``, resampled within ``strata``). Returns
-    {"metric", "a", "b", "difference", "ci95", "n"}."""
+    {"metric", "a", "b", "difference", "ci95", "n"}; ``ci95`` is None when the bootstrap gives no interval of
+    positive width (:func:`honest_interval`; width 0 stands for a census or two identical models)."""
     y = np.asarray(y_true, dtype=np.float64)
     a = np.asarray(prob_a, dtype=np.float64)
     b = np.asarray(prob_b, dtype=np.float64)
@@ -281,33 +337,43 @@ def paired_difference(
     def value(yy: np.ndarray, pp: np.ndarray, ww: np.ndarray) -> float:
         return metrics(yy, pp, sample_weight=ww if weighted else None)[metric]
 
-    lo, hi = bootstrap_ci(lambda yy, aa, bb, ww: value(yy, bb, ww) - value(yy, aa, ww), y, a, b, w, n_boot=n_boot,
-                          seed=seed, strata=strata)
+    ci = bootstrap_ci(lambda yy, aa, bb, ww: value(yy, bb, ww) - value(yy, aa, ww), y, a, b, w, n_boot=n_boot,
+                      seed=seed, strata=strata)
     ma, mb = value(y, a, w), value(y, b, w)
-    return {"metric": metric, "a": ma, "b": mb, "difference": mb - ma, "ci95": [lo, hi], "n": int(y.size)}
+    return {"metric": metric, "a": ma, "b": mb, "difference": mb - ma,
+            "ci95": honest_interval(ci, census=is_census(strata) or np.array_equal(a, b)), "n": int(y.size)}
 
 
 def verdict(difference: dict[str, Any], *, baseline: str, debiased: str, labels: str,
             reasons: Sequence[str] = ()) -> str:
     """One sentence: is ``debiased`` better, level or worse than ``baseline`` on ``labels``, with the interval of
     :func:`paired_difference` (higher is better for r2/auroc/pearson, lower for mse/mae), and why (``reasons``:
-    the diagnostics that explain it, e.g. a failed gate)."""
+    the diagnostics that explain it, e.g. a failed gate). Below ``MIN_DECISION_LABELS`` rows, or without an interval
+    (:func:`honest_interval`), no outcome and no number: "not enough labels yet" (:func:`verdict_outcome`)."""
     metric = difference["metric"]
-    d, (lo, hi) = difference["difference"], difference["ci95"]
-    gain = (lo, hi) if metric in ("r2", "auroc", "pearson") else (-hi, -lo)  # interval of the improvement
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        outcome = "cannot be compared with"
-    elif gain[0] > 0:
-        outcome = "is better than"
-    elif gain[1] < 0:
-        outcome = "is worse than"
+    outcome = verdict_outcome(difference)
+    short = not_enough_labels(int(difference["n"]))
+    if short is not None or difference["ci95"] is None:
+        text = (f"{short or 'no interval from these labels'}: no verdict yet on whether {debiased} beats {baseline} "
+                f"on {labels}")
     else:
-        outcome = "is level with"
-    text = (f"{debiased} {outcome} {baseline} on {labels}: {metric.upper() if metric != 'r2' else 'R²'} "
-            f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over {difference['n']} rows)")
+        d, (lo, hi) = difference["difference"], difference["ci95"]
+        text = (f"{debiased} is {outcome} {baseline} on {labels}: {metric.upper() if metric != 'r2' else 'R²'} "
+                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap over {difference['n']} rows)")
     if reasons:
         text += "; " + "; ".join(reasons)
     return text + "."
+
+
+def verdict_outcome(difference: dict[str, Any]) -> str | None:
+    """"better than", "level with" or "worse than" for a :func:`paired_difference` record, or None (no decision)
+    below ``MIN_DECISION_LABELS`` rows or without an interval."""
+    ci = difference.get("ci95")
+    if ci is None or not_enough_labels(int(difference["n"])) is not None:
+        return None
+    lo, hi = ci
+    gain = (lo, hi) if difference["metric"] in ("r2", "auroc", "pearson") else (-hi, -lo)  # the improvement
+    return "better than" if gain[0] > 0 else "worse than" if gain[1] < 0 else "level with"
 
 
 def verdict_rows(log: pl.DataFrame, split: np.ndarray | None = None, *, label: str | None = None
@@ -346,7 +412,7 @@ def labelled_verdict(
     w, strata = audit_design(log, rows) if column == schema.GOLD_LABEL else (None, None)
     diff = paired_difference(y, np.asarray(prob_a)[rows], np.asarray(prob_b)[rows], n_boot=n_boot, seed=seed,
                              sample_weight=w, strata=strata)
-    return {**diff, "labels": description,
+    return {**diff, "labels": description, "outcome": verdict_outcome(diff),
             "verdict": verdict(diff, baseline=baseline, debiased=debiased, labels=f"the {description}",
                                reasons=reasons)}
 

@@ -10,11 +10,14 @@ propensity      the 95% interval of the propensity AUC (p_hat against o) lies   
                 above 0.5                                                          IPS weights are ~ uniform and the
                                                                                    weighted methods reduce to their
                                                                                    unweighted forms (not an error)
-flip rates      given by the user (``fixed``); or estimated with (i) the proxy's   noise-aware methods are refused
-                out-of-fold AUC interval above 0.5 (anchors only: the proxy must   unless the user overrides
-                rank the feedback), (ii) each rate's bootstrap interval at most    (``FitConfig.force_noise_correction``)
-                ``MAX_RATE_CI_WIDTH`` wide, (iii) the margin D = 1 - rho01 - rho10
-                at least ``MIN_MARGIN`` (the surrogate divides by D)
+flip rates      given by the user (``fixed``); anchors: (i) the proxy's out-of-fold    noise-aware methods are refused
+                AUC interval above 0.5 (the proxy must rank the feedback), (ii)    unless the user overrides
+                each rate's bootstrap interval at most ``MAX_RATE_CI_WIDTH``       (``FitConfig.force_noise_correction``)
+                wide, (iii) the margin D = 1 - rho01 - rho10 at least
+                ``MIN_MARGIN`` (the surrogate divides by D). Gold labels are
+                unbiased, so only precision counts: (iii), and D at the upper
+                ends of both rates' 95% intervals at least D / 2 (the factor
+                1 / D of the surrogate moves by at most 2x over their intervals)
 learned         the trained model beats the best constant predictor on the         the model is flagged "did not
                 method's own validation estimate (paired bootstrap over val rows,  learn"; its rankings are not
                 one-sided 95%: the 95th percentile of the difference below 0)       findings
@@ -113,6 +116,8 @@ def flip_rate_gate(diagnostics: dict[str, Any]) -> Gate:
     if method == "fixed":
         return Gate("flip_rates", True, f"flip rates given by the user (rho01 {rho01:.2f}, rho10 {rho10:.2f})",
                     evidence)
+    if method == "gold":
+        return _gold_gate(diagnostics, evidence)
     failures = []
     proxy = diagnostics.get("proxy") or {}
     if method.startswith("anchor"):
@@ -139,8 +144,50 @@ def flip_rate_gate(diagnostics: dict[str, Any]) -> Gate:
     return Gate("flip_rates", True, f"flip rates identified ({method}: {rates}, margin {margin:.2f})", evidence)
 
 
-REMEDIES = ("label a few hundred rows and use --flip-method gold, give the rates with --rho01/--rho10, use a method "
-            "without noise correction (naive, ips), or pass --force-noise-correction to train anyway")
+def _gold_gate(diagnostics: dict[str, Any], evidence: dict[str, Any]) -> Gate:
+    """Gold rates: unbiased, so the gate reads their precision and the margin (module docstring)."""
+    rho01, rho10, margin, ci = evidence["rho01"], evidence["rho10"], evidence["margin"], evidence["ci"]
+    worst = 1.0 - float(ci["rho01"][1]) - float(ci["rho10"][1]) if ci else margin
+    n_gold = int(diagnostics.get("n_gold", 0))
+    evidence.update(worst_margin=worst, n_gold=n_gold)
+    rates = f"rho01 {rho01:.2f} {_fmt_ci(ci['rho01'])}, rho10 {rho10:.2f} {_fmt_ci(ci['rho10'])}" if ci else \
+        f"rho01 {rho01:.2f}, rho10 {rho10:.2f}"
+    failures = []
+    if margin < MIN_MARGIN:
+        failures.append(f"1 - rho01 - rho10 = {margin:.2f} is below {MIN_MARGIN}")
+    if worst < margin / 2:
+        failures.append(f"at the upper ends of the intervals 1 - rho01 - rho10 would be {worst:.2f}, under half of "
+                        f"{margin:.2f}")
+        evidence["labels_needed"] = _labels_needed(n_gold, evidence)
+    evidence["failures"] = failures
+    if failures:
+        return Gate("flip_rates", False, f"the gold flip rates from {n_gold} labelled rows with feedback are too "
+                    f"imprecise or too close to chance to correct with ({rates}): " + "; ".join(failures), evidence)
+    return Gate("flip_rates", True, f"flip rates from {n_gold} gold-labelled rows with feedback ({rates}, margin "
+                f"{margin:.2f}, at least {worst:.2f} within the intervals)", evidence)
+
+
+def _labels_needed(n_gold: int, evidence: dict[str, Any]) -> int | None:
+    """About how many labelled rows with feedback would bring the margin at the intervals' upper ends to half of D,
+    the intervals' upper excesses shrinking as 1 / sqrt(n); None when D itself is too small."""
+    excess = sum(float(evidence["ci"][k][1]) - float(evidence[k]) for k in ("rho01", "rho10"))
+    allowed = evidence["margin"] / 2
+    if n_gold < 1 or allowed <= 0 or evidence["margin"] < MIN_MARGIN:
+        return None
+    return int(math.ceil(n_gold * (excess / allowed) ** 2))
+
+
+def remedies(gate: Gate) -> str:
+    """What a user can do about a failed flip-rate gate, never asking for what they gave: gold rates too imprecise
+    ask for more labels, anchor rates for labels in the first place."""
+    others = ("give the rates with --rho01/--rho10, use a method without noise correction (naive, ips), or pass "
+              "--force-noise-correction to train anyway")
+    if gate.evidence.get("method") == "gold":
+        needed = gate.evidence.get("labels_needed")
+        more = (f"label more rows (about {needed} labelled rows with feedback would do; `causalrm audit` with a "
+                "larger --n and the same seed extends the label file)" if needed else "label more rows")
+        return f"{more}, {others}"
+    return f"label a few hundred rows (causalrm audit) and use --flip-method gold, {others}"
 
 
 # ---------------------------------------------------------------------------------------------- learned
@@ -205,10 +252,10 @@ __all__ = [
     "MAX_RATE_CI_WIDTH",
     "MIN_MARGIN",
     "MIN_SPREAD",
-    "REMEDIES",
     "auc_interval",
     "best_constant",
     "flip_rate_gate",
     "learning_gate",
     "propensity_gate",
+    "remedies",
 ]

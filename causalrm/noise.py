@@ -25,8 +25,9 @@ overshoots at the ends (its extreme blocks are maxima of suffix means). Measured
 within 0.03 of every true rate.
 
 gold: on rows with an audited ``gold_label`` and observed feedback, rho01 = P(r = 0 | gold = 1),
-rho10 = P(r = 1 | gold = 0); rows of an audit (``causalrm.audit``) weigh 1 / inclusion probability and are resampled
-within their strata. fixed: the user's values.
+rho10 = P(r = 1 | gold = 0); rows of an audit (``causalrm.audit``) weigh 1 / inclusion probability. Each rate's 95%
+interval is the Wilson score interval at the Kish effective size of its rows (honest at every sample size: positive
+width at 0 or 1 flips, no resample that collapses). fixed: the user's values.
 
 Why every row and not only the observed ones: the anchors are points x of the covariate distribution, and
 P(r = 1 | x, o = 1) = P(r = 1 | x) under no unmeasured confounding, so the proxy applies to unobserved rows too.
@@ -341,14 +342,16 @@ class FlipRateEstimator(BaseEstimator):
     (``cross_fitted_proxy``); the quantiles are taken over all rows, observed or not (module docstring).
     gold: rho01 = P(r = 0 | gold = 1), rho10 = P(r = 1 | gold = 0) on observed rows with a gold label; a soft
     gold_label is thresholded (> 0.5 positive, < 0.5 negative, exactly 0.5 dropped as uninformative). With an
-    audit's ``inclusion_probability`` pi (and ``stratum``), the Hájek estimates for the whole log:
+    audit's ``inclusion_probability`` pi, the Hájek estimates for the whole log:
     rho01 = Σ w [gold = 1, r = 0] / Σ w [gold = 1], w = 1 / pi, and likewise rho10.
     fixed: ``rho01``, ``rho10`` as given.
 
-    ci_: percentile bootstrap 95% intervals from ``n_bootstrap`` resamples of the rows (anchor: each resample refits
+    ci_: 95% intervals. anchor: percentile bootstrap from ``n_bootstrap`` resamples of the rows (each resample refits
     the calibrator on the resampled out-of-fold decision values and recomputes the quantiles, so the interval covers
-    the calibration and quantile error but not the refit of the logistic direction; gold: resampling the gold rows,
-    within strata when given).
+    the calibration and quantile error but not the refit of the logistic direction). gold: the Wilson score interval
+    of each rate at the Kish effective size n_eff = (Σ w)² / Σ w² of the gold rows of its class
+    (``evaluation.wilson_interval``); the rates are parameters of the feedback process, so a labelled census of the
+    feedback rows still leaves an interval.
     Warns (``warnings.warn`` and diagnostics_["warnings"]) when the proxy's out-of-fold AUC on the observed rows is
     within two standard errors of chance (``chance_auc_bound``: the anchors are then quantiles of noise). Refuses
     rho01 + rho10 >= 1 (InputError); warns (``warnings.warn`` and diagnostics_["warnings"]) when the sum
@@ -396,22 +399,22 @@ class FlipRateEstimator(BaseEstimator):
 
     def fit(
         self, X: Any, feedback: Any, observed: Any, gold_label: Any = None, propensity: Any = None, *,
-        inclusion_probability: Any = None, stratum: Any = None,
+        inclusion_probability: Any = None,
     ) -> FlipRateEstimator:
         """Estimate the flip rates from a log (X may be None for ``gold`` and ``fixed``).
 
         ``propensity`` ((n,), clipped p_hat; anchor methods only) weights the proxy's fit by 1 / p, re-targeting it
         at the distribution of all impressions, where the rare observed negatives (low propensity) count fully.
-        ``inclusion_probability``, ``stratum`` ((n,); gold only): the audit design of the gold-labelled rows
+        ``inclusion_probability`` ((n,); gold only): the audit design's pi of the gold-labelled rows
         (``causalrm.audit``; other rows may hold NaN / None).
 
         Runs with one BLAS thread: the problems are many small dense fits, where BLAS threads only add contention.
         """
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(X, feedback, observed, gold_label, propensity, (inclusion_probability, stratum))
+            return self._fit(X, feedback, observed, gold_label, propensity, inclusion_probability)
 
     def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any, propensity: Any,
-             design: tuple[Any, Any]) -> FlipRateEstimator:
+             design: Any) -> FlipRateEstimator:
         self._check_params()
         rng = np.random.default_rng(self.random_state)
         diag: dict[str, Any] = {"method": self.method, "warnings": []}
@@ -435,7 +438,7 @@ class FlipRateEstimator(BaseEstimator):
                     f"column 'feedback' row {i} is {float(r[i])!r}: it must be 0 or 1 where observed == 1"
                 )
             if self.method == "gold":
-                self._fit_gold(r, obs, gold_label, n, rng, diag, design)
+                self._fit_gold(r, obs, gold_label, n, diag, design)
             else:
                 w = None if propensity is None else 1.0 / check_propensity(propensity, name="propensity", n=n)
                 self._fit_anchor(X, r_obs, obs, n, rng, diag, w)
@@ -448,10 +451,13 @@ class FlipRateEstimator(BaseEstimator):
         if not (np.isfinite(rho01) and np.isfinite(rho10)):
             raise InputError("flip rates are not finite numbers")
         if rho01 + rho10 >= 1.0:
+            why = ("label more rows (the gold rows so far disagree with the feedback at least as often as they agree) "
+                   "or set the rates by hand (method='fixed')" if self.method == "gold" else
+                   "the proxy cannot separate the classes, so use gold labels (method='gold') or set the rates by "
+                   "hand (method='fixed')")
             raise InputError(
                 f"estimated rho01 + rho10 = {rho01 + rho10:.3f} >= 1 (rho01={rho01:.3f}, rho10={rho10:.3f}): the "
-                "feedback would carry no information about the true label; the proxy cannot separate the classes, so "
-                "use gold labels (method='gold') or set the rates by hand (method='fixed')"
+                f"feedback would carry no information about the true label; {why}"
             )
         check_rates(rho01, rho10)
         if rho01 + rho10 > WARN_SUM:
@@ -541,10 +547,9 @@ class FlipRateEstimator(BaseEstimator):
             self.ci_ = {"rho01": (rho01, rho01), "rho10": (rho10, rho10)}
 
     def _fit_gold(
-        self, r: np.ndarray, obs: np.ndarray, gold_label: Any, n: int, rng: np.random.Generator, diag: dict[str, Any],
-        design: tuple[Any, Any],
+        self, r: np.ndarray, obs: np.ndarray, gold_label: Any, n: int, diag: dict[str, Any], design: Any,
     ) -> None:
-        from causalrm.evaluation import bootstrap_indices
+        from causalrm.evaluation import effective_size, wilson_interval
 
         if gold_label is None:
             raise InputError("method 'gold' needs gold_label (audited true labels on a subset of rows)")
@@ -560,40 +565,31 @@ class FlipRateEstimator(BaseEstimator):
         use = obs & np.isfinite(g) & (g != 0.5)
         gb = (g[use] > 0.5).astype(float)
         rr = r[use]
-        w, strata = self._design(design, use, n)
+        w = self._weights(design, use, n)
         n_pos, n_neg = int(gb.sum()), int(len(gb) - gb.sum())
         if n_pos < 1 or n_neg < 1:
             raise InputError(
                 f"gold labels on observed rows: {n_pos} positive, {n_neg} negative; both classes are needed to "
-                "estimate rho01 and rho10"
+                "estimate rho01 and rho10: label more rows with feedback"
             )
-        rho01 = float(np.sum(w * (gb == 1) * (rr == 0)) / np.sum(w * (gb == 1)))
-        rho10 = float(np.sum(w * (gb == 0) * (rr == 1)) / np.sum(w * (gb == 0)))
+        pos, neg = gb == 1, gb == 0
+        rho01 = float(np.sum(w[pos] * (rr[pos] == 0)) / np.sum(w[pos]))
+        rho10 = float(np.sum(w[neg] * (rr[neg] == 1)) / np.sum(w[neg]))
+        n_eff = {"rho01": effective_size(w[pos]), "rho10": effective_size(w[neg])}
         diag.update(n_gold=int(len(gb)), n_gold_positive=n_pos, n_gold_negative=n_neg,
-                    weighted=design[0] is not None)
+                    weighted=design is not None, n_effective=n_eff)
         if min(n_pos, n_neg) < 30:
             diag["warnings"].append(
                 f"only {min(n_pos, n_neg)} gold rows in the smaller class: the flip-rate estimate is imprecise"
             )
         self._accept(rho01, rho10, diag)
-        if self.n_bootstrap:
-            idx = bootstrap_indices(self.n_bootstrap, len(gb), rng, strata)
-            gs, rs, ws = gb[idx], rr[idx], w[idx]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                b01 = (ws * ((gs == 1) & (rs == 0))).sum(1) / (ws * (gs == 1)).sum(1)
-                b10 = (ws * ((gs == 0) & (rs == 1))).sum(1) / (ws * (gs == 0)).sum(1)
-            self.ci_ = {"rho01": _percentile_ci(b01[np.isfinite(b01)]), "rho10": _percentile_ci(b10[np.isfinite(b10)])}
-        else:
-            self.ci_ = {"rho01": (rho01, rho01), "rho10": (rho10, rho10)}
+        self.ci_ = {"rho01": wilson_interval(rho01, n_eff["rho01"]), "rho10": wilson_interval(rho10, n_eff["rho10"])}
 
     @staticmethod
-    def _design(design: tuple[Any, Any], use: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(weights 1 / pi, strata to resample within) of the used gold rows; (ones, None) without an audit design."""
-        from causalrm.evaluation import resampling_strata
-
-        pi, stratum = design
+    def _weights(pi: Any, use: np.ndarray, n: int) -> np.ndarray:
+        """Weights 1 / pi of the used gold rows (``inclusion_probability``); ones without an audit design."""
         if pi is None:
-            return np.ones(int(use.sum())), None
+            return np.ones(int(use.sum()))
         pi = np.asarray(pi, dtype=np.float64).reshape(-1)
         if pi.shape[0] != n:
             raise InputError(f"column 'inclusion_probability' has {pi.shape[0]} rows but the log has {n}")
@@ -601,8 +597,7 @@ class FlipRateEstimator(BaseEstimator):
         if bad.any():
             raise InputError(f"column 'inclusion_probability' row {int(np.argmax(bad))} is {float(pi[bad][0])!r} "
                              "on a gold-labelled row: it must lie in (0, 1]; merge the labels with --gold FILE")
-        strata = None if stratum is None else np.asarray(stratum, dtype=object).reshape(-1)[use]
-        return 1.0 / pi[use], resampling_strata(strata, pi[use])
+        return 1.0 / pi[use]
 
     def rates(self) -> tuple[float, float]:
         """(rho01_, rho10_)."""

@@ -51,7 +51,7 @@ from causalrm.config import PROXY_WEIGHTINGS as PROXY_WEIGHTINGS
 from causalrm.config import FitConfig as FitConfig
 from causalrm.config import config_json as config_json
 from causalrm.errors import InputError
-from causalrm.gates import REMEDIES, Gate, best_constant, learning_gate
+from causalrm.gates import Gate, best_constant, learning_gate, remedies
 from causalrm.nuisances import Nuisances as Nuisances
 from causalrm.nuisances import StageFn as StageFn
 from causalrm.nuisances import _column as _column
@@ -224,4 +224,4 @@ def check_flip_gate(nuisances: Nuisances, config: FitConfig, *, noise_aware: boo
     """Refuse a noise-aware fit whose flip-rate gate failed, unless ``config.force_noise_correction``."""
     gate = nuisances.gates.get("flip_rates")
     if noise_aware and gate is not None and not gate.passed and not config.force_noise_correction:
-        raise InputError(f"{gate.verdict}; {REMEDIES}")
+        raise InputError(f"{gate.verdict}; {remedies(gate)}")

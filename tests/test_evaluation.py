@@ -169,3 +169,52 @@ def test_stratified_bootstrap_resamples_within_strata():
     x = np.where(strata == "a", 1.0, 0.0)
     assert bootstrap_ci(np.mean, x, n_boot=200, strata=strata) == pytest.approx((0.3, 0.3))
     assert bootstrap_ci(np.mean, x, n_boot=200)[1] > 0.4
+
+
+# ------------------------------------------------------------------------------------------ few labels
+def test_wilson_interval_matches_scipy_and_keeps_a_positive_width():
+    from scipy.stats import binomtest
+
+    from causalrm.evaluation import wilson_interval
+
+    for k, n in ((0, 1), (0, 5), (3, 10), (5, 5), (40, 300)):
+        ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        lo, hi = wilson_interval(k / n, n)
+        assert (lo, hi) == pytest.approx((ref.low, ref.high)) and hi > lo
+
+
+def test_single_labelled_rows_of_a_stratum_are_collapsed_so_intervals_cannot_shrink_to_a_point():
+    from causalrm.evaluation import resampling_strata
+
+    pi = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 1.0])
+    labels = resampling_strata(np.array(["up:1", "up:2", "down:1", "down:1", "none:1", "none:2"]), pi)
+    assert labels[0] == labels[1] == labels[4] != labels[2] == labels[3] and labels[5].startswith("certain:")
+    y, x = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 1.0]), np.arange(6.0)
+    assert np.ptp(bootstrap_ci(np.mean, x, n_boot=200, strata=labels)) > 0
+
+
+def test_few_labels_give_no_verdict_no_number_and_no_zero_width_interval():
+    from causalrm.evaluation import MIN_DECISION_LABELS, labelled_verdict, paired_difference, verdict
+
+    rng = np.random.default_rng(0)
+    n = 5
+    gold = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    log = pl.DataFrame({"gold_label": gold, "inclusion_probability": [0.01, 0.02, 0.05, 0.1, 0.2],
+                        "audit_stratum": ["up:1", "up:2", "down:1", "none:1", "none:2"]})
+    a, b = np.full(n, 0.5), np.clip(gold * 0.6 + 0.2 + rng.normal(0, 0.05, n), 0.01, 0.99)
+    out = labelled_verdict(log, a, b, baseline="naive", debiased="m", n_boot=200)
+    assert out["outcome"] is None and out["verdict"].startswith("not enough labels yet: 5 labelled, about 100 needed")
+    assert not any(word in out["verdict"] for word in ("better", "worse", "level", "nan", "["))
+    assert out["ci95"] is None or out["ci95"][1] > out["ci95"][0]
+    one = pl.DataFrame({"gold_label": [1.0, 1.0, 0.0]})  # two or three labels: R² of one class is NaN
+    assert "nan" not in labelled_verdict(one, np.full(3, 0.5), np.full(3, 0.6), baseline="n", debiased="m")["verdict"]
+    # a degenerate bootstrap (every row its own stratum) never reads as an interval
+    d = paired_difference(gold, a, b, strata=np.array([f"s{i}" for i in range(n)], dtype=object))
+    assert d["ci95"] is None
+    # from MIN_DECISION_LABELS rows on, the verdict speaks
+    y = (rng.random(MIN_DECISION_LABELS) < 0.5).astype(float)
+    good = np.clip(0.5 + 0.4 * (y - 0.5) + rng.normal(0, 0.05, y.size), 0.01, 0.99)
+    d = paired_difference(y, np.full(y.size, 0.5), good, n_boot=200)
+    assert " is better than naive" in verdict(d, baseline="naive", debiased="m", labels="gold")
+    d = paired_difference(y[:-1], np.full(y.size - 1, 0.5), good[:-1], n_boot=200)
+    assert "not enough labels yet" in verdict(d, baseline="naive", debiased="m", labels="gold")

@@ -140,6 +140,33 @@ def test_flip_gate_checks_each_documented_condition():
     assert gates.flip_rate_gate(gold).passed  # no proxy to check with audited labels
 
 
+def test_the_gold_gate_reads_precision_and_margin_and_asks_for_more_labels_not_for_gold():
+    """Gold rates as imprecise as the issue's 300-label audit (rho10 0.25 [0.13, 0.38], wider than the anchors' 0.25
+    limit) pass: they are unbiased and the margin stays large over their intervals. Five labels do not, and the
+    remedy asks for more labels, never for the gold labels the user gave."""
+    precise_enough = {"method": "gold", "rho01": 0.15, "rho10": 0.25, "n_gold": 180,
+                      "ci": {"rho01": [0.10, 0.21], "rho10": [0.13, 0.38]}}
+    gate = gates.flip_rate_gate(precise_enough)
+    assert gate.passed and gate.evidence["worst_margin"] == pytest.approx(1 - 0.21 - 0.38)
+    few = {"method": "gold", "rho01": 0.0, "rho10": 0.5, "n_gold": 5,
+           "ci": {"rho01": [0.0, 0.56], "rho10": [0.09, 0.91]}}
+    gate = gates.flip_rate_gate(few)
+    assert not gate.passed and "imprecise" in gate.verdict and "not identifiable" not in gate.verdict
+    remedy = gates.remedies(gate)
+    assert remedy.startswith("label more rows") and "--flip-method gold" not in remedy
+    low = {**precise_enough, "rho01": 0.4, "rho10": 0.35, "ci": {"rho01": [0.39, 0.41], "rho10": [0.34, 0.36]}}
+    assert "below 0.3" in gates.flip_rate_gate(low).verdict
+    needed = {**precise_enough, "ci": {"rho01": [0.10, 0.35], "rho10": [0.13, 0.45]}}  # worst margin 0.2 < 0.3
+    gate = gates.flip_rate_gate(needed)
+    n = gate.evidence["labels_needed"]
+    assert not gate.passed and n > 180 and f"about {n} labelled rows" in gates.remedies(gate)
+    # at that many rows the upper excesses, shrinking as 1 / sqrt(n), leave half the margin
+    excess = (0.35 - 0.15 + 0.45 - 0.25) * math.sqrt(180 / n)
+    assert 1 - 0.15 - 0.25 - excess >= (1 - 0.15 - 0.25) / 2 - 1e-9
+    anchor = gates.flip_rate_gate({"method": "anchor-quantile", "rho01": 0.4, "rho10": 0.35, "ci": {}})
+    assert "--flip-method gold" in gates.remedies(anchor)
+
+
 # ------------------------------------------------------------------------------------------ learned
 def test_learning_gate_tells_a_model_from_a_constant():
     rng = np.random.default_rng(0)
@@ -281,11 +308,12 @@ def test_labelled_verdict_leaves_out_training_rows_when_enough_gold_is_held_out(
     rng = np.random.default_rng(1)
     n = 200
     gold = (rng.random(n) < 0.5).astype(float)
-    split = np.where(np.arange(n) < 120, "train", "val")
+    split = np.where(np.arange(n) < 80, "train", "val")
     log = pl.DataFrame({"gold_label": gold, "split": split.tolist()})
     a, b = np.full(n, 0.5), np.clip(gold * 0.6 + 0.2, 0, 1)
     out = labelled_verdict(log, a, b, baseline="naive", debiased="m", n_boot=100)
-    assert out["n"] == 80 and out["labels"].startswith("held-out") and "is better than naive" in out["verdict"]
+    assert out["n"] == 120 and out["labels"].startswith("held-out") and "is better than naive" in out["verdict"]
+    assert out["outcome"] == "better than"
     out = labelled_verdict(log.with_columns(pl.lit("train").alias("split")), a, b, baseline="naive", debiased="m",
                            n_boot=100)
     assert out["n"] == n and labelled_verdict(log.drop("gold_label"), a, b, baseline="n", debiased="m") is None

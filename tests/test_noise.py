@@ -74,6 +74,33 @@ def test_gold_matches_empirical_flip_rates():
     assert fe.ci_["rho01"][0] < fe.rho01_ < fe.ci_["rho01"][1]
 
 
+def test_gold_intervals_are_wilson_at_the_effective_size_with_positive_width():
+    from scipy.stats import binomtest
+
+    o = np.ones(12)
+    gold = np.array([1.0] * 9 + [0.0] * 3)
+    r = np.array([0.0, 0.0] + [1.0] * 7 + [0.0] * 3)  # 2 of 9 positives flipped, none of the 3 negatives
+    fe = FlipRateEstimator(method="gold").fit(None, r, o, gold_label=gold)
+    for key, (k, n) in {"rho01": (2, 9), "rho10": (0, 3)}.items():
+        ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert fe.ci_[key] == pytest.approx((ref.low, ref.high))
+    assert fe.ci_["rho10"][1] > 0.3  # no flip among 3 negatives is no evidence of rho10 = 0
+    pi = np.where(gold == 1, 0.5, 1.0)
+    pi[0] = 0.1  # unequal weights: fewer effective rows, a wider interval around the weighted rate
+    weighted = FlipRateEstimator(method="gold").fit(None, r, o, gold_label=gold, inclusion_probability=pi)
+    w = 1 / pi[:9]
+    n_eff = w.sum() ** 2 / np.sum(w**2)
+    assert weighted.diagnostics_["n_effective"]["rho01"] == pytest.approx(n_eff) and n_eff < 9
+    assert np.ptp(weighted.ci_["rho01"]) > np.ptp(fe.ci_["rho01"])
+
+
+def test_gold_rates_at_chance_ask_for_more_labels_not_for_gold_labels():
+    o, gold = np.ones(4), np.array([1.0, 1.0, 0.0, 0.0])
+    with pytest.raises(InputError) as err:
+        FlipRateEstimator(method="gold").fit(None, np.array([0.0, 0.0, 1.0, 1.0]), o, gold_label=gold)
+    assert "label more rows" in str(err.value) and "method='gold'" not in str(err.value)
+
+
 def test_fixed_rates_warn_and_refuse():
     fe = FlipRateEstimator(method="fixed", rho01=0.2, rho10=0.1).fit(None, None, None)
     assert fe.rates() == (0.2, 0.1) and fe.ci_["rho01"] == (0.2, 0.2)
