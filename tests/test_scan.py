@@ -40,7 +40,7 @@ CASES = {
     "chat": ({"messages": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]] * 3,
               "feedback": [1, 0, None]}, None, None),
 }
-STREAMED = {"basic", "mapped_words", "thumbs_pm1", "threshold", "simulation", "split_tokens"}
+STREAMED = {"basic", "mapped_words", "thumbs_pm1", "threshold", "simulation", "split_tokens"}  # as Parquet; JSONL: eager
 
 
 def _write(tmp_path, name, data, ext):
@@ -66,7 +66,7 @@ def test_summarize_file_matches_eager(tmp_path, name, ext):
     lazy = _outcome(lambda: summarize_file(path, mapping=mapping, threshold=threshold, on_fallback=fallbacks.append))
     eager = _outcome(lambda: summarize_log(read_log(path, mapping=mapping, threshold=threshold), source=str(path)))
     assert lazy == eager
-    assert (not fallbacks) == (name in STREAMED), fallbacks
+    assert (not fallbacks) == (name in STREAMED and ext == "parquet"), fallbacks
     if name not in STREAMED and name != "chat":
         assert lazy.startswith("InputError: ") and "row" in lazy  # the row is named, as read_log names it
 
