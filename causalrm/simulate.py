@@ -458,7 +458,8 @@ def simulate_with_config(
             "position": streams[_STREAM_POSITION], "event": streams[_STREAM_EVENT],
             "regenerate": streams[_STREAM_REGENERATE]})
         signals.update(events)
-        p = e if protocol.kind == "implicit" else p
+        if protocol.kind == "implicit":
+            p = e
 
     # ---- assemble ---------------------------------------------------------------------------------------------------
     response_id = (
@@ -551,10 +552,9 @@ def simulation_summary(log: pl.DataFrame) -> dict[str, Any]:
 
     Keys: ``rows`` (per split), ``positive_rate`` (``true_label`` mean, all rows), ``events`` (implicit and mixed logs:
     ``causalrm.simulate_feedback.event_summary`` of each event column, all rows), and where the log has ``observed``
-    (explicit and mixed): ``observation_rate`` (observed share of train + val rows), ``positive_rate``
-    (``true_label`` mean, all rows), ``rho01_hat`` = share of observed train + val true positives with feedback 0,
-    ``rho10_hat`` = share of observed train + val true negatives with feedback 1 (None when there are none),
-    ``test_clean`` (every test row observed with ``feedback == true_label``).
+    (explicit and mixed): ``observation_rate`` (observed share of train + val rows), ``n_observed``, ``rho01_hat`` =
+    share of observed train + val true positives with feedback 0, ``rho10_hat`` = share of observed train + val true
+    negatives with feedback 1 (None when there are none), ``n_observed_pos``, ``n_observed_neg``, ``test_clean`` (every test row observed with ``feedback == true_label``).
     """
     rows = {name: int((log[schema.SPLIT] == name).sum()) for name in (schema.TRAIN, schema.VAL, schema.TEST)}
     positive_rate = float(log[schema.TRUE_LABEL].mean()) if log.height else None
