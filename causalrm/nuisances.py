@@ -121,19 +121,37 @@ def fit_nuisances(
     methods: list[str] | tuple[str, ...] | None = None,
     split: np.ndarray | None = None,
     on_stage: StageFn | None = None,
+    reuse: Nuisances | None = None,
 ) -> Nuisances:
     """Fit the nuisances that ``methods`` (default ``[config.method]``) need, once, on the train + val rows.
 
     ``X``: embeddings of *every* row of ``log`` (only the train + val rows are read), or of the train + val rows
-    alone (``len(X) == number of those rows``), or None (embedded with ``config.embedder``).
+    alone (``len(X) == number of those rows``), or None (embedded with ``config.embedder``). ``reuse``: nuisances
+    fitted earlier on this log; their propensity is taken instead of cross-fitting it again when it was fitted on
+    the same rows and split with the same settings (``propensity_settings``), e.g. the app's Propensity tab's for its
+    Noise tab and training job.
     """
     config.validate()
     with cpu_threads(config.num_threads):
-        return _fit_nuisances(log, X, config, methods=methods, split=split, on_stage=on_stage)
+        return _fit_nuisances(log, X, config, methods=methods, split=split, on_stage=on_stage, reuse=reuse)
+
+
+def propensity_settings(config: FitConfig, *, logged: bool) -> dict[str, Any]:
+    """What determines a fitted propensity besides the log, its rows and split (recorded in its diagnostics)."""
+    return {"logged": logged} if logged else {
+        "model": config.propensity_model, "folds": config.propensity_folds, "clip": config.clip,
+        "seed": config.seed, "max_rows": config.nuisance_max_rows, "device": config.device}
+
+
+def _reusable_propensity(reuse: Nuisances | None, nuis: Nuisances, settings: dict[str, Any]) -> bool:
+    """Whether ``reuse`` holds a propensity fitted on ``nuis``'s rows and split with ``settings``."""
+    return (reuse is not None and reuse.propensity_clipped is not None
+            and np.array_equal(reuse.rows, nuis.rows) and np.array_equal(reuse.split, nuis.split)
+            and (reuse.diagnostics.get("propensity") or {}).get("settings") == settings)
 
 
 def _fit_nuisances(
-    log: pl.DataFrame, X: np.ndarray | None, config: FitConfig, *, methods, split, on_stage,
+    log: pl.DataFrame, X: np.ndarray | None, config: FitConfig, *, methods, split, on_stage, reuse=None,
 ) -> Nuisances:
     methods = [config.method] if methods is None else list(methods)
     needs = needs_of(methods)
@@ -172,23 +190,34 @@ def _fit_nuisances(
                 "every train/val row has feedback (a feedback-only log): propensities cannot be learned; add a "
                 "logged_propensity column, include the impressions without feedback, or use --method denoise / naive"
             )
-        model = PropensityModel(model=config.propensity_model, n_folds=config.propensity_folds, clip=config.clip,
-                                random_state=config.seed, device=config.device, max_rows=config.nuisance_max_rows)
-        model.fit(X_fit, obs, logged_propensity=logged if use_logged else None)
-        nuis.propensity_model = model
-        nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
-        diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
-                              **(jsonable(getattr(model, "diagnostics_", None)) or {})}
-        nuis.propensity_clipped = model.weights_
-        if getattr(model, "selection_", None) is not None:
-            diag["propensity"]["selection"] = jsonable(model.selection_)
-        nuis.propensity_clipped_alt = getattr(model, "alternative_weights_", None)
-        if getattr(model, "fit_rows_", None) is not None:
-            diag.setdefault("subsample", {})["propensity"] = int(len(model.fit_rows_))
-        nuis.gates["propensity"] = propensity_gate(diag["propensity"])
-        diag["propensity"]["clip"] = config.clip
-        diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
-        diag["seconds"]["propensity"] = time.perf_counter() - t0
+        settings = propensity_settings(config, logged=use_logged)
+        if _reusable_propensity(reuse, nuis, settings):
+            for name in ("propensity_model", "propensity", "propensity_clipped", "propensity_clipped_alt"):
+                setattr(nuis, name, getattr(reuse, name))
+            diag["propensity"] = dict(reuse.diagnostics["propensity"])
+            if "propensity" in reuse.diagnostics.get("subsample", {}):
+                diag.setdefault("subsample", {})["propensity"] = reuse.diagnostics["subsample"]["propensity"]
+            nuis.gates["propensity"] = reuse.gates["propensity"]
+            diag["seconds"]["propensity"] = reuse.diagnostics.get("seconds", {}).get("propensity", 0.0)
+        else:
+            model = PropensityModel(model=config.propensity_model, n_folds=config.propensity_folds, clip=config.clip,
+                                    random_state=config.seed, device=config.device, max_rows=config.nuisance_max_rows)
+            model.fit(X_fit, obs, logged_propensity=logged if use_logged else None)
+            nuis.propensity_model = model
+            nuis.propensity = np.asarray(model.propensity_, dtype=np.float64)
+            diag["propensity"] = {"source": "logged" if use_logged else config.propensity_model,
+                                  **(jsonable(getattr(model, "diagnostics_", None)) or {})}
+            nuis.propensity_clipped = model.weights_
+            if getattr(model, "selection_", None) is not None:
+                diag["propensity"]["selection"] = jsonable(model.selection_)
+            nuis.propensity_clipped_alt = getattr(model, "alternative_weights_", None)
+            if getattr(model, "fit_rows_", None) is not None:
+                diag.setdefault("subsample", {})["propensity"] = int(len(model.fit_rows_))
+            nuis.gates["propensity"] = propensity_gate(diag["propensity"])
+            diag["propensity"]["clip"] = config.clip
+            diag["propensity"]["settings"] = settings
+            diag["propensity"]["share_clipped"] = float(np.mean(nuis.propensity < config.clip))
+            diag["seconds"]["propensity"] = time.perf_counter() - t0
 
     # FitConfig.proxy_weighting
     proxy_weights = nuis.propensity_clipped if config.proxy_weighting == "propensity" else None

@@ -59,7 +59,7 @@ def complete_nuisances(log: pl.DataFrame, X: np.ndarray | None, config: FitConfi
         return nuisances
     split = np.full(log.height, "test", dtype=object)
     split[nuisances.rows] = nuisances.split
-    fresh = fit_nuisances(log, X, config, methods=list(methods), split=split, on_stage=on_stage)
+    fresh = fit_nuisances(log, X, config, methods=list(methods), split=split, on_stage=on_stage, reuse=nuisances)
     keep = {f.name: getattr(nuisances, f.name) for f in dataclasses.fields(nuisances)
             if f.name not in ("rows", "split", "diagnostics", "gates") and getattr(nuisances, f.name) is not None}
     if "flip_rates" in nuisances.provides():

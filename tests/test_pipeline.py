@@ -113,6 +113,31 @@ def test_the_anchor_proxy_is_propensity_weighted_for_every_method_that_estimates
     assert (plain.rho01, plain.rho10) != (dn.rho01, dn.rho10)
 
 
+def test_a_propensity_fitted_with_the_same_settings_is_reused_not_refitted(monkeypatch):
+    """The app's Noise tab and training job take the Propensity tab's p-hat (``reuse``): the same flip rates as a
+    fresh fit, without cross-fitting again; other settings (seed, clip) or other rows fit anew."""
+    from causalrm.propensity import PropensityModel
+
+    log, X = synth_log(n=400)
+    fresh = fit_nuisances(log, X, fast_config("denoise"))
+    prop = fit_nuisances(log, X, fast_config("ips"))
+    calls = []
+    real_fit = PropensityModel.fit
+    monkeypatch.setattr(PropensityModel, "fit", lambda self, *a, **k: calls.append(1) or real_fit(self, *a, **k))
+    reused = fit_nuisances(log, X, fast_config("denoise"), reuse=prop)
+    assert calls == []
+    np.testing.assert_array_equal(reused.propensity_clipped, fresh.propensity_clipped)
+    assert (reused.rho01, reused.rho10) == (fresh.rho01, fresh.rho10)
+    assert reused.gates["propensity"].passed == fresh.gates["propensity"].passed
+    for other in (fast_config("denoise", seed=1), fast_config("denoise", clip=0.2)):
+        fit_nuisances(log, X, other, reuse=prop)
+    assert len(calls) == 2
+    other_log = log.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("test")).otherwise("split")
+                                 .alias("split"))
+    fit_nuisances(other_log, X, fast_config("denoise"), reuse=prop)
+    assert len(calls) == 3
+
+
 def test_test_rows_never_reach_fitting():
     """Poison every test row (features, labels, feedback, texts): the fitted model is bit-for-bit the same."""
     log, X = synth_log(n=300)

@@ -43,7 +43,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     anchor_method = method if method != "gold" else "anchor-quantile"
     cfg = fit_config(session, method="denoise", flip_method=anchor_method, quantile=float(quantile), seed=seed,
                       rho01=None, rho10=None)
-    anchor = fit_nuisances(session.log, session.X, cfg, methods=["denoise"])
+    anchor = fit_nuisances(session.log, session.X, cfg, methods=["denoise"], reuse=session.propensity)
     est = anchor.flip_estimator
     rows.append({"estimate": f"anchor ({anchor_method}, q = {float(quantile):g})", "rho01": anchor.rho01,
                  "rho01 95% CI": ci_text(anchor.rho_ci, "rho01"), "rho10": anchor.rho10,
