@@ -211,3 +211,46 @@ def test_streamed_parquet_checks_match_read_log(tmp_path):
             assert name in BAD and reasons, name
         else:
             assert name in GOOD, name
+
+
+# ------------------------------------------------------------------------------------------------ the app's Data tab
+APP_CASES = sorted(n for n, (_, args) in BAD.items() if not args)
+
+
+@pytest.mark.parametrize("name", APP_CASES)
+def test_app_inspection_shows_the_same_error_before_load(tmp_path, name):
+    from app.tabs import data as D
+
+    path = _write(tmp_path, name, BAD[name][0], "jsonl")
+    with pytest.raises(InputError) as eager:
+        read_log(path)
+    note = D.inspect_upload(str(path))[0]
+    if name == "no-response-column":
+        assert "Checks: map `response`" in note  # a required column under another name: the mapping comes first
+    else:
+        assert "will not load as named" in note and str(eager.value).replace(str(path), path.name) in note
+
+
+def test_app_inspection_passes_a_good_log(tmp_path):
+    from app.tabs import data as D
+
+    path = _write(tmp_path, "plain", GOOD["plain"][0], "parquet")
+    assert "✅ Checks pass as named: 3 rows, 2 with feedback" in D.inspect_upload(str(path))[0]
+
+
+def test_failed_upload_keeps_the_previous_log_marked(tmp_path):
+    from app.tabs import data as D
+
+    no_map = [D.AUTO] * len(D.MAPPABLE)
+    good = _write(tmp_path, "good", GOOD["words"][0], "jsonl")
+    bad = _write(tmp_path, "bad", BAD["chat-bad-role"][0], "jsonl")
+    view = D.load_upload(None, str(good), *no_map, "", "")
+    try:
+        log = view.state.log
+        kept = D.load_upload(view.state, str(bad), *no_map, "", "")
+        assert kept.state.log is log
+        assert kept.summary.startswith("### Previous log (still loaded): good.jsonl")
+        assert "`bad.jsonl` was not loaded" in kept.summary and "unknown role 'customer'" in kept.summary
+        assert str(tmp_path) not in kept.summary
+    finally:
+        view.state.close()

@@ -253,7 +253,23 @@ def inspect_upload(file: Any) -> tuple:
     if schema.MESSAGES in columns:
         note += (f". Chat format: `{schema.MESSAGES}` gives the response (the final assistant message) and the "
                  "prompt (the turns before it); leave prompt and response unmapped")
-    return (note, *updates)
+    return (note + "\n\n" + _check_md(path, columns), *updates)
+
+
+def _check_md(path: Path, columns: Sequence[str]) -> str:
+    """The log checks ``validate`` and ``read_log`` make (:func:`causalrm.scan.summarize_file`), run on the file as
+    named: a pass, the one-line error to fix before *Load log*, or the columns still to map."""
+    from causalrm.scan import summarize_file
+
+    if schema.MESSAGES not in columns and not all(c in columns for c in schema.REQUIRED):
+        missing = ", ".join(f"`{c}`" for c in schema.REQUIRED if c not in columns)
+        return f"Checks: map {missing} (or a chat `{schema.MESSAGES}` column) below, then *Load log* checks the rest."
+    try:
+        with _named_as_uploaded(path):
+            s = summarize_file(path, source=path.name)
+    except InputError as err:
+        return f"❌ **This file will not load as named**: {err}"
+    return f"✅ Checks pass as named: {s.n_rows:,} rows, {s.n_observed:,} with feedback."
 
 
 def build_mapping(picks: dict[str, str | None], extra: str | None) -> dict[str, str]:
@@ -299,8 +315,14 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
     mapping = build_mapping(picks, extra_mapping)
     thr = parse_threshold(threshold)
     progress(0.2, desc="reading")
-    with _named_as_uploaded(path):
-        log = read_log(path, mapping=mapping or None, threshold=thr)
+    try:
+        with _named_as_uploaded(path):
+            log = read_log(path, mapping=mapping or None, threshold=thr)
+    except InputError as err:
+        if session.log is None:
+            raise
+        notify(f"{path.name} was not loaded: {err}")
+        return _kept_view(session, path.name, str(err))
     session.reset_data()
     session.log = log
     session.source = {"kind": "upload", "label": path.name, "file": path.name, "mapping": mapping,
@@ -308,6 +330,16 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
     # Bundled texts and earlier uploads of the same texts hit the cache instantly; others wait for the button.
     session.X = None
     return data_view(session)
+
+
+def _kept_view(session: Session, failed: str, error: str) -> DataView:
+    """After a failed upload: the loaded log's summary under a heading that says it is the previous one, the error
+    above it; the other outputs unchanged."""
+    label = session.source.get("label", "log")
+    summary = (f"### Previous log (still loaded): {label}\n\n❌ `{failed}` was not loaded: {error}\n\n"
+               + _summary_md(session))
+    keep = gr.update()
+    return DataView(session, summary, keep, keep, keep, keep, keep, keep)
 
 
 @guarded
