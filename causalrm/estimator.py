@@ -39,6 +39,7 @@ import polars as pl
 from sklearn.base import BaseEstimator
 
 from causalrm.errors import InputError
+from causalrm.feedback_kinds import as_impressions
 from causalrm.config import FitConfig
 from causalrm.nuisances import Nuisances
 from causalrm.pipeline import FitResult, fit_log
@@ -104,6 +105,7 @@ class CausalRM(BaseEstimator):
             log = read_log(log)
         if not isinstance(log, pl.DataFrame):
             raise InputError(f"log must be a polars DataFrame or a log file, got {type(log).__name__}")
+        log = as_impressions(log)  # implicit feedback (copies, clicks): every impression observed
         if isinstance(X, (str, os.PathLike)):
             from causalrm.embeddings import read_embeddings
 

@@ -20,6 +20,7 @@ from causalrm import schema
 from causalrm.atomic_io import jsonable
 from causalrm.config import FitConfig
 from causalrm.errors import InputError
+from causalrm.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, kind_of, resolve_kind
 from causalrm.gates import Gate, flip_rate_gate, propensity_gate
 from causalrm.splits import resolve_split
 from causalrm.trainer import cpu_threads
@@ -155,6 +156,7 @@ def _fit_nuisances(
 ) -> Nuisances:
     methods = [config.method] if methods is None else list(methods)
     needs = needs_of(methods)
+    kind = _feedback_kind(log)
     split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed) if split is None else split
     rows = np.flatnonzero(split != schema.TEST)
     nuis = Nuisances(rows=rows, split=split[rows])
@@ -164,6 +166,7 @@ def _fit_nuisances(
     obs, fb = _observed_feedback(log, rows)
     diag["observed_rate"] = float(obs.mean()) if obs.size else None
     diag["n_observed"] = int(obs.sum())
+    diag["feedback_kind"] = kind
     if "true_label" in needs and schema.TRUE_LABEL not in log.columns:
         clean = [m for m in methods if "true_label" in needs_of(m)]
         raise InputError(f"method {'/'.join(clean)!r} needs the column 'true_label' (simulated logs only)")
@@ -178,6 +181,9 @@ def _fit_nuisances(
     if config.proxy_weighting == "propensity" and proxy_needed and obs.min() == 0:
         needs = needs | {"propensity"}  # the proxy's importance weights (FitConfig.proxy_weighting)
 
+    if kind == IMPLICIT and "propensity" in needs:  # every impression is observed: nothing to reweight
+        _implicit_propensity(nuis, log, rows, config)
+        needs = needs - {"propensity"}
     if "propensity" in needs:
         _stage(on_stage, "propensity")
         t0 = time.perf_counter()
@@ -231,6 +237,8 @@ def _fit_nuisances(
         method = config.effective_flip_method
         audit = design_columns(log, rows)
         gold = audit["gold_label"]
+        if kind == IMPLICIT and method.startswith("anchor"):
+            method = _implicit_flip_method(gold)
         if method == "gold" and (gold is None or np.isnan(gold).all()):
             raise InputError("flip method 'gold' needs audited labels on train/val rows: merge a label file "
                              "(--gold FILE, from causalrm audit) or give the log a 'gold_label' column")
@@ -302,6 +310,39 @@ def _fit_nuisances(
                                 "fit": config.imputation_fit}
         diag["seconds"]["pseudo_label"] = time.perf_counter() - t0
     return nuis
+
+
+def _feedback_kind(log: pl.DataFrame) -> str:
+    """The log's feedback kind; refuses a positive-only log that was not read as implicit (or forced explicit)."""
+    kind = kind_of(log)
+    if FEEDBACK_KIND not in log.columns and resolve_kind(log) == IMPLICIT:
+        raise InputError("the log's feedback is only ever 1 or empty (implicit events such as copies or clicks), "
+                         "but it was not read as implicit feedback: read it with causalrm.io.read_log (or "
+                         "causalrm.feedback_kinds.as_impressions), or force --feedback-kind explicit")
+    return kind
+
+
+def _implicit_flip_method(gold: np.ndarray | None) -> str:
+    """An implicit log's flip rates (1 - c, eps) come from audited labels: anchors cannot find them, because no
+    event is never a sure negative (``causalrm.feedback_kinds``)."""
+    if gold is not None and np.isfinite(gold).any():
+        return "gold"
+    raise InputError("implicit (positive-only) feedback: its event rates cannot be estimated from the events alone, "
+                     f"and noise-aware methods need them; {IMPLICIT_NEEDS}, or use --method naive (it ranks by "
+                     "P(event | x) but does not calibrate P(good | x))")
+
+
+def _implicit_propensity(nuis: Nuisances, log: pl.DataFrame, rows: np.ndarray, config: FitConfig) -> None:
+    """An implicit log observes every impression: p = 1, and the propensity gate says there is no selection."""
+    logged = _column(log, schema.LOGGED_PROPENSITY, rows)
+    if config.use_logged_propensity and logged is not None and np.isfinite(logged).any():
+        raise InputError(f"column {schema.LOGGED_PROPENSITY!r} on an implicit log (an examination propensity) is "
+                         "not supported yet: drop the column (every impression then counts as seen)")
+    nuis.propensity = np.ones(rows.size)
+    nuis.propensity_clipped = np.ones(rows.size)
+    nuis.diagnostics["propensity"] = {"source": "implicit", "clip": config.clip, "share_clipped": 0.0}
+    nuis.gates["propensity"] = Gate("propensity", False, "implicit feedback: every impression is observed (an event "
+                                    "or none), so there is no selection to reweight", {"source": "implicit"})
 
 
 def subsampled_proxy(

@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from causalrm.errors import InputError
+from causalrm.feedback_kinds import as_impressions
 from causalrm.methods import AUTO
 from causalrm.config import FitConfig
 from causalrm.nuisances import Nuisances, fit_nuisances, needs_of
@@ -107,6 +108,7 @@ def fit_methods(
     candidate fitted here (default: when the two differ in nothing but the method and
     ``force_noise_correction``, which decides whether a fit is allowed, never how it trains)."""
     configs = _configs(config, methods, config_for)
+    log = as_impressions(log)  # implicit feedback (copies, clicks): every impression observed
     if nuisances is None or needs_of(methods_needed(configs)) - {"true_label"} - nuisances.provides():
         nuisances = shared_nuisances(log, X, config, list(configs), config_for=config_for, nuisances=nuisances,
                                      on_event=on_event)

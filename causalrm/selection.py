@@ -40,6 +40,7 @@ import torch
 
 from causalrm import schema
 from causalrm.errors import InputError
+from causalrm.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS
 from causalrm.gates import Gate
 
 #: the estimators ``auto`` fits by default, baseline first. Not CausalRM-DR: it was left out when its pseudo-labels
@@ -207,6 +208,9 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
         reason = "; ".join(part for part in (
             f"{', '.join(beaten)} did not beat naive on {kind}" if beaten else "",
             not_fitted) if part)
+    if method == BASELINE and nuisances.diagnostics.get("feedback_kind") == IMPLICIT:
+        reason += ("; on implicit feedback naive's sigma(z) is P(event | x): it ranks the impressions but is not a "
+                   f"calibrated P(good | x); to calibrate, {IMPLICIT_NEEDS}")
     if method == BASELINE and not candidates[method].get("learned", True):
         reason += f"; {method} did not learn either: its scores are not a usable reward"
     return {"requested": "auto", "method": method, "reason": reason, "evidence": kind, "central": central,

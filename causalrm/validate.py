@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from causalrm import schema
+from causalrm.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, as_impressions, describe, kind_of, \
+    positive_only_warning
 
 #: fewer observed rows than this gives a "tiny sample" warning
 MIN_OBSERVED = 500
@@ -45,6 +47,8 @@ class LogSummary:
             of more than one message) and ``system_prompt`` row counts; empty for flat logs.
         warnings: one line each.
         source: the file the log came from, when known.
+        feedback_kind: ``explicit`` or ``implicit`` (:mod:`causalrm.feedback_kinds`); for implicit logs every row
+            counts as observed and ``n_positive`` counts the events.
     """
 
     n_rows: int
@@ -65,6 +69,7 @@ class LogSummary:
     chat: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     source: str | None = None
+    feedback_kind: str = "explicit"
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field."""
@@ -76,12 +81,17 @@ class LogSummary:
         if self.source:
             lines.append(f"log: {self.source}")
         lines.append(f"rows (impressions):   {self.n_rows:,}")
-        lines.append(f"observed (feedback):  {self.n_observed:,} ({_pct(self.observed_rate)})")
-        if self.positive_rate is None:
+        lines.append(f"feedback kind:        {describe(self.feedback_kind, self.n_rows, self.n_positive)}")
+        if self.feedback_kind == IMPLICIT:
+            lines.append(f"events:               {self.n_positive:,} ({_pct(self.positive_rate or 0.0)} of impressions)")
+        elif self.positive_rate is None:
+            lines.append(f"observed (feedback):  {self.n_observed:,} ({_pct(self.observed_rate)})")
             lines.append("positive feedback:    - (no feedback)")
         else:
+            lines.append(f"observed (feedback):  {self.n_observed:,} ({_pct(self.observed_rate)})")
             lines.append(f"positive feedback:    {self.n_positive:,} ({_pct(self.positive_rate)} of observed)")
-        lines.append(f"feedback-only log:    {'yes' if self.feedback_only else 'no'}")
+        if self.feedback_kind != IMPLICIT:
+            lines.append(f"feedback-only log:    {'yes' if self.feedback_only else 'no'}")
         lines.append(f"logged propensity:    {'yes' if self.has_logged_propensity else 'no'}")
         lines.append(f"gold labels:          {self.n_gold:,}" if self.has_gold_label else "gold labels:          no")
         if self.chat:
@@ -111,8 +121,9 @@ def _rows(k: int) -> str:
     return f"{k:,} row{'' if k == 1 else 's'}"
 
 
-def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
-    """Summarise a canonical log (as returned by :func:`causalrm.io.read_log`).
+def summarize_log(df: pl.DataFrame, *, source: str | None = None, feedback_kind: str = AUTO) -> LogSummary:
+    """Summarise a canonical log (as returned by :func:`causalrm.io.read_log`), read as ``feedback_kind``
+    (:func:`causalrm.feedback_kinds.as_impressions`: a log already read keeps its kind).
 
     Preconditions: ``prompt``, ``response``, ``feedback`` and ``observed`` columns exist (``read_log`` guarantees
     them); ``observed`` is 0/1.
@@ -120,6 +131,7 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
     for col in (schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED):
         if col not in df.columns:
             raise ValueError(f"summarize_log: column {col!r} is missing; read the file with causalrm.io.read_log")
+    df = as_impressions(df, feedback_kind)
     n = df.height
     observed = df[schema.OBSERVED].fill_null(0).cast(pl.Int64)
     feedback = df[schema.FEEDBACK]
@@ -152,31 +164,40 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None) -> LogSummary:
     return build_summary(n=n, n_observed=n_observed, n_positive=n_positive, columns=columns, has_lp=bool(has_lp),
                          n_gold=n_gold, n_empty_prompts=n_empty_prompts, splits=splits,
                          n_fb_unobserved=n_fb_unobserved, n_dup=n_dup, n_split_null=n_split_null,
-                         chat_counts=chat_counts, source=source)
+                         chat_counts=chat_counts, source=source, feedback_kind=kind_of(df))
 
 
 def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str], has_lp: bool, n_gold: int,
                   n_empty_prompts: int, splits: dict[str, int], n_fb_unobserved: int, n_dup: int,
-                  n_split_null: int | None, chat_counts: dict[str, int], source: str | None) -> LogSummary:
+                  n_split_null: int | None, chat_counts: dict[str, int], source: str | None,
+                  feedback_kind: str = EXPLICIT) -> LogSummary:
     """The :class:`LogSummary` (and its warnings) from counts: shared by :func:`summarize_log` (an eager frame)
     and :func:`causalrm.scan.summarize_file` (streaming aggregates). ``n_split_null``: rows without a split value,
-    None when there is no split column."""
+    None when there is no split column. Counts are of the log as read: an implicit log (``feedback_kind``) has every
+    row observed and ``n_positive`` events."""
     positive_rate = n_positive / n_observed if n_observed else None
     observed_rate = n_observed / n if n else 0.0
     canonical = [c for c in columns if c in schema.DTYPES]
     extra = [c for c in columns if c not in schema.DTYPES]
     feedback_only = n > 0 and n_observed == n
     sim = [c for c in schema.SIMULATION_ONLY if c in columns]
+    implicit = feedback_kind == IMPLICIT
     warnings: list[str] = []
-    if n_observed == 0:
+    if not implicit:
+        small = positive_only_warning(n, n_observed, n_observed - n_positive)
+        if small:
+            warnings.append(small)
+    if implicit and n_positive == 0:
+        warnings.append("no event on any impression: nothing to learn from")
+    elif n_observed == 0:
         warnings.append("no row has feedback: this log can be scored but not used to train a reward model")
-    elif feedback_only and not has_lp:
+    elif feedback_only and not has_lp and not implicit:
         warnings.append("every row has feedback and there is no logged_propensity column: propensities cannot be "
                         "learned; include the impressions that got no feedback, or log the propensity")
     if 0 < n_observed < MIN_OBSERVED:
         warnings.append(f"tiny sample: only {n_observed:,} rows with feedback; estimates will be very noisy "
                         f"(aim for at least {MIN_OBSERVED:,})")
-    if positive_rate is not None and n_observed and not IMBALANCE <= positive_rate <= 1 - IMBALANCE:
+    if not implicit and positive_rate is not None and n_observed and not IMBALANCE <= positive_rate <= 1 - IMBALANCE:
         warnings.append(f"class imbalance: {_pct(positive_rate)} of the feedback is positive; flip-rate and "
                         "propensity estimates will be unstable")
     if 0 < observed_rate < MIN_OBSERVED_RATE:
@@ -218,4 +239,5 @@ def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str
         chat=chat_counts,
         warnings=warnings,
         source=source,
+        feedback_kind=feedback_kind,
     )

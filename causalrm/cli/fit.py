@@ -41,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--gold", metavar="FILE", default=None,
                    help="audit label file (causalrm audit) merged by response_id: decides auto's choice, and the "
                         "flip rates with --flip-method gold")
+    add_event_rate_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_arguments(p.add_argument_group("fit configuration (FitConfig)"), FitConfig)
     from causalrm.backbones.lora import add_lora_arguments
@@ -50,12 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def add_log_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None:
-    """--map, --threshold, --embeddings and (``model``) --model (shared with `causalrm score`; `causalrm fit` takes
-    --model from FitConfig.embedder)."""
+    """--map, --threshold, --feedback-kind, --embeddings and (``model``) --model (shared with `causalrm score` and
+    `causalrm audit`; `causalrm fit` takes --model from FitConfig.embedder)."""
     p.add_argument("--map", dest="mapping", nargs="+", action="extend", metavar="CANON=COLUMN", default=None,
                    help="map your column names, e.g. --map prompt=question response=answer feedback=thumbs")
     p.add_argument("--threshold", type=float, default=None,
                    help="binarise a numeric feedback column: rating >= THRESHOLD is positive")
+    add_kind_argument(p)
     p.add_argument("--embeddings", metavar="FILE", default=None,
                    help="precomputed embeddings (.safetensors or .npy from `causalrm embed`), rows aligned with LOG")
     if model:
@@ -63,11 +65,47 @@ def add_log_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None
                        help="embedding model id (default all-MiniLM-L6-v2, or the one recorded in --embeddings)")
 
 
+def add_kind_argument(p: argparse.ArgumentParser) -> None:
+    """--feedback-kind (causalrm.feedback_kinds), shared by every command that reads a log."""
+    from causalrm.feedback_kinds import AUTO, KINDS
+
+    p.add_argument("--feedback-kind", choices=(AUTO, *KINDS), default=AUTO,
+                   help="explicit thumbs, or implicit events (copies, clicks: 1 where the event happened, empty "
+                        "elsewhere); default auto: a feedback column that is only ever 1 or empty is implicit")
+
+
+def add_event_rate_arguments(p: argparse.ArgumentParser) -> None:
+    """--event-rate / --accidental-rate: an implicit log's event rates, i.e. fixed flip rates."""
+    p.add_argument("--event-rate", type=float, default=None, metavar="C",
+                   help="implicit feedback: P(event | good response), known or assumed; sets rho01 = 1 - C")
+    p.add_argument("--accidental-rate", type=float, default=None, metavar="EPS",
+                   help="implicit feedback: P(event | bad response) (default 0 with --event-rate); sets rho10 = EPS")
+
+
+def event_rate_overrides(args: argparse.Namespace) -> dict:
+    """The FitConfig fields --event-rate / --accidental-rate set: rho01 = 1 - C, rho10 = EPS."""
+    from causalrm.errors import InputError
+
+    c, eps = getattr(args, "event_rate", None), getattr(args, "accidental_rate", None)
+    if c is None and eps is None:
+        return {}
+    if c is None:
+        raise InputError("--accidental-rate needs --event-rate (the share of good responses that get the event)")
+    if args.rho01 is not None or args.rho10 is not None:
+        raise InputError("give the rates once: --event-rate/--accidental-rate or --rho01/--rho10, not both")
+    eps = 0.0 if eps is None else eps
+    if not (0.0 < c <= 1.0 and 0.0 <= eps < c):
+        raise InputError(f"--event-rate {c:g} / --accidental-rate {eps:g}: need 0 <= EPS < C <= 1 (events must be "
+                         "likelier on good responses than on bad ones)")
+    return {"rho01": 1.0 - c, "rho10": eps}
+
+
 def read_log_arg(args: argparse.Namespace):
     from causalrm.io import parse_mapping, read_log
 
     mapping = parse_mapping(args.mapping) if args.mapping else None
-    return read_log(args.log, mapping=mapping, threshold=args.threshold)
+    return read_log(args.log, mapping=mapping, threshold=args.threshold,
+                    feedback_kind=getattr(args, "feedback_kind", "auto"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.max_epochs is not None and args.max_epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.max_epochs}")
-    config = FitConfig.from_args(args, embedder=embedder, backbone_options=backbone_options).validate()
+    config = FitConfig.from_args(args, embedder=embedder, backbone_options=backbone_options,
+                                 **event_rate_overrides(args)).validate()
     if X is None and not args.quiet and main_rank:
         print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)
 
@@ -147,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
     if n.rho01 is not None:
         ci = n.rho_ci or {}
         fmt = lambda k, v: f"{k} {v:.3f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")  # noqa: E731
-        print(f"  flip rates ({config.effective_flip_method}): {fmt('rho01', n.rho01)}, {fmt('rho10', n.rho10)}")
+        source = n.diagnostics.get("flip_rates", {}).get("method", config.effective_flip_method)
+        print(f"  flip rates ({source}): {fmt('rho01', n.rho01)}, {fmt('rho10', n.rho10)}")
         gold = n.diagnostics.get("flip_rates", {}).get("gold_check")
         if gold and "error" in gold:
             print(f"  gold-label estimate: unavailable ({gold['error']})")

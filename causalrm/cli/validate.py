@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="T",
         help="binarise numeric ratings in the feedback column: rating >= T is positive",
     )
+    from causalrm.cli.fit import add_kind_argument
+
+    add_kind_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return parser
 
@@ -46,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     mapping = parse_mapping(args.map)
     # streaming aggregates (the texts are never held) where the format allows; else read_log + summarize_log
-    summary = summarize_file(args.file, mapping=mapping or None, threshold=args.threshold, source=str(args.file))
+    summary = summarize_file(args.file, mapping=mapping or None, threshold=args.threshold, source=str(args.file),
+                             feedback_kind=args.feedback_kind)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -14,6 +14,7 @@ import polars as pl
 
 from causalrm import schema
 from causalrm.errors import InputError
+from causalrm.feedback_kinds import as_impressions, check_kind
 from causalrm.io.canonical import _canonicalise
 from causalrm.io.formats import HF_PREFIX, _load_raw
 from causalrm.io.formatting import _first_line, _fmt, _list
@@ -51,6 +52,7 @@ def read_log(
     *,
     mapping: dict[str, str] | None = None,
     threshold: float | None = None,
+    feedback_kind: str = "auto",
 ) -> pl.DataFrame:
     """Read an impression log and return it in the canonical schema (see the module docstring).
 
@@ -58,6 +60,9 @@ def read_log(
         path: a ``.csv``, ``.tsv``, ``.jsonl``, ``.json`` or ``.parquet`` file (text formats may be ``.gz``).
         mapping: ``{user column: canonical column}``, for example from :func:`parse_mapping`.
         threshold: binarise numeric ratings in the feedback column: ``rating >= threshold`` is positive.
+        feedback_kind: ``auto`` (detect), ``explicit`` or ``implicit`` (:mod:`causalrm.feedback_kinds`); an implicit
+            log comes back read as impressions: ``observed = 1``, ``feedback`` 1 where the event happened, else 0,
+            and a ``feedback_kind`` column.
 
     Raises:
         InputError: one line naming the file, row/line and column at fault and what to do.
@@ -67,8 +72,9 @@ def read_log(
     def run() -> pl.DataFrame:
         raw = _load_raw(source)
         origin = _apply_mapping(raw, mapping)
-        return _canonicalise(raw, origin, threshold, log=True)
+        return as_impressions(_canonicalise(raw, origin, threshold, log=True), feedback_kind)
 
+    check_kind(feedback_kind)
     return _guard(source, run)
 
 

@@ -1,0 +1,145 @@
+"""Feedback kinds: explicit thumbs, or implicit events (copies, clicks) that are recorded only when they happen.
+
+Notation as in docs/ARCHITECTURE.md, plus
+
+    e       an implicit event on an impression (a copy, a click): 1 when it happened, else 0
+    c       P(e = 1 | r* = 1), the event rate of good responses
+    eps     P(e = 1 | r* = 0), the rate of accidental events on bad ones
+
+Kinds
+-----
+explicit
+    ``feedback`` is a thumbs up (1) or down (0) where the user gave one and empty elsewhere; ``observed`` says which
+    impressions received feedback (selection), and the feedback itself may be flipped (rho01, rho10).
+implicit
+    An event or nothing on every impression: ``feedback`` is 1 where the event happened and empty (or 0) elsewhere.
+    An empty cell is *not* missing feedback: every shown impression is observed, and the event is a class-conditional
+    noisy label of r* with ``rho01 = 1 - c`` (a good response that nobody copied) and ``rho10 = eps``. Read this way
+    (:func:`as_impressions`) the log is an ordinary fully observed log, and every noise-aware estimator applies; with
+    eps = 0 the noise-corrected surrogate is the unbiased PU risk (uPU; docs/METHOD.md). Where the product logs how
+    likely the user was to see the response (``logged_propensity``: examination), it enters as the IPS weight.
+
+What identifies the rates: c and eps are *not* identifiable from the events alone without anchors of both classes,
+and "no event" is never a sure negative, so the anchor estimators are not used on implicit logs. The rates come from
+a gold audit (``causalrm audit``, then ``--gold FILE``) or from the user (``--event-rate c``, ``--accidental-rate
+eps``, i.e. rho01 = 1 - c, rho10 = eps). Without either, the log still ranks impressions by P(e = 1 | x), which orders
+them as P(r* = 1 | x) when c and eps do not depend on x, but its sigma(z) is an event probability, not a calibrated
+P(r* = 1 | x). Where c depends on x (selected-at-random events, Bekker & Davis 2018), the ranking is confounded too,
+and only gold labels spread over x can tell.
+
+Detection (``kind="auto"``, :func:`detect_kind`): a feedback column that holds no 0 among at least ``MIN_EVENTS``
+values, on a log that also has rows without feedback, is positive-only: implicit. Fewer events: explicit with a
+warning (``summarize_log``). ``kind`` given by the user overrides the detection.
+
+Reading marks an implicit log with a ``feedback_kind`` column (``"implicit"`` on every row) after setting
+``observed = 1`` and ``feedback = e``; :func:`kind_of` reads the mark, and :func:`as_impressions` is idempotent.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from causalrm import schema
+from causalrm.errors import InputError
+
+AUTO = "auto"
+EXPLICIT = "explicit"
+IMPLICIT = "implicit"
+KINDS: tuple[str, ...] = (EXPLICIT, IMPLICIT)
+#: the column that marks a log read as implicit feedback
+FEEDBACK_KIND = "feedback_kind"
+#: fewest feedback values, all of them 1, for ``auto`` to read a log as implicit
+MIN_EVENTS = 30
+#: what identifies an implicit log's event rates (the remedies in messages)
+IMPLICIT_NEEDS = ("label a few hundred rows (causalrm audit LOG --n 300, then --gold FILE) or give the event rates "
+                  "(--event-rate C, the share of good responses that get the event, and --accidental-rate EPS)")
+
+
+def check_kind(kind: str) -> str:
+    """``kind`` if it is ``auto`` or one of :data:`KINDS`, else a one-line InputError."""
+    if kind not in (AUTO, *KINDS):
+        raise InputError(f"feedback kind {kind!r}: use auto, {' or '.join(KINDS)}")
+    return kind
+
+
+def detect_kind(n_rows: int, n_feedback: int, n_negative: int) -> str:
+    """The kind ``auto`` reads from counts: ``n_rows`` impressions, ``n_feedback`` of them with a feedback value,
+    ``n_negative`` of those equal to 0 (module docstring, Detection)."""
+    if min(n_rows, n_feedback, n_negative) < 0 or n_feedback > n_rows or n_negative > n_feedback:
+        raise ValueError(f"inconsistent counts: rows {n_rows}, feedback {n_feedback}, negative {n_negative}")
+    positive_only = n_negative == 0 and n_feedback >= MIN_EVENTS
+    return IMPLICIT if positive_only and n_feedback < n_rows else EXPLICIT
+
+
+def positive_only_warning(n_rows: int, n_feedback: int, n_negative: int) -> str | None:
+    """A warning for a positive-only feedback column too small for ``auto`` to call it implicit, else None."""
+    if n_negative == 0 and 0 < n_feedback < MIN_EVENTS and n_feedback < n_rows:
+        return (f"every feedback value is positive ({n_feedback} of them): if they are events (copies, clicks), "
+                "pass --feedback-kind implicit; thumbs need some thumbs-down to learn from")
+    return None
+
+
+def kind_of(log: pl.DataFrame) -> str:
+    """The kind a log was read as: ``implicit`` when it carries the mark of :func:`as_impressions`, else explicit."""
+    if FEEDBACK_KIND not in log.columns:
+        return EXPLICIT
+    values = log[FEEDBACK_KIND].cast(pl.String).unique().to_list()
+    if values == [IMPLICIT]:
+        return IMPLICIT
+    if values == [EXPLICIT]:
+        return EXPLICIT
+    raise InputError(f"column {FEEDBACK_KIND!r} holds {sorted(map(str, values))}; it must be 'implicit' or "
+                     "'explicit' on every row (drop the column to let the reader detect the kind)")
+
+
+def _counts(log: pl.DataFrame) -> tuple[int, int, int]:
+    """(rows, rows with feedback, of them negative), as :func:`detect_kind` takes them."""
+    fb = log[schema.FEEDBACK]
+    has = fb.is_not_null()
+    if schema.OBSERVED in log.columns:
+        has = has & (log[schema.OBSERVED] == 1).fill_null(False)
+    return log.height, int(has.sum()), int((has & (fb == 0)).fill_null(False).sum())
+
+
+def resolve_kind(log: pl.DataFrame, kind: str = AUTO) -> str:
+    """The kind of a canonical log: its mark, else ``kind``, else the detected one."""
+    check_kind(kind)
+    if FEEDBACK_KIND in log.columns:
+        marked = kind_of(log)
+        if kind not in (AUTO, marked):
+            raise InputError(f"the log is marked {marked} feedback (column {FEEDBACK_KIND!r}) but "
+                             f"--feedback-kind {kind} was given; drop one of them")
+        return marked
+    if kind != AUTO:
+        return kind
+    if schema.FEEDBACK not in log.columns:
+        return EXPLICIT
+    return detect_kind(*_counts(log))
+
+
+def as_impressions(log: pl.DataFrame, kind: str = AUTO) -> pl.DataFrame:
+    """``log`` read as its kind (:func:`resolve_kind`): an implicit log gets ``observed = 1`` and ``feedback = e``
+    (1 where the event happened, 0 elsewhere) on every row and the ``feedback_kind`` mark; an explicit log is
+    returned as it is, marked only where the user forced a positive-only log to be read as thumbs. Idempotent."""
+    kind = resolve_kind(log, kind)
+    if FEEDBACK_KIND in log.columns:
+        return log
+    if kind == EXPLICIT:
+        forced = schema.FEEDBACK in log.columns and detect_kind(*_counts(log)) == IMPLICIT
+        return log.with_columns(pl.lit(EXPLICIT, dtype=pl.String).alias(FEEDBACK_KIND)) if forced else log
+    if schema.FEEDBACK not in log.columns:
+        raise InputError("an implicit log needs a feedback column: 1 where the event happened, empty elsewhere; "
+                         "map it with --map feedback=COLUMN")
+    event = (pl.col(schema.FEEDBACK) == 1).fill_null(False).cast(pl.Int8)
+    return log.with_columns(event.alias(schema.FEEDBACK), pl.lit(1, dtype=pl.Int8).alias(schema.OBSERVED),
+                            pl.lit(IMPLICIT, dtype=pl.String).alias(FEEDBACK_KIND))
+
+
+def describe(kind: str, n_rows: int, n_events: int) -> str:
+    """One line for ``validate`` and the app: what the log is and, for implicit logs, what it needs."""
+    if kind == IMPLICIT:
+        rate = n_events / n_rows if n_rows else float("nan")
+        return (f"implicit (positive-only) feedback: {n_events:,} events on {n_rows:,} impressions ({rate:.1%}); an "
+                "empty cell is no event, not missing feedback. Calibrating it needs an event rate or audited "
+                f"labels: {IMPLICIT_NEEDS}")
+    return "explicit feedback (thumbs up / down where given)"
