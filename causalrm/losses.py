@@ -487,9 +487,10 @@ def reduce_components(
 
     R_1 = reduce(c_1 l(z, 1)) estimates (1/N) sum r* l(z, 1) >= 0 and R_0 = reduce(c_0 l(z, 0)) estimates
     (1/N) sum (1 - r*) l(z, 0) >= 0 (each unbiased). The guarded estimate is max(R_1, 0) + max(R_0, 0), the
-    non-negative risk of Kiryo et al. (2017) (``pu.nonnegative_risk``, beta = 0, gamma = 1): bounded below by 0 for
-    every logit, equal to the unbiased R_1 + R_0 whenever both are non-negative (the usual case away from
-    overfitting), and with their gradient step (a negative part is pushed back up alone). Per-example clamping
+    non-negative risk of Kiryo et al. (2017): bounded below by 0 for every logit, equal to the unbiased R_1 + R_0
+    whenever both are non-negative (the usual case away from overfitting). Its gradient step: Algorithm 1
+    (``pu.nonnegative_risk``, beta = 0, gamma = 1) for the ``nonnegative`` specs, ``_guard`` for the "bce" guard of
+    the others. Per-example clamping
     max(l~_i, 0) would instead bias every observed row; clamping per class risk keeps the estimate unbiased
     wherever it is not active. ``nonneg=False`` gives R_1 + R_0 = ``reduce_terms(loss_terms)``. ``dim`` as in
     ``reduce_terms`` (over rows; the trailing class axis is always summed).
@@ -498,9 +499,19 @@ def reduce_components(
         raise InputError("components must have a trailing axis of size 2 (from loss_components)")
     r1 = reduce_terms(method, components[..., 0], inputs, dim=dim)
     r0 = reduce_terms(method, components[..., 1], inputs, dim=dim)
-    if nonneg:
+    if not nonneg:
+        return r1 + r0
+    if _check_method(method).nonnegative:  # nnpu, causalrm-nnpu: Kiryo et al.'s Algorithm 1 step
         return pu.nonnegative_risk(torch.stack((r1, r0), dim=-1))
-    return r1 + r0
+    return _guard(r1) + _guard(r0)
+
+
+def _guard(risk: torch.Tensor) -> torch.Tensor:
+    """The "bce" guard of every other method: value max(R, 0), gradient that of |R| (a negative part is pushed
+    back up while the other part keeps its own gradient). It predates ``pu.nonnegative_risk``, which drops the other
+    part's gradient on such a step (Kiryo et al.'s Algorithm 1); it is kept so that every earlier "bce" result
+    reproduces."""
+    return risk.abs() - (risk.abs() - risk.clamp_min(0.0)).detach()
 
 
 def estimate(
