@@ -13,6 +13,11 @@ A monitor thread watches every running worker: one whose resident memory (with i
 (:attr:`Job.timed_out`) with a longer grace, half the limit, to save what it trained (scoring a large log with a
 transformer on a CPU takes minutes). Workers run with ``threads`` torch / BLAS threads and the
 kernel's highest OOM score, so under memory pressure the kernel kills a worker before the server.
+
+No worker outlives the server. The server holds the only writing end of each worker's control pipe (it carries
+Cancel); a thread in the worker reads it and, on end of file (the server exited, was terminated or killed), kills the
+worker and its children. Its fork server then sees its last client gone and exits too. Cancel travels through that
+pipe rather than a ``multiprocessing.Event``, whose named semaphores a terminated server would leak.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
@@ -39,14 +45,17 @@ logger = logging.getLogger("causalrm.app")
 GB = 1024**3
 Emit = Callable[..., None]
 _IDS = itertools.count(1)
+#: what to try after a job of each kind (``JobPool.submit(what=...)``) ran out of memory
+ADVICE = {"training": "lower the LoRA max length, use the mlp backbone or a smaller log",
+          "embedding": "name a smaller embedding model or use a smaller log"}
 
 
 @dataclasses.dataclass(eq=False)
 class Job:
     """One queued or running call; ``state`` is ``queued``, ``running``, ``done``, ``failed`` or ``cancelled``.
 
-    ``messages``: ``(kind, name, payload)`` tuples the worker emitted, in order. ``error``: the one-line message of
-    a failed job. ``peak_memory``: the largest resident memory the monitor saw (bytes). ``timed_out``: cancelled by
+    ``what``: the kind of work (a key of :data:`ADVICE`), named in its messages. ``messages``: ``(kind, name,
+    payload)`` tuples the worker emitted, in order. ``error``: the one-line message of a failed job. ``peak_memory``: the largest resident memory the monitor saw (bytes). ``timed_out``: cancelled by
     the pool's time limit.
     """
 
@@ -54,6 +63,7 @@ class Job:
     fn: Callable[..., None]
     kwargs: dict[str, Any]
     pool: JobPool
+    what: str = "training"
     id: int = dataclasses.field(default_factory=lambda: next(_IDS))
     state: str = "queued"
     messages: list[tuple[str, Any, Any]] = dataclasses.field(default_factory=list)
@@ -64,7 +74,7 @@ class Job:
     timed_out: bool = False
     _process: Any = None
     _inbox: Any = None  # the reading end of the worker's pipe
-    _cancel: Any = None
+    _control: Any = None  # the writing end of the worker's control pipe (Cancel; its closing ends the worker)
     _ended: bool = False  # the worker's "end" message arrived
 
     @property
@@ -114,9 +124,12 @@ class JobPool:
         self._closed = False
 
     # ---------------------------------------------------------------------------------------------------- public
-    def submit(self, owner: str, fn: Callable[..., None], /, **kwargs: Any) -> Job:
-        """Queue ``fn(emit, should_stop, **kwargs)`` for ``owner`` (a label for the logs); returns its job."""
-        job = Job(owner=owner, fn=fn, kwargs=kwargs, pool=self)
+    def submit(self, owner: str, fn: Callable[..., None], /, *, what: str = "training", **kwargs: Any) -> Job:
+        """Queue ``fn(emit, should_stop, **kwargs)`` for ``owner`` (a label for the logs); ``what``: a key of
+        :data:`ADVICE`. Returns the job."""
+        if what not in ADVICE:
+            raise ValueError(f"what={what!r}: one of {sorted(ADVICE)}")
+        job = Job(owner=owner, fn=fn, kwargs=kwargs, pool=self, what=what)
         with self.changed:
             if self._closed:
                 raise InputError("the server is shutting down; try again in a minute")
@@ -145,8 +158,9 @@ class JobPool:
             if job in self._waiting:
                 self._waiting.remove(job)
                 job.state = "cancelled"
-            elif job._cancel is not None:
-                job._cancel.set()
+            elif job._control is not None:
+                with contextlib.suppress(OSError, ValueError):  # the worker is gone already
+                    job._control.send("cancel")
             self.changed.notify_all()
 
     def warm_up(self) -> None:
@@ -172,18 +186,21 @@ class JobPool:
         while self._waiting and len(self._running) < self.max_running:
             job = self._waiting.pop(0)
             job._inbox, outbox = self._ctx.Pipe(duplex=False)
-            job._cancel = self._ctx.Event()
+            control, job._control = self._ctx.Pipe(duplex=False)
             job._process = self._ctx.Process(target=_worker_main, name=f"causalrm-job-{job.id}", daemon=True,
-                                             args=(job.fn, job.kwargs, outbox, job._cancel, self.threads))
+                                             args=(job.fn, job.kwargs, outbox, control, self.threads))
             try:
                 job._process.start()
             except Exception as err:  # noqa: BLE001 - reported on the job, the server carries on
                 outbox.close()
+                control.close()
+                job._control.close()
                 logger.error("job %d (%s) could not start", job.id, job.owner, exc_info=err)
                 job.state = "failed"
-                job.error = f"the training process could not start ({type(err).__name__}); try again in a minute"
+                job.error = f"the {job.what} process could not start ({type(err).__name__}); try again in a minute"
                 continue
             outbox.close()  # the worker holds the only writing end: reading sees EOF once it is gone
+            control.close()  # and the only reading end of its control pipe
             job.state, job.started = "running", time.monotonic()
             self._running.append(job)
             threading.Thread(target=self._collect, args=(job,), name=f"causalrm-job-{job.id}-collect",
@@ -206,6 +223,7 @@ class JobPool:
                 break
         job._inbox.close()
         job._process.join(timeout=10)
+        job._control.close()
         self._settle(job)
 
     def _receive(self, job: Job, message: tuple[str, Any, Any]) -> bool:
@@ -233,7 +251,7 @@ class JobPool:
             elif job._ended and code == 0:
                 job.state = "done"
             else:
-                job.state, job.error = "failed", _death_line(code)
+                job.state, job.error = "failed", _death_line(code, job.what)
             logger.info("job %d (%s) %s (exit code %s, peak memory %.2f GB)", job.id, job.owner, job.state, code,
                         job.peak_memory / GB)
             job.kwargs = {}  # the log and embeddings stay with the session only
@@ -252,9 +270,8 @@ class JobPool:
                 job.peak_memory = max(job.peak_memory, rss)
                 if rss > self.memory_limit and job.error is None:
                     job.error = (f"out of memory: the job needed more than this server's "
-                                 f"{round(self.memory_limit / GB, 2):g} GB per job and was stopped; lower the LoRA "
-                                 "max length, use the mlp backbone or a smaller log (the server's --job-memory-gb "
-                                 "sets the limit)")
+                                 f"{round(self.memory_limit / GB, 2):g} GB per job and was stopped; "
+                                 f"{ADVICE[job.what]} (the server's --job-memory-gb sets the limit)")
                     logger.warning("job %d (%s) killed at %.2f GB resident", job.id, job.owner, rss / GB)
                     _kill(job._process)
                 elif job.cancel_requested is None:
@@ -296,33 +313,34 @@ def _error_line(job: Job, kind: str, detail: Any) -> str:
     if kind == "input":
         return str(detail)
     if kind == "memory":
-        return ("out of memory in the training process: lower the LoRA max length, use the mlp backbone or a "
-                "smaller log")
+        return f"out of memory in the {job.what} process: {ADVICE[job.what]}"
     name, trace = detail
     ref = uuid.uuid4().hex[:8]
     logger.error("job %d (%s) failed [ref %s]:\n%s", job.id, job.owner, ref, trace)
-    return (f"Unexpected error during training ({name}). The server log has the details under reference {ref}. "
+    return (f"Unexpected error during {job.what} ({name}). The server log has the details under reference {ref}. "
             "The app is still running: check the inputs and try again.")
 
 
-def _death_line(code: int | None) -> str:
+def _death_line(code: int | None, what: str = "training") -> str:
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
         hint = ", probably out of memory" if -code == signal.SIGKILL else ""
-        return f"the training process was killed ({name}{hint}); the server and your data are fine: try a smaller job"
-    return f"the training process stopped unexpectedly (exit code {code}); the server and your data are fine"
+        return f"the {what} process was killed ({name}{hint}); the server and your data are fine: try a smaller job"
+    return f"the {what} process stopped unexpectedly (exit code {code}); the server and your data are fine"
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # inside the worker process
 # --------------------------------------------------------------------------------------------------------------------
-def _worker_main(fn: Callable[..., None], kwargs: dict[str, Any], out: Any, cancel: Any, threads: int) -> None:
+def _worker_main(fn: Callable[..., None], kwargs: dict[str, Any], out: Any, control: Any, threads: int) -> None:
     """Entry point of a worker: limits, then ``fn``; every outcome is reported before the final ``end``."""
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
         fh.write("1000")  # the kernel's first choice under memory pressure (Linux only)
+    cancel = threading.Event()
+    threading.Thread(target=_follow_server, args=(control, cancel), name="causalrm-server-watch", daemon=True).start()
 
     def emit(kind: str, name: Any = None, payload: Any = None) -> None:
         out.send((kind, name, payload))
@@ -346,3 +364,19 @@ def _worker_main(fn: Callable[..., None], kwargs: dict[str, Any], out: Any, canc
     finally:
         emit("end")
         out.close()
+
+
+def _follow_server(control: Any, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the server asks; when the server is gone (end of file on the control pipe: it exited, was
+    terminated or killed), kill this worker and its children at once: nobody is left to read their results or to
+    enforce their limits."""
+    try:
+        while True:
+            if control.recv() == "cancel":
+                cancel.set()
+    except (EOFError, OSError):
+        pass
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    os.kill(os.getpid(), signal.SIGKILL)

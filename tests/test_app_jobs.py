@@ -4,12 +4,16 @@ first served and reports positions."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,3 +117,41 @@ def test_a_job_over_the_time_limit_is_cancelled():
         assert job.messages[-1] == ("stage", "stopped", None)  # stopped cleanly through should_stop
     finally:
         pool.shutdown()
+
+
+SERVER = """
+import sys, time
+sys.path[:0] = {paths!r}
+import job_targets
+from app.jobs import JobPool
+job = JobPool(max_running=1, poll_s=0.05).submit("t", job_targets.sleeper, seconds=600)
+while not job.messages:
+    job.wait(0, 0.5)
+print("worker", job.messages[0][2], flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_worker_outlives_its_server(sig):
+    """A process holding a pool with a running job is terminated or killed: the worker and the fork server go too
+    (they would otherwise run on as orphans, no server left to enforce their limits)."""
+    paths = [str(ROOT), str(Path(__file__).parent)]
+    server = subprocess.Popen([sys.executable, "-c", SERVER.format(paths=paths)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    family = []
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("worker"), server.stderr.read()
+        worker = int(line.split()[1])
+        family = psutil.Process(server.pid).children(recursive=True)
+        assert worker in {p.pid for p in family}
+        server.send_signal(sig)
+        server.wait(timeout=60)
+        _, survivors = psutil.wait_procs(family, timeout=60)
+        assert survivors == []
+        assert "leaked" not in server.stderr.read()
+    finally:
+        for proc in [psutil.Process(server.pid), *family]:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
