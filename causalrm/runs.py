@@ -194,6 +194,11 @@ def load_run(run_dir: str | os.PathLike, *, device: str = "cpu") -> Run:
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory; pass the --out folder of `causalrm fit`")
     if not is_run_dir(run_dir):
+        from causalrm.export import MANIFEST
+
+        if (run_dir / MANIFEST).is_file():
+            raise InputError(f"{run_dir}: an export of a run (causalrm export), not a run directory; `causalrm score` "
+                             "and causalrm.load_reward_model read it, this needs the run (a `causalrm fit` --out)")
         raise InputError(f"{run_dir}: not a causalrm run directory (no run config.json); pass a `causalrm fit` --out")
     info = _read_json(run_dir / CONFIG, "run config")
     if int(info.get("version", 0)) > RUN_VERSION:

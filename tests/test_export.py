@@ -182,37 +182,41 @@ path, pairs = sys.argv[1], json.loads(sys.stdin.read())
 model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True).eval()
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 tok = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-with torch.no_grad():
-    batch = model(**tok([p for p, r in pairs], [r for p, r in pairs], truncation=True, padding=True,
+with torch.no_grad():  # the pairs with a prompt, padded to one batch
+    batch = model(**tok([p for p, r in pairs if p], [r for p, r in pairs if p], truncation=True, padding=True,
                         return_tensors="pt")).logits[:, 0].tolist()
 pipe = pipeline("text-classification", model=path, trust_remote_code=True, device="cpu")
-default = [o["score"] for o in pipe([{"text": p, "text_pair": r} for p, r in pairs], truncation=True)]
-plain = [o["score"] for o in pipe([{"text": p, "text_pair": r} for p, r in pairs], truncation=True, batch_size=4,
-                                  function_to_apply="none")]
+inputs = [{"text": p, "text_pair": r} if p else {"text": r} for p, r in pairs]  # an empty prompt: the response alone
+default = [o["score"] for o in pipe(inputs, truncation=True)]
+plain = [o["score"] for o in pipe(inputs, truncation=True, batch_size=4, function_to_apply="none")]
 print(json.dumps({"batch": batch, "pipeline": default, "plain": plain}))
 """
 
 
 def test_mlp_export_scores_identically_through_transformers(mlp_export, mlp_run, tmp_path):
     """An MLP export loads with AutoModelForSequenceClassification and pipeline (trust_remote_code) and gives the
-    scores `causalrm score` gives, padding and truncation included (the long pair exceeds the 256-token limit)."""
+    scores `causalrm score` gives, padding, truncation (the long pair exceeds the 256-token limit) and an empty prompt
+    included."""
     import os
     import subprocess
     import sys
 
     prompts, responses, expected = run_scores(mlp_run, n=12)
     rng = np.random.default_rng(3)
-    long_pair = (" ".join(rng.choice(["tokens", "of", "a", "long", "prompt"], 300)), "and a long answer " * 40)
+    extra = [(" ".join(rng.choice(["tokens", "of", "a", "long", "prompt"], 300)), "and a long answer " * 40),
+             ("", responses[0])]
     run_model = load_reward_model(mlp_run, device="cpu")
-    expected = np.append(expected, run_model.score([long_pair[0]], [long_pair[1]]))
-    pairs = [*zip(prompts, responses), long_pair]
+    expected = np.append(expected, run_model.score([p for p, _ in extra], [r for _, r in extra]))
+    pairs = [*zip(prompts, responses), *extra]
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", HF_ALONE, str(mlp_export)], input=json.dumps(pairs), text=True,
                           capture_output=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("batch", "pipeline", "plain"):  # problem_type regression: the pipeline's score is z itself
+    np.testing.assert_allclose(got["batch"], expected[:-1], atol=1e-5, rtol=1e-5)
+    for key in ("pipeline", "plain"):  # problem_type regression: the pipeline's score is z itself
         np.testing.assert_allclose(got[key], expected, atol=1e-5, rtol=1e-5, err_msg=key)
+    assert abs(expected[-1] - expected[0]) > 1e-4  # the empty prompt changes the score: the case is a real one
 
 
 def test_mlp_export_round_trip(mlp_export, mlp_run):
@@ -232,14 +236,14 @@ def test_mlp_export_round_trip(mlp_export, mlp_run):
     assert causalrm.export.load_reward_model is load_reward_model
 
 
-def test_runs_and_exports_get_the_usual_modes(mlp_run, minilm_run, tmp_path):
+def test_runs_and_exports_get_the_usual_modes(mlp_run, mlp_export, minilm_run, tmp_path):
     """Folders and files like mkdir / open make them under the umask (not 0700 / 0600 of temporary files)."""
     import os
 
     umask = os.umask(0)
     os.umask(umask)
     export_run(minilm_run, tmp_path / "lora-rm")
-    for folder in (mlp_run, tmp_path / "lora-rm"):
+    for folder in (mlp_run, mlp_export, tmp_path / "lora-rm"):
         paths = [folder, *folder.rglob("*")]
         assert any(p.name.endswith(".safetensors") for p in paths)
         for path in paths:
@@ -279,6 +283,8 @@ def test_cli_export_and_errors(mlp_run, llama_run, tmp_path, capsys):
     decoder = tiny_llama(tmp_path / "decoder")
     assert main(["export", str(mlp_run), str(tmp_path / "z"), "--embedder", decoder]) == 2
     assert "sentence encoders" in capsys.readouterr().err and not (tmp_path / "z").exists()
+    assert main(["export", str(out), str(tmp_path / "w")]) == 2  # an export is not a run
+    assert "an export of a run" in capsys.readouterr().err
     assert main(["export", str(mlp_run), str(tmp_path / "x"), "--adapter-only"]) == 2
     assert "LoRA runs" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "y")]) == 2
