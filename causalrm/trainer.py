@@ -18,6 +18,7 @@ length-sorted batches (``Features.lengths``) cut into micro-batches of at most `
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import math
 import time
@@ -454,7 +455,9 @@ def train(
         for epoch in range(1, cfg.max_epochs + 1):
             t0 = time.perf_counter()
             total = torch.zeros((), dtype=torch.float64, device=device)
-            for idx in epoch_batches(n, cfg.batch_size, generator, lengths, sort_by_length=cfg.sort_by_length):
+            batches = epoch_batches(n, cfg.batch_size, generator, lengths, sort_by_length=cfg.sort_by_length)
+            on_step = _STEP_LISTENER.get()
+            for step, idx in enumerate(batches, 1):
                 if stop_requested():
                     cancelled = True
                     break
@@ -506,6 +509,8 @@ def train(
                 if imp_optimizer is not None:
                     imp_optimizer.step()
                     imp_optimizer.zero_grad(set_to_none=True)
+                if on_step is not None:
+                    on_step(epoch, step, len(batches), time.perf_counter() - t0)
             if cancelled:
                 history.stop_reason = "cancelled"
                 break
@@ -541,6 +546,23 @@ def train(
 # --------------------------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------------------------
+StepFn = Callable[[int, int, int, float], None]
+_STEP_LISTENER: contextvars.ContextVar[StepFn | None] = contextvars.ContextVar("causalrm_step_listener",
+                                                                               default=None)
+
+
+@contextlib.contextmanager
+def report_steps(listener: StepFn):
+    """Inside the block, every :func:`train` calls ``listener(epoch, step, steps_per_epoch, seconds_into_epoch)``
+    after each optimiser step: progress within an epoch (a LoRA epoch on a CPU takes minutes) and the time a step
+    takes, without threading a callback through every caller of ``train`` (the app's training worker uses it)."""
+    token = _STEP_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _STEP_LISTENER.reset(token)
+
+
 @contextlib.contextmanager
 def cpu_threads(n: int | None):
     """Limit torch's intra-op threads and the BLAS/OpenMP pools (threadpoolctl) to ``n`` inside the block.

@@ -97,6 +97,22 @@ def test_progress_and_cancel():
     assert h.stop_reason == "cancelled" and h.epochs < 50
 
 
+def test_report_steps_sees_every_optimiser_step_with_its_epoch_position():
+    from causalrm.trainer import report_steps
+
+    X, inp = make_data(n=600)
+    steps = []
+    with report_steps(lambda *a: steps.append(a)):
+        h = train(_fresh(X), TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(max_epochs=2, batch_size=128))
+    per_epoch = int(np.ceil(600 / 128))
+    assert [(e, s, n) for e, s, n, _ in steps] == [(e, s, per_epoch) for e in (1, 2) for s in range(1, per_epoch + 1)]
+    for epoch in (1, 2):  # seconds into the epoch grow within it and stay under the epoch's recorded time
+        secs = [t for e, _, _, t in steps if e == epoch]
+        assert secs == sorted(secs) and secs[-1] <= h.epoch_seconds[epoch - 1]
+    train(_fresh(X), TensorFeatures(X), inp, TensorFeatures(X), inp, _cfg(max_epochs=1))  # after the block
+    assert len(steps) == 2 * per_epoch
+
+
 def test_gradient_accumulation_matches_full_batches():
     X, inp = make_data(n=256)
     a, b = _fresh(X), _fresh(X)
