@@ -18,16 +18,25 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 T
 # PyTorch first, so no other package pulls a multi-GB CUDA build by accident.
 python -c "import torch" 2>/dev/null || pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 
-# Install the project with EXTRAS once: a stamp in .venv records the hash of pyproject.toml it was installed from,
-# so later launches skip pip until pyproject.toml changes.
+# Install the project with EXTRAS once: a stamp in .venv (named after the extras) records the hash of pyproject.toml
+# it was installed from, so later launches skip pip until pyproject.toml changes. An install with more extras counts:
+# `setup.sh app` after `setup.sh test` installs nothing.
 install_once() {
-  local extras="$1" stamp=".venv/.causalrm-installed-${1//,/-}" key
+  local extras="$1" key stamp have extra missing
   key=$(python -c 'import hashlib; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest())')
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]]; then
-    return
-  fi
+  for stamp in .venv/.causalrm-installed-*; do
+    [[ -f "$stamp" && "$(cat "$stamp")" == "$key" ]] || continue
+    have="-${stamp#.venv/.causalrm-installed-}-"
+    missing=0
+    for extra in ${extras//,/ }; do
+      [[ "$have" == *"-$extra-"* ]] || missing=1
+    done
+    if [[ $missing -eq 0 ]]; then
+      return
+    fi
+  done
   pip install -q -e ".[${extras}]"
-  echo "$key" > "$stamp"
+  echo "$key" > ".venv/.causalrm-installed-${extras//,/-}"
 }
 
 case "$mode" in

@@ -21,7 +21,9 @@ def _sandbox(tmp_path: Path) -> Path:
     bin_dir.mkdir(parents=True)
     (bin_dir / "activate").write_text(f'export PATH="{bin_dir}:$PATH"\n')
     scripts = {
-        "python": f'#!/bin/sh\nexec "{sys.executable}" "$@"\n',  # this interpreter: torch imports, no install
+        # this interpreter (torch imports, no install); `python -m pytest` only logged
+        "python": (f'#!/bin/sh\nif [ "$1 $2" = "-m pytest" ]; then echo "pytest" >> "{tmp_path}/calls.log"; exit 0; fi\n'
+                   f'exec "{sys.executable}" "$@"\n'),
         "pip": f'#!/bin/sh\necho "pip $*" >> "{tmp_path}/calls.log"\n',
         "causalrm": f'#!/bin/sh\necho "causalrm $*" >> "{tmp_path}/calls.log"\n',
     }
@@ -31,10 +33,11 @@ def _sandbox(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _launch(box: Path) -> list[str]:
+def _launch(box: Path, mode: str = "app") -> list[str]:
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    subprocess.run(["bash", "scripts/setup.sh", "app", "--port", "7861"], cwd=box, env=env, check=True,
-                   capture_output=True, text=True)
+    args = ["--port", "7861"] if mode == "app" else []
+    subprocess.run(["bash", "scripts/setup.sh", mode, *args], cwd=box, env=env, check=True, capture_output=True,
+                   text=True)
     return (box / "calls.log").read_text().splitlines()
 
 
@@ -45,3 +48,15 @@ def test_app_launch_runs_pip_only_when_pyproject_changes(tmp_path):
     with (box / "pyproject.toml").open("a") as fh:
         fh.write("\n# a changed dependency list\n")
     assert _launch(box)[3:] == ["pip install -q -e .[notebooks]", "causalrm app --port 7861"]
+
+
+def test_app_after_test_installs_nothing(tmp_path):
+    """The test extras include the app's: an app launch after `setup.sh test` goes straight to the app, and a test
+    run after an app install installs the extras it lacks."""
+    box = _sandbox(tmp_path)
+    assert _launch(box, "test") == ["pip install -q -e .[notebooks,dev,trl]", "pytest"]
+    assert _launch(box)[2:] == ["causalrm app --port 7861"]
+    (tmp_path / "other").mkdir()
+    other = _sandbox(tmp_path / "other")
+    assert _launch(other) == ["pip install -q -e .[notebooks]", "causalrm app --port 7861"]
+    assert _launch(other, "test")[2:] == ["pip install -q -e .[notebooks,dev,trl]", "pytest"]
