@@ -72,7 +72,9 @@ def read_log(
     def run() -> pl.DataFrame:
         raw = _load_raw(source)
         origin = _apply_mapping(raw, mapping)
-        return as_impressions(_canonicalise(raw, origin, threshold, log=True), feedback_kind)
+        log = _canonicalise(raw, origin, threshold, log=True)
+        # thresholded ratings are explicit by construction: detection would read "all above" as events
+        return as_impressions(log, "explicit" if threshold is not None and feedback_kind == "auto" else feedback_kind)
 
     check_kind(feedback_kind)
     return _guard(source, run)
