@@ -8,8 +8,10 @@ says in one sentence whether RUN_B is better, level or worse than RUN_A (paired 
 difference); a run whose metrics.json says it did not learn gets a ``warning:`` line. ``--gold FILE`` merges an
 audit's labels (``causalrm audit``) by response_id; with gold labels each run gets an audited evaluation: R², MSE,
 AUROC and the within-prompt pair agreement on the audited rows with bootstrap intervals, estimated for the whole
-impression population (``causalrm.audit.audited_evaluation``). ``--json OUT`` writes the full comparison, with
-``{"audit": {RUN_NAME: {"n", "r2", "r2_ci", ...}}, "audit_verdict": ...}``.
+impression population (``causalrm.audit.audited_evaluation``). Below ``evaluation.MIN_DECISION_LABELS`` labelled
+rows neither says more than "not enough labels yet: k labelled, about N needed for a ±x interval"; an interval the
+labels cannot give (a bootstrap of width 0, or NaN) is null. ``--json OUT`` writes the full comparison, with
+``{"audit": {RUN_NAME: {"n", "not_enough", "r2", "r2_ci", ...}}, "audit_verdict": {..., "outcome", "verdict"}}``.
 
 Example::
 
@@ -73,6 +75,8 @@ def _format_audit(audit: dict, names: tuple[str, str]) -> str:
         return f"{value:.3f} [{lo}, {hi}]"
 
     first = next(iter(audit.values()))
+    if first["not_enough"]:
+        return f"audited evaluation on {first['labels']}: {first['not_enough']}"
     lines = [f"audited evaluation on {first['n']} {first['labels']} (95% bootstrap intervals):"]
     for name in names:
         r = audit[name]
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     audited = audited_evaluation(both, dict(zip(keys, probs))) if both.height else None
     audit, audit_verdict = None, None
     if audited:
-        audit = {name: {"labels": audited["labels"], **record} for name, record in audited["runs"].items()}
+        audit = {name: {"labels": audited["labels"], "not_enough": audited["not_enough"], **record}
+                 for name, record in audited["runs"].items()}
         audit_verdict = labelled_verdict(both, *probs, baseline=names[0], debiased=names[1], reasons=reasons,
                                          label="gold_label")
         print(_format_audit(audit, keys))
