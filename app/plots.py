@@ -86,20 +86,32 @@ def transition_heatmap(rho01: float, rho10: float, *, title: str = "Feedback tra
     return fig
 
 
+#: heights (share of the plot area) of the proxy plot's two quantile labels: 0.12 apart, about 30 px at the default
+#: height, two lines of 12 px text
+QUANTILE_LABEL_ROWS = (0.99, 0.87)
+
+
 def proxy_scores(scores: np.ndarray, *, lower: float | None = None, upper: float | None = None,
                  quantile: float | None = None) -> go.Figure:
-    """Histogram of the anchor proxy P(r = 1 | x) with the quantile lines that define the flip-rate estimates."""
+    """Histogram of the anchor proxy P(r = 1 | x) with the quantile lines that define the flip-rate estimates; their
+    labels sit on two rows (``QUANTILE_LABEL_ROWS``), each on the side of its line facing the middle of the axis, so
+    they cannot overlap however close the lines are."""
     fig = _figure("Anchor proxy scores P(r = 1 | x), every row (cross-fitted)", "proxy score", "rows")
     fig.add_trace(go.Histogram(x=np.asarray(scores, dtype=float), xbins=dict(start=0, end=1, size=0.02),
                                marker_color=OBSERVED_COLOR, opacity=0.75, name="proxy"))
     q = quantile
+    lines = []
     if lower is not None:
-        label = f"{1 - q:.0%} quantile → ρ̂10 = {lower:.3f}" if q is not None else f"min → ρ̂10 = {lower:.3f}"
-        fig.add_vline(x=lower, line=dict(color=ACCENT, dash="dash"), annotation=dict(text=label, xanchor="left"))
+        lines.append((lower, ACCENT, f"{1 - q:.0%} quantile → ρ̂10 = {lower:.3f}" if q is not None
+                      else f"min → ρ̂10 = {lower:.3f}"))
     if upper is not None:
-        label = (f"{q:.0%} quantile → ρ̂01 = {1 - upper:.3f}" if q is not None else f"max → ρ̂01 = {1 - upper:.3f}")
-        fig.add_vline(x=upper, line=dict(color=WARN, dash="dash"),
-                      annotation=dict(text=label, xanchor="right", yanchor="top"))
+        lines.append((upper, WARN, f"{q:.0%} quantile → ρ̂01 = {1 - upper:.3f}" if q is not None
+                      else f"max → ρ̂01 = {1 - upper:.3f}"))
+    for (x, color, label), row in zip(lines, QUANTILE_LABEL_ROWS):
+        fig.add_vline(x=x, line=dict(color=color, dash="dash"))
+        fig.add_annotation(x=x, y=row, xref="x", yref="paper", text=label, showarrow=False, yanchor="top",
+                           xanchor="left" if x < 0.5 else "right", font=dict(color=color),
+                           bgcolor="rgba(255,255,255,0.8)")
     fig.update_xaxes(range=[0, 1])
     fig.update_layout(showlegend=False)
     return fig
@@ -192,4 +204,15 @@ def metric_bars(rows: Sequence[Mapping], *, metric: str, order: Sequence[str] = 
     fig.add_trace(go.Bar(x=methods, y=values, marker_color=[method_color(m, order) for m in methods],
                          error_y=dict(type="data", symmetric=False, array=hi, arrayminus=lo)))
     fig.update_layout(showlegend=False)
+    return fig
+
+
+def preference_histograms(preferences: Mapping[str, np.ndarray], *, order: Sequence[str] = ()) -> go.Figure:
+    """Overlaid histograms of each model's predicted preference σ(z) over the same rows (a log without labels)."""
+    order = list(order) or list(preferences)
+    fig = _figure("Predicted preference σ(z) by model", "σ(z)", "share of rows", barmode="overlay", height=320)
+    for method, values in preferences.items():
+        fig.add_trace(go.Histogram(x=np.asarray(values, dtype=float), name=method, histnorm="probability",
+                                   xbins=dict(start=0.0, end=1.0, size=0.025), opacity=0.6,
+                                   marker_color=method_color(method, order)))
     return fig
