@@ -88,6 +88,7 @@ def warm_up() -> None:
         import causalrm.runs  # noqa: F401
         import causalrm.simulate  # noqa: F401
         import causalrm.validate  # noqa: F401
+        import torch._dynamo  # noqa: F401 - the first torch optimiser imports it (1.5 s): not in a user's first fit
         from causalrm.embeddings import Embedder
 
         try:

@@ -17,7 +17,7 @@ from app import plots
 from app.common import guarded
 from app.session import Session, detach_page, new_session, reattach
 from app.tabs.data import data_view
-from app.tabs.train import compare_updates, follow_training, histories, results_table
+from app.tabs.train import compare_updates, follow_training, form_updates, histories, results_table
 
 TOKEN_KEY = "causalrm-session"
 # the tab's session token: read before the page-load handler, stored whenever the server sends one
@@ -43,6 +43,15 @@ class RestoreView(NamedTuple):
     results: Any
     compare_a: Any
     compare_b: Any
+    # the Train form as last submitted (``app.tabs.train.form_updates``)
+    backbone: Any
+    device: Any
+    epochs: Any
+    patience: Any
+    seed: Any
+    select_head: Any
+    lora_length: Any
+    force_noise: Any
 
 
 RESTORED = ("Restored after a reload: fitted earlier with the settings shown (training uses them); press the button "
@@ -61,7 +70,7 @@ def restore_session(token: str | None, state: Session | None = None, request: gr
     if session is None:
         session = new_session(page)
     if session.log is None:
-        yield RestoreView(session, session.token, *[keep] * 13)
+        yield RestoreView(session, session.token, *[keep] * 13, *form_updates(session))
         return
     data = data_view(session, toasts=False)
     methods = data.methods
@@ -70,21 +79,22 @@ def restore_session(token: str | None, state: Session | None = None, request: gr
     notes = [RESTORED if done else "" for done in (session.propensity is not None, session.flip is not None)]
     head = (session, session.token, data.summary, data.warnings, data.preview, data.embed_status, methods,
             data.flip_method, *notes)
+    form = form_updates(session)
     run = session.training
     if run is None:
-        yield RestoreView(*head, keep, keep, keep, keep, keep)
+        yield RestoreView(*head, keep, keep, keep, keep, keep, *form)
         return
     if not run.job.finished:
         for view in follow_training(session):
-            yield RestoreView(*head, *view[1:])
-            head = (session, session.token, *[keep] * 8)
+            yield RestoreView(*head, *view[1:], *form)
+            head, form = (session, session.token, *[keep] * 8), (keep,) * len(form)
         return
     run.update(session, timeout=0)
     trained = ", ".join(session.results) or "nothing"
     a, b = compare_updates(session)
     yield RestoreView(*head, f"Restored after a reload: trained {trained} ({run.job.state}).",
                       plots.loss_curves(histories(session, run.live), order=run.methods), results_table(session),
-                      a, b)
+                      a, b, *form)
 
 
 def _on_unload(request: gr.Request) -> None:
@@ -99,7 +109,8 @@ def wire(demo: gr.Blocks, state: Any, token: Any, *, data: Any, propensity: Any,
         restore_session, [token, state],
         [state, token, data.summary, data.warnings, data.preview, data.embed_status, train.methods, noise.flip_method,
          propensity.status, noise.status, train.status, train.curves, train.results, compare.method_a,
-         compare.method_b],
+         compare.method_b, train.backbone, train.device, train.epochs, train.patience, train.seed, train.select_head,
+         train.lora_length, train.force_noise],
         api_visibility="private", concurrency_id="restore", concurrency_limit=None, show_progress="hidden")
     token.change(None, token, None, js=STORE_TOKEN)
     demo.unload(_on_unload)

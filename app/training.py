@@ -57,7 +57,7 @@ def pool() -> JobPool:
         if _POOL is None:
             _POOL = JobPool(max_running=SETTINGS.max_running, memory_limit=SETTINGS.memory_gb * GB,
                             time_limit_s=SETTINGS.time_limit_min * 60, threads=SETTINGS.threads,
-                            preload=["app.train_worker"])
+                            preload=["app.train_worker", "app.embed_worker"])
         return _POOL
 
 
@@ -99,8 +99,9 @@ class TrainingRun:
     """A training job of one session and what it has reported so far.
 
     ``stage``: the session's data stage when the job started (results of an older log are dropped); ``plan``: the
-    LoRA memory plan line ("" for the MLP); ``live``: per method, the epochs, training losses and validation
-    estimates seen so far; ``current`` / ``last_epoch`` / ``stage_text``: the latest progress.
+    LoRA memory plan line ("" for the MLP); ``max_epochs``: each method's epoch limit; ``live``: per method, the
+    epochs, training losses and validation estimates seen so far; ``current`` / ``last_epoch`` / ``last_step``
+    (epoch, step, steps per epoch, seconds into the epoch) / ``stage_text``: the latest progress.
     """
 
     job: Job
@@ -108,9 +109,11 @@ class TrainingRun:
     backbone: str
     stage: int
     plan: str = ""
+    max_epochs: int = 0
     live: dict[str, dict[str, list]] = dataclasses.field(default_factory=dict)
     current: str | None = None
     last_epoch: tuple[int, int, float, float | None] | None = None
+    last_step: tuple[int, int, int, float] | None = None
     stage_text: str | None = None
     seen: int = 0
 
@@ -123,8 +126,10 @@ class TrainingRun:
             if kind == "stage":
                 self.stage_text = name
             elif kind == "start":
-                self.current, self.last_epoch, milestone = name, None, True
+                self.current, self.last_epoch, self.last_step, milestone = name, None, None, True
                 self.live[name] = {"epoch": [], "train_loss": [], "val_estimate": []}
+            elif kind == "step":
+                self.last_step = tuple(payload)
             elif kind == "epoch":
                 epoch, max_epochs, train_loss, val_estimate = payload
                 h = self.live.setdefault(name, {"epoch": [], "train_loss": [], "val_estimate": []})
@@ -141,6 +146,49 @@ class TrainingRun:
                     session.results[name] = _with_weights(payload["result"], Path(payload["run_dir"]))
                     session.run_dirs[name] = Path(payload["run_dir"])
         return milestone
+
+
+#: epochs at least this long (seconds) show progress within them (LoRA on a CPU); shorter ones only their end
+SLOW_EPOCH_S = 10.0
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.2g} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def epoch_estimate(run: TrainingRun) -> float | None:
+    """Seconds an epoch of the current method takes, from its steps timed so far (None before the first)."""
+    if run.last_step is None:
+        return None
+    _, step, steps, seconds = run.last_step
+    return seconds / max(step, 1) * steps
+
+
+def shows_steps(run: TrainingRun) -> bool:
+    """Whether the status shows progress within an epoch: the current method's first epoch, or a later one when
+    epochs are slow (:data:`SLOW_EPOCH_S`); else the last epoch's losses."""
+    if run.last_step is None:
+        return False
+    if run.last_epoch is None:
+        return True
+    return run.last_step[0] > run.last_epoch[0] and (epoch_estimate(run) or 0.0) >= SLOW_EPOCH_S
+
+
+def step_progress(run: TrainingRun, *, elapsed_s: float | None = None, limit_s: float | None = None) -> str | None:
+    """Progress within the current epoch and the duration it implies, from the steps timed so far: "epoch 1/3,
+    step 12 of 310 (4.1 s a step: about 21 min an epoch, at most 63 min for 3 epochs)", with a warning when that
+    would pass the job's time limit (``limit_s``, with ``elapsed_s`` already spent); None before the first step."""
+    if run.last_step is None:
+        return None
+    epoch, step, steps, seconds = run.last_step
+    per_step, per_epoch = seconds / max(step, 1), epoch_estimate(run)
+    left = per_epoch * (max(run.max_epochs, epoch) - epoch) + per_step * (steps - step)
+    text = (f"epoch {epoch}/{run.max_epochs or '?'}, step {step} of {steps} ({per_step:.2g} s a step: about "
+            f"{_minutes(per_epoch)} an epoch, at most {_minutes(left)} more for this model's training steps)")
+    if limit_s and elapsed_s is not None and elapsed_s + left > limit_s:
+        text += (f". ⚠️ At this pace it may reach this server's limit of {limit_s / 60:g} minutes per job; the "
+                 "best validated epoch so far is kept then. Fewer epochs or a shorter max length finish sooner")
+    return text
 
 
 def _with_weights(result: Any, run_dir: Path) -> Any:

@@ -335,7 +335,7 @@ def test_a_reload_restores_the_session_and_follows_its_running_job():
     try:
         D.load_sample(session, D.SAMPLE_SIMULATED, D.DEFAULT_RATING_MODE, 0.5, 0.2, 0.1, 0.2, 2)
         P.fit_propensity(session, "logistic", 0.1, 0)
-        next(T.train_models(session, ["naive"], "mlp", "cpu", 2, 30, 0))  # started; the page then reloads
+        next(T.train_models(session, ["naive"], "mlp", "cpu", 2, 7, 3))  # started; the page then reloads
         S.detach_page("page-0")
         views = list(R.restore_session(session.token, None, SimpleNamespace(session_hash="page-1")))
         first, last = views[0], views[-1]
@@ -343,6 +343,12 @@ def test_a_reload_restores_the_session_and_follows_its_running_job():
         assert "2,398 impressions" in first.summary and "seed 2" in first.summary
         assert first.propensity_status == R.RESTORED and first.noise_status == ""  # the noise tab never ran
         assert first.methods["value"] == ["naive"]
+        form = {k: getattr(first, k)["value"] for k in ("backbone", "device", "epochs", "patience", "seed",
+                                                         "select_head", "force_noise")}
+        assert form == {"backbone": "mlp", "device": "cpu", "epochs": 2, "patience": 7, "seed": 3,
+                        "select_head": False, "force_noise": False}  # the form it trained with, not the defaults
+        assert first.lora_length["visible"] is False and first.select_head["visible"] is True
+        assert all(getattr(v, k) == {"__type__": "update"} for v in views[1:] for k in form)  # set once
         assert "Open the **Compare** tab" in last.train_status and last.results["method"].to_list() == ["naive"]
         assert last.summary["__type__"] == "update"  # the data tab is drawn once, not on every job update
         again = list(R.restore_session(session.token, None, SimpleNamespace(session_hash="page-2")))
@@ -386,6 +392,29 @@ def test_compare_metrics_rankings_downloads_and_cli(trained):
     assert "causalrm fit sim.parquet --method causalrm-dr" in view.cli and "--epochs 2" in view.cli
     with pytest.raises(gr.Error, match="not been trained"):
         C.compare_models(session, "naive", "ips")
+
+
+def test_compare_without_labels_shows_the_scores_not_an_empty_metrics_table(trained):
+    """A log with neither clean nor gold labels: no metrics table (not one of method names without columns), no
+    verdict; the two models' predicted preferences, their scatter and the ranking comparison."""
+    import dataclasses
+
+    from causalrm.evaluation import sigmoid
+
+    session = trained["session"]
+    unlabelled = dataclasses.replace(session, log=session.log.drop("true_label"), run_dirs={})
+    view = C.compare_models(unlabelled, "naive", "causalrm-dr")
+    assert view.metrics_shown["visible"] is False and view.metrics.width == 0
+    assert "no clean or gold labels" in view.metrics_note and "Verdict" not in view.metrics_note
+    fig = view.metric_plot["value"]
+    assert view.metric_plot["label"] == "predicted preferences" and [t.name for t in fig.data] == ["naive",
+                                                                                                   "causalrm-dr"]
+    for trace in fig.data:
+        z = session.results[trace.name].score(session.log, session.X)
+        np.testing.assert_allclose(np.asarray(trace.x, dtype=float), sigmoid(z), rtol=1e-5, atol=1e-6)
+    assert "Kendall τ" in view.rank_summary and isinstance(view.scatter, go.Figure)
+    labelled = C.compare_models(session, "naive", "causalrm-dr")
+    assert labelled.metrics_shown["visible"] is True and labelled.metric_plot["label"] == "R² by method"
 
 
 # ------------------------------------------------------------------------------------------------ sessions, CLI

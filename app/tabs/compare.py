@@ -27,8 +27,9 @@ from causalrm.errors import InputError
 
 class CompareView(NamedTuple):
     metrics: pl.DataFrame
+    metrics_shown: Any  # gr.update: the metrics table only where there are labels to compute it against
     metrics_note: str
-    metric_plot: Any
+    metric_plot: Any  # gr.update: R² by method, or the predicted preferences on a log without labels
     scatter: Any
     rank_summary: str
     movers: pl.DataFrame
@@ -95,6 +96,8 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     from causalrm.evaluation import compare_rankings
     from causalrm.atomic_io import write_table_atomic
 
+    from causalrm.evaluation import evaluation_rows, sigmoid
+
     session = require(state)
     a, b = _check_pair(session, method_a, method_b)
     progress(0.1, desc="collecting scores")
@@ -137,16 +140,19 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         if ev0["label"] == schema.TRUE_LABEL and ORACLE not in evals:
             note += " Train `oracle` too to see the ceiling of this representation."
         note = _verdict_md(session, a, b, rewards) + "\n\n" + note
-        metric_fig = plots.metric_bars([r for r in bars if r["value"] is not None], metric="R²",
-                                       order=list(session.results))
-    else:
-        metrics_df = pl.DataFrame({"method": list(session.results)})
-        note = ("This log has no clean labels (no test split with `true_label`, no `gold_label`): only the ranking "
-                "comparison is available.")
-        metric_fig = plots.empty("no clean labels to evaluate against")
+        metric_fig = gr.update(value=plots.metric_bars([r for r in bars if r["value"] is not None], metric="R²",
+                                                       order=list(session.results)), label="R² by method")
+    else:  # what the scores alone can show: their distributions (here), the scatter and the rankings (below)
+        metrics_df = pl.DataFrame()
+        note = (f"This log has no clean or gold labels (no test split with `true_label`, no `gold_label`): no "
+                f"metrics and no verdict on which model is right. Shown: the predicted preferences of **{a}** and "
+                f"**{b}**, their scatter and how their rankings differ. Label rows on the **Audit** tab for an "
+                "audited verdict.")
+        metric_fig = gr.update(value=plots.preference_histograms(
+            {m: sigmoid(rewards[m]) for m in dict.fromkeys((a, b))}, order=list(session.results)),
+            label="predicted preferences")
 
     # ---- scatter -------------------------------------------------------------------------------------------------
-    from causalrm.evaluation import evaluation_rows, sigmoid
 
     found = evaluation_rows(session.log)
     if found is not None:
@@ -192,8 +198,8 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     write_table_atomic(table, csv_path)
     write_table_atomic(table, pq_path)
     zip_path = _zip_runs(session, out / "runs.zip")
-    return CompareView(metrics_df, note, metric_fig, scatter, "\n\n".join(lines), movers,
-                       gr.update(choices=choices, value=default), ranking, cli_command(session),
+    return CompareView(metrics_df, gr.update(visible=bool(rows)), note, metric_fig, scatter, "\n\n".join(lines),
+                       movers, gr.update(choices=choices, value=default), ranking, cli_command(session),
                        str(csv_path), str(pq_path), str(zip_path) if zip_path else None)
 
 
@@ -359,6 +365,7 @@ class CompareUI(NamedTuple):
     compare: Any
     metrics_note: Any
     metrics: Any
+    metrics_box: Any
     metric_plot: Any
     scatter: Any
     rank_summary: Any
@@ -379,8 +386,9 @@ def build() -> CompareUI:
             method_b = gr.Dropdown([], label="debiased", allow_custom_value=True, elem_id="method-b")
             compare_btn = gr.Button("Compare", variant="primary", elem_id="compare")
         metrics_note = gr.Markdown(elem_classes="crm-note", elem_id="metrics-note")
-        metrics_table = gr.Dataframe(label="metrics vs clean labels", interactive=False, wrap=False,
-                                     elem_id="metrics-table")
+        with gr.Column(elem_id="metrics-box") as metrics_box:
+            metrics_table = gr.Dataframe(label="metrics vs clean labels", interactive=False, wrap=False,
+                                         elem_id="metrics-table")
         with gr.Row():
             metric_plot = gr.Plot(plots.empty("Metrics appear here"), label="R² by method",
                                   elem_id="metric-bars")
@@ -400,8 +408,8 @@ def build() -> CompareUI:
             dl_zip = gr.DownloadButton("Run folders (zip)", interactive=False, elem_id="dl-zip")
         cli = gr.Code("# train a model first", language="shell", label="equivalent causalrm commands",
                       interactive=False, elem_id="cli")
-    return CompareUI(method_a, method_b, compare_btn, metrics_note, metrics_table, metric_plot, scatter, rank_summary,
-                     movers, prompt_pick, ranking, dl_csv, dl_parquet, dl_zip, cli)
+    return CompareUI(method_a, method_b, compare_btn, metrics_note, metrics_table, metrics_box, metric_plot, scatter,
+                     rank_summary, movers, prompt_pick, ranking, dl_csv, dl_parquet, dl_zip, cli)
 
 
 def wire(state: Any, ui: CompareUI) -> None:
@@ -409,7 +417,8 @@ def wire(state: Any, ui: CompareUI) -> None:
     downloads = [ui.download_csv, ui.download_parquet, ui.download_zip]
     ui.compare.click(
         compare_models, [state, ui.method_a, ui.method_b],
-        [ui.metrics, ui.metrics_note, ui.metric_plot, ui.scatter, ui.rank_summary, ui.movers, ui.prompt_pick,
+        [ui.metrics, ui.metrics_box, ui.metrics_note, ui.metric_plot, ui.scatter, ui.rank_summary, ui.movers,
+         ui.prompt_pick,
          ui.ranking, ui.cli, *downloads], api_name="compare", concurrency_id="nuisance",
     ).success(lambda: [gr.update(interactive=True)] * 3, None, downloads, queue=False, api_visibility="private")
     ui.prompt_pick.input(prompt_ranking, [state, ui.method_a, ui.method_b, ui.prompt_pick], ui.ranking,

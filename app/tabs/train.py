@@ -24,8 +24,10 @@ from causalrm import schema
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 
-# max epochs and patience the Train tab proposes per backbone (LoRA on a CPU: minutes per epoch)
-EPOCHS = {"mlp": (40, 30), "lora": (3, 2)}
+# max epochs and patience the Train tab proposes per backbone (LoRA on a CPU: minutes per epoch). The MLP's patience
+# is 10 where the CLI's is 30: interactive seconds (docs/RESULTS.md, "Interactive speed"); on the default sample every
+# method's best epoch is the same with either (none improves after its best within 30 epochs)
+EPOCHS = {"mlp": (40, 10), "lora": (3, 2)}
 
 
 class TrainView(NamedTuple):
@@ -111,9 +113,9 @@ def inspected_nuisances(session: Session, config: Any) -> Any:
 
 @guarded
 def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_METHODS, backbone: str = "mlp",
-                 device: str = "auto", epochs: float = 50, patience: float = 30, seed: float = 0,
-                 select_head: bool = False, force_noise_correction: bool = False, max_length: float | None = None,
-                 request: gr.Request = None,
+                 device: str = "auto", epochs: float = EPOCHS["mlp"][0], patience: float = EPOCHS["mlp"][1],
+                 seed: float = 0, select_head: bool = False, force_noise_correction: bool = False,
+                 max_length: float | None = None, request: gr.Request = None,
                  progress=gr.Progress()) -> Iterator[TrainView]:
     """Train each selected method in a worker process (``app.train_worker``; live loss curves, Cancel, queue).
 
@@ -166,12 +168,13 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
     session.results, session.run_dirs = {}, {}
     session.train_settings = {"methods": methods, "backbone": backbone, "device": device, "epochs": epochs,
                               "patience": patience, "seed": seed, "select_head": bool(select_head),
+                              "force_noise": bool(force_noise_correction), "max_length": max_length,
                               "config": config.to_dict()}
     job = pool().submit(session.session_hash[:8], train_worker.train, log=session.log, X=session.X, config=config,
                         methods=methods, runs_root=str(session.folder("runs")), source=session.source.get("label"),
                         nuisances=inspected_nuisances(session, config))
     session.training = TrainingRun(job=job, methods=methods, backbone=backbone, stage=session.stage,
-                                   plan=f"LoRA: {plan.describe()}." if plan else "")
+                                   plan=f"LoRA: {plan.describe()}." if plan else "", max_epochs=epochs)
     yield from follow_training(session, progress)
 
 
@@ -182,9 +185,14 @@ def _train_status(run: Any) -> str:
         return (f"Queued: position {job.position} in line, {job.pool.running} job(s) running (at most "
                 f"{job.pool.max_running} at once). Cancel leaves the queue.")
     n = len(run.methods)
+    limit = job.pool.time_limit_s
+    elapsed = None if job.started is None else time.monotonic() - job.started
     if run.current is not None:
         i = run.methods.index(run.current) + 1
-        if run.last_epoch is None:
+        if training.shows_steps(run):
+            line = f"Training **{run.current}** ({i}/{n}): " + training.step_progress(run, elapsed_s=elapsed,
+                                                                                     limit_s=limit)
+        elif run.last_epoch is None:
             line = f"Training **{run.current}** ({i}/{n})…"
         else:
             epoch, max_epochs, train_loss, val_estimate = run.last_epoch
@@ -194,12 +202,11 @@ def _train_status(run: Any) -> str:
         line = f"{run.stage_text[0].upper()}{run.stage_text[1:]}…"
     else:
         line = "Fitting the nuisances (propensity, flip rates, pseudo-labels)…"
-    limit = job.pool.time_limit_s
     if job.timed_out:  # cancelled by the pool; the worker keeps what it validated, if anything, then ends
         line += (f" Reached this server's limit of {limit / 60:g} minutes per job (--job-time-limit-min): stopping "
                  "and keeping the best validated model, if any.")
-    elif limit and job.started is not None:
-        line += f" ({(time.monotonic() - job.started) / 60:.0f} of at most {limit / 60:g} minutes)"
+    elif limit and elapsed is not None:
+        line += f" ({elapsed / 60:.0f} of at most {limit / 60:g} minutes)"
     return line
 
 
@@ -220,11 +227,14 @@ def follow_training(session: Session, progress: Any = None) -> Iterator[TrainVie
     last_yield = time.monotonic()
     while not run.job.finished:
         milestone = run.update(session, timeout=0.5)
-        if progress is not None and run.current is not None and run.last_epoch is not None:
-            epoch, max_epochs = run.last_epoch[:2]
-            i = methods.index(run.current)
-            progress((i + epoch / max(max_epochs, 1)) / n,
-                     desc=f"{run.current} ({i + 1}/{n}): epoch {epoch}/{max_epochs}")
+        if progress is not None and run.current is not None and (run.last_step or run.last_epoch):
+            i, max_epochs = methods.index(run.current), max(run.max_epochs, 1)
+            done = run.last_epoch[0] if run.last_epoch else 0  # epochs done, plus the steps of the next one
+            where = f"epoch {done}/{max_epochs}"
+            if run.last_step is not None and run.last_step[0] > done:  # a LoRA epoch on a CPU takes minutes
+                epoch, step, steps = run.last_step[:3]
+                done, where = epoch - 1 + step / max(steps, 1), f"epoch {epoch}/{max_epochs}, step {step}/{steps}"
+            progress(min((i + done / max_epochs) / n, 1.0), desc=f"{run.current} ({i + 1}/{n}): {where}")
         if milestone or time.monotonic() - last_yield > 1.0:
             last_yield = time.monotonic()
             yield view(_train_status(run))
@@ -290,6 +300,21 @@ def _backbone_fields(backbone: str) -> tuple[Any, Any, Any, Any]:
             gr.update(visible=not lora, value=False))
 
 
+def form_updates(session: Session) -> tuple[Any, ...]:
+    """The Train form as the session last submitted it (a reloaded page shows what is training or was trained):
+    updates of backbone, device, max epochs, patience, seed, linear-head option, LoRA max length and the
+    noise-gate override (:class:`TrainUI`'s order); unchanged fields when nothing was submitted."""
+    ts = session.train_settings
+    if not ts.get("backbone"):
+        return (gr.update(),) * 8
+    lora = ts["backbone"] == "lora"
+    return (gr.update(value=ts["backbone"]), gr.update(value=ts["device"]), gr.update(value=ts["epochs"]),
+            gr.update(value=ts["patience"]), gr.update(value=ts["seed"]),
+            gr.update(value=bool(ts["select_head"]), visible=not lora),
+            gr.update(value=ts.get("max_length") or training.default_lora_max_length(), visible=lora),
+            gr.update(value=bool(ts.get("force_noise"))))
+
+
 class TrainUI(NamedTuple):
     methods: Any
     backbone: Any
@@ -319,12 +344,13 @@ def build() -> TrainUI:
                                        info="mlp: head on frozen embeddings" +
                                             ("; lora: transformer + LoRA (slow on CPU)"
                                              if "lora" in backbones else ""))
-                device = gr.Radio(list(DEVICES), value="auto", label="device")
+                device = gr.Radio(list(DEVICES), value="auto", label="device", elem_id="train-device")
                 with gr.Row():
-                    epochs = gr.Number(40, precision=0, minimum=1, maximum=SETTINGS.max_epochs,
+                    epochs = gr.Number(EPOCHS["mlp"][0], precision=0, minimum=1, maximum=SETTINGS.max_epochs,
                                        label="max epochs", elem_id="epochs")
-                    patience = gr.Number(30, precision=0, minimum=0, label="patience")
-                    train_seed = gr.Number(0, precision=0, minimum=0, label="seed")
+                    patience = gr.Number(EPOCHS["mlp"][1], precision=0, minimum=0, label="patience",
+                                         elem_id="patience")
+                    train_seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="train-seed")
                 select_head = gr.Checkbox(False, label="also try a linear head", elem_id="select-head",
                                           info="mlp only: keep whichever head the method's own "
                                                "validation estimate prefers (twice the training time)")
@@ -356,8 +382,9 @@ def build() -> TrainUI:
 
 def wire(state: Any, ui: TrainUI, *, compare: Any) -> None:
     """The Train tab's events (``compare``: the Compare tab's components, whose pair follows what was trained)."""
-    ui.backbone.change(_backbone_fields, ui.backbone, [ui.lora_length, ui.epochs, ui.patience, ui.select_head],
-                       queue=False, api_visibility="private")
+    # the user's choice only (``input``): a reloaded page sets the backbone with the epochs it trained with
+    ui.backbone.input(_backbone_fields, ui.backbone, [ui.lora_length, ui.epochs, ui.patience, ui.select_head],
+                      queue=False, api_visibility="private")
     # Jobs wait in the worker pool's line (their position shown in the status), not in gradio's queue.
     ui.train.click(
         train_models,
