@@ -77,6 +77,31 @@ def metric_rows(log: pl.DataFrame, scores: dict[str, np.ndarray], *, n_boot: int
     return out
 
 
+def reliability_table(log: pl.DataFrame, scores: dict[str, np.ndarray], *, n_bins: int = 10) -> pl.DataFrame:
+    """Reliability of sigma(z) against the clean labels of ``log`` (the rows :func:`metric_rows` evaluates, each
+    counted once: an audit's design weights are not applied): per method of ``scores`` (reward logits of every row)
+    and equal-count bin of sigma(z), its ``rows``, ``mean P(good)`` and ``share good`` (mean clean label). A
+    calibrated model lies on the diagonal; ``ECE`` (repeated on each row of a method) is the expected calibration
+    error, sum over bins of (rows / n) |share good - mean P(good)|."""
+    if n_bins < 1:
+        raise InputError(f"n_bins={n_bins}: must be at least 1")
+    found = evaluation_rows(log)
+    if found is None:
+        raise InputError("the log has no clean labels (a simulated test split or gold_label) to evaluate against")
+    rows, label, _ = found
+    y = log[label].cast(pl.Float64).to_numpy()[rows]
+    tables = []
+    for method, z in scores.items():
+        prob = sigmoid(np.asarray(z, dtype=np.float64)[rows])
+        table = (pl.DataFrame({"bin": equal_count_bins(prob, n_bins), "prob": prob, "y": y})
+                   .group_by("bin").agg(rows=pl.len(), **{"mean P(good)": pl.col("prob").mean(),
+                                                          "share good": pl.col("y").mean()})
+                   .sort("bin"))
+        ece = float((table["rows"] / len(y) * (table["share good"] - table["mean P(good)"]).abs()).sum())
+        tables.append(table.select(pl.lit(method).alias("method"), pl.all(), pl.lit(ece).alias("ECE")))
+    return pl.concat(tables)
+
+
 def with_gap_closed(table: pl.DataFrame, metric: str = "R2") -> pl.DataFrame:
     """``table`` (rows of :func:`metric_rows`, naive and oracle among them) with the share of the naive -> oracle gap
     each method closes on ``metric`` (1 = the oracle, < 0 = worse than naive)."""

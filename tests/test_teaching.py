@@ -10,7 +10,8 @@ from causalrm.bench import gap_closed
 from causalrm.errors import InputError
 from causalrm.evaluation import evaluate_scores
 from causalrm.simulate import simulate
-from causalrm.teaching import equal_count_bins, error_bars, metric_rows, sweep_summary, with_gap_closed
+from causalrm.teaching import equal_count_bins, error_bars, metric_rows, reliability_table, sweep_summary, \
+    with_gap_closed
 
 
 def test_equal_count_bins_hold_equal_counts_in_rank_order() -> None:
@@ -35,6 +36,31 @@ def test_metric_rows_match_evaluate_scores_and_refuse_unlabelled_logs() -> None:
     assert row["mean P(good)"] == pytest.approx(float(np.mean(1 / (1 + np.exp(-z[test])))))
     with pytest.raises(InputError):
         metric_rows(log.drop("true_label"), {"naive": z}, n_boot=0)
+
+
+def test_reliability_table_bins_test_rows_by_probability_against_numpy() -> None:
+    rated = pl.DataFrame({"prompt": [f"p{i // 2}" for i in range(200)], "response": [f"r{i}" for i in range(200)],
+                          "rating": np.arange(200) % 10 + 1.0,
+                          "split": ["test" if i >= 160 else "train" for i in range(200)]})
+    log = simulate(rated, alpha=0.5, seed=0)
+    rng = np.random.default_rng(2)
+    scores = {"a": rng.normal(size=log.height), "b": rng.normal(size=log.height)}
+    table = reliability_table(log, scores, n_bins=4)
+    test = (log["split"] == "test").to_numpy()
+    y = log["true_label"].cast(pl.Float64).to_numpy()[test]
+    for method, z in scores.items():
+        prob = 1 / (1 + np.exp(-z[test]))
+        chunks = np.array_split(np.argsort(prob, kind="stable"), 4)  # 40 test rows: 4 bins of 10
+        got = table.filter(pl.col("method") == method).sort("bin")
+        assert got["rows"].to_list() == [10] * 4
+        np.testing.assert_allclose(got["mean P(good)"], [prob[c].mean() for c in chunks])
+        np.testing.assert_allclose(got["share good"], [y[c].mean() for c in chunks])
+        ece = sum(len(c) / len(y) * abs(y[c].mean() - prob[c].mean()) for c in chunks)
+        assert got["ECE"].to_list() == pytest.approx([ece] * 4)
+    with pytest.raises(InputError):
+        reliability_table(log.drop("true_label"), scores)
+    with pytest.raises(InputError):
+        reliability_table(log, scores, n_bins=0)
 
 
 def test_gap_closed_column_summary_and_error_bars() -> None:
