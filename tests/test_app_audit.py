@@ -76,9 +76,23 @@ def test_download_upload_round_trip_and_clear(session, tmp_path):
     assert session.audit.labelled() == 29
 
 
-def test_the_verdict_panel_reads_the_audit_once_models_are_trained(session):
-    list(T.train_models(session, ["naive", "causalrm-ips"], "mlp", "cpu", 2, 30, 0, False, True))
-    view = A.propose(session, 40, 0)
+def test_the_verdict_panel_reads_the_audit_once_models_are_trained_and_enough_rows_labelled(session, tmp_path):
+    from causalrm.evaluation import MIN_DECISION_LABELS
+
+    status = list(T.train_models(session, ["naive", "causalrm-ips"], "mlp", "cpu", 2, 30, 0, False, True))[-1].status
+    nu = session.results["causalrm-ips"].nuisances  # the Train status names the rates that entered each method
+    assert f"entered the noise-aware methods: causalrm-ips: ρ01 = {nu.rho01:.3f}, ρ10 = {nu.rho10:.3f}." in status
+    assert "naive: ρ01" not in status
+    view = A.propose(session, 40, 0)  # 29 labels: below the decision threshold, no table, no verdict, no number
+    assert "not enough labels yet: 29 labelled, about 100 needed" in view.verdict
+    assert "**Verdict.**" not in view.verdict and "R²" not in view.verdict.replace("R² difference", "")
+    assert "better" not in view.verdict and "worse" not in view.verdict
+    view = A.propose(session, MIN_DECISION_LABELS + 40, 0)
+    labels = pl.read_csv(view.download["value"])
+    truth = dict(zip(session.audit.base["response_id"], session.audit.base["true_label"]))
+    gold = [float(truth[i]) if k < MIN_DECISION_LABELS + 20 else None for k, i in enumerate(labels["response_id"])]
+    labels.with_columns(pl.Series("gold_label", gold, dtype=pl.Float64)).write_csv(tmp_path / "labels.csv")
+    view = A.upload(session, str(tmp_path / "labels.csv"))
     assert "**Audited evaluation** on" in view.verdict and "naive" in view.verdict
     assert "**Verdict.**" in view.verdict and "causalrm-ips" in view.verdict
     assert np.isfinite(session.log["inclusion_probability"].drop_nulls().to_numpy()).all()

@@ -234,7 +234,8 @@ def _flips_md(session: Session) -> str:
                       fmt(realised["rho10_hat"]), ""))
     d = est.diagnostics_
     return (f"**Flip rates** from {d['n_gold']} audited rows with feedback ({d['n_gold_positive']} good, "
-            f"{d['n_gold_negative']} bad). Choose *gold labels* on the Noise tab to train with them.\n\n"
+            f"{d['n_gold_negative']} bad; 95% Wilson intervals at the effective number of rows, honest at any "
+            "number of labels). Choose *gold labels* on the Noise tab to train with them.\n\n"
             + md_table(("estimate", "ρ01", "95% CI", "ρ10", "95% CI"), table))
 
 
@@ -251,13 +252,13 @@ def _verdict_panel(session: Session) -> str:
     res = session.results[debiased]
     probs = {m: sigmoid(run_scored(session, m)["reward"].to_numpy()) for m in ("naive", debiased)}
     evaluation = audit.audited_evaluation(session.log, probs, split=res.split, n_boot=200)
-    if evaluation is None or evaluation["n"] < 2:
+    if evaluation is None:
         return "Label a few more rows for the audited verdict."
-    lines = []
-    for name, r in evaluation["runs"].items():
-        ci = r["r2_ci"]
-        lines.append((name, fmt(r["r2"]), f"[{fmt(ci[0])}, {fmt(ci[1])}]", fmt(r["mse"]),
-                      fmt(r["auroc"])))
+    if evaluation["not_enough"]:  # no table, no verdict: nothing here would be a finding yet
+        return (f"**Audited verdict:** {evaluation['not_enough']} (on the {evaluation['labels']}). No verdict on "
+                f"whether {debiased} beats naive until then.")
+    lines = [(name, fmt(r["r2"]), ci_text(r, "r2_ci"), fmt(r["mse"]), fmt(r["auroc"]))
+             for name, r in evaluation["runs"].items()]
     text = (f"**Audited evaluation** on {evaluation['n']} {evaluation['labels']}, for the whole log:\n\n"
             + md_table(("model", "R²", "95% CI", "MSE", "AUROC"), lines))
     try:

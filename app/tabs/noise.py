@@ -105,16 +105,11 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     if manual is not None:
         gate = flip_rate_gate({"method": "fixed", "rho01": used[0], "rho10": used[1]})
     elif origin == "gold labels":
-        gate = flip_rate_gate({"method": "gold", "rho01": used[0], "rho10": used[1], "ci": gold["ci"]})
+        gate = flip_rate_gate({"method": "gold", "rho01": used[0], "rho10": used[1], "ci": gold["ci"],
+                               "n_gold": gold["n_gold"]})
     else:
         gate = anchor.gates["flip_rates"]
-    summary = gate_md(gate) + ("" if gate.passed else (
-        " Noise-aware methods (denoise, causalrm-*) will not train unless you tick **train noise-aware methods "
-        "anyway** on the Train tab; better: audited gold labels or rates set by hand.")) + "\n\n"
-    summary += (f"Training will use **ρ01 = {used[0]:.3f}, ρ10 = {used[1]:.3f}** ({origin}). "
-                f"Noise-aware losses divide by 1 − ρ01 − ρ10 = {1 - used[0] - used[1]:.3f}.")
-    if 1 - used[0] - used[1] < 0.3:
-        summary += " ⚠️ This is small: the corrected loss will have high variance."
+    summary = gate_md(gate) + "\n\n" + _use_md(gate, used, origin)
     proxy_info = diag.get("proxy") or {}
     if proxy_info.get("oof_auc") is not None:
         summary += (f"\n\nProxy out-of-fold AUC {proxy_info['oof_auc']:.3f} on {diag.get('n_observed', '?')} "
@@ -126,6 +121,23 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     if diag.get("warnings"):
         summary += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in diag["warnings"])
     return NoiseView(session, table, plots.transition_heatmap(used[0], used[1]), proxy_fig, sweep_fig, summary)
+
+
+def _use_md(gate: Any, used: tuple[float, float], origin: str) -> str:
+    """Whether training will use the rates: "Training will use" only when the gate lets the noise-aware methods
+    train; otherwise that they will not, and the remedy that fits the rates' origin (never gold labels to a user whose
+    rates came from gold labels)."""
+    rates = f"ρ01 = {used[0]:.3f}, ρ10 = {used[1]:.3f}"
+    margin = 1 - used[0] - used[1]
+    if not gate.passed:
+        better = ("label more rows on the Audit tab" if origin == "gold labels"
+                  else "better: audited gold labels (Audit tab) or rates set by hand")
+        return (f"These rates ({rates}, {origin}) will **not** be used: noise-aware methods (denoise, causalrm-*) "
+                "will not train unless you tick **train noise-aware methods anyway** on the Train tab, which trains "
+                f"them with these rates; {better}.")
+    text = (f"Training will use **{rates}** ({origin}) in the noise-aware methods. Their losses divide by "
+            f"1 − ρ01 − ρ10 = {margin:.3f}.")
+    return text + (" ⚠️ This is small: the corrected loss will have high variance." if margin < 0.3 else "")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
