@@ -71,6 +71,7 @@ class Session:
     pages: set[str] = field(default_factory=set)  # gradio session hashes of the pages showing this session
     detached_at: float | None = None  # time.monotonic() when the last page left
     training: Any = None  # app.training.TrainingRun of the latest training job
+    embedding: Any = None  # app.jobs.Job of the latest embedding job (app.embedding)
     log: Any = None  # pl.DataFrame in the causalrm.schema
     source: dict[str, Any] = field(default_factory=dict)
     summary: Any = None  # causalrm.validate.LogSummary
@@ -102,6 +103,8 @@ class Session:
         ran = {"propensity": self.propensity is not None, "noise": self.flip is not None,
                "train": bool(self.results) or self.training is not None}
         self.stale_steps = frozenset(step for step, done in ran.items() if done)
+        if self.embedding is not None:
+            self.embedding.cancel()  # it embeds the previous log
         self.log = self.summary = self.X = self.embed_model = self.audit = None
         self.source = {}
         self.reset_models()
@@ -121,11 +124,13 @@ class Session:
             shutil.rmtree(self.workdir / "downloads", ignore_errors=True)
 
     def close(self) -> None:
-        """Cancel this session's training job and delete its folder (it can no longer be restored)."""
+        """Cancel this session's training and embedding jobs and delete its folder (it can no longer be restored)."""
         with _LOCK:
             _SESSIONS.pop(self.token, None)
         if self.training is not None:
             self.training.job.cancel()
+        if self.embedding is not None:
+            self.embedding.cancel()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -29,6 +29,14 @@ def serving(args: list[str], sessions: Path, *, timeout: float = 180) -> Iterato
     The server's output goes to ``sessions / "server.log"``; a server that dies or never answers fails the test
     with the end of that log.
     """
+    with server_process(args, sessions, timeout=timeout) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(args: list[str], sessions: Path, *, timeout: float = 180
+                   ) -> Iterator[tuple[str, subprocess.Popen]]:
+    """:func:`serving`, yielding the server's process too."""
     port = free_port()
     env = {**os.environ, "CAUSALRM_APP_TMPDIR": str(sessions), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "0"}
     log_path = sessions / "server.log"
@@ -41,7 +49,7 @@ def serving(args: list[str], sessions: Path, *, timeout: float = 180) -> Iterato
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("the app did not start:\n" + log_path.read_text()[-3000:])
                 time.sleep(0.5)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:

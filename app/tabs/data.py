@@ -116,6 +116,8 @@ def _warnings_md(warnings: Sequence[str]) -> str:
 
 def _embed_md(session: Session) -> str:
     if session.X is None:
+        if session.embedding is not None and not session.embedding.finished:
+            return "Embeddings: **computing** in a worker process…"
         return ("Embeddings: **not computed**. Press *Compute embeddings* (MiniLM on CPU: about a minute per few "
                 "thousand rows).")
     n, d = session.X.shape
@@ -162,24 +164,21 @@ def data_view(session: Session, *, toasts: bool = True) -> DataView:
                     _methods_update(session.log), _flip_update(session.log), stale_note(session, "propensity"))
 
 
-def _embedder(session: Session, model: str, device: str = "auto", progress: Any = None):
+def _embedder(session: Session):
+    """The bundled MiniLM for a bundled sample, in the server: its texts are in the shipped cache (uploads and other
+    models embed in a worker process: :mod:`app.embedding`)."""
     from causalrm.embeddings import Embedder
 
     warm_up()
-    callback = None
-    if progress is not None:
-        def callback(done: int, total: int) -> None:
-            progress((done, max(total, 1)), desc="embedding", unit="rows")
     # A private user cache per session: one user's texts never land in a cache another session reads.
-    return Embedder(model=model or DEFAULT_EMBEDDER, device=device or "auto", progress=False,
-                    progress_callback=callback, cache_dir=session.folder("cache"))
+    return Embedder(model=DEFAULT_EMBEDDER, device="auto", progress=False, cache_dir=session.folder("cache"))
 
 
-def _embed_now(session: Session, model: str, device: str, progress: Any = None) -> None:
+def _embed_sample(session: Session) -> None:
     from causalrm.embeddings import embed_log
 
     t0 = time.perf_counter()
-    emb = _embedder(session, model, device, progress)
+    emb = _embedder(session)
     session.X = embed_log(session.log, emb)
     session.embed_model = emb.model_id
     stats = getattr(emb, "last_stats", {}) or {}
@@ -210,7 +209,7 @@ def load_sample(state: Session | None, sample: str = SAMPLE_DEMO, rating: str = 
             raise InputError(f"rating mode {rating!r}: choose one of {', '.join(RATING_MODES)}")
         if seed is None or float(seed) != int(seed) or int(seed) < 0:
             raise InputError(f"seed {seed!r}: use a non-negative whole number")
-        embedder = _embedder(session, DEFAULT_EMBEDDER) if mode == "teacher" else None
+        embedder = _embedder(session) if mode == "teacher" else None
         log, config = simulate_dataset(dataset, alpha=float(alpha), rho01=float(rho01), rho10=float(rho10),
                                        observation_rate=float(observation_rate), rating=mode, seed=int(seed),
                                        embedder=embedder)
@@ -223,7 +222,7 @@ def load_sample(state: Session | None, sample: str = SAMPLE_DEMO, rating: str = 
     session.reset_data()
     session.log, session.source = log, source
     progress(0.5, desc="embedding (shipped cache)")
-    _embed_now(session, DEFAULT_EMBEDDER, "auto")
+    _embed_sample(session)
     return data_view(session)
 
 @contextlib.contextmanager
@@ -327,8 +326,7 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
     session.log = log
     session.source = {"kind": "upload", "label": path.name, "file": path.name, "mapping": mapping,
                       "threshold": thr}
-    # Bundled texts and earlier uploads of the same texts hit the cache instantly; others wait for the button.
-    session.X = None
+    # embedded next, in a worker process, by the event that follows a load (embed_loaded)
     return data_view(session)
 
 
@@ -345,14 +343,36 @@ def _kept_view(session: Session, failed: str, error: str) -> DataView:
 @guarded
 def compute_embeddings(state: Session | None, model: str = DEFAULT_EMBEDDER, device: str = "auto",
                        request: gr.Request = None, progress=gr.Progress()) -> tuple[Session, str]:
-    """Embed every row of the loaded log with ``model`` (cached texts are instant)."""
+    """Embed every row of the loaded log with ``model`` in a worker process (``app.embedding``: the training jobs'
+    memory and time limits, progress, Cancel; cached texts are instant). A model whose weights cannot fit one job's
+    memory is refused before it loads."""
+    from app.embedding import embed_in_worker
+
     session = require(state)
     if device not in DEVICES:
         raise InputError(f"device {device!r}: choose auto, cuda or cpu")
-    model = (model or DEFAULT_EMBEDDER).strip()
-    _embed_now(session, model, device, progress)
+    if session.embedding is not None and not session.embedding.finished:
+        raise InputError("this session is already embedding; wait for it to finish or press Cancel")
+    if not embed_in_worker(session, model, device, progress):
+        return session, "Embedding cancelled: press *Compute embeddings* to start again."
     session.reset_models()
     return session, _embed_md(session)
+
+
+def embed_loaded(state: Session | None, model: str = DEFAULT_EMBEDDER, device: str = "auto",
+                 request: gr.Request = None, progress=gr.Progress()) -> tuple[Session, str]:
+    """After a load: embed the new log (an upload) with the chosen model, as a sample comes embedded; nothing when
+    the log has its embeddings (a sample, or a failed upload that kept the previous log)."""
+    if not isinstance(state, Session) or state.log is None or state.X is not None:
+        return state, gr.update()
+    return compute_embeddings(state, model, device, request, progress)
+
+
+def cancel_embedding(state: Session | None = None) -> str:
+    """Stop this session's embedding job (it leaves the queue, or stops after its current batch)."""
+    from app.embedding import cancel_embedding as cancel
+
+    return "Cancelling…" if cancel(state if isinstance(state, Session) else None) else gr.update()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -384,6 +404,7 @@ class DataUI(NamedTuple):
     warnings: Any
     embed_status: Any
     preview: Any
+    embed_cancel: Any
 
 
 def build() -> DataUI:
@@ -435,7 +456,9 @@ def build() -> DataUI:
                                               info="bundled MiniLM (offline), or a Hugging Face id / local "
                                                    "folder available on this server")
                     embed_device = gr.Radio(list(DEVICES), value="auto", label="device")
-                    embed_btn = gr.Button("Compute embeddings", elem_id="embed")
+                    with gr.Row():
+                        embed_btn = gr.Button("Compute embeddings", elem_id="embed")
+                        embed_cancel = gr.Button("Cancel", variant="stop", elem_id="embed-cancel")
             with gr.Column(scale=3, min_width=420):
                 summary = gr.Markdown("Load a sample or upload a log to start.", elem_id="data-summary")
                 warnings_md = gr.Markdown(elem_id="data-warnings")
@@ -444,7 +467,8 @@ def build() -> DataUI:
                                max_height=420, elem_id="preview")
     return DataUI(source, sample_group, sample, sim_params, rating, alpha, rho01, rho10, obs_rate, seed,
                   load_sample_btn, upload_group, upload, upload_cols, mapping_dd, extra_map, threshold,
-                  load_upload_btn, embed_model, embed_device, embed_btn, summary, warnings_md, embed_status, preview)
+                  load_upload_btn, embed_model, embed_device, embed_btn, summary, warnings_md, embed_status, preview,
+                  embed_cancel)
 
 
 def wire(state: Any, ui: DataUI, *, propensity: Any, noise: Any, train: Any) -> None:
@@ -470,6 +494,10 @@ def wire(state: Any, ui: DataUI, *, propensity: Any, noise: Any, train: Any) -> 
     ui.load_upload.click(
         load_upload, [state, ui.upload, *ui.mapping, ui.extra_map, ui.threshold], data_out,
         api_name="upload", concurrency_id="data", show_progress_on=ui.summary,
-    ).success(stale_notes, state, stale_targets, queue=False, api_visibility="private", js=CLEAR_ERRORS)
+    ).success(stale_notes, state, stale_targets, queue=False, api_visibility="private", js=CLEAR_ERRORS
+    ).success(embed_loaded, [state, ui.embed_model, ui.embed_device], [state, ui.embed_status],
+              api_visibility="private", concurrency_id="embed", show_progress_on=ui.embed_status)
+    # Embedding jobs wait in the worker pool's line (shared with training), not in gradio's queue.
     ui.embed.click(compute_embeddings, [state, ui.embed_model, ui.embed_device], [state, ui.embed_status],
-                   api_name="embed", concurrency_id="embed", concurrency_limit=1)
+                   api_name="embed", concurrency_id="embed", concurrency_limit=16, show_progress_on=ui.embed_status)
+    ui.embed_cancel.click(cancel_embedding, [state], ui.embed_status, api_name="cancel_embedding", queue=False)

@@ -8,7 +8,8 @@ Submodules:
 * :mod:`causalrm.embeddings.embedder`: ``Embedder`` and ``embed_log``; the representation (encoders: mean-pooled
   text pairs; decoders: the last token of the chat-template conversation), device and dtype choice, batching.
 * :mod:`causalrm.embeddings.models`: ``resolve_model`` -> ``ModelSpec`` (encoder or decoder, pooling,
-  normalisation, max length, revision; the cache key), from a model's config files only.
+  normalisation, max length, revision; the cache key), from a model's config files only; ``model_parameters`` (its
+  size, from its weight files' headers or config).
 * :mod:`causalrm.embeddings.cache`: ``EmbeddingCache`` (safetensors shards keyed by the SHA-256 of the texts,
   ``text_digests``), the shipped ``data/embeddings/`` and the user cache (``default_cache_dir``).
 * :mod:`causalrm.embeddings.files`: ``read_embeddings``, embedding files (``.safetensors`` / ``.npy``, memory-mapped)
@@ -28,7 +29,7 @@ from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.embeddings.embedder import _pick_device as _pick_device  # used by tests/test_devices.py
 from causalrm.embeddings.files import read_embeddings as read_embeddings
 from causalrm.embeddings.models import DECODER_MAX_LENGTH as DECODER_MAX_LENGTH
-from causalrm.embeddings.models import DEFAULT_MODEL, resolve_model
+from causalrm.embeddings.models import DEFAULT_MODEL, model_parameters, resolve_model
 from causalrm.embeddings.models import ModelSpec as ModelSpec
 from causalrm.embeddings.models import _bundled_minilm_path as _bundled_minilm_path  # benchmarks/bench_embeddings.py
 from causalrm.schema import DEFAULT_EMBEDDER as DEFAULT_EMBEDDER
@@ -40,6 +41,7 @@ __all__ = [
     "EmbeddingCache",
     "default_cache_dir",
     "embed_log",
+    "model_parameters",
     "resolve_model",
     "text_digests",
 ]

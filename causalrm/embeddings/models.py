@@ -1,5 +1,6 @@
 """Model resolution: a model name or local folder -> :class:`ModelSpec` (encoder or decoder, pooling,
-normalisation, max length, text format, revision), read from its config files only (no weights loaded)."""
+normalisation, max length, text format, revision), read from its config files only (no weights loaded); its size
+(:func:`model_parameters`) from its weight files' headers or its config."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from causalrm.errors import InputError
 from causalrm.schema import DEFAULT_EMBEDDER
 
-__all__ = ["DECODER_MAX_LENGTH", "DEFAULT_MODEL", "ModelSpec", "resolve_model"]
+__all__ = ["DECODER_MAX_LENGTH", "DEFAULT_MODEL", "ModelSpec", "model_parameters", "resolve_model"]
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({DEFAULT_EMBEDDER, DEFAULT_MODEL})
@@ -200,3 +201,60 @@ def resolve_model(model: str, *, max_length: int | None = None, pooling: str = "
     return ModelSpec(model_id=model_id, source=source, kind="decoder" if decoder else "encoder", pooling=pooling,
                      normalize=bool(normalize), max_length=int(max_length),
                      text_format="chat" if decoder else "pair", revision=revision, dim=dim)
+
+
+def _model_folder(spec: ModelSpec) -> Path | None:
+    """The folder holding ``spec``'s files: the local folder, or its snapshot in the Hugging Face cache."""
+    if Path(spec.source).is_dir():
+        return Path(spec.source)
+    from transformers.utils import cached_file
+
+    try:
+        config = cached_file(spec.source, "config.json", _raise_exceptions_for_missing_entries=False,
+                             _raise_exceptions_for_connection_errors=False)
+    except Exception:  # noqa: BLE001 - no cached copy: the config estimate answers
+        return None
+    return Path(config).parent if config else None
+
+
+def _safetensors_parameters(folder: Path) -> int | None:
+    """Parameters in ``folder``'s ``*.safetensors`` files, from their JSON headers only (None without such files)."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with file.open("rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size)) if 0 < size < 100 * 2**20 else None
+        if not isinstance(header, dict):
+            return None
+        for name, entry in header.items():
+            if name != "__metadata__":
+                n = 1
+                for dim in entry.get("shape", []):
+                    n *= int(dim)
+                total += n
+    return total
+
+
+def model_parameters(model: str | ModelSpec, *, trust_remote_code: bool = False) -> int:
+    """How many parameters ``model`` has, without loading it: counted from the headers of its safetensors files (a
+    local folder or its Hugging Face cache snapshot), else estimated from its config as embeddings plus, per layer,
+    attention (4 h²) and MLP (2 h i for encoders, 3 h i for gated decoders)."""
+    spec = model if isinstance(model, ModelSpec) else resolve_model(model, trust_remote_code=trust_remote_code)
+    folder = _model_folder(spec)
+    counted = _safetensors_parameters(folder) if folder is not None else None
+    if counted:
+        return counted
+    config = _read_json(folder / "config.json") if folder is not None else {}
+    if not config:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(spec.source, trust_remote_code=trust_remote_code).to_dict()
+    config = config.get("text_config") or config
+    hidden = int(config.get("hidden_size") or config.get("d_model") or config.get("n_embd") or spec.dim or 0)
+    layers = int(config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers") or 0)
+    inter = int(config.get("intermediate_size") or config.get("n_inner") or 4 * hidden)
+    vocab = int(config.get("vocab_size") or 32000)
+    return vocab * hidden + layers * (4 * hidden * hidden + (3 if spec.kind == "decoder" else 2) * hidden * inter)
