@@ -50,9 +50,41 @@ KINDS: tuple[str, ...] = (EXPLICIT, IMPLICIT)
 FEEDBACK_KIND = "feedback_kind"
 #: fewest feedback values, all of them 1, for ``auto`` to read a log as implicit
 MIN_EVENTS = 30
+#: columns that name an implicit positive event; a log without a ``feedback`` column reads one of them as its
+#: implicit feedback (``--map copied=COLUMN`` names yours)
+EVENT_COLUMNS: tuple[str, ...] = ("copied", "clicked")
+#: implicit negative signals (the mirror case): recognised, not read yet
+NEGATIVE_EVENT_COLUMNS: tuple[str, ...] = ("regenerated", "edited")
 #: what identifies an implicit log's event rates (the remedies in messages)
 IMPLICIT_NEEDS = ("label a few hundred rows (causalrm audit LOG --n 300, then --gold FILE) or give the event rates "
                   "(--event-rate C, the share of good responses that get the event, and --accidental-rate EPS)")
+
+
+def event_column(columns: list[str], kind: str = AUTO) -> str | None:
+    """The implicit event column a log without ``feedback`` reads as its feedback (one of :data:`EVENT_COLUMNS`),
+    None when the log has a ``feedback`` column or no event column; a one-line InputError where the columns cannot be
+    read as one signal (several events, a negative signal alone, ``kind`` explicit)."""
+    if schema.FEEDBACK in columns:
+        return None
+    events = [c for c in EVENT_COLUMNS if c in columns]
+    negative = [c for c in NEGATIVE_EVENT_COLUMNS if c in columns]
+    if len(events) > 1:
+        raise InputError(f"columns {', '.join(map(repr, events))} are each an implicit signal; logs that mix signals "
+                         f"are not supported yet: read one of them with --map feedback={events[0]}")
+    if not events and negative:
+        raise InputError(f"column {negative[0]!r} is an implicit negative signal (the mirror of a copy), which is not "
+                         "supported yet; give thumbs or a positive event (--map feedback=COLUMN)")
+    if events and kind == EXPLICIT:
+        raise InputError(f"column {events[0]!r} holds implicit events, but --feedback-kind explicit was given; map "
+                         "a thumbs column with --map feedback=COLUMN, or drop --feedback-kind")
+    return events[0] if events else None
+
+
+def unused_signals(columns: list[str]) -> list[str]:
+    """Implicit signal columns beside the ``feedback`` that is read (a mixed log, not supported yet): not used."""
+    if schema.FEEDBACK not in columns:
+        return []
+    return [c for c in (*EVENT_COLUMNS, *NEGATIVE_EVENT_COLUMNS) if c in columns]
 
 
 def check_kind(kind: str) -> str:

@@ -15,7 +15,7 @@ import polars as pl
 
 from causalrm import schema
 from causalrm.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, as_impressions, describe, kind_of, \
-    positive_only_warning
+    positive_only_warning, unused_signals
 
 #: fewer observed rows than this gives a "tiny sample" warning
 MIN_OBSERVED = 500
@@ -190,7 +190,9 @@ def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str
     if implicit and n_positive == 0:
         warnings.append("no event on any impression: nothing to learn from")
     elif n_observed == 0:
-        warnings.append("no row has feedback: this log can be scored but not used to train a reward model")
+        warnings.append("no row has feedback: this log can be scored but not used to train a reward model (map "
+                        "thumbs with --map feedback=COLUMN, or implicit events such as copies with --map "
+                        "copied=COLUMN)")
     elif feedback_only and not has_lp and not implicit:
         warnings.append("every row has feedback and there is no logged_propensity column: propensities cannot be "
                         "learned; include the impressions that got no feedback, or log the propensity")
@@ -217,6 +219,10 @@ def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str
         warnings.append(f"duplicates: {_rows(n_dup)} repeat an earlier (prompt, response) pair")
     if n_split_null is not None and n_split_null not in (0, n):
         warnings.append(f"missing split: {_rows(n_split_null)} without a split value")
+    for signal in unused_signals(columns):
+        warnings.append(f"column {signal!r} is an implicit signal beside the thumbs in 'feedback': logs that mix "
+                        f"signals are not supported yet, so it is not used (read it alone with --map "
+                        f"feedback={signal} and no thumbs column)")
     if schema.GOLD_LABEL in columns and n_gold == 0:
         warnings.append("the gold_label column is empty")
 

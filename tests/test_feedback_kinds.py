@@ -145,3 +145,31 @@ def test_gold_labels_identify_the_event_rates():
     assert n.diagnostics["flip_rates"]["method"] == "gold"
     assert abs(n.rho01 - (1 - C)) < 0.08 and abs(n.rho10 - EPS) < 0.05
     assert n.rho_ci["rho01"][0] <= 1 - C <= n.rho_ci["rho01"][1]
+
+
+def test_an_event_column_without_thumbs_is_the_implicit_feedback(tmp_path):
+    log, _ = implicit_log()
+    log.write_csv(tmp_path / "copied.csv")
+    log.rename({"copied": "copy_flag"}).write_parquet(tmp_path / "flag.parquet")
+    for path, mapping in ((tmp_path / "copied.csv", None), (tmp_path / "flag.parquet", {"copy_flag": "copied"})):
+        read = read_log(path, mapping=mapping)
+        assert fk.kind_of(read) == fk.IMPLICIT
+        assert int(read["feedback"].sum()) == log["copied"].is_not_null().sum()
+        args = [str(path)] + (["--map", "copied=copy_flag"] if mapping else [])
+        out = _cli("validate", *args, "--json")
+        assert out.returncode == 0 and '"feedback_kind": "implicit"' in out.stdout
+    with pytest.raises(InputError, match="--feedback-kind explicit"):
+        read_log(tmp_path / "copied.csv", feedback_kind="explicit")
+    both = log.with_columns(pl.col("copied").alias("clicked"))
+    both.write_csv(tmp_path / "both.csv")
+    done = _cli("validate", str(tmp_path / "both.csv"))
+    assert done.returncode == 2 and "mix signals" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    mixed = log.with_columns(pl.when(pl.col("true_label") == 1).then(1).otherwise(0).alias("feedback"))
+    summary = summarize_log(read_log(_write(mixed, tmp_path / "mixed.parquet")))
+    assert summary.feedback_kind == fk.EXPLICIT
+    assert any("'copied' is an implicit signal beside the thumbs" in w for w in summary.warnings)
+
+
+def _write(df: pl.DataFrame, path: Path) -> Path:
+    df.write_parquet(path)
+    return path

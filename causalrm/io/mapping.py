@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from causalrm import schema
+from causalrm.feedback_kinds import EVENT_COLUMNS, NEGATIVE_EVENT_COLUMNS
 from causalrm.errors import InputError
 from causalrm.io.formats import _Raw
 from causalrm.io.formatting import _list
@@ -39,7 +40,8 @@ def parse_mapping(specs: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
-_TARGETS = (*schema.COLUMNS, schema.MESSAGES)  # what a column may be mapped to (messages: chat format)
+# what a column may be mapped to (messages: chat format; implicit event columns: causalrm.feedback_kinds)
+_TARGETS = (*schema.COLUMNS, schema.MESSAGES, *EVENT_COLUMNS, *NEGATIVE_EVENT_COLUMNS)
 
 
 def _check_target(target: str, where: str) -> None:

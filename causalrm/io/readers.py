@@ -14,7 +14,7 @@ import polars as pl
 
 from causalrm import schema
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import as_impressions, check_kind
+from causalrm.feedback_kinds import as_impressions, check_kind, event_column
 from causalrm.io.canonical import _canonicalise
 from causalrm.io.formats import HF_PREFIX, _load_raw
 from causalrm.io.formatting import _first_line, _fmt, _list
@@ -72,9 +72,16 @@ def read_log(
     def run() -> pl.DataFrame:
         raw = _load_raw(source)
         origin = _apply_mapping(raw, mapping)
+        kind = feedback_kind
+        event = event_column(raw.df.columns, kind)
+        if event is not None:  # a copy / click column and no thumbs: the log's implicit feedback
+            raw.df = raw.df.rename({event: schema.FEEDBACK})
+            raw.objects = {schema.FEEDBACK if c == event else c: v for c, v in raw.objects.items()}
+            origin[schema.FEEDBACK] = origin.pop(event, event)
+            kind = "implicit"
         log = _canonicalise(raw, origin, threshold, log=True)
         # thresholded ratings are explicit by construction: detection would read "all above" as events
-        return as_impressions(log, "explicit" if threshold is not None and feedback_kind == "auto" else feedback_kind)
+        return as_impressions(log, "explicit" if threshold is not None and kind == "auto" else kind)
 
     check_kind(feedback_kind)
     return _guard(source, run)
