@@ -147,7 +147,7 @@ def audited_flip_rates(log: pl.DataFrame, labels: pl.DataFrame, *, weighted: boo
                        seed: int = 0) -> dict[str, float]:
     """Gold flip rates of ``log``'s auditable rows from the label table ``labels`` (``audit.merge_labels``), weighted
     by 1 / inclusion probability or, with ``weighted=False``, ignoring the design: ``rho01``, ``rho10`` and their
-    bootstrap 95% intervals (``rho01_lo``, ``rho01_hi``, ``rho10_lo``, ``rho10_hi``)."""
+    95% Wilson intervals at the effective size (``rho01_lo``, ``rho01_hi``, ``rho10_lo``, ``rho10_hi``)."""
     rows = audit.auditable_rows(log)
     feedback = np.nan_to_num(log[schema.FEEDBACK].cast(pl.Float64).to_numpy()[rows])
     observed = log[schema.OBSERVED].cast(pl.Float64).to_numpy()[rows]
