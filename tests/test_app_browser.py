@@ -233,3 +233,33 @@ def test_the_audit_tab_labels_rows_by_keyboard_and_the_flip_rates_follow(page):
     assert page.locator("#audit-download").is_enabled()
     _no_error_toast(page)
     _shot(page, "8-audit.png")
+
+
+def test_an_upload_embeds_itself_and_the_propensity_fits(page, tmp_path):
+    """A newcomer's upload: Load log, then straight to the Propensity tab, no 'Compute embeddings' press; the
+    embedding job's progress shows on the Data tab while it runs in a worker."""
+    _tab(page, "1 · Data")
+    page.get_by_label("Upload a log").check()
+    clear = page.locator("#upload button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+    log = tmp_path / "my_impressions.csv"
+    rows = ["prompt,response,observed,feedback"]
+    for i in range(240):
+        observed = int(i % 3 != 0)
+        feedback = (i // 2) % 2 if observed else ""
+        rows.append(f"question {i % 40} about topic {i % 7},answer {i} with words {i % 11} and {i % 13},{observed},"
+                    f"{feedback}")
+    log.write_text("\n".join(rows) + "\n")
+    page.set_input_files("#upload input[type=file]", str(log))
+    page.wait_for_selector("#upload-columns >> text=4 columns")
+    page.click("#load-upload")
+    page.wait_for_selector("#data-summary >> text=240 impressions")
+    page.wait_for_selector("#embed-status >> text=240 × 384 ready", timeout=180_000)
+    _no_error_toast(page)
+    _tab(page, "2 · Propensity")
+    page.get_by_label("logistic").check()
+    page.click("#fit-propensity")
+    page.wait_for_selector("#prop-diagnostics >> text=AUC", timeout=90_000)
+    _no_error_toast(page)
+    _shot(page, "9-upload-embedded.png")
