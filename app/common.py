@@ -32,7 +32,8 @@ import polars as pl
 from app.session import Session
 from causalrm import schema
 from causalrm.errors import InputError
-from causalrm.methods import app_methods
+from causalrm.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, kind_of
+from causalrm.methods import AUTO as AUTO_METHOD, app_methods
 from causalrm.options import choice_labels
 from causalrm.pipeline import FitConfig
 
@@ -48,6 +49,12 @@ DEFAULT_METHODS = ("naive", "auto")  # what the app compares unless told otherwi
 #: the Noise tab's flip-rate estimates, display label -> FitConfig.flip_method (its choices and labels; "fixed" is the
 #: tab's manual override)
 FLIP_METHODS = choice_labels(FitConfig, "flip_method", mark_default=True, exclude=("fixed",))
+#: the Noise tab's estimate on an implicit log: the event rates given on the tab (rho01 = 1 - c, rho10 = eps)
+EVENT_RATES = "event rates c, ε (given below)"
+#: what identifies an implicit log's event rates, in the app's words (``feedback_kinds.IMPLICIT_NEEDS``: the CLI's)
+IMPLICIT_NEEDS_APP = ("label a few hundred rows on the Audit tab (then choose gold labels on the Noise tab), or give "
+                      "the event rates on the Noise tab (c, the share of good responses that get the event, and ε, "
+                      "the rate of accidental events on bad ones)")
 #: the Propensity tab's models (FitConfig.propensity_model's choices)
 PROPENSITY_MODELS = choice_labels(FitConfig, "propensity_model")
 DEVICES = ("auto", "cuda", "cpu")
@@ -116,8 +123,11 @@ def _unexpected(fn_name: str, err: BaseException) -> gr.Error:
 
 def ui_message(message: str) -> str:
     """An InputError message in the app's words: CLI flags become the matching form fields."""
+    message = message.replace(IMPLICIT_NEEDS, IMPLICIT_NEEDS_APP).replace("use --method naive", "train naive")
     if "--map" in message:
         message = re.sub(r"--map\s+", "", message).rstrip(". ") + " (use the Column mapping fields on the Data tab)"
+    message = re.sub(r"--event-rate\b", "the event rate c", message).replace("0 <= EPS < C <= 1", "0 ≤ ε < c ≤ 1")
+    message = re.sub(r"--accidental-rate\b", "the accidental rate ε", message)
     return re.sub(r"--threshold\b", "the feedback threshold", message)
 
 
@@ -257,5 +267,56 @@ def has_gold(log: pl.DataFrame) -> bool:
 
 
 def flip_choices(log: pl.DataFrame) -> list[str]:
-    """The Noise tab's flip-rate estimates for ``log``: *gold labels* only when it has some."""
+    """The Noise tab's flip-rate estimates for ``log``: *gold labels* only when it has some; on an implicit log the
+    event rates given on the tab instead of the anchors (``causalrm.feedback_kinds``: no event is never a sure
+    negative, so anchors cannot find its rates)."""
+    if kind_of(log) == IMPLICIT:
+        return [EVENT_RATES] + [k for k, v in FLIP_METHODS.items() if v == "gold" and has_gold(log)]
     return [k for k, v in FLIP_METHODS.items() if v != "gold" or has_gold(log)]
+
+
+def featureless(log: pl.DataFrame) -> np.ndarray:
+    """A ``(rows, 0)`` matrix for the nuisances that read no features: an implicit log's propensity (1 on every row)
+    and flip rates given or from gold labels."""
+    return np.zeros((log.height, 0), dtype=np.float32)
+
+
+def method_choices(log: pl.DataFrame, nuisances: Any = None) -> tuple[list[str], str]:
+    """The Train tab's methods for ``log`` and a note on those left out. On an implicit log only the methods that
+    apply (``causalrm.selection.admissible``: the registry's traits against the gates of ``nuisances``, the Noise
+    tab's estimate, else the log's propensity alone: every impression observed, no flip rates yet); the flip-rate
+    gate's verdict is the Noise tab's to show (a failed one is overridden on the Train tab)."""
+    from causalrm.nuisances import fit_nuisances
+    from causalrm.selection import admissible
+
+    clean = schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height
+    choices = list(app_methods(clean_labels=clean))
+    if kind_of(log) != IMPLICIT:
+        return choices, ""
+    if nuisances is None:
+        try:  # p = 1 on every row: nothing is fitted
+            nuisances = fit_nuisances(log, featureless(log), FitConfig(method="ips"), methods=["ips"])
+        except InputError as err:
+            return ["naive"], ui_message(str(err))
+    # the training job fits pseudo-labels on the rows (q needs the flip rates): count them as there
+    fitted_later = {"pseudo_label_noisy": np.zeros(0)}
+    if "flip_rates" in nuisances.provides():
+        fitted_later["pseudo_label"] = np.zeros(0)
+    nuisances = dataclasses.replace(nuisances, **fitted_later)
+    left_out: dict[str, list[str]] = {}
+    for m in choices:
+        why = None if m == AUTO_METHOD else admissible(m, nuisances, force_noise_correction=True)
+        if why is not None:
+            left_out.setdefault(why, []).append(m)
+    note = "Left out on this implicit log: " + "; ".join(f"{', '.join(ms)} {why}" for why, ms in left_out.items())
+    if "flip_rates" not in nuisances.provides():
+        note += f". Noise-aware methods need the event rates: {IMPLICIT_NEEDS_APP}"
+    return [m for m in choices if not any(m in ms for ms in left_out.values())], note
+
+
+def methods_update(log: pl.DataFrame, nuisances: Any = None, selected: Sequence[str] | None = None) -> Any:
+    """A ``gr.update`` of the Train tab's methods (:func:`method_choices`): ``selected`` (default naive and auto)
+    where still offered."""
+    choices, note = method_choices(log, nuisances)
+    keep = [m for m in (DEFAULT_METHODS if selected is None else selected) if m in choices]
+    return gr.update(choices=choices, value=keep or [m for m in DEFAULT_METHODS if m in choices], info=note)

@@ -72,7 +72,7 @@ def build_app(*, max_upload_mb: float | None = None, train_concurrency: int | No
 
         data.wire(state, data_ui, propensity=propensity_ui, noise=noise_ui, train=train_ui)
         propensity.wire(state, propensity_ui)
-        noise.wire(state, noise_ui)
+        noise.wire(state, noise_ui, train=train_ui)
         train.wire(state, train_ui, compare=compare_ui)
         compare.wire(state, compare_ui)
         restore.wire(demo, state, token, data=data_ui, propensity=propensity_ui, noise=noise_ui, train=train_ui,

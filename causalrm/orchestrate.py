@@ -82,9 +82,25 @@ def shared_nuisances(log: pl.DataFrame, X: np.ndarray | None, config: FitConfig,
     needed = methods_needed(configs)
     first = next(iter(configs.values()))
     on_stage = None if on_event is None else (lambda text: on_event("stage", None, text))
-    if nuisances is None:
-        return fit_nuisances(log, X, first, methods=needed, on_stage=on_stage)
-    return complete_nuisances(log, X, first, nuisances, needed, on_stage=on_stage)
+
+    def fit(needs: list[str]) -> Nuisances:
+        if nuisances is None:
+            return fit_nuisances(log, X, first, methods=needs, on_stage=on_stage)
+        return complete_nuisances(log, X, first, nuisances, needs, on_stage=on_stage)
+
+    if AUTO not in configs:
+        return fit(needed)
+    # auto skips the candidates whose nuisances cannot be fitted (e.g. the flip rates of an implicit log without
+    # event rates or gold labels), as selection.fit_auto does; the methods named besides auto still need theirs
+    others = methods_needed({m: c for m, c in configs.items() if m != AUTO})
+    *tries, last = (needed, *(list(dict.fromkeys([*others, "naive", *extra]))
+                              for extra in (("ips",), ("denoise",), ())))
+    for attempt in tries:
+        try:
+            return fit(attempt)
+        except InputError:
+            continue
+    return fit(last)
 
 
 def fit_methods(

@@ -174,6 +174,48 @@ def test_a_reload_keeps_the_session(page):
     _shot(page, "7-after-reload.png")
 
 
+def test_a_reload_mid_job_keeps_the_train_form(page):
+    """A job started with a form far from the defaults (device cpu, 300 epochs, patience 300, seed 3: naive alone,
+    about ten seconds): a reload while it runs shows that form again, not MLP / auto / 40 epochs, and follows the
+    job to its end."""
+    _tab(page, "1 · Data")
+    page.locator("#sample input").click()
+    page.get_by_role("option", name="UltraFeedback (simulated)").click()
+    page.click("#load-sample")
+    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+    _tab(page, "4 · Train")
+    page.locator("#backbone input").click()
+    page.get_by_role("option", name="mlp", exact=True).click()
+    page.wait_for_selector("#lora-max-length", state="hidden")
+    for box in page.locator("#methods input[type=checkbox]").all():
+        if box.is_checked() != (box.locator("xpath=..").inner_text().strip() == "naive"):
+            box.click()
+    page.locator("#train-device").get_by_label("cpu").check()
+    form = {"#epochs input": "300", "#patience input": "300", "#train-seed input": "3"}
+    for elem, value in form.items():
+        field = page.locator(elem)
+        field.fill(value)
+        field.press("Tab")
+    page.click("#train")
+    page.wait_for_selector("#train-status >> text=/Fitting|Training|Queued/", timeout=60_000)
+    page.reload(wait_until="load")
+    page.wait_for_selector("#data-summary >> text=2,398 impressions", timeout=60_000)
+    _tab(page, "4 · Train")
+    for elem, value in form.items():
+        page.wait_for_function("([sel, v]) => document.querySelector(sel).value === v", arg=[elem, value],
+                               timeout=30_000)
+    assert page.locator("#train-device").get_by_label("cpu").is_checked()
+    assert page.locator("#backbone input").input_value() == "mlp"
+    assert page.locator("#lora-max-length").is_hidden()
+    # the job, followed after the reload to its end (or, on a fast machine, already over when the page came back)
+    page.wait_for_selector("#train-status >> text=/Compare|Restored after a reload: trained naive/", timeout=300_000)
+    for elem, value in form.items():  # the restored job's updates leave the form as it was
+        assert page.locator(elem).input_value() == value
+    assert "naive" in page.inner_text("#train-results")
+    _no_error_toast(page)
+    _shot(page, "8-reload-keeps-train-form.png")
+
+
 def test_a_failed_upload_marks_one_field_and_a_success_clears_its_toast(page, tmp_path):
     _tab(page, "1 · Data")
     page.get_by_label("Upload a log").check()

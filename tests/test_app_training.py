@@ -61,3 +61,31 @@ def test_the_status_shows_steps_in_a_first_or_slow_epoch_and_losses_otherwise():
     slow = [("step", "naive", (1, 20, 20, 2 * SLOW_EPOCH_S)), ("epoch", "naive", (1, 3, 0.5, 0.4)),
             ("step", "naive", (2, 3, 20, 0.3 * SLOW_EPOCH_S))]
     assert shows_steps(_run(start + slow))
+
+
+def test_a_lora_job_reports_its_first_steps_before_its_first_epoch_ends(tmp_path):
+    """The worker's messages for a tiny LoRA model: the first steps, timed, come before the first epoch's end, and
+    give the server an estimate of the epoch (what the Train tab shows while a CPU LoRA epoch runs for minutes)."""
+    import numpy as np
+    from helpers_tiny_models import single_thread, tiny_llama, tiny_log
+
+    from app import train_worker
+    from causalrm.pipeline import FitConfig
+
+    log = tiny_log(40, seed=1)
+    n_train = int((log["split"] == "train").sum())
+    config = FitConfig(method="naive", backbone="lora", backbone_options={"model": tiny_llama(tmp_path / "llama"),
+                                                                          "r": 4, "max_length": 32},
+                       batch_size=4, max_epochs=1, patience=1, device="cpu", seed=0)
+    messages = []
+    with single_thread():
+        train_worker.train(lambda kind, name=None, payload=None: messages.append((kind, name, payload)),
+                           lambda: False, log=log, X=np.zeros((log.height, 4), np.float32), config=config,
+                           methods=["naive"], runs_root=str(tmp_path / "runs"), source="tiny")
+    kinds = [k for k, _, _ in messages]
+    steps = [p for k, _, p in messages if k == "step"]
+    per_epoch = -(-n_train // 4)
+    assert [s[:3] for s in steps[:train_worker.TIMED_STEPS]] == [(1, k, per_epoch) for k in (1, 2, 3)]
+    assert kinds.index("start") < kinds.index("step") < kinds.index("epoch") < kinds.index("done")
+    run = _run(messages, max_epochs=1)
+    assert run.last_step == tuple(steps[-1]) and f"of {per_epoch} (" in step_progress(run)

@@ -308,12 +308,14 @@ def scored_log(session: Session, rewards: dict[str, np.ndarray]) -> pl.DataFrame
 
 
 def _read_options(src: dict[str, Any]) -> list[str]:
-    """The ``--map`` and ``--threshold`` options an uploaded log was read with."""
+    """The ``--map``, ``--threshold`` and ``--feedback-kind`` options an uploaded log was read with."""
     opts = []
     if src.get("mapping"):
         opts.append("--map " + ",".join(f"{canon}={col}" for col, canon in src["mapping"].items()))
     if src.get("threshold") is not None:
         opts.append(f"--threshold {src['threshold']:g}")
+    if src.get("feedback_kind", "auto") != "auto":
+        opts.append(f"--feedback-kind {src['feedback_kind']}")
     return opts
 
 

@@ -18,12 +18,13 @@ from typing import Any, NamedTuple
 import gradio as gr
 import polars as pl
 
-from app.common import (CLEAR_ERRORS, DEFAULT_EMBEDDER, DEFAULT_METHODS, DEVICES, SETTINGS,
-                        UPLOAD_SUFFIXES, app_methods, flip_choices, fmt, guarded, notify, require, upload_path, warm_up)
+from app.common import (CLEAR_ERRORS, DEFAULT_EMBEDDER, DEVICES, SETTINGS, UPLOAD_SUFFIXES, flip_choices, fmt,
+                        guarded, methods_update, notify, require, ui_message, upload_path, warm_up)
 from app.session import Session, ensure_session
 from causalrm import schema
 from causalrm.demo import DEMO
 from causalrm.errors import InputError
+from causalrm.feedback_kinds import AUTO as AUTO_KIND, IMPLICIT, KINDS, describe
 
 logger = logging.getLogger("causalrm.app")
 
@@ -37,6 +38,7 @@ DEFAULT_RATING_MODE = "teacher (semi-synthetic, known score)"
 MAPPABLE = (schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED, schema.GOLD_LABEL,
             schema.LOGGED_PROPENSITY, schema.PAIR_ID, schema.SPLIT, schema.RESPONSE_ID, schema.MESSAGES)
 AUTO = "(same name)"
+FEEDBACK_KINDS = (AUTO_KIND, *KINDS)  # the Data tab's feedback-kind choices (causalrm.feedback_kinds)
 PREVIEW_ROWS = 50
 PREVIEW_CHARS = 140
 
@@ -67,9 +69,14 @@ def _preview(log: pl.DataFrame) -> pl.DataFrame:
 def _summary_md(session: Session) -> str:
     s = session.summary
     src = session.source
-    lines = [f"**{src.get('label', 'log')}**: {s.n_rows:,} impressions, {s.n_observed:,} with feedback "
-             f"({s.observed_rate:.1%}); positive rate among observed {fmt(s.positive_rate)}"]
-    fitting = _fitting_rows_observed(session.log)
+    if s.feedback_kind == IMPLICIT:
+        lines = [f"**{src.get('label', 'log')}**: {s.n_rows:,} impressions, {s.n_positive:,} events "
+                 f"(event rate {s.n_positive / max(s.n_rows, 1):.1%})"]
+    else:
+        lines = [f"**{src.get('label', 'log')}**: {s.n_rows:,} impressions, {s.n_observed:,} with feedback "
+                 f"({s.observed_rate:.1%}); positive rate among observed {fmt(s.positive_rate)}"]
+    lines.append("feedback kind: " + ui_message(describe(s.feedback_kind, s.n_rows, s.n_positive)))
+    fitting = None if s.feedback_kind == IMPLICIT else _fitting_rows_observed(session.log)
     if fitting is not None:
         n_obs, n_rows = fitting
         lines[0] += (f". On the train/val rows, which models are fitted on, {n_obs:,} of {n_rows:,} have feedback "
@@ -124,10 +131,9 @@ def _embed_md(session: Session) -> str:
     return f"Embeddings: **{session.embed_model}**, {n:,} × {d} ready."
 
 
-def _methods_update(log: pl.DataFrame) -> Any:
-    clean = schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height
-    choices = list(app_methods(clean_labels=clean))
-    return gr.update(choices=choices, value=[m for m in DEFAULT_METHODS if m in choices])
+def _methods_update(log: pl.DataFrame, nuisances: Any = None) -> Any:
+    """The Train tab's methods for ``log`` (``nuisances``: the Noise tab's estimate; ``common.method_choices``)."""
+    return methods_update(log, nuisances)
 
 
 def _flip_update(log: pl.DataFrame) -> Any:
@@ -161,7 +167,8 @@ def data_view(session: Session, *, toasts: bool = True) -> DataView:
         if toasts and not (simulated and w.startswith("simulation-only")):  # expected when simulated: listed only
             notify(w)
     return DataView(session, _summary_md(session), _warnings_md(warnings), _preview(session.log), _embed_md(session),
-                    _methods_update(session.log), _flip_update(session.log), stale_note(session, "propensity"))
+                    _methods_update(session.log, session.flip), _flip_update(session.log),
+                    stale_note(session, "propensity"))
 
 
 def _embedder(session: Session):
@@ -268,6 +275,8 @@ def _check_md(path: Path, columns: Sequence[str]) -> str:
             s = summarize_file(path, source=path.name)
     except InputError as err:
         return f"❌ **This file will not load as named**: {err}"
+    if s.feedback_kind == IMPLICIT:
+        return f"✅ Checks pass as named: {s.n_rows:,} rows, implicit feedback with {s.n_positive:,} events."
     return f"✅ Checks pass as named: {s.n_rows:,} rows, {s.n_observed:,} with feedback."
 
 
@@ -299,12 +308,14 @@ def parse_threshold(value: Any) -> float | None:
 def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, response_col: str = AUTO,
                 feedback_col: str = AUTO, observed_col: str = AUTO, gold_col: str = AUTO,
                 propensity_col: str = AUTO, pair_col: str = AUTO, split_col: str = AUTO, id_col: str = AUTO,
-                messages_col: str = AUTO, extra_mapping: str = "", threshold: str | float | None = "", request: gr.Request = None,
+                messages_col: str = AUTO, extra_mapping: str = "", threshold: str | float | None = "",
+                feedback_kind: str = AUTO_KIND, request: gr.Request = None,
                 progress=gr.Progress()) -> DataView:
     """Read an uploaded log with ``causalrm.io.read_log`` (column mapping, rating threshold) and summarise it.
 
     The ``*_col`` arguments follow ``MAPPABLE`` (``messages_col``: a chat-format column of ``{role, content}``
-    messages under another name; a column called ``messages`` needs no mapping)."""
+    messages under another name; a column called ``messages`` needs no mapping). ``feedback_kind``: auto
+    (detected), explicit or implicit (``causalrm.feedback_kinds``)."""
     from causalrm.io import read_log
 
     session = ensure_session(state, request)
@@ -316,7 +327,7 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
     progress(0.2, desc="reading")
     try:
         with _named_as_uploaded(path):
-            log = read_log(path, mapping=mapping or None, threshold=thr)
+            log = read_log(path, mapping=mapping or None, threshold=thr, feedback_kind=feedback_kind or AUTO_KIND)
     except InputError as err:
         if session.log is None:
             raise
@@ -325,7 +336,7 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
     session.reset_data()
     session.log = log
     session.source = {"kind": "upload", "label": path.name, "file": path.name, "mapping": mapping,
-                      "threshold": thr}
+                      "threshold": thr, "feedback_kind": feedback_kind or AUTO_KIND}
     # embedded next, in a worker process, by the event that follows a load (embed_loaded)
     return data_view(session)
 
@@ -396,6 +407,7 @@ class DataUI(NamedTuple):
     mapping: list
     extra_map: Any
     threshold: Any
+    feedback_kind: Any
     load_upload: Any
     embed_model: Any
     embed_device: Any
@@ -449,6 +461,11 @@ def build() -> DataUI:
                                                placeholder="user_id=uid, timestamp=ts")
                         threshold = gr.Textbox("", placeholder="e.g. 4", label="feedback threshold "
                                                "(numeric ratings ≥ T → 1; empty = none)")
+                        feedback_kind = gr.Dropdown(list(FEEDBACK_KINDS), value=AUTO_KIND, label="feedback kind",
+                                                    elem_id="feedback-kind",
+                                                    info="explicit thumbs, or implicit events (copies, clicks: "
+                                                         "1 where it happened, empty elsewhere); auto: a feedback "
+                                                         "column only ever 1 or empty is implicit")
                     load_upload_btn = gr.Button("Load log", variant="primary", elem_id="load-upload")
                 with gr.Accordion("Embeddings", open=True):
                     embed_model = gr.Dropdown([DEFAULT_EMBEDDER], value=DEFAULT_EMBEDDER,
@@ -466,7 +483,7 @@ def build() -> DataUI:
         preview = gr.Dataframe(label=f"Preview (first {PREVIEW_ROWS} rows)", interactive=False, wrap=False,
                                max_height=420, elem_id="preview")
     return DataUI(source, sample_group, sample, sim_params, rating, alpha, rho01, rho10, obs_rate, seed,
-                  load_sample_btn, upload_group, upload, upload_cols, mapping_dd, extra_map, threshold,
+                  load_sample_btn, upload_group, upload, upload_cols, mapping_dd, extra_map, threshold, feedback_kind,
                   load_upload_btn, embed_model, embed_device, embed_btn, summary, warnings_md, embed_status, preview,
                   embed_cancel)
 
@@ -492,7 +509,7 @@ def wire(state: Any, ui: DataUI, *, propensity: Any, noise: Any, train: Any) -> 
     ui.upload.clear(lambda: ("", *[gr.update(choices=[AUTO], value=AUTO) for _ in MAPPABLE]), None,
                     [ui.upload_cols, *ui.mapping], queue=False, api_visibility="private")
     ui.load_upload.click(
-        load_upload, [state, ui.upload, *ui.mapping, ui.extra_map, ui.threshold], data_out,
+        load_upload, [state, ui.upload, *ui.mapping, ui.extra_map, ui.threshold, ui.feedback_kind], data_out,
         api_name="upload", concurrency_id="data", show_progress_on=ui.summary,
     ).success(stale_notes, state, stale_targets, queue=False, api_visibility="private", js=CLEAR_ERRORS
     ).success(embed_loaded, [state, ui.embed_model, ui.embed_device], [state, ui.embed_status],

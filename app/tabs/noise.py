@@ -1,5 +1,7 @@
 """Tab 3, Noise: the flip rates ρ01, ρ10 by anchor points on a calibrated out-of-fold proxy (and from gold labels
-when the log has them, or set by hand), their gate, and which rates training will use.
+when the log has them, or set by hand), their gate, and which rates training will use. On an implicit log
+(``causalrm.feedback_kinds``) never anchors: the rates are ρ01 = 1 − c, ρ10 = ε from the event rates given on the
+tab, or from gold labels; without either the tab says they are not identifiable and what to do.
 
 Layout: :func:`build`; events: :func:`wire`.
 """
@@ -12,9 +14,11 @@ import gradio as gr
 import polars as pl
 
 from app import plots
-from app.common import CLEAR_ERRORS, FLIP_METHODS, ci_text, fit_config, gate_md, guarded, notify, require
+from app.common import (CLEAR_ERRORS, EVENT_RATES, FLIP_METHODS, IMPLICIT_NEEDS_APP, ci_text, featureless,
+                        fit_config, gate_md, guarded, has_gold, methods_update, notify, require)
 from app.session import Session
 from causalrm.errors import InputError
+from causalrm.feedback_kinds import IMPLICIT, kind_of
 
 
 class NoiseView(NamedTuple):
@@ -29,11 +33,17 @@ class NoiseView(NamedTuple):
 @guarded
 def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (default)", quantile: float = 0.97,
                    use_manual: bool = False, rho01_manual: float = 0.2, rho10_manual: float = 0.1,
-                   seed: float = 0, progress=gr.Progress()) -> NoiseView:
-    """Estimate ρ01, ρ10 (anchor points on a calibrated out-of-fold proxy, and gold labels when the log has them)."""
+                   seed: float = 0, event_rate: float | None = None, accidental_rate: float | None = 0.0,
+                   progress=gr.Progress()) -> NoiseView:
+    """Estimate ρ01, ρ10 (anchor points on a calibrated out-of-fold proxy, and gold labels when the log has them).
+    On an implicit log: the rates from ``event_rate`` c and ``accidental_rate`` ε, or from gold labels
+    (:func:`implicit_noise`)."""
     from causalrm.pipeline import fit_nuisances
 
-    session = require(state, embeddings=True)
+    session = require(state)
+    if kind_of(session.log) == IMPLICIT:
+        return implicit_noise(session, flip_method, event_rate, accidental_rate, int(seed or 0))
+    require(session, embeddings=True)
     method = FLIP_METHODS.get(flip_method, flip_method)
     if method not in FLIP_METHODS.values():
         raise InputError(f"flip-rate method {flip_method!r}: choose one of {', '.join(FLIP_METHODS)}")
@@ -140,6 +150,84 @@ def _use_md(gate: Any, used: tuple[float, float], origin: str) -> str:
     return text + (" ⚠️ This is small: the corrected loss will have high variance." if margin < 0.3 else "")
 
 
+def implicit_noise(session: Session, choice: str, event_rate: float | None, accidental_rate: float | None,
+                   seed: int) -> NoiseView:
+    """An implicit log's flip rates: ρ01 = 1 − c, ρ10 = ε from the event rates given (``choice`` EVENT_RATES), or
+    from the gold labels; never anchors (no event is never a sure negative). Without rates: the propensity gate
+    alone (every impression observed) and a summary saying the rates are not identifiable and what to do."""
+    import argparse
+
+    from causalrm.cli.fit import event_rate_overrides
+    from causalrm.pipeline import fit_nuisances
+
+    gold = choice != EVENT_RATES
+    if gold and not has_gold(session.log):
+        raise InputError("gold labels: label rows on the Audit tab first, or give the event rates c and ε")
+    missing = lambda v: v is None or v != v  # noqa: E731 - an empty number field
+    rates = None if gold or missing(event_rate) else event_rate_overrides(argparse.Namespace(
+        event_rate=float(event_rate), accidental_rate=None if missing(accidental_rate) else float(accidental_rate),
+        rho01=None, rho10=None))
+    if not gold and not rates and not missing(accidental_rate) and float(accidental_rate) > 0:
+        raise InputError("the accidental rate ε needs the event rate c (the share of good responses that get the "
+                         "event)")
+    methods = ["causalrm-ips"] if gold or rates else ["ips"]  # flip rates (when there are some) and the p = 1 gate
+    source = {"flip_method": "gold"} if gold else {"flip_method": "fixed", **rates} if rates else {}
+    cfg = fit_config(session, method=methods[0], seed=seed, **{"rho01": None, "rho10": None, **source})
+    nuis = fit_nuisances(session.log, featureless(session.log) if session.X is None else session.X, cfg,
+                         methods=methods)
+    session.flip = nuis
+    prop = gate_md(nuis.gates["propensity"])
+    if nuis.rho01 is None:
+        session.rho, session.rho_origin, session.noise_settings = None, "", {}
+        summary = (f"{prop}\n\n⚠️ **The event rates are not identifiable from the events alone**: an impression "
+                   "without an event may be a good response nobody copied, so no row is a sure negative and anchor "
+                   f"points cannot find c or ε. To calibrate the reward, {IMPLICIT_NEEDS_APP}. Until then train "
+                   "naive or auto: the model ranks the impressions by P(event | x) but its σ(z) is not a calibrated "
+                   "P(good | x).")
+        empty = pl.DataFrame(schema={"estimate": pl.String, "rho01": pl.Float64, "rho01 95% CI": pl.String,
+                                     "rho10": pl.Float64, "rho10 95% CI": pl.String})
+        no_anchors = plots.empty("implicit feedback: no anchors")
+        return NoiseView(session, empty, plots.empty("no flip rates yet"), no_anchors, no_anchors, summary)
+    used = (float(nuis.rho01), float(nuis.rho10))
+    origin = "gold labels" if gold else "event rates given"
+    rows = [{"estimate": (f"gold labels (n = {nuis.diagnostics['flip_rates'].get('n_gold', '?')})" if gold else
+                          f"event rates given (c = {1 - used[0]:g}, ε = {used[1]:g})"),
+             "rho01": used[0], "rho01 95% CI": ci_text(nuis.rho_ci, "rho01") if gold else "",
+             "rho10": used[1], "rho10 95% CI": ci_text(nuis.rho_ci, "rho10") if gold else ""}]
+    check = (nuis.diagnostics.get("flip_rates") or {}).get("gold_check")
+    if not gold and check and "error" not in check:
+        rows.append({"estimate": f"gold labels (n = {check['n_gold']}, not used)", "rho01": check["rho01"],
+                     "rho01 95% CI": ci_text(check["ci"], "rho01"), "rho10": check["rho10"],
+                     "rho10 95% CI": ci_text(check["ci"], "rho10")})
+    session.rho, session.rho_origin = used, origin
+    session.noise_settings = {"flip_method": cfg.flip_method, "quantile": cfg.quantile,
+                              "manual": None if gold else used, "seed": seed}
+    flip = nuis.gates["flip_rates"]
+    summary = (f"{prop}\n\n{gate_md(flip)}\n\nρ01 = 1 − c = {used[0]:.3f}, ρ10 = ε = {used[1]:.3f} ({origin}): "
+               + ("the noise-aware methods (denoise, nnpu) train with them; their losses divide by "
+                  f"1 − ρ01 − ρ10 = {1 - used[0] - used[1]:.3f}." if flip.passed else
+                  "the noise-aware methods will not train with them unless you tick **train noise-aware methods "
+                  "anyway** on the Train tab; label more rows on the Audit tab."))
+    table = pl.DataFrame(rows).with_columns(pl.col("rho01", "rho10").cast(pl.Float64).round(4))
+    return NoiseView(session, table, plots.transition_heatmap(*used), plots.empty("implicit feedback: no anchors"),
+                     plots.empty("implicit feedback: no anchors"), summary)
+
+
+def implicit_fields(state: Session | None) -> tuple[Any, Any, Any]:
+    """The fields that follow the log's kind: the event rates (implicit logs), the anchor quantile and the manual
+    override (explicit logs)."""
+    implicit = isinstance(state, Session) and state.log is not None and kind_of(state.log) == IMPLICIT
+    return gr.update(visible=implicit), gr.update(visible=not implicit), gr.update(visible=not implicit)
+
+
+def train_methods(state: Session | None, selected: list[str] | None) -> Any:
+    """The Train tab's methods after an estimate (``common.method_choices``: on an implicit log, those its rates
+    allow)."""
+    if not isinstance(state, Session) or state.log is None:
+        return gr.update()
+    return methods_update(state.log, state.flip, selected)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # layout and events
 # ---------------------------------------------------------------------------------------------------------------------
@@ -157,6 +245,10 @@ class NoiseUI(NamedTuple):
     heatmap: Any
     sweep: Any
     proxy: Any
+    event_rates: Any  # the implicit-log fields: shown for implicit logs only
+    event_rate: Any
+    accidental_rate: Any
+    manual_box: Any
 
 
 def build() -> NoiseUI:
@@ -170,7 +262,15 @@ def build() -> NoiseUI:
                 flip_method = gr.Radio(list(FLIP_METHODS)[:2], value=list(FLIP_METHODS)[0],
                                        label="estimate used for training")
                 quantile = gr.Slider(0.80, 1.0, value=0.97, step=0.005, label="anchor quantile q")
-                with gr.Accordion("Manual override", open=False):
+                with gr.Column(visible=False) as event_rates:
+                    gr.Markdown("Implicit feedback (events such as copies): ρ01 = 1 − c, ρ10 = ε. They are not "
+                                "identifiable from the events alone: give them here, or label rows on the Audit "
+                                "tab and choose gold labels.", elem_classes="crm-note")
+                    event_rate = gr.Number(None, minimum=0, maximum=1, label="event rate of good responses c",
+                                           elem_id="event-rate", info="P(event | good response)")
+                    accidental_rate = gr.Number(0.0, minimum=0, maximum=1, label="accidental rate ε",
+                                                elem_id="accidental-rate", info="P(event | bad response), below c")
+                with gr.Accordion("Manual override", open=False) as manual_box:
                     use_manual = gr.Checkbox(False, label="use these flip rates instead")
                     rho01_m = gr.Number(0.2, minimum=0, maximum=0.49, label="ρ01")
                     rho10_m = gr.Number(0.1, minimum=0, maximum=0.49, label="ρ10")
@@ -188,12 +288,18 @@ def build() -> NoiseUI:
                 noise_proxy = gr.Plot(plots.empty("Proxy scores"), label="proxy scores",
                                       elem_id="noise-proxy")
     return NoiseUI(flip_method, quantile, use_manual, rho01_m, rho10_m, noise_seed, noise_btn, noise_status,
-                   noise_summary, noise_table, noise_heat, noise_sweep, noise_proxy)
+                   noise_summary, noise_table, noise_heat, noise_sweep, noise_proxy, event_rates, event_rate,
+                   accidental_rate, manual_box)
 
 
-def wire(state: Any, ui: NoiseUI) -> None:
-    """The Noise tab's events."""
-    ui.estimate.click(estimate_noise, [state, ui.flip_method, ui.quantile, ui.use_manual, ui.rho01, ui.rho10, ui.seed],
+def wire(state: Any, ui: NoiseUI, *, train: Any) -> None:
+    """The Noise tab's events (``train``: the Train tab's components, whose methods follow an implicit log's rates)."""
+    ui.flip_method.change(implicit_fields, state, [ui.event_rates, ui.quantile, ui.manual_box], queue=False,
+                          api_visibility="private")
+    ui.estimate.click(estimate_noise, [state, ui.flip_method, ui.quantile, ui.use_manual, ui.rho01, ui.rho10, ui.seed,
+                                       ui.event_rate, ui.accidental_rate],
                       [state, ui.table, ui.heatmap, ui.proxy, ui.sweep, ui.summary], api_name="estimate_noise",
                       concurrency_id="nuisance"
-                      ).success(lambda: "", None, ui.status, queue=False, api_visibility="private", js=CLEAR_ERRORS)
+                      ).success(lambda: "", None, ui.status, queue=False, api_visibility="private", js=CLEAR_ERRORS
+                      ).success(train_methods, [state, train.methods], train.methods, queue=False,
+                                api_visibility="private")

@@ -18,7 +18,7 @@ import polars as pl
 
 from app import plots, training
 from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, SETTINGS, TRAIN_METHODS, app_methods, fit_config, fmt,
-                        guarded, notify, require)
+                        guarded, method_choices, notify, require)
 from app.session import Session
 from causalrm import schema
 from causalrm.devices import resolve_device
@@ -142,6 +142,9 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
     clean = [m for m in methods if m in app_methods(clean_labels=True) and m not in app_methods()]
     if clean and schema.TRUE_LABEL not in session.log.columns:
         raise InputError(f"{', '.join(repr(m) for m in clean)} needs clean labels: available on simulated logs only")
+    offered, why = method_choices(session.log, session.flip)  # an implicit log: what its rates allow
+    if any(m not in offered for m in methods):
+        raise InputError(f"{', '.join(m for m in methods if m not in offered)} not offered on this log. {why}")
     if device not in DEVICES:
         raise InputError(f"device {device!r}: choose auto, cuda or cpu")
     if backbone not in available_backbones():
