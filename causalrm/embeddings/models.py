@@ -239,9 +239,10 @@ def _safetensors_parameters(folder: Path) -> int | None:
 
 
 def model_parameters(model: str | ModelSpec, *, trust_remote_code: bool = False) -> int:
-    """How many parameters ``model`` has, without loading it: counted from the headers of its safetensors files (a
-    local folder or its Hugging Face cache snapshot), else estimated from its config as embeddings plus, per layer,
-    attention (4 h²) and MLP (2 h i for encoders, 3 h i for gated decoders)."""
+    """How many parameters ``model`` has, without loading it: the values its safetensors files store (buffers
+    included), counted from their headers (a local folder or its Hugging Face cache snapshot), else estimated from its
+    config as embeddings (tokens, and an encoder's learned positions) plus, per layer, attention (4 h²) and MLP
+    (2 h i for encoders, 3 h i for gated decoders)."""
     spec = model if isinstance(model, ModelSpec) else resolve_model(model, trust_remote_code=trust_remote_code)
     folder = _model_folder(spec)
     counted = _safetensors_parameters(folder) if folder is not None else None
@@ -256,5 +257,7 @@ def model_parameters(model: str | ModelSpec, *, trust_remote_code: bool = False)
     hidden = int(config.get("hidden_size") or config.get("d_model") or config.get("n_embd") or spec.dim or 0)
     layers = int(config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers") or 0)
     inter = int(config.get("intermediate_size") or config.get("n_inner") or 4 * hidden)
-    vocab = int(config.get("vocab_size") or 32000)
-    return vocab * hidden + layers * (4 * hidden * hidden + (3 if spec.kind == "decoder" else 2) * hidden * inter)
+    tokens = int(config.get("vocab_size") or 32000)
+    if spec.kind == "encoder":
+        tokens += int(config.get("max_position_embeddings") or 0)
+    return tokens * hidden + layers * (4 * hidden * hidden + (3 if spec.kind == "decoder" else 2) * hidden * inter)
