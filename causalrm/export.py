@@ -188,13 +188,14 @@ class BackboneRewardModel(RewardModel):
 
     def score_log(self, log: Any, X: np.ndarray | None = None) -> np.ndarray:
         """Reward logits of every row of ``log``: ``causalrm.pipeline.score_with``'s path (``embed_log`` with this
-        model's embedder, contexts included, unless ``X`` is given), so an export scores a log as its run does."""
+        model's embedding model and the embedding caches, contexts included, unless ``X`` is given), so an export
+        scores a log as its run does."""
         from causalrm.trainer import predict_logits
 
         if X is None and self.backbone.needs_embeddings:
-            from causalrm.embeddings import embed_log
+            from causalrm.embeddings import Embedder, embed_log
 
-            X = embed_log(log, self.embedder)
+            X = embed_log(log, Embedder(model=self.embedder.model, device=self.embedder.device, progress=False))
         return predict_logits(self.backbone, self.backbone.featurize(log, X), batch_size=self.batch_size,
                               device=self.device, autocast_dtype=self.autocast_dtype)
 
