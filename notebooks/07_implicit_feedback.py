@@ -201,7 +201,7 @@ pl.DataFrame(metric_rows(audited, scores, n_boot=N_BOOT)).select("method", "AURO
                                                                   "mean P(good)")
 
 # %%
-reliability = reliability_table(audited, {m: scores[m] for m in ("naive", "denoise", "oracle")})
+reliability = reliability_table(audited, {m: scores[m] for m in ("naive", "denoise", "nnpu", "oracle")})
 print(reliability.group_by("method").agg(pl.col("ECE").first()).sort("method"))
 fig = px.line(reliability, x="mean P(good)", y="share good", color="method", markers=True,
               title="Reliability after the correction (clean test split, 10 equal-count bins of σ(z))")
@@ -213,8 +213,11 @@ fig.show()
 # Read the two tables: with the audited rates, compare the R², the mean P(good) and the ECE of `denoise` with
 # the naive model's and the oracle's, and its AUROC with the naive one's. The correction is meant to rescale the
 # event model into P(good | x), not to find a better ranking; the gap to the oracle that remains is that of
-# learning from one noisy bit per row instead of the clean label. The rates given by hand do the same as the
-# audited ones when they are right; the audit is how to know that they are.
+# learning from one noisy bit per row instead of the clean label. With long training (unset `CAUSALRM_FAST`) a
+# flexible model can drive the corrected risk of one class below zero and grow overconfident, σ(z) pushed towards
+# 0 and 1 (points left of and above the diagonal at the bottom, below it at the top): that is what `nnpu` guards
+# against, so compare its row and its curve with `denoise`'s. The rates given by hand do the same as the audited
+# ones when they are right; the audit is how to know that they are.
 #
 # ## 6. What it cannot do
 #
