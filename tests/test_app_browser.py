@@ -305,3 +305,44 @@ def test_an_upload_embeds_itself_and_the_propensity_fits(page, tmp_path):
     page.wait_for_selector("#prop-diagnostics >> text=AUC", timeout=90_000)
     _no_error_toast(page)
     _shot(page, "9-upload-embedded.png")
+
+
+def test_an_implicit_log_is_named_takes_event_rates_and_trains(page, tmp_path):
+    """Copies simulated on the bundled WildBench rows: the upload is named implicit, the Noise tab takes the event
+    rates (no anchors), the Train tab then offers nnpu, which trains."""
+    from causalrm.simulate import simulate_dataset
+
+    log, _ = simulate_dataset("wildbench", rating="real", feedback_kind="implicit", event_rate_good=0.5,
+                              event_rate_bad=0.05, seed=0)
+    path = tmp_path / "copies.parquet"
+    log.sample(n=600, seed=0).write_parquet(path)
+    _tab(page, "1 · Data")
+    page.get_by_label("Upload a log").check()
+    clear = page.locator("#upload button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+    page.set_input_files("#upload input[type=file]", str(path))
+    page.wait_for_selector("#upload-columns >> text=implicit feedback with")
+    page.click("#load-upload")
+    page.wait_for_selector("#data-summary >> text=implicit (positive-only) feedback")
+    assert "600 impressions" in page.inner_text("#data-summary")
+    page.wait_for_selector("#embed-status >> text=600 × 384 ready", timeout=180_000)
+    _tab(page, "3 · Noise")
+    page.locator("#event-rate input").fill("0.5")
+    page.locator("#accidental-rate input").fill("0.05")
+    page.click("#estimate-noise")
+    page.wait_for_selector("#noise-summary >> text=given by the user", timeout=90_000)
+    assert "no selection to reweight" in page.inner_text("#noise-summary")
+    _no_error_toast(page)
+    _tab(page, "4 · Train")
+    page.wait_for_selector("#methods >> text=nnpu")
+    assert page.get_by_label("causalrm-ips", exact=True).count() == 0  # not needed: every impression is observed
+    page.get_by_label("nnpu", exact=True).check()
+    epochs = page.locator("#epochs input")
+    epochs.fill("3")
+    epochs.press("Tab")
+    page.click("#train")
+    page.wait_for_selector("#train-status >> text=Compare", timeout=150_000)
+    assert "nnpu" in page.inner_text("#train-results")
+    _no_error_toast(page)
+    _shot(page, "10-implicit.png")
