@@ -490,6 +490,7 @@ def export_run(
         else:
             merged = backbone.merged_model()
             merged.config.id2label, merged.config.label2id = {0: "reward"}, {"reward": 0}
+            merged.config.problem_type = "regression"  # a text-classification pipeline's score is then z
             merged.save_pretrained(str(tmp), safe_serialization=True)
             backbone.tokenizer.save_pretrained(str(tmp))
         write_json_atomic(manifest, tmp / MANIFEST)

@@ -73,7 +73,9 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"- **Base loss**: `{s.get('base_loss', 'mse')}` on sigma(z).",
     ]
     if kind == "mlp":
-        lines.append(f"- **Model**: MLP head {manifest.get('architecture', '')} on frozen `{manifest.get('embedder')}` "
+        arch = manifest.get("architecture") or {}
+        widths = " -> ".join(str(w) for w in (arch.get("input_dim"), *(arch.get("hidden") or []), 1))
+        lines.append(f"- **Model**: MLP head {widths} (LeakyReLU) on frozen `{manifest.get('embedder')}` "
                      "embeddings of (prompt, response).")
     else:
         lora = manifest.get("lora") or {}

@@ -149,6 +149,11 @@ def test_lora_encoder_merged_and_adapter_export(minilm_run, tmp_path):
     export_run(minilm_run, merged, verify=False)  # compared below
     assert json.loads((merged / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
     np.testing.assert_allclose(hf_scores(merged, prompts, responses, chat=False), expected, atol=1e-4)
+    from transformers import pipeline
+
+    pipe = pipeline("text-classification", model=str(merged), device="cpu")  # the score is z (regression)
+    got = [o["score"] for o in pipe([{"text": p, "text_pair": r} for p, r in zip(prompts, responses)])]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
 
     adapter = tmp_path / "adapter"
     export_run(minilm_run, adapter, adapter_only=True)  # verify on: reloads through the bundled alias
