@@ -152,6 +152,8 @@ def test_no_worker_outlives_its_server(sig):
         assert survivors == []
         assert "leaked" not in server.stderr.read()
     finally:
-        for proc in [psutil.Process(server.pid), *family]:
+        if server.poll() is None:
+            server.kill()
+        for proc in family:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
