@@ -224,7 +224,7 @@ def test_mlp_export_scores_identically_through_transformers(mlp_export, mlp_run,
     assert abs(expected[-1] - expected[0]) > 1e-4  # the empty prompt changes the score: the case is a real one
 
 
-def test_mlp_export_round_trip(mlp_export, mlp_run):
+def test_mlp_export_round_trip(mlp_export, mlp_run, tmp_path):
     out = mlp_export
     assert {f.name for f in out.iterdir()} == {"config.json", "model.safetensors", "modeling_causalrm.py",
                                                "tokenizer.json", "tokenizer_config.json", MANIFEST, "README.md"}
@@ -236,6 +236,14 @@ def test_mlp_export_round_trip(mlp_export, mlp_run):
     scores = rm.score(prompts, responses)
     assert scores.dtype == np.float32 and scores.shape == (24,)
     np.testing.assert_allclose(scores, expected, atol=1e-4)
+    # a version 1 export (backbone.json + the head, no encoder) still loads
+    from causalrm.runs import load_run
+
+    old = tmp_path / "v1"
+    old.mkdir()
+    load_run(mlp_run).backbone.save(old)
+    (old / MANIFEST).write_text(json.dumps({**json.loads((out / MANIFEST).read_text()), "version": 1}))
+    np.testing.assert_allclose(load_reward_model(old, device="cpu").score(prompts, responses), expected, atol=1e-4)
     import causalrm.export
 
     assert causalrm.export.load_reward_model is load_reward_model
