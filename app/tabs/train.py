@@ -25,9 +25,9 @@ from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 
 # max epochs and patience the Train tab proposes per backbone (LoRA on a CPU: minutes per epoch). The MLP's patience
-# is 10 where the CLI's is 30: interactive seconds (docs/RESULTS.md, "Interactive speed"); on the default sample every
-# method's best epoch is the same with either (none improves after its best within 30 epochs)
-EPOCHS = {"mlp": (40, 10), "lora": (3, 2)}
+# is 5 where the CLI's is 30: seconds, not half a minute (docs/RESULTS.md, "Interactive speed"); on the default sample
+# every method keeps the same best epoch with either (none improves on its best in the 30 epochs after it)
+EPOCHS = {"mlp": (40, 5), "lora": (3, 2)}
 
 
 class TrainView(NamedTuple):
