@@ -15,9 +15,11 @@ flip rates      given by the user (``fixed``); anchors: (i) the proxy's out-of-f
                 each rate's bootstrap interval at most ``MAX_RATE_CI_WIDTH``       (``FitConfig.force_noise_correction``)
                 wide, (iii) the margin D = 1 - rho01 - rho10 at least
                 ``MIN_MARGIN`` (the surrogate divides by D). Gold labels are
-                unbiased, so only precision counts: (iii), and D at the upper
-                ends of both rates' 95% intervals at least D / 2 (the factor
-                1 / D of the surrogate moves by at most 2x over their intervals)
+                unbiased, so only precision counts: (iii) read on their
+                intervals (D at the lower ends of both rates' 95% intervals at
+                least ``MIN_MARGIN``), and D at the upper ends at least D / 2
+                (the factor 1 / D of the surrogate moves by at most 2x over
+                their intervals)
 learned         the trained model beats the best constant predictor on the         the model is flagged "did not
                 method's own validation estimate (paired bootstrap over val rows,  learn"; its rankings are not
                 one-sided 95%: the 95th percentile of the difference below 0)       findings
@@ -148,13 +150,15 @@ def _gold_gate(diagnostics: dict[str, Any], evidence: dict[str, Any]) -> Gate:
     """Gold rates: unbiased, so the gate reads their precision and the margin (module docstring)."""
     rho01, rho10, margin, ci = evidence["rho01"], evidence["rho10"], evidence["margin"], evidence["ci"]
     worst = 1.0 - float(ci["rho01"][1]) - float(ci["rho10"][1]) if ci else margin
+    best = 1.0 - float(ci["rho01"][0]) - float(ci["rho10"][0]) if ci else margin
     n_gold = int(diagnostics.get("n_gold", 0))
-    evidence.update(worst_margin=worst, n_gold=n_gold)
+    evidence.update(worst_margin=worst, best_margin=best, n_gold=n_gold)
     rates = f"rho01 {rho01:.2f} {_fmt_ci(ci['rho01'])}, rho10 {rho10:.2f} {_fmt_ci(ci['rho10'])}" if ci else \
         f"rho01 {rho01:.2f}, rho10 {rho10:.2f}"
     failures = []
-    if margin < MIN_MARGIN:
-        failures.append(f"1 - rho01 - rho10 = {margin:.2f} is below {MIN_MARGIN}")
+    if best < MIN_MARGIN:  # unbiased rates: D is too small only when even its interval stays below MIN_MARGIN
+        failures.append(f"1 - rho01 - rho10 = {margin:.2f} (at most {best:.2f} within the intervals) is below "
+                        f"{MIN_MARGIN}")
     if worst < margin / 2:
         failures.append(f"at the upper ends of the intervals 1 - rho01 - rho10 would be {worst:.2f}, under half of "
                         f"{margin:.2f}")
@@ -172,7 +176,7 @@ def _labels_needed(n_gold: int, evidence: dict[str, Any]) -> int | None:
     the intervals' upper excesses shrinking as 1 / sqrt(n); None when D itself is too small."""
     excess = sum(float(evidence["ci"][k][1]) - float(evidence[k]) for k in ("rho01", "rho10"))
     allowed = evidence["margin"] / 2
-    if n_gold < 1 or allowed <= 0 or evidence["margin"] < MIN_MARGIN:
+    if n_gold < 1 or allowed <= 0 or evidence.get("best_margin", evidence["margin"]) < MIN_MARGIN:
         return None
     return int(math.ceil(n_gold * (excess / allowed) ** 2))
 

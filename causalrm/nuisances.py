@@ -167,6 +167,9 @@ def _fit_nuisances(
     diag["observed_rate"] = float(obs.mean()) if obs.size else None
     diag["n_observed"] = int(obs.sum())
     diag["feedback_kind"] = kind
+    if kind == IMPLICIT and config.use_logged_propensity and _has_values(log, schema.LOGGED_PROPENSITY, rows):
+        raise InputError(f"column {schema.LOGGED_PROPENSITY!r} on an implicit log (an examination propensity) is "
+                         "not supported yet: drop the column (every impression then counts as seen)")
     if "true_label" in needs and schema.TRUE_LABEL not in log.columns:
         clean = [m for m in methods if "true_label" in needs_of(m)]
         raise InputError(f"method {'/'.join(clean)!r} needs the column 'true_label' (simulated logs only)")
@@ -182,7 +185,7 @@ def _fit_nuisances(
         needs = needs | {"propensity"}  # the proxy's importance weights (FitConfig.proxy_weighting)
 
     if kind == IMPLICIT and "propensity" in needs:  # every impression is observed: nothing to reweight
-        _implicit_propensity(nuis, log, rows, config)
+        _implicit_propensity(nuis, rows, config)
         needs = needs - {"propensity"}
     if "propensity" in needs:
         _stage(on_stage, "propensity")
@@ -312,6 +315,25 @@ def _fit_nuisances(
     return nuis
 
 
+#: what ``auto`` falls back to, after naive, when its candidates' nuisances cannot be fitted (a feedback-only log: no
+#: propensity; an implicit log without rates: no flip rates)
+FALLBACKS: tuple[tuple[str, ...], ...] = (("ips",), ("denoise",), ())
+
+
+def fit_first(fit: Callable[[list[str]], Nuisances], first: list[str], required: list[str] = ()
+              ) -> tuple[Nuisances, dict[str, str]]:
+    """``fit(methods)`` for the first of ``first``, then ``required + naive + each of FALLBACKS`` that fits; returns
+    the nuisances and, per attempt that failed, its one-line error (the last attempt's error propagates)."""
+    attempts = [list(first)] + [list(dict.fromkeys([*required, "naive", *extra])) for extra in FALLBACKS]
+    errors: dict[str, str] = {}
+    for attempt in attempts[:-1]:
+        try:
+            return fit(attempt), errors
+        except InputError as err:
+            errors[" + ".join(m for m in attempt if m != "naive") or "naive"] = str(err)
+    return fit(attempts[-1]), errors
+
+
 def _feedback_kind(log: pl.DataFrame) -> str:
     """The log's feedback kind; refuses a positive-only log that was not read as implicit (or forced explicit)."""
     kind = kind_of(log)
@@ -332,12 +354,13 @@ def _implicit_flip_method(gold: np.ndarray | None) -> str:
                      "P(event | x) but does not calibrate P(good | x))")
 
 
-def _implicit_propensity(nuis: Nuisances, log: pl.DataFrame, rows: np.ndarray, config: FitConfig) -> None:
+def _has_values(log: pl.DataFrame, name: str, rows: np.ndarray) -> bool:
+    values = _column(log, name, rows)
+    return values is not None and bool(np.isfinite(values).any())
+
+
+def _implicit_propensity(nuis: Nuisances, rows: np.ndarray, config: FitConfig) -> None:
     """An implicit log observes every impression: p = 1, and the propensity gate says there is no selection."""
-    logged = _column(log, schema.LOGGED_PROPENSITY, rows)
-    if config.use_logged_propensity and logged is not None and np.isfinite(logged).any():
-        raise InputError(f"column {schema.LOGGED_PROPENSITY!r} on an implicit log (an examination propensity) is "
-                         "not supported yet: drop the column (every impression then counts as seen)")
     nuis.propensity = np.ones(rows.size)
     nuis.propensity_clipped = np.ones(rows.size)
     nuis.diagnostics["propensity"] = {"source": "implicit", "clip": config.clip, "share_clipped": 0.0}

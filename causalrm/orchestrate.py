@@ -32,7 +32,7 @@ from causalrm.errors import InputError
 from causalrm.feedback_kinds import as_impressions
 from causalrm.methods import AUTO
 from causalrm.config import FitConfig
-from causalrm.nuisances import Nuisances, fit_nuisances, needs_of
+from causalrm.nuisances import Nuisances, fit_first, fit_nuisances, needs_of
 from causalrm.pipeline import FitResult, fit_log
 
 EventFn = Callable[[str, "str | None", Any], None]
@@ -91,16 +91,8 @@ def shared_nuisances(log: pl.DataFrame, X: np.ndarray | None, config: FitConfig,
     if AUTO not in configs:
         return fit(needed)
     # auto skips the candidates whose nuisances cannot be fitted (e.g. the flip rates of an implicit log without
-    # event rates or gold labels), as selection.fit_auto does; the methods named besides auto still need theirs
-    others = methods_needed({m: c for m, c in configs.items() if m != AUTO})
-    *tries, last = (needed, *(list(dict.fromkeys([*others, "naive", *extra]))
-                              for extra in (("ips",), ("denoise",), ())))
-    for attempt in tries:
-        try:
-            return fit(attempt)
-        except InputError:
-            continue
-    return fit(last)
+    # event rates or gold labels), as fit_auto does; the methods named besides auto still need theirs
+    return fit_first(fit, needed, methods_needed({m: c for m, c in configs.items() if m != AUTO}))[0]
 
 
 def fit_methods(

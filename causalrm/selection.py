@@ -39,7 +39,6 @@ import polars as pl
 import torch
 
 from causalrm import schema
-from causalrm.errors import InputError
 from causalrm.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS
 from causalrm.gates import Gate
 
@@ -178,6 +177,8 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
     """The ``choice`` record: {"method", "reason", "evidence", "central", "candidates": {name: {...}}} (module
     docstring; ``central`` names the candidates' key that ``pick`` ranks by)."""
     gold = _gold_rows(log, nuisances)
+    if nuisances.diagnostics.get("feedback_kind") == IMPLICIT:
+        return _select_implicit(results, log, nuisances, config, skipped, gold)
     if gold is not None:
         weighted = ", weighted by 1 / inclusion probability" if gold[2] is not None else ""
         kind = (f"audited gold labels on {gold[1].size} val rows (squared error of sigma(z){weighted}, paired "
@@ -191,6 +192,30 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
                 "and propensity models")
         central = "central"
         corners_info = {"reference": reference, "corners": corners}
+    return _choice(results, nuisances, skipped, evidence, kind, central, corners_info)
+
+
+def _select_implicit(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
+                     skipped: dict[str, str], gold: Any) -> dict[str, Any]:
+    """``auto`` on implicit feedback: naive's sigma(z) estimates P(event | x), not P(good | x), and an audit puts
+    only its val share (about a fifth) where selection may read it, so the corner rule decides (the noise-corrected
+    estimate at every corner of the rates' intervals); the audited val rows can still veto a candidate that is
+    worse than naive there (its paired interval above zero)."""
+    reference, corners, evidence = _corner_evidence(results, log, nuisances, config)
+    kind = (f"the {reference} estimate on the val rows at {len(corners)} corner(s) of the event rates' intervals "
+            "(implicit feedback)")
+    if gold is not None:
+        veto = _gold_evidence(results, *gold, seed=config.seed)
+        kind += f", and not worse on the {gold[1].size} audited val rows"
+        for m, e in evidence.items():
+            e["gold"] = veto[m]
+            e["beats_baseline"] = e["beats_baseline"] and not veto[m]["ci95"][0] > 0
+    return _choice(results, nuisances, skipped, evidence, kind, "central",
+                   {"reference": reference, "corners": corners})
+
+
+def _choice(results: dict[str, Any], nuisances: Any, skipped: dict[str, str], evidence: dict[str, dict[str, Any]],
+            kind: str, central: str, corners_info: dict[str, Any]) -> dict[str, Any]:
     candidates: dict[str, dict[str, Any]] = {m: {"fitted": False, "reason": why} for m, why in skipped.items()}
     for m, r in results.items():
         learned = r.learned.passed if r.learned is not None else True
@@ -208,7 +233,7 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
         reason = "; ".join(part for part in (
             f"{', '.join(beaten)} did not beat naive on {kind}" if beaten else "",
             not_fitted) if part)
-    if method == BASELINE and nuisances.diagnostics.get("feedback_kind") == IMPLICIT:
+    if method == BASELINE and nuisances.diagnostics.get("feedback_kind") == IMPLICIT and nuisances.rho01 is None:
         reason += ("; on implicit feedback naive's sigma(z) is P(event | x): it ranks the impressions but is not a "
                    f"calibrated P(good | x); to calibrate, {IMPLICIT_NEEDS}")
     if method == BASELINE and not candidates[method].get("learned", True):
@@ -227,7 +252,7 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     ``fitted``: results already trained on these nuisances with ``config``'s settings (e.g. the bench's per-method
     fits), reused instead of refitting; only admissible ones are considered.
     """
-    from causalrm.nuisances import fit_nuisances
+    from causalrm.nuisances import fit_first, fit_nuisances
     from causalrm.pipeline import fit_log
     from causalrm.splits import resolve_split
 
@@ -235,15 +260,9 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     errors: dict[str, str] = {}
     if nuisances is None:
         split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)
-        for methods in (candidates, ("naive", "ips"), ("naive", "denoise"), ("naive",)):
-            try:
-                nuisances = fit_nuisances(log, X, config.replace(method=BASELINE), methods=methods, split=split,
-                                          on_stage=on_stage)
-                break
-            except InputError as err:
-                errors[" + ".join(methods[1:]) or "naive"] = str(err)
-                if methods == ("naive",):
-                    raise
+        nuisances, errors = fit_first(lambda methods: fit_nuisances(
+            log, X, config.replace(method=BASELINE), methods=methods, split=split, on_stage=on_stage),
+            list(candidates))
     skipped = {}
     results: dict[str, Any] = {}
     for m in candidates:

@@ -60,7 +60,8 @@ def test_full_flow_over_the_api(server):
     assert "Clip 0.25" in clip_text
     table, heat, proxy, sweep, noise_md = c.predict("anchor quantile (default)", 0.97, False, 0.2, 0.1, 0,
                                                     api_name="/estimate_noise")
-    assert table["data"][0][0].startswith("anchor") and "Training will use" in noise_md
+    assert table["data"][0][0].startswith("anchor")
+    assert ("Training will use" in noise_md) != ("will **not** be used" in noise_md)  # says which, as the gate did
     status, curves, results, a, b = c.predict(["naive", "causalrm-dr"], "mlp", "cpu", 2, 30, 0, True, True,
                                               api_name="/train")
     assert "Open the **Compare** tab" in status, status

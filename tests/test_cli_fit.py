@@ -70,7 +70,7 @@ def test_cli_errors_are_one_line(files, tmp_path, capsys):
     assert _fit(files, "causalrm-ips", tmp_path / "y", "--rho01", "0.2") == 2
     assert "--rho10" in capsys.readouterr().err
     assert main(["score", str(tmp_path), str(files / "log.parquet"), "--out", str(tmp_path / "s.parquet")]) == 2
-    assert "not a causalrm run" in capsys.readouterr().err
+    assert "not a reward model folder" in capsys.readouterr().err
     np.save(tmp_path / "short.npy", np.zeros((3, 8), dtype=np.float32))
     assert main(["fit", str(files / "log.parquet"), "--out", str(tmp_path / "z"), "--embeddings",
                  str(tmp_path / "short.npy"), "--quiet"]) == 2

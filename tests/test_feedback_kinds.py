@@ -173,3 +173,14 @@ def test_an_event_column_without_thumbs_is_the_implicit_feedback(tmp_path):
 def _write(df: pl.DataFrame, path: Path) -> Path:
     df.write_parquet(path)
     return path
+
+
+def test_auto_with_an_audit_keeps_the_corrected_model_on_corner_evidence():
+    from causalrm import CausalRM
+
+    log, X = implicit_log(n=3000, n_gold=300, seed=2)
+    est = CausalRM(max_epochs=15).fit(log.rename({"copied": "feedback"}), X)
+    choice = est.choice_
+    assert choice["method"] != "naive", choice["reason"]
+    assert "implicit feedback" in choice["evidence"] and "audited val rows" in choice["evidence"]
+    assert all("gold" in c for c in choice["candidates"].values() if c.get("fitted"))

@@ -267,10 +267,10 @@ def test_cli_refuses_with_one_error_line_and_auto_records_its_choice(tmp_path, c
     assert metrics["choice"]["method"] == "naive" and metrics["learned"] is False
     assert metrics["gates"]["flip_rates"]["passed"] is False
     assert "warning: the naive model did not learn" in captured.err
-    from causalrm.export import _summary, model_card
+    from causalrm.model_card import model_card, run_summary
     from causalrm.runs import load_run
 
-    card = model_card({"kind": "mlp", "training": _summary(load_run(tmp_path / "b"))})  # the exported README.md
+    card = model_card({"kind": "mlp", "training": run_summary(load_run(tmp_path / "b"))})  # the exported README.md
     assert "Chosen by `auto`" in card and "**Gate flip rates**: fail" in card
     assert "Warning: this model did not learn" in card and "does not correct for feedback noise" in card
 
