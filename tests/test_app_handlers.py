@@ -466,7 +466,8 @@ def test_cli_app_help_and_lazy_imports():
 def test_the_train_status_says_when_the_time_limit_stops_a_job():
     pool = SimpleNamespace(time_limit_s=600.0, max_running=2, running=1)
     job = SimpleNamespace(state="running", started=0.0, timed_out=False, pool=pool)
-    run = SimpleNamespace(job=job, methods=["naive"], current="naive", last_epoch=None, stage_text="training")
+    run = SimpleNamespace(job=job, methods=["naive"], current="naive", last_epoch=None, last_step=None,
+                          stage_text="training")
     assert "of at most 10 minutes" in T._train_status(run)
     job.timed_out = True
     status = T._train_status(run)
