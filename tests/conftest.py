@@ -25,6 +25,15 @@ def one_torch_thread():
 
 
 @pytest.fixture
+def cpu_one_thread():
+    """The package's own thread limit (``trainer.cpu_threads(1)``): nuisance fits and training in CLI tests."""
+    from causalrm.trainer import cpu_threads
+
+    with cpu_threads(1):
+        yield
+
+
+@pytest.fixture
 def write_file(tmp_path):
     """``write_file(name, content)`` writes text (UTF-8) or bytes to ``tmp_path / name`` and returns the path."""
 

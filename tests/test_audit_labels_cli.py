@@ -12,15 +12,11 @@ import polars as pl
 import pytest
 
 from causalrm.cli.main import main
-from causalrm.trainer import cpu_threads
 
 RHO01, RHO10 = 0.15, 0.25
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with cpu_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("cpu_one_thread")
 
 
 @pytest.fixture(scope="module")
