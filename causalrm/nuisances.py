@@ -138,10 +138,13 @@ def fit_nuisances(
 
 
 def propensity_settings(config: FitConfig, *, logged: bool) -> dict[str, Any]:
-    """What determines a fitted propensity besides the log, its rows and split (recorded in its diagnostics)."""
+    """What determines a fitted propensity besides the log, its rows and split (recorded in its diagnostics); the
+    device as it resolves here ("auto" and "cpu" fit the same model on a machine without a GPU)."""
+    from causalrm.devices import resolve_device
+
     return {"logged": logged} if logged else {
         "model": config.propensity_model, "folds": config.propensity_folds, "clip": config.clip,
-        "seed": config.seed, "max_rows": config.nuisance_max_rows, "device": config.device}
+        "seed": config.seed, "max_rows": config.nuisance_max_rows, "device": resolve_device(config.device).type}
 
 
 def _reusable_propensity(reuse: Nuisances | None, nuis: Nuisances, settings: dict[str, Any]) -> bool:

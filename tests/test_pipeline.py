@@ -129,6 +129,9 @@ def test_a_propensity_fitted_with_the_same_settings_is_reused_not_refitted(monke
     np.testing.assert_array_equal(reused.propensity_clipped, fresh.propensity_clipped)
     assert (reused.rho01, reused.rho10) == (fresh.rho01, fresh.rho10)
     assert reused.gates["propensity"].passed == fresh.gates["propensity"].passed
+    if not torch.cuda.is_available():  # "auto" resolves to the cpu the propensity was fitted on
+        fit_nuisances(log, X, fast_config("denoise", device="auto"), reuse=prop)
+        assert calls == []
     for other in (fast_config("denoise", seed=1), fast_config("denoise", clip=0.2)):
         fit_nuisances(log, X, other, reuse=prop)
     assert len(calls) == 2
