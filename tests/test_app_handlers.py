@@ -226,6 +226,14 @@ def test_propensity_plots_diagnostics_and_clip(trained):
 
 
 # --------------------------------------------------------------------------------------------------------- Noise
+def test_the_noise_tab_reuses_the_propensity_tabs_fit(trained):
+    """Same rows, split and settings (logistic, clip 0.1, seed 0): the Noise tab's anchor proxy is weighted with the
+    Propensity tab's p-hat itself, not with a second cross-fit of it."""
+    session = trained["session"]
+    assert session.flip.propensity_clipped is session.propensity.propensity_clipped
+    assert session.flip.diagnostics["propensity"]["settings"]["model"] == "logistic"
+
+
 def test_noise_estimates_plots_and_manual_override(trained):
     session, view = trained["session"], trained["noise"]
     labels = view.estimates["estimate"].to_list()
