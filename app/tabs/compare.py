@@ -1,6 +1,7 @@
 """Tab 5, Compare: two trained models side by side: metrics against clean or gold labels with intervals and the
-verdict, the reward scatter, the ranking comparison (Kendall τ, the responses that moved most, one prompt's
-rankings), downloads (scored log, run folders) and the equivalent ``causalrm`` commands.
+verdict (on a log without labels: the two models' predicted preferences instead, no metrics table), the reward
+scatter, the ranking comparison (Kendall τ, the responses that moved most, one prompt's rankings), downloads (scored
+log, run folders) and the equivalent ``causalrm`` commands.
 
 Layout: :func:`build`; events: :func:`wire`.
 """
