@@ -277,6 +277,79 @@ def test_the_audit_tab_labels_rows_by_keyboard_and_the_flip_rates_follow(page):
     _shot(page, "8-audit.png")
 
 
+def test_the_audit_verdict_below_and_above_the_decision_threshold(page, tmp_path):
+    """Naive and ips (no flip-rate gate to pass) trained on the small simulated sample, 300 rows proposed: a few
+    labels by keyboard give "not enough labels yet" and no verdict; the downloaded label file, every row labelled
+    with the simulation's clean true_label and uploaded again, gives a verdict with its interval."""
+    import polars as pl
+
+    from causalrm.demo import DEMO
+    from causalrm.evaluation import MIN_DECISION_LABELS
+    from causalrm.simulate import simulate_dataset
+
+    # the log of the Data tab's "UltraFeedback (simulated)" at its default settings (teacher ratings, seed 0)
+    log, _ = simulate_dataset("ultrafeedback", alpha=DEMO.alpha, rho01=0.2, rho10=0.1, observation_rate=0.2,
+                              rating="teacher", seed=0)
+    truth = dict(zip(log["response_id"].to_list(), log["true_label"].to_list()))
+    _tab(page, "1 · Data")
+    page.get_by_label("Bundled sample").check()
+    page.locator("#sample input").click()
+    page.get_by_role("option", name="UltraFeedback (simulated)").click()
+    page.click("#load-sample")
+    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+    _tab(page, "2 · Propensity")  # logistic keeps the training job quick (it reuses this propensity)
+    page.get_by_label("logistic").check()
+    page.click("#fit-propensity")
+    page.wait_for_selector("#prop-diagnostics >> text=AUC", timeout=90_000)
+    _tab(page, "4 · Train")
+    page.locator("#backbone input").click()
+    page.get_by_role("option", name="mlp", exact=True).click()
+    for box in page.locator("#methods input[type=checkbox]").all():
+        if box.is_checked() != (box.locator("xpath=..").inner_text().strip() in ("naive", "ips")):
+            box.click()
+    page.locator("#train-device").get_by_label("cpu").check()
+    epochs = page.locator("#epochs input")
+    epochs.fill("2")
+    epochs.press("Tab")
+    page.click("#train")
+    page.wait_for_selector("#train-status >> text=Compare", timeout=300_000)
+    assert "ips" in page.inner_text("#train-results")
+
+    _tab(page, "6 · Audit")
+    n = page.locator("#audit-n input")
+    n.fill("300")
+    n.press("Tab")
+    page.click("#audit-propose")
+    page.wait_for_selector("#audit-card >> text=Row 1 of 300", timeout=90_000)
+    few = 5
+    assert few < MIN_DECISION_LABELS
+    for k in range(1, few + 1):
+        row_id = page.locator("#audit-card code").first.inner_text()  # the card names the row's response_id
+        page.keyboard.press("1" if truth[row_id] == 1 else "0")
+        page.wait_for_selector(f"#audit-progress >> text=/\\b{k} labelled/")
+    page.wait_for_selector(f"#audit-verdict >> text=not enough labels yet: {few} labelled")
+    below = page.inner_text("#audit-verdict")
+    assert not re.search(r"better than|worse than|level with|\[", below), below
+
+    with page.expect_download() as download:
+        page.click("#audit-download")
+    labels = pl.read_csv(download.value.path())
+    assert labels.height == 300 and labels["gold_label"].is_not_null().sum() == few
+    labels = labels.with_columns(pl.Series("gold_label", [float(truth[i]) for i in labels["response_id"]],
+                                           dtype=pl.Float64))
+    path = tmp_path / "labels.csv"
+    labels.write_csv(path)
+    page.set_input_files("#audit-upload input[type=file]", str(path))
+    page.wait_for_selector("#audit-progress >> text=/\\b300 labelled/", timeout=60_000)
+    page.wait_for_selector("#audit-verdict >> text=Verdict.", timeout=60_000)
+    above = page.inner_text("#audit-verdict")
+    assert re.search(r"\bips is (better than|level with|worse than) naive", above), above
+    assert re.search(r"R² [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", above), above
+    assert "not enough labels" not in above
+    _no_error_toast(page)
+    _shot(page, "9-audit-verdict.png")
+
+
 def test_an_upload_embeds_itself_and_the_propensity_fits(page, tmp_path):
     """A newcomer's upload: Load log, then straight to the Propensity tab, no 'Compute embeddings' press; the
     embedding job's progress shows on the Data tab while it runs in a worker."""
