@@ -20,6 +20,7 @@ from app import plots, training
 from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, SETTINGS, TRAIN_METHODS, app_methods, fit_config, fmt,
                         guarded, method_choices, notify, require)
 from app.session import Session
+from causalrm import methods as registry
 from causalrm import schema
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
@@ -259,9 +260,12 @@ def follow_training(session: Session, progress: Any = None) -> Iterator[TrainVie
         status = f"Cancelled. Trained: {trained}."
         notify("training cancelled")
     else:
-        nuis = next(iter(session.results.values())).nuisances
-        rho = (f" Flip rates used by the noise-aware methods: ρ01 = {fmt(nuis.rho01)}, ρ10 = {fmt(nuis.rho10)}."
-               if nuis.rho01 is not None else "")
+        used = {m: r.nuisances for m, r in session.results.items()
+                if registry.get(r.config.method).noise_aware and r.nuisances.rho01 is not None}
+        estimated = any(r.nuisances.rho01 is not None for r in session.results.values())
+        rho = (" Flip rates that entered the noise-aware methods: " + "; ".join(
+            f"{m}: ρ01 = {fmt(nu.rho01)}, ρ10 = {fmt(nu.rho10)}" for m, nu in used.items()) + "." if used
+            else " No noise-aware method trained: the estimated flip rates were not used." if estimated else "")
         status = (f"Done: trained {trained} with the {run.backbone} backbone on {history_device(session)}.{rho} "
                   "Open the **Compare** tab.")
         for res in session.results.values():
