@@ -165,6 +165,7 @@ print(f"propensity: AUC(o) {d.auc:.3f}, ECE {d.ece:.3f}, ESS {d.ess:.0f} of {d.n
       f"max weight {d.max_weight:.2f}")
 print("flip rates from the audit:   rho01 = {:.3f} (CI {:.3f} to {:.3f}), rho10 = {:.3f} (CI {:.3f} to {:.3f})"
       .format(nuisances.rho01, *nuisances.rho_ci["rho01"], nuisances.rho10, *nuisances.rho_ci["rho10"]))
+print("flip-rate gate:", nuisances.gates["flip_rates"].verdict)
 rows = nuisances.rows
 try:
     anchors = FlipRateEstimator(n_bootstrap=TRAIN["flip_bootstrap"]).fit(
@@ -184,12 +185,16 @@ except InputError as err:  # the estimator refuses rates that add up to 1 or mor
 #
 # ## 5. Fit and evaluate against gold
 #
-# Every method shares the nuisances above. As a reference ceiling (the analogue of the oracle), we also train
+# Every method shares the nuisances above. Where the flip-rate gate above refuses the audited rates as too
+# imprecise (a small audit: read its verdict), a user would label more rows; here the noise-aware methods are
+# trained anyway (`force_noise_correction=True`) to show what the correction does with the rates it has.
+# As a reference ceiling (the analogue of the oracle), we also train
 # `naive` on a log in which every train/val row is "observed" with its *gold* label as feedback: what the same
 # model reaches with clean labels on every row.
 
 # %%
-scores = fit_scores(fit_log_df, X, METHODS, config, nuisances=nuisances)  # {method: reward logits of every row}
+scores = fit_scores(fit_log_df, X, METHODS, config.replace(force_noise_correction=True),  # {method: logits}
+                    nuisances=nuisances)
 gold_log = (log.with_columns(split=fit_log_df["split"], observed=pl.lit(1, dtype=pl.Int8),
                              feedback=pl.col("gold_label").cast(pl.Int8))
                .filter(pl.col("feedback").is_not_null()))
