@@ -233,7 +233,7 @@ def test_a_failed_upload_marks_one_field_and_a_success_clears_its_toast(page, tm
     _no_error_toast(page)
     assert _status_badges(page) == []
     page.click("#load-upload")  # unmapped: no prompt column
-    page.wait_for_selector(".toast-body.error")
+    page.wait_for_selector(".toast-body.error", timeout=90_000)  # a loaded CI machine answers slowly
     assert _status_badges(page) == ["data-summary"]
 
 
