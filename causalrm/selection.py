@@ -198,18 +198,20 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
 def _select_implicit(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
                      skipped: dict[str, str], gold: Any) -> dict[str, Any]:
     """``auto`` on implicit feedback: naive's sigma(z) estimates P(event | x), not P(good | x), and an audit puts
-    only its val share (about a fifth) where selection may read it, so the corner rule decides (the noise-corrected
-    estimate at every corner of the rates' intervals); the audited val rows can still veto a candidate that is
-    worse than naive there (its paired interval above zero)."""
+    only its val share (about a fifth) where selection may read it, so either evidence may keep a candidate: the
+    corner rule (the noise-corrected estimate at every corner of the rates' intervals) or the audited val rows
+    (paired interval below zero); the audited rows veto a candidate that is worse than naive there (interval above
+    zero)."""
     reference, corners, evidence = _corner_evidence(results, log, nuisances, config)
     kind = (f"the {reference} estimate on the val rows at {len(corners)} corner(s) of the event rates' intervals "
             "(implicit feedback)")
     if gold is not None:
-        veto = _gold_evidence(results, *gold, seed=config.seed)
-        kind += f", and not worse on the {gold[1].size} audited val rows"
+        audited = _gold_evidence(results, *gold, seed=config.seed)
+        kind += f" or the {gold[1].size} audited val rows, and not worse on those"
         for m, e in evidence.items():
-            e["gold"] = veto[m]
-            e["beats_baseline"] = e["beats_baseline"] and not veto[m]["ci95"][0] > 0
+            e["gold"] = audited[m]
+            e["beats_baseline"] = ((e["beats_baseline"] or audited[m]["beats_baseline"])
+                                   and not audited[m]["ci95"][0] > 0)
     return _choice(results, nuisances, skipped, evidence, kind, "central",
                    {"reference": reference, "corners": corners})
 
