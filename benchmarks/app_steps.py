@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="sessions walked through the flow")
     parser.add_argument("--patience", type=int, default=None, help="the Train step's patience (default: the Train "
                                                                    "tab's, app.tabs.train.EPOCHS)")
+    parser.add_argument("--server-threads", type=int, default=1,
+                        help="torch threads of the server process (default 1; `causalrm app` leaves torch's default, "
+                             "one per core: run with OMP_NUM_THREADS=2 --server-threads 2 to measure that)")
     args = parser.parse_args(argv)
     os.environ.setdefault("CAUSALRM_APP_TMPDIR", tempfile.mkdtemp(prefix="causalrm-bench-"))
     if str(ROOT) not in sys.path:
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     logging.basicConfig(level=logging.WARNING)  # a handler's unexpected error shows its traceback
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.server_threads)
     from app import training
     from app.common import warm_up
 
