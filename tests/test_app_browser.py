@@ -125,6 +125,17 @@ def test_whole_flow_in_the_browser(page):
     _shot(page, "5-compare.png")
 
 
+def _load_small_sample(page, *, radio: bool = False) -> None:
+    """The Data tab's small simulated sample (UltraFeedback, 2,398 rows); ``radio``: pick "Bundled sample" first."""
+    _tab(page, "1 · Data")
+    if radio:
+        page.get_by_label("Bundled sample").check()
+    page.locator("#sample input").click()
+    page.get_by_role("option", name="UltraFeedback (simulated)").click()
+    page.click("#load-sample")
+    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+
+
 def _status_badges(page) -> list[str]:
     """Data-tab components showing gradio's red status badge (an error state), by the nearest element id."""
     return page.evaluate("""() => Array.from(document.querySelectorAll('#tab-data .error'))
@@ -134,11 +145,7 @@ def _status_badges(page) -> list[str]:
 def test_lora_trains_on_the_cpu_within_the_memory_limit(page):
     """The small simulated sample, LoRA with max length 32 for one epoch: the plan line shows the memory estimate
     against the per-job limit, and the job finishes in its worker process."""
-    _tab(page, "1 · Data")
-    page.locator("#sample input").click()
-    page.get_by_role("option", name="UltraFeedback (simulated)").click()
-    page.click("#load-sample")
-    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+    _load_small_sample(page)
     _tab(page, "4 · Train")
     page.locator("#backbone input").click()
     page.get_by_role("option", name="lora").click()
@@ -178,11 +185,7 @@ def test_a_reload_mid_job_keeps_the_train_form(page):
     """A job started with a form far from the defaults (device cpu, 300 epochs, patience 300, seed 3: naive alone,
     about ten seconds): a reload while it runs shows that form again, not MLP / auto / 40 epochs, and follows the
     job to its end."""
-    _tab(page, "1 · Data")
-    page.locator("#sample input").click()
-    page.get_by_role("option", name="UltraFeedback (simulated)").click()
-    page.click("#load-sample")
-    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+    _load_small_sample(page)
     _tab(page, "4 · Train")
     page.locator("#backbone input").click()
     page.get_by_role("option", name="mlp", exact=True).click()
@@ -247,12 +250,7 @@ def test_a_failed_upload_marks_one_field_and_a_success_clears_its_toast(page, tm
 def test_the_audit_tab_labels_rows_by_keyboard_and_the_flip_rates_follow(page):
     """The Audit step on the small simulated sample: propose 30 rows, label them with the keys (and the buttons),
     skip one, and watch the inclusion-weighted gold flip rates appear and change."""
-    _tab(page, "1 · Data")
-    page.get_by_label("Bundled sample").check()
-    page.locator("#sample input").click()
-    page.get_by_role("option", name="UltraFeedback (simulated)").click()
-    page.click("#load-sample")
-    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+    _load_small_sample(page, radio=True)
     _tab(page, "6 · Audit")
     n = page.locator("#audit-n input")
     n.fill("30")
@@ -298,12 +296,7 @@ def test_the_audit_verdict_below_and_above_the_decision_threshold(page, tmp_path
     log, _ = simulate_dataset("ultrafeedback", alpha=DEMO.alpha, rho01=0.2, rho10=0.1, observation_rate=0.2,
                               rating="teacher", seed=0)
     truth = dict(zip(log["response_id"].to_list(), log["true_label"].to_list()))
-    _tab(page, "1 · Data")
-    page.get_by_label("Bundled sample").check()
-    page.locator("#sample input").click()
-    page.get_by_role("option", name="UltraFeedback (simulated)").click()
-    page.click("#load-sample")
-    page.wait_for_selector("#data-summary >> text=2,398 impressions")
+    _load_small_sample(page, radio=True)
     _tab(page, "2 · Propensity")  # logistic keeps the training job quick (it reuses this propensity)
     page.get_by_label("logistic").check()
     page.click("#fit-propensity")
