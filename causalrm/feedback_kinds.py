@@ -16,8 +16,7 @@ implicit
     An empty cell is *not* missing feedback: every shown impression is observed, and the event is a class-conditional
     noisy label of r* with ``rho01 = 1 - c`` (a good response that nobody copied) and ``rho10 = eps``. Read this way
     (:func:`as_impressions`) the log is an ordinary fully observed log, and every noise-aware estimator applies; with
-    eps = 0 the noise-corrected surrogate is the unbiased PU risk (uPU; docs/METHOD.md). Where the product logs how
-    likely the user was to see the response (``logged_propensity``: examination), it enters as the IPS weight.
+    eps = 0 the noise-corrected surrogate is the unbiased PU risk (uPU; docs/METHOD.md).
 
 What identifies the rates: c and eps are *not* identifiable from the events alone without anchors of both classes,
 and "no event" is never a sure negative, so the anchor estimators are not used on implicit logs. The rates come from
@@ -25,7 +24,8 @@ a gold audit (``causalrm audit``, then ``--gold FILE``) or from the user (``--ev
 eps``, i.e. rho01 = 1 - c, rho10 = eps). Without either, the log still ranks impressions by P(e = 1 | x), which orders
 them as P(r* = 1 | x) when c and eps do not depend on x, but its sigma(z) is an event probability, not a calibrated
 P(r* = 1 | x). Where c depends on x (selected-at-random events, Bekker & Davis 2018), the ranking is confounded too,
-and only gold labels spread over x can tell.
+and only gold labels spread over x can tell. An examination propensity (``logged_propensity`` on an implicit log)
+is refused for now: it would weight the event label, not the row, and that kernel is not written.
 
 Detection (``kind="auto"``, :func:`detect_kind`): a feedback column that holds no 0 among at least ``MIN_EVENTS``
 values, on a log that also has rows without feedback, is positive-only: implicit. Fewer events: explicit with a
@@ -58,6 +58,21 @@ NEGATIVE_EVENT_COLUMNS: tuple[str, ...] = ("regenerated", "edited")
 #: what identifies an implicit log's event rates (the remedies in messages)
 IMPLICIT_NEEDS = ("label a few hundred rows (causalrm audit LOG --n 300, then --gold FILE) or give the event rates "
                   "(--event-rate C, the share of good responses that get the event, and --accidental-rate EPS)")
+
+
+def event_flip_rates(event_rate: float | None, accidental_rate: float | None) -> tuple[float, float] | None:
+    """The flip rates ``(rho01, rho10) = (1 - c, eps)`` of an implicit log's event rates given by the user
+    (``--event-rate C``, ``--accidental-rate EPS``; EPS defaults to 0), None when neither is given; a one-line
+    InputError for EPS without C or rates outside ``0 <= EPS < C <= 1``."""
+    if event_rate is None and accidental_rate is None:
+        return None
+    if event_rate is None:
+        raise InputError("--accidental-rate needs --event-rate (the share of good responses that get the event)")
+    c, eps = float(event_rate), 0.0 if accidental_rate is None else float(accidental_rate)
+    if not (0.0 < c <= 1.0 and 0.0 <= eps < c):
+        raise InputError(f"--event-rate {c:g} / --accidental-rate {eps:g}: need 0 <= EPS < C <= 1 (events must be "
+                         "likelier on good responses than on bad ones)")
+    return 1.0 - c, eps
 
 
 def event_column(columns: list[str], kind: str = AUTO) -> str | None:
@@ -153,11 +168,14 @@ def as_impressions(log: pl.DataFrame, kind: str = AUTO) -> pl.DataFrame:
     """``log`` read as its kind (:func:`resolve_kind`): an implicit log gets ``observed = 1`` and ``feedback = e``
     (1 where the event happened, 0 elsewhere) on every row and the ``feedback_kind`` mark; an explicit log is
     returned as it is, marked only where the user forced a positive-only log to be read as thumbs. Idempotent."""
-    kind = resolve_kind(log, kind)
     if FEEDBACK_KIND in log.columns:
+        resolve_kind(log, kind)  # the mark holds; a contradicting ``kind`` is refused
         return log
+    check_kind(kind)
+    detected = detect_kind(*_counts(log)) if schema.FEEDBACK in log.columns else EXPLICIT
+    kind = detected if kind == AUTO else kind
     if kind == EXPLICIT:
-        forced = schema.FEEDBACK in log.columns and detect_kind(*_counts(log)) == IMPLICIT
+        forced = detected == IMPLICIT
         return log.with_columns(pl.lit(EXPLICIT, dtype=pl.String).alias(FEEDBACK_KIND)) if forced else log
     if schema.FEEDBACK not in log.columns:
         raise InputError("an implicit log needs a feedback column: 1 where the event happened, empty elsewhere; "

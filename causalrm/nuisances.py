@@ -20,7 +20,7 @@ from causalrm import schema
 from causalrm.atomic_io import jsonable
 from causalrm.config import FitConfig
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, kind_of, resolve_kind
+from causalrm.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, resolve_kind
 from causalrm.gates import Gate, flip_rate_gate, propensity_gate
 from causalrm.splits import resolve_split
 from causalrm.trainer import cpu_threads
@@ -339,8 +339,8 @@ def fit_first(fit: Callable[[list[str]], Nuisances], first: list[str], required:
 
 def _feedback_kind(log: pl.DataFrame) -> str:
     """The log's feedback kind; refuses a positive-only log that was not read as implicit (or forced explicit)."""
-    kind = kind_of(log)
-    if FEEDBACK_KIND not in log.columns and resolve_kind(log) == IMPLICIT:
+    kind = resolve_kind(log)
+    if kind == IMPLICIT and FEEDBACK_KIND not in log.columns:
         raise InputError("the log's feedback is only ever 1 or empty (implicit events such as copies or clicks), "
                          "but it was not read as implicit feedback: read it with causalrm.io.read_log (or "
                          "causalrm.feedback_kinds.as_impressions), or force --feedback-kind explicit")

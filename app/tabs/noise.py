@@ -155,23 +155,20 @@ def implicit_noise(session: Session, choice: str, event_rate: float | None, acci
     """An implicit log's flip rates: ρ01 = 1 − c, ρ10 = ε from the event rates given (``choice`` EVENT_RATES), or
     from the gold labels; never anchors (no event is never a sure negative). Without rates: the propensity gate
     alone (every impression observed) and a summary saying the rates are not identifiable and what to do."""
-    import argparse
-
-    from causalrm.cli.fit import event_rate_overrides
+    from causalrm.feedback_kinds import event_flip_rates
     from causalrm.pipeline import fit_nuisances
 
     gold = choice != EVENT_RATES
     if gold and not has_gold(session.log):
         raise InputError("gold labels: label rows on the Audit tab first, or give the event rates c and ε")
     missing = lambda v: v is None or v != v  # noqa: E731 - an empty number field
-    rates = None if gold or missing(event_rate) else event_rate_overrides(argparse.Namespace(
-        event_rate=float(event_rate), accidental_rate=None if missing(accidental_rate) else float(accidental_rate),
-        rho01=None, rho10=None))
-    if not gold and not rates and not missing(accidental_rate) and float(accidental_rate) > 0:
-        raise InputError("the accidental rate ε needs the event rate c (the share of good responses that get the "
-                         "event)")
+    c = None if missing(event_rate) else float(event_rate)
+    # the ε field holds 0 until edited: without c, only an ε the user set is an error
+    eps = None if missing(accidental_rate) or (c is None and not float(accidental_rate)) else float(accidental_rate)
+    rates = None if gold else event_flip_rates(c, eps)
     methods = ["causalrm-ips"] if gold or rates else ["ips"]  # flip rates (when there are some) and the p = 1 gate
-    source = {"flip_method": "gold"} if gold else {"flip_method": "fixed", **rates} if rates else {}
+    source = ({"flip_method": "gold"} if gold else
+              {"flip_method": "fixed", "rho01": rates[0], "rho10": rates[1]} if rates else {})
     cfg = fit_config(session, method=methods[0], seed=seed, **{"rho01": None, "rho10": None, **source})
     nuis = fit_nuisances(session.log, featureless(session.log) if session.X is None else session.X, cfg,
                          methods=methods)

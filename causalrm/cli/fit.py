@@ -83,21 +83,16 @@ def add_event_rate_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def event_rate_overrides(args: argparse.Namespace) -> dict:
-    """The FitConfig fields --event-rate / --accidental-rate set: rho01 = 1 - C, rho10 = EPS."""
+    """The FitConfig fields --event-rate / --accidental-rate set (``feedback_kinds.event_flip_rates``)."""
     from causalrm.errors import InputError
+    from causalrm.feedback_kinds import event_flip_rates
 
-    c, eps = getattr(args, "event_rate", None), getattr(args, "accidental_rate", None)
-    if c is None and eps is None:
+    rates = event_flip_rates(args.event_rate, args.accidental_rate)
+    if rates is None:
         return {}
-    if c is None:
-        raise InputError("--accidental-rate needs --event-rate (the share of good responses that get the event)")
     if args.rho01 is not None or args.rho10 is not None:
         raise InputError("give the rates once: --event-rate/--accidental-rate or --rho01/--rho10, not both")
-    eps = 0.0 if eps is None else eps
-    if not (0.0 < c <= 1.0 and 0.0 <= eps < c):
-        raise InputError(f"--event-rate {c:g} / --accidental-rate {eps:g}: need 0 <= EPS < C <= 1 (events must be "
-                         "likelier on good responses than on bad ones)")
-    return {"rho01": 1.0 - c, "rho10": eps}
+    return {"rho01": rates[0], "rho10": rates[1]}
 
 
 def read_log_arg(args: argparse.Namespace):

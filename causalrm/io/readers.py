@@ -14,7 +14,7 @@ import polars as pl
 
 from causalrm import schema
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import as_impressions, check_kind, event_column
+from causalrm.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, as_impressions, check_kind, event_column
 from causalrm.io.canonical import _canonicalise
 from causalrm.io.formats import HF_PREFIX, _load_raw
 from causalrm.io.formatting import _first_line, _fmt, _list
@@ -78,10 +78,10 @@ def read_log(
             raw.df = raw.df.rename({event: schema.FEEDBACK})
             raw.objects = {schema.FEEDBACK if c == event else c: v for c, v in raw.objects.items()}
             origin[schema.FEEDBACK] = origin.pop(event, event)
-            kind = "implicit"
+            kind = IMPLICIT
         log = _canonicalise(raw, origin, threshold, log=True)
         # thresholded ratings are explicit by construction: detection would read "all above" as events
-        return as_impressions(log, "explicit" if threshold is not None and kind == "auto" else kind)
+        return as_impressions(log, EXPLICIT if threshold is not None and kind == AUTO else kind)
 
     check_kind(feedback_kind)
     return _guard(source, run)
