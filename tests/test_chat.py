@@ -48,7 +48,7 @@ def test_split_and_render():
     assert chat.parse_context(chat.context_json(context)) == context
     assert chat.parse_context("") == [] and chat.parse_context("[]") == []
     assert chat.conversation(chat.context_json(context), "6") == TURNS
-    # the scoring path (message lists given to CausalRM.score) renders with the same function
+    # the scoring path (message lists given to CausalRM.score_texts) renders with the same function
     assert message_text(context) == chat.render_prompt(context)
 
 

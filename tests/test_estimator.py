@@ -1,5 +1,5 @@
-"""causalrm.CausalRM: the scikit-learn estimator contract (clone, fit returns self, fitted attributes), score and
-save -> load_reward_model with the same scores; several methods on shared nuisances (causalrm.orchestrate)."""
+"""causalrm.CausalRM: the scikit-learn estimator contract (clone, fit returns self, fitted attributes), score_texts
+and save -> load_reward_model with the same scores; several methods on shared nuisances (causalrm.orchestrate)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_parameters_are_the_fit_config_and_clone_works():
 def test_fit_returns_self_scores_and_saves(data, tmp_path):
     log, X = data
     est = causalrm.CausalRM(method="causalrm-ips", rho01=0.2, rho10=0.1, **FAST)
-    assert est.fit(log, X) is est
+    assert est.fit(log, X=X) is est
     for name in ("config_", "method_", "backbone_", "history_", "nuisances_", "split_", "learned_", "seconds_"):
         assert hasattr(est, name), name
     assert est.method_ == "causalrm-ips" and est.nuisances_.rho01 is not None
@@ -60,7 +60,7 @@ def test_fit_returns_self_scores_and_saves(data, tmp_path):
     z_log = est.score_log(log, X)
     assert z_log.shape == (log.height,) and np.isfinite(z_log).all()
     prompts, responses = log["prompt"].to_list()[:5], log["response"].to_list()[:5]
-    z = est.score(prompts, responses)
+    z = est.score_texts(prompts, responses)
     np.testing.assert_allclose(z, z_log[:5], rtol=1e-5, atol=1e-5)  # same embedder, same head
     run = est.save(tmp_path / "run")
     loaded = causalrm.load_reward_model(run, device="cpu")
@@ -68,14 +68,14 @@ def test_fit_returns_self_scores_and_saves(data, tmp_path):
     # clone gives an unfitted estimator with the same parameters, which refits to the same model
     twin = clone(est)
     assert not hasattr(twin, "result_")
-    np.testing.assert_array_equal(twin.fit(log, X).score(prompts, responses), z)
+    np.testing.assert_array_equal(twin.fit(log, X=X).score_texts(prompts, responses), z)
 
 
 def test_an_unfitted_estimator_refuses_to_score():
     from sklearn.exceptions import NotFittedError
 
     with pytest.raises(NotFittedError):
-        causalrm.CausalRM().score(["p"], ["r"])
+        causalrm.CausalRM().score_texts(["p"], ["r"])
 
 
 def test_fit_methods_shares_the_nuisances_and_reuses_fits_for_auto(data):

@@ -140,7 +140,7 @@ def test_gold_labels_identify_the_event_rates():
     from causalrm import CausalRM
 
     log, X = implicit_log(n=3000, n_gold=600, seed=1)
-    est = CausalRM(method="denoise", max_epochs=2).fit(log.rename({"copied": "feedback"}), X)
+    est = CausalRM(method="denoise", max_epochs=2).fit(log.rename({"copied": "feedback"}), X=X)
     n = est.nuisances_
     assert n.diagnostics["flip_rates"]["method"] == "gold"
     assert abs(n.rho01 - (1 - C)) < 0.08 and abs(n.rho10 - EPS) < 0.05
@@ -179,7 +179,7 @@ def test_auto_with_an_audit_keeps_the_corrected_model_on_corner_evidence():
     from causalrm import CausalRM
 
     log, X = implicit_log(n=3000, n_gold=300, seed=2)
-    est = CausalRM(max_epochs=15).fit(log.rename({"copied": "feedback"}), X)
+    est = CausalRM(max_epochs=15).fit(log.rename({"copied": "feedback"}), X=X)
     choice = est.choice_
     assert choice["method"] != "naive", choice["reason"]
     assert "implicit feedback" in choice["evidence"] and "audited val rows" in choice["evidence"]

@@ -224,7 +224,7 @@ def test_a_registered_method_trains_through_the_estimator_and_the_cli(toy, tmp_p
     log, X = synth_log(n=200)
     fast = dict(hidden=(8,), max_epochs=3, patience=0, propensity_model="logistic", device="cpu",
                 num_threads=1)
-    est = causalrm.CausalRM(method=TOY, **fast).fit(log, X)
+    est = causalrm.CausalRM(method=TOY, **fast).fit(log, X=X)
     assert est.method_ == TOY and est.nuisances_.propensity_clipped is not None and est.nuisances_.rho01 is None
     assert np.isfinite(est.score_log(log, X)).all()
     log.write_parquet(tmp_path / "log.parquet")

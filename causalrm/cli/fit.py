@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     bar = None if args.quiet or not main_rank else EpochProgress(f"fit {config.method}", config.max_epochs)
     estimator = CausalRM(**config.to_dict())
     try:
-        estimator.fit(log, X, progress=bar, on_stage=bar.stage if bar is not None else None)
+        estimator.fit(log, X=X, progress=bar, on_stage=bar.stage if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
