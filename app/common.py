@@ -33,7 +33,7 @@ from app.session import Session
 from causalrm import schema
 from causalrm.errors import InputError
 from causalrm.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, kind_of
-from causalrm.methods import AUTO as AUTO_METHOD, app_methods
+from causalrm.methods import AUTO as AUTO_METHOD, BASELINE, app_methods, plain
 from causalrm.options import choice_labels
 from causalrm.pipeline import FitConfig
 
@@ -45,7 +45,7 @@ DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
 #: clean labels, the oracle, only on logs that have them)
 TRAIN_METHODS = app_methods()
 ORACLE = "oracle"
-DEFAULT_METHODS = ("naive", "auto")  # what the app compares unless told otherwise
+DEFAULT_METHODS = (BASELINE, AUTO_METHOD)  # what the app compares unless told otherwise
 #: the Noise tab's flip-rate estimates, display label -> FitConfig.flip_method (its choices and labels; "fixed" is the
 #: tab's manual override)
 FLIP_METHODS = choice_labels(FitConfig, "flip_method", mark_default=True, exclude=("fixed",))
@@ -294,10 +294,11 @@ def method_choices(log: pl.DataFrame, nuisances: Any = None) -> tuple[list[str],
     if kind_of(log) != IMPLICIT:
         return choices, ""
     if nuisances is None:
+        weighted = plain(weighted=True, noise_aware=False)  # the propensity alone
         try:  # p = 1 on every row: nothing is fitted
-            nuisances = fit_nuisances(log, featureless(log), FitConfig(method="ips"), methods=["ips"])
+            nuisances = fit_nuisances(log, featureless(log), FitConfig(method=weighted), methods=[weighted])
         except InputError as err:
-            return ["naive"], ui_message(str(err))
+            return [BASELINE], ui_message(str(err))
     # the training job fits pseudo-labels on the rows (q needs the flip rates): count them as there
     fitted_later = {"pseudo_label_noisy": np.zeros(0)}
     if "flip_rates" in nuisances.provides():

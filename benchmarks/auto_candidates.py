@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.evaluation import bootstrap_ci  # noqa: E402
 from causalrm.options import as_str_tuple  # noqa: E402
-from causalrm.selection import BASELINE, pick  # noqa: E402
+from causalrm.methods import BASELINE  # noqa: E402
+from causalrm.selection import pick  # noqa: E402
 
 
 def replay(doc: dict, subset: tuple[str, ...]) -> list[dict]:

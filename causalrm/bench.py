@@ -42,6 +42,8 @@ from causalrm.evaluation import (METRICS, evaluate_scores, evaluation_rows, gap_
 from causalrm.orchestrate import fit_methods, shared_nuisances
 from causalrm.atomic_io import jsonable
 from causalrm.config import AUTO, FitConfig
+from causalrm.nuisances import Nuisances
+from causalrm.pipeline import FitResult
 from causalrm.splits import group_split
 
 REAL_FEEDBACK = ("oasst1",)
@@ -98,7 +100,8 @@ class BenchConfig:
         """The fit of ``method``: every method but ``auto`` is measured even where a gate would refuse it (the
         gates' verdicts are recorded per seed); ``auto`` obeys them, as it does for a user."""
         fit = dict(self.fit)
-        if method in ("naive", "oracle", AUTO):  # a shared val_method override applies to the debiased methods only
+        if method in (registry.BASELINE, AUTO) or registry.get(method).clean_labels:  # a shared val_method override
+            # applies to the debiased methods only
             fit.pop("val_method", None)
         if method != AUTO:
             fit.setdefault("force_noise_correction", True)
@@ -221,6 +224,28 @@ def _real_split(log: pl.DataFrame, seed: int, test_fraction: float = 0.2) -> pl.
 # --------------------------------------------------------------------------------------------------------------------
 # running
 # --------------------------------------------------------------------------------------------------------------------
+def fit_cell(config: BenchConfig, log: pl.DataFrame, X: np.ndarray | None, seed: int,
+             methods: Sequence[str] | None = None) -> tuple[Nuisances, float, dict[str, FitResult], dict[str, float]]:
+    """One seed of the bench on ``log``: the nuisances once (``orchestrate.shared_nuisances``, timed), then every one
+    of ``methods`` (default ``config.methods``) with ``orchestrate.fit_methods``; ``auto`` reuses every method's fit,
+    as measured (each one forced past the gates, with the shared val_method). Returns (nuisances, their seconds,
+    ``{method: FitResult}``, ``{method: seconds}``)."""
+    methods = list(config.methods if methods is None else methods)
+    config_for = functools.partial(config.fit_config, seed=seed)
+    t0 = time.perf_counter()
+    nuis = shared_nuisances(log, X, config_for(methods[0]), methods, config_for=config_for)
+    t_nuis = time.perf_counter() - t0
+    timing: dict[str, float] = {}
+
+    def on_event(kind: str, method: str | None, payload: Any) -> None:
+        if kind == "done":
+            timing[method] = payload["seconds"]
+
+    fits = fit_methods(log, X, config_for(methods[0]), methods, config_for=config_for, nuisances=nuis,
+                       reuse=lambda candidate, auto: True, on_event=on_event)
+    return nuis, t_nuis, fits, timing
+
+
 def run_bench(
     config: BenchConfig,
     *,
@@ -255,10 +280,7 @@ def run_bench(
         methods = [m for m in config.methods if not registry.is_method(m) or not registry.get(m).clean_labels
                    or (schema.TRUE_LABEL in log.columns
                        and (not registry.get(m).weighted or schema.TRUE_PROPENSITY in log.columns))]
-        config_for = functools.partial(config.fit_config, seed=seed)
-        t0 = time.perf_counter()
-        nuis = shared_nuisances(log, X, config_for(methods[0]), methods, config_for=config_for)
-        t_nuis = time.perf_counter() - t0
+        nuis, t_nuis, fits, timing = fit_cell(config, log, X, seed, methods)
         nd = nuis.to_dict()
         nuis_rows.append(jsonable({
             "seed": seed, "seconds": t_nuis, "rho01_hat": nuis.rho01, "rho10_hat": nuis.rho10, "rho_ci": nuis.rho_ci,
@@ -270,15 +292,6 @@ def run_bench(
             "gates": {name: {"passed": g.passed, "verdict": g.verdict} for name, g in nuis.gates.items()},
             "simulation": sim,
         }))
-        # auto reuses every method's fit, as measured (each one forced past the gates, with the shared val_method)
-        timing: dict[str, float] = {}
-
-        def on_event(kind: str, method: str | None, payload: Any) -> None:
-            if kind == "done":
-                timing[method] = payload["seconds"]
-
-        fits = fit_methods(log, X, config_for(methods[0]), methods, config_for=config_for, nuisances=nuis,
-                           reuse=lambda candidate, auto: True, on_event=on_event)
         for method, result in fits.items():
             seconds = timing[method]
             rewards = result.score(log, X)
@@ -371,10 +384,10 @@ def summarize(results: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 
             entry[k] = {"mean": mean, "std": std}
         out[m] = entry
     for ceiling, key in (("oracle", "gap_closed"), ("oracle-observed", "gap_closed_observed")):
-        if "naive" not in methods or ceiling not in methods:
+        if registry.BASELINE not in methods or ceiling not in methods:
             continue
-        paired = [s for s in seeds if ("naive", s) in by and (ceiling, s) in by]
-        r2n = np.array([by[("naive", s)]["r2"] for s in paired], dtype=np.float64)
+        paired = [s for s in seeds if (registry.BASELINE, s) in by and (ceiling, s) in by]
+        r2n = np.array([by[(registry.BASELINE, s)]["r2"] for s in paired], dtype=np.float64)
         r2o = np.array([by[(ceiling, s)]["r2"] for s in paired], dtype=np.float64)
         rng = np.random.default_rng(seed)
         idx = [rng.integers(0, len(paired), len(paired)) for _ in range(n_boot)] if paired else []

@@ -19,7 +19,7 @@ from causalrm.errors import InputError
 from causalrm.options import as_str_tuple, option
 from causalrm.noise import FLIP_METHODS
 from causalrm.propensity import MODELS as PROPENSITY_MODELS
-from causalrm.trainer import TrainConfig, TrainOptions, _method_names
+from causalrm.trainer import TrainConfig, TrainOptions
 
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
@@ -38,9 +38,9 @@ AUTO = registry.AUTO
 class FitConfig(TrainOptions):
     """Everything that determines a fit (JSON round trip: ``to_dict`` / ``from_dict``).
 
-    Estimator and optimisation: the fields of :class:`causalrm.trainer.TrainOptions` (method: here default
-    ``"auto"``, which fits naive and the debiased candidates on shared nuisances and keeps one on validation
-    evidence, ``causalrm.selection``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
+    Estimator and optimisation: the fields of :class:`causalrm.trainer.TrainOptions` (method: default ``"auto"``,
+    which fits naive and the debiased candidates on shared nuisances and keeps one on validation evidence,
+    ``causalrm.selection``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
     grad_accum_steps, autocast_dtype, max_grad_norm, eval_batch_size, device, seed, num_threads). Here seed also
     fixes the split, the nuisances and the initialisation, and num_threads covers BLAS during the nuisance fits.
     val_method may name another debiased estimator (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an estimate
@@ -83,8 +83,6 @@ class FitConfig(TrainOptions):
         this many rows are fitted exactly as before.
     """
 
-    method: str = option(AUTO, help="estimator: auto (fit naive and the debiased candidates, keep one on "
-                                    "validation evidence) or one of {choices}", choices=_method_names)
     auto_candidates: tuple[str, ...] = option((), help="the estimators auto fits and chooses among, comma-separated "
                                                        "(naive, the baseline, is always one; default: the "
                                                        "registry's: naive, ips, denoise, causalrm-ips)",
@@ -201,7 +199,7 @@ class FitConfig(TrainOptions):
         """The estimators ``auto`` fits, the baseline naive first: ``auto_candidates`` or the registry's."""
         if not self.auto_candidates:
             return registry.auto_candidates()
-        return tuple(dict.fromkeys(("naive", *self.auto_candidates)))
+        return tuple(dict.fromkeys((registry.BASELINE, *self.auto_candidates)))
 
     @property
     def effective_flip_method(self) -> str:

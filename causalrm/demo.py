@@ -21,6 +21,7 @@ from typing import Any
 
 from causalrm.evaluation import READING_GUIDE, evaluate_scores, labelled_verdict, sigmoid
 from causalrm.config import AUTO, FitConfig
+from causalrm.methods import BASELINE, against_baseline
 from causalrm.pipeline import fit_log
 
 
@@ -44,15 +45,9 @@ DEMO = DemoSetting()
 
 
 def debiased_of(result: Any) -> str:
-    """The model to set against naive: auto's choice, or the best debiased candidate when auto kept naive."""
-    choice = result.choice
-    if choice["method"] != "naive":
-        return choice["method"]
-    fitted = {m: c for m, c in choice["candidates"].items() if c.get("fitted") and m != "naive"}
-    if not fitted:
-        return "naive"
-    key = "gold_mse" if any("gold_mse" in c for c in fitted.values()) else "central"
-    return min(fitted, key=lambda m: fitted[m][key])
+    """The model to set against naive: auto's choice, or the best debiased candidate when auto kept naive (the
+    registry's rule, ``causalrm.methods.against_baseline``); naive itself when no other candidate was fitted."""
+    return against_baseline(list(result.choice["candidates"]), result.choice) or BASELINE
 
 
 def run_demo(setting: DemoSetting = DEMO, *, config: FitConfig | None = None,
@@ -68,20 +63,20 @@ def run_demo(setting: DemoSetting = DEMO, *, config: FitConfig | None = None,
     X = embed_log(log)
     result = fit_log(log, X, (config or FitConfig()).replace(method=AUTO, seed=setting.seed), on_stage=on_stage)
     debiased = debiased_of(result)
-    models = {"naive": result.candidates["naive"],
+    models = {BASELINE: result.candidates[BASELINE],
               debiased: result if debiased == result.choice["method"] else result.candidates[debiased]}
     probs = {m: sigmoid(r.score(log, X)) for m, r in models.items()}
-    reasons = [] if debiased != "naive" else ["no debiased candidate could be fitted"]
-    if result.choice["method"] == "naive" and debiased != "naive":
+    reasons = [] if debiased != BASELINE else ["no debiased candidate could be fitted"]
+    if result.choice["method"] == BASELINE and debiased != BASELINE:
         reasons.append(f"auto kept naive ({result.choice['reason']})")
     for m, r in models.items():
         if r.learned is not None and not r.learned.passed:
             reasons.append(f"{m} {r.learned.verdict}")
-    diff = labelled_verdict(log, probs["naive"], probs[debiased], baseline="naive", debiased=debiased,
+    diff = labelled_verdict(log, probs[BASELINE], probs[debiased], baseline=BASELINE, debiased=debiased,
                             reasons=reasons, seed=setting.seed)
     return {
         "setting": {**asdict(setting), "description": setting.describe()},
-        "baseline": "naive",
+        "baseline": BASELINE,
         "debiased": debiased,
         "chosen": result.choice["method"],
         "choice": result.choice,

@@ -42,7 +42,7 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,10 @@ from causalrm.errors import InputError
 
 #: the pseudo-method that fits the ``auto_candidate`` estimators on shared nuisances and keeps one (causalrm.selection)
 AUTO = "auto"
+#: the baseline every debiased model is set against (``auto`` keeps it unless a candidate beats it on evidence)
+BASELINE = "naive"
+#: ``method``'s default (``trainer.TrainOptions.method``, so ``FitConfig``, ``CausalRM`` and ``causalrm fit``)
+DEFAULT_METHOD = AUTO
 CORRECTIONS = ("none", "surrogate", "forward")
 IMPUTATIONS = (None, "clean", "noisy")
 #: every nuisance name a spec can need (``pipeline.Nuisances.provides``; ``true_label`` is a log column), as the
@@ -181,9 +185,58 @@ def where(**traits: Any) -> tuple[str, ...]:
 
 
 def auto_candidates() -> tuple[str, ...]:
-    """The estimators ``auto`` fits, the baseline first (``causalrm.selection``)."""
+    """The estimators ``auto`` fits, the baseline first (``causalrm.selection``): ("naive", "ips", "denoise",
+    "causalrm-ips") for the built-ins. Not CausalRM-DR: it was left out when its pseudo-labels were fitted on the val
+    rows' feedback too (its training loss had seen the evidence that would select it, and the validation estimates
+    favoured it where the clean test said otherwise: docs/RESULTS.md, "auto and the gates"); with the train-only
+    imputation a DR variant can be named in ``FitConfig.auto_candidates``."""
     out = where(auto_candidate=True)
-    return tuple(sorted(out, key=lambda m: m != "naive"))
+    return tuple(sorted(out, key=lambda m: m != BASELINE))
+
+
+def plain(*, weighted: bool, noise_aware: bool) -> str:
+    """The plain estimator with these traits (surrogate correction, no imputation, no self-normalisation, no
+    non-negative reduction, no clean labels), the first registered: naive, ips, denoise or causalrm-ips. What stands
+    for a method when a nuisance is missing or not needed (``auto``'s reference estimate, its nuisance fallbacks)."""
+    found = where(weighted=weighted, correction="surrogate" if noise_aware else "none", imputation=None,
+                  self_normalized=False, nonnegative=False, clean_labels=False, components=None)
+    if not found:
+        raise InputError(f"no registered plain estimator with weighted={weighted}, noise_aware={noise_aware}")
+    return found[0]
+
+
+def nuisance_fallbacks() -> tuple[tuple[str, ...], ...]:
+    """What ``auto`` fits, after the baseline, when its candidates' nuisances cannot all be fitted, in order: the
+    propensity alone, the flip rates alone, nothing (a feedback-only log has no propensity; an implicit log without
+    event rates no flip rates)."""
+    return ((plain(weighted=True, noise_aware=False),), (plain(weighted=False, noise_aware=True),), ())
+
+
+def lacking(methods: str | list[str] | tuple[str, ...], provided: set[str] | frozenset[str]) -> set[str]:
+    """The nuisances ``methods`` need fitted that ``provided`` (``Nuisances.provides()``) lacks; ``true_label`` is a
+    log column, never fitted. The one comparison of needs and fitted nuisances."""
+    return needs_of(methods) - {"true_label"} - set(provided)
+
+
+def against_baseline(trained: Sequence[str], choice: Mapping[str, Any] | None = None) -> str | None:
+    """The model to set against the baseline: with ``auto``'s ``choice`` record, its kept method, or (it kept the
+    baseline) the fitted candidate it ranked best; else among ``trained`` (the baseline and clean-label references
+    left out) ``auto`` when trained, else the most debiased by traits (weighted, then noise-aware, then doubly
+    robust; registry order breaks ties). None when there is none."""
+    if choice is not None:
+        if choice["method"] != BASELINE:
+            return choice["method"]
+        fitted = {m: c for m, c in choice["candidates"].items() if c.get("fitted") and m != BASELINE}
+        if not fitted:
+            return None
+        key = "gold_mse" if any("gold_mse" in c for c in fitted.values()) else "central"
+        return min(fitted, key=lambda m: fitted[m][key])
+    others = [m for m in trained if m != BASELINE and (m == AUTO or (is_method(m) and not get(m).clean_labels))]
+    if AUTO in others:
+        return AUTO
+    order = list(_REGISTRY)
+    return min(others, key=lambda m: (-get(m).weighted, -get(m).noise_aware, -get(m).doubly_robust,
+                                      order.index(m)), default=None)
 
 
 def bench_defaults() -> tuple[str, ...]:
@@ -369,6 +422,7 @@ for _spec in (
 del _spec
 
 
-__all__ = ["AUTO", "MethodSpec", "app_methods", "auto_candidates", "bench_defaults", "description", "get",
-           "is_method", "markdown_table", "names", "needs_of", "register", "replace_table", "specs", "unregister",
-           "validation_method", "where"]
+__all__ = ["AUTO", "BASELINE", "DEFAULT_METHOD", "MethodSpec", "against_baseline", "app_methods", "auto_candidates",
+           "bench_defaults", "description", "get", "is_method", "lacking", "markdown_table", "names", "needs_of",
+           "nuisance_fallbacks", "plain", "register", "replace_table", "specs", "unregister", "validation_method",
+           "where"]

@@ -318,25 +318,6 @@ def _fit_nuisances(
     return nuis
 
 
-#: what ``auto`` falls back to, after naive, when its candidates' nuisances cannot be fitted (a feedback-only log: no
-#: propensity; an implicit log without rates: no flip rates)
-FALLBACKS: tuple[tuple[str, ...], ...] = (("ips",), ("denoise",), ())
-
-
-def fit_first(fit: Callable[[list[str]], Nuisances], first: list[str], required: list[str] = ()
-              ) -> tuple[Nuisances, dict[str, str]]:
-    """``fit(methods)`` for the first of ``first``, then ``required + naive + each of FALLBACKS`` that fits; returns
-    the nuisances and, per attempt that failed, its one-line error (the last attempt's error propagates)."""
-    attempts = [list(first)] + [list(dict.fromkeys([*required, "naive", *extra])) for extra in FALLBACKS]
-    errors: dict[str, str] = {}
-    for attempt in attempts[:-1]:
-        try:
-            return fit(attempt), errors
-        except InputError as err:
-            errors[" + ".join(m for m in attempt if m != "naive") or "naive"] = str(err)
-    return fit(attempts[-1]), errors
-
-
 def _feedback_kind(log: pl.DataFrame) -> str:
     """The log's feedback kind; refuses a positive-only log that was not read as implicit (or forced explicit)."""
     kind = resolve_kind(log)

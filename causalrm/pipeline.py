@@ -128,69 +128,56 @@ def fit_log(
     nuisances: Nuisances | None = None,
     on_stage: StageFn | None = None,
 ) -> FitResult:
-    """Fit ``config.method`` on ``log`` (module docstring): nuisances once on train + val, training on train,
+    """Fit ``config.method`` on ``log`` (module docstring) through the one orchestration
+    (``causalrm.orchestrate.fit_methods`` with this one method): nuisances once on train + val, training on train,
     early stopping on the method's estimate on val. Test rows are never read.
 
     ``X``: embeddings aligned with the log's rows (or with its train + val rows only), or None to embed with
     ``config.embedder``. ``nuisances``: reuse a :func:`fit_nuisances` result (e.g. one per seed shared by several
     methods in the bench; it must come from the same log and split). ``progress(epoch, max_epochs, train_loss,
     val_estimate)``, ``should_stop()``: see :func:`causalrm.trainer.train`. ``on_stage(name)`` announces
-    ``"propensity"``, ``"flip rates"``, ``"pseudo-labels"``, ``"training"``.
+    ``"propensity"``, ``"flip rates"``, ``"pseudo-labels"``, ``"training"`` (``auto``: ``"training m"``).
     """
+    from causalrm.orchestrate import fit_methods
+
     config = (config or FitConfig()).validate()
-    if not isinstance(log, pl.DataFrame):
-        raise InputError(f"log must be a polars DataFrame, got {type(log).__name__}")
+
+    def on_event(kind: str, method: str | None, payload: Any) -> None:
+        if kind == "stage" and on_stage is not None:
+            on_stage(payload)
+        elif kind == "epoch" and progress is not None:
+            progress(*payload)
+
+    results = fit_methods(log, X, config, [config.method], nuisances=nuisances, on_event=on_event,
+                          should_stop=should_stop)
+    if config.method not in results:
+        raise InputError("the fit was cancelled before it started")
+    return results[config.method]
+
+
+def fit_one(log: pl.DataFrame, X: np.ndarray | None, config: FitConfig, nuisances: Nuisances, *,
+            progress: Callable[[int, int, float, float], None] | None = None,
+            should_stop: Callable[[], bool] | None = None, on_stage: StageFn | None = None) -> FitResult:
+    """Train one estimator (``config.method``, not ``auto``; one head, not ``select_head``) on fitted ``nuisances``
+    of ``log``: the kernel ``causalrm.orchestrate.fit_methods`` runs for every configuration it fits."""
+    if config.method == AUTO or config.select_head:
+        raise InputError("fit_one trains one estimator and one head; fit auto or select_head with fit_log")
     with cpu_threads(config.num_threads):
-        if config.method == AUTO:
-            from causalrm.selection import fit_auto
-
-            return fit_auto(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
-                            on_stage=on_stage)
-        if not config.select_head:
-            return _fit_log(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
-                            on_stage=on_stage)
-        candidates = [config.replace(select_head=False), config.replace(select_head=False, hidden=(),
-                                                                         lr=LINEAR_HEAD_LR)]
-        results: list[FitResult] = []
-        for candidate in candidates:
-            results.append(_fit_log(log, X, candidate, progress=progress, should_stop=should_stop,
-                                    nuisances=nuisances, on_stage=on_stage))
-            nuisances = results[-1].nuisances
-            if results[-1].history.stop_reason == "cancelled":
-                break
-        best = min(range(len(results)), key=lambda i: results[i].history.best_val_estimate)
-        chosen = results[best]
-        chosen.seconds = {**chosen.seconds, "total": sum(r.seconds["total"] for r in results)}
-        chosen.selection = {
-            "criterion": f"lowest best {chosen.history.val_method} estimate on the val split",
-            "chosen": best,
-            "candidates": [{"hidden": list(r.config.hidden), "lr": r.config.lr,
-                            "best_val_estimate": r.history.best_val_estimate, "best_epoch": r.history.best_epoch}
-                           for r in results],
-        }
-        return chosen
+        return _fit_one(log, X, config, nuisances, progress=progress, should_stop=should_stop, on_stage=on_stage)
 
 
-def _fit_log(log, X, config, *, progress, should_stop, nuisances, on_stage) -> FitResult:
+def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> FitResult:
     t0 = time.perf_counter()
-    if nuisances is None:
-        split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)
-    else:
-        split = np.full(log.height, schema.TEST, dtype=object)
-        split[nuisances.rows] = nuisances.split
-    rows = np.flatnonzero(split != schema.TEST)
+    split = np.full(log.height, schema.TEST, dtype=object)
+    split[nuisances.rows] = nuisances.split
+    rows = nuisances.rows
     backbone_cls = get_backbone_class(config.backbone)
     methods = config.methods_needed()
-    needs_X = backbone_cls.needs_embeddings or bool(needs_of(methods) - {"true_label"})
+    missing = registry.lacking(methods, nuisances.provides())
+    if missing:
+        raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
+    needs_X = backbone_cls.needs_embeddings or bool(registry.lacking(methods, set()))
     X_fit = _fit_rows_X(log, X, rows, config) if needs_X else None
-    if nuisances is None:
-        nuisances = fit_nuisances(log, X_fit, config, methods=methods, split=split, on_stage=on_stage)
-    else:
-        if nuisances.rows.shape != rows.shape or not np.array_equal(nuisances.rows, rows):
-            raise InputError("the nuisances were fitted on other rows; refit them for this log")
-        missing = needs_of(methods) - {"true_label"} - nuisances.provides()
-        if missing:
-            raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
     t_nuis = time.perf_counter() - t0
 
     noise_aware = any(registry.get(m).noise_aware for m in methods)

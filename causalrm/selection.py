@@ -1,8 +1,10 @@
-"""``method="auto"``: fit the candidate estimators on shared nuisances and keep a debiased model only on evidence.
+"""The choices among fitted candidates: ``method="auto"`` keeps a debiased model only on evidence; ``select_head``
+keeps the head with the lower validation estimate. The candidates are fitted by the one orchestration
+(``causalrm.orchestrate.fit_methods``); this module only chooses.
 
-Notation as in docs/ARCHITECTURE.md. The candidates (``CANDIDATES``, or ``FitConfig.auto_candidates``: naive plus
-the estimators a user names) are fitted on the same split and the same
-nuisances (``pipeline.fit_nuisances``, once); each is early-stopped on its own validation estimate as usual. Then:
+Notation as in docs/ARCHITECTURE.md. ``auto``'s candidates (``causalrm.methods.auto_candidates``, or ``FitConfig.auto_candidates``: the
+baseline naive plus the estimators a user names) are fitted on the same split and the same nuisances, fitted once;
+each is early-stopped on its own validation estimate as usual. Then:
 
 1. **Admissible candidates.** A noise-aware candidate is dropped when the flip-rate gate fails (unless
    ``force_noise_correction``); a weighted one when no selection on x is detectable (its unweighted form stands for
@@ -31,24 +33,18 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
 
+from causalrm import methods as registry
 from causalrm import schema
 from causalrm.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS
 from causalrm.gates import Gate
+from causalrm.methods import BASELINE
 
-#: the estimators ``auto`` fits by default, baseline first. Not CausalRM-DR: it was left out when its pseudo-labels
-#: were fitted on the val rows' feedback too (its training loss had seen the evidence that would select it, and the
-#: validation estimates favoured it where the clean test said otherwise: docs/RESULTS.md, "auto and the gates");
-#: with the train-only imputation a DR variant can be named in ``FitConfig.auto_candidates``.
-#: ``CANDIDATES`` is read from the method registry when accessed (the specs with ``auto_candidate``,
-#: ``causalrm.methods.auto_candidates``): ("naive", "ips", "denoise", "causalrm-ips") for the built-ins.
-BASELINE = "naive"
 #: audited val rows (of both classes) needed before they decide
 MIN_GOLD = 30
 N_BOOT = 1000
@@ -56,20 +52,10 @@ N_BOOT = 1000
 MIN_CORNER_MARGIN = 0.05
 
 
-def __getattr__(name: str) -> Any:
-    if name == "CANDIDATES":
-        from causalrm.methods import auto_candidates
-
-        return auto_candidates()
-    raise AttributeError(f"module 'causalrm.selection' has no attribute {name!r}")
-
-
 def admissible(method: str, nuisances: Any, force_noise_correction: bool = False) -> str | None:
     """None if ``method`` may be fitted on these nuisances, else why not (one phrase)."""
-    from causalrm.methods import get
-
-    spec = get(method)
-    missing = spec.needs - {"true_label"} - nuisances.provides()
+    spec = registry.get(method)
+    missing = registry.lacking(method, nuisances.provides())
     if missing:
         return f"its nuisances could not be fitted ({', '.join(sorted(missing))})"
     flip = nuisances.gates.get("flip_rates")
@@ -124,9 +110,8 @@ def _corners(log: pl.DataFrame, nuisances: Any, config: Any) -> tuple[str, list[
     use_rates = nuisances.rho01 is not None and (flip is None or flip.passed or config.force_noise_correction)
     prop = nuisances.gates.get("propensity")
     use_weights = nuisances.propensity_clipped is not None and (prop is None or prop.passed)
-    reference = {(True, True): "causalrm-ips", (True, False): "denoise", (False, True): "ips",
-                 (False, False): "naive"}[(use_rates, use_weights)]
-    inputs = loss_inputs(log, nuisances, "naive", is_val)
+    reference = registry.plain(weighted=use_weights, noise_aware=use_rates)
+    inputs = loss_inputs(log, nuisances, BASELINE, is_val)
     weights = {"uniform": None}
     if use_weights:
         weights = {"propensity": nuisances.propensity_clipped[is_val]}
@@ -172,7 +157,7 @@ def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:
     return min(qualified, key=lambda m: candidates[m][central]) if qualified else BASELINE
 
 
-def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
+def choice_record(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
                   skipped: dict[str, str]) -> dict[str, Any]:
     """The ``choice`` record: {"method", "reason", "evidence", "central", "candidates": {name: {...}}} (module
     docstring; ``central`` names the candidates' key that ``pick`` ranks by)."""
@@ -244,44 +229,14 @@ def _choice(results: dict[str, Any], nuisances: Any, skipped: dict[str, str], ev
             **corners_info, "candidates": candidates}
 
 
-def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
-             progress: Callable[[int, int, float, float], None] | None = None,
-             should_stop: Callable[[], bool] | None = None, nuisances: Any = None,
-             on_stage: Callable[[str], None] | None = None, fitted: dict[str, Any] | None = None) -> Any:
-    """Fit every admissible candidate on shared nuisances; return the chosen ``FitResult`` with ``choice`` set and
-    ``candidates`` holding every fitted candidate's result (the baseline included).
-
-    ``fitted``: results already trained on these nuisances with ``config``'s settings (e.g. the bench's per-method
-    fits), reused instead of refitting; only admissible ones are considered.
-    """
-    from causalrm.nuisances import fit_first, fit_nuisances
-    from causalrm.pipeline import fit_log
-    from causalrm.splits import resolve_split
-
-    candidates = config.candidate_methods
-    errors: dict[str, str] = {}
-    if nuisances is None:
-        split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed)
-        nuisances, errors = fit_first(lambda methods: fit_nuisances(
-            log, X, config.replace(method=BASELINE), methods=methods, split=split, on_stage=on_stage),
-            list(candidates))
-    skipped = {}
-    results: dict[str, Any] = {}
-    for m in candidates:
-        why = admissible(m, nuisances, config.force_noise_correction)
-        if why is not None:
-            skipped[m] = why
-            continue
-        if fitted is not None and m in fitted:
-            results[m] = fitted[m]
-            continue
-        if on_stage is not None:
-            on_stage(f"training {m}")
-        results[m] = fit_log(log, X, config.replace(method=m), progress=progress, should_stop=should_stop,
-                             nuisances=nuisances)
-        if results[m].history.stop_reason == "cancelled":
-            break
-    choice = select_method(results, log, nuisances, config, skipped)
+def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
+                  skipped: dict[str, str]) -> Any:
+    """``auto``'s choice among its fitted candidates: the chosen ``FitResult`` with ``choice`` set (the record of
+    :func:`choice_record`; the nuisances' fallback errors as ``nuisance_errors``), ``candidates`` holding every
+    fitted candidate's result (the baseline included) and ``seconds["total"]`` their sum. ``skipped``: the
+    candidates not fitted, with why (``admissible``)."""
+    choice = choice_record(results, log, nuisances, config, skipped)
+    errors = nuisances.diagnostics.get("nuisance_errors")
     if errors:
         choice["nuisance_errors"] = errors
     chosen = dataclasses.replace(results[choice["method"]], choice=choice, candidates=results)
@@ -293,4 +248,30 @@ def fit_auto(log: pl.DataFrame, X: np.ndarray | None, config: Any, *,
     return chosen
 
 
-__all__ = ["BASELINE", "CANDIDATES", "MIN_GOLD", "admissible", "fit_auto", "pick", "select_method"]
+def head_candidates(config: Any) -> list[Any]:
+    """The heads ``select_head`` trains on the same nuisances: the configured MLP and a linear head (``hidden=()``,
+    lr ``LINEAR_HEAD_LR``)."""
+    from causalrm.config import LINEAR_HEAD_LR
+
+    return [config.replace(select_head=False), config.replace(select_head=False, hidden=(), lr=LINEAR_HEAD_LR)]
+
+
+def choose_head(results: list[Any]) -> Any:
+    """``select_head``'s choice among the fitted heads (:func:`head_candidates`, in order): the one with the lowest
+    best validation estimate, with ``selection`` (the candidates' estimates) set and ``seconds["total"]`` their sum;
+    its ``config`` is the chosen head's, so refitting it reproduces the model."""
+    best = min(range(len(results)), key=lambda i: results[i].history.best_val_estimate)
+    chosen = results[best]
+    chosen.seconds = {**chosen.seconds, "total": sum(r.seconds["total"] for r in results)}
+    chosen.selection = {
+        "criterion": f"lowest best {chosen.history.val_method} estimate on the val split",
+        "chosen": best,
+        "candidates": [{"hidden": list(r.config.hidden), "lr": r.config.lr,
+                        "best_val_estimate": r.history.best_val_estimate, "best_epoch": r.history.best_epoch}
+                       for r in results],
+    }
+    return chosen
+
+
+__all__ = ["MIN_GOLD", "admissible", "choice_record", "choose_head", "head_candidates",
+           "pick", "select_method"]

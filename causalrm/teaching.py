@@ -17,6 +17,7 @@ from causalrm import audit, schema
 from causalrm.bench import gap_closed
 from causalrm.errors import InputError
 from causalrm.evaluation import evaluate_scores, evaluation_rows, sigmoid
+from causalrm.methods import BASELINE
 from causalrm.noise import FlipRateEstimator
 from causalrm.config import FitConfig
 from causalrm.nuisances import Nuisances
@@ -105,7 +106,7 @@ def reliability_table(log: pl.DataFrame, scores: dict[str, np.ndarray], *, n_bin
 def with_gap_closed(table: pl.DataFrame, metric: str = "R2") -> pl.DataFrame:
     """``table`` (rows of :func:`metric_rows`, naive and oracle among them) with the share of the naive -> oracle gap
     each method closes on ``metric`` (1 = the oracle, < 0 = worse than naive)."""
-    naive = table.filter(pl.col("method") == "naive")[metric].to_numpy()
+    naive = table.filter(pl.col("method") == BASELINE)[metric].to_numpy()
     oracle = table.filter(pl.col("method") == "oracle")[metric].to_numpy()
     gaps = [gap_closed(np.array([value]), naive, oracle) for value in table[metric]]
     return table.with_columns(pl.Series(f"gap closed ({metric})", gaps))

@@ -33,11 +33,10 @@ from causalrm import distributed
 from causalrm.atomic_io import jsonable
 from causalrm.backbones.base import Backbone, Features, resolve_device
 from causalrm.errors import InputError
+from causalrm.methods import DEFAULT_METHOD, names
 from causalrm.options import option
 
 def _method_names() -> tuple[str, ...]:
-    from causalrm.methods import names
-
     return names(auto=True)
 
 
@@ -50,9 +49,10 @@ class TrainOptions:
     """The optimisation settings a user chooses, declared once: :class:`TrainConfig` and ``pipeline.FitConfig``
     both extend it (defaults: the paper's head training: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30).
 
-    method: estimator name of ``causalrm.losses.METHODS`` (training loss and, by default, validation estimate).
-    Default ``causalrm-ips``: on the logs measured in docs/RESULTS.md it is never far behind CausalRM-DR and far
-    steadier (DR's pull towards its pseudo-labels: ``causalrm.losses``, "Misspecified weights").
+    method: estimator name of ``causalrm.losses.METHODS`` (training loss and, by default, validation estimate), or
+    ``"auto"``, the registry's default (``causalrm.methods.DEFAULT_METHOD``): fit naive and the debiased candidates
+    on shared nuisances and keep one on validation evidence (``causalrm.selection``); :func:`train` itself takes an
+    estimator, so a :class:`TrainConfig` names one.
     val_method: the estimator evaluated on the validation rows for early stopping (``None`` = ``method``).
     base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
     lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
@@ -68,7 +68,8 @@ class TrainOptions:
     1 is often many times faster than the default (threads spin waiting for each other).
     """
 
-    method: str = option("causalrm-ips", help="estimator: {choices}", choices=_method_names)
+    method: str = option(DEFAULT_METHOD, help="estimator: auto (fit naive and the debiased candidates, keep one on "
+                                              "validation evidence) or one of {choices}", choices=_method_names)
     val_method: str | None = option(None, help="estimator evaluated on the val split for early stopping (default: "
                                                "--method itself)")
     base_loss: str = option("mse", help="pointwise loss on sigma(z): mse (Brier, bounded) or bce (non-negative "

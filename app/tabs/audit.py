@@ -25,6 +25,7 @@ from app.common import (ORACLE, ci_text, flip_choices, fmt, guarded, has_gold, m
 from app.session import Session
 from causalrm import audit, schema
 from causalrm.errors import InputError
+from causalrm.methods import BASELINE, against_baseline
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 #: keyboard shortcuts, active while the Audit tab is shown and no text field has the focus
@@ -246,11 +247,11 @@ def _verdict_panel(session: Session) -> str:
     if session.audit is None or not session.audit.labelled():
         return "The audited verdict appears here once models are trained and rows labelled."
     trained = [m for m in session.results if m != ORACLE]
-    if "naive" not in trained or len(trained) < 2:
+    debiased = against_baseline(trained)
+    if BASELINE not in trained or debiased is None:
         return "Train naive and a debiased method (Train tab) to see the audited verdict here."
-    debiased = next(m for m in reversed(trained) if m != "naive")
     res = session.results[debiased]
-    probs = {m: sigmoid(run_scored(session, m)["reward"].to_numpy()) for m in ("naive", debiased)}
+    probs = {m: sigmoid(run_scored(session, m)["reward"].to_numpy()) for m in (BASELINE, debiased)}
     evaluation = audit.audited_evaluation(session.log, probs, split=res.split, n_boot=200)
     if evaluation is None:
         return "Label a few more rows for the audited verdict."
@@ -262,7 +263,7 @@ def _verdict_panel(session: Session) -> str:
     text = (f"**Audited evaluation** on {evaluation['n']} {evaluation['labels']}, for the whole log:\n\n"
             + md_table(("model", "R²", "95% CI", "MSE", "AUROC"), lines))
     try:
-        out = labelled_verdict(session.log, probs["naive"], probs[debiased], baseline="naive", debiased=debiased,
+        out = labelled_verdict(session.log, probs[BASELINE], probs[debiased], baseline=BASELINE, debiased=debiased,
                                split=res.split, n_boot=200, label=schema.GOLD_LABEL)
     except InputError as err:
         return text + f"\n\nNo verdict yet ({err})."

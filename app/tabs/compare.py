@@ -24,6 +24,7 @@ from app.session import Session
 from causalrm import schema
 from causalrm.atomic_io import atomic_path
 from causalrm.errors import InputError
+from causalrm.methods import BASELINE, against_baseline
 
 
 class CompareView(NamedTuple):
@@ -81,8 +82,8 @@ def _check_pair(session: Session, a: str | None, b: str | None) -> tuple[str, st
     trained = list(session.results)
     if not trained:
         raise InputError("no trained models yet: train at least one method on the Train tab")
-    a = a or ("naive" if "naive" in trained else trained[0])
-    b = b or trained[-1]
+    a = a or (BASELINE if BASELINE in trained else trained[0])
+    b = b or against_baseline(trained) or trained[-1]
     for m in (a, b):
         if m not in trained:
             raise InputError(f"method {m!r} has not been trained in this session; trained: {', '.join(trained)}")
@@ -123,10 +124,10 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         rows.append(row)
         r2_ci = ci.get("r2") or (None, None)
         bars.append({"method": method, "value": m.get("r2"), "lo": r2_ci[0], "hi": r2_ci[1]})
-    if rows and "naive" in evals and ORACLE in evals and evals["naive"] and evals[ORACLE]:
+    if rows and BASELINE in evals and ORACLE in evals and evals[BASELINE] and evals[ORACLE]:
         from causalrm.evaluation import gap_closed  # the bench's convention: NaN unless oracle beats naive
 
-        r2_naive, r2_oracle = evals["naive"]["metrics"]["r2"], evals[ORACLE]["metrics"]["r2"]
+        r2_naive, r2_oracle = evals[BASELINE]["metrics"]["r2"], evals[ORACLE]["metrics"]["r2"]
         for row in rows:
             share = gap_closed(evals[row["method"]]["metrics"]["r2"], r2_naive, r2_oracle)
             row["naive→oracle R² gap closed"] = f"{share:.0%}" if math.isfinite(share) else "–"
@@ -210,7 +211,7 @@ def _verdict_md(session: Session, a: str, b: str, rewards: dict[str, np.ndarray]
     what the corrections can change."""
     from causalrm.evaluation import READING_GUIDE, labelled_verdict, sigmoid
 
-    base, deb = (a, b) if a == "naive" or b != "naive" else (b, a)
+    base, deb = (a, b) if a == BASELINE or b != BASELINE else (b, a)
     res = session.results[deb]
     reasons = [f"{g.verdict} ({'Propensity' if g.name == 'propensity' else 'Noise'} tab)"
                for g in res.nuisances.gates.values() if not g.passed]

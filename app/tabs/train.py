@@ -74,13 +74,13 @@ def results_table(session: Session) -> pl.DataFrame:
 
 
 def compare_updates(session: Session) -> tuple[Any, Any]:
-    """The Compare tab's pair after training: naive (or the first) against the most debiased method trained."""
+    """The Compare tab's pair after training: naive (or the first) against the registry's default debiased model
+    (``causalrm.methods.against_baseline``: auto when trained, else the most debiased), else the next trained."""
     trained = list(session.results)
     if not trained:
         return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
-    a = "naive" if "naive" in trained else trained[0]
-    b = next((m for m in ("causalrm-dr", "causalrm-ips", "dr", "ips", "denoise") if m in trained and m != a),
-             next((m for m in trained if m != a), a))
+    a = registry.BASELINE if registry.BASELINE in trained else trained[0]
+    b = registry.against_baseline(trained) or next((m for m in trained if m != a), a)
     return gr.update(choices=trained, value=a), gr.update(choices=trained, value=b)
 
 
