@@ -1,4 +1,4 @@
-"""The server's side of training: the worker pool, the settings of a LoRA job that fit its memory limit, and what a
+"""The server's side of training: the worker pool, the settings of a job that fit its memory limit, and what a
 running job has reported (:class:`TrainingRun`, kept on the session so that a reloaded page can follow it again).
 
 Training itself runs in :mod:`app.train_worker`, in a worker process of :mod:`app.jobs`; the server only keeps what
@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from app.jobs import GB, Job, JobPool
-
-#: rows per optimiser step for LoRA (the MLP head's 512 would give a handful of steps per epoch)
-LORA_BATCH_SIZE = 32
 
 
 @dataclasses.dataclass
@@ -68,18 +65,17 @@ def default_lora_max_length() -> int:
     return 256 if resolve_device("auto").type == "cuda" else 128
 
 
-def lora_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, Any]:
-    """``config`` (a ``FitConfig`` with backbone lora) with the settings that fit this server, and the plan.
+def planned_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, str]:
+    """``config`` (a ``FitConfig``) with the settings that fit this server, and the plan's line ("": no plan).
 
-    Micro-batch tokens, gradient checkpointing and the evaluation chunk come from
-    ``causalrm.backbones.lora_memory.plan_lora`` against the per-job memory limit (or the GPU's memory); a job
-    that cannot fit raises InputError saying which max length would.
+    The backbone's memory plan (``Backbone.plan_memory``; LoRA: micro-batch tokens, gradient checkpointing and the
+    evaluation chunk) against the per-job memory limit (or the GPU's memory); a job that cannot fit raises
+    InputError saying which max length would.
     """
     import torch
 
+    from causalrm.backbones import get_backbone_class
     from causalrm.devices import resolve_device
-    from causalrm.backbones.lora import DEFAULT_MODEL
-    from causalrm.backbones.lora_memory import plan_lora
 
     on_gpu = resolve_device(config.device).type == "cuda"
     if on_gpu:
@@ -87,11 +83,8 @@ def lora_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, Any]
     else:
         budget = SETTINGS.memory_gb * GB
         name = "this server's limit per training job (--job-memory-gb)"
-    plan = plan_lora(budget, model=config.backbone_options.get("model", DEFAULT_MODEL), max_length=int(max_length),
-                     n_rows=n_rows, on_gpu=on_gpu, budget_name=name)
-    options = {**config.backbone_options, **plan.backbone_options()}
-    return config.replace(backbone_options=options, max_batch_tokens=plan.batch_tokens,
-                          batch_size=LORA_BATCH_SIZE), plan
+    return get_backbone_class(config.backbone).plan_memory(config, budget_bytes=budget, budget_name=name,
+                                                           on_gpu=on_gpu, n_rows=n_rows, max_length=max_length)
 
 
 @dataclasses.dataclass(eq=False)

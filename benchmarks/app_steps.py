@@ -69,7 +69,7 @@ def walk(patience: int, n_labels: int = 30) -> tuple[dict[str, float], dict[str,
     try:
         step("propensity: fit", lambda: P.fit_propensity(session))
         step("noise: estimate", lambda: N.estimate_noise(session))
-        epochs = T.EPOCHS["mlp"][0]
+        epochs = T.EPOCHS
         views = step(f"train: naive + auto (mlp, {epochs} epochs, patience {patience})",
                      lambda: list(T.train_models(session, ["naive", "auto"], "mlp", "auto", epochs, patience, 0)))
         if not session.results:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="sessions walked through the flow")
     parser.add_argument("--patience", type=int, default=None, help="the Train step's patience (default: the Train "
-                                                                   "tab's, app.tabs.train.EPOCHS)")
+                                                                   "tab's, app.tabs.train.PATIENCE)")
     parser.add_argument("--server-threads", type=int, default=1,
                         help="torch threads of the server process (default 1; `causalrm app` leaves torch's default, "
                              "one per core: run with OMP_NUM_THREADS=2 --server-threads 2 to measure that)")
@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
     warm_up()
     training.pool().warm_up()  # the fork server and its preloads, as causalrm app starts them before serving
-    from app.tabs.train import EPOCHS
+    from app.tabs.train import PATIENCE
 
-    runs = [walk(EPOCHS["mlp"][1] if args.patience is None else args.patience) for _ in range(args.repeats)]
+    runs = [walk(PATIENCE if args.patience is None else args.patience) for _ in range(args.repeats)]
     width = max(len(k) for k in runs[0][0])
     print(f"{'step':<{width}}  {'min s':>6}  {'median s':>8}  {'min CPU s':>9}  all (wall s)")
     for step in runs[0][0]:

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from app.common import DEFAULT_METHODS
     from app.tabs.data import SAMPLES
-    from app.tabs.train import EPOCHS
     from app.training import default_lora_max_length
+    from causalrm.backbones import get_backbone_class
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time-limit-min", type=float, default=None, help="the server's --job-time-limit-min")
@@ -77,7 +77,7 @@ def main() -> int:
             client = Client(url, verbose=False)
             client.predict(SAMPLES[0], "teacher (semi-synthetic, known score)", 0.5, 0.2, 0.1, 0.2, 0,
                            api_name="/load_sample")
-            epochs, patience = EPOCHS["lora"]
+            epochs, patience = get_backbone_class("lora").app_epochs
             t0 = time.perf_counter()
             job = client.submit(list(DEFAULT_METHODS), "lora", "auto", epochs, patience, 0, False, False,
                                 default_lora_max_length(), api_name="/train")

@@ -13,7 +13,7 @@ from typing import Any
 
 from causalrm import methods as registry
 from causalrm import schema
-from causalrm.backbones import get_backbone_class
+from causalrm.backbones import DEFAULT_BACKBONE, available_backbones, get_backbone_class
 from causalrm.backbones.base import as_int_tuple
 from causalrm.errors import InputError
 from causalrm.options import as_str_tuple, option
@@ -48,7 +48,9 @@ class FitConfig(TrainOptions):
     auto_candidates: the estimators ``auto`` fits and chooses among (naive always one); empty = the registry's
     ``auto_candidate`` specs.
     Backbone
-        backbone: ``"mlp"`` (head on frozen embeddings) or ``"lora"``; hidden: MLP hidden sizes (256, 64);
+        backbone: a registered backbone (``causalrm.backbones``; default the MLP head on frozen embeddings), whose
+        declarations (``Backbone.options``, ``config_fields``, ``selects_head``) the rest of this class reads;
+        hidden: MLP hidden sizes (256, 64);
         select_head: also train a linear head (``hidden=()``, lr ``LINEAR_HEAD_LR``) and keep whichever of the two
         has the lower best validation estimate (same estimator, same val rows, shared nuisances: no clean label is
         read). A linear head cannot memorise rows, which is what small logs and CausalRM-DR's per-row imputation
@@ -87,7 +89,7 @@ class FitConfig(TrainOptions):
                                                        "(naive, the baseline, is always one; default: the "
                                                        "registry's: naive, ips, denoise, causalrm-ips)",
                                               metavar="M1,M2")
-    backbone: str = option("mlp", help="reward model backbone: mlp or lora")
+    backbone: str = option(DEFAULT_BACKBONE, help="reward model backbone: {choices}", choices=available_backbones)
     hidden: tuple[int, ...] = option((256, 64), help="MLP hidden sizes ('' = a linear head)")
     select_head: bool = option(False, help="also train a linear head and keep the one with the lower validation "
                                            "estimate")
@@ -176,8 +178,9 @@ class FitConfig(TrainOptions):
             raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.propensity_folds < 2:
             raise InputError(f"propensity_folds must be >= 2, got {self.propensity_folds}")
-        if self.select_head and self.backbone != "mlp":
-            raise InputError("select_head compares MLP heads on frozen embeddings; use it with backbone mlp")
+        if self.select_head and not get_backbone_class(self.backbone).selects_head:
+            heads = " or ".join(n for n in available_backbones() if get_backbone_class(n).selects_head)
+            raise InputError(f"select_head compares MLP heads on frozen embeddings; use it with backbone {heads}")
         if isinstance(self.seed, bool) or int(self.seed) < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         self.train_config().validate()
@@ -210,9 +213,12 @@ class FitConfig(TrainOptions):
         return TrainConfig.from_any(self, rho01=float(rho01), rho10=float(rho10))
 
     def backbone_kwargs(self) -> dict[str, Any]:
+        """The backbone's keyword arguments: ``backbone_options`` plus the ``FitConfig`` fields it reads
+        (``Backbone.config_fields``)."""
         opts = dict(self.backbone_options)
-        if self.backbone == "mlp":
-            opts.setdefault("hidden", list(self.hidden))
+        for name in get_backbone_class(self.backbone).config_fields:
+            value = getattr(self, name)
+            opts.setdefault(name, list(value) if isinstance(value, tuple) else value)
         return opts
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,16 +242,13 @@ class FitConfig(TrainOptions):
 
     def to_cli(self, *, skip: tuple[str, ...] = ()) -> list[str]:
         """The ``causalrm fit`` options that reproduce this configuration (``causalrm.options.to_cli``: the fields
-        that differ from their defaults, but ``skip``; the LoRA backbone's options as its ``--model`` / ``--lora-*``
-        flags)."""
+        that differ from their defaults, but ``skip``; ``backbone_options`` as the backbone's own flags,
+        ``Backbone.options_cli``, ``--model`` among them for a backbone whose ``model_option`` it sets)."""
         from causalrm.options import to_cli
 
-        out = to_cli(self, skip=tuple(skip) + (("backbone_options", "embedder") if self.backbone == "lora" else ()))
-        if self.backbone == "lora":
-            from causalrm.backbones.lora import lora_cli
-
-            out += lora_cli(self.backbone_options)
-        return out
+        kind = get_backbone_class(self.backbone)
+        out = to_cli(self, skip=(*skip, "backbone_options", *(("embedder",) if kind.model_option else ())))
+        return out + kind.options_cli(self.backbone_options)
 
     @classmethod
     def from_args(cls, args: Any, **overrides: Any) -> FitConfig:

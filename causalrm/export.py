@@ -45,13 +45,12 @@ import torch
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 from causalrm.atomic_io import atomic_dir, write_json_atomic, write_text_atomic
+from causalrm.backbones.base import export_format
 from causalrm.model_card import model_card, run_summary
-from causalrm.schema import DEFAULT_EMBEDDER
 
 EXPORT_FORMAT = "causalrm-reward-model"
 EXPORT_VERSION = 2  # 2: MLP exports hold the encoder (transformers folder); 1: backbone.json + the head only
 MANIFEST = "causalrm_reward_model.json"
-KINDS = ("hf-merged", "hf-adapter", "mlp")
 PROBE_PROMPTS = ("How do I sort a list in Python?", "Write a haiku about the sea.", "What is 2 + 2?")
 PROBE_RESPONSES = ("Use sorted(xs) for a new list or xs.sort() in place.", "Waves fold into foam", "5")
 
@@ -310,17 +309,9 @@ def load_reward_model(path: str | os.PathLike, *, device: str | torch.device | N
         if is_run_dir(p):
             return _load_run_model(p, device=device, batch_size=batch_size)
         manifest = _read_manifest(p)
-        if manifest.get("kind") == "mlp":
-            from causalrm.backbones import load_backbone
-            from causalrm.mlp_export import load_mlp_head
-
-            backbone = load_backbone(p) if (p / "backbone.json").is_file() else \
-                load_mlp_head(p, manifest.get("architecture") or {})  # version 1 exports: backbone.json
-            embedder = _make_embedder(manifest.get("embedder") or DEFAULT_EMBEDDER, device)
-            rm = BackboneRewardModel(backbone, embedder=embedder, device=device, path=source, manifest=manifest,
-                                     batch_size=batch_size)
-            rm.kind = "mlp"
-            return rm
+        fmt = export_format(manifest.get("kind")) if manifest else None
+        if fmt is not None and fmt.load is not None:  # the backbone's own loader (an MLP export); else transformers
+            return fmt.load(p, manifest, device=device, batch_size=batch_size)
         if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
             raise InputError(f"{p}: not a reward model folder (no config.json, adapter_config.json or {MANIFEST}); "
                              "pass the OUT folder of `causalrm export` or a run directory")
@@ -433,102 +424,42 @@ def export_run(
     from causalrm.runs import load_run
 
     run = load_run(run_dir)
-    backbone = run.backbone
     out = Path(out)
-    if adapter_only and backbone.name != "lora":
-        raise InputError(f"--adapter-only applies to LoRA runs; {run_dir} holds a {backbone.name!r} backbone")
-    if embedder and backbone.name == "lora":
-        raise InputError("--embedder applies to MLP runs; a LoRA run embeds nothing")
+    probes = (list(PROBE_PROMPTS), list(PROBE_RESPONSES))
+    plan = run.backbone.export(run, adapter_only=adapter_only, embedder=embedder, probes=probes, atol=atol)
     summary = run_summary(run)
     manifest: dict[str, Any] = {
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "causalrm_version": __import__("causalrm").__version__,
-        "run": Path(run_dir).resolve().name, "training": summary,
+        "run": Path(run_dir).resolve().name, "training": summary, **plan.manifest,
     }
-    probes = (list(PROBE_PROMPTS), list(PROBE_RESPONSES))
-    if backbone.name == "lora":
-        from causalrm.backbones.lora import BUNDLED_ALIASES, model_card_name
-
-        reference = backbone.score(*probes)
-        local = Path(backbone.model_path)
-        base_ref = backbone.model_id if backbone.model_id in BUNDLED_ALIASES else \
-            str(local.resolve()) if local.exists() else backbone.model_id
-        manifest.update({
-            "kind": "hf-adapter" if adapter_only else "hf-merged",
-            "base_model": base_ref, "base_model_card": model_card_name(backbone.model_id),
-            "input_format": "chat" if backbone.chat else "pair", "max_length": backbone.max_length,
-            "lora": {k: backbone.get_config()[k] for k in ("r", "alpha", "dropout", "target_modules")},
-        })
-        tolerance = 5e-2 if backbone.base_dtype == "bfloat16" else atol
-    elif backbone.needs_embeddings:
-        from causalrm.mlp_export import encoder_spec
-
-        encoder_spec(embedder or run.config.embedder)  # a decoder embedder is refused before any work
-        manifest.update({"kind": "mlp", "embedder": embedder or run.config.embedder,
-                         "architecture": backbone.get_config()})
-        reference = _run_reward_model(run, device="cpu", batch_size=16, embedder=embedder).score(*probes)
-        tolerance = atol
-    else:
-        raise InputError(f"{run_dir}: cannot export a {backbone.name!r} backbone yet")
-
     from causalrm.backbones.lora import no_progress_bars
 
     with _atomic_folder(out, overwrite=overwrite) as tmp, no_progress_bars():
-        if manifest["kind"] == "mlp":
-            from causalrm.mlp_export import write_mlp_export
-
-            manifest.update(write_mlp_export(backbone, manifest["embedder"], tmp))
-        elif adapter_only:
-            backbone.model.save_pretrained(str(tmp), safe_serialization=True)
-            cfg_path = tmp / "adapter_config.json"
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-            # peft's own loaders read this: the hub id for the bundled MiniLM, else the local folder or id
-            cfg["base_model_name_or_path"] = manifest["base_model_card"] if base_ref in BUNDLED_ALIASES else base_ref
-            write_json_atomic(cfg, cfg_path)
-            backbone.tokenizer.save_pretrained(str(tmp))
-        else:
-            merged = backbone.merged_model()
-            merged.config.id2label, merged.config.label2id = {0: "reward"}, {"reward": 0}
-            merged.config.problem_type = "regression"  # a text-classification pipeline's score is then z
-            merged.save_pretrained(str(tmp), safe_serialization=True)
-            backbone.tokenizer.save_pretrained(str(tmp))
+        manifest.update(plan.write(tmp))
         write_json_atomic(manifest, tmp / MANIFEST)
         write_text_atomic(model_card(manifest), tmp / "README.md")
         bad = [f.name for f in tmp.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
         if bad:
             raise InputError(f"export would contain pickled files {bad}; please report this")
         if verify:
-            _verify(tmp, manifest, reference, probes, tolerance)
+            _verify(tmp, manifest, plan.reference, probes, plan.tolerance)
     return manifest
 
 
 def _verify(path: Path, manifest: dict[str, Any], reference: np.ndarray, probes: tuple[list, list],
             atol: float) -> None:
-    """Reload the export and check it: no newly initialised weights, same scores as the run on the probes."""
+    """Reload the export and check it: its format's own checks (no newly initialised weights, the adapter's keys,
+    transformers alone), then the same scores as the run on the probes."""
     rm = load_reward_model(path, device="cpu")
-    info = rm.loading_info
-    if manifest["kind"] == "hf-merged" and (info.get("missing_keys") or info.get("mismatched_keys")):
-        raise InputError(f"export check failed: weights missing from the export {info.get('missing_keys')}"
-                         f"{info.get('mismatched_keys') or ''}; please report this")
-    if manifest["kind"] == "hf-adapter":
-        from safetensors import safe_open
-
-        with safe_open(str(path / "adapter_model.safetensors"), "pt") as fh:
-            keys = list(fh.keys())
-        if not any("lora_" in k for k in keys) or not any(h in k for k in keys for h in ("classifier", "score")):
-            raise InputError("export check failed: the adapter lacks the LoRA weights or the head; please report this")
+    fmt = export_format(manifest["kind"])
+    if fmt.check is not None:
+        fmt.check(path, rm, reference, probes, atol)
     scores = rm.score(*probes)
     if not np.allclose(scores, reference, atol=atol, rtol=1e-3):
         raise InputError(f"export check failed: reloaded scores {np.round(scores, 5).tolist()} differ from the run's "
                          f"{np.round(reference, 5).tolist()}; please report this")
-    if manifest["kind"] == "mlp":  # transformers alone: the bundled encoder + head
-        from causalrm.mlp_export import hf_scores
-
-        scores = hf_scores(path, *probes)
-        if not np.allclose(scores, reference, atol=atol, rtol=1e-3):
-            raise InputError(f"export check failed: transformers scores {np.round(scores, 5).tolist()} differ from "
-                             f"the run's {np.round(reference, 5).tolist()}; please report this")
 
 
 __all__ = [

@@ -13,6 +13,9 @@
 ``load_mlp_head(folder)`` rebuilds the head as an :class:`~causalrm.backbones.MLPBackbone` from the same weights, for
 ``causalrm.load_reward_model`` (which embeds with the manifest's embedder, as the run did, so its scores equal the
 run's).
+
+The MLP backbone's export format (``causalrm.backbones.mlp.EXPORT``) is made of :func:`card_model`, :func:`card_input`,
+:func:`card_usage`, :func:`load_export` and :func:`check_export`; :func:`export_plan` is ``MLPBackbone.export``.
 """
 
 from __future__ import annotations
@@ -120,3 +123,63 @@ def hf_scores(folder: Path, prompts: list[str], responses: list[str], *, batch_s
                                return_tensors="pt")
             out.append(model(**inputs).logits[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def export_plan(backbone: Any, run: Any, *, embedder: str | None, probes: tuple[list, list], atol: float) -> Any:
+    """``MLPBackbone.export``: the manifest entries, the run's probe scores (embedded by ``embedder``, default the
+    run's) and the writer of the transformers folder; a decoder embedder is refused before any work."""
+    from causalrm.backbones.base import ExportPlan
+    from causalrm.export import _run_reward_model
+
+    embedder = embedder or run.config.embedder
+    encoder_spec(embedder)
+    reference = _run_reward_model(run, device="cpu", batch_size=16, embedder=embedder).score(*probes)
+    return ExportPlan(manifest={"kind": backbone.export_formats[0].kind, "embedder": embedder, "architecture": backbone.get_config()},
+                      reference=reference, tolerance=atol,
+                      write=lambda folder: write_mlp_export(backbone, embedder, folder))
+
+
+def load_export(folder: Path, manifest: dict[str, Any], *, device: Any, batch_size: int) -> Any:
+    """An MLP export as a reward model: its head (version 1 exports: ``backbone.json``) on the manifest's embedder."""
+    from causalrm.backbones import load_backbone
+    from causalrm.export import BackboneRewardModel, _make_embedder
+    from causalrm.schema import DEFAULT_EMBEDDER
+
+    backbone = load_backbone(folder) if (folder / "backbone.json").is_file() else \
+        load_mlp_head(folder, manifest.get("architecture") or {})
+    embedder = _make_embedder(manifest.get("embedder") or DEFAULT_EMBEDDER, device)
+    rm = BackboneRewardModel(backbone, embedder=embedder, device=device, path=str(folder), manifest=manifest,
+                             batch_size=batch_size)
+    rm.kind = manifest["kind"]
+    return rm
+
+
+def check_export(folder: Path, rm: Any, reference: np.ndarray, probes: tuple[list, list], atol: float) -> None:
+    """transformers alone (the bundled encoder + head) must give the run's scores too."""
+    scores = hf_scores(folder, *probes)
+    if not np.allclose(scores, reference, atol=atol, rtol=1e-3):
+        raise InputError(f"export check failed: transformers scores {np.round(scores, 5).tolist()} differ from "
+                         f"the run's {np.round(reference, 5).tolist()}; please report this")
+
+
+def card_model(manifest: dict[str, Any]) -> str:
+    arch = manifest.get("architecture") or {}
+    widths = " -> ".join(str(w) for w in (arch.get("input_dim"), *(arch.get("hidden") or []), 1))
+    return (f"MLP head {widths} (LeakyReLU) on frozen `{manifest.get('embedder')}` embeddings of (prompt, "
+            "response).")
+
+
+def card_input(manifest: dict[str, Any]) -> str:
+    return (f"(prompt, response) embedded by `{manifest.get('embedder')}` (bundled in the folder): the text pair "
+            f"`[CLS] prompt [SEP] response [SEP]` (the response alone when the prompt is empty; max "
+            f"{manifest.get('max_length')} tokens, longest-first truncation), {manifest.get('pooling')}-pooled"
+            + (", L2-normalised" if manifest.get("normalize") else "") + ", then the MLP head.")
+
+
+def card_usage(manifest: dict[str, Any]) -> list[str]:
+    return ["", "With transformers alone (the folder ships its model code, `modeling_causalrm.py`):", "",
+            "```python", "from transformers import pipeline", "",
+            'rm = pipeline("text-classification", model="PATH", trust_remote_code=True)',
+            'rm({"text": "How do I sort a list?", "text_pair": "Use sorted(xs)."}, truncation=True,',
+            '   function_to_apply="none")["score"]  # the reward logit z', "```"]
+

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from causalrm import methods as registry
+from causalrm.backbones.base import export_format
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -53,11 +54,10 @@ def run_summary(run: Any) -> dict[str, Any]:
 def model_card(manifest: dict[str, Any]) -> str:
     """The README.md of an export: training method, flip rates, propensity diagnostics, usage."""
     s = manifest.get("training") or {}
-    kind = manifest["kind"]
+    fmt = export_format(manifest["kind"])
     base = manifest.get("base_model_card")
     method = s.get("method", "?")
-    library = "peft" if kind == "hf-adapter" else "transformers"
-    front = ["---", f"library_name: {library}", "tags:", "- reward-model", "- causalrm", "- rlhf", f"- {method}"]
+    front = ["---", f"library_name: {fmt.library}", "tags:", "- reward-model", "- causalrm", "- rlhf", f"- {method}"]
     if base and "/" in base and not base.startswith(("/", ".")):
         front.append(f"base_model: {base}")
     front.append("pipeline_tag: text-classification")
@@ -72,17 +72,8 @@ def model_card(manifest: dict[str, Any]) -> str:
         f"- **Method**: `{method}`. {registry.description(method)}",
         f"- **Base loss**: `{s.get('base_loss', 'mse')}` on sigma(z).",
     ]
-    if kind == "mlp":
-        arch = manifest.get("architecture") or {}
-        widths = " -> ".join(str(w) for w in (arch.get("input_dim"), *(arch.get("hidden") or []), 1))
-        lines.append(f"- **Model**: MLP head {widths} (LeakyReLU) on frozen `{manifest.get('embedder')}` "
-                     "embeddings of (prompt, response).")
-    else:
-        lora = manifest.get("lora") or {}
-        lines.append(f"- **Model**: `{base}` with LoRA adapters (r={lora.get('r')}, alpha={lora.get('alpha')}, "
-                     f"targets {', '.join(lora.get('target_modules') or [])}) and a trained one-logit head; "
-                     + ("adapters merged into the weights." if kind == "hf-merged" else "adapter only (peft)."))
-    lines.append(f"- **Input**: {_input_description(manifest)}")
+    lines.append(f"- **Model**: {fmt.card_model(manifest)}")
+    lines.append(f"- **Input**: {fmt.card_input(manifest)}")
     if s.get("rows"):
         rows = s["rows"]
         lines.append(f"- **Rows**: {rows.get('train')} train, {rows.get('val')} validation (early stopping on the "
@@ -138,7 +129,7 @@ def model_card(manifest: dict[str, Any]) -> str:
                   f"On {test.get('rows', 'clean test rows')} (n={test.get('n')}): "
                   + ", ".join(f"{k.upper()} {_fmt(m.get(k))}" for k in ("r2", "mse", "mae", "auroc") if k in m)
                   + "."]
-    lines += ["", "## Usage", "", *_usage(manifest), ""]
+    lines += ["", "## Usage", "", *_usage(manifest), *fmt.card_usage(manifest), ""]
     return "\n".join(lines)
 
 

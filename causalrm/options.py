@@ -101,8 +101,10 @@ def _show(value: Any) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: Any,
-                  names: Iterable[str] | None = None, *, help_suffix: dict[str, str] | None = None) -> None:
-    """One option per command-line field of ``cls`` (or of ``names``), dest = the field name, default None."""
+                  names: Iterable[str] | None = None, *, help_suffix: dict[str, str] | None = None,
+                  prefix: str = "") -> None:
+    """One option per command-line field of ``cls`` (or of ``names``), dest = ``prefix`` + the field name (a prefix
+    keeps a backbone's options apart from ``FitConfig``'s), default None."""
     for f in cli_fields(cls, names):
         kind = _kind(f)
         default = _default(f)
@@ -114,11 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         if kind == "bool":
             if default:
                 raise ValueError(f"field {f.name!r}: a store_true flag needs a False default")
-            parser.add_argument(_flag(f), dest=f.name, action="store_true", default=None, help=text)
+            parser.add_argument(_flag(f), dest=prefix + f.name, action="store_true", default=None, help=text)
             continue
         if default is not None and "default" not in text:
             text += f" (default {_show(default) or repr('')})"
-        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
+        kw: dict[str, Any] = {"dest": prefix + f.name, "default": None, "help": text}
         if kind in ("int", "float"):
             kw["type"] = int if kind == "int" else float
         if choices and kind == "str" and not callable(f.metadata.get("choices")):
@@ -128,11 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         parser.add_argument(_flag(f), **kw)
 
 
-def from_args(cls: Any, args: argparse.Namespace, names: Iterable[str] | None = None) -> dict[str, Any]:
-    """The keyword arguments of ``cls`` that ``args`` sets (options left out are absent: the defaults apply)."""
+def from_args(cls: Any, args: argparse.Namespace, names: Iterable[str] | None = None, *,
+              prefix: str = "") -> dict[str, Any]:
+    """The keyword arguments of ``cls`` that ``args`` sets (options left out are absent: the defaults apply;
+    ``prefix``: that of :func:`add_arguments`)."""
     out: dict[str, Any] = {}
     for f in cli_fields(cls, names):
-        value = getattr(args, f.name, None)
+        value = getattr(args, prefix + f.name, None)
         if value is None:
             continue
         out[f.name] = value

@@ -188,15 +188,27 @@ def test_to_cli_refuses_what_the_command_line_cannot_say():
 
 
 def test_lora_options_round_trip_through_the_command_line():
-    from causalrm.backbones.lora import lora_options
+    import dataclasses
+
+    from causalrm.backbones.lora import LoraBackbone, LoraOptions
 
     config = FitConfig(backbone="lora", backbone_options={"model": "m/x", "r": 4, "max_length": 64,
-                                                          "gradient_checkpointing": True})
+                                                          "gradient_checkpointing": True, "target_modules": ["q", "v"],
+                                                          "max_tokens_per_forward": 512})
     argv = config.to_cli()
     assert "--model" in argv and "--lora-r" in argv and "--hidden" not in argv
+    assert "--lora-targets" in argv and "max_tokens_per_forward" not in " ".join(argv)  # a memory bound: no flag
     args = _parse_fit(argv)
-    opts = lora_options(args)
+    opts = LoraBackbone.options_from_args(args)
     assert opts["model"] == "m/x" and opts["r"] == 4 and opts["max_length"] == 64 and opts["gradient_checkpointing"]
+    assert opts["target_modules"] == ["q", "v"]
+    defaults = LoraBackbone.options_from_args(_parse_fit(["--backbone", "lora"]))  # each default declared once
+    assert defaults == {f.name: getattr(LoraOptions(), f.name) for f in dataclasses.fields(LoraOptions)
+                        if f.name in defaults} and set(defaults) == {"model", "r", "alpha", "dropout",
+                                                                     "target_modules", "max_length",
+                                                                     "gradient_checkpointing", "base_dtype"}
+    with pytest.raises(InputError, match="no command-line option"):
+        FitConfig(backbone="lora", backbone_options={"nope": 1}).to_cli()
 
 
 def test_fit_and_bench_options_come_from_the_config():

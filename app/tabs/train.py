@@ -22,13 +22,12 @@ from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, SETTINGS, TRAIN_
 from app.session import Session
 from causalrm import methods as registry
 from causalrm import schema
+from causalrm.backbones import DEFAULT_BACKBONE, get_backbone_class
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 
-# max epochs and patience the Train tab proposes per backbone (LoRA on a CPU: minutes per epoch). The MLP's patience
-# is 5 where the CLI's is 30: seconds, not half a minute (docs/RESULTS.md, "Interactive speed"); on the default sample
-# every method keeps the same best epoch with either (none improves on its best in the 30 epochs after it)
-EPOCHS = {"mlp": (40, 5), "lora": (3, 2)}
+#: max epochs and patience the form proposes for the default backbone (each backbone's ``app_epochs``)
+EPOCHS, PATIENCE = get_backbone_class(DEFAULT_BACKBONE).app_epochs
 
 
 class TrainView(NamedTuple):
@@ -55,13 +54,11 @@ def histories(session: Session, live: dict[str, dict[str, list]]) -> dict[str, d
 
 def results_table(session: Session) -> pl.DataFrame:
     """The table of trained models (head, epochs, best epoch and validation estimate, stop reason, device, time)."""
-    from causalrm.backbones.base import hidden_label
-
     rows = []
     for method, res in session.results.items():
         h = res.history
         best = float(h.best_val_estimate)
-        head = hidden_label(res.config.hidden) if res.config.backbone == "mlp" else "–"
+        head = get_backbone_class(res.config.backbone).head_label(res.config)
         rows.append({"method": method, "head": head, "epochs": h.epochs, "best epoch": h.best_epoch,
                      "best val estimate": round(best, 5) if math.isfinite(best) else None,
                      "stop": h.stop_reason, "device": h.device,
@@ -113,8 +110,9 @@ def inspected_nuisances(session: Session, config: Any) -> Any:
 
 
 @guarded
-def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_METHODS, backbone: str = "mlp",
-                 device: str = "auto", epochs: float = EPOCHS["mlp"][0], patience: float = EPOCHS["mlp"][1],
+def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_METHODS,
+                 backbone: str = DEFAULT_BACKBONE, device: str = "auto", epochs: float = EPOCHS,
+                 patience: float = PATIENCE,
                  seed: float = 0, select_head: bool = False, force_noise_correction: bool = False,
                  max_length: float | None = None, request: gr.Request = None,
                  progress=gr.Progress()) -> Iterator[TrainView]:
@@ -123,12 +121,13 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
     The nuisances are fitted once, then each method; each trained model is saved as a run folder
     (``causalrm.runs.save_run``) in the session's folder. ``select_head``: each method also trains a linear head and
     keeps the one its validation estimate prefers (``FitConfig.select_head``); the live curve then restarts for the
-    second head. ``max_length``: tokens per (prompt, response) for the lora backbone (default: 128 on a CPU, 256 on
-    a GPU); its micro-batches and gradient checkpointing are chosen to fit the server's memory limit per job, and a
-    job that cannot fit is refused with the max length that would.
+    second head. ``max_length``: tokens per (prompt, response) for a backbone that reads text (default: 128 on a CPU,
+    256 on a GPU); the backbone's memory plan (``Backbone.plan_memory``: LoRA's micro-batches and gradient
+    checkpointing) fits the server's memory limit per job, and a job that cannot fit is refused with the max length
+    that would.
     """
     from app import train_worker
-    from app.training import TrainingRun, default_lora_max_length, lora_config, pool
+    from app.training import TrainingRun, default_lora_max_length, planned_config, pool
 
     session = require(state)
     if isinstance(methods, str):
@@ -158,16 +157,15 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
     if not 1 <= epochs <= SETTINGS.max_epochs:
         raise InputError(f"epochs must be between 1 and {SETTINGS.max_epochs}")
     resolve_device(device)  # InputError when the device is not usable here
-    if backbone == "mlp" and session.X is None:
-        raise InputError("the mlp backbone needs embeddings: press 'Compute embeddings' on the Data tab first")
+    if get_backbone_class(backbone).needs_embeddings and session.X is None:
+        raise InputError(f"the {backbone} backbone needs embeddings: press 'Compute embeddings' on the Data tab "
+                         "first")
     if session.training is not None and not session.training.job.finished:
         raise InputError("this session is already training; wait for it to finish or press Cancel")
     config = fit_config(session, method=methods[0], backbone=backbone, device=device, max_epochs=epochs,
                          patience=patience, seed=seed, select_head=bool(select_head),
                          force_noise_correction=bool(force_noise_correction))
-    plan = None
-    if backbone == "lora":
-        config, plan = lora_config(config, n_rows=session.log.height, max_length=max_length)
+    config, plan = planned_config(config, n_rows=session.log.height, max_length=max_length)
     config.validate()
     session.results, session.run_dirs = {}, {}
     session.train_settings = {"methods": methods, "backbone": backbone, "device": device, "epochs": epochs,
@@ -178,7 +176,7 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
                         methods=methods, runs_root=str(session.folder("runs")), source=session.source.get("label"),
                         nuisances=inspected_nuisances(session, config))
     session.training = TrainingRun(job=job, methods=methods, backbone=backbone, stage=session.stage,
-                                   plan=f"LoRA: {plan.describe()}." if plan else "", max_epochs=epochs)
+                                   plan=plan, max_epochs=epochs)
     yield from follow_training(session, progress)
 
 
@@ -300,11 +298,12 @@ def cancel_training(state: Session | None = None) -> str:
 # layout and events
 # ---------------------------------------------------------------------------------------------------------------------
 def _backbone_fields(backbone: str) -> tuple[Any, Any, Any, Any]:
-    """The fields that follow the backbone: LoRA max length, max epochs, patience, linear-head option."""
-    epochs, patience = EPOCHS.get(backbone, EPOCHS["mlp"])
-    lora = backbone == "lora"
-    return (gr.update(visible=lora), gr.update(value=epochs), gr.update(value=patience),
-            gr.update(visible=not lora, value=False))
+    """The fields that follow the backbone: max length (a backbone that reads text), max epochs, patience (its
+    ``app_epochs``), linear-head option (``selects_head``)."""
+    kind = get_backbone_class(backbone)
+    epochs, patience = kind.app_epochs
+    return (gr.update(visible=not kind.needs_embeddings), gr.update(value=epochs), gr.update(value=patience),
+            gr.update(visible=kind.selects_head, value=False))
 
 
 def form_updates(session: Session) -> tuple[Any, ...]:
@@ -314,11 +313,12 @@ def form_updates(session: Session) -> tuple[Any, ...]:
     ts = session.train_settings
     if not ts.get("backbone"):
         return (gr.update(),) * 8
-    lora = ts["backbone"] == "lora"
+    kind = get_backbone_class(ts["backbone"])
     return (gr.update(value=ts["backbone"]), gr.update(value=ts["device"]), gr.update(value=ts["epochs"]),
             gr.update(value=ts["patience"]), gr.update(value=ts["seed"]),
-            gr.update(value=bool(ts["select_head"]), visible=not lora),
-            gr.update(value=ts.get("max_length") or training.default_lora_max_length(), visible=lora),
+            gr.update(value=bool(ts["select_head"]), visible=kind.selects_head),
+            gr.update(value=ts.get("max_length") or training.default_lora_max_length(),
+                      visible=not kind.needs_embeddings),
             gr.update(value=bool(ts.get("force_noise"))))
 
 
@@ -347,15 +347,14 @@ def build() -> TrainUI:
             with gr.Column(scale=1, min_width=280):
                 methods = gr.CheckboxGroup(list(TRAIN_METHODS), value=list(DEFAULT_METHODS),
                                            label="methods", elem_id="methods")
-                backbone = gr.Dropdown(backbones, value="mlp", label="backbone", elem_id="backbone",
-                                       info="mlp: head on frozen embeddings" +
-                                            ("; lora: transformer + LoRA (slow on CPU)"
-                                             if "lora" in backbones else ""))
+                shown = sorted(backbones, key=lambda b: b != DEFAULT_BACKBONE)  # the default's words first
+                backbone = gr.Dropdown(backbones, value=DEFAULT_BACKBONE, label="backbone", elem_id="backbone",
+                                       info="; ".join(f"{b}: {get_backbone_class(b).label}" for b in shown))
                 device = gr.Radio(list(DEVICES), value="auto", label="device", elem_id="train-device")
                 with gr.Row():
-                    epochs = gr.Number(EPOCHS["mlp"][0], precision=0, minimum=1, maximum=SETTINGS.max_epochs,
+                    epochs = gr.Number(EPOCHS, precision=0, minimum=1, maximum=SETTINGS.max_epochs,
                                        label="max epochs", elem_id="epochs")
-                    patience = gr.Number(EPOCHS["mlp"][1], precision=0, minimum=0, label="patience",
+                    patience = gr.Number(PATIENCE, precision=0, minimum=0, label="patience",
                                          elem_id="patience")
                     train_seed = gr.Number(0, precision=0, minimum=0, label="seed", elem_id="train-seed")
                 select_head = gr.Checkbox(False, label="also try a linear head", elem_id="select-head",

@@ -10,14 +10,22 @@ A *backbone* maps the rows of an impression log to reward logits z (shape ``(n,)
 
 Backbones register under a name (``@register_backbone``); ``get_backbone_class(name)`` imports
 ``causalrm.backbones.<name>`` on first use, so heavy backbones (``lora``: transformers + peft) cost nothing until asked.
+
+Everything outside this package asks the class, never its name: its options (``options``, a dataclass of
+``causalrm.options.option`` fields: ``causalrm fit``'s flags and ``FitConfig.backbone_options``; ``config_fields``:
+the ``FitConfig`` fields it reads), whether it needs embeddings, ``selects_head``, its memory plan
+(``plan_memory``), its export (``export`` and ``export_formats``: how each manifest kind is described and loaded),
+what the app proposes and shows (``label``, ``app_epochs``, ``head_label``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -61,6 +69,11 @@ def register_backbone(cls: type[Backbone]) -> type[Backbone]:
     return cls
 
 
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (a plug-in's test cleans up after itself)."""
+    _REGISTRY.pop(name, None)
+
+
 def available_backbones() -> tuple[str, ...]:
     """Registered backbone names: every module of :mod:`causalrm.backbones` that imports here is imported, so a new
     backbone is one file (``mlp`` always; ``lora`` once transformers and peft are installed)."""
@@ -77,7 +90,7 @@ def available_backbones() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-_NOT_BACKBONES = frozenset({"base", "lora_memory"})  # helper modules of the package
+_NOT_BACKBONES = frozenset({"base", "lora_export", "lora_memory"})  # helper modules of the package
 
 
 def get_backbone_class(name: str) -> type[Backbone]:
@@ -94,16 +107,164 @@ def get_backbone_class(name: str) -> type[Backbone]:
     return _REGISTRY[name]
 
 
+@dataclass(frozen=True)
+class ExportFormat:
+    """One kind of export folder, named by its manifest's ``kind`` (kept on disk as written: exports must still load).
+
+    ``summary``: `causalrm export`'s words for it; ``card_model`` / ``card_input``: the model card's **Model** and
+    **Input** lines; ``card_usage``: its usage lines beyond ``causalrm.load_reward_model``; ``library``: the card's
+    ``library_name``; ``load``: ``(folder, manifest, *, device, batch_size) -> RewardModel`` (``None``: transformers'
+    sequence-classification loader); ``check``: ``(folder, reward_model, reference, probes, atol)``, the kind's own
+    checks of a fresh export before its scores are compared with the run's.
+    """
+
+    kind: str
+    summary: Callable[[dict[str, Any]], str]
+    card_model: Callable[[dict[str, Any]], str]
+    card_input: Callable[[dict[str, Any]], str]
+    card_usage: Callable[[dict[str, Any]], list[str]]
+    library: str = "transformers"
+    load: Callable[..., Any] | None = None
+    check: Callable[..., None] | None = None
+
+
+@dataclass
+class ExportPlan:
+    """What ``Backbone.export`` decided for one run: the manifest's backbone entries (``kind`` first), the run's
+    scores of the probe texts with the tolerance a reload must meet, and ``write(folder) -> manifest additions``."""
+
+    manifest: dict[str, Any]
+    reference: np.ndarray
+    tolerance: float
+    write: Callable[[Path], dict[str, Any]]
+
+
+def export_format(kind: Any) -> ExportFormat | None:
+    """The registered export format of manifest ``kind`` (``None``: no backbone writes it, e.g. a third-party
+    Hugging Face model)."""
+    available_backbones()
+    for cls in _REGISTRY.values():
+        for fmt in cls.export_formats:
+            if fmt.kind == kind:
+                return fmt
+    return None
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 class Backbone(torch.nn.Module):
     """Base class of reward-model backbones: rows of a log -> reward logits z, shape ``(n,)``.
 
     Subclasses set ``name``, implement ``build``, ``featurize``, ``forward`` and ``get_config`` (JSON-able keyword
     arguments of ``__init__``); ``save``/``load`` then work unchanged. ``needs_embeddings`` says whether
     ``featurize`` needs the embedding matrix ``X`` (the MLP head) or reads the texts itself (a transformer).
+
+    Declarations the command line, ``FitConfig``, the export and the app read (the defaults suit a head on
+    embeddings with no options of its own):
+
+    - ``options``: a dataclass of ``causalrm.options.option`` fields, the backbone's keyword arguments; those with a
+      flag are ``causalrm fit`` options (:meth:`add_arguments`, :meth:`options_from_args`, :meth:`options_cli`),
+      the others are set in Python or by :meth:`plan_memory`. ``None``: no options of its own.
+    - ``model_option``: the option ``--model`` sets (a backbone that reads text: the model to fine-tune; the
+      nuisances then embed with the default embedder); ``None``: ``--model`` is the embedder.
+    - ``config_fields``: ``FitConfig`` fields passed to :meth:`build` (the MLP: ``hidden``).
+    - ``selects_head``: ``FitConfig.select_head`` (a linear head tried beside the configured one) applies.
+    - ``label``: what the app's backbone list says about it; ``app_epochs``: the (max epochs, patience) the app's
+      Train tab proposes.
+    - ``export_formats``: the :class:`ExportFormat` of each manifest kind :meth:`export` writes.
     """
 
     name: ClassVar[str] = ""
     needs_embeddings: ClassVar[bool] = True
+    options: ClassVar[type | None] = None
+    model_option: ClassVar[str | None] = None
+    config_fields: ClassVar[tuple[str, ...]] = ()
+    selects_head: ClassVar[bool] = False
+    label: ClassVar[str] = ""
+    app_epochs: ClassVar[tuple[int, int]] = (40, 5)
+    export_formats: ClassVar[tuple[ExportFormat, ...]] = ()
+
+    # -------------------------------------------------------------------------------------------------- options
+    @classmethod
+    def _option_fields(cls, *, flagged: bool) -> list[dataclasses.Field]:
+        from causalrm.options import cli_fields
+
+        if cls.options is None:
+            return []
+        with_flag = {f.name for f in cli_fields(cls.options)}
+        return [f for f in dataclasses.fields(cls.options) if (f.name in with_flag) == flagged]
+
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        """The flagged ``options`` as ``causalrm fit`` options, in a group of their own (the first line of the
+        options' docstring says what ``--model`` means for this backbone)."""
+        if not cls._option_fields(flagged=True):
+            return
+        from causalrm.options import add_arguments
+
+        doc = (cls.options.__doc__ or "").strip().splitlines()
+        group = parser.add_argument_group(f"{cls.name} backbone (--backbone {cls.name}" +
+                                          (f"; {doc[0].rstrip('.')})" if doc else ")"))
+        add_arguments(group, cls.options, prefix=f"{cls.name}:")
+
+    @classmethod
+    def options_from_args(cls, args: Any) -> dict[str, Any]:
+        """``FitConfig.backbone_options`` from parsed ``causalrm fit`` arguments: ``model_option`` (from ``--model``)
+        and every flagged option, its default where the command line leaves it out."""
+        if cls.options is None:
+            return {}
+        from causalrm.options import from_args
+
+        given = from_args(cls.options, args, prefix=f"{cls.name}:")
+        if cls.model_option and getattr(args, "embedder", None):
+            given[cls.model_option] = args.embedder
+        values = cls.options(**given)
+        keys = {cls.model_option} | {f.name for f in cls._option_fields(flagged=True)}
+        return {f.name: _plain(getattr(values, f.name)) for f in dataclasses.fields(values) if f.name in keys}
+
+    @classmethod
+    def options_cli(cls, options: dict[str, Any]) -> list[str]:
+        """The ``causalrm fit`` flags that reproduce ``options`` (the inverse of :meth:`options_from_args`): the
+        flagged options that differ from their defaults, ``--model`` for ``model_option``. Options without a flag
+        are not written; a key the backbone does not declare is an InputError (the command would not reproduce it)."""
+        if not options:
+            return []
+        declared = {f.name for f in dataclasses.fields(cls.options)} if cls.options is not None else set()
+        if set(options) - declared:
+            raise InputError(f"FitConfig.backbone_options = {options!r} has no command-line option; the equivalent "
+                             "command would not reproduce it")
+        from causalrm.options import to_cli
+
+        values = cls.options(**options)
+        out: list[str] = []
+        if cls.model_option:
+            model = getattr(values, cls.model_option)
+            default = next(f.default for f in dataclasses.fields(values) if f.name == cls.model_option)
+            if model is not None and model != default:
+                out += ["--model", str(model)]
+        return out + to_cli(values, skip=[f.name for f in cls._option_fields(flagged=False)])
+
+    @classmethod
+    def head_label(cls, config: Any) -> str:
+        """How the app's table of trained models names the head of a fit with ``config`` ("–": nothing to say)."""
+        return "–"
+
+    @classmethod
+    def plan_memory(cls, config: Any, *, budget_bytes: float, budget_name: str, on_gpu: bool, n_rows: int,
+                    max_length: int) -> tuple[Any, str]:
+        """``config`` with the settings that fit ``budget_bytes`` (``budget_name`` in messages) and one line saying
+        so ("": no plan); InputError when the job cannot fit. ``max_length``: tokens per (prompt, response), for
+        backbones that read text. Default: ``config`` unchanged."""
+        return config, ""
+
+    # ------------------------------------------------------------------------------------------------------ export
+    def export(self, run: Any, *, adapter_only: bool, embedder: str | None, probes: tuple[list, list],
+               atol: float) -> ExportPlan:
+        """How ``causalrm export`` writes ``run`` (this backbone, trained): see :class:`ExportPlan`.
+        ``adapter_only`` / ``embedder``: `causalrm export`'s options, refused by a backbone they do not apply to."""
+        raise InputError(f"{run.path}: cannot export a {self.name!r} backbone yet")
 
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod

@@ -28,9 +28,10 @@ head. The bundled all-MiniLM-L6-v2 is referenced by its alias, so a run moves be
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,8 +39,10 @@ import polars as pl
 import torch
 
 from causalrm import schema
-from causalrm.backbones.base import Backbone, register_backbone, seeded_init
+from causalrm.backbones import lora_export
+from causalrm.backbones.base import Backbone, ExportPlan, register_backbone, seeded_init
 from causalrm.errors import InputError
+from causalrm.options import as_str_tuple, option
 from causalrm.schema import DEFAULT_EMBEDDER
 
 DEFAULT_MODEL = DEFAULT_EMBEDDER
@@ -254,51 +257,64 @@ class TokenFeatures:
         return {k: v.to(device, non_blocking=True) for k, v in out.items()}
 
 
+@dataclass
+class LoraOptions:
+    """--model names the transformer to fine-tune.
+
+    The keyword arguments of :class:`LoraBackbone`, declared once: those with a flag are ``causalrm fit``'s
+    ``--lora-*`` options (``Backbone.add_arguments``), ``model`` comes from ``--model``, the others are set in Python
+    or by the app's memory plan (``LoraBackbone.plan_memory``).
+    """
+
+    model: str = option(DEFAULT_MODEL, help="Hugging Face model id or local folder (default: the bundled "
+                                            "all-MiniLM-L6-v2)", flag=None)
+    r: int = option(8, help="LoRA rank", flag="--lora-r")
+    alpha: float = option(16.0, help="LoRA alpha; scaling alpha / r", flag="--lora-alpha")
+    dropout: float = option(0.05, help="dropout on the adapter input", flag="--lora-dropout")
+    target_modules: tuple[str, ...] | None = option(None, help="comma-separated module names to adapt (default: the "
+                                                               "attention projections)", flag="--lora-targets",
+                                                    metavar="NAMES")
+    max_length: int = option(DEFAULT_MAX_LENGTH, help="tokens per (prompt, response), capped by the model's "
+                                                      "position limit")
+    input_format: str = option("auto", help="pair (encoders), chat (decoders) or auto (by model type)", flag=None,
+                               choices=INPUT_FORMATS)
+    chat_template: str | None = option(None, help="Jinja template overriding the tokenizer's (decoders only)",
+                                       flag=None)
+    gradient_checkpointing: bool = option(False, help="recompute activations (less memory, ~30% slower)")
+    bf16: bool = option(True, help="autocast the forward pass to bfloat16 on CUDA devices that support it", flag=None)
+    base_dtype: str = option("float32", help="storage dtype of the frozen base weights (bfloat16 halves their "
+                                             "memory; adapters and head stay float32)", choices=BASE_DTYPES)
+    trust_remote_code: bool = option(False, help="passed to from_pretrained", flag=None)
+    max_tokens_per_forward: int = option(16384, help="without gradients (evaluation, scoring), batches run in chunks "
+                                                     "of at most this many padded tokens", flag=None)
+
+    def __post_init__(self) -> None:
+        self.target_modules = as_str_tuple(self.target_modules) or None
+
+
 @register_backbone
 class LoraBackbone(Backbone):
     """A pretrained transformer with LoRA adapters and a trained one-logit head; rows -> reward logits z.
 
-    Parameters
-    ----------
-    model : Hugging Face model id or local folder (default: the bundled all-MiniLM-L6-v2).
-    r, alpha, dropout : LoRA rank, scaling numerator (``alpha / r``) and dropout on the adapter input.
-    target_modules : module names to adapt; ``None`` picks the attention projections for the architecture.
-    max_length : token budget per (prompt, response) (default 256), capped by the model's position limit.
-    input_format : ``"pair"`` (encoders), ``"chat"`` (decoders) or ``"auto"`` (by model type).
-    chat_template : Jinja template overriding the tokenizer's (decoders only).
-    gradient_checkpointing : recompute activations in the backward pass (less memory, ~30% slower).
-    bf16 : autocast the forward pass to bfloat16 on CUDA devices that support it.
-    base_dtype : storage dtype of the frozen base weights (``"bfloat16"`` halves their memory; adapters and head
-        stay float32).
-    trust_remote_code : passed to ``from_pretrained`` (off by default).
-    max_tokens_per_forward : without gradients (evaluation, scoring), batches are split into chunks of at most this
-        many padded tokens, so the trainer's large evaluation batches fit in memory.
+    Keyword arguments: the fields of :class:`LoraOptions` (their defaults and meaning live there).
     """
 
     name: ClassVar[str] = "lora"
     needs_embeddings: ClassVar[bool] = False
+    options: ClassVar[type] = LoraOptions
+    model_option: ClassVar[str] = "model"
+    label: ClassVar[str] = "transformer + LoRA (slow on CPU)"
+    app_epochs: ClassVar[tuple[int, int]] = (3, 2)  # minutes per epoch on a CPU
+    export_formats = lora_export.FORMATS
 
-    def __init__(
-        self,
-        *,
-        model: str = DEFAULT_MODEL,
-        r: int = 8,
-        alpha: float = 16.0,
-        dropout: float = 0.05,
-        target_modules: Sequence[str] | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        input_format: str = "auto",
-        chat_template: str | None = None,
-        gradient_checkpointing: bool = False,
-        bf16: bool = True,
-        base_dtype: str = "float32",
-        trust_remote_code: bool = False,
-        max_tokens_per_forward: int = 16384,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__()
         from peft import LoraConfig, get_peft_model
         from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+        o = LoraOptions(**options)
+        model, r, alpha, dropout, max_length = o.model, o.r, o.alpha, o.dropout, o.max_length
+        input_format, chat_template, base_dtype = o.input_format, o.chat_template, o.base_dtype
         if int(r) <= 0 or float(alpha) <= 0 or not 0.0 <= float(dropout) < 1.0:
             raise InputError(f"LoRA needs r > 0, alpha > 0 and 0 <= dropout < 1; got r={r}, alpha={alpha}, "
                              f"dropout={dropout}")
@@ -313,11 +329,11 @@ class LoraBackbone(Backbone):
         self.r, self.alpha, self.dropout = int(r), float(alpha), float(dropout)
         self.input_format = input_format
         self.chat_template = chat_template
-        self.gradient_checkpointing = bool(gradient_checkpointing)
-        self.bf16 = bool(bf16)
+        self.gradient_checkpointing = bool(o.gradient_checkpointing)
+        self.bf16 = bool(o.bf16)
         self.base_dtype = base_dtype
-        self.trust_remote_code = bool(trust_remote_code)
-        self.max_tokens_per_forward = max(1, int(max_tokens_per_forward))
+        self.trust_remote_code = bool(o.trust_remote_code)
+        self.max_tokens_per_forward = max(1, int(o.max_tokens_per_forward))
 
         try:
             with quiet_transformers():
@@ -355,7 +371,7 @@ class LoraBackbone(Backbone):
             else:
                 base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-        targets = list(target_modules) if target_modules else default_target_modules(base)
+        targets = list(o.target_modules) if o.target_modules else default_target_modules(base)
         heads = [n for n in HEAD_NAMES if isinstance(getattr(base, n, None), torch.nn.Module)]
         if not heads:
             raise InputError(f"model {self.model_id!r} has no 'classifier' or 'score' head; use another model")
@@ -385,13 +401,25 @@ class LoraBackbone(Backbone):
     @classmethod
     def build(cls, X: np.ndarray | None, options: dict[str, Any], *, seed: int = 0) -> LoraBackbone:
         """A fresh LoRA backbone (``X`` is ignored: the model reads the texts); adapters and head seeded by ``seed``."""
-        import inspect
-
-        known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        known = {f.name for f in dataclasses.fields(LoraOptions)}
         unknown = sorted(set(options) - known)
         if unknown:
             raise InputError(f"unknown LoRA option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return seeded_init(seed, cls, **{k: v for k, v in options.items() if v is not None})
+
+    @classmethod
+    def plan_memory(cls, config: Any, *, budget_bytes: float, budget_name: str, on_gpu: bool, n_rows: int,
+                    max_length: int) -> tuple[Any, str]:
+        """:func:`causalrm.backbones.lora_memory.planned_config`."""
+        from causalrm.backbones.lora_memory import planned_config
+
+        return planned_config(config, budget_bytes=budget_bytes, budget_name=budget_name, on_gpu=on_gpu,
+                              n_rows=n_rows, max_length=max_length)
+
+    def export(self, run: Any, *, adapter_only: bool, embedder: str | None, probes: tuple[list, list],
+               atol: float) -> ExportPlan:
+        """A Hugging Face folder: merged weights, or the peft adapter (:mod:`causalrm.backbones.lora_export`)."""
+        return lora_export.export_plan(self, adapter_only=adapter_only, embedder=embedder, probes=probes, atol=atol)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -488,67 +516,3 @@ class LoraBackbone(Backbone):
         merged.config.pad_token_id = self.tokenizer.pad_token_id
         merged.config.num_labels = 1
         return merged
-
-
-def model_card_name(model_id: str) -> str:
-    """Human-readable base model name for model cards (``sentence-transformers/all-MiniLM-L6-v2`` for the bundle)."""
-    if model_id in BUNDLED_ALIASES:
-        return "sentence-transformers/all-MiniLM-L6-v2"
-    return model_id if not Path(model_id).exists() else Path(model_id).name
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# command line (used by `causalrm fit --backbone lora`)
-# --------------------------------------------------------------------------------------------------------------------
-def add_lora_arguments(parser: Any) -> None:
-    """``--lora-*`` options of ``causalrm fit`` (the transformer itself comes from ``--model``)."""
-    g = parser.add_argument_group("lora backbone (--backbone lora; --model names the transformer to fine-tune)")
-    g.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
-    g.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA alpha; scaling alpha / r (default 16)")
-    g.add_argument("--lora-dropout", type=float, default=0.05, help="dropout on the adapter input (default 0.05)")
-    g.add_argument("--lora-targets", default=None, metavar="NAMES",
-                   help="comma-separated module names to adapt (default: the attention projections)")
-    g.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH,
-                   help=f"tokens per (prompt, response) (default {DEFAULT_MAX_LENGTH})")
-    g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
-    g.add_argument("--base-dtype", default="float32", choices=BASE_DTYPES,
-                   help="storage dtype of the frozen base weights (default float32)")
-
-
-#: ``backbone_options`` key -> (its ``causalrm fit`` flag, the flag's default); ``lora_cli`` writes them back
-_LORA_FLAGS = {"model": ("--model", DEFAULT_MODEL), "r": ("--lora-r", 8), "alpha": ("--lora-alpha", 16.0),
-               "dropout": ("--lora-dropout", 0.05), "target_modules": ("--lora-targets", None),
-               "max_length": ("--max-length", DEFAULT_MAX_LENGTH),
-               "gradient_checkpointing": ("--gradient-checkpointing", False), "base_dtype": ("--base-dtype", "float32")}
-
-
-def lora_cli(options: dict[str, Any]) -> list[str]:
-    """The ``causalrm fit`` flags of LoRA ``backbone_options`` (the inverse of :func:`lora_options`; options that
-    only bound memory, such as ``max_tokens_per_forward``, have no flag and are left out)."""
-    out: list[str] = []
-    for key, (flag, default) in _LORA_FLAGS.items():
-        value = options.get(key, default)
-        if value == default or value is None:
-            continue
-        if isinstance(value, bool):
-            out.append(flag)
-        elif isinstance(value, (list, tuple)):
-            out += [flag, ",".join(map(str, value))]
-        else:
-            out += [flag, str(value)]
-    return out
-
-
-def lora_options(args: Any) -> dict[str, Any]:
-    """``FitConfig.backbone_options`` for the lora backbone from parsed ``causalrm fit`` arguments."""
-    targets = [t.strip() for t in (getattr(args, "lora_targets", None) or "").split(",") if t.strip()]
-    return {
-        "model": getattr(args, "embedder", None) or DEFAULT_MODEL,
-        "r": args.lora_r,
-        "alpha": args.lora_alpha,
-        "dropout": args.lora_dropout,
-        "target_modules": targets or None,
-        "max_length": args.max_length,
-        "gradient_checkpointing": bool(args.gradient_checkpointing),
-        "base_dtype": args.base_dtype,
-    }

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from causalrm.backbones.lora import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, is_encoder, resolve_model_path
 from causalrm.errors import InputError
@@ -38,6 +39,8 @@ PROCESS_BYTES = int(0.6 * GB)
 DEFAULT_BATCH_TOKENS = int(TrainOptions.max_batch_tokens)
 #: padded tokens per no-grad evaluation chunk at most (the LoRA backbone's default ``max_tokens_per_forward``)
 MAX_EVAL_TOKENS = 16384
+#: rows per optimiser step of a planned job (the MLP head's 512 would give a handful of steps per epoch)
+PLAN_BATCH_SIZE = 32
 #: share of the budget a plan may use (the rest absorbs allocator slack and estimate error)
 HEADROOM = 0.9
 _BYTES = {"float32": 4, "bfloat16": 2}
@@ -196,3 +199,15 @@ def plan_lora(
                              "or use the mlp backbone")
         length //= 2
     raise InputError(f"{head}, and the model alone does not fit: use the mlp backbone or a smaller model")
+
+
+def planned_config(config: Any, *, budget_bytes: float, budget_name: str, on_gpu: bool, n_rows: int,
+                   max_length: int) -> tuple[Any, str]:
+    """``LoraBackbone.plan_memory``: ``config`` (a ``FitConfig``) with the micro-batch tokens, gradient checkpointing
+    and evaluation chunk of :func:`plan_lora` for ``budget_bytes``, ``PLAN_BATCH_SIZE`` rows per step, and the plan's
+    line; InputError naming the max length that would fit when none does."""
+    plan = plan_lora(budget_bytes, model=config.backbone_options.get("model", DEFAULT_MODEL),
+                     max_length=int(max_length), n_rows=n_rows, on_gpu=on_gpu, budget_name=budget_name)
+    options = {**config.backbone_options, **plan.backbone_options()}
+    return (config.replace(backbone_options=options, max_batch_tokens=plan.batch_tokens, batch_size=PLAN_BATCH_SIZE),
+            f"LoRA: {plan.describe()}.")

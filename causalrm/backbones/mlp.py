@@ -13,8 +13,15 @@ import numpy as np
 import polars as pl
 import torch
 
-from causalrm.backbones.base import Backbone, as_int_tuple, register_backbone, seeded_init
+from causalrm import mlp_export
+from causalrm.backbones.base import (Backbone, ExportFormat, ExportPlan, as_int_tuple, hidden_label, register_backbone,
+                                     seeded_init)
 from causalrm.errors import InputError
+
+#: the export of an MLP run (:mod:`causalrm.mlp_export`); its manifest kind "mlp" is what exports on disk hold
+EXPORT = ExportFormat(kind="mlp", summary=lambda m: f"MLP head on {m.get('embedder')} embeddings, encoder bundled",
+                      card_model=mlp_export.card_model, card_input=mlp_export.card_input,
+                      card_usage=mlp_export.card_usage, load=mlp_export.load_export, check=mlp_export.check_export)
 
 
 class TensorFeatures:
@@ -87,6 +94,14 @@ class MLPBackbone(Backbone):
 
     name = "mlp"
     needs_embeddings = True
+    config_fields = ("hidden",)  # FitConfig.hidden (also the bench's --hidden and select_head's other head)
+    selects_head = True
+    label = "head on frozen embeddings"
+    # The app's patience is 5 where the CLI's is 30: seconds, not half a minute (docs/RESULTS.md, "Interactive
+    # speed"); on the default sample every method keeps the same best epoch with either (none improves on its best
+    # in the 30 epochs after it)
+    app_epochs = (40, 5)
+    export_formats = (EXPORT,)
 
     def __init__(
         self, input_dim: int, hidden: tuple[int, ...] | list[int] = (256, 64), negative_slope: float = 0.01,
@@ -137,3 +152,14 @@ class MLPBackbone(Backbone):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return self.net(x).squeeze(-1)
+
+    @classmethod
+    def head_label(cls, config: Any) -> str:
+        return hidden_label(config.hidden)
+
+    def export(self, run: Any, *, adapter_only: bool, embedder: str | None, probes: tuple[list, list],
+               atol: float) -> ExportPlan:
+        """A transformers folder holding the embedder's encoder and this head (:mod:`causalrm.mlp_export`)."""
+        if adapter_only:
+            raise InputError(f"--adapter-only applies to LoRA runs; {run.path} holds a {self.name!r} backbone")
+        return mlp_export.export_plan(self, run, embedder=embedder, probes=probes, atol=atol)

@@ -35,12 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from causalrm.backbones.base import export_format
     from causalrm.export import export_run
 
     manifest = export_run(args.run_dir, args.out, adapter_only=args.adapter_only, overwrite=args.overwrite,
                           embedder=args.embedder, verify=not args.no_verify)
-    kind = {"hf-merged": "Hugging Face model (LoRA merged)", "hf-adapter": "peft adapter + head",
-            "mlp": f"MLP head on {manifest.get('embedder')} embeddings, encoder bundled"}[manifest["kind"]]
+    kind = export_format(manifest["kind"]).summary(manifest)
     flips = manifest["training"].get("flip_rates")
     extra = f", rho01 {flips['rho01']:.3f}, rho10 {flips['rho10']:.3f}" if flips else ""
     print(f"exported {manifest['training']['method']} reward model ({kind}{extra}) to {args.out}")

@@ -44,9 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_event_rate_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_arguments(p.add_argument_group("fit configuration (FitConfig)"), FitConfig)
-    from causalrm.backbones.lora import add_lora_arguments
+    from causalrm.backbones import available_backbones, get_backbone_class
 
-    add_lora_arguments(p)
+    for name in available_backbones():  # each backbone's own options (Backbone.options)
+        get_backbone_class(name).add_arguments(p)
     return p
 
 
@@ -105,6 +106,7 @@ def read_log_arg(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
+    from causalrm.backbones import get_backbone_class
     from causalrm.backbones.base import hidden_label
     from causalrm.estimator import CausalRM
     from causalrm.config import FitConfig
@@ -129,14 +131,11 @@ def run(args: argparse.Namespace) -> int:
 
     X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
     embedder = args.embedder or file_model or FitConfig.embedder
-    backbone = args.backbone or FitConfig.backbone
-    backbone_options: dict = {}
-    if backbone == "lora":  # --model is the transformer to fine-tune; nuisances use the default embedder
-        from causalrm.backbones.lora import lora_options
-
-        backbone_options = lora_options(args)
+    kind = get_backbone_class(args.backbone or FitConfig.backbone)
+    backbone_options = kind.options_from_args(args)
+    if kind.model_option:  # --model is the backbone's model (to fine-tune); nuisances use the default embedder
         embedder = file_model or FitConfig.embedder
-    if backbone != "lora" and args.embedder and file_model and args.embedder != file_model:
+    elif args.embedder and file_model and args.embedder != file_model:
         print(f"note: --model {args.embedder} differs from the model recorded in {args.embeddings} ({file_model})",
               file=sys.stderr)
     if args.max_epochs is not None and args.max_epochs < 1:
