@@ -129,61 +129,17 @@ def model_card(manifest: dict[str, Any]) -> str:
                   f"On {test.get('rows', 'clean test rows')} (n={test.get('n')}): "
                   + ", ".join(f"{k.upper()} {_fmt(m.get(k))}" for k in ("r2", "mse", "mae", "auroc") if k in m)
                   + "."]
-    lines += ["", "## Usage", "", *_usage(manifest), *fmt.card_usage(manifest), ""]
+    lines += ["", "## Usage", "", *_USAGE, *fmt.card_usage(manifest), ""]
     return "\n".join(lines)
 
 
-def _input_description(manifest: dict[str, Any]) -> str:
-    if manifest.get("kind") == "mlp":
-        return (f"(prompt, response) embedded by `{manifest.get('embedder')}` (bundled in the folder): the text pair "
-                f"`[CLS] prompt [SEP] response [SEP]` (the response alone when the prompt is empty; max "
-                f"{manifest.get('max_length')} tokens, longest-first truncation), {manifest.get('pooling')}-pooled"
-                + (", L2-normalised" if manifest.get("normalize") else "") + ", then the MLP head.")
-    if manifest.get("input_format") == "chat":
-        return ("the conversation `[{'role': 'user', 'content': prompt}, {'role': 'assistant', 'content': "
-                "response}]` rendered with the saved chat template, tokenised without extra special tokens "
-                f"(max {manifest.get('max_length')} tokens, truncated on the left); the head reads the last non-pad "
-                "token.")
-    return (f"the text pair (prompt, response): `[CLS] prompt [SEP] response [SEP]` (max {manifest.get('max_length')} "
-            "tokens, longest-first truncation).")
-
-
-def _usage(manifest: dict[str, Any]) -> list[str]:
-    lines = ["```python", "import causalrm", "", 'rm = causalrm.load_reward_model("PATH")',
-             'rm.score(["How do I sort a list?"], ["Use sorted(xs)."])  # reward logits (numpy)', "",
-             "# as a TRL reward (GRPOTrainer(reward_funcs=[...]))",
-             "from causalrm.export import reward_function, best_of_n",
-             'reward = reward_function("PATH")', 'best, scores = best_of_n(rm, "prompt", ["answer a", "answer b"])',
-             "```"]
-    if manifest["kind"] == "hf-merged":
-        pair = manifest.get("input_format") != "chat"
-        lines += ["", "With transformers alone:", "", "```python",
-                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                  'model = AutoModelForSequenceClassification.from_pretrained("PATH")',
-                  'tok = AutoTokenizer.from_pretrained("PATH")']
-        if pair:
-            lines += ['inputs = tok("How do I sort a list?", "Use sorted(xs).", return_tensors="pt")']
-        else:
-            lines += ['text = tok.apply_chat_template([{"role": "user", "content": "How do I sort a list?"},',
-                      '                                 {"role": "assistant", "content": "Use sorted(xs)."}],'
-                      ' tokenize=False)',
-                      'inputs = tok(text, add_special_tokens=False, return_tensors="pt")']
-        lines += ["reward = model(**inputs).logits[0, 0].item()", "```"]
-    elif manifest["kind"] == "mlp":
-        lines += ["", "With transformers alone (the folder ships its model code, `modeling_causalrm.py`):", "",
-                  "```python", "from transformers import pipeline", "",
-                  'rm = pipeline("text-classification", model="PATH", trust_remote_code=True)',
-                  'rm({"text": "How do I sort a list?", "text_pair": "Use sorted(xs)."}, truncation=True,',
-                  '   function_to_apply="none")["score"]  # the reward logit z', "```"]
-    elif manifest["kind"] == "hf-adapter":
-        lines += ["", "With peft:", "", "```python",
-                  "from peft import PeftModel",
-                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer", "",
-                  'tok = AutoTokenizer.from_pretrained("PATH")',
-                  f'base = AutoModelForSequenceClassification.from_pretrained("{manifest.get("base_model_card")}", '
-                  "num_labels=1, pad_token_id=tok.pad_token_id)",
-                  'model = PeftModel.from_pretrained(base, "PATH")', "```"]
-    return lines
+#: the usage every export shares (its format adds how to load it without causalrm)
+_USAGE = ("```python", "import causalrm", "", 'rm = causalrm.load_reward_model("PATH")',
+          'rm.score(["How do I sort a list?"], ["Use sorted(xs)."])  # reward logits (numpy)', "",
+          "# as a TRL reward (GRPOTrainer(reward_funcs=[...]))",
+          "from causalrm.export import reward_function, best_of_n",
+          'reward = reward_function("PATH")', 'best, scores = best_of_n(rm, "prompt", ["answer a", "answer b"])',
+          "```")
 
 
 __all__ = ["model_card", "run_summary"]
