@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up the CausalRM Workbench in ./.venv, then run one thing:
-#   bash scripts/setup.sh app     launch the workbench on the bundled sample (http://127.0.0.1:7860)
-#   bash scripts/setup.sh test    install the test extras (and Debian's chromium for the browser test), run the tests
+#   bash scripts/setup.sh app     install the app (UI) and notebooks extras, launch the workbench on the bundled sample
+#                                 (http://127.0.0.1:7860)
+#   bash scripts/setup.sh test    install the app, notebooks and test extras (and Debian's chromium for the browser
+#                                 test), run the tests
 # TORCH_SPEC overrides the PyTorch requirement installed first (default: torch==2.13.0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,11 +43,11 @@ install_once() {
 
 case "$mode" in
   app)
-    install_once notebooks
+    install_once app,notebooks
     exec causalrm app "$@"
     ;;
   test)
-    install_once notebooks,dev,trl
+    install_once app,notebooks,dev,trl
     if [[ ! -x /usr/bin/chromium ]]; then
       if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

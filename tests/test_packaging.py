@@ -39,7 +39,7 @@ def _environment_names() -> set[str]:
 
 
 def test_environment_yml_matches_pyproject() -> None:
-    assert _environment_names() == _pyproject_names("notebooks")
+    assert _environment_names() == _pyproject_names("app", "notebooks")
 
 
 def test_console_script_runs() -> None:
@@ -61,7 +61,41 @@ def test_core_never_imports_ui() -> None:
 
 
 def test_space_requirements_match_pyproject() -> None:
-    """The Space's requirements.txt lists the core dependencies (gradio comes from the README's sdk_version)."""
+    """The Space's requirements.txt lists the core dependencies and the app extra (gradio comes from the README's
+    sdk_version)."""
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     names = {_name(line) for line in lines if line.strip() and not line.startswith(("#", "-"))}
-    assert names == _pyproject_names() - {"gradio"}
+    assert names == _pyproject_names("app") - {"gradio"}
+
+
+def test_the_ui_is_an_extra() -> None:
+    """gradio and plotly are the app extra, not core dependencies; the notebooks extra has plotly (their figures)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {_name(r) for r in project["dependencies"]}
+    extras = {name: {_name(r) for r in reqs} for name, reqs in project["optional-dependencies"].items()}
+    assert not core & {"gradio", "plotly"}
+    assert {"gradio", "plotly"} <= extras["app"] and "plotly" in extras["notebooks"]
+    notebooks = sorted((ROOT / "notebooks").glob("*.py"))
+    assert notebooks and not [p.name for p in notebooks
+                              if re.search(r"^\s*(import|from)\s+(gradio|app)\b", p.read_text(), flags=re.M)]
+
+
+def test_library_and_cli_run_without_the_ui() -> None:
+    """With gradio and plotly unimportable, the library and the CLI import and `--help` runs; `causalrm app` is one
+    error line naming the app extra (exit status 2)."""
+    code = (
+        "import sys\n"
+        "sys.modules['gradio'] = sys.modules['plotly'] = None\n"  # None in sys.modules: the import fails
+        "import causalrm, causalrm.cli.main\n"
+        "from causalrm.cli.main import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "sys.exit(main(['app', '--port', '0']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2, out.stderr
+    assert "usage: causalrm" in out.stdout and "fit" in out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and ".[app]" in lines[0], out.stderr

@@ -43,20 +43,20 @@ def _launch(box: Path, mode: str = "app") -> list[str]:
 
 def test_app_launch_runs_pip_only_when_pyproject_changes(tmp_path):
     box = _sandbox(tmp_path)
-    assert _launch(box) == ["pip install -q -e .[notebooks]", "causalrm app --port 7861"]
+    assert _launch(box) == ["pip install -q -e .[app,notebooks]", "causalrm app --port 7861"]
     assert _launch(box)[2:] == ["causalrm app --port 7861"]  # installed already: straight to the app
     with (box / "pyproject.toml").open("a") as fh:
         fh.write("\n# a changed dependency list\n")
-    assert _launch(box)[3:] == ["pip install -q -e .[notebooks]", "causalrm app --port 7861"]
+    assert _launch(box)[3:] == ["pip install -q -e .[app,notebooks]", "causalrm app --port 7861"]
 
 
 def test_app_after_test_installs_nothing(tmp_path):
     """The test extras include the app's: an app launch after `setup.sh test` goes straight to the app, and a test
     run after an app install installs the extras it lacks."""
     box = _sandbox(tmp_path)
-    assert _launch(box, "test") == ["pip install -q -e .[notebooks,dev,trl]", "pytest"]
+    assert _launch(box, "test") == ["pip install -q -e .[app,notebooks,dev,trl]", "pytest"]
     assert _launch(box)[2:] == ["causalrm app --port 7861"]
     (tmp_path / "other").mkdir()
     other = _sandbox(tmp_path / "other")
-    assert _launch(other) == ["pip install -q -e .[notebooks]", "causalrm app --port 7861"]
-    assert _launch(other, "test")[2:] == ["pip install -q -e .[notebooks,dev,trl]", "pytest"]
+    assert _launch(other) == ["pip install -q -e .[app,notebooks]", "causalrm app --port 7861"]
+    assert _launch(other, "test")[2:] == ["pip install -q -e .[app,notebooks,dev,trl]", "pytest"]

@@ -61,8 +61,8 @@ def _import_ui():
         if err.name in ("app", "app.ui"):
             raise InputError("the workbench UI (folder app/) is not installed here; run `causalrm app` from a source "
                              "checkout of the CausalRM Workbench") from None
-        raise InputError(f"the workbench needs the missing package {err.name!r}; install it "
-                         "(pip install -e .)") from None
+        raise InputError(f"the workbench needs the missing package {err.name!r}: install the app extra "
+                         '(pip install -e ".[app]", or bash scripts/setup.sh app)') from None
 
 
 def check_limits(args: argparse.Namespace) -> None:
