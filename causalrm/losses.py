@@ -15,30 +15,13 @@ Notation (docs/ARCHITECTURE.md)
 (identical to cross-entropy with a soft label for "bce"; for "mse" it is ``(sigma(z) - q)^2 + q (1 - q)``: the same
 gradient in z, and the value is the expected clean loss when q is right; see ``expected_loss``).
 
-Every estimator is a mean over all N rows of a batch (the paper's (1/N) sum over impressions D). The estimators are
-the specs of the method registry (``causalrm.methods``: each one's traits select its branch of the kernel in
-``loss_components``; a registered method may bring its own kernel):
-
-=============== ============================================================== =====================================
-method           per-example term                                              reference
-=============== ============================================================== =====================================
-naive            o l(z, r)                                                     biased by selection and noise
-ips              (o/p) l(z, r)                                                 debias-only (the paper's dagger)
-snips            (o/p) l(z, r), reduced by sum(w) instead of N                 Swaminathan & Joachims 2015
-dr               e + (o/p)(l(z, r) - e),  e = l(z, q)                          doubly robust, debias-only
-fcorr            o l(pi(z), r),  pi = (1 - rho01) s + rho10 (1 - s)            forward correction, Patrini 2017
-fcorr-ips        (o/p) l(pi(z), r)                                             forward correction + IPS
-fcorr-dr         f + (o/p)(l(pi(z), r) - f),  f = l(pi(z), q), q = P(r=1|x)    forward correction + DR
-denoise          o l~(z, r)                                                    denoise-only (the paper's double dagger)
-causalrm-ips     (o/p) l~(z, r)                                                CausalRM-IPS (Li et al. 2024 OME-IPS)
-causalrm-dr      e + (o/p)(l~(z, r) - e),  e = l(z, q)                         CausalRM-DR (Li et al. 2024 OME-DR)
-nnpu             o l~(z, r), reduced by max(0, R1) + max(0, R0)                nnPU (Kiryo 2017), class-wise
-causalrm-nnpu    (o/p) l~(z, r), reduced by max(0, R1) + max(0, R0)            nnPU with IPS weights
-oracle           l(z, r*) on every row                                         the ideal loss (simulation only)
-oracle-observed  (o/p_true) l(z, r*)                                           a fair ceiling (simulation only)
-=============== ============================================================== =====================================
-
-with the noise-corrected surrogate of Natarajan et al. (2013)
+Every estimator is a mean over all N rows of a batch (the paper's (1/N) sum over impressions D) of a per-example
+term written in this notation. The estimators are the specs of the method registry (``causalrm.methods``: each one's
+traits select its branch of the kernel in ``loss_components``; a registered method may bring its own kernel); their
+table (method, per-example term, what it needs, traits, reference) is generated from the registry by
+``causalrm.methods.markdown_table()``: docs/METHOD.md carries it ("The losses"), tests/test_methods.py checks it.
+The terms use ``w = o / p``, ``e = l(z, q)``, the forward-corrected probability ``pi(z) = (1 - rho01) s + rho10 (1 -
+s)`` (Patrini et al. 2017) and the noise-corrected surrogate of Natarajan et al. (2013)
 
     l~(z, 1) = [(1 - rho10) l(z, 1) - rho01 l(z, 0)] / D,     l~(z, 0) = [(1 - rho01) l(z, 0) - rho10 l(z, 1)] / D,
 
