@@ -262,14 +262,7 @@ def test_bad_inputs_raise_input_error(minilm: Embedder) -> None:
         minilm.embed(["a", "b"], ["x", None])
 
 
-def _needs_read_log() -> None:
-    io = pytest.importorskip("causalrm.io")
-    if not hasattr(io, "read_log"):
-        pytest.skip("causalrm.io.read_log is not available yet")
-
-
 def test_cli_embed_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _needs_read_log()
     import polars as pl
     from safetensors import safe_open
 
@@ -299,7 +292,6 @@ def test_cli_embed_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _needs_read_log()
     import polars as pl
 
     from causalrm.cli.main import main

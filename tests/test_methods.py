@@ -3,7 +3,6 @@ configuration as the command line's source (causalrm.options, FitConfig.to_cli).
 
 from __future__ import annotations
 
-import argparse
 import shlex
 
 import numpy as np
@@ -221,7 +220,6 @@ def test_fit_and_bench_options_come_from_the_config():
     assert from_args(FitConfig, bench, BENCH_FIT_OPTIONS) == {"max_epochs": 7, "hidden": "", "num_threads": 1}
     flags = {f.name for f in cli_fields(FitConfig)}
     assert {"method", "max_epochs", "num_threads", "embedder", "rho01"} <= flags
-    assert isinstance(build_parser(), argparse.ArgumentParser)
     assert np.all([f in flags for f in BENCH_FIT_OPTIONS])
 
 

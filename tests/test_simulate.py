@@ -5,9 +5,7 @@ Statistical checks compare realised rates with their targets within 4 binomial s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -26,7 +24,6 @@ from causalrm.simulate import (
     teacher_score,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 LEVELS = np.arange(1.0, 11.0)  # a 1-10 scale, like UltraFeedback
 
 
@@ -414,13 +411,6 @@ def test_cli_bad_output_extension(tmp_path, capsys):
     assert rc == 2 and "extension" in capsys.readouterr().err
 
 
-needs_datasets = pytest.mark.skipif(
-    importlib.util.find_spec("causalrm.datasets") is None or not (REPO / "data" / "ultrafeedback.parquet").exists(),
-    reason="causalrm.datasets / data/ultrafeedback.parquet not available yet",
-)
-
-
-@needs_datasets
 def test_cli_unknown_dataset(tmp_path, capsys):
     from causalrm.cli.main import main
 
@@ -430,7 +420,6 @@ def test_cli_unknown_dataset(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@needs_datasets
 def test_cli_end_to_end_on_ultrafeedback(tmp_path, capsys):
     from causalrm.cli.main import main
     from causalrm.datasets import load_rated
@@ -459,7 +448,6 @@ def test_cli_end_to_end_on_ultrafeedback(tmp_path, capsys):
     assert pl.read_parquet(out2).equals(log)
 
 
-@needs_datasets
 def test_simulate_dataset_teacher_embeds_the_loaded_rows(monkeypatch):
     import causalrm.embeddings as embeddings
     from causalrm.datasets import load_rated
