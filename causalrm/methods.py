@@ -282,12 +282,14 @@ TABLE_BEGIN = "<!-- method table: generated from causalrm.methods (markdown_tabl
 TABLE_END = "<!-- end of method table -->"
 
 
-def markdown_table() -> str:
-    """The estimators as a markdown table (docs/METHOD.md carries it between ``TABLE_BEGIN`` and ``TABLE_END``)."""
+def markdown_table(methods: Sequence[str] | None = None) -> str:
+    """The estimators (``methods``, default every registered one) as a markdown table: docs/METHOD.md carries the
+    full one between ``TABLE_BEGIN`` and ``TABLE_END``, the teaching notebooks print their methods'. Every table of
+    methods is this one."""
     rows = ["| method | per-example term | needs | noise-aware | weighted | DR | early-stops on | reference |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     yes = {True: "yes", False: ""}
-    for s in _REGISTRY.values():
+    for s in (_REGISTRY.values() if methods is None else [get(m) for m in methods]):
         needs = ", ".join(text for n, text in NUISANCES.items() if n in s.needs) or "–"
         stop = f"`{s.val_method}`" if s.val_method else "itself"
         rows.append(f"| `{s.name}` | {s.term} | {needs} | {yes[s.noise_aware]} | {yes[s.weighted]} | "

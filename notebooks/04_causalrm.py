@@ -46,6 +46,7 @@ from causalrm.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.evaluation import compare_rankings
 from causalrm.losses import METHODS
+from causalrm.methods import markdown_table
 from causalrm.pipeline import FitConfig, fit_nuisances
 from causalrm.runs import scored_table
 from causalrm.simulate import simulate
@@ -62,27 +63,22 @@ print("fast mode" if FAST else "full mode", TRAIN)
 # %% [markdown]
 # ## 1. The estimators
 #
-# All are means over the $N$ training impressions of a per-row term (`causalrm.losses`); $w_i = o_i/\hat p_i$
-# with $\hat p$ clipped below (0.1 by default), $\tilde\ell$ the noise-corrected surrogate of notebook 03,
-# $\hat e_i = \ell(\hat r_i, q_i)$ an imputed error from a pseudo-label $q(x) \approx P(r^*=1\mid x)$:
-#
-# | method | term | corrects |
-# | --- | --- | --- |
-# | `naive` | $o_i\,\ell(\hat r_i, r_i)$ | nothing |
-# | `ips` | $w_i\,\ell(\hat r_i, r_i)$ | selection (the paper's †) |
-# | `denoise` | $o_i\,\tilde\ell(\hat r_i, r_i)$ | noise (the paper's ‡) |
-# | `causalrm-ips` | $w_i\,\tilde\ell(\hat r_i, r_i)$ | both |
-# | `causalrm-dr` | $\hat e_i + w_i(\tilde\ell(\hat r_i, r_i) - \hat e_i)$ | both; unbiased if $\hat p$ *or* $\hat e$ is right |
-# | `oracle` | $\ell(\hat r_i, r^*_i)$ on every row | the ideal loss (simulation only) |
+# All are means over the $N$ training impressions of a per-row term (`causalrm.losses`); $w = o/p$ with $\hat p$
+# clipped below (0.1 by default), $\tilde\ell$ the noise-corrected surrogate of notebook 03, $e = \ell(z, q)$ an
+# imputed error from a pseudo-label $q(x) \approx P(r^*=1\mid x)$. The table below is the method registry's
+# (`causalrm.methods`, the one source of every table of methods): a *weighted* method corrects selection, a
+# *noise-aware* one noise, `causalrm-dr` both and is unbiased if $\hat p$ *or* $e$ is right; `oracle` is the ideal
+# loss on clean labels (simulation only).
 #
 # The base loss $\ell$ is squared error on $\sigma(z)$ (bounded; see notebook 03). Every method is early-stopped
 # on its *own* estimate on the validation split: never on clean labels, which a real log does not have.
 
 # %%
+COMPARE = ["naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle"]
+print(markdown_table(COMPARE))
 print("all methods in the library:", ", ".join(METHODS))
 rated = load_rated("ultrafeedback")
 X = embed_log(rated, Embedder(progress=False))
-COMPARE = ["naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle"]
 
 
 # %% [markdown]
