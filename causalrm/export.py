@@ -87,7 +87,8 @@ def _check_texts(prompts: Any, responses: Any) -> tuple[list[Any], list[Any]]:
 class RewardModel:
     """A loaded reward model: ``score(prompts, responses) -> np.ndarray`` of reward logits z (float32).
 
-    Attributes: ``kind`` ("hf-merged", "hf-adapter", "hf", "mlp", "run"), ``path``, ``manifest`` (export metadata,
+    Attributes: ``kind`` (an export's manifest kind, ``causalrm.backbones.export_format``; "hf" a third-party model,
+    "run" a run directory or fitted estimator), ``path``, ``manifest`` (export metadata,
     empty for third-party models), ``loading_info`` (transformers' missing / unexpected keys, HF kinds only).
     """
 
