@@ -195,10 +195,10 @@ def fit_methods(
         def fit_method(method: str, cfg: FitConfig) -> FitResult:
             emit("start", method, None)
 
-            def fit(cfg: FitConfig) -> FitResult:  # one configuration: its heads when select_head, else itself
+            def fit(cfg: FitConfig, announce: bool = True) -> FitResult:  # its heads when select_head, else itself
                 def one(_: Any, c: FitConfig) -> FitResult:
                     return fit_one(log, X_fit, c, nuisances, should_stop=should_stop,
-                                   on_stage=lambda text: emit("stage", method, text),
+                                   on_stage=(lambda text: emit("stage", method, text)) if announce else None,
                                    progress=lambda *epoch: emit("epoch", method, epoch))
                 if not cfg.select_head:
                     return one(None, cfg)
@@ -206,8 +206,9 @@ def fit_methods(
 
             t0 = time.perf_counter()
             if method == AUTO:
-                result = _fit_auto(cfg, fit, {m: r for m, r in fitted.items() if reusable(r.config, cfg)}, log,
-                                   nuisances, lambda text: emit("stage", AUTO, text))
+                result = _fit_auto(cfg, lambda c: fit(c, announce=False),  # auto announces "training m" itself
+                                   {m: r for m, r in fitted.items() if reusable(r.config, cfg)}, log, nuisances,
+                                   lambda text: emit("stage", AUTO, text))
             else:
                 result = fitted[method] = fit(cfg)
             seconds = time.perf_counter() - t0
