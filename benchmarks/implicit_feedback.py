@@ -18,6 +18,8 @@ interval the user sees). ``report``: markdown tables with paired differences ove
         --out docs/results/implicit/synthetic.json
     python benchmarks/implicit_feedback.py curve --dataset wildbench --rating teacher --seeds 0-4 \\
         --audits 100,300,1000 --out docs/results/implicit/audit_curve.json
+    python benchmarks/implicit_feedback.py mixed --dataset wildbench --rating teacher --seeds 0-9 \\
+        --out docs/results/implicit/mixed_wildbench_teacher.json
     python benchmarks/implicit_feedback.py report docs/results/implicit/*.json
 """
 
@@ -43,9 +45,10 @@ from causalrm.atomic_io import write_json_atomic  # noqa: E402
 from causalrm.bench import BenchConfig, _load_rated  # noqa: E402
 from causalrm.config import FitConfig  # noqa: E402
 from causalrm.evaluation import bootstrap_ci, metrics, sigmoid  # noqa: E402
-from causalrm.feedback_kinds import as_impressions  # noqa: E402
+from causalrm.feedback_kinds import FEEDBACK_KIND, as_impressions  # noqa: E402
 from causalrm.orchestrate import fit_methods  # noqa: E402
 from causalrm.simulate import simulate_with_config  # noqa: E402
+from causalrm.simulate_feedback import COPIED  # noqa: E402
 from causalrm.teaching import simulated_audit  # noqa: E402
 
 METHODS = ("naive", "denoise", "nnpu", "auto", "oracle")
@@ -111,6 +114,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   + (f" (kept {row['chosen']})" if "chosen" in row else ""), file=sys.stderr, flush=True)
         print(f"seed {seed}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     return {"kind": "run", "config": vars(args), "results": rows}
+
+
+def mixed(args: argparse.Namespace) -> dict[str, Any]:
+    """Per seed, a mixed log (thumbs under selection and flips, plus copies on every impression), an audit of
+    ``args.audit`` rows designed on the copies (``audit.design_strata`` on a mixed log), and the default method on
+    each reading: the thumbs alone, the copies alone, both (``causalrm.mixed_feedback``), and both with the event
+    rates given instead of read from the audit (``--event-rate`` / ``--accidental-rate``); plus the mixed log's
+    single methods."""
+    rated, X = _load_rated(BenchConfig(dataset=args.dataset, rating=args.rating))
+    rows = []
+    for seed in _parse_seeds(args.seeds):
+        t0 = time.perf_counter()
+        log, _ = simulate_with_config(rated, feedback_kind="mixed", alpha=args.alpha, rho01=args.rho01,
+                                      rho10=args.rho10, event_rate_good=args.c, event_rate_bad=args.eps,
+                                      rating=args.rating, embeddings=X, seed=seed, dataset=args.dataset)
+        log = as_impressions(log)
+        design, strata = audit.design_strata(log, X, seed=seed)
+        log = audit.merge_labels(log, simulated_audit(log, design, strata, args.audit, seed=seed))
+        thumbs = as_impressions(log.drop(COPIED, FEEDBACK_KIND), "explicit")
+        copies = as_impressions(log.drop(schema.FEEDBACK, FEEDBACK_KIND).rename({COPIED: schema.FEEDBACK}), "implicit")
+        rates = {"event_rate": args.c, "accidental_rate": args.eps}
+        cells = {"thumbs": (thumbs, ("auto",), {}), "copies": (copies, ("auto",), {}),
+                 "mixed": (log, ("naive", "denoise", "causalrm-ips", "auto"), {}),
+                 "mixed-rates": (log.drop(schema.GOLD_LABEL), ("auto",), rates)}
+        for cell, (cell_log, methods, fit) in cells.items():
+            for method, result in fit_cell(cell_log, X, seed, methods, max_epochs=args.epochs, **fit).items():
+                row = {"seed": seed, "cell": cell, "method": method, **test_metrics(log, result.score(log, X))}
+                if result.choice is not None:
+                    row["chosen"] = result.choice["method"]
+                rows.append(row)
+                print(f"seed {seed} {cell} {method}: R2 {row['r2']:.3f} AUROC {row['auroc']:.3f}"
+                      + (f" (kept {row['chosen']})" if "chosen" in row else ""), file=sys.stderr, flush=True)
+        print(f"seed {seed}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
+    return {"kind": "mixed", "config": vars(args), "results": rows}
 
 
 def curve(args: argparse.Namespace) -> dict[str, Any]:
@@ -214,7 +251,7 @@ def report(paths: list[str]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("run", "curve"):
+    for name in ("run", "curve", "mixed"):
         q = sub.add_parser(name)
         q.add_argument("--dataset", default="wildbench")
         q.add_argument("--rating", default="teacher", choices=("real", "teacher"))
@@ -223,9 +260,14 @@ def main() -> int:
         q.add_argument("--eps", type=float, default=0.03, help="P(event | bad)")
         q.add_argument("--epochs", type=int, default=FitConfig.max_epochs)
         q.add_argument("--out", required=True)
-        if name == "run":
+        if name in ("run", "mixed"):
             q.add_argument("--audit", type=int, default=300)
+        if name == "run":
             q.add_argument("--methods", default=",".join(METHODS))
+        if name == "mixed":  # the thumbs' selection and flips (the held-out explicit cell of RESULTS)
+            q.add_argument("--alpha", type=float, default=0.2)
+            q.add_argument("--rho01", type=float, default=0.15)
+            q.add_argument("--rho10", type=float, default=0.25)
         else:
             q.add_argument("--audits", default="100,300,1000")
     r = sub.add_parser("report")
@@ -234,7 +276,7 @@ def main() -> int:
     if args.cmd == "report":
         print(report(args.files))
         return 0
-    data = (run if args.cmd == "run" else curve)(args)
+    data = {"run": run, "curve": curve, "mixed": mixed}[args.cmd](args)
     write_json_atomic(data, args.out)
     return 0
 

@@ -174,9 +174,11 @@ def auditable_features(X: Any, n: int, rows: np.ndarray) -> Any:
 def design_strata(log: pl.DataFrame, X: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(auditable rows, their strata): p_hat and f fitted on the auditable rows (module docstring, step 1).
     ``X``: embeddings of every row of ``log``."""
+    from causalrm.mixed_feedback import event_reading
     from causalrm.noise import cross_fitted_proxy
     from causalrm.propensity import PropensityModel
 
+    log = event_reading(log)  # a mixed log: the design covers every impression through its events
     rows = auditable_rows(log)
     if rows.size == 0:
         raise InputError("every row of the log is a test row; the audit proposes train/val rows only")

@@ -110,6 +110,10 @@ class FitConfig(TrainOptions):
     quantile: float = option(0.97, help="anchor quantile")
     rho01: float | None = option(None, help="fixed P(r=0 | r*=1) (with --rho10; else estimated)")
     rho10: float | None = option(None, help="fixed P(r=1 | r*=0) (with --rho01; else estimated)")
+    event_rate: float | None = option(None, help="implicit events (copies, clicks): P(event | good response), known "
+                                                 "or assumed; the event signal's rho01 = 1 - C", metavar="C")
+    accidental_rate: float | None = option(None, help="implicit events: P(event | bad response) (default 0 with "
+                                                      "--event-rate); the event signal's rho10 = EPS", metavar="EPS")
     flip_bootstrap: int = option(200, help="bootstrap replicates of the flip-rate intervals")
     force_noise_correction: bool = option(False, help="train a noise-aware method even when the flip-rate gate "
                                                       "says the rates are not identifiable")
@@ -158,6 +162,10 @@ class FitConfig(TrainOptions):
                              f"{', '.join(PROPENSITY_MODELS)}")
         if self.flip_method not in FLIP_METHODS:
             raise InputError(f"unknown flip method {self.flip_method!r}; choose one of: {', '.join(FLIP_METHODS)}")
+        if self.event_rate is not None or self.accidental_rate is not None:
+            from causalrm.feedback_kinds import event_flip_rates
+
+            event_flip_rates(self.event_rate, self.accidental_rate)
         if (self.rho01 is None) != (self.rho10 is None):
             raise InputError("give both --rho01 and --rho10 (fixed flip rates) or neither (estimated)")
         if self.rho01 is not None:

@@ -45,7 +45,8 @@ from causalrm.errors import InputError
 AUTO = "auto"
 EXPLICIT = "explicit"
 IMPLICIT = "implicit"
-KINDS: tuple[str, ...] = (EXPLICIT, IMPLICIT)
+MIXED = "mixed"
+KINDS: tuple[str, ...] = (EXPLICIT, IMPLICIT, MIXED)
 #: the column that marks a log read as implicit feedback
 FEEDBACK_KIND = "feedback_kind"
 #: fewest feedback values, all of them 1, for ``auto`` to read a log as implicit
@@ -95,11 +96,29 @@ def event_column(columns: list[str], kind: str = AUTO) -> str | None:
     return events[0] if events else None
 
 
-def unused_signals(columns: list[str]) -> list[str]:
-    """Implicit signal columns beside the ``feedback`` that is read (a mixed log, not supported yet): not used."""
+def mixed_signal(columns: list[str], kind: str = AUTO) -> str | None:
+    """The implicit event column read beside the thumbs in ``feedback`` (a mixed log), None when there is none or
+    ``kind`` is explicit (the events are then not used); a one-line InputError for several event columns or
+    ``kind`` implicit on a log with thumbs and events."""
+    events = [c for c in EVENT_COLUMNS if c in columns]
+    if schema.FEEDBACK not in columns or not events or kind == EXPLICIT:
+        return None
+    if kind == IMPLICIT:
+        raise InputError(f"the log has thumbs in 'feedback' and events in {events[0]!r}: drop --feedback-kind to read "
+                         "both (mixed), or use --feedback-kind explicit to read the thumbs alone")
+    if len(events) > 1:
+        raise InputError(f"columns {', '.join(map(repr, events))} are each an implicit signal; a mixed log reads one "
+                         f"beside the thumbs: drop or rename the others")
+    return events[0]
+
+
+def unused_signals(columns: list[str], kind: str = AUTO) -> list[str]:
+    """Implicit signal columns beside the ``feedback`` that is read and not used: negative events (regenerations,
+    edits), and positive ones where the log is read as explicit."""
     if schema.FEEDBACK not in columns:
         return []
-    return [c for c in (*EVENT_COLUMNS, *NEGATIVE_EVENT_COLUMNS) if c in columns]
+    used = {mixed_signal(columns, kind)} if kind in (AUTO, MIXED) else set()
+    return [c for c in (*EVENT_COLUMNS, *NEGATIVE_EVENT_COLUMNS) if c in columns and c not in used]
 
 
 def check_kind(kind: str) -> str:
@@ -131,12 +150,10 @@ def kind_of(log: pl.DataFrame) -> str:
     if FEEDBACK_KIND not in log.columns:
         return EXPLICIT
     values = log[FEEDBACK_KIND].cast(pl.String).unique().to_list()
-    if values == [IMPLICIT]:
-        return IMPLICIT
-    if values == [EXPLICIT]:
-        return EXPLICIT
-    raise InputError(f"column {FEEDBACK_KIND!r} holds {sorted(map(str, values))}; it must be 'implicit' or "
-                     "'explicit' on every row (drop the column to let the reader detect the kind)")
+    if len(values) == 1 and values[0] in KINDS:
+        return values[0]
+    raise InputError(f"column {FEEDBACK_KIND!r} holds {sorted(map(str, values))}; it must be one of "
+                     f"{', '.join(KINDS)} on every row (drop the column to let the reader detect the kind)")
 
 
 def _counts(log: pl.DataFrame) -> tuple[int, int, int]:
@@ -157,8 +174,13 @@ def resolve_kind(log: pl.DataFrame, kind: str = AUTO) -> str:
             raise InputError(f"the log is marked {marked} feedback (column {FEEDBACK_KIND!r}) but "
                              f"--feedback-kind {kind} was given; drop one of them")
         return marked
-    if kind != AUTO:
+    if mixed_signal(log.columns, kind) is not None:
+        return MIXED
+    if kind not in (AUTO, MIXED):
         return kind
+    if kind == MIXED:
+        raise InputError(f"--feedback-kind mixed needs thumbs in 'feedback' and an event column ({', '.join(EVENT_COLUMNS)}"
+                         "; --map copied=COLUMN names yours)")
     if schema.FEEDBACK not in log.columns:
         return EXPLICIT
     return detect_kind(*_counts(log))
@@ -172,6 +194,10 @@ def as_impressions(log: pl.DataFrame, kind: str = AUTO) -> pl.DataFrame:
         resolve_kind(log, kind)  # the mark holds; a contradicting ``kind`` is refused
         return log
     check_kind(kind)
+    if resolve_kind(log, kind) == MIXED:
+        event = mixed_signal(log.columns, kind)
+        return log.with_columns((pl.col(event) == 1).fill_null(False).cast(pl.Int8).alias(event),
+                                pl.lit(MIXED, dtype=pl.String).alias(FEEDBACK_KIND))
     detected = detect_kind(*_counts(log)) if schema.FEEDBACK in log.columns else EXPLICIT
     kind = detected if kind == AUTO else kind
     if kind == EXPLICIT:
@@ -193,3 +219,10 @@ def describe(kind: str, n_rows: int, n_events: int) -> str:
                 "empty cell is no event, not missing feedback. Calibrating it needs an event rate or audited "
                 f"labels: {IMPLICIT_NEEDS}")
     return "explicit feedback (thumbs up / down where given)"
+
+
+def describe_mixed(event: str, n_rows: int, n_observed: int, n_events: int) -> str:
+    """One line for ``validate`` and the app on a mixed log: thumbs plus an implicit event column."""
+    return (f"mixed feedback: thumbs on {n_observed:,} of {n_rows:,} impressions plus {n_events:,} implicit "
+            f"{event!r} events on every impression; one model learns from both (causalrm.mixed_feedback). The "
+            f"events' rates come from audited labels or --event-rate C --accidental-rate EPS")

@@ -108,6 +108,8 @@ class LossInputs:
     propensity : the clipped estimate max(p_hat, clip) in (0, 1]; may be None for methods without weights.
     pseudo_label : q in [0, 1] on every row; needed by ``dr`` and ``causalrm-dr``.
     true_label : r* in {0, 1} on every row; simulation only, needed by ``oracle``.
+    rho01, rho10 : per-row flip rates, where rows carry different signals (a mixed log's thumbs and copies,
+        ``causalrm.mixed_feedback``); when present they replace the scalar rates of the noise-aware methods.
     """
 
     feedback: Any
@@ -115,6 +117,8 @@ class LossInputs:
     propensity: Any = None
     pseudo_label: Any = None
     true_label: Any = None
+    rho01: Any = None
+    rho10: Any = None
 
     def index(self, idx: Any) -> LossInputs:
         """The rows ``idx`` (a minibatch) of every tensor that is present."""
@@ -183,6 +187,18 @@ def _as_tensor(value: Any, like: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
+def _row_rates(inputs: LossInputs, logits: torch.Tensor, check: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row flip rates (``LossInputs.rho01`` / ``rho10``) as tensors; ``check``: each row's pair obeys
+    :func:`check_rates`."""
+    if inputs.rho10 is None:
+        raise InputError("per-row flip rates need both rho01 and rho10")
+    a = _as_tensor(inputs.rho01, logits, "rho01")
+    b = _as_tensor(inputs.rho10, logits, "rho10")
+    if check and not bool(((a >= 0) & (a < 1) & (b >= 0) & (b < 1) & (a + b < 1)).all()):
+        raise InputError("per-row flip rates must lie in [0, 1) with rho01 + rho10 < 1 on every row")
+    return a, b
+
+
 def _is_binary(t: torch.Tensor) -> bool:
     return bool(((t == 0) | (t == 1)).all())
 
@@ -203,9 +219,12 @@ def _prepare(
         raise InputError("empty batch: logits have no elements")
     if check and not bool(torch.isfinite(logits).all()):
         raise InputError("logits contain NaN or infinite values (diverged training?)")
-    if spec.noise_aware:
+    if spec.noise_aware and inputs.rho01 is not None:
+        rho01, rho10 = _row_rates(inputs, logits, check)
+    elif spec.noise_aware:
         rho01, rho10 = check_rates(rho01, rho10)
-    out: dict[str, Any] = {"rho01": float(rho01), "rho10": float(rho10)}
+    out: dict[str, Any] = {"rho01": rho01 if isinstance(rho01, torch.Tensor) else float(rho01),
+                           "rho10": rho10 if isinstance(rho10, torch.Tensor) else float(rho10)}
     if spec.clean_labels:
         if inputs.true_label is None:
             raise InputError(f"method {method!r} needs true_label (simulation only): it is absent from this log")
@@ -285,7 +304,7 @@ def expected_loss(logits: torch.Tensor, q: Any, base: str = "mse") -> torch.Tens
     return t * l1 + (1.0 - t) * l0
 
 
-def _surrogate_coefficients(r: torch.Tensor, rho01: float, rho10: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _surrogate_coefficients(r: torch.Tensor, rho01: float | torch.Tensor, rho10: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(a_r, b_r) with l~(z, r) = a_r l(z, 1) + b_r l(z, 0); E[a_r | r*] = r*, E[b_r | r*] = 1 - r*."""
     d = 1.0 - rho01 - rho10
     a = (r * (1.0 - rho10) - (1.0 - r) * rho10) / d
@@ -339,16 +358,17 @@ def forward_loss(
 
 
 def _forward_pos_neg(
-    logits: torch.Tensor, rho01: float, rho10: float, base: str
+    logits: torch.Tensor, rho01: float | torch.Tensor, rho10: float | torch.Tensor, base: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     d = 1.0 - rho01 - rho10
     if base == "mse":
         pi = rho10 + d * torch.sigmoid(logits)
         return (1.0 - pi) ** 2, pi**2
-    log_d = torch.log(torch.tensor(d, dtype=logits.dtype, device=logits.device))
 
-    def _log(c: float) -> torch.Tensor:
-        return torch.log(torch.tensor(c, dtype=logits.dtype, device=logits.device)).expand_as(logits)
+    def _log(c: float | torch.Tensor) -> torch.Tensor:  # a scalar rate or one per row
+        return torch.log(torch.as_tensor(c, dtype=logits.dtype, device=logits.device)).expand_as(logits)
+
+    log_d = _log(d)
 
     log_pi = torch.logaddexp(_log(rho10), log_d + F.logsigmoid(logits))  # log(rho10 + D s)
     log_1mpi = torch.logaddexp(_log(rho01), log_d + F.logsigmoid(-logits))  # log(rho01 + D (1 - s))

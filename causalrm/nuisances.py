@@ -20,7 +20,7 @@ from causalrm import schema
 from causalrm.atomic_io import jsonable
 from causalrm.config import FitConfig
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, resolve_kind
+from causalrm.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, MIXED, event_flip_rates, resolve_kind
 from causalrm.gates import Gate, flip_rate_gate, propensity_gate
 from causalrm.splits import resolve_split
 from causalrm.trainer import cpu_threads
@@ -66,6 +66,8 @@ class Nuisances:
     from the runner-up propensity model (``propensity_model="auto"``), else None (old name ``weights_alt``).
     rho01, rho10: flip rates (estimated or fixed; None when no method asked); rho_ci: {"rho01": (lo, hi), ...}.
     pseudo_label: q = P(r* = 1 | x) for causalrm-dr; pseudo_label_noisy: P(r = 1 | x) for dr.
+    row_rates: (rho01, rho10) per fitting row where rows carry different signals (a mixed log's stacked rows,
+    ``causalrm.mixed_feedback``); rho01 / rho10 are then the thumbs' rates.
     diagnostics: JSON-able summary (propensity diagnostics, flip-rate estimates and CIs, sources, seconds).
     gates: the verdicts of ``causalrm.gates`` on what was fitted ({"propensity": Gate, "flip_rates": Gate}).
     propensity_model, flip_estimator: the fitted objects (for plots in the app); not saved.
@@ -81,6 +83,7 @@ class Nuisances:
     rho_ci: dict[str, tuple[float, float]] | None = None
     pseudo_label: np.ndarray | None = None
     pseudo_label_noisy: np.ndarray | None = None
+    row_rates: tuple[np.ndarray, np.ndarray] | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
     gates: dict[str, Gate] = field(default_factory=dict)
     propensity_model: Any = None
@@ -161,6 +164,10 @@ def _fit_nuisances(
     needs = needs_of(methods)
     kind = _feedback_kind(log)
     split = resolve_split(log, val_fraction=config.val_fraction, seed=config.seed) if split is None else split
+    if kind == MIXED:
+        from causalrm import mixed_feedback
+
+        return mixed_feedback.fit_nuisances(log, X, config, methods=methods, split=split, on_stage=on_stage)
     rows = np.flatnonzero(split != schema.TEST)
     nuis = Nuisances(rows=rows, split=split[rows])
     diag: dict[str, Any] = {"methods": methods, "n_train": int(np.sum(split == schema.TRAIN)),
@@ -240,15 +247,15 @@ def _fit_nuisances(
 
         from causalrm.audit import design_columns
 
-        method = config.effective_flip_method
+        method, fixed = config.effective_flip_method, (config.rho01, config.rho10)
         audit = design_columns(log, rows)
         gold = audit["gold_label"]
-        if kind == IMPLICIT and method.startswith("anchor"):
-            method = _implicit_flip_method(gold)
+        if kind == IMPLICIT:
+            method, fixed = _implicit_rates(config, method, gold)
         if method == "gold" and (gold is None or np.isnan(gold).all()):
             raise InputError("flip method 'gold' needs audited labels on train/val rows: merge a label file "
                              "(--gold FILE, from causalrm audit) or give the log a 'gold_label' column")
-        est = FlipRateEstimator(method=method, quantile=config.quantile, rho01=config.rho01, rho10=config.rho10,
+        est = FlipRateEstimator(method=method, quantile=config.quantile, rho01=fixed[0], rho10=fixed[1],
                                 n_bootstrap=config.flip_bootstrap, random_state=config.seed)
         from causalrm.rowmatrix import subsample, take_rows
 
@@ -326,6 +333,20 @@ def _feedback_kind(log: pl.DataFrame) -> str:
                          "but it was not read as implicit feedback: read it with causalrm.io.read_log (or "
                          "causalrm.feedback_kinds.as_impressions), or force --feedback-kind explicit")
     return kind
+
+
+def _implicit_rates(config: FitConfig, method: str, gold: np.ndarray | None
+                    ) -> tuple[str, tuple[float | None, float | None]]:
+    """An implicit log's flip-rate method and fixed rates: the event rates given (``event_flip_rates``), else the
+    configured method with anchors replaced by the audited labels (:func:`_implicit_flip_method`)."""
+    rates = event_flip_rates(config.event_rate, config.accidental_rate)
+    if rates is not None:
+        if config.rho01 is not None:
+            raise InputError("give the rates once: --event-rate/--accidental-rate or --rho01/--rho10, not both")
+        return "fixed", rates
+    if method.startswith("anchor"):
+        method = _implicit_flip_method(gold)
+    return method, (config.rho01, config.rho10)
 
 
 def _implicit_flip_method(gold: np.ndarray | None) -> str:
@@ -477,7 +498,9 @@ def loss_inputs(
         if propensity is None or np.isnan(propensity).any():
             raise InputError(f"method {'/'.join(methods)!r} needs 'true_propensity' on every train/val row "
                              "(simulated logs only)")
+    rates = nuis.row_rates if "flip_rates" in needs and nuis.row_rates is not None else (None, None)
     return LossInputs(
         feedback=fb.astype(np.float32), observed=obs.astype(np.float32),
         propensity=propensity, pseudo_label=q, true_label=true_label,
+        rho01=None if rates[0] is None else rates[0][mask], rho10=None if rates[1] is None else rates[1][mask],
     )

@@ -42,6 +42,7 @@ from causalrm.backbones import get_backbone_class
 from causalrm.config import FitConfig
 from causalrm.errors import InputError
 from causalrm.feedback_kinds import as_impressions
+from causalrm.mixed_feedback import as_training_rows
 from causalrm.methods import AUTO
 from causalrm.nuisances import Nuisances, _fit_rows_X, fit_nuisances
 from causalrm.pipeline import FitResult, fit_one
@@ -180,6 +181,7 @@ def fit_methods(
         raise InputError(f"log must be a polars DataFrame, got {type(log).__name__}")
     configs = _configs(config, methods, config_for)
     log = as_impressions(log)  # implicit feedback (copies, clicks): every impression observed
+    log, X = as_training_rows(log, X, config)  # a mixed log: one row per (impression, signal)
     emit = on_event or (lambda kind, method, payload: None)
     with cpu_threads(config.num_threads):
         X_fit = _fit_rows_embeddings(log, X, configs, nuisances)

@@ -31,6 +31,7 @@ are what keep that optimism from deciding alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import itertools
 from typing import Any
@@ -133,9 +134,10 @@ def _corner_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
 
     reference, corners, (inputs, weights) = _corners(log, nuisances, config)
     values: dict[str, list[float]] = {m: [] for m in results}
+    row_rates = _corner_row_rates(log, nuisances)
     for corner in corners:
         w = weights[corner["weights"]]
-        sub = dataclasses.replace(inputs, propensity=w).to()
+        sub = dataclasses.replace(inputs, propensity=w, **row_rates(corner)).to()
         for m, r in results.items():
             z = torch.as_tensor(r.val_logits, dtype=torch.float32)
             values[m].append(float(losses.estimate(reference, z, sub, rho01=corner["rho01"], rho10=corner["rho10"],
@@ -144,6 +146,20 @@ def _corner_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
     out = {m: {"estimates": v, "central": v[0], "beats_baseline": m != BASELINE and bool(np.all(np.asarray(v) < base))}
            for m, v in values.items()}
     return reference, corners, out
+
+
+def _corner_row_rates(log: pl.DataFrame, nuisances: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Per-row rates of a corner on a mixed log's stacked val rows (``causalrm.mixed_feedback``): the corner moves
+    the thumbs' rates, and the event rows keep theirs; no per-row rates on any other log."""
+    if nuisances.row_rates is None:
+        return lambda corner: {}
+    from causalrm.mixed_feedback import SIGNAL, THUMBS
+
+    is_val = nuisances.split == schema.VAL
+    thumbs = log[SIGNAL].to_numpy()[nuisances.rows[is_val]] == THUMBS
+    r01, r10 = (r[is_val] for r in nuisances.row_rates)
+    return lambda corner: {"rho01": np.where(thumbs, corner["rho01"], r01),
+                           "rho10": np.where(thumbs, corner["rho10"], r10)}
 
 
 def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:

@@ -41,7 +41,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--gold", metavar="FILE", default=None,
                    help="audit label file (causalrm audit) merged by response_id: decides auto's choice, and the "
                         "flip rates with --flip-method gold")
-    add_event_rate_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_arguments(p.add_argument_group("fit configuration (FitConfig)"), FitConfig)
     from causalrm.backbones import available_backbones, get_backbone_class
@@ -73,27 +72,6 @@ def add_kind_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--feedback-kind", choices=(AUTO, *KINDS), default=AUTO,
                    help="explicit thumbs, or implicit events (copies, clicks: 1 where the event happened, empty "
                         "elsewhere); default auto: a feedback column that is only ever 1 or empty is implicit")
-
-
-def add_event_rate_arguments(p: argparse.ArgumentParser) -> None:
-    """--event-rate / --accidental-rate: an implicit log's event rates, i.e. fixed flip rates."""
-    p.add_argument("--event-rate", type=float, default=None, metavar="C",
-                   help="implicit feedback: P(event | good response), known or assumed; sets rho01 = 1 - C")
-    p.add_argument("--accidental-rate", type=float, default=None, metavar="EPS",
-                   help="implicit feedback: P(event | bad response) (default 0 with --event-rate); sets rho10 = EPS")
-
-
-def event_rate_overrides(args: argparse.Namespace) -> dict:
-    """The FitConfig fields --event-rate / --accidental-rate set (``feedback_kinds.event_flip_rates``)."""
-    from causalrm.errors import InputError
-    from causalrm.feedback_kinds import event_flip_rates
-
-    rates = event_flip_rates(args.event_rate, args.accidental_rate)
-    if rates is None:
-        return {}
-    if args.rho01 is not None or args.rho10 is not None:
-        raise InputError("give the rates once: --event-rate/--accidental-rate or --rho01/--rho10, not both")
-    return {"rho01": rates[0], "rho10": rates[1]}
 
 
 def read_log_arg(args: argparse.Namespace):
@@ -140,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.max_epochs is not None and args.max_epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.max_epochs}")
-    config = FitConfig.from_args(args, embedder=embedder, backbone_options=backbone_options,
-                                 **event_rate_overrides(args)).validate()
+    config = FitConfig.from_args(args, embedder=embedder, backbone_options=backbone_options).validate()
     if X is None and not args.quiet and main_rank:
         print(f"embedding {log.height} rows with {embedder} (cached texts are instant)", file=sys.stderr)
 
