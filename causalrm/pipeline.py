@@ -1,4 +1,7 @@
-"""``fit_log``: the single entry the CLI, app, bench and notebooks call to fit a reward model on a log.
+"""``fit_log``: fit one reward model on a log; ``fit_one``: the kernel that trains one estimator on fitted nuisances.
+
+``fit_log`` is the one orchestration (``causalrm.orchestrate.fit_methods``, which the CLI, the app, the bench and the
+notebooks run) with one method; every model that orchestration trains is a ``fit_one``.
 
 Steps (METHOD.md; docs/ARCHITECTURE.md):
 
@@ -23,7 +26,7 @@ diagnostics, and scores any log with ``score(log, X)``.
 
 Modules: :mod:`causalrm.config` (``FitConfig`` and its option constants), :mod:`causalrm.splits` (``resolve_split``,
 ``group_split``), :mod:`causalrm.nuisances` (``Nuisances``, ``fit_nuisances``, ``loss_inputs``); this one: the fit
-itself (``fit_log``, ``FitResult``, ``score_with``). Every name these offered from here before is still importable
+itself (``fit_log``, ``fit_one``, ``FitResult``, ``score_with``). Every name these offered from here before is still importable
 from ``causalrm.pipeline`` (``X as X``: a re-export).
 """
 
