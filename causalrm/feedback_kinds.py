@@ -201,7 +201,7 @@ def as_impressions(log: pl.DataFrame, kind: str = AUTO) -> pl.DataFrame:
     detected = detect_kind(*_counts(log)) if schema.FEEDBACK in log.columns else EXPLICIT
     kind = detected if kind == AUTO else kind
     if kind == EXPLICIT:
-        forced = detected == IMPLICIT
+        forced = detected == IMPLICIT or mixed_signal(log.columns) is not None  # the mark keeps the reading
         return log.with_columns(pl.lit(EXPLICIT, dtype=pl.String).alias(FEEDBACK_KIND)) if forced else log
     if schema.FEEDBACK not in log.columns:
         raise InputError("an implicit log needs a feedback column: 1 where the event happened, empty elsewhere; "

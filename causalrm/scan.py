@@ -35,7 +35,7 @@ import polars as pl
 from causalrm import schema
 from causalrm.io import _NULL_TOKENS, _SPLIT_NAMES, _TARGETS, HF_PREFIX, _check_file, _kind, read_log
 from causalrm.io.normalise import ColumnProblem, log_rules
-from causalrm.feedback_kinds import FEEDBACK_KIND, IMPLICIT, detect_kind, event_column
+from causalrm.feedback_kinds import FEEDBACK_KIND, IMPLICIT, detect_kind, event_column, mixed_signal
 from causalrm.validate import LogSummary, build_summary, summarize_log
 
 __all__ = ["collect_streaming", "scan_log", "summarize_file"]
@@ -80,7 +80,8 @@ def scan_log(path: str | os.PathLike, mapping: dict[str, str] | None = None) -> 
     if any(t in cols and t != s and t not in mapping for s, t in mapping.items()):
         return None
     renames = {s: t for s, t in mapping.items() if s != t}
-    if event_column([renames.get(c, c) for c in cols]) is not None:  # an event column read as feedback: read_log
+    named = [renames.get(c, c) for c in cols]
+    if event_column(named) is not None or mixed_signal(named) is not None:  # events read as feedback or beside it
         return None
     return lf.rename(renames) if renames else lf
 

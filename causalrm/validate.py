@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from causalrm import schema
-from causalrm.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, as_impressions, describe, kind_of, \
+from causalrm.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, MIXED, as_impressions, describe, describe_mixed, \
+    kind_of, mixed_signal, \
     positive_only_warning, unused_signals
 
 #: fewer observed rows than this gives a "tiny sample" warning
@@ -70,6 +71,7 @@ class LogSummary:
     warnings: list[str] = field(default_factory=list)
     source: str | None = None
     feedback_kind: str = "explicit"
+    n_events: int | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field."""
@@ -81,7 +83,11 @@ class LogSummary:
         if self.source:
             lines.append(f"log: {self.source}")
         lines.append(f"rows (impressions):   {self.n_rows:,}")
-        lines.append(f"feedback kind:        {describe(self.feedback_kind, self.n_rows, self.n_positive)}")
+        if self.feedback_kind == MIXED:
+            event = mixed_signal(self.columns) or "event"
+            lines.append(f"feedback kind:        {describe_mixed(event, self.n_rows, self.n_observed, self.n_events or 0)}")
+        else:
+            lines.append(f"feedback kind:        {describe(self.feedback_kind, self.n_rows, self.n_positive)}")
         if self.feedback_kind == IMPLICIT:
             lines.append(f"events:               {self.n_positive:,} ({_pct(self.positive_rate or 0.0)} of impressions)")
         elif self.positive_rate is None:
@@ -164,13 +170,15 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None, feedback_kind:
     return build_summary(n=n, n_observed=n_observed, n_positive=n_positive, columns=columns, has_lp=bool(has_lp),
                          n_gold=n_gold, n_empty_prompts=n_empty_prompts, splits=splits,
                          n_fb_unobserved=n_fb_unobserved, n_dup=n_dup, n_split_null=n_split_null,
-                         chat_counts=chat_counts, source=source, feedback_kind=kind_of(df))
+                         chat_counts=chat_counts, source=source, feedback_kind=kind_of(df),
+                         n_events=int(df[event].sum()) if (event := mixed_signal(columns)) and kind_of(df) == MIXED
+                         else None)
 
 
 def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str], has_lp: bool, n_gold: int,
                   n_empty_prompts: int, splits: dict[str, int], n_fb_unobserved: int, n_dup: int,
                   n_split_null: int | None, chat_counts: dict[str, int], source: str | None,
-                  feedback_kind: str = EXPLICIT) -> LogSummary:
+                  feedback_kind: str = EXPLICIT, n_events: int | None = None) -> LogSummary:
     """The :class:`LogSummary` (and its warnings) from counts: shared by :func:`summarize_log` (an eager frame)
     and :func:`causalrm.scan.summarize_file` (streaming aggregates). ``n_split_null``: rows without a split value,
     None when there is no split column. Counts are of the log as read: an implicit log (``feedback_kind``) has every
@@ -219,10 +227,10 @@ def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str
         warnings.append(f"duplicates: {_rows(n_dup)} repeat an earlier (prompt, response) pair")
     if n_split_null is not None and n_split_null not in (0, n):
         warnings.append(f"missing split: {_rows(n_split_null)} without a split value")
-    for signal in unused_signals(columns):
-        warnings.append(f"column {signal!r} is an implicit signal beside the thumbs in 'feedback': logs that mix "
-                        f"signals are not supported yet, so it is not used (read it alone with --map "
-                        f"feedback={signal} and no thumbs column)")
+    for signal in unused_signals(columns, feedback_kind):
+        warnings.append(f"column {signal!r} is an implicit signal beside the thumbs in 'feedback' that is not read "
+                        f"(a mixed log reads one positive event, copied or clicked, beside the thumbs; read "
+                        f"{signal!r} alone with --map feedback={signal} and no thumbs column)")
     if schema.GOLD_LABEL in columns and n_gold == 0:
         warnings.append("the gold_label column is empty")
 
@@ -246,4 +254,5 @@ def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str
         warnings=warnings,
         source=source,
         feedback_kind=feedback_kind,
+        n_events=n_events,
     )

@@ -166,8 +166,11 @@ def test_an_event_column_without_thumbs_is_the_implicit_feedback(tmp_path):
     assert done.returncode == 2 and "mix signals" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     mixed = log.with_columns(pl.when(pl.col("true_label") == 1).then(1).otherwise(0).alias("feedback"))
     summary = summarize_log(read_log(_write(mixed, tmp_path / "mixed.parquet")))
-    assert summary.feedback_kind == fk.EXPLICIT
-    assert any("'copied' is an implicit signal beside the thumbs" in w for w in summary.warnings)
+    assert summary.feedback_kind == fk.MIXED  # thumbs + copies: both read (causalrm.mixed_feedback)
+    assert not any("'copied'" in w for w in summary.warnings)
+    thumbs_only = summarize_log(read_log(tmp_path / "mixed.parquet", feedback_kind="explicit"))
+    assert thumbs_only.feedback_kind == fk.EXPLICIT
+    assert any("'copied' is an implicit signal beside the thumbs" in w for w in thumbs_only.warnings)
 
 
 def _write(df: pl.DataFrame, path: Path) -> Path:
