@@ -30,18 +30,18 @@ import numpy as np
 import polars as pl
 
 from app.session import Session
-from causalrm import schema
+from causalrm.data import schema
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, kind_of
-from causalrm.methods import AUTO as AUTO_METHOD, BASELINE, app_methods, plain
+from causalrm.data.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, kind_of
+from causalrm.estimators.methods import AUTO as AUTO_METHOD, BASELINE, app_methods, plain
 from causalrm.options import choice_labels
-from causalrm.pipeline import FitConfig
+from causalrm.workflows.pipeline import FitConfig
 
 logger = logging.getLogger("causalrm.app")
 
 # ---- choices shown on more than one tab ------------------------------------------------------------------------------
 DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
-#: the Train tab's methods: the method registry's ``app`` specs (``causalrm.methods.app_methods``; those reading
+#: the Train tab's methods: the method registry's ``app`` specs (``causalrm.estimators.methods.app_methods``; those reading
 #: clean labels, the oracle, only on logs that have them)
 TRAIN_METHODS = app_methods()
 ORACLE = "oracle"
@@ -86,15 +86,15 @@ def warm_up() -> None:
     with _WARM_LOCK:
         if _WARM:
             return
-        import causalrm.datasets  # noqa: F401
-        import causalrm.evaluation  # noqa: F401
-        import causalrm.io  # noqa: F401
-        import causalrm.noise  # noqa: F401
-        import causalrm.pipeline  # noqa: F401
-        import causalrm.propensity  # noqa: F401
-        import causalrm.runs  # noqa: F401
-        import causalrm.simulate  # noqa: F401
-        import causalrm.validate  # noqa: F401
+        import causalrm.data.datasets  # noqa: F401
+        import causalrm.evaluation.metrics  # noqa: F401
+        import causalrm.data.io  # noqa: F401
+        import causalrm.nuisances.noise  # noqa: F401
+        import causalrm.workflows.pipeline  # noqa: F401
+        import causalrm.nuisances.propensity  # noqa: F401
+        import causalrm.workflows.runs  # noqa: F401
+        import causalrm.simulation.simulate  # noqa: F401
+        import causalrm.data.validate  # noqa: F401
         import torch._dynamo  # noqa: F401 - the first torch optimiser imports it (1.5 s): not in a user's first fit
         from causalrm.embeddings import Embedder
 
@@ -230,14 +230,14 @@ def fit_config(session: Session, **overrides: Any):
 
 def run_scored(session: Session, method: str) -> pl.DataFrame:
     """A trained method's scored log: its run folder's copy, or scored again when that is missing or stale."""
-    from causalrm.runs import SCORED
+    from causalrm.workflows.runs import SCORED
 
     path = session.run_dirs.get(method)
     if path is not None and (path / SCORED).is_file():
         scored = pl.read_parquet(path / SCORED)
         if scored.height == session.log.height:
             return scored
-    from causalrm.runs import scored_table
+    from causalrm.workflows.runs import scored_table
 
     res = session.results[method]
     return scored_table(session.log, res.score(session.log, session.X), split=res.split)
@@ -268,7 +268,7 @@ def has_gold(log: pl.DataFrame) -> bool:
 
 def flip_choices(log: pl.DataFrame) -> list[str]:
     """The Noise tab's flip-rate estimates for ``log``: *gold labels* only when it has some; on an implicit log the
-    event rates given on the tab instead of the anchors (``causalrm.feedback_kinds``: no event is never a sure
+    event rates given on the tab instead of the anchors (``causalrm.data.feedback_kinds``: no event is never a sure
     negative, so anchors cannot find its rates)."""
     if kind_of(log) == IMPLICIT:
         return [EVENT_RATES] + [k for k, v in FLIP_METHODS.items() if v == "gold" and has_gold(log)]
@@ -283,11 +283,11 @@ def featureless(log: pl.DataFrame) -> np.ndarray:
 
 def method_choices(log: pl.DataFrame, nuisances: Any = None) -> tuple[list[str], str]:
     """The Train tab's methods for ``log`` and a note on those left out. On an implicit log only the methods that
-    apply (``causalrm.selection.admissible``: the registry's traits against the gates of ``nuisances``, the Noise
+    apply (``causalrm.workflows.selection.admissible``: the registry's traits against the gates of ``nuisances``, the Noise
     tab's estimate, else the log's propensity alone: every impression observed, no flip rates yet); the flip-rate
     gate's verdict is the Noise tab's to show (a failed one is overridden on the Train tab)."""
-    from causalrm.nuisances import fit_nuisances
-    from causalrm.selection import admissible
+    from causalrm.nuisances.fit import fit_nuisances
+    from causalrm.workflows.selection import admissible
 
     clean = schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height
     choices = list(app_methods(clean_labels=clean))

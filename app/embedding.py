@@ -4,7 +4,7 @@ same memory and time limits as training, with progress and Cancel), and the mode
 A model is refused before anything loads when its weights cannot fit one job's memory: its parameter count comes
 from its weight files' headers or its config (``causalrm.embeddings.model_parameters``), times 4 bytes (float32 on a
 CPU) or 2 (a GPU's half precision, loaded through host memory), plus a worker's own memory
-(``causalrm.backbones.lora_memory.PROCESS_BYTES``). What the estimate misses (activations of long texts) the pool's
+(``causalrm.training.backbones.lora_memory.PROCESS_BYTES``). What the estimate misses (activations of long texts) the pool's
 monitor still bounds: past the limit the worker is killed and only that job fails.
 
 On a Hugging Face Space (``SPACE_ID`` set) a visitor may name the bundled model, a model of
@@ -25,7 +25,7 @@ import numpy as np
 from app.jobs import GB
 from app.session import Session
 from causalrm.errors import InputError
-from causalrm.schema import DEFAULT_EMBEDDER
+from causalrm.data.schema import DEFAULT_EMBEDDER
 
 
 @dataclasses.dataclass
@@ -45,7 +45,7 @@ POLICY = EmbedPolicy()
 def check_model(model: str, device: str) -> str:
     """``model`` (stripped; empty = the bundled default) once this server may embed with it; else InputError naming
     what is allowed. Reads the model's config and weight headers only."""
-    from causalrm.backbones.lora_memory import PROCESS_BYTES
+    from causalrm.training.backbones.lora_memory import PROCESS_BYTES
     from causalrm.devices import resolve_device
     from causalrm.embeddings import model_parameters, resolve_model
     from causalrm.embeddings.models import DEFAULT_MODEL

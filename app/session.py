@@ -72,18 +72,18 @@ class Session:
     detached_at: float | None = None  # time.monotonic() when the last page left
     training: Any = None  # app.training.TrainingRun of the latest training job
     embedding: Any = None  # app.jobs.Job of the latest embedding job (app.embedding)
-    log: Any = None  # pl.DataFrame in the causalrm.schema
+    log: Any = None  # pl.DataFrame in the causalrm.data.schema
     source: dict[str, Any] = field(default_factory=dict)
-    summary: Any = None  # causalrm.validate.LogSummary
+    summary: Any = None  # causalrm.data.validate.LogSummary
     X: Any = None  # np.ndarray (n, d) float32, rows aligned with log
     embed_model: str | None = None
-    propensity: Any = None  # causalrm.propensity.PropensityModel (fitted)
+    propensity: Any = None  # causalrm.nuisances.propensity.PropensityModel (fitted)
     propensity_settings: dict[str, Any] = field(default_factory=dict)
-    flip: Any = None  # causalrm.pipeline.Nuisances of the anchor estimate (gold cross-check in its diagnostics)
+    flip: Any = None  # causalrm.workflows.pipeline.Nuisances of the anchor estimate (gold cross-check in its diagnostics)
     rho: tuple[float, float] | None = None  # (rho01, rho10) used for training
     rho_origin: str = ""
     noise_settings: dict[str, Any] = field(default_factory=dict)
-    results: dict[str, Any] = field(default_factory=dict)  # method -> causalrm.pipeline.FitResult
+    results: dict[str, Any] = field(default_factory=dict)  # method -> causalrm.workflows.pipeline.FitResult
     run_dirs: dict[str, Path] = field(default_factory=dict)  # method -> run folder
     train_settings: dict[str, Any] = field(default_factory=dict)
     audit: Any = None  # app.tabs.audit.AuditState of the Audit tab

@@ -1,12 +1,12 @@
 """What a training job runs in its worker process (:mod:`app.jobs`): the core orchestration
-(``causalrm.orchestrate.fit_methods``): the nuisances once, then every method, each saved as a run folder
-(``causalrm.runs.save_run``) in the session's folder.
+(``causalrm.workflows.orchestrate.fit_methods``): the nuisances once, then every method, each saved as a run folder
+(``causalrm.workflows.runs.save_run``) in the session's folder.
 
 Messages to the server (``emit(kind, name, payload)``): ``("stage", text)``, ``("start", method)``,
 ``("step", method, (epoch, step, steps_per_epoch, seconds_into_epoch))`` (the first :data:`TIMED_STEPS` steps of a
 method, then at most one every :data:`STEP_EVERY_S` seconds: the duration estimate and progress within an epoch),
 ``("epoch", method, (epoch, max_epochs, train_loss, val_estimate))`` and ``("done", method, {"result", "run_dir"})``
-where ``result`` is the :class:`~causalrm.pipeline.FitResult` without its weights (the server loads them from the run
+where ``result`` is the :class:`~causalrm.workflows.pipeline.FitResult` without its weights (the server loads them from the run
 folder's safetensors) and without the fitted nuisance models (the app plots those from its own tabs).
 
 The core modules are imported at module level so that the fork server loads them once (``JobPool(preload=...)``).
@@ -24,9 +24,9 @@ import numpy as np
 import polars as pl
 import torch._dynamo  # noqa: F401 - the first torch optimiser imports it (1.5 s): once, in the fork server
 
-from causalrm.orchestrate import fit_methods
-from causalrm.pipeline import FitConfig, FitResult, Nuisances
-from causalrm.trainer import report_steps
+from causalrm.workflows.orchestrate import fit_methods
+from causalrm.workflows.pipeline import FitConfig, FitResult, Nuisances
+from causalrm.training.trainer import report_steps
 
 #: steps of each method reported one by one (their times give the first duration estimate)
 TIMED_STEPS = 3
@@ -43,7 +43,7 @@ def portable(result: FitResult) -> FitResult:
 def train(emit: Callable[..., None], should_stop: Callable[[], bool], *, log: pl.DataFrame, X: np.ndarray | None,
           config: FitConfig, methods: Sequence[str], runs_root: str, source: str | None,
           nuisances: Nuisances | None = None) -> None:
-    """The core orchestration (``causalrm.orchestrate.fit_methods``): the nuisances once (``nuisances``: the ones
+    """The core orchestration (``causalrm.workflows.orchestrate.fit_methods``): the nuisances once (``nuisances``: the ones
     the user inspected on the Propensity / Noise tabs, completed with what the methods need), then each of
     ``methods`` (stopping early when ``should_stop()``), each saved under ``runs_root``."""
 

@@ -74,7 +74,7 @@ def planned_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, s
     """
     import torch
 
-    from causalrm.backbones import get_backbone_class
+    from causalrm.training.backbones import get_backbone_class
     from causalrm.devices import resolve_device
 
     on_gpu = resolve_device(config.device).type == "cuda"
@@ -186,6 +186,6 @@ def step_progress(run: TrainingRun, *, elapsed_s: float | None = None, limit_s: 
 
 def _with_weights(result: Any, run_dir: Path) -> Any:
     """The worker's weightless ``FitResult`` with its backbone loaded from ``run_dir`` (safetensors + JSON)."""
-    from causalrm.backbones import load_backbone
+    from causalrm.training.backbones import load_backbone
 
     return dataclasses.replace(result, backbone=load_backbone(run_dir))

@@ -33,13 +33,14 @@ import polars as pl
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm import audit, schema  # noqa: E402
+from causalrm.evaluation import audit
+from causalrm.data import schema  # noqa: E402
 from causalrm.embeddings import embed_log  # noqa: E402
-from causalrm.evaluation import labelled_verdict, metrics, sigmoid  # noqa: E402
+from causalrm.evaluation.metrics import labelled_verdict, metrics, sigmoid  # noqa: E402
 from causalrm.atomic_io import write_json_atomic  # noqa: E402
-from causalrm.noise import FlipRateEstimator  # noqa: E402
+from causalrm.nuisances.noise import FlipRateEstimator  # noqa: E402
 from causalrm.atomic_io import jsonable  # noqa: E402
-from causalrm.pipeline import FitConfig, fit_log, group_split  # noqa: E402
+from causalrm.workflows.pipeline import FitConfig, fit_log, group_split  # noqa: E402
 
 SIZES = (100, 300, 1000)
 #: the held-out setting of docs/RESULTS.md ("auto and the gates"): a selection and noise no other cell uses
@@ -54,7 +55,7 @@ def cell_log(cell: str, seed: int) -> tuple[pl.DataFrame, np.ndarray, str]:
     """(log, X, clean-label column) of a cell: ``DATASET:RATING`` simulated at the held-out setting, or ``oasst1``
     (real feedback; 20% of the prompt groups held out as test, as in ``causalrm bench --real-feedback``)."""
     if cell == "oasst1":
-        from causalrm.datasets import load_oasst1_log
+        from causalrm.data.datasets import load_oasst1_log
 
         log = load_oasst1_log().filter(pl.col(schema.GOLD_LABEL).is_not_null()).drop(schema.SPLIT)
         is_test = group_split(log, np.arange(log.height), val_fraction=0.2, seed=10_000 + seed)
@@ -62,7 +63,7 @@ def cell_log(cell: str, seed: int) -> tuple[pl.DataFrame, np.ndarray, str]:
                                          dtype=pl.String),
                                pl.col(schema.GOLD_LABEL).alias("crowd_label")).drop(schema.GOLD_LABEL)
         return log, embed_log(log), "crowd_label"
-    from causalrm.simulate import simulate_dataset
+    from causalrm.simulation.simulate import simulate_dataset
 
     dataset, rating = cell.split(":")
     log, _ = simulate_dataset(dataset, alpha=ALPHA, rho01=RHO01, rho10=RHO10, seed=seed, rating=rating)
@@ -124,7 +125,7 @@ def r2_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_verdict(cell: str, seed: int, threads: int) -> dict[str, Any]:
-    from causalrm.demo import debiased_of
+    from causalrm.workflows.demo import debiased_of
 
     t0 = time.perf_counter()
     log, X, clean = cell_log(cell, seed)

@@ -6,7 +6,7 @@ Run a cell with every candidate of the larger set as a method, plus `auto` with 
         --auto-candidates ips,denoise,causalrm-ips,causalrm-mrdr --json OUT.json
 
 `auto` reuses those fits and records, per seed, each candidate's evidence (``row["choice"]``). Restricting that
-record to a subset and applying the same rule (``causalrm.selection.pick``) gives the choice `auto` makes with the
+record to a subset and applying the same rule (``causalrm.workflows.selection.pick``) gives the choice `auto` makes with the
 subset on the same fits and nuisances, so each candidate set's R² per seed is the R² of the method it picks (the
 bench's row of that method). Prints, per file, the R² of `auto` under each set, their paired difference with a
 percentile bootstrap interval over seeds, and what each set chose.
@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm.evaluation import bootstrap_ci  # noqa: E402
+from causalrm.evaluation.metrics import bootstrap_ci  # noqa: E402
 from causalrm.options import as_str_tuple  # noqa: E402
-from causalrm.methods import BASELINE  # noqa: E402
-from causalrm.selection import pick  # noqa: E402
+from causalrm.estimators.methods import BASELINE  # noqa: E402
+from causalrm.workflows.selection import pick  # noqa: E402
 
 
 def replay(doc: dict, subset: tuple[str, ...]) -> list[dict]:

@@ -24,7 +24,7 @@ def bundled_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str], str]:
     import numpy as np
     import polars as pl
 
-    from causalrm.datasets import bundled_path
+    from causalrm.data.datasets import bundled_path
 
     frames = []
     for name, share in (("ultrafeedback", n - n // 2), ("wildbench", n // 2)):

@@ -3,7 +3,7 @@
 (a) Wall time of the full ``causalrm-dr`` pipeline (propensity, flip rates and pseudo-labels included) over ``naive``
     on a synthetic log of ``--rows`` x ``--dim`` (default 100,000 x 768), both trained a fixed ``--epochs``
     (no early stopping). Target: <= 3x.
-(b) Per-epoch time of ``causalrm.trainer.train`` vs a bare PyTorch loop over the same MLP and the same minibatches
+(b) Per-epoch time of ``causalrm.training.trainer.train`` vs a bare PyTorch loop over the same MLP and the same minibatches
     (index batches from the same seeded ``torch.randperm``; the bare loop also does the per-epoch no-grad validation
     pass that early stopping needs, with a plain squared-error loss). Rounds are interleaved and the fastest epoch of
     each is compared (robust to other load on a shared machine). Target: <= 1.2x.
@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm.backbones import MLPBackbone, TensorFeatures  # noqa: E402
-from causalrm.losses import LossInputs  # noqa: E402
-from causalrm.pipeline import FitConfig, fit_log  # noqa: E402
-from causalrm.trainer import TrainConfig, cpu_threads, epoch_batches, train  # noqa: E402
+from causalrm.training.backbones import MLPBackbone, TensorFeatures  # noqa: E402
+from causalrm.estimators.losses import LossInputs  # noqa: E402
+from causalrm.workflows.pipeline import FitConfig, fit_log  # noqa: E402
+from causalrm.training.trainer import TrainConfig, cpu_threads, epoch_batches, train  # noqa: E402
 
 
 def synthetic_log(n: int, d: int, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:
@@ -94,7 +94,7 @@ def bare_loop(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, epoc
 
 
 def bench_epoch(log: pl.DataFrame, X: np.ndarray, epochs: int, device: str, rounds: int = 2) -> dict:
-    from causalrm.backbones import resolve_device
+    from causalrm.training.backbones import resolve_device
 
     dev = resolve_device(device)
     split = log["split"].to_numpy()

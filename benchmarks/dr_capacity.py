@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm.bench import summarize  # noqa: E402
+from causalrm.workflows.bench import summarize  # noqa: E402
 
 CRITERION = "causalrm-snips"
 #: DR variants that may become the default (they early-stop on CRITERION, protocol step 1)

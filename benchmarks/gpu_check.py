@@ -8,7 +8,7 @@ One command on a CUDA machine measures and checks, in this order (``--only`` pic
    batch), peak memory, model dtype (bf16 on CUDA: the embedder's ``dtype="auto"``); checks the vectors are finite
    and have the model's width.
 2. ``lora-minilm`` / ``lora-llama``: LoRA on the same two models, and ``mlp``: the paper's MLP head on 4096-d
-   feature vectors, each trained through ``causalrm.trainer.train`` with the ``causalrm-dr`` loss for a fixed number
+   feature vectors, each trained through ``causalrm.training.trainer.train`` with the ``causalrm-dr`` loss for a fixed number
    of optimiser steps per epoch (2 epochs) -- training examples/s (timed on the second epoch so CUDA start-up is
    excluded), scoring examples/s, peak memory (``torch.cuda.max_memory_allocated``), the dtype the matmuls ran in
    (bf16 autocast on CUDA: the LoRA backbone's own autocast, ``autocast_dtype="bfloat16"`` for the MLP); checks
@@ -57,8 +57,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from causalrm import losses  # noqa: E402
-from causalrm.trainer import TrainConfig, predict_logits, train  # noqa: E402
+from causalrm.estimators import losses  # noqa: E402
+from causalrm.training.trainer import TrainConfig, predict_logits, train  # noqa: E402
 
 CHECKS = ("embed-minilm", "embed-llama", "lora-minilm", "lora-llama", "mlp", "launch-2proc")
 
@@ -368,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
           + (f" ({env_info['device_name']}, {env_info['cuda_device_count']} visible), bf16 supported: "
              f"{env_info['bf16_supported']}" if device.type == "cuda" else ""), flush=True)
 
-    from causalrm.backbones.lora import LoraBackbone
-    from causalrm.backbones.mlp import MLPBackbone, TensorFeatures
+    from causalrm.training.backbones.lora import LoraBackbone
+    from causalrm.training.backbones.mlp import MLPBackbone, TensorFeatures
 
     results: list[dict[str, Any]] = []
 

@@ -2,7 +2,7 @@
 
 Per seed, a simulated copy log (``causalrm simulate --feedback-kind implicit``: a good response copied with
 probability C, a bad one with EPS, on every impression, no examination model), read as impressions
-(``causalrm.feedback_kinds``); an audit of N rows proposed by the audit design and labelled with the clean label
+(``causalrm.data.feedback_kinds``); an audit of N rows proposed by the audit design and labelled with the clean label
 (``teaching.simulated_audit``); then, on shared nuisances (rates from the audit), every method fitted; metrics of
 sigma(z) on the clean test split (R², AUROC, and ECE: the calibration of sigma(z) over ten equal-count bins).
 
@@ -40,16 +40,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from causalrm import audit, schema  # noqa: E402
+from causalrm.evaluation import audit
+from causalrm.data import schema  # noqa: E402
 from causalrm.atomic_io import write_json_atomic  # noqa: E402
-from causalrm.bench import BenchConfig, _load_rated  # noqa: E402
+from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
 from causalrm.config import FitConfig  # noqa: E402
-from causalrm.evaluation import bootstrap_ci, metrics, sigmoid  # noqa: E402
-from causalrm.feedback_kinds import FEEDBACK_KIND, as_impressions  # noqa: E402
-from causalrm.orchestrate import fit_methods  # noqa: E402
-from causalrm.simulate import simulate_with_config  # noqa: E402
-from causalrm.simulate_feedback import COPIED  # noqa: E402
-from causalrm.teaching import simulated_audit  # noqa: E402
+from causalrm.evaluation.metrics import bootstrap_ci, metrics, sigmoid  # noqa: E402
+from causalrm.data.feedback_kinds import FEEDBACK_KIND, as_impressions  # noqa: E402
+from causalrm.workflows.orchestrate import fit_methods  # noqa: E402
+from causalrm.simulation.simulate import simulate_with_config  # noqa: E402
+from causalrm.simulation.feedback import COPIED  # noqa: E402
+from causalrm.workflows.teaching import simulated_audit  # noqa: E402
 
 METHODS = ("naive", "denoise", "nnpu", "auto", "oracle")
 N_BINS = 10
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def mixed(args: argparse.Namespace) -> dict[str, Any]:
     """Per seed, a mixed log (thumbs under selection and flips, plus copies on every impression), an audit of
     ``args.audit`` rows designed on the copies (``audit.design_strata`` on a mixed log), and the default method on
-    each reading: the thumbs alone, the copies alone, both (``causalrm.mixed_feedback``), and both with the event
+    each reading: the thumbs alone, the copies alone, both (``causalrm.data.mixed_feedback``), and both with the event
     rates given instead of read from the audit (``--event-rate`` / ``--accidental-rate``); plus the mixed log's
     single methods."""
     rated, X = _load_rated(BenchConfig(dataset=args.dataset, rating=args.rating))

@@ -1,4 +1,4 @@
-"""Peak memory of LoRA training measured beside ``causalrm.backbones.lora_memory``'s estimate.
+"""Peak memory of LoRA training measured beside ``causalrm.training.backbones.lora_memory``'s estimate.
 
 Each setting runs in a fresh process (peak resident memory is per process): the bundled all-MiniLM-L6-v2 with LoRA,
 rows padded to ``max_length``, one epoch of the real trainer (token-budget micro-batches, the validation pass), one
@@ -29,10 +29,10 @@ def measure(max_length: int, batch_tokens: int, ckpt: bool) -> dict:
     import sklearn  # noqa: F401
     import torch
 
-    from causalrm.backbones.lora import LoraBackbone, TokenFeatures
-    from causalrm.backbones.lora_memory import MAX_EVAL_TOKENS
-    from causalrm.losses import LossInputs
-    from causalrm.trainer import train
+    from causalrm.training.backbones.lora import LoraBackbone, TokenFeatures
+    from causalrm.training.backbones.lora_memory import MAX_EVAL_TOKENS
+    from causalrm.estimators.losses import LossInputs
+    from causalrm.training.trainer import train
 
     torch.set_num_threads(1)
     eval_tokens = max(max_length, min(MAX_EVAL_TOKENS, 4 * batch_tokens))
@@ -51,7 +51,7 @@ def measure(max_length: int, batch_tokens: int, ckpt: bool) -> dict:
 
 
 def main() -> None:
-    from causalrm.backbones.lora_memory import GB, estimate_peak, model_shape
+    from causalrm.training.backbones.lora_memory import GB, estimate_peak, model_shape
 
     if len(sys.argv) == 4:
         print(json.dumps(measure(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1")))

@@ -5,7 +5,7 @@ The files must agree on everything but the seeds and the methods (dataset, scena
 (method, seed) row present in two files must be the same in both but for its seconds, and so must the nuisances of
 a seed (the keys both record, seconds aside): that is the check that the later run reproduces the earlier one. Every
 method must cover every seed. The merged file holds the union of the per-(method, seed) rows and per-seed nuisances,
-recomputes the summary over all seeds (`causalrm.bench.summarize`: the same means, stds and gap-closed bootstrap as
+recomputes the summary over all seeds (`causalrm.workflows.bench.summarize`: the same means, stds and gap-closed bootstrap as
 a single run), and records the sum of the runs' seconds (CPU-style: the runs may have overlapped in wall time) with
 the source files under "merged_from". Writes JSON and, with --markdown, the bench markdown table.
 
@@ -22,8 +22,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
-from causalrm.bench import BenchConfig, BenchResult, format_markdown, summarize  # noqa: E402
-from causalrm.pipeline import FitConfig  # noqa: E402
+from causalrm.workflows.bench import BenchConfig, BenchResult, format_markdown, summarize  # noqa: E402
+from causalrm.workflows.pipeline import FitConfig  # noqa: E402
 
 
 def _same(a: dict, b: dict) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm.evaluation import bootstrap_ci  # noqa: E402
+from causalrm.evaluation.metrics import bootstrap_ci  # noqa: E402
 
 ESTIMATORS = ("causalrm-ips", "causalrm-dr")
 REFERENCES = ("naive", "ips", "denoise")

@@ -10,11 +10,11 @@ memory-mapped embedding file, which is file-backed and reclaimable). The peak re
 - ``baseline``: import causalrm, torch, polars (the floor every stage pays);
 - ``read``: ``read_log`` of the parquet log and a summary (observed rate, feedback rate);
 - ``validate``: what ``causalrm validate`` did before streaming: ``summarize_log(read_log(LOG))`` (eager frame);
-- ``validate_stream``: what it does now: ``causalrm.scan.summarize_file(LOG)`` (a LazyFrame collected on the
+- ``validate_stream``: what it does now: ``causalrm.data.scan.summarize_file(LOG)`` (a LazyFrame collected on the
   streaming engine; the texts are reduced to flags and hashes, never held);
 - ``propensity``: cross-fitted logistic propensity on ``X`` memory-mapped (``nuisance_max_rows`` subsample);
 - ``flip_rates``: anchor-quantile flip rates (subsample);
-- ``train_epoch``: one epoch of ``causalrm.trainer.train`` (MLP 384-256-64-1, batch 512, causalrm-ips) over the
+- ``train_epoch``: one epoch of ``causalrm.training.trainer.train`` (MLP 384-256-64-1, batch 512, causalrm-ips) over the
   memory-mapped rows, gathered per batch by index (``TensorFeatures`` on a ``RowView``);
 - ``bare_epoch``: the same epoch as a bare PyTorch loop (randperm, ``torch.from_numpy(X[idx])``, MLP, Adam),
   the reference for the trainer's overhead;
@@ -94,7 +94,7 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
 
     import causalrm  # noqa: F401
     from causalrm.embeddings import read_embeddings
-    from causalrm.io import read_log
+    from causalrm.data.io import read_log
 
     out: dict = {}
     t0 = time.perf_counter()
@@ -105,11 +105,11 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
         out["observed_rate"] = float(log["observed"].mean())
         out["feedback_rate"] = float(log["feedback"].mean())
     elif name == "validate":
-        from causalrm.validate import summarize_log
+        from causalrm.data.validate import summarize_log
 
         out["n_observed"] = summarize_log(read_log(folder / "log.parquet")).n_observed
     elif name == "validate_stream":
-        from causalrm.scan import summarize_file
+        from causalrm.data.scan import summarize_file
 
         fallbacks: list[str] = []
         out["n_observed"] = summarize_file(folder / "log.parquet", on_fallback=fallbacks.append).n_observed
@@ -121,23 +121,23 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
         obs = log["observed"].to_numpy().astype(np.float64)
         fb = log["feedback"].fill_null(0).to_numpy().astype(np.float64)
         if name == "propensity":
-            from causalrm.propensity import PropensityModel
+            from causalrm.nuisances.propensity import PropensityModel
 
             m = PropensityModel(model="logistic", max_rows=50_000).fit(X, obs)
             out["mean_p"] = float(m.propensity_.mean())
         elif name == "flip_rates":
-            from causalrm.noise import FlipRateEstimator
-            from causalrm.rowmatrix import subsample, take_rows
+            from causalrm.nuisances.noise import FlipRateEstimator
+            from causalrm.data.rowmatrix import subsample, take_rows
 
             sub = subsample(len(obs), 50_000, 0, stratify=obs)
             sub = np.arange(len(obs)) if sub is None else sub
             est = FlipRateEstimator(method="anchor-quantile").fit(take_rows(X, sub), fb[sub], obs[sub])
             out["rho01"], out["rho10"] = float(est.rho01_), float(est.rho10_)
         elif name in ("train_epoch", "score"):
-            from causalrm.backbones.mlp import MLPBackbone
-            from causalrm.losses import LossInputs
-            from causalrm.rowmatrix import RowView
-            from causalrm.trainer import TrainConfig, predict_logits, train
+            from causalrm.training.backbones.mlp import MLPBackbone
+            from causalrm.estimators.losses import LossInputs
+            from causalrm.data.rowmatrix import RowView
+            from causalrm.training.trainer import TrainConfig, predict_logits, train
 
             split = log["split"].to_numpy()
             tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")

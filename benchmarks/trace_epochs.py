@@ -20,14 +20,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm import schema  # noqa: E402
-from causalrm.backbones import build_backbone  # noqa: E402
-from causalrm.bench import BenchConfig, _load_rated  # noqa: E402
-from causalrm.evaluation import evaluate_scores, sigmoid  # noqa: E402
-from causalrm.losses import NOISE_AWARE  # noqa: E402
-from causalrm.pipeline import FitConfig, fit_nuisances, loss_inputs, score_with  # noqa: E402
-from causalrm.simulate import simulate_with_config  # noqa: E402
-from causalrm.trainer import cpu_threads, train  # noqa: E402
+from causalrm.data import schema  # noqa: E402
+from causalrm.training.backbones import build_backbone  # noqa: E402
+from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
+from causalrm.evaluation.metrics import evaluate_scores, sigmoid  # noqa: E402
+from causalrm.estimators.losses import NOISE_AWARE  # noqa: E402
+from causalrm.workflows.pipeline import FitConfig, fit_nuisances, loss_inputs, score_with  # noqa: E402
+from causalrm.simulation.simulate import simulate_with_config  # noqa: E402
+from causalrm.training.trainer import cpu_threads, train  # noqa: E402
 
 
 def trace(log, X, nuis, config: FitConfig, every: int) -> list[dict[str, float]]:

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """Lazy re-exports, so ``import causalrm`` stays light (no torch until needed)."""
     if name == "load_reward_model":
-        from causalrm.export import load_reward_model
+        from causalrm.export.reward_models import load_reward_model
 
         return load_reward_model
     if name == "CausalRM":
@@ -18,7 +18,7 @@ def __getattr__(name: str):
 
         return FitConfig
     if name == "fit_methods":
-        from causalrm.orchestrate import fit_methods
+        from causalrm.workflows.orchestrate import fit_methods
 
         return fit_methods
     raise AttributeError(f"module 'causalrm' has no attribute {name!r}")

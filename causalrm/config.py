@@ -1,4 +1,4 @@
-"""``FitConfig``: everything that determines a fit (``causalrm.pipeline.fit_log``), its option constants and JSON form.
+"""``FitConfig``: everything that determines a fit (``causalrm.workflows.pipeline.fit_log``), its option constants and JSON form.
 
 The fields (declared once with ``causalrm.options.option``) are ``causalrm fit``'s options, the estimator's
 parameters and the app's choice lists; ``validate`` refuses any invalid combination with an ``InputError``.
@@ -11,15 +11,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from causalrm import methods as registry
-from causalrm import schema
-from causalrm.backbones import DEFAULT_BACKBONE, available_backbones, get_backbone_class
-from causalrm.backbones.base import as_int_tuple
+from causalrm.estimators import methods as registry
+from causalrm.data import schema
+from causalrm.training.backbones import DEFAULT_BACKBONE, available_backbones, get_backbone_class
+from causalrm.training.backbones.base import as_int_tuple
 from causalrm.errors import InputError
 from causalrm.options import as_str_tuple, option
-from causalrm.noise import FLIP_METHODS
-from causalrm.propensity import MODELS as PROPENSITY_MODELS
-from causalrm.trainer import TrainConfig, TrainOptions
+from causalrm.nuisances.noise import FLIP_METHODS
+from causalrm.nuisances.propensity import MODELS as PROPENSITY_MODELS
+from causalrm.training.trainer import TrainConfig, TrainOptions
 
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
@@ -28,7 +28,7 @@ PROXY_WEIGHTINGS = ("propensity", "none")
 #: within the train rows, val rows scored by a train-row proxy) or "pooled" (the flip-rate proxy over train + val)
 IMPUTATION_FITS = ("train-only", "pooled")
 DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
-#: the method that fits several estimators on shared nuisances and keeps one on the evidence (causalrm.selection)
+#: the method that fits several estimators on shared nuisances and keeps one on the evidence (causalrm.workflows.selection)
 AUTO = registry.AUTO
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -38,9 +38,9 @@ AUTO = registry.AUTO
 class FitConfig(TrainOptions):
     """Everything that determines a fit (JSON round trip: ``to_dict`` / ``from_dict``).
 
-    Estimator and optimisation: the fields of :class:`causalrm.trainer.TrainOptions` (method: default ``"auto"``,
+    Estimator and optimisation: the fields of :class:`causalrm.training.trainer.TrainOptions` (method: default ``"auto"``,
     which fits naive and the debiased candidates on shared nuisances and keeps one on validation evidence,
-    ``causalrm.selection``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
+    ``causalrm.workflows.selection``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
     grad_accum_steps, autocast_dtype, max_grad_norm, eval_batch_size, device, seed, num_threads). Here seed also
     fixes the split, the nuisances and the initialisation, and num_threads covers BLAS during the nuisance fits.
     val_method may name another debiased estimator (e.g. ``causalrm-ips`` to stop ``causalrm-dr`` with an estimate
@@ -48,7 +48,7 @@ class FitConfig(TrainOptions):
     auto_candidates: the estimators ``auto`` fits and chooses among (naive always one); empty = the registry's
     ``auto_candidate`` specs.
     Backbone
-        backbone: a registered backbone (``causalrm.backbones``; default the MLP head on frozen embeddings), whose
+        backbone: a registered backbone (``causalrm.training.backbones``; default the MLP head on frozen embeddings), whose
         declarations (``Backbone.options``, ``config_fields``, ``selects_head``) the rest of this class reads;
         hidden: MLP hidden sizes (256, 64);
         select_head: also train a linear head (``hidden=()``, lr ``LINEAR_HEAD_LR``) and keep whichever of the two
@@ -65,7 +65,7 @@ class FitConfig(TrainOptions):
         out-of-fold proxy), ``"anchor-minmax"``, ``"gold"`` (audited ``gold_label`` rows) or ``"fixed"``;
         quantile: 0.97; rho01, rho10: fixed flip rates (both or neither; given -> ``flip_method="fixed"``);
         flip_bootstrap: bootstrap replicates of the flip-rate CI. force_noise_correction: train a noise-aware method
-        even when the flip-rate gate fails (``causalrm.gates``; by default such a fit is refused).
+        even when the flip-rate gate fails (``causalrm.nuisances.gates``; by default such a fit is refused).
         proxy_weighting: ``"propensity"`` (default) weights
         the observed rows by ``1 / p_hat`` (clipped) when fitting the proxy of P(r = 1 | x) behind the anchor flip
         rates and the DR pseudo-labels, whenever propensities are fitted: importance weighting re-targets the proxy
@@ -78,7 +78,7 @@ class FitConfig(TrainOptions):
         model's pseudo-labels then carry val feedback, which makes a DR validation estimate optimistic).
     Rows
         val_fraction: share of prompt groups sent to val when the log has no val split (0.2).
-        nuisance_max_rows: large logs (``causalrm.rowmatrix``): the propensity, anchor flip-rate and DR pseudo-label
+        nuisance_max_rows: large logs (``causalrm.data.rowmatrix``): the propensity, anchor flip-rate and DR pseudo-label
         models are fitted on a seeded subsample of at most this many train + val rows (50 000; ``None`` = all),
         gathered by index from the (memory-mapped) embeddings; every row still gets p_hat and q (out-of-fold on the
         subsample, predictions of models that never saw the row elsewhere: ``subsampled_proxy``). Logs of at most
@@ -138,7 +138,7 @@ class FitConfig(TrainOptions):
     # ------------------------------------------------------------------------------------------------------------
     def validate(self) -> FitConfig:
         """Raise InputError on any invalid option; returns self."""
-        from causalrm.losses import BASES
+        from causalrm.estimators.losses import BASES
 
         if self.method != AUTO and not registry.is_method(self.method):
             raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(registry.names(auto=True))}")
@@ -163,13 +163,13 @@ class FitConfig(TrainOptions):
         if self.flip_method not in FLIP_METHODS:
             raise InputError(f"unknown flip method {self.flip_method!r}; choose one of: {', '.join(FLIP_METHODS)}")
         if self.event_rate is not None or self.accidental_rate is not None:
-            from causalrm.feedback_kinds import event_flip_rates
+            from causalrm.data.feedback_kinds import event_flip_rates
 
             event_flip_rates(self.event_rate, self.accidental_rate)
         if (self.rho01 is None) != (self.rho10 is None):
             raise InputError("give both --rho01 and --rho10 (fixed flip rates) or neither (estimated)")
         if self.rho01 is not None:
-            from causalrm.losses import check_rates
+            from causalrm.estimators.losses import check_rates
 
             check_rates(self.rho01, self.rho10)
         elif self.flip_method == "fixed":

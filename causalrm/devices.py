@@ -1,5 +1,5 @@
 """One meaning of a device name: :func:`resolve_device`, used by the embedder, the propensity MLP, the trainer, the
-reward models of :mod:`causalrm.export`, the pipeline and the app.
+reward models of :mod:`causalrm.export.reward_models`, the pipeline and the app.
 
 ``"auto"`` (or None / empty): cuda when a CUDA GPU is present, else cpu. Apple's ``mps`` is used when asked for by
 name; ``"auto"`` picks it only where the caller passes ``auto_mps=True`` (the embedder: a forward pass in fp16 /

@@ -10,19 +10,19 @@
     load_reward_model("runs/ips").score(...)                          # the same rewards as score_texts
 
 Conventions (scikit-learn's): the constructor takes keyword arguments only and stores them unchanged; they are the
-fields of :class:`causalrm.pipeline.FitConfig` (one source: the constructor's signature, the defaults, ``get_params``
+fields of :class:`causalrm.workflows.pipeline.FitConfig` (one source: the constructor's signature, the defaults, ``get_params``
 / ``set_params`` and ``sklearn.base.clone`` are all derived from it), validated in :meth:`CausalRM.fit`, which
 returns ``self``. What fitting learned has a trailing underscore: ``config_`` (the validated configuration; with
 ``method="auto"`` the chosen method's), ``method_``, ``backbone_``, ``history_``, ``nuisances_``, ``split_``,
 ``learned_`` (the learning gate), ``choice_`` and ``candidates_`` (``auto``), ``seconds_``, ``result_`` (the
-:class:`~causalrm.pipeline.FitResult`).
+:class:`~causalrm.workflows.pipeline.FitResult`).
 
 Rewards are reward logits z everywhere (the predicted preference is sigma(z)). :meth:`CausalRM.predict` (scikit-learn's
 name) and :meth:`CausalRM.score_log` give the rewards of a log's rows (``X``: precomputed embeddings);
 :meth:`CausalRM.score_texts` takes texts (strings or ``{"role", "content"}`` message lists), embeds them with the
 configured embedder and is the scoring path of ``causalrm.load_reward_model`` (``RewardModel.score``: the in-memory
 model is the one a saved run loads as). :meth:`CausalRM.score` is scikit-learn's higher-is-better score and needs no
-clean labels (its docstring). :meth:`CausalRM.save` writes a run directory (``causalrm.runs.save_run``).
+clean labels (its docstring). :meth:`CausalRM.save` writes a run directory (``causalrm.workflows.runs.save_run``).
 
 scikit-learn's model selection works on an impression log (a polars DataFrame; scikit-learn indexes its rows):
 ``GridSearchCV(CausalRM(method="naive"), {"max_epochs": [2, 5]}, cv=GroupKFold(2)).fit(log, groups=prompts)``,
@@ -30,12 +30,12 @@ scikit-learn's model selection works on an impression log (a polars DataFrame; s
 prompt's responses are split between a fit and its score. Each fold's fit keeps the log's ``split`` column: its
 ``train`` / ``val`` rows keep their roles, its ``test`` rows are never read, and where the fold has no ``val`` rows a
 seeded share of its prompt groups (``val_fraction``) becomes the validation split for early stopping
-(``causalrm.splits.resolve_split``). Each fold embeds its rows with ``embedder`` (the shipped vectors of the bundled
+(``causalrm.data.splits.resolve_split``). Each fold embeds its rows with ``embedder`` (the shipped vectors of the bundled
 datasets' texts are read from the cache), since ``X`` is not split with the log.
 
 ``CausalRM`` is what ``causalrm fit`` runs (the command line is its constructor's parameters, ``FitConfig``'s field
 metadata, plus where the log and the run live); several methods on shared nuisances are
-``causalrm.orchestrate.fit_methods``.
+``causalrm.workflows.orchestrate.fit_methods``.
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ import polars as pl
 from sklearn.base import BaseEstimator
 
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import as_impressions
+from causalrm.data.feedback_kinds import as_impressions
 from causalrm.config import FitConfig
-from causalrm.nuisances import Nuisances
-from causalrm.pipeline import FitResult, fit_log
+from causalrm.nuisances.fit import Nuisances
+from causalrm.workflows.pipeline import FitResult, fit_log
 
 
 def _param_defaults() -> dict[str, Any]:
@@ -75,10 +75,10 @@ def _check_no_target(y: Any) -> None:
 
 
 def _read(log: pl.DataFrame | str | os.PathLike) -> pl.DataFrame:
-    """The log as impressions: a file read with ``causalrm.io.read_log``; implicit feedback (copies, clicks) with
+    """The log as impressions: a file read with ``causalrm.data.io.read_log``; implicit feedback (copies, clicks) with
     every impression observed (``feedback_kinds.as_impressions``)."""
     if isinstance(log, (str, os.PathLike)):
-        from causalrm.io import read_log
+        from causalrm.data.io import read_log
 
         log = read_log(log)
     if not isinstance(log, pl.DataFrame):
@@ -89,7 +89,7 @@ def _read(log: pl.DataFrame | str | os.PathLike) -> pl.DataFrame:
 class CausalRM(BaseEstimator):
     """A reward model fitted on a logged, noisy, selection-biased feedback log (module docstring).
 
-    Parameters: the fields of :class:`causalrm.pipeline.FitConfig` (``method``, ``max_epochs``, ``seed``, ...), by
+    Parameters: the fields of :class:`causalrm.workflows.pipeline.FitConfig` (``method``, ``max_epochs``, ``seed``, ...), by
     keyword, with its defaults; ``backbone_options=None`` stands for ``{}``.
     """
 
@@ -121,10 +121,10 @@ class CausalRM(BaseEstimator):
             progress: Callable[[int, int, float, float], None] | None = None,
             on_stage: Callable[[str], None] | None = None, should_stop: Callable[[], bool] | None = None,
             ) -> CausalRM:
-        """Fit on ``log`` (a polars DataFrame in the canonical schema, or a log file for ``causalrm.io.read_log``).
+        """Fit on ``log`` (a polars DataFrame in the canonical schema, or a log file for ``causalrm.data.io.read_log``).
 
         ``y``: scikit-learn's target, always None (the labels are the log's ``feedback`` column). The rows' roles come
-        from the log's ``split`` column (``causalrm.splits.resolve_split``: test rows never read, val rows drawn by
+        from the log's ``split`` column (``causalrm.data.splits.resolve_split``: test rows never read, val rows drawn by
         prompt group where none are marked).
         ``X``: embeddings aligned with the log's rows (an array, or a ``.safetensors`` / ``.npy`` file from
         ``causalrm embed``), or None to embed with ``embedder``. ``nuisances``: reuse fitted nuisances of this log
@@ -179,10 +179,10 @@ class CausalRM(BaseEstimator):
 
     @property
     def reward_model_(self) -> Any:
-        """The fitted model as a ``causalrm.export.RewardModel`` (what ``load_reward_model`` returns for a run)."""
+        """The fitted model as a ``causalrm.export.reward_models.RewardModel`` (what ``load_reward_model`` returns for a run)."""
         self._check_fitted()
         if getattr(self, "_reward_model", None) is None:
-            from causalrm.export import reward_model_of
+            from causalrm.export.reward_models import reward_model_of
 
             self._reward_model = reward_model_of(self.backbone_, self.config_, device=self.config_.device)
         return self._reward_model
@@ -196,7 +196,7 @@ class CausalRM(BaseEstimator):
         """Reward logits of every row of ``log`` (a DataFrame or a log file); ``X`` None = embed the rows."""
         self._check_fitted()
         if isinstance(log, (str, os.PathLike)):
-            from causalrm.io import read_log
+            from causalrm.data.io import read_log
 
             log = read_log(log)
         return self.result_.score(log, X)
@@ -220,11 +220,11 @@ class CausalRM(BaseEstimator):
         """
         import torch
 
-        from causalrm import losses
-        from causalrm import schema
-        from causalrm.audit import design_columns
-        from causalrm.methods import get as get_spec
-        from causalrm.nuisances import fit_nuisances, loss_inputs, needs_of
+        from causalrm.estimators import losses
+        from causalrm.data import schema
+        from causalrm.evaluation.audit import design_columns
+        from causalrm.estimators.methods import get as get_spec
+        from causalrm.nuisances.fit import fit_nuisances, loss_inputs, needs_of
 
         _check_no_target(y)
         self._check_fitted()
@@ -263,10 +263,10 @@ class CausalRM(BaseEstimator):
         return -float(value)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted model as a run directory (``causalrm.runs.save_run``: config, weights, metrics,
+        """Write the fitted model as a run directory (``causalrm.workflows.runs.save_run``: config, weights, metrics,
         nuisances, the fitted log scored); ``causalrm.load_reward_model(path)`` scores as :meth:`score_texts` does."""
         self._check_fitted()
-        from causalrm.runs import save_run
+        from causalrm.workflows.runs import save_run
 
         log, X = self._fit_data
         return save_run(self.result_, log, X, path, source=self.source_)

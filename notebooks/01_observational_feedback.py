@@ -12,7 +12,7 @@
 # **What you will learn**
 #
 # - what an *impression log* is: one row per response shown, with feedback on only a few rows;
-# - the paper's semi-synthetic protocol (`causalrm.simulate`), applied to real UltraFeedback responses:
+# - the paper's semi-synthetic protocol (`causalrm.simulation.simulate`), applied to real UltraFeedback responses:
 #   selection bias (who leaves feedback) and label noise (what the feedback says);
 # - how the observed labels differ from the truth: observation rate by rating level, flip rates, label balance;
 # - that a *naive* reward model, fitted to the rows with feedback, learns the wrong thing, and why the effect is
@@ -37,13 +37,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
-from causalrm.datasets import load_rated
+from causalrm.data.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.evaluation import sigmoid
-from causalrm.pipeline import FitConfig
-from causalrm.simulate import simulate, simulate_with_config, simulation_summary
-from causalrm.teaching import equal_count_bins, fit_scores, metric_rows, setup_notebook
-from causalrm.validate import summarize_log
+from causalrm.evaluation.metrics import sigmoid
+from causalrm.workflows.pipeline import FitConfig
+from causalrm.simulation.simulate import simulate, simulate_with_config, simulation_summary
+from causalrm.workflows.teaching import equal_count_bins, fit_scores, metric_rows, setup_notebook
+from causalrm.data.validate import summarize_log
 
 pio.templates.default = "plotly_white"
 # Training settings (FitConfig keywords): the paper's (Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30) or a
@@ -188,7 +188,7 @@ fig.show()
 # The **naive** reward model minimises $\frac1N\sum_i o_i\,\ell(\hat r_i, r_i)$: it fits the rows that have
 # feedback as if they were a random sample with clean labels. The **oracle** fits $\ell(\hat r_i, r^*_i)$ on
 # every training row: the ceiling no real log can reach. Both use the same MLP head on the same embeddings
-# (`causalrm.pipeline.fit_log`), are early-stopped on their own validation estimate, and are scored on the
+# (`causalrm.workflows.pipeline.fit_log`), are early-stopped on their own validation estimate, and are scored on the
 # clean test split.
 #
 # We do this twice:

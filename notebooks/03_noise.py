@@ -14,13 +14,13 @@
 # - the class-conditional noise model ($\rho_{01}$, $\rho_{10}$) and the noise-corrected surrogate loss
 #   $\tilde\ell$ of Natarajan et al. (2013);
 # - why $\mathbb E[\tilde\ell(\hat r, r) \mid r^*] = \ell(\hat r, r^*)$, checked numerically with
-#   `causalrm.losses` on a grid of logits, and why the default base loss is bounded (squared error on
+#   `causalrm.estimators.losses` on a grid of logits, and why the default base loss is bounded (squared error on
 #   $\sigma(z)$) rather than cross-entropy;
 # - how flip rates are estimated from **anchor points** (`FlipRateEstimator`) and how that fails: an overfit
 #   proxy, no anchors, and the choice of the quantile $q$;
 # - the alternative: a small audited gold subset.
 #
-# `torch` is imported here only to hand tensors to `causalrm.losses`, whose functions take tensors.
+# `torch` is imported here only to hand tensors to `causalrm.estimators.losses`, whose functions take tensors.
 
 # %%
 import os
@@ -39,14 +39,14 @@ import plotly.io as pio
 import polars as pl
 import torch
 
-from causalrm.datasets import load_rated
+from causalrm.data.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.evaluation import evaluate_scores, sigmoid
-from causalrm.losses import LossInputs, base_loss, estimate, surrogate_bounds, surrogate_loss
-from causalrm.noise import FlipRateEstimator, ProxyModel, anchor_rates, cross_fitted_proxy
-from causalrm.pipeline import FitConfig, fit_log
-from causalrm.simulate import simulate
-from causalrm.teaching import error_bars, fit_flip_rates, setup_notebook
+from causalrm.evaluation.metrics import evaluate_scores, sigmoid
+from causalrm.estimators.losses import LossInputs, base_loss, estimate, surrogate_bounds, surrogate_loss
+from causalrm.nuisances.noise import FlipRateEstimator, ProxyModel, anchor_rates, cross_fitted_proxy
+from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.simulation.simulate import simulate
+from causalrm.workflows.teaching import error_bars, fit_flip_rates, setup_notebook
 
 pio.templates.default = "plotly_white"
 # Training settings (FitConfig keywords): the paper's (Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30) or a

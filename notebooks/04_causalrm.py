@@ -12,7 +12,7 @@
 # **What you will learn**
 #
 # - the estimators side by side: naive, IPS (debias only), denoise (noise correction only), CausalRM-IPS,
-#   CausalRM-DR and the oracle, all trained with `causalrm.pipeline.fit_log` on one simulated log;
+#   CausalRM-DR and the oracle, all trained with `causalrm.workflows.pipeline.fit_log` on one simulated log;
 # - how to read results honestly: report the oracle, measure the share of the naive → oracle gap each method
 #   closes, show confidence intervals, and check the nuisance estimates before blaming (or crediting) the loss;
 # - how the methods behave as selection gets stronger (a sweep over $\alpha$) and as noise grows (a sweep over
@@ -41,16 +41,16 @@ import numpy as np
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
-from causalrm.bench import BenchConfig, run_bench
-from causalrm.datasets import load_rated
+from causalrm.workflows.bench import BenchConfig, run_bench
+from causalrm.data.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.evaluation import compare_rankings
-from causalrm.losses import METHODS
-from causalrm.methods import markdown_table
-from causalrm.pipeline import FitConfig, fit_nuisances
-from causalrm.runs import scored_table
-from causalrm.simulate import simulate
-from causalrm.teaching import error_bars, fit_scores, metric_rows, setup_notebook, sweep_summary, with_gap_closed
+from causalrm.evaluation.metrics import compare_rankings
+from causalrm.estimators.losses import METHODS
+from causalrm.estimators.methods import markdown_table
+from causalrm.workflows.pipeline import FitConfig, fit_nuisances
+from causalrm.workflows.runs import scored_table
+from causalrm.simulation.simulate import simulate
+from causalrm.workflows.teaching import error_bars, fit_scores, metric_rows, setup_notebook, sweep_summary, with_gap_closed
 
 SEEDS = [0] if FAST else [0, 1, 2]
 
@@ -63,10 +63,10 @@ print("fast mode" if FAST else "full mode", TRAIN)
 # %% [markdown]
 # ## 1. The estimators
 #
-# All are means over the $N$ training impressions of a per-row term (`causalrm.losses`); $w = o/p$ with $\hat p$
+# All are means over the $N$ training impressions of a per-row term (`causalrm.estimators.losses`); $w = o/p$ with $\hat p$
 # clipped below (0.1 by default), $\tilde\ell$ the noise-corrected surrogate of notebook 03, $e = \ell(z, q)$ an
 # imputed error from a pseudo-label $q(x) \approx P(r^*=1\mid x)$. The table below is the method registry's
-# (`causalrm.methods`, the one source of every table of methods): a *weighted* method corrects selection, a
+# (`causalrm.estimators.methods`, the one source of every table of methods): a *weighted* method corrects selection, a
 # *noise-aware* one noise, `causalrm-dr` both and is unbiased if $\hat p$ *or* $e$ is right; `oracle` is the ideal
 # loss on clean labels (simulation only).
 #
@@ -257,7 +257,7 @@ noise_sweep
 # ## 6. The same comparison on the real ratings
 #
 # Same protocol, real GPT-4 ratings, estimated propensities and pseudo-labels, true flip rates. This time we use
-# the library's benchmark, `causalrm.bench.run_bench`: the code behind `causalrm bench`, which simulates one log
+# the library's benchmark, `causalrm.workflows.bench.run_bench`: the code behind `causalrm bench`, which simulates one log
 # per seed, fits the nuisances once per seed, trains every method and summarises over seeds, with the share of
 # the naive → oracle gap closed and a bootstrap interval over seeds.
 #

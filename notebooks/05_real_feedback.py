@@ -33,13 +33,13 @@ import numpy as np
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
-from causalrm.datasets import load_oasst1_log
+from causalrm.data.datasets import load_oasst1_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
-from causalrm.noise import FlipRateEstimator
-from causalrm.pipeline import FitConfig, fit_log, fit_nuisances
-from causalrm.teaching import equal_count_bins, error_bars, fit_scores, metric_rows, setup_notebook
-from causalrm.validate import summarize_log
+from causalrm.nuisances.noise import FlipRateEstimator
+from causalrm.workflows.pipeline import FitConfig, fit_log, fit_nuisances
+from causalrm.workflows.teaching import equal_count_bins, error_bars, fit_scores, metric_rows, setup_notebook
+from causalrm.data.validate import summarize_log
 
 pio.templates.default = "plotly_white"
 # Training settings (FitConfig keywords): the paper's (Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30) or a
@@ -67,12 +67,12 @@ log.select(pl.col("prompt").str.slice(0, 40), pl.col("response").str.slice(0, 40
 # OpenAI / Hugging Face chat format, a `messages` list of `{"role", "content"}` turns ending with the rated assistant
 # message. `read_log` makes that message the `response`, renders the turns before it into a readable `prompt` (what
 # the MiniLM encoder sees) and keeps them as JSON in `context` (what a chat template needs:
-# `causalrm.chat.conversation(context, response)`). Malformed conversations are one error line naming the row.
+# `causalrm.data.chat.conversation(context, response)`). Malformed conversations are one error line naming the row.
 
 # %%
-from causalrm.chat import conversation
-from causalrm.datasets import data_dir
-from causalrm.io import read_log
+from causalrm.data.chat import conversation
+from causalrm.data.datasets import data_dir
+from causalrm.data.io import read_log
 
 chat_log = read_log(data_dir() / "oasst1_chat.jsonl")
 print(summarize_log(chat_log).chat)  # conversations, multi-turn contexts, system prompts
@@ -264,4 +264,4 @@ print(log["gold_count"].value_counts().sort("gold_count"))
 #    on CPU, then cached). Does the propensity model's AUC(o) go up? Why would it?
 # 6. The library's own real-feedback benchmark uses a different protocol (held-out prompt groups, anchor or
 #    fixed flip rates, an oracle trained on gold): run `causalrm bench --dataset oasst1 --seeds 0,1,2` (or
-#    `causalrm.bench.run_bench(BenchConfig(dataset="oasst1"))`) and compare its conclusions with yours.
+#    `causalrm.workflows.bench.run_bench(BenchConfig(dataset="oasst1"))`) and compare its conclusions with yours.

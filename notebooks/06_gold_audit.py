@@ -12,7 +12,7 @@
 # **What you will learn**
 #
 # - how `causalrm audit` chooses the rows to label: strata by feedback and by the proxy and propensity scores,
-#   and a known *inclusion probability* for every proposed row (`causalrm.audit`);
+#   and a known *inclusion probability* for every proposed row (`causalrm.evaluation.audit`);
 # - why the labelled rows must be weighted by 1 / inclusion probability, for the flip rates and for the models'
 #   metrics;
 # - how wide the intervals are after 100, 300 and 1,000 labels, shown by simulation: we draw the audit many
@@ -37,13 +37,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
-from causalrm import audit
-from causalrm.demo import debiased_of
+from causalrm.evaluation import audit
+from causalrm.workflows.demo import debiased_of
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.evaluation import labelled_verdict, sigmoid
-from causalrm.pipeline import FitConfig, fit_log
-from causalrm.simulate import simulate_dataset
-from causalrm.teaching import audited_flip_rates, error_bars, setup_notebook, simulated_audit
+from causalrm.evaluation.metrics import labelled_verdict, sigmoid
+from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.simulation.simulate import simulate_dataset
+from causalrm.workflows.teaching import audited_flip_rates, error_bars, setup_notebook, simulated_audit
 
 SIZES = [100, 300] if FAST else [100, 300, 1000]
 DRAWS = 10 if FAST else 100  # audits drawn per size, to see the spread of the estimates

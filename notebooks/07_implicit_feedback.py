@@ -12,7 +12,7 @@
 # **What you will learn**
 #
 # - what an *implicit* log looks like (an event such as a copy or a click, recorded when it happens, on every
-#   impression) and how the library reads it (`causalrm.feedback_kinds`, `summarize_log`);
+#   impression) and how the library reads it (`causalrm.data.feedback_kinds`, `summarize_log`);
 # - why reading "no copy" as a thumbs-down gives a reward model that ranks well but is miscalibrated;
 # - why the event rates cannot be learned from the events alone, and what the library says when asked to;
 # - how an audit of a few hundred rows gives the rates, with intervals, and how the noise correction (which is
@@ -38,16 +38,16 @@ import numpy as np
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
-from causalrm import audit
+from causalrm.evaluation import audit
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import as_impressions
-from causalrm.orchestrate import fit_methods
-from causalrm.pipeline import FitConfig
-from causalrm.simulate import simulate_dataset
-from causalrm.teaching import (audited_flip_rates, fit_scores, metric_rows, reliability_table, setup_notebook,
+from causalrm.data.feedback_kinds import as_impressions
+from causalrm.workflows.orchestrate import fit_methods
+from causalrm.workflows.pipeline import FitConfig
+from causalrm.simulation.simulate import simulate_dataset
+from causalrm.workflows.teaching import (audited_flip_rates, fit_scores, metric_rows, reliability_table, setup_notebook,
                                simulated_audit)
-from causalrm.validate import summarize_log
+from causalrm.data.validate import summarize_log
 
 C, EPS = 0.5, 0.03  # P(copy | good response), P(copy | bad response): the truth of this simulation
 AUDIT = 300  # rows labelled by hand in section 4
@@ -78,7 +78,7 @@ raw.group_by("true_label").agg(rows=pl.len(), events=pl.col("feedback").sum(),
                                event_rate=pl.col("feedback").fill_null(0).mean()).sort("true_label")
 
 # %% [markdown]
-# `causalrm.io.read_log` detects such a column (only ever 1 or empty, at least 30 events) and reads the log as
+# `causalrm.data.io.read_log` detects such a column (only ever 1 or empty, at least 30 events) and reads the log as
 # **impressions** (`feedback_kinds.as_impressions`, which we call directly on the simulated table): every row is
 # observed, `feedback` is the event (1) or its absence (0), and a `feedback_kind` column marks the reading.
 # `summarize_log` (what `causalrm validate` prints) names the kind and what it needs.
@@ -182,7 +182,7 @@ pl.DataFrame([{"rate": k, "truth": truth, "realised (train + val)": realised[k],
 # $$\frac1n \sum_i \tilde\ell(z_i, e_i) = \pi\, \mathbb E_P[\ell(z, 1)] + \mathbb E_U[\ell(z, 0)]
 #   - \pi\, \mathbb E_P[\ell(z, 0)] ,$$
 #
-# and with $\varepsilon > 0$ it is its generalisation to accidental events (`causalrm.pu`). `nnpu` clips each
+# and with $\varepsilon > 0$ it is its generalisation to accidental events (`causalrm.estimators.pu`). `nnpu` clips each
 # class's risk at zero (Kiryo et al. 2017), against a flexible model that drives one below zero. `auto` picks by
 # the audited validation rows. The same correction runs with rates the user gives instead of an audit:
 # `FitConfig(rho01=1 - c, rho10=eps)` (`causalrm fit --event-rate C --accidental-rate EPS`).
@@ -257,6 +257,6 @@ except InputError as err:
 # 5. Mixed logs: `simulate_dataset(..., feedback_kind="mixed", regenerate_rate_good=0.05,
 #    regenerate_rate_bad=0.3)` keeps the explicit thumbs in `feedback` and adds `copied` and `regenerated`
 #    columns. How often does a copied response get a thumbs-down?
-# 6. On the synthetic control, where the representation is the truth's own (`causalrm.bench.synthetic_rated`,
+# 6. On the synthetic control, where the representation is the truth's own (`causalrm.workflows.bench.synthetic_rated`,
 #    `simulate_with_config(rated, embeddings=X, rating="teacher", feedback_kind="implicit", ...)`), how close do
 #    `denoise` and the oracle come?

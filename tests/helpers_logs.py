@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from causalrm.simulate import simulate
+from causalrm.simulation.simulate import simulate
 
 
 def write_simulated_log(folder: Path, n: int, d: int = 8) -> Path:

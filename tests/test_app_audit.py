@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
 from app.tabs import audit as A  # noqa: E402
 from app.tabs import data as D  # noqa: E402
 from app.tabs import train as T  # noqa: E402
-from causalrm.io import read_labels  # noqa: E402
+from causalrm.data.io import read_labels  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -77,7 +77,7 @@ def test_download_upload_round_trip_and_clear(session, tmp_path):
 
 
 def test_the_verdict_panel_reads_the_audit_once_models_are_trained_and_enough_rows_labelled(session, tmp_path):
-    from causalrm.evaluation import MIN_DECISION_LABELS
+    from causalrm.evaluation.metrics import MIN_DECISION_LABELS
 
     status = list(T.train_models(session, ["naive", "causalrm-ips"], "mlp", "cpu", 2, 30, 0, False, True))[-1].status
     nu = session.results["causalrm-ips"].nuisances  # the Train status names the rates that entered each method

@@ -288,9 +288,9 @@ def test_the_audit_verdict_below_and_above_the_decision_threshold(page, tmp_path
     with the simulation's clean true_label and uploaded again, gives a verdict with its interval."""
     import polars as pl
 
-    from causalrm.demo import DEMO
-    from causalrm.evaluation import MIN_DECISION_LABELS
-    from causalrm.simulate import simulate_dataset
+    from causalrm.workflows.demo import DEMO
+    from causalrm.evaluation.metrics import MIN_DECISION_LABELS
+    from causalrm.simulation.simulate import simulate_dataset
 
     # the log of the Data tab's "UltraFeedback (simulated)" at its default settings (teacher ratings, seed 0)
     log, _ = simulate_dataset("ultrafeedback", alpha=DEMO.alpha, rho01=0.2, rho10=0.1, observation_rate=0.2,
@@ -383,7 +383,7 @@ def test_an_upload_embeds_itself_and_the_propensity_fits(page, tmp_path):
 def test_an_implicit_log_is_named_takes_event_rates_and_trains(page, tmp_path):
     """Copies simulated on the bundled WildBench rows: the upload is named implicit, the Noise tab takes the event
     rates (no anchors), the Train tab then offers nnpu, which trains."""
-    from causalrm.simulate import simulate_dataset
+    from causalrm.simulation.simulate import simulate_dataset
 
     log, _ = simulate_dataset("wildbench", rating="real", feedback_kind="implicit", event_rate_good=0.5,
                               event_rate_bad=0.05, seed=0)

@@ -191,12 +191,12 @@ def test_every_tab_refuses_to_run_without_data():
 
 
 def test_unexpected_exception_becomes_short_logged_message(trained, monkeypatch, caplog):
-    import causalrm.pipeline
+    import causalrm.workflows.pipeline
 
     def boom(*args, **kwargs):
         raise RuntimeError("internal detail /secret/path")
 
-    monkeypatch.setattr(causalrm.pipeline, "fit_nuisances", boom)
+    monkeypatch.setattr(causalrm.workflows.pipeline, "fit_nuisances", boom)
     with caplog.at_level(logging.ERROR, logger="causalrm.app"), pytest.raises(gr.Error) as info:
         P.fit_propensity(trained["session"], "logistic", 0.1, 0)
     message = info.value.message
@@ -208,7 +208,7 @@ def test_unexpected_exception_becomes_short_logged_message(trained, monkeypatch,
 def test_propensity_plots_diagnostics_and_clip(trained):
     from sklearn.metrics import roc_auc_score
 
-    from causalrm.propensity import clip_report
+    from causalrm.nuisances.propensity import clip_report
 
     session, view = trained["session"], trained["prop"]
     nuis = session.propensity
@@ -369,7 +369,7 @@ def test_a_reload_restores_the_session_and_follows_its_running_job():
 def test_compare_metrics_rankings_downloads_and_cli(trained):
     from scipy.stats import kendalltau
 
-    from causalrm.evaluation import evaluate_scores
+    from causalrm.evaluation.metrics import evaluate_scores
 
     session = trained["session"]
     view = C.compare_models(session, "naive", "causalrm-dr")
@@ -407,7 +407,7 @@ def test_compare_without_labels_shows_the_scores_not_an_empty_metrics_table(trai
     verdict; the two models' predicted preferences, their scatter and the ranking comparison."""
     import dataclasses
 
-    from causalrm.evaluation import sigmoid
+    from causalrm.evaluation.metrics import sigmoid
 
     session = trained["session"]
     unlabelled = dataclasses.replace(session, log=session.log.drop("true_label"), run_dirs={})

@@ -24,7 +24,7 @@ from app.tabs import compare as C  # noqa: E402
 from app.tabs import data as D  # noqa: E402
 from app.tabs import noise as N  # noqa: E402
 from app.tabs import train as T  # noqa: E402
-from causalrm import methods as registry  # noqa: E402
+from causalrm.estimators import methods as registry  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
 NO_MAP = [D.AUTO] * len(D.MAPPABLE)
@@ -33,7 +33,7 @@ C_GOOD, EPS = 0.5, 0.05
 
 def implicit_log(n: int = 900, seed: int = 0) -> pl.DataFrame:
     """Copies simulated on the bundled WildBench rows (real ratings), ``n`` rows drawn at random."""
-    from causalrm.simulate import simulate_dataset
+    from causalrm.simulation.simulate import simulate_dataset
 
     log, _ = simulate_dataset("wildbench", rating="real", feedback_kind="implicit", event_rate_good=C_GOOD,
                               event_rate_bad=EPS, seed=seed)
@@ -147,7 +147,7 @@ def test_audit_proposes_rows_with_and_without_events_and_its_labels_give_the_rat
 def test_flip_choices_and_messages_in_the_apps_words():
     log = pl.DataFrame({"prompt": ["p"] * 40, "response": [f"r{i}" for i in range(40)],
                         "feedback": [1] * 35 + [None] * 5})
-    from causalrm.feedback_kinds import IMPLICIT_NEEDS, as_impressions
+    from causalrm.data.feedback_kinds import IMPLICIT_NEEDS, as_impressions
 
     read = as_impressions(log)
     assert common.flip_choices(read) == [common.EVENT_RATES]

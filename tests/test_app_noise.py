@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from app.tabs.noise import _use_md  # noqa: E402
-from causalrm.gates import flip_rate_gate  # noqa: E402
+from causalrm.nuisances.gates import flip_rate_gate  # noqa: E402
 
 
 def test_rates_are_used_only_when_the_gate_passes():

@@ -1,4 +1,4 @@
-"""Gold audits (causalrm.audit): the design's inclusion probabilities and nesting, reading and merging label files,
+"""Gold audits (causalrm.evaluation.audit): the design's inclusion probabilities and nesting, reading and merging label files,
 the weighted flip rates and the audited evaluation."""
 
 from __future__ import annotations
@@ -8,12 +8,13 @@ import polars as pl
 import pytest
 from sklearn.metrics import r2_score, roc_auc_score
 
-from causalrm import audit, schema
+from causalrm.evaluation import audit
+from causalrm.data import schema
 from causalrm.errors import InputError
-from causalrm.evaluation import metrics
-from causalrm.io import read_labels
-from causalrm.noise import FlipRateEstimator
-from causalrm.trainer import cpu_threads
+from causalrm.evaluation.metrics import metrics
+from causalrm.data.io import read_labels
+from causalrm.nuisances.noise import FlipRateEstimator
+from causalrm.training.trainer import cpu_threads
 
 
 @pytest.fixture(autouse=True)
@@ -241,7 +242,7 @@ def test_auto_weighs_audited_rows_by_their_inclusion_probability():
     stands for the whole log, prefers the candidate."""
     from types import SimpleNamespace
 
-    from causalrm.selection import _gold_evidence
+    from causalrm.workflows.selection import _gold_evidence
 
     y = np.tile([1.0, 0.0], 100)
     rare = np.arange(200) >= 160  # 40 rows drawn with pi 0.02, 160 with pi 0.8
@@ -259,8 +260,8 @@ def test_auto_weighs_audited_rows_by_their_inclusion_probability():
 
 
 def test_an_audit_is_read_on_its_held_out_rows_only_once_enough_remain():
-    from causalrm.audit import audited_evaluation
-    from causalrm.evaluation import MIN_AUDIT_HELD_OUT
+    from causalrm.evaluation.audit import audited_evaluation
+    from causalrm.evaluation.metrics import MIN_AUDIT_HELD_OUT
 
     rng = np.random.default_rng(3)
     n = 400
@@ -278,7 +279,7 @@ def test_an_audit_is_read_on_its_held_out_rows_only_once_enough_remain():
 def test_a_memory_mapped_matrix_is_checked_in_chunks_and_gathered_by_index(tmp_path):
     import tracemalloc
 
-    from causalrm.rowmatrix import RowView
+    from causalrm.data.rowmatrix import RowView
 
     log, X = log_with()
     path = tmp_path / "X.npy"

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from causalrm.cli.main import main
-from causalrm.trainer import cpu_threads
+from causalrm.training.trainer import cpu_threads
 from test_audit import log_with
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from causalrm.backbones import (Backbone, TensorFeatures, available_backbones, get_backbone_class, register_backbone,
+from causalrm.training.backbones import (Backbone, TensorFeatures, available_backbones, get_backbone_class, register_backbone,
                                 unregister_backbone)
-from causalrm.backbones.base import seeded_init
+from causalrm.training.backbones.base import seeded_init
 from causalrm.cli.main import build_parser, main
 from causalrm.config import FitConfig
 from causalrm.errors import InputError
@@ -87,7 +87,7 @@ def test_a_registered_backbone_reaches_the_command_line_and_the_config(toy):
 
 
 def test_a_registered_backbone_trains_through_the_cli_and_refuses_export(toy, tmp_path):
-    from causalrm.export import export_run, load_reward_model
+    from causalrm.export.reward_models import export_run, load_reward_model
     from test_pipeline import synth_log
 
     log, X = synth_log(n=200)

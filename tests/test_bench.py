@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm.bench import BenchConfig, gap_closed, run_bench, summarize
+from causalrm.workflows.bench import BenchConfig, gap_closed, run_bench, summarize
 from causalrm.cli.main import main
 from causalrm.errors import InputError
-from causalrm.trainer import cpu_threads
+from causalrm.training.trainer import cpu_threads
 
 FAST = {"hidden": [16, 8], "max_epochs": 3, "patience": 2, "propensity_model": "logistic", "flip_bootstrap": 10,
         "device": "cpu"}
@@ -98,7 +98,7 @@ def test_true_propensity_ablation_hands_the_estimators_the_simulation_s_propensi
 def test_auto_rows_record_the_evidence_for_replay():
     """bench's auto row keeps each candidate's evidence (benchmarks/auto_candidates.py replays it) and honours
     --auto-candidates."""
-    from causalrm.selection import pick
+    from causalrm.workflows.selection import pick
 
     rated, X = tiny_rated()
     cfg = BenchConfig(dataset="tiny", seeds=(0,), methods=("naive", "causalrm-ips", "auto"), n_boot=50,
@@ -129,7 +129,7 @@ def test_oasst1_real_feedback_mode():
 
 def test_cli_bench_head_options_become_fit_overrides(tmp_path):
     """--hidden '' --lr --select-head become fit overrides, and every method's FitConfig carries them."""
-    from causalrm.bench import BenchConfig
+    from causalrm.workflows.bench import BenchConfig
 
     out = tmp_path / "b.json"
     code = main(["bench", "--dataset", "helpsteer2", "--seeds", "0", "--methods", "naive", "--epochs", "2",
@@ -163,7 +163,7 @@ def test_oracle_observed_and_ranking_metrics_in_every_table():
 def test_within_prompt_kendall_matches_scipy_per_group():
     from scipy.stats import kendalltau
 
-    from causalrm.evaluation import within_prompt_kendall
+    from causalrm.evaluation.metrics import within_prompt_kendall
 
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(20), 4)

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from calibration_ceiling import isotonic_ceiling, table  # noqa: E402
 
-from causalrm.evaluation import metrics  # noqa: E402
+from causalrm.evaluation.metrics import metrics  # noqa: E402
 
 
 def pava(y_sorted: np.ndarray) -> np.ndarray:

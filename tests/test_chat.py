@@ -1,4 +1,4 @@
-"""Chat-format logs: a ``messages`` column of OpenAI / Hugging Face ``{role, content}`` lists (``causalrm.chat``).
+"""Chat-format logs: a ``messages`` column of OpenAI / Hugging Face ``{role, content}`` lists (``causalrm.data.chat``).
 
 Pure functions, reading every input format, one-line errors naming the row for malformed conversations and for
 non-text prompts / responses, ``causalrm validate`` / ``fit`` in a real process, and the app's upload handler.
@@ -16,10 +16,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from causalrm import chat, schema
-from causalrm.backbones.lora import message_text
+from causalrm.data import chat
+from causalrm.data import schema
+from causalrm.training.backbones.lora import message_text
 from causalrm.errors import InputError
-from causalrm.io import read_log
+from causalrm.data.io import read_log
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "oasst1_chat.jsonl"
 
@@ -108,7 +109,7 @@ def test_bundled_chat_sample():
 
 
 def test_validate_summary_counts_conversations(tmp_path):
-    from causalrm.validate import summarize_log
+    from causalrm.data.validate import summarize_log
 
     summary = summarize_log(read_log(_jsonl(tmp_path / "log.jsonl", ROWS)))
     assert summary.chat == {"conversations": 2, "multi_turn": 1, "system_prompt": 1}

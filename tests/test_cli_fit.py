@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from causalrm.cli.main import main
-from causalrm.trainer import cpu_threads
+from causalrm.training.trainer import cpu_threads
 from helpers_logs import write_simulated_log
 
 

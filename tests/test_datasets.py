@@ -1,14 +1,14 @@
-"""The bundled data in data/ and causalrm.datasets."""
+"""The bundled data in data/ and causalrm.data.datasets."""
 
 from __future__ import annotations
 
 import polars as pl
 import pytest
 
-from causalrm import schema
-from causalrm.datasets import BUNDLED, bundled_log, bundled_path, load_oasst1_log, load_rated
+from causalrm.data import schema
+from causalrm.data.datasets import BUNDLED, bundled_log, bundled_path, load_oasst1_log, load_rated
 from causalrm.errors import InputError
-from causalrm.validate import summarize_log
+from causalrm.data.validate import summarize_log
 
 EXPECTED_ROWS = {"ultrafeedback": 2398, "wildbench": 15243, "oasst1": 1235, "helpsteer2": 100}
 HEAD = ["prompt", "response", "response_id", "pair_id", "rating", "split"]

@@ -44,7 +44,7 @@ def test_named_devices_are_checked(monkeypatch):
 
 def test_every_caller_uses_the_one_function(monkeypatch):
     """The embedder, the backbones' re-export and the propensity MLP agree with resolve_device."""
-    import causalrm.backbones as backbones
+    import causalrm.training.backbones as backbones
     from causalrm import embeddings
 
     assert backbones.resolve_device is resolve_device

@@ -59,8 +59,8 @@ def log_dir(tmp_path_factory):
 
 def test_single_process_creates_no_accelerate_state():
     """Without WORLD_SIZE nothing imports accelerate and every helper is the identity."""
-    code = ("import sys, torch; from causalrm import distributed; import causalrm.trainer, causalrm.cli.fit, "
-            "causalrm.runs; assert distributed.init() is None and distributed.world_size() == 1; "
+    code = ("import sys, torch; from causalrm import distributed; import causalrm.training.trainer, causalrm.cli.fit, "
+            "causalrm.workflows.runs; assert distributed.init() is None and distributed.world_size() == 1; "
             "assert distributed.is_main() and distributed.rank() == 0; distributed.wait(); "
             "t = torch.arange(5); assert distributed.shard(t)[0] is t and distributed.gather_rows(t, []) is t; "
             "print('accelerate' in sys.modules)")
@@ -104,7 +104,7 @@ def test_two_process_embed_matches_one_process(log_dir):
     names = sorted(p.name for p in (log_dir / "E2").iterdir())
     assert names == ["index.json"] + [f"shard-0000{k}.npy" for k in range(5)]
     from causalrm.embeddings import read_embeddings
-    from causalrm.rowmatrix import ShardedRows
+    from causalrm.data.rowmatrix import ShardedRows
 
     Xs, _ = read_embeddings(log_dir / "E2" / "index.json", pl.read_parquet(small))
     assert isinstance(Xs, ShardedRows) and Xs.shape == e1.shape

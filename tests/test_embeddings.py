@@ -314,7 +314,7 @@ def test_decoder_embeds_chat_context_through_template_and_caches_it_apart(decode
     import polars as pl
     from transformers import AutoTokenizer
 
-    from causalrm.chat import context_json, conversation, render_prompt
+    from causalrm.data.chat import context_json, conversation, render_prompt
 
     turns = [{"role": "system", "content": "the cat"}, {"role": "user", "content": "what is two plus two"},
              {"role": "assistant", "content": "four"}, {"role": "user", "content": "tell me a joke"}]
@@ -352,7 +352,7 @@ def test_decoder_embeds_chat_context_through_template_and_caches_it_apart(decode
 def test_flat_encoder_ignores_chat_context(minilm: Embedder) -> None:
     import polars as pl
 
-    from causalrm.chat import context_json, render_prompt
+    from causalrm.data.chat import context_json, render_prompt
 
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
              {"role": "user", "content": PROMPTS[0]}]

@@ -1,5 +1,5 @@
 """causalrm.CausalRM: the scikit-learn estimator contract (clone, fit returns self, fitted attributes), score_texts
-and save -> load_reward_model with the same scores; several methods on shared nuisances (causalrm.orchestrate)."""
+and save -> load_reward_model with the same scores; several methods on shared nuisances (causalrm.workflows.orchestrate)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def data():
 
 
 def test_parameters_are_the_fit_config_and_clone_works():
-    from causalrm.pipeline import FitConfig
+    from causalrm.workflows.pipeline import FitConfig
 
     est = causalrm.CausalRM(method="ips", max_epochs=5, seed=2)
     params = est.get_params()
@@ -79,8 +79,8 @@ def test_an_unfitted_estimator_refuses_to_score():
 
 
 def test_fit_methods_shares_the_nuisances_and_reuses_fits_for_auto(data):
-    from causalrm.orchestrate import fit_methods
-    from causalrm.pipeline import FitConfig, fit_log
+    from causalrm.workflows.orchestrate import fit_methods
+    from causalrm.workflows.pipeline import FitConfig, fit_log
 
     log, X = data
     events = []
@@ -96,8 +96,8 @@ def test_fit_methods_shares_the_nuisances_and_reuses_fits_for_auto(data):
 
 
 def test_inspected_nuisances_are_completed_not_refitted(data):
-    from causalrm.orchestrate import shared_nuisances
-    from causalrm.pipeline import FitConfig, fit_nuisances
+    from causalrm.workflows.orchestrate import shared_nuisances
+    from causalrm.workflows.pipeline import FitConfig, fit_nuisances
 
     log, X = data
     config = FitConfig(**FAST, rho01=0.2, rho10=0.1)

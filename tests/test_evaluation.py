@@ -9,7 +9,7 @@ from scipy.stats import kendalltau, pearsonr, spearmanr
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score, roc_auc_score
 
 from causalrm.errors import InputError
-from causalrm.evaluation import (
+from causalrm.evaluation.metrics import (
     bootstrap_ci,
     compare_rankings,
     evaluate_scores,
@@ -135,8 +135,8 @@ def test_compare_rankings_identical_and_errors():
 def test_unbiasedness_check_causalrm_matches_ideal_loss_naive_does_not():
     """The paper's RQ3 on a large simulated log: with the true propensity and flip rates, CausalRM-IPS/DR estimate
     the ideal loss of fixed predictions (|delta| small); naive is biased by selection and noise."""
-    from causalrm.evaluation import unbiasedness_check
-    from causalrm.simulate import simulate
+    from causalrm.evaluation.metrics import unbiasedness_check
+    from causalrm.simulation.simulate import simulate
 
     rng = np.random.default_rng(0)
     n = 20000
@@ -156,7 +156,7 @@ def test_unbiasedness_check_causalrm_matches_ideal_loss_naive_does_not():
 
 
 def test_stratified_bootstrap_resamples_within_strata():
-    from causalrm.evaluation import bootstrap_indices
+    from causalrm.evaluation.metrics import bootstrap_indices
 
     strata = np.array(["a"] * 3 + ["b"] * 7)
     idx = bootstrap_indices(500, 10, np.random.default_rng(0), strata)
@@ -175,7 +175,7 @@ def test_stratified_bootstrap_resamples_within_strata():
 def test_wilson_interval_matches_scipy_and_keeps_a_positive_width():
     from scipy.stats import binomtest
 
-    from causalrm.evaluation import wilson_interval
+    from causalrm.evaluation.metrics import wilson_interval
 
     for k, n in ((0, 1), (0, 5), (3, 10), (5, 5), (40, 300)):
         ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
@@ -184,7 +184,7 @@ def test_wilson_interval_matches_scipy_and_keeps_a_positive_width():
 
 
 def test_single_labelled_rows_of_a_stratum_are_collapsed_so_intervals_cannot_shrink_to_a_point():
-    from causalrm.evaluation import resampling_strata
+    from causalrm.evaluation.metrics import resampling_strata
 
     pi = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 1.0])
     labels = resampling_strata(np.array(["up:1", "up:2", "down:1", "down:1", "none:1", "none:2"]), pi)
@@ -194,7 +194,7 @@ def test_single_labelled_rows_of_a_stratum_are_collapsed_so_intervals_cannot_shr
 
 
 def test_few_labels_give_no_verdict_no_number_and_no_zero_width_interval():
-    from causalrm.evaluation import MIN_DECISION_LABELS, labelled_verdict, paired_difference, verdict
+    from causalrm.evaluation.metrics import MIN_DECISION_LABELS, labelled_verdict, paired_difference, verdict
 
     rng = np.random.default_rng(0)
     n = 5

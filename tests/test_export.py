@@ -12,9 +12,9 @@ import torch
 from helpers_tiny_models import single_thread, tiny_llama, tiny_log
 
 from causalrm.cli.main import main
-from causalrm.export import MANIFEST, best_of_n, export_run, load_reward_model, reward_function
-from causalrm.pipeline import FitConfig, fit_log
-from causalrm.runs import save_run
+from causalrm.export.reward_models import MANIFEST, best_of_n, export_run, load_reward_model, reward_function
+from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.workflows.runs import save_run
 
 PROMPTS = ["what is a good answer", "explain the code please", "why"]
 RESPONSES = ["a clear short answer", "because the list is sorted by the model", "no"]
@@ -237,16 +237,16 @@ def test_mlp_export_round_trip(mlp_export, mlp_run, tmp_path):
     assert scores.dtype == np.float32 and scores.shape == (24,)
     np.testing.assert_allclose(scores, expected, atol=1e-4)
     # a version 1 export (backbone.json + the head, no encoder) still loads
-    from causalrm.runs import load_run
+    from causalrm.workflows.runs import load_run
 
     old = tmp_path / "v1"
     old.mkdir()
     load_run(mlp_run).backbone.save(old)
     (old / MANIFEST).write_text(json.dumps({**json.loads((out / MANIFEST).read_text()), "version": 1}))
     np.testing.assert_allclose(load_reward_model(old, device="cpu").score(prompts, responses), expected, atol=1e-4)
-    import causalrm.export
+    import causalrm.export.reward_models
 
-    assert causalrm.export.load_reward_model is load_reward_model
+    assert causalrm.export.reward_models.load_reward_model is load_reward_model
 
 
 def test_runs_and_exports_get_the_usual_modes(mlp_run, mlp_export, minilm_run, tmp_path):

@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm import feedback_kinds as fk
+from causalrm.data import feedback_kinds as fk
 from causalrm.errors import InputError
-from causalrm.io import read_log
-from causalrm.validate import summarize_log
+from causalrm.data.io import read_log
+from causalrm.data.validate import summarize_log
 
 C, EPS = 0.5, 0.02
 
@@ -85,7 +85,7 @@ def test_read_log_and_validate_agree_on_the_kind(tmp_path):
 
 def test_an_unread_implicit_log_is_never_fitted_as_thumbs():
     from causalrm.config import FitConfig
-    from causalrm.nuisances import fit_nuisances
+    from causalrm.nuisances.fit import fit_nuisances
 
     log, X = implicit_log()
     raw = log.rename({"copied": "feedback"})
@@ -166,7 +166,7 @@ def test_an_event_column_without_thumbs_is_the_implicit_feedback(tmp_path):
     assert done.returncode == 2 and "mix signals" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     mixed = log.with_columns(pl.when(pl.col("true_label") == 1).then(1).otherwise(0).alias("feedback"))
     summary = summarize_log(read_log(_write(mixed, tmp_path / "mixed.parquet")))
-    assert summary.feedback_kind == fk.MIXED  # thumbs + copies: both read (causalrm.mixed_feedback)
+    assert summary.feedback_kind == fk.MIXED  # thumbs + copies: both read (causalrm.data.mixed_feedback)
     assert not any("'copied'" in w for w in summary.warnings)
     thumbs_only = summarize_log(read_log(tmp_path / "mixed.parquet", feedback_kind="explicit"))
     assert thumbs_only.feedback_kind == fk.EXPLICIT

@@ -1,4 +1,4 @@
-"""The gates (causalrm.gates), method auto (causalrm.selection), verdicts and the demo: each gate fires on a log
+"""The gates (causalrm.nuisances.gates), method auto (causalrm.workflows.selection), verdicts and the demo: each gate fires on a log
 built to fail it and stays quiet on one where the assumptions hold."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ import math
 import numpy as np
 import pytest
 
-from causalrm import gates
+from causalrm.nuisances import gates
 from causalrm.cli.main import main
 from causalrm.errors import InputError
-from causalrm.evaluation import paired_difference, verdict
-from causalrm.losses import LossInputs
-from causalrm.noise import FlipRateEstimator
-from causalrm.pipeline import FitConfig, fit_log
-from causalrm.propensity import PropensityModel
-from causalrm.trainer import cpu_threads
+from causalrm.evaluation.metrics import paired_difference, verdict
+from causalrm.estimators.losses import LossInputs
+from causalrm.nuisances.noise import FlipRateEstimator
+from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.nuisances.propensity import PropensityModel
+from causalrm.training.trainer import cpu_threads
 
 
 @pytest.fixture(autouse=True)
@@ -214,7 +214,7 @@ def test_auto_keeps_a_debiased_model_where_the_assumptions_hold():
 def test_auto_with_named_candidates_fits_those_and_its_rule_replays():
     """--auto-candidates: auto fits naive and the named estimators only (a DR variant among them), and
     ``selection.pick`` over any subset of the recorded evidence gives the choice that subset would make."""
-    from causalrm.selection import pick
+    from causalrm.workflows.selection import pick
 
     log, X = strong_log()
     result = fit_log(log, X, fast(auto_candidates=("denoise", "causalrm-mrdr")))
@@ -267,8 +267,8 @@ def test_cli_refuses_with_one_error_line_and_auto_records_its_choice(tmp_path, c
     assert metrics["choice"]["method"] == "naive" and metrics["learned"] is False
     assert metrics["gates"]["flip_rates"]["passed"] is False
     assert "warning: the naive model did not learn" in captured.err
-    from causalrm.model_card import model_card, run_summary
-    from causalrm.runs import load_run
+    from causalrm.export.model_card import model_card, run_summary
+    from causalrm.workflows.runs import load_run
 
     card = model_card({"kind": "mlp", "training": run_summary(load_run(tmp_path / "b"))})  # the exported README.md
     assert "Chosen by `auto`" in card and "**Gate flip rates**: fail" in card
@@ -290,7 +290,7 @@ def test_verdict_reads_better_level_and_worse():
 
 
 def test_demo_writes_the_documented_record(tmp_path):
-    from causalrm.demo import DemoSetting, run_demo
+    from causalrm.workflows.demo import DemoSetting, run_demo
 
     out = run_demo(DemoSetting(dataset="ultrafeedback", alpha=0.5), config=fast(max_epochs=5))
     assert set(out) >= {"baseline", "debiased", "metrics", "difference", "verdict", "setting"}
@@ -303,7 +303,7 @@ def test_demo_writes_the_documented_record(tmp_path):
 def test_labelled_verdict_leaves_out_training_rows_when_enough_gold_is_held_out():
     import polars as pl
 
-    from causalrm.evaluation import labelled_verdict
+    from causalrm.evaluation.metrics import labelled_verdict
 
     rng = np.random.default_rng(1)
     n = 200

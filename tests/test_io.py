@@ -1,4 +1,4 @@
-"""causalrm.io: read_log normalisation, format parity, mapping, atomic writes, and no leaked parser errors."""
+"""causalrm.data.io: read_log normalisation, format parity, mapping, atomic writes, and no leaked parser errors."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from causalrm import schema
+from causalrm.data import schema
 from causalrm.atomic_io import atomic_path, write_json_atomic, write_table_atomic
 from causalrm.errors import InputError
-from causalrm.io import parse_mapping, read_log, read_rated, read_table
+from causalrm.data.io import parse_mapping, read_log, read_rated, read_table
 
 ROWS = [
     {"prompt": "What is 2+2?", "response": "4", "feedback": 1, "user_id": "u1", "pair_id": "a",
@@ -82,7 +82,7 @@ def test_optional_columns_absent_by_default(tmp_path, tiny_log_csv):
     assert df["response"][1] == "5, surely"
 
 
-# A reference table written independently of causalrm.io's: every word and its meaning.
+# A reference table written independently of causalrm.data.io's: every word and its meaning.
 REFERENCE_FEEDBACK = {
     "1": 1, "0": 0, "true": 1, "false": 0, "True": 1, "FALSE": 0, "yes": 1, "no": 0, "up": 1, "down": 0,
     "+1": 1, "-1": 0, "thumbs_up": 1, "thumbs_down": 0, "Thumbs-Up": 1, "thumbs down": 0, "👍": 1, "👎": 0,

@@ -1,4 +1,4 @@
-"""Memory-aware LoRA (causalrm/backbones/lora_memory.py): the estimate moves the way activations do, and the plan
+"""Memory-aware LoRA (causalrm/training/backbones/lora_memory.py): the estimate moves the way activations do, and the plan
 fits the budget, uses gradient checkpointing only when the micro-batches would otherwise shrink below a quarter,
 and a refusal names a max length that does fit. Estimate against measured memory: benchmarks/lora_memory.py."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from causalrm.backbones.lora_memory import (
+from causalrm.training.backbones.lora_memory import (
     DEFAULT_BATCH_TOKENS,
     GB,
     HEADROOM,
@@ -26,7 +26,7 @@ def minilm():
 def test_model_shape_of_the_bundled_minilm(minilm):
     from safetensors.numpy import load_file
 
-    from causalrm.backbones.lora import resolve_model_path
+    from causalrm.training.backbones.lora import resolve_model_path
 
     weights = load_file(f"{resolve_model_path('all-MiniLM-L6-v2')}/model.safetensors")
     assert minilm.parameters == sum(int(np.prod(w.shape)) for w in weights.values())

@@ -1,4 +1,4 @@
-"""causalrm.losses against closed forms written independently in NumPy."""
+"""causalrm.estimators.losses against closed forms written independently in NumPy."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from causalrm.dr import MAX_TILT, balanced_weights
+from causalrm.estimators.dr import MAX_TILT, balanced_weights
 from causalrm.errors import InputError
-from causalrm.losses import (
+from causalrm.estimators.losses import (
     BASES,
     METHODS,
     LossInputs,
@@ -84,7 +84,7 @@ def np_terms(method, z, r, o, p, q, rstar, rho01, rho10, base, sdr_weights=None)
         return np_loss(z, rstar, base)
     if method == "oracle-observed":  # p stands for the true propensity here
         return w * np_loss(z, rstar, base)
-    if method in DR_VARIANTS:  # the DR variants (causalrm.dr), from the papers' formulas
+    if method in DR_VARIANTS:  # the DR variants (causalrm.estimators.dr), from the papers' formulas
         obs_err = sur if method.startswith("causalrm-") else plain
         kind = method.removeprefix("causalrm-")
         if kind in ("dr-cf", "dr-jl", "mrdr"):  # q given (the trainer refits it for JL / MRDR)
@@ -506,7 +506,7 @@ def test_sdr_balancing_step_balances_the_imputed_errors():
 @pytest.mark.parametrize("kind", ["jl", "mrdr"])
 def test_imputation_step_loss_matches_numpy(kind):
     """DR-JL / MRDR imputation step: (1/N) sum_O v(p) (e - e^)^2, v = 1/p (JL) or (1 - p)/p^2 (MRDR)."""
-    from causalrm.dr import imputation_loss
+    from causalrm.estimators.dr import imputation_loss
 
     z, r, o, p, q, rstar = random_batch(seed=6)
     r0 = np.nan_to_num(r)

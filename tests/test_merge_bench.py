@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from causalrm.bench import summarize
+from causalrm.workflows.bench import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["naive", "causalrm-ips", "oracle-observed"]

@@ -1,4 +1,4 @@
-"""The method registry (causalrm.methods): derived views, the METHOD.md table, a toy method usable everywhere; the
+"""The method registry (causalrm.estimators.methods): derived views, the METHOD.md table, a toy method usable everywhere; the
 configuration as the command line's source (causalrm.options, FitConfig.to_cli)."""
 
 from __future__ import annotations
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from causalrm import losses, methods
+from causalrm.estimators import losses
+from causalrm.estimators import methods
 from causalrm.cli.main import build_parser
 from causalrm.errors import InputError
-from causalrm.pipeline import FitConfig, needs_of
+from causalrm.workflows.pipeline import FitConfig, needs_of
 from conftest import REPO_ROOT
 
 TOY = "toy-half-naive"
@@ -64,10 +65,10 @@ def test_registry_views_match_the_builtin_traits():
 def test_dr_variants_train_and_stop_on_snips(method):
     """Each DR variant fits end to end (the joint-learning ones with their imputation model) and early-stops on the
     self-normalised IPS estimate of its observed error."""
-    from causalrm.bench import synthetic_rated
-    from causalrm.pipeline import fit_log
-    from causalrm.simulate import simulate_with_config
-    from causalrm.trainer import cpu_threads
+    from causalrm.workflows.bench import synthetic_rated
+    from causalrm.workflows.pipeline import fit_log
+    from causalrm.simulation.simulate import simulate_with_config
+    from causalrm.training.trainer import cpu_threads
 
     rated, X = synthetic_rated(600, 6)
     log, _ = simulate_with_config(rated, alpha=0.5, rho01=0.2, rho10=0.1, observation_rate=0.4, embeddings=X,
@@ -169,8 +170,8 @@ def test_to_cli_writes_patience_none_as_never_stop_early():
 
 def test_the_app_choice_lists_come_from_the_config():
     from causalrm.options import choice_labels
-    from causalrm.pipeline import FLIP_METHODS
-    from causalrm.propensity import MODELS
+    from causalrm.workflows.pipeline import FLIP_METHODS
+    from causalrm.nuisances.propensity import MODELS
 
     flips = choice_labels(FitConfig, "flip_method", mark_default=True)
     assert tuple(flips.values()) == FLIP_METHODS and "anchor quantile (default)" in flips
@@ -189,7 +190,7 @@ def test_to_cli_refuses_what_the_command_line_cannot_say():
 def test_lora_options_round_trip_through_the_command_line():
     import dataclasses
 
-    from causalrm.backbones.lora import LoraBackbone, LoraOptions
+    from causalrm.training.backbones.lora import LoraBackbone, LoraOptions
 
     config = FitConfig(backbone="lora", backbone_options={"model": "m/x", "r": 4, "max_length": 64,
                                                           "gradient_checkpointing": True, "target_modules": ["q", "v"],

@@ -10,15 +10,16 @@ import polars as pl
 import pytest
 import torch
 
-from causalrm import losses, schema
+from causalrm.estimators import losses
+from causalrm.data import schema
 from causalrm.config import FitConfig
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import FEEDBACK_KIND, MIXED, as_impressions, kind_of, resolve_kind
-from causalrm.io import read_log
-from causalrm.mixed_feedback import IMPRESSION, SIGNAL, THUMBS, event_reading, impressions, stack
-from causalrm.orchestrate import fit_methods
-from causalrm.simulate import simulate_with_config
-from causalrm.validate import summarize_log
+from causalrm.data.feedback_kinds import FEEDBACK_KIND, MIXED, as_impressions, kind_of, resolve_kind
+from causalrm.data.io import read_log
+from causalrm.data.mixed_feedback import IMPRESSION, SIGNAL, THUMBS, event_reading, impressions, stack
+from causalrm.workflows.orchestrate import fit_methods
+from causalrm.simulation.simulate import simulate_with_config
+from causalrm.data.validate import summarize_log
 
 
 def _mixed(n: int = 1200, d: int = 8, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:

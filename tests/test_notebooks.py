@@ -32,7 +32,7 @@ EXPECTED = (
 # Top-level packages a notebook may import: the library, the array/table/plot stack, and `os` for the
 # CAUSALRM_FAST switch. Anything else (torch, sklearn, ...) means logic that belongs in causalrm/.
 ALLOWED_IMPORTS = {"causalrm", "numpy", "polars", "plotly", "os"}
-# causalrm.losses takes torch tensors, so the notebook that checks the losses numerically builds them with torch
+# causalrm.estimators.losses takes torch tensors, so the notebook that checks the losses numerically builds them with torch
 # (tensor construction only; no model code).
 EXTRA_IMPORTS = {"03_noise.ipynb": {"torch"}}
 

@@ -1,4 +1,4 @@
-"""causalrm.orchestrate: the one orchestration. Every entry point (``CausalRM``, ``causalrm fit``, the bench's
+"""causalrm.workflows.orchestrate: the one orchestration. Every entry point (``CausalRM``, ``causalrm fit``, the bench's
 fitting function, the app's training worker) runs ``fit_methods``, so a feedback-only log (every row has feedback:
 no propensity can be learned) gives the same choice and the same test predictions through each of them; the
 registry's method decisions (baseline, fallbacks, the model set against naive)."""
@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm import methods as registry
+from causalrm.estimators import methods as registry
 from causalrm.config import FitConfig
-from causalrm.trainer import cpu_threads
+from causalrm.training.trainer import cpu_threads
 
 TINY = dict(hidden=(16,), max_epochs=4, patience=None, batch_size=64, propensity_model="logistic",
             propensity_folds=2, flip_bootstrap=20, device="cpu", seed=0, num_threads=1)
@@ -45,10 +45,10 @@ def data():
 def test_feedback_only_log_gives_the_same_fit_everywhere(data, tmp_path):
     from app.train_worker import train as worker_train
     from causalrm import CausalRM
-    from causalrm.bench import BenchConfig, fit_cell
+    from causalrm.workflows.bench import BenchConfig, fit_cell
     from causalrm.cli.main import main
-    from causalrm.orchestrate import fit_methods
-    from causalrm.runs import load_run
+    from causalrm.workflows.orchestrate import fit_methods
+    from causalrm.workflows.runs import load_run
 
     log, X = data
     test = (log["split"] == "test").to_numpy()
@@ -87,8 +87,8 @@ def test_feedback_only_log_gives_the_same_fit_everywhere(data, tmp_path):
 def test_select_head_and_auto_share_the_one_loop(data):
     """select_head's heads are fitted on the orchestration's nuisances and the lower validation estimate is kept;
     a plain fit of that head on the same nuisances gives the same model."""
-    from causalrm.orchestrate import fit_methods
-    from causalrm.pipeline import fit_one
+    from causalrm.workflows.orchestrate import fit_methods
+    from causalrm.workflows.pipeline import fit_one
 
     log, X = data
     config = FitConfig(**{**TINY, "method": "naive", "select_head": True})

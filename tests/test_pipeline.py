@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 import torch
 
-from causalrm import runs
+from causalrm.workflows import runs
 from causalrm.errors import InputError
-from causalrm.losses import METHODS
-from causalrm.pipeline import FitConfig, fit_log, fit_nuisances, resolve_split
-from causalrm.runs import is_run_dir, load_run, save_run, score_log
-from causalrm.trainer import cpu_threads
+from causalrm.estimators.losses import METHODS
+from causalrm.workflows.pipeline import FitConfig, fit_log, fit_nuisances, resolve_split
+from causalrm.workflows.runs import is_run_dir, load_run, save_run, score_log
+from causalrm.training.trainer import cpu_threads
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +99,7 @@ def test_fit_log_fits_only_the_nuisances_a_method_needs():
 def test_the_anchor_proxy_is_propensity_weighted_for_every_method_that_estimates_rates():
     """denoise needs no propensity for its loss, but its anchor proxy is fitted with 1/p-hat weights by default, so
     it gets the same flip rates as causalrm-dr on the same log; proxy_weighting="none" turns the weights off."""
-    from causalrm.noise import clean_posterior
+    from causalrm.nuisances.noise import clean_posterior
 
     log, X = synth_log(n=400)
     dn = fit_nuisances(log, X, fast_config("denoise"))
@@ -116,7 +116,7 @@ def test_the_anchor_proxy_is_propensity_weighted_for_every_method_that_estimates
 def test_a_propensity_fitted_with_the_same_settings_is_reused_not_refitted(monkeypatch):
     """The app's Noise tab and training job take the Propensity tab's p-hat (``reuse``): the same flip rates as a
     fresh fit, without cross-fitting again; other settings (seed, clip) or other rows fit anew."""
-    from causalrm.propensity import PropensityModel
+    from causalrm.nuisances.propensity import PropensityModel
 
     log, X = synth_log(n=400)
     fresh = fit_nuisances(log, X, fast_config("denoise"))
@@ -266,8 +266,8 @@ def test_run_dir_writes_are_atomic_and_refuse_foreign_folders(tmp_path, data, mo
 
 def test_validation_method_override(data):
     """val_method: causalrm-dr trained, early-stopped on the causalrm-ips estimate of the val rows."""
-    from causalrm.losses import estimate
-    from causalrm.pipeline import loss_inputs
+    from causalrm.estimators.losses import estimate
+    from causalrm.workflows.pipeline import loss_inputs
 
     log, X, nuis = data
     cfg = fast_config("causalrm-dr", val_method="causalrm-ips")
@@ -286,7 +286,7 @@ def test_validation_method_override(data):
 def test_select_head_keeps_the_head_with_the_lower_validation_estimate(data, method):
     """select_head trains the configured head and a linear one on shared nuisances, keeps the lower best val
     estimate, records both, and returns the chosen candidate's config: refitting it gives the same model."""
-    from causalrm.pipeline import LINEAR_HEAD_LR
+    from causalrm.workflows.pipeline import LINEAR_HEAD_LR
 
     log, X, nuis = data
     result = fit_log(log, X, fast_config(method, select_head=True), nuisances=nuis)

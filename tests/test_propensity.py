@@ -1,4 +1,4 @@
-"""causalrm.propensity: cross-fitting, recovery, diagnostics against NumPy/scikit-learn, input errors."""
+"""causalrm.nuisances.propensity: cross-fitting, recovery, diagnostics against NumPy/scikit-learn, input errors."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from causalrm.errors import InputError
-from causalrm.propensity import FEEDBACK_ONLY_MESSAGE, PropensityModel, clip_report
+from causalrm.nuisances.propensity import FEEDBACK_ONLY_MESSAGE, PropensityModel, clip_report
 
 FAST = dict(hidden=(32, 16), max_epochs=60, patience=5, batch_size=512, lr=1e-2)
 

@@ -1,4 +1,4 @@
-"""Positive-unlabelled learning (causalrm.pu): uPU is the surrogate (``denoise`` / ``causalrm-ips`` with rho10 = 0,
+"""Positive-unlabelled learning (causalrm.estimators.pu): uPU is the surrogate (``denoise`` / ``causalrm-ips`` with rho10 = 0,
 rho01 = 1 - c), nnPU (``nnpu`` / ``causalrm-nnpu``) is Kiryo et al.'s non-negative reduction; both against NumPy
 references written from the papers' formulas."""
 
@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 import torch
 
-from causalrm import methods
+from causalrm.estimators import methods
 from causalrm.errors import InputError
-from causalrm.losses import BASES, LossInputs, estimate, loss_components, loss_terms, reduce_terms
-from causalrm.pu import nonnegative_risk
+from causalrm.estimators.losses import BASES, LossInputs, estimate, loss_components, loss_terms, reduce_terms
+from causalrm.estimators.pu import nonnegative_risk
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -184,7 +184,7 @@ def test_nnpu_reduces_over_the_last_axis_like_a_batch_at_a_time():
     batches = [implicit_batch(40, seed=s, regime=g) for s, g in enumerate(["fit", "overfit", "fit"])]
     z = torch.tensor(np.stack([b[0] for b in batches]))
     inputs = inputs_of(*(np.stack([b[k] for b in batches]) for k in (1, 2, 3)))
-    from causalrm.losses import reduce_components
+    from causalrm.estimators.losses import reduce_components
 
     comps = loss_components("causalrm-nnpu", z, inputs, rho01=0.2, rho10=0.1)
     rows = reduce_components("causalrm-nnpu", comps, inputs, dim=-1)
@@ -216,7 +216,7 @@ def test_free_logits_trained_with_nnpu_do_not_overfit_the_events():
 # ------------------------------------------------------------------------------------------- end to end
 def test_fit_with_method_nnpu_trains_and_scores(tmp_path):
     from causalrm.cli.main import main
-    from causalrm.trainer import cpu_threads
+    from causalrm.training.trainer import cpu_threads
     from helpers_logs import write_simulated_log
 
     files = write_simulated_log(tmp_path, 240)

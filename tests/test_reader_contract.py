@@ -15,8 +15,8 @@ import pytest
 
 from causalrm.cli.main import main
 from causalrm.errors import InputError
-from causalrm.io import read_log
-from causalrm.scan import summarize_file
+from causalrm.data.io import read_log
+from causalrm.data.scan import summarize_file
 
 P, R = "prompt", "response"
 

@@ -1,4 +1,4 @@
-"""Memory-mapped embeddings: gathered per batch by index, never copied whole (causalrm.rowmatrix)."""
+"""Memory-mapped embeddings: gathered per batch by index, never copied whole (causalrm.data.rowmatrix)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from causalrm.backbones.mlp import MLPBackbone, TensorFeatures
+from causalrm.training.backbones.mlp import MLPBackbone, TensorFeatures
 from causalrm.embeddings import read_embeddings
-from causalrm.losses import LossInputs
-from causalrm.propensity import PropensityModel
-from causalrm.rowmatrix import RowView, is_lazy, subsample
-from causalrm.trainer import TrainConfig, predict_logits, train
+from causalrm.estimators.losses import LossInputs
+from causalrm.nuisances.propensity import PropensityModel
+from causalrm.data.rowmatrix import RowView, is_lazy, subsample
+from causalrm.training.trainer import TrainConfig, predict_logits, train
 
 
 def _data(n: int = 600, d: int = 8, seed: int = 0):
@@ -121,7 +121,7 @@ def test_fit_log_on_a_memmap_with_subsampled_nuisances(tmp_path, monkeypatch):
     is fitted on a subsample gathered by index, the rest predicted in chunks; the matrix is never copied whole."""
     from tests.test_pipeline import fast_config, synth_log
 
-    from causalrm.pipeline import fit_log
+    from causalrm.workflows.pipeline import fit_log
 
     log, X = synth_log(n=800)
     np.save(tmp_path / "X.npy", X)

@@ -1,4 +1,4 @@
-"""causalrm.scan: streaming validate/summary agrees with read_log + summarize_log, errors included."""
+"""causalrm.data.scan: streaming validate/summary agrees with read_log + summarize_log, errors included."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import polars as pl
 import pytest
 
 from causalrm.errors import InputError
-from causalrm.io import read_log
-from causalrm.scan import collect_streaming, scan_log, summarize_file
-from causalrm.validate import summarize_log
+from causalrm.data.io import read_log
+from causalrm.data.scan import collect_streaming, scan_log, summarize_file
+from causalrm.data.validate import summarize_log
 
 CASES = {
     "basic": ({"prompt": ["a", "b", " ", "a"] * 50, "response": ["x", "y", "z", "x"] * 50,

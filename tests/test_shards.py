@@ -1,5 +1,5 @@
 """Sharded embeddings: `causalrm embed LOG OUT --shard-rows N` writes .npy shards plus index.json; read_embeddings
-returns a ShardedRows over the memory-mapped shards, gathered by index and never concatenated (causalrm.shards)."""
+returns a ShardedRows over the memory-mapped shards, gathered by index and never concatenated (causalrm.data.shards)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
-from causalrm import shards  # noqa: E402
+from causalrm.data import shards  # noqa: E402
 from causalrm.embeddings import read_embeddings  # noqa: E402
 from causalrm.errors import InputError  # noqa: E402
-from causalrm.rowmatrix import RowView, ShardedRows, check_finite, is_lazy, iter_blocks  # noqa: E402
+from causalrm.data.rowmatrix import RowView, ShardedRows, check_finite, is_lazy, iter_blocks  # noqa: E402
 
 
 def _write_sharded(folder, X, shard_rows, ids=None):
@@ -131,7 +131,7 @@ def test_cli_embed_shards_round_trip_bit_identical_to_single_file(tmp_path, caps
 def test_fit_on_shards_equals_fit_on_single_file_without_materialising(tmp_path, monkeypatch):
     from tests.test_pipeline import fast_config, synth_log
 
-    from causalrm.pipeline import fit_log
+    from causalrm.workflows.pipeline import fit_log
 
     log, X = synth_log(n=500)
     X = np.asarray(X, dtype=np.float32)

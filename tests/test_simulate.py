@@ -1,4 +1,4 @@
-"""The paper's simulator (causalrm/simulate.py) and `causalrm simulate`.
+"""The paper's simulator (causalrm/simulation/simulate.py) and `causalrm simulate`.
 
 Statistical checks compare realised rates with their targets within 4 binomial standard errors.
 """
@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm import schema
+from causalrm.data import schema
 from causalrm.errors import InputError
-from causalrm.simulate import (
+from causalrm.simulation.simulate import (
     SimulationConfig,
     label_threshold,
     prompt_groups,
@@ -422,7 +422,7 @@ def test_cli_unknown_dataset(tmp_path, capsys):
 
 def test_cli_end_to_end_on_ultrafeedback(tmp_path, capsys):
     from causalrm.cli.main import main
-    from causalrm.datasets import load_rated
+    from causalrm.data.datasets import load_rated
 
     out, cfg_path = tmp_path / "sim.parquet", tmp_path / "sim.json"
     argv = ["simulate", "--dataset", "ultrafeedback", "--alpha", "0.5", "--rho01", "0.2", "--rho10", "0.1",
@@ -450,8 +450,8 @@ def test_cli_end_to_end_on_ultrafeedback(tmp_path, capsys):
 
 def test_simulate_dataset_teacher_embeds_the_loaded_rows(monkeypatch):
     import causalrm.embeddings as embeddings
-    from causalrm.datasets import load_rated
-    from causalrm.simulate import simulate_dataset
+    from causalrm.data.datasets import load_rated
+    from causalrm.simulation.simulate import simulate_dataset
 
     seen = {}
 

@@ -1,4 +1,4 @@
-"""Implicit and mixed feedback protocols of the simulator (causalrm/simulate_feedback.py) and their CLI flags.
+"""Implicit and mixed feedback protocols of the simulator (causalrm/simulation/feedback.py) and their CLI flags.
 
 Event counts are compared with their expectation under the protocol (sum of e_i * rate over the rows) within 4
 binomial standard errors.
@@ -15,10 +15,10 @@ import polars as pl
 import pytest
 from test_simulate import needs_datasets, rated_frame
 
-from causalrm import schema
+from causalrm.data import schema
 from causalrm.errors import InputError
-from causalrm.simulate import simulate_with_config, simulation_summary
-from causalrm.simulate_feedback import (COPIED, EXPLICIT_DEFAULTS, REGENERATED, TRUE_EXAMINATION, display_positions,
+from causalrm.simulation.simulate import simulate_with_config, simulation_summary
+from causalrm.simulation.feedback import (COPIED, EXPLICIT_DEFAULTS, REGENERATED, TRUE_EXAMINATION, display_positions,
                                         examination_probability, resolve_protocol)
 
 EXPLICIT_COLUMNS = ["prompt", "response", "response_id", "pair_id", "feedback", "observed", "split", "true_label",
@@ -149,7 +149,7 @@ def test_display_positions_match_a_per_group_argsort():
 
 
 def test_implicit_protocol_on_the_synthetic_control():
-    from causalrm.bench import synthetic_rated
+    from causalrm.workflows.bench import synthetic_rated
 
     df, X = synthetic_rated(rows=6000, dim=8, seed=3)
     log, config = simulate_with_config(df, feedback_kind="implicit", examination=1.0, seed=0, dataset="synthetic")
@@ -236,7 +236,7 @@ def test_resolve_protocol_fills_the_defaults_of_its_kind():
 @pytest.mark.parametrize("kind", ["implicit", "mixed"])
 def test_cli_round_trip(tmp_path, capsys, kind):
     from causalrm.cli.main import main
-    from causalrm.datasets import load_rated
+    from causalrm.data.datasets import load_rated
 
     out, cfg_path = tmp_path / f"{kind}.parquet", tmp_path / f"{kind}.json"
     argv = ["simulate", "--dataset", "ultrafeedback", "--feedback-kind", kind, "--event-rate-good", "0.5",

@@ -29,9 +29,9 @@ def _one_thread():
 def sim() -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     """80 rows of UltraFeedback (40 prompts) simulated with selection and flips (split train / val / test), their
     embeddings (the shipped MiniLM vectors) and the prompt of each row (the CV groups)."""
-    from causalrm.datasets import load_rated
+    from causalrm.data.datasets import load_rated
     from causalrm.embeddings import Embedder, embed_log
-    from causalrm.simulate import simulate
+    from causalrm.simulation.simulate import simulate
 
     rated = load_rated("ultrafeedback")
     prompts = rated["prompt"].unique(maintain_order=True)[:40]
@@ -63,7 +63,7 @@ def test_clone_round_trip_and_predict(sim):
 def test_score_is_minus_the_debiased_estimate_and_ranks_models(sim):
     """IPS with the MSE base: score = -(1/N) sum o/p (sigma(z) - r)^2 over the non-test rows, p the cross-fitted
     propensity floored at clip; the better model on that estimate scores higher; test rows are not read."""
-    from causalrm.propensity import PropensityModel
+    from causalrm.nuisances.propensity import PropensityModel
 
     log, X, _ = sim
     rows = np.flatnonzero(log["split"].to_numpy() != "test")

@@ -1,4 +1,4 @@
-"""causalrm.teaching: the notebooks' shared helpers, on small inputs (the notebooks themselves run under nbmake)."""
+"""causalrm.workflows.teaching: the notebooks' shared helpers, on small inputs (the notebooks themselves run under nbmake)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm.bench import gap_closed
+from causalrm.workflows.bench import gap_closed
 from causalrm.errors import InputError
-from causalrm.evaluation import evaluate_scores
-from causalrm.simulate import simulate
-from causalrm.teaching import equal_count_bins, error_bars, metric_rows, reliability_table, sweep_summary, \
+from causalrm.evaluation.metrics import evaluate_scores
+from causalrm.simulation.simulate import simulate
+from causalrm.workflows.teaching import equal_count_bins, error_bars, metric_rows, reliability_table, sweep_summary, \
     with_gap_closed
 
 

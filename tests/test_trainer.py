@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from causalrm.backbones import Backbone, MLPBackbone, TensorFeatures, build_backbone, load_backbone
+from causalrm.training.backbones import Backbone, MLPBackbone, TensorFeatures, build_backbone, load_backbone
 from causalrm.errors import InputError
-from causalrm.losses import LossInputs, estimate
-from causalrm.trainer import TrainConfig, cpu_threads, epoch_batches, micro_batches, predict_logits, train
+from causalrm.estimators.losses import LossInputs, estimate
+from causalrm.training.trainer import TrainConfig, cpu_threads, epoch_batches, micro_batches, predict_logits, train
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def test_progress_and_cancel():
 
 
 def test_report_steps_sees_every_optimiser_step_with_its_epoch_position():
-    from causalrm.trainer import report_steps
+    from causalrm.training.trainer import report_steps
 
     X, inp = make_data(n=600)
     steps = []

@@ -9,9 +9,9 @@ trl = pytest.importorskip("trl")
 
 from helpers_tiny_models import single_thread, tiny_llama, tiny_log  # noqa: E402
 
-from causalrm.export import export_run, load_reward_model, reward_function  # noqa: E402
-from causalrm.pipeline import FitConfig, fit_log  # noqa: E402
-from causalrm.runs import save_run  # noqa: E402
+from causalrm.export.reward_models import export_run, load_reward_model, reward_function  # noqa: E402
+from causalrm.workflows.pipeline import FitConfig, fit_log  # noqa: E402
+from causalrm.workflows.runs import save_run  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

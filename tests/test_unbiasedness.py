@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from causalrm.errors import InputError
-from causalrm.unbiasedness import (
+from causalrm.evaluation.unbiasedness import (
     VECTORS,
     prediction_vectors,
     rating_levels,

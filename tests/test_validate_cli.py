@@ -271,7 +271,7 @@ def test_subprocess_error_is_one_line(tmp_path):
 def test_summary_numbers_match_numpy():
     import numpy as np
 
-    from causalrm.validate import summarize_log
+    from causalrm.data.validate import summarize_log
 
     rng = np.random.default_rng(0)
     n = 3000
@@ -306,7 +306,7 @@ def test_summary_numbers_match_numpy():
     ([1, 0, 0], [1, 1, 0], "feedback on unobserved rows"),
 ])
 def test_summary_warnings(feedback, observed, warning):
-    from causalrm.validate import summarize_log
+    from causalrm.data.validate import summarize_log
 
     df = pl.DataFrame({"prompt": ["a", "b", "c"], "response": ["x", "y", "z"],
                        "feedback": pl.Series(feedback, dtype=pl.Int8)})
@@ -316,7 +316,7 @@ def test_summary_warnings(feedback, observed, warning):
 
 
 def test_summary_no_propensity_warning_with_logged_propensity():
-    from causalrm.validate import summarize_log
+    from causalrm.data.validate import summarize_log
 
     df = pl.DataFrame({"prompt": ["a"] * 3, "response": ["x", "y", "z"], "feedback": [1, 0, 1],
                        "observed": [1, 1, 1], "logged_propensity": [0.5, 0.2, 0.9]})

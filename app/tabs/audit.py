@@ -1,8 +1,8 @@
 """Tab 6, Audit: label a few hundred proposed rows by hand and watch the flip rates and the verdict settle.
 
-The rows come from ``causalrm.audit.propose`` (a stratified design with known inclusion probabilities); they are
+The rows come from ``causalrm.evaluation.audit.propose`` (a stratified design with known inclusion probabilities); they are
 shown one at a time with 👍 / 👎 / skip (keys ``1`` or ``y``, ``0`` or ``n``, ``s``). Every label is merged into
-``Session.log`` at once (``causalrm.audit.merge_labels``): the Noise tab's gold estimate, ``auto`` on the Train tab
+``Session.log`` at once (``causalrm.evaluation.audit.merge_labels``): the Noise tab's gold estimate, ``auto`` on the Train tab
 and the Compare tab's verdict read it from there. The panels beside the row show the inclusion-weighted gold flip
 rates and, once models are trained, the audited verdict, recomputed with every label. The label file downloads and
 uploads in the format of ``causalrm audit`` (a file from the command line continues here, and back).
@@ -23,9 +23,10 @@ import polars as pl
 from app.common import (ORACLE, ci_text, flip_choices, fmt, guarded, has_gold, md_table, require, run_scored,
                         upload_path)
 from app.session import Session
-from causalrm import audit, schema
+from causalrm.evaluation import audit
+from causalrm.data import schema
 from causalrm.errors import InputError
-from causalrm.methods import BASELINE, against_baseline
+from causalrm.estimators.methods import BASELINE, against_baseline
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 #: keyboard shortcuts, active while the Audit tab is shown and no text field has the focus
@@ -48,7 +49,7 @@ SHORTCUTS_JS = """() => {
 
 @dataclass
 class AuditState:
-    """One session's audit: ``table`` (the label file: ``causalrm.audit.LABEL_COLUMNS`` or any subset with
+    """One session's audit: ``table`` (the label file: ``causalrm.evaluation.audit.LABEL_COLUMNS`` or any subset with
     ``response_id`` and ``gold_label``), the ids skipped so far, the log as it was before the audit (``base``: the
     log's own gold columns come back when no label is left) and the position of the row shown."""
 
@@ -92,7 +93,7 @@ class AuditView(NamedTuple):
 # ---------------------------------------------------------------------------------------------------------------------
 @guarded
 def propose(state: Session | None, n: float = 300, seed: float = 0, progress=gr.Progress()) -> AuditView:
-    """Propose ``n`` rows to label (``causalrm.audit.propose``); labels already given are kept when every labelled
+    """Propose ``n`` rows to label (``causalrm.evaluation.audit.propose``); labels already given are kept when every labelled
     row is in the new proposal (same seed, an equal or larger n)."""
     session = require(state, embeddings=True)
     progress(0.2, desc="fitting the design's propensity and proxy")
@@ -136,7 +137,7 @@ def upload(state: Session | None, file: Any) -> AuditView:
     session = require(state)
     if file is None:
         raise InputError("no label file: choose the CSV, JSONL or Parquet file of an audit of this log")
-    from causalrm.io import read_labels
+    from causalrm.data.io import read_labels
 
     current: AuditState | None = session.audit
     base = current.base if current is not None else session.log
@@ -167,7 +168,7 @@ def _current(session: Session) -> AuditState:
 
 
 def _merge(session: Session) -> None:
-    """The log with the audit's labels (``causalrm.audit.merge_labels``), or as it was without any."""
+    """The log with the audit's labels (``causalrm.evaluation.audit.merge_labels``), or as it was without any."""
     current = _current(session)
     if not current.labelled():
         session.log = current.base
@@ -210,7 +211,7 @@ def _progress_md(session: Session) -> str:
 
 def _flips_md(session: Session) -> str:
     """The inclusion-weighted gold flip rates with their intervals, beside the anchor and true rates."""
-    from causalrm.noise import FlipRateEstimator
+    from causalrm.nuisances.noise import FlipRateEstimator
 
     if session.audit is None or not session.audit.labelled():
         return "Flip rates from the audit appear here with the first labels of both classes on rows with feedback."
@@ -242,7 +243,7 @@ def _flips_md(session: Session) -> str:
 
 def _verdict_panel(session: Session) -> str:
     """The audited evaluation of the trained models and the verdict of the debiased one against naive."""
-    from causalrm.evaluation import labelled_verdict, sigmoid
+    from causalrm.evaluation.metrics import labelled_verdict, sigmoid
 
     if session.audit is None or not session.audit.labelled():
         return "The audited verdict appears here once models are trained and rows labelled."

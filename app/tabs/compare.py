@@ -21,10 +21,10 @@ import polars as pl
 from app import plots
 from app.common import DEFAULT_EMBEDDER, ORACLE, fmt, guarded, require, run_scored
 from app.session import Session
-from causalrm import schema
+from causalrm.data import schema
 from causalrm.atomic_io import atomic_path
 from causalrm.errors import InputError
-from causalrm.methods import BASELINE, against_baseline
+from causalrm.estimators.methods import BASELINE, against_baseline
 
 
 class CompareView(NamedTuple):
@@ -45,8 +45,8 @@ class CompareView(NamedTuple):
 
 def _run_evaluation(session: Session, method: str, rewards: np.ndarray) -> dict[str, Any] | None:
     """Clean-label metrics of a run (written by ``save_run``; recomputed with ``evaluate_scores`` if absent)."""
-    from causalrm.evaluation import evaluate_scores
-    from causalrm.runs import METRICS
+    from causalrm.evaluation.metrics import evaluate_scores
+    from causalrm.workflows.runs import METRICS
 
     path = session.run_dirs.get(method)
     if path is not None and (path / METRICS).is_file():
@@ -95,10 +95,10 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
                    progress=gr.Progress()) -> CompareView:
     """Metrics vs clean / gold labels with CIs, reward scatter, ranking comparison (Kendall τ, rank shifts),
     downloads and the equivalent CLI commands."""
-    from causalrm.evaluation import compare_rankings
+    from causalrm.evaluation.metrics import compare_rankings
     from causalrm.atomic_io import write_table_atomic
 
-    from causalrm.evaluation import evaluation_rows, sigmoid
+    from causalrm.evaluation.metrics import evaluation_rows, sigmoid
 
     session = require(state)
     a, b = _check_pair(session, method_a, method_b)
@@ -125,7 +125,7 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         r2_ci = ci.get("r2") or (None, None)
         bars.append({"method": method, "value": m.get("r2"), "lo": r2_ci[0], "hi": r2_ci[1]})
     if rows and BASELINE in evals and ORACLE in evals and evals[BASELINE] and evals[ORACLE]:
-        from causalrm.evaluation import gap_closed  # the bench's convention: NaN unless oracle beats naive
+        from causalrm.evaluation.metrics import gap_closed  # the bench's convention: NaN unless oracle beats naive
 
         r2_naive, r2_oracle = evals[BASELINE]["metrics"]["r2"], evals[ORACLE]["metrics"]["r2"]
         for row in rows:
@@ -206,10 +206,10 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
 
 
 def _verdict_md(session: Session, a: str, b: str, rewards: dict[str, np.ndarray]) -> str:
-    """The Compare tab's verdict (``causalrm.evaluation.labelled_verdict``): is the debiased model of the pair
+    """The Compare tab's verdict (``causalrm.evaluation.metrics.labelled_verdict``): is the debiased model of the pair
     better, level or worse than the other on the clean / gold labels, why (failed gates, the learning check), and
     what the corrections can change."""
-    from causalrm.evaluation import READING_GUIDE, labelled_verdict, sigmoid
+    from causalrm.evaluation.metrics import READING_GUIDE, labelled_verdict, sigmoid
 
     base, deb = (a, b) if a == BASELINE or b != BASELINE else (b, a)
     res = session.results[deb]
@@ -299,7 +299,7 @@ def _zip_runs(session: Session, path: Path) -> Path | None:
 
 def scored_log(session: Session, rewards: dict[str, np.ndarray]) -> pl.DataFrame:
     """The log with ``reward_<method>`` (logit z) and ``preference_<method>`` (σ(z)) per trained method."""
-    from causalrm.evaluation import sigmoid
+    from causalrm.evaluation.metrics import sigmoid
 
     cols = []
     for method, z in rewards.items():
@@ -339,7 +339,7 @@ def cli_command(session: Session) -> str:
     opts: list[str] = []
     if ts.get("config"):  # the trained configuration's own options (FitConfig.to_cli: what differs from defaults)
         from causalrm.options import join
-        from causalrm.pipeline import FitConfig
+        from causalrm.workflows.pipeline import FitConfig
 
         config = FitConfig.from_dict(ts["config"])
         if config.embedder.rsplit("/", 1)[-1] == DEFAULT_EMBEDDER:  # the bundled copy of the default model

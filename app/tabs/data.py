@@ -21,10 +21,10 @@ import polars as pl
 from app.common import (CLEAR_ERRORS, DEFAULT_EMBEDDER, DEVICES, SETTINGS, UPLOAD_SUFFIXES, flip_choices, fmt,
                         guarded, methods_update, notify, require, ui_message, upload_path, warm_up)
 from app.session import Session, ensure_session
-from causalrm import schema
-from causalrm.demo import DEMO
+from causalrm.data import schema
+from causalrm.workflows.demo import DEMO
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import AUTO as AUTO_KIND, IMPLICIT, KINDS, describe
+from causalrm.data.feedback_kinds import AUTO as AUTO_KIND, IMPLICIT, KINDS, describe
 
 logger = logging.getLogger("causalrm.app")
 
@@ -38,7 +38,7 @@ DEFAULT_RATING_MODE = "teacher (semi-synthetic, known score)"
 MAPPABLE = (schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED, schema.GOLD_LABEL,
             schema.LOGGED_PROPENSITY, schema.PAIR_ID, schema.SPLIT, schema.RESPONSE_ID, schema.MESSAGES)
 AUTO = "(same name)"
-FEEDBACK_KINDS = (AUTO_KIND, *KINDS)  # the Data tab's feedback-kind choices (causalrm.feedback_kinds)
+FEEDBACK_KINDS = (AUTO_KIND, *KINDS)  # the Data tab's feedback-kind choices (causalrm.data.feedback_kinds)
 PREVIEW_ROWS = 50
 PREVIEW_CHARS = 140
 
@@ -158,7 +158,7 @@ def stale_notes(state: Session | None) -> tuple[str, str]:
 
 def data_view(session: Session, *, toasts: bool = True) -> DataView:
     """The Data tab's outputs for the session's log (its warnings also as toasts when ``toasts``)."""
-    from causalrm.validate import summarize_log
+    from causalrm.data.validate import summarize_log
 
     session.summary = summarize_log(session.log, source=session.source.get("label"))
     warnings = list(session.summary.warnings)
@@ -198,17 +198,17 @@ def load_sample(state: Session | None, sample: str = SAMPLE_DEMO, rating: str = 
                 alpha: float = DEMO.alpha, rho01: float = DEMO.rho01, rho10: float = DEMO.rho10,
                 observation_rate: float = 0.2, seed: float = DEMO.seed, request: gr.Request = None,
                 progress=gr.Progress()) -> DataView:
-    """Load a bundled sample: a simulated log (the WildBench demo setting of ``causalrm.demo`` by default, or
+    """Load a bundled sample: a simulated log (the WildBench demo setting of ``causalrm.workflows.demo`` by default, or
     UltraFeedback; α, ρ01, ρ10, observation rate, seed) or oasst1's real feedback."""
     session = ensure_session(state, request)
     progress(0.1, desc="loading sample")
     if sample == SAMPLE_OASST1:
-        from causalrm.datasets import load_oasst1_log
+        from causalrm.data.datasets import load_oasst1_log
 
         log = load_oasst1_log()
         source = {"kind": "oasst1", "label": "oasst1 (real emoji feedback)"}
     elif sample in SIMULATED_DATASETS:
-        from causalrm.simulate import simulate_dataset, simulation_summary
+        from causalrm.simulation.simulate import simulate_dataset, simulation_summary
 
         dataset = SIMULATED_DATASETS[sample]
         mode = RATING_MODES.get(rating, rating)
@@ -249,7 +249,7 @@ def inspect_upload(file: Any) -> tuple:
     """
     if file is None:
         return ("", *[gr.update(choices=[AUTO], value=AUTO) for _ in MAPPABLE])
-    from causalrm.io import read_table
+    from causalrm.data.io import read_table
 
     path = upload_path(file)
     with _named_as_uploaded(path):
@@ -263,9 +263,9 @@ def inspect_upload(file: Any) -> tuple:
 
 
 def _check_md(path: Path, columns: Sequence[str]) -> str:
-    """The log checks ``validate`` and ``read_log`` make (:func:`causalrm.scan.summarize_file`), run on the file as
+    """The log checks ``validate`` and ``read_log`` make (:func:`causalrm.data.scan.summarize_file`), run on the file as
     named: a pass, the one-line error to fix before *Load log*, or the columns still to map."""
-    from causalrm.scan import summarize_file
+    from causalrm.data.scan import summarize_file
 
     if schema.MESSAGES not in columns and not all(c in columns for c in schema.REQUIRED):
         missing = ", ".join(f"`{c}`" for c in schema.REQUIRED if c not in columns)
@@ -282,7 +282,7 @@ def _check_md(path: Path, columns: Sequence[str]) -> str:
 
 def build_mapping(picks: dict[str, str | None], extra: str | None) -> dict[str, str]:
     """``{user column: canonical}`` from the dropdown picks (canonical -> user column) and free-text ``a=b`` specs."""
-    from causalrm.io import parse_mapping
+    from causalrm.data.io import parse_mapping
 
     specs = [f"{canonical}={column}" for canonical, column in picks.items()
              if column and column != AUTO and column != canonical]
@@ -311,12 +311,12 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
                 messages_col: str = AUTO, extra_mapping: str = "", threshold: str | float | None = "",
                 feedback_kind: str = AUTO_KIND, request: gr.Request = None,
                 progress=gr.Progress()) -> DataView:
-    """Read an uploaded log with ``causalrm.io.read_log`` (column mapping, rating threshold) and summarise it.
+    """Read an uploaded log with ``causalrm.data.io.read_log`` (column mapping, rating threshold) and summarise it.
 
     The ``*_col`` arguments follow ``MAPPABLE`` (``messages_col``: a chat-format column of ``{role, content}``
     messages under another name; a column called ``messages`` needs no mapping). ``feedback_kind``: auto
-    (detected), explicit or implicit (``causalrm.feedback_kinds``)."""
-    from causalrm.io import read_log
+    (detected), explicit or implicit (``causalrm.data.feedback_kinds``)."""
+    from causalrm.data.io import read_log
 
     session = ensure_session(state, request)
     path = upload_path(file)

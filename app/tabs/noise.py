@@ -1,6 +1,6 @@
 """Tab 3, Noise: the flip rates ρ01, ρ10 by anchor points on a calibrated out-of-fold proxy (and from gold labels
 when the log has them, or set by hand), their gate, and which rates training will use. On an implicit log
-(``causalrm.feedback_kinds``) never anchors: the rates are ρ01 = 1 − c, ρ10 = ε from the event rates given on the
+(``causalrm.data.feedback_kinds``) never anchors: the rates are ρ01 = 1 − c, ρ10 = ε from the event rates given on the
 tab, or from gold labels; without either the tab says they are not identifiable and what to do.
 
 Layout: :func:`build`; events: :func:`wire`.
@@ -18,7 +18,7 @@ from app.common import (CLEAR_ERRORS, EVENT_RATES, FLIP_METHODS, IMPLICIT_NEEDS_
                         fit_config, gate_md, guarded, has_gold, methods_update, notify, require)
 from app.session import Session
 from causalrm.errors import InputError
-from causalrm.feedback_kinds import IMPLICIT, kind_of
+from causalrm.data.feedback_kinds import IMPLICIT, kind_of
 
 
 class NoiseView(NamedTuple):
@@ -38,7 +38,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     """Estimate ρ01, ρ10 (anchor points on a calibrated out-of-fold proxy, and gold labels when the log has them).
     On an implicit log: the rates from ``event_rate`` c and ``accidental_rate`` ε, or from gold labels
     (:func:`implicit_noise`)."""
-    from causalrm.pipeline import fit_nuisances
+    from causalrm.workflows.pipeline import fit_nuisances
 
     session = require(state)
     if kind_of(session.log) == IMPLICIT:
@@ -77,7 +77,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
                          "rho10": real["rho10_hat"], "rho10 95% CI": ""})
     manual = None
     if use_manual:
-        from causalrm.losses import check_rates
+        from causalrm.estimators.losses import check_rates
 
         manual = check_rates(float(rho01_manual), float(rho10_manual))
         rows.append({"estimate": "manual override (used)", "rho01": manual[0], "rho01 95% CI": "",
@@ -110,7 +110,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
         sweep_fig = plots.q_sweep(sweep["q"], sweep["rho01"], sweep["rho10"], chosen=q_used, true=truth)
     else:
         sweep_fig = plots.empty("no q-sweep available")
-    from causalrm.gates import flip_rate_gate
+    from causalrm.nuisances.gates import flip_rate_gate
 
     if manual is not None:
         gate = flip_rate_gate({"method": "fixed", "rho01": used[0], "rho10": used[1]})
@@ -155,8 +155,8 @@ def implicit_noise(session: Session, choice: str, event_rate: float | None, acci
     """An implicit log's flip rates: ρ01 = 1 − c, ρ10 = ε from the event rates given (``choice`` EVENT_RATES), or
     from the gold labels; never anchors (no event is never a sure negative). Without rates: the propensity gate
     alone (every impression observed) and a summary saying the rates are not identifiable and what to do."""
-    from causalrm.feedback_kinds import event_flip_rates
-    from causalrm.pipeline import fit_nuisances
+    from causalrm.data.feedback_kinds import event_flip_rates
+    from causalrm.workflows.pipeline import fit_nuisances
 
     gold = choice != EVENT_RATES
     if gold and not has_gold(session.log):

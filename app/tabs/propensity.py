@@ -16,7 +16,7 @@ from app import plots
 from app.common import (CLEAR_ERRORS, PROPENSITY_MODELS, fit_config, fmt, gate_md, guarded, md_table, notify,
                         require)
 from app.session import Session
-from causalrm import schema
+from causalrm.data import schema
 
 
 def _observed(session: Session, rows: np.ndarray) -> np.ndarray:
@@ -52,9 +52,9 @@ def _clip_md(report: dict[str, Any]) -> str:
 @guarded
 def fit_propensity(state: Session | None, model: str = "auto", clip: float = 0.1, seed: float = 0,
                    progress=gr.Progress()) -> PropensityView:
-    """Cross-fit p̂(x) = P(o = 1 | x) on the train + val rows (``causalrm.pipeline.fit_nuisances``)."""
-    from causalrm.pipeline import fit_nuisances
-    from causalrm.propensity import clip_report, propensity_diagnostics
+    """Cross-fit p̂(x) = P(o = 1 | x) on the train + val rows (``causalrm.workflows.pipeline.fit_nuisances``)."""
+    from causalrm.workflows.pipeline import fit_nuisances
+    from causalrm.nuisances.propensity import clip_report, propensity_diagnostics
 
     session = require(state, embeddings=True)
     model = PROPENSITY_MODELS.get(model, model)
@@ -83,8 +83,8 @@ def fit_propensity(state: Session | None, model: str = "auto", clip: float = 0.1
 
 @guarded
 def clip_preview(state: Session | None, clip: float = 0.1) -> tuple[Session | None, str, Any]:
-    """How many rows the floor ``clip`` raises (``causalrm.propensity.clip_report``); updates the histogram line."""
-    from causalrm.propensity import clip_report
+    """How many rows the floor ``clip`` raises (``causalrm.nuisances.propensity.clip_report``); updates the histogram line."""
+    from causalrm.nuisances.propensity import clip_report
 
     if not isinstance(state, Session) or state.propensity is None:
         return state, "Fit the propensity model to see what the clip does.", gr.update()

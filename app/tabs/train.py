@@ -20,9 +20,9 @@ from app import plots, training
 from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, SETTINGS, TRAIN_METHODS, app_methods, fit_config, fmt,
                         guarded, method_choices, notify, require)
 from app.session import Session
-from causalrm import methods as registry
-from causalrm import schema
-from causalrm.backbones import DEFAULT_BACKBONE, get_backbone_class
+from causalrm.estimators import methods as registry
+from causalrm.data import schema
+from causalrm.training.backbones import DEFAULT_BACKBONE, get_backbone_class
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
 
@@ -72,7 +72,7 @@ def results_table(session: Session) -> pl.DataFrame:
 
 def compare_updates(session: Session) -> tuple[Any, Any]:
     """The Compare tab's pair after training: naive (or the first) against the registry's default debiased model
-    (``causalrm.methods.against_baseline``: auto when trained, else the most debiased), else the next trained."""
+    (``causalrm.estimators.methods.against_baseline``: auto when trained, else the most debiased), else the next trained."""
     trained = list(session.results)
     if not trained:
         return gr.update(choices=[], value=None), gr.update(choices=[], value=None)
@@ -82,8 +82,8 @@ def compare_updates(session: Session) -> tuple[Any, Any]:
 
 
 def available_backbones() -> list[str]:
-    """Backbones the core can build here (``lora`` appears once ``causalrm/backbones/lora.py`` imports)."""
-    from causalrm.backbones import available_backbones as core_available
+    """Backbones the core can build here (``lora`` appears once ``causalrm/training/backbones/lora.py`` imports)."""
+    from causalrm.training.backbones import available_backbones as core_available
 
     return list(core_available())
 
@@ -91,10 +91,10 @@ def available_backbones() -> list[str]:
 def inspected_nuisances(session: Session, config: Any) -> Any:
     """The nuisances the user fitted and inspected (Noise tab, else Propensity tab) when training can use them: on
     the rows and split this configuration fits, without hand-set flip rates (those replace the estimate). Their fitted
-    models stay behind (plots only); ``causalrm.orchestrate`` adds what the methods need beyond them."""
+    models stay behind (plots only); ``causalrm.workflows.orchestrate`` adds what the methods need beyond them."""
     import dataclasses
 
-    from causalrm.pipeline import resolve_split
+    from causalrm.workflows.pipeline import resolve_split
 
     split = resolve_split(session.log, val_fraction=config.val_fraction, seed=config.seed)
     rows = np.flatnonzero(split != schema.TEST)
@@ -119,7 +119,7 @@ def train_models(state: Session | None, methods: Sequence[str] | None = DEFAULT_
     """Train each selected method in a worker process (``app.train_worker``; live loss curves, Cancel, queue).
 
     The nuisances are fitted once, then each method; each trained model is saved as a run folder
-    (``causalrm.runs.save_run``) in the session's folder. ``select_head``: each method also trains a linear head and
+    (``causalrm.workflows.runs.save_run``) in the session's folder. ``select_head``: each method also trains a linear head and
     keeps the one its validation estimate prefers (``FitConfig.select_head``); the live curve then restarts for the
     second head. ``max_length``: tokens per (prompt, response) for a backbone that reads text (default: 128 on a CPU,
     256 on a GPU); the backbone's memory plan (``Backbone.plan_memory``: LoRA's micro-batches and gradient
@@ -271,7 +271,7 @@ def follow_training(session: Session, progress: Any = None) -> Iterator[TrainVie
                 status += f"\n\n**auto** kept **{res.config.method}**: {res.choice['reason']}."
         unlearned = {m: r.learned.verdict for m, r in session.results.items()
                      if r.learned is not None and not r.learned.passed}
-        if unlearned:  # never "Done" for a model that did not learn (causalrm.gates.learning_gate)
+        if unlearned:  # never "Done" for a model that did not learn (causalrm.nuisances.gates.learning_gate)
             status = ("⚠️ " + "; ".join(f"**{m} {why}**" for m, why in unlearned.items())
                       + ": its scores are not a usable reward.\n\n" + status.replace("Done: trained", "Trained", 1))
     if job.peak_memory:

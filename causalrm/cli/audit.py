@@ -1,6 +1,6 @@
 """`causalrm audit LOG --n N [--seed S] --out FILE`: propose N rows of LOG to label by hand.
 
-The rows come from a stratified design with known inclusion probabilities (``causalrm.audit``): rows with feedback
+The rows come from a stratified design with known inclusion probabilities (``causalrm.evaluation.audit``): rows with feedback
 (to estimate the flip rates against the labels) and rows across the propensity and score range (to evaluate models
 on the whole impression population). FILE (CSV, or JSONL / Parquet by suffix) lists ``response_id, prompt,
 response, feedback, gold_label`` (empty: fill in 1 = good, 0 = bad, from the top; leave a row empty to skip it),
@@ -37,12 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.audit import carry_labels, propose
+    from causalrm.evaluation.audit import carry_labels, propose
     from causalrm.cli.fit import read_log_arg
     from causalrm.embeddings import Embedder, embed_log, read_embeddings
     from causalrm.errors import InputError
     from causalrm.atomic_io import write_table_atomic
-    from causalrm.io import read_labels
+    from causalrm.data.io import read_labels
     from causalrm.config import DEFAULT_EMBEDDER
 
     out = Path(args.out)

@@ -21,8 +21,8 @@ BENCH_FIT_OPTIONS = ("max_epochs", "patience", "propensity_model", "flip_method"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from causalrm.methods import bench_defaults
-    from causalrm.schema import DEFAULT_EMBEDDER
+    from causalrm.estimators.methods import bench_defaults
+    from causalrm.data.schema import DEFAULT_EMBEDDER
 
     p = subparsers.add_parser("bench", help="run the paper's experiment: simulate, fit every method, evaluate",
                               description="Simulate biased noisy feedback from a rated dataset, fit several "
@@ -70,7 +70,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def config_from_args(args: argparse.Namespace):
     """The ``BenchConfig`` of parsed ``causalrm bench`` arguments (validated)."""
-    from causalrm.bench import BenchConfig
+    from causalrm.workflows.bench import BenchConfig
     from causalrm.options import as_str_tuple, from_args
     from causalrm.config import FitConfig
 
@@ -88,7 +88,7 @@ def config_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from causalrm.atomic_io import write_json_atomic, write_text_atomic
-    from causalrm.bench import run_bench
+    from causalrm.workflows.bench import run_bench
 
     config = config_from_args(args)
     say = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))

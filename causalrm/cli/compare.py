@@ -8,7 +8,7 @@ says in one sentence whether RUN_B is better, level or worse than RUN_A (paired 
 difference); a run whose metrics.json says it did not learn gets a ``warning:`` line. ``--gold FILE`` merges an
 audit's labels (``causalrm audit``) by response_id; with gold labels each run gets an audited evaluation: R², MSE,
 AUROC and the within-prompt pair agreement on the audited rows with bootstrap intervals, estimated for the whole
-impression population (``causalrm.audit.audited_evaluation``). Below ``evaluation.MIN_DECISION_LABELS`` labelled
+impression population (``causalrm.evaluation.audit.audited_evaluation``). Below ``evaluation.MIN_DECISION_LABELS`` labelled
 rows neither says more than "not enough labels yet: k labelled, about N needed for a ±x interval"; an interval the
 labels cannot give (a bootstrap of width 0, or NaN) is null. ``--json OUT`` writes the full comparison, with
 ``{"audit": {RUN_NAME: {"n", "not_enough", "r2", "r2_ci", ...}}, "audit_verdict": {..., "outcome", "verdict"}}``.
@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from causalrm.evaluation import READING_GUIDE
+from causalrm.evaluation.metrics import READING_GUIDE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -86,11 +86,11 @@ def _format_audit(audit: dict, names: tuple[str, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.audit import audited_evaluation, merge_labels
-    from causalrm.evaluation import compare_rankings, labelled_verdict
+    from causalrm.evaluation.audit import audited_evaluation, merge_labels
+    from causalrm.evaluation.metrics import compare_rankings, labelled_verdict
     from causalrm.atomic_io import write_json_atomic
-    from causalrm.io import parse_mapping, read_labels, read_log
-    from causalrm.runs import load_run, score_log
+    from causalrm.data.io import parse_mapping, read_labels, read_log
+    from causalrm.workflows.runs import load_run, score_log
 
     run_a, run_b = load_run(args.run_a), load_run(args.run_b)
     if args.log:

@@ -16,7 +16,7 @@ import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from causalrm.demo import DEMO
+    from causalrm.workflows.demo import DEMO
 
     p = subparsers.add_parser("demo", help="run the whole flow on the bundled semi-synthetic demo setting",
                               description=f"Fit --method auto on the demo log ({DEMO.describe()}) and compare it "
@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from causalrm.demo import DEMO, run_demo
+    from causalrm.workflows.demo import DEMO, run_demo
     from causalrm.atomic_io import write_json_atomic
     from causalrm.config import FitConfig
 

@@ -8,7 +8,7 @@ metadata, ``response_ids`` (a JSON list in row order), ``model`` and ``dim``; ``
 Sharded output (``--shard-rows N``, or OUT a folder): ``OUT/shard-00000.npy`` ... (N rows each, the last the
 remainder) and ``OUT/index.json`` (shape, dtype, model, row ranges, a hash of the response ids), each written
 atomically; the rows are embedded shard by shard, and under ``accelerate launch`` each rank writes its own block of
-shards (the matrix is never gathered) while rank 0 writes the index after a barrier (``causalrm.shards``).
+shards (the matrix is never gathered) while rank 0 writes the index after a barrier (``causalrm.data.shards``).
 ``causalrm fit/score --embeddings OUT`` (or ``OUT/index.json``) memory-maps the shards.
 
 Example::
@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from causalrm.schema import DEFAULT_EMBEDDER
+    from causalrm.data.schema import DEFAULT_EMBEDDER
 
     p = subparsers.add_parser(
         "embed", help="embed a log's (prompt, response) rows into X.safetensors / X.npy (cached)",
@@ -61,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _mapping(specs: list[str] | None) -> dict[str, str] | None:
     if not specs:
         return None
-    from causalrm.io import parse_mapping
+    from causalrm.data.io import parse_mapping
 
     return parse_mapping(specs)
 
@@ -69,8 +69,8 @@ def _mapping(specs: list[str] | None) -> dict[str, str] | None:
 def run(args: argparse.Namespace) -> int:
     from causalrm.embeddings import Embedder, embed_log
     from causalrm.errors import InputError
-    from causalrm.io import read_log
-    from causalrm.schema import RESPONSE_ID
+    from causalrm.data.io import read_log
+    from causalrm.data.schema import RESPONSE_ID
 
     if args.out and args.out_pos and args.out != args.out_pos:
         raise InputError(f"two outputs given ({args.out_pos} and --out {args.out}); give one")
@@ -122,14 +122,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_sharded(args: argparse.Namespace, df, embedder, out: Path) -> int:
-    """Embed into ``out/`` as fixed-size ``.npy`` shards plus ``index.json`` (``causalrm.shards``).
+    """Embed into ``out/`` as fixed-size ``.npy`` shards plus ``index.json`` (``causalrm.data.shards``).
 
     Shard by shard (at most one shard's rows in memory); under ``accelerate launch`` each rank embeds and writes a
     contiguous block of whole shards (no gather of the matrix), and rank 0 writes the index after a barrier."""
     import numpy as np
 
-    from causalrm import distributed, shards
-    from causalrm.schema import RESPONSE_ID
+    from causalrm import distributed
+    from causalrm.data import shards
+    from causalrm.data.schema import RESPONSE_ID
 
     shard_rows = args.shard_rows or shards.DEFAULT_SHARD_ROWS
     ranges = shards.plan(df.height, shard_rows)

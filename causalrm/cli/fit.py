@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
         description=f"Fit a reward model on LOG with a debiased, denoised estimator (default {FitConfig.method}). "
-                    "The options are FitConfig's fields (causalrm.pipeline; FitConfig.to_cli writes them back).",
+                    "The options are FitConfig's fields (causalrm.workflows.pipeline; FitConfig.to_cli writes them back).",
     )
     p.add_argument("log", metavar="LOG", help="impression log (.parquet, .csv, .tsv, .jsonl, .json; optionally .gz)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to write (replaced if it is a run)")
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "flip rates with --flip-method gold")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_arguments(p.add_argument_group("fit configuration (FitConfig)"), FitConfig)
-    from causalrm.backbones import available_backbones, get_backbone_class
+    from causalrm.training.backbones import available_backbones, get_backbone_class
 
     for name in available_backbones():  # each backbone's own options (Backbone.options)
         get_backbone_class(name).add_arguments(p)
@@ -66,8 +66,8 @@ def add_log_arguments(p: argparse.ArgumentParser, *, model: bool = True) -> None
 
 
 def add_kind_argument(p: argparse.ArgumentParser) -> None:
-    """--feedback-kind (causalrm.feedback_kinds), shared by every command that reads a log."""
-    from causalrm.feedback_kinds import AUTO, KINDS
+    """--feedback-kind (causalrm.data.feedback_kinds), shared by every command that reads a log."""
+    from causalrm.data.feedback_kinds import AUTO, KINDS
 
     p.add_argument("--feedback-kind", choices=(AUTO, *KINDS), default=AUTO,
                    help="explicit thumbs, or implicit events (copies, clicks: 1 where the event happened, empty "
@@ -75,7 +75,7 @@ def add_kind_argument(p: argparse.ArgumentParser) -> None:
 
 
 def read_log_arg(args: argparse.Namespace):
-    from causalrm.io import parse_mapping, read_log
+    from causalrm.data.io import parse_mapping, read_log
 
     mapping = parse_mapping(args.mapping) if args.mapping else None
     return read_log(args.log, mapping=mapping, threshold=args.threshold,
@@ -84,12 +84,12 @@ def read_log_arg(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from causalrm.errors import InputError
-    from causalrm.backbones import get_backbone_class
-    from causalrm.backbones.base import hidden_label
+    from causalrm.training.backbones import get_backbone_class
+    from causalrm.training.backbones.base import hidden_label
     from causalrm.estimator import CausalRM
     from causalrm.config import FitConfig
     from causalrm import distributed
-    from causalrm.runs import save_run
+    from causalrm.workflows.runs import save_run
 
     out = Path(args.out)
     # under `accelerate launch` / torchrun: join the process group (gloo when --device cpu or no GPU)
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     main_rank = distributed.is_main()
     log = read_log_arg(args)
     if args.gold:
-        from causalrm.audit import merge_labels
-        from causalrm.io import read_labels
+        from causalrm.evaluation.audit import merge_labels
+        from causalrm.data.io import read_labels
 
         labels = read_labels(args.gold, known_ids=log["response_id"].to_list(), log_name=str(args.log))
         log = merge_labels(log, labels, source=args.gold)

@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.cli.fit import read_log_arg
     from causalrm.embeddings import read_embeddings
     from causalrm.errors import InputError
-    from causalrm.evaluation import evaluate_scores
+    from causalrm.evaluation.metrics import evaluate_scores
     from causalrm.atomic_io import write_table_atomic
-    from causalrm.runs import is_run_dir, load_run, scored_table
+    from causalrm.workflows.runs import is_run_dir, load_run, scored_table
 
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv", ".jsonl"):
@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if is_run_dir(args.run_dir):
         run_ = load_run(args.run_dir)
         score, embedder = run_.score, run_.config.embedder
-    else:  # an export: scored as its run scores (causalrm.export.RewardModel.score_log)
-        from causalrm.export import load_reward_model
+    else:  # an export: scored as its run scores (causalrm.export.reward_models.RewardModel.score_log)
+        from causalrm.export.reward_models import load_reward_model
 
         model = load_reward_model(args.run_dir)
         score, embedder = model.score_log, model.manifest.get("embedder")

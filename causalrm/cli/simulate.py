@@ -1,4 +1,4 @@
-"""`causalrm simulate`: the paper's semi-synthetic log from a rated dataset (see causalrm/simulate.py).
+"""`causalrm simulate`: the paper's semi-synthetic log from a rated dataset (see causalrm/simulation/simulate.py).
 
 Example::
 
@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "true_label = 1[rating > median of the rating levels], feedback flipped with rho01 / rho10 on observed "
         "train/val rows; the test split stays clean and fully observed. --feedback-kind implicit logs positive-only "
         "events on every row instead (feedback 1 or empty), mixed adds them to explicit feedback as a 'copied' "
-        "column (causalrm/simulate_feedback.py).",
+        "column (causalrm/simulation/feedback.py).",
     )
     p.add_argument("--dataset", required=True, metavar="NAME_OR_PATH",
                    help="bundled name (ultrafeedback, wildbench, oasst1, helpsteer2) or a rated file")
@@ -85,8 +85,8 @@ def _threshold(value: str) -> str | float:
 def run(args: argparse.Namespace) -> int:
 
     from causalrm.atomic_io import write_json_atomic, write_table_atomic
-    from causalrm.simulate import simulate_dataset, simulation_summary, validate_parameters
-    from causalrm.simulate_feedback import REGENERATED
+    from causalrm.simulation.simulate import simulate_dataset, simulation_summary, validate_parameters
+    from causalrm.simulation.feedback import REGENERATED
 
     out = Path(args.out)
     if out.suffix.lower() not in _OUT_SUFFIXES:

@@ -44,8 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.io import parse_mapping
-    from causalrm.scan import summarize_file
+    from causalrm.data.io import parse_mapping
+    from causalrm.data.scan import summarize_file
 
     mapping = parse_mapping(args.map)
     # streaming aggregates (the texts are never held) where the format allows; else read_log + summarize_log

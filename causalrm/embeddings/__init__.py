@@ -32,7 +32,7 @@ from causalrm.embeddings.models import DECODER_MAX_LENGTH as DECODER_MAX_LENGTH
 from causalrm.embeddings.models import DEFAULT_MODEL, model_parameters, resolve_model
 from causalrm.embeddings.models import ModelSpec as ModelSpec
 from causalrm.embeddings.models import _bundled_minilm_path as _bundled_minilm_path  # benchmarks/bench_embeddings.py
-from causalrm.schema import DEFAULT_EMBEDDER as DEFAULT_EMBEDDER
+from causalrm.data.schema import DEFAULT_EMBEDDER as DEFAULT_EMBEDDER
 
 __all__ = [
     "DEFAULT_MODEL",

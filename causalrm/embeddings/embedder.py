@@ -16,7 +16,7 @@ Two kinds of model are supported, detected from the model's config:
   chat template (``apply_chat_template(..., tokenize=False)``, tokenised without extra special tokens). Without a
   template the plain fallback ``"User: {prompt}\\n\\nAssistant: {response}"`` is tokenised with the tokenizer's own
   special tokens (BOS). An empty prompt drops the user turn (or, if the template rejects that, keeps it empty).
-  A chat-format log (``causalrm.chat``: a JSON ``context`` column of earlier turns) is embedded as its whole
+  A chat-format log (``causalrm.data.chat``: a JSON ``context`` column of earlier turns) is embedded as its whole
   conversation ``chat.conversation(context, response)`` through the template (``embed(..., contexts)``, which
   ``embed_log`` passes); without a template, the rendered ``prompt`` in the plain fallback.
   Long conversations are truncated from the left, so the end of the response (the pooled token) is always kept.
@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from causalrm import schema
+from causalrm.data import schema
 from causalrm.embeddings.cache import EmbeddingCache, _shipped_roots, default_cache_dir, text_digests
 from causalrm.embeddings.models import resolve_model
 from causalrm.errors import InputError
-from causalrm.schema import DEFAULT_EMBEDDER
+from causalrm.data.schema import DEFAULT_EMBEDDER
 
 __all__ = ["PLAIN_TEMPLATE", "Embedder", "embed_log"]
 
@@ -225,7 +225,7 @@ class Embedder:
         response)``) for a chat-format row with a ``context``, else ``[user: prompt, assistant: response]``."""
         tok = self._tokenizer
         if context:
-            from causalrm.chat import conversation
+            from causalrm.data.chat import conversation
 
             try:
                 return tok.apply_chat_template(conversation(context, response), tokenize=False,
@@ -354,7 +354,7 @@ class Embedder:
         n = len(prompts)
         ctxs = None
         if contexts is not None and self.spec.text_format == "chat":
-            from causalrm.chat import context_json, parse_context
+            from causalrm.data.chat import context_json, parse_context
 
             if len(contexts) != n:
                 raise InputError(f"{len(contexts)} contexts but {n} responses; pass one context per row")
@@ -441,10 +441,10 @@ def embed_log(df: Any, embedder: Embedder | None = None) -> np.ndarray:
     """``X`` float32 ``(n, d)`` for a log's ``prompt`` / ``response`` columns (polars or pandas; null prompt = "").
 
     ``embedder`` defaults to ``Embedder()`` (all-MiniLM-L6-v2 with the shipped and user caches). A chat-format log
-    (a ``context`` column, ``causalrm.chat``) passes its contexts on: an LLM embedder with a chat template embeds
+    (a ``context`` column, ``causalrm.data.chat``) passes its contexts on: an LLM embedder with a chat template embeds
     each row's whole conversation; a flat encoder embeds the rendered ``prompt``.
     """
-    from causalrm.schema import PROMPT, RESPONSE
+    from causalrm.data.schema import PROMPT, RESPONSE
 
     columns = list(df.columns)
     if RESPONSE not in columns:

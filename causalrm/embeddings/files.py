@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from causalrm import schema
+from causalrm.data import schema
 from causalrm.errors import InputError
 
 __all__ = ["read_embeddings"]
@@ -39,12 +39,12 @@ def _safetensors_memmap(path: Path, name: str = "embeddings") -> np.ndarray | No
 def read_embeddings(path: str | os.PathLike, log: Any = None, *, mmap: bool = True) -> tuple[np.ndarray, str | None]:
     """``(X, model id or None)`` from a ``.safetensors`` (tensor ``embeddings``) or ``.npy`` file, or from sharded
     embeddings (``causalrm embed LOG OUT --shard-rows N``: the folder ``OUT`` or ``OUT/index.json``), returned as a
-    ``causalrm.rowmatrix.ShardedRows`` over the memory-mapped shards (``causalrm.shards``).
+    ``causalrm.data.rowmatrix.ShardedRows`` over the memory-mapped shards (``causalrm.data.shards``).
 
     With ``log``: the row count must match and, when the file records ``response_ids``, so must their order.
     ``mmap`` (default): a float32 matrix is memory-mapped read-only (``np.load(mmap_mode="r")``, or an ``np.memmap``
     at the safetensors tensor's offset), never read whole into memory; rows are gathered by index downstream
-    (``causalrm.rowmatrix``). Other dtypes (float16, float64) are read and converted to float32 in memory.
+    (``causalrm.data.rowmatrix``). Other dtypes (float16, float64) are read and converted to float32 in memory.
     """
     path = Path(path)
     if path.is_dir() or path.suffix.lower() == ".json":
@@ -90,8 +90,8 @@ def read_embeddings(path: str | os.PathLike, log: Any = None, *, mmap: bool = Tr
 
 
 def _read_sharded_embeddings(path: Path, log: Any, *, mmap: bool) -> tuple[Any, str | None]:
-    """``read_embeddings`` for a shard folder / ``index.json`` (``causalrm.shards``)."""
-    from causalrm import shards
+    """``read_embeddings`` for a shard folder / ``index.json`` (``causalrm.data.shards``)."""
+    from causalrm.data import shards
 
     X, index = shards.read_sharded(path, mmap=mmap)
     if log is not None:

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from causalrm.errors import InputError
-from causalrm.schema import DEFAULT_EMBEDDER
+from causalrm.data.schema import DEFAULT_EMBEDDER
 
 __all__ = ["DECODER_MAX_LENGTH", "DEFAULT_MODEL", "ModelSpec", "model_parameters", "resolve_model"]
 

@@ -1,0 +1,1 @@
+"""The impression log: its schema, reading, validation, chat format, feedback kinds, bundled datasets, splits and row access."""

@@ -1,0 +1,1 @@
+"""The estimators: the method registry, the loss kernel, the doubly robust and positive-unlabelled variants."""

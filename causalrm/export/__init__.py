@@ -1,0 +1,1 @@
+"""Exported reward models: Hugging Face folders, loading, TRL reward functions, model cards."""

@@ -1,0 +1,717 @@
+"""Flip rates rho01 = P(r = 0 | r* = 1), rho10 = P(r = 1 | r* = 0) and pseudo-labels q(x) of the clean label.
+
+Notation as in docs/ARCHITECTURE.md (``X``, ``feedback`` r, ``observed`` o, ``gold_label``, ``pseudo_label`` q).
+
+Under class-conditional noise the noisy posterior is an affine image of the clean one:
+
+    P(r = 1 | x) = rho10 + (1 - rho01 - rho10) eta(x),      eta(x) = P(r* = 1 | x).                        (*)
+
+Anchor points (Liu & Tao 2016; Patrini et al. 2017; the CausalRM paper, arXiv 2603.18736): if some x are almost
+surely negative (eta = 0) and some almost surely positive (eta = 1), then min_x P(r = 1 | x) = rho10 and
+max_x P(r = 1 | x) = 1 - rho01. With a proxy f(x) of P(r = 1 | x) fitted on the observed rows and evaluated,
+cross-fitted, on *every* row i (``cross_fitted_proxy``):
+
+    anchor-minmax:    rho10 = min_i f(x_i),              rho01 = 1 - max_i f(x_i)
+    anchor-quantile:  rho10 = quantile_{1-q} f(x_i),     rho01 = 1 - quantile_q f(x_i)   (q = 0.97 by default)
+
+Pitfall 2 of METHOD.md: an overfit proxy scores its own training rows near 0 and 1 and the estimates collapse to 0.
+Here the proxy scores are out-of-fold (row i is scored by a model that never saw r_i), the logistic model's C is
+chosen by cross-validated log loss, and the decision values are calibrated, cross-fitted, by a four-parameter
+logistic curve with free asymptotes (``AsymptoticCalibrator``). The calibrator matters for anchors: (*) has flat
+plateaus at rho10 and 1 - rho01, which plain Platt / logistic probabilities cannot represent (their tails run to 0
+and 1, so their extreme quantiles collapse the estimates towards 0, as in pitfall 2), while isotonic regression
+overshoots at the ends (its extreme blocks are maxima of suffix means). Measured on synthetic logs with 8,000 rows
+(tests/test_noise.py settings): plain logistic gave rho01 = 0.07 for a true 0.2, isotonic 0.15-0.19, asymptotic
+within 0.03 of every true rate.
+
+gold: on rows with an audited ``gold_label`` and observed feedback, rho01 = P(r = 0 | gold = 1),
+rho10 = P(r = 1 | gold = 0); rows of an audit (``causalrm.evaluation.audit``) weigh 1 / inclusion probability. Each rate's 95%
+interval is the Wilson score interval at the Kish effective size of its rows (honest at every sample size: positive
+width at 0 or 1 flips, no resample that collapses). fixed: the user's values.
+
+Why every row and not only the observed ones: the anchors are points x of the covariate distribution, and
+P(r = 1 | x, o = 1) = P(r = 1 | x) under no unmeasured confounding, so the proxy applies to unobserved rows too.
+Selection makes the observed rows a biased sample of x: with feedback mostly on good responses (small alpha) they are
+~90% positive, their lower quantile sits among positives and rho10 comes out several times too large (measured on
+the bundled data: 0.3-0.9 for a true 0.1-0.2). The unobserved rows hold the negatives the anchor needs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss, roc_auc_score
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from causalrm.errors import InputError
+from causalrm.estimators.losses import check_rates
+from causalrm.nuisances.checks import check_binary, check_features, check_propensity
+
+FLIP_METHODS: tuple[str, ...] = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
+SWEEP_QUANTILES: tuple[float, ...] = (0.90, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
+CS: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
+CALIBRATIONS: tuple[str, ...] = ("asymptotic", "isotonic", "sigmoid", "none")
+WARN_SUM = 0.8
+
+
+# ---------------------------------------------------------------------------------------------- the proxy
+def _standardise(X: np.ndarray) -> np.ndarray:
+    mu = X.mean(axis=0)
+    sd = X.std(axis=0)
+    return (X - mu) / np.where(sd > 0, sd, 1.0)
+
+
+def _n_splits(y: np.ndarray, wanted: int) -> int:
+    minority = int(min(np.sum(y == 1), np.sum(y == 0)))
+    return max(2, min(wanted, minority))
+
+
+def choose_c(Xs: np.ndarray, y: np.ndarray, *, sample_weight: np.ndarray | None = None, random_state: int = 0) -> float:
+    """The L2 strength C of a logistic regression with the best 3-fold cross-validated log loss over ``CS``."""
+    folds = StratifiedKFold(_n_splits(y, 3), shuffle=True, random_state=random_state)
+    best, best_c = np.inf, 1.0
+    for c in CS:
+        losses = []
+        for tr, te in folds.split(Xs, y):
+            sw = None if sample_weight is None else sample_weight[tr]
+            m = LogisticRegression(C=c, max_iter=1000).fit(Xs[tr], y[tr], sample_weight=sw)
+            losses.append(
+                log_loss(y[te], m.predict_proba(Xs[te])[:, 1], labels=[0, 1],
+                         sample_weight=None if sample_weight is None else sample_weight[te])
+            )
+        if np.mean(losses) < best - 1e-9:
+            best, best_c = float(np.mean(losses)), c
+    return best_c
+
+
+def _sigmoid(t: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * t))
+
+
+class AsymptoticCalibrator:
+    """Four-parameter logistic calibration f(s) = c0 + (c1 - c0) sigma(a s + b), 0 < c0 < c1 < 1, fitted by MLE.
+
+    Platt scaling with free asymptotes: under class-conditional noise P(r = 1 | x) = rho10 + (1 - rho01 - rho10)
+    eta(x) has plateaus at rho10 and 1 - rho01 (formula (*) in the module docstring), which Platt's sigma(a s + b)
+    cannot represent (its tails reach 0 and 1) and isotonic regression overshoots at the ends (its extreme blocks
+    are maxima of suffix means). Parametrised as c0 = sigma(t0), c1 = c0 + (1 - c0) sigma(t1); L-BFGS from the
+    Platt solution with asymptotes 0.02 / 0.98.
+    """
+
+    def fit(self, s: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> AsymptoticCalibrator:
+        from scipy.optimize import minimize
+
+        s = np.asarray(s, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        w = np.ones_like(y) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        w = w / w.mean()
+        scale = float(np.std(s)) or 1.0
+        u = (s - np.mean(s)) / scale
+        platt = LogisticRegression(C=1e6, max_iter=1000).fit(u[:, None], y, sample_weight=w)
+        x0 = np.array([platt.coef_[0, 0], platt.intercept_[0], np.log(0.02 / 0.98), np.log(0.98 / 0.02)])
+
+        n = len(y)
+
+        def nll_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            a, b, t0, t1 = theta
+            c0, s1 = _sigmoid(t0), _sigmoid(t1)
+            sg = _sigmoid(a * u + b)
+            f = np.clip(c0 + (1.0 - c0) * s1 * sg, 1e-12, 1 - 1e-12)
+            value = float(-np.sum(w * (y * np.log(f) + (1 - y) * np.log(1 - f))) / n)
+            dldf = -w * (y / f - (1 - y) / (1 - f)) / n
+            dg = (1.0 - c0) * s1 * sg * (1.0 - sg)
+            grad = np.array(
+                [
+                    np.sum(dldf * dg * u),
+                    np.sum(dldf * dg),
+                    np.sum(dldf * c0 * (1.0 - c0) * (1.0 - s1 * sg)),
+                    np.sum(dldf * (1.0 - c0) * s1 * (1.0 - s1) * sg),
+                ]
+            )
+            return value, grad
+
+        res = minimize(
+            nll_and_grad, x0, jac=True, method="L-BFGS-B", bounds=[(-50, 50), (-50, 50), (-15, 15), (-15, 15)]
+        )
+        self.theta_ = res.x
+        self.mean_, self.scale_ = float(np.mean(s)), scale
+        return self
+
+    @staticmethod
+    def _f(u: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        a, b, t0, t1 = theta
+        c0 = _sigmoid(t0)
+        c1 = c0 + (1.0 - c0) * _sigmoid(t1)
+        return c0 + (c1 - c0) * _sigmoid(a * u + b)
+
+    @property
+    def asymptotes_(self) -> tuple[float, float]:
+        """(c0, c1): the fitted lower and upper plateaus."""
+        _, _, t0, t1 = self.theta_
+        c0 = float(_sigmoid(t0))
+        return c0, c0 + (1.0 - c0) * float(_sigmoid(t1))
+
+    def predict(self, s: np.ndarray) -> np.ndarray:
+        return self._f((np.asarray(s, dtype=np.float64) - self.mean_) / self.scale_, self.theta_)
+
+
+class _Platt:
+    def fit(self, s: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> _Platt:
+        self.m_ = LogisticRegression(C=1e6, max_iter=1000).fit(s[:, None], y, sample_weight=sample_weight)
+        return self
+
+    def predict(self, s: np.ndarray) -> np.ndarray:
+        return self.m_.predict_proba(np.asarray(s)[:, None])[:, 1]
+
+
+class _Identity:
+    def fit(self, s: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> _Identity:
+        return self
+
+    def predict(self, s: np.ndarray) -> np.ndarray:
+        return _sigmoid(np.asarray(s, dtype=np.float64))
+
+
+def make_calibrator(calibration: str) -> Any:
+    """A calibrator with fit(s, y, sample_weight) / predict(s) mapping logistic decision values to probabilities."""
+    if calibration == "asymptotic":
+        return AsymptoticCalibrator()
+    if calibration == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    if calibration == "sigmoid":
+        return _Platt()
+    if calibration == "none":
+        return _Identity()
+    raise InputError(f"calibration {calibration!r} is unknown: choose one of {', '.join(CALIBRATIONS)}")
+
+
+class ProxyModel:
+    """A fitted proxy of P(y = 1 | x): standardised logistic regression + a calibrator on its decision values."""
+
+    def __init__(self, C: float, calibration: str, random_state: int = 0) -> None:
+        self.C, self.calibration, self.random_state = C, calibration, random_state
+
+    def fit(self, Xs: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> ProxyModel:
+        k = _n_splits(y, 3)
+        dec = np.empty(len(y))
+        for tr, te in StratifiedKFold(k, shuffle=True, random_state=self.random_state).split(Xs, y):
+            sw = None if sample_weight is None else sample_weight[tr]
+            m = LogisticRegression(C=self.C, max_iter=1000).fit(Xs[tr], y[tr], sample_weight=sw)
+            dec[te] = m.decision_function(Xs[te])
+        self.calibrator_ = make_calibrator(self.calibration).fit(dec, y, sample_weight=sample_weight)
+        self.model_ = LogisticRegression(C=self.C, max_iter=1000).fit(Xs, y, sample_weight=sample_weight)
+        return self
+
+    def predict_proba(self, Xs: np.ndarray) -> np.ndarray:
+        return self.calibrator_.predict(self.model_.decision_function(Xs))
+
+
+def cross_fitted_proxy(
+    X: np.ndarray,
+    feedback: np.ndarray,
+    observed: np.ndarray,
+    *,
+    n_folds: int = 5,
+    calibration: str = "asymptotic",
+    sample_weight: np.ndarray | None = None,
+    random_state: int = 0,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Cross-fitted calibrated scores f(x_i) ~ P(r = 1 | x_i) for *every* row, fitted on the observed rows only.
+
+    1. C by 3-fold cross-validated log loss over ``CS`` on the observed rows (one hyperparameter, chosen once).
+    2. The rows are split into ``n_folds`` folds (stratified by observed, so a row's own feedback never moves it
+       to another fold; by feedback when every row is observed); row i's decision value s_i = w_{-k(i)} . x_i comes
+       from a standardised L2 logistic regression fitted on the observed rows of the other folds, so no observed
+       row is scored by a model that saw its feedback.
+    3. Calibration inside each training fold (``ProxyModel``: the calibrator is fitted on inner out-of-fold
+       decision values), so nothing applied to fold k has seen fold k's feedback. ``calibration``: "asymptotic"
+       (default, ``AsymptoticCalibrator``), "isotonic", "sigmoid" (Platt) or "none".
+    ``sample_weight`` ((n,), e.g. 1 / p_hat) weights the observed rows in every fit.
+    Returns (scores (n,), decision values (n,), info) with info = {C, calibration, n_folds, oof_log_loss (scores),
+    oof_auc (decision values, observed rows: the proxy's ranking apart from calibration), asymptotes (asymptotic
+    calibration fitted on all observed rows)}.
+    """
+    Xs = _standardise(np.asarray(X, dtype=np.float64))
+    obs = np.asarray(observed).reshape(-1) == 1
+    r = np.where(obs, np.asarray(feedback, dtype=np.float64).reshape(-1), 0.0)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    C = choose_c(Xs[obs], r[obs], sample_weight=None if w is None else w[obs], random_state=random_state)
+    k = _n_splits(r[obs], n_folds)
+    strata = (r if obs.all() else obs).astype(int)
+    stratify = np.bincount(strata).min() >= k
+    splitter = (StratifiedKFold if stratify else KFold)(k, shuffle=True, random_state=random_state)
+    folds = list(splitter.split(Xs, strata))
+    dec, scores = np.empty(len(r)), np.empty(len(r))
+    for tr, te in folds:
+        tr = tr[obs[tr]]
+        proxy = ProxyModel(C, calibration, random_state).fit(Xs[tr], r[tr], sample_weight=None if w is None else w[tr])
+        dec[te] = proxy.model_.decision_function(Xs[te])
+        scores[te] = proxy.calibrator_.predict(dec[te])
+    ro, so = r[obs], np.clip(scores[obs], 1e-12, 1 - 1e-12)
+    info = {
+        "C": C,
+        "calibration": calibration,
+        "n_folds": k,
+        "oof_log_loss": float(log_loss(ro, so, labels=[0, 1])),
+        "oof_auc": float(roc_auc_score(ro, dec[obs])) if 0 < ro.sum() < len(ro) else None,
+    }
+    if calibration == "asymptotic":
+        cal = AsymptoticCalibrator().fit(dec[obs], ro, sample_weight=None if w is None else w[obs])
+        info["asymptotes"] = list(cal.asymptotes_)
+    return scores, dec, info
+
+
+def split_cross_fitted_proxy(
+    X: np.ndarray,
+    feedback: np.ndarray,
+    observed: np.ndarray,
+    is_train: np.ndarray,
+    *,
+    n_folds: int = 5,
+    calibration: str = "asymptotic",
+    sample_weight: np.ndarray | None = None,
+    random_state: int = 0,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Calibrated f(x_i) ~ P(r = 1 | x_i) for every row, cross-fitted *within* the train rows and never fitted on a
+    val row's feedback: the imputation of the doubly robust estimators (double machine learning practice,
+    Chernozhukov et al. 2018).
+
+    * a train row's score comes from ``cross_fitted_proxy`` run on the train rows alone (fold k's rows scored by a
+      proxy fitted on the observed train rows of the other folds);
+    * a val row's score comes from one proxy (``ProxyModel``, same C, calibrated inside) fitted on every observed
+      train row.
+
+    So no row's pseudo-label comes from a model that saw that row's feedback, the trained reward model never sees a
+    val row's feedback through its pseudo-labels, and a validation estimate that reads the val rows' pseudo-labels
+    is not fitted to the val feedback it is scored against. (``cross_fitted_proxy`` over train + val, which the flip
+    rates use, gives the first property only.) The covariates are standardised with the train rows' moments.
+    ``sample_weight`` (e.g. 1 / p_hat) weights the observed rows of every fit. Returns (scores (n,), info of the
+    train-row cross-fit).
+    """
+    Xa = np.asarray(X, dtype=np.float64)
+    tr = np.asarray(is_train, dtype=bool).reshape(-1)
+    obs = np.asarray(observed).reshape(-1) == 1
+    r = np.where(obs, np.asarray(feedback, dtype=np.float64).reshape(-1), 0.0)
+    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if not tr.any():
+        raise InputError("no train rows to fit the pseudo-labels on")
+    mu, sd = Xa[tr].mean(axis=0), Xa[tr].std(axis=0)
+    Xs = (Xa - mu) / np.where(sd > 0, sd, 1.0)
+    scores = np.empty(len(r))
+    scores[tr], _, info = cross_fitted_proxy(Xs[tr], r[tr], obs[tr].astype(np.int8), n_folds=n_folds,
+                                             calibration=calibration, sample_weight=None if w is None else w[tr],
+                                             random_state=random_state)
+    if (~tr).any():
+        fit_rows = tr & obs
+        proxy = ProxyModel(info["C"], calibration, random_state).fit(
+            Xs[fit_rows], r[fit_rows], sample_weight=None if w is None else w[fit_rows])
+        scores[~tr] = proxy.predict_proba(Xs[~tr])
+    info = {**info, "fit": "train rows only (cross-fitted within train; val rows scored by a train-row proxy)"}
+    return np.clip(scores, 0.0, 1.0), info
+
+
+def chance_auc_bound(n_positive: int, n_negative: int, z: float = 2.0) -> float:
+    """0.5 + z * the standard error of the AUC of a random scorer (Hanley & McNeil 1982 under the null:
+    sqrt((n1 + n0 + 1) / (12 n1 n0))): an out-of-fold AUC at or below it is indistinguishable from chance."""
+    if n_positive < 1 or n_negative < 1:
+        return 1.0
+    return 0.5 + z * math.sqrt((n_positive + n_negative + 1) / (12.0 * n_positive * n_negative))
+
+
+def anchor_rates(scores: np.ndarray, q: float) -> tuple[float, float]:
+    """(rho01, rho10) = (1 - quantile_q f, quantile_{1-q} f); q = 1 gives the min/max anchors."""
+    hi, lo = np.quantile(scores, [q, 1.0 - q])
+    return float(1.0 - hi), float(lo)
+
+
+# ---------------------------------------------------------------------------------------------- the estimator
+class FlipRateEstimator(BaseEstimator):
+    """Class-conditional flip rates rho01 = P(r = 0 | r* = 1) and rho10 = P(r = 1 | r* = 0).
+
+    anchor-quantile: rho10 = quantile_{1-q} f(x), rho01 = 1 - quantile_q f(x); anchor-minmax: q = 1 (min / max),
+    f = calibrated proxy of P(r = 1 | x) fitted on the observed rows and cross-fitted over *all* rows
+    (``cross_fitted_proxy``); the quantiles are taken over all rows, observed or not (module docstring).
+    gold: rho01 = P(r = 0 | gold = 1), rho10 = P(r = 1 | gold = 0) on observed rows with a gold label; a soft
+    gold_label is thresholded (> 0.5 positive, < 0.5 negative, exactly 0.5 dropped as uninformative). With an
+    audit's ``inclusion_probability`` pi, the Hájek estimates for the whole log:
+    rho01 = Σ w [gold = 1, r = 0] / Σ w [gold = 1], w = 1 / pi, and likewise rho10.
+    fixed: ``rho01``, ``rho10`` as given.
+
+    ci_: 95% intervals. anchor: percentile bootstrap from ``n_bootstrap`` resamples of the rows (each resample refits
+    the calibrator on the resampled out-of-fold decision values and recomputes the quantiles, so the interval covers
+    the calibration and quantile error but not the refit of the logistic direction). gold: the Wilson score interval
+    of each rate at the Kish effective size n_eff = (Σ w)² / Σ w² of the gold rows of its class
+    (``evaluation.wilson_interval``); the rates are parameters of the feedback process, so a labelled census of the
+    feedback rows still leaves an interval.
+    Warns (``warnings.warn`` and diagnostics_["warnings"]) when the proxy's out-of-fold AUC on the observed rows is
+    within two standard errors of chance (``chance_auc_bound``: the anchors are then quantiles of noise). Refuses
+    rho01 + rho10 >= 1 (InputError); warns (``warnings.warn`` and diagnostics_["warnings"]) when the sum
+    exceeds 0.8. diagnostics_["sweep"]: the anchor estimates over ``SWEEP_QUANTILES`` (how far they move
+    with q; both rates are non-increasing in q).
+
+    Fitted attributes: rho01_, rho10_, ci_ = {"rho01": (lo, hi), "rho10": (lo, hi)}, proxy_scores_ ((n,)
+    cross-fitted proxy scores of every row, None for gold / fixed), diagnostics_ (JSON-serialisable dict).
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str = "anchor-quantile",
+        quantile: float = 0.97,
+        rho01: float | None = None,
+        rho10: float | None = None,
+        n_bootstrap: int = 200,
+        n_folds: int = 5,
+        calibration: str = "asymptotic",
+        random_state: int = 0,
+    ) -> None:
+        self.method = method
+        self.quantile = quantile
+        self.rho01 = rho01
+        self.rho10 = rho10
+        self.n_bootstrap = n_bootstrap
+        self.n_folds = n_folds
+        self.calibration = calibration
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        if self.method not in FLIP_METHODS:
+            raise InputError(f"flip-rate method {self.method!r} is unknown: choose one of {', '.join(FLIP_METHODS)}")
+        if not (0.5 < float(self.quantile) <= 1.0):
+            raise InputError(f"quantile must lie in (0.5, 1], got {self.quantile!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise InputError(
+                f"calibration {self.calibration!r} is unknown: choose one of {', '.join(CALIBRATIONS)}"
+            )
+        if not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise InputError(f"n_folds must be an integer >= 2, got {self.n_folds!r}")
+        if not isinstance(self.n_bootstrap, int) or self.n_bootstrap < 0:
+            raise InputError(f"n_bootstrap must be a non-negative integer, got {self.n_bootstrap!r}")
+
+    def fit(
+        self, X: Any, feedback: Any, observed: Any, gold_label: Any = None, propensity: Any = None, *,
+        inclusion_probability: Any = None,
+    ) -> FlipRateEstimator:
+        """Estimate the flip rates from a log (X may be None for ``gold`` and ``fixed``).
+
+        ``propensity`` ((n,), clipped p_hat; anchor methods only) weights the proxy's fit by 1 / p, re-targeting it
+        at the distribution of all impressions, where the rare observed negatives (low propensity) count fully.
+        ``inclusion_probability`` ((n,); gold only): the audit design's pi of the gold-labelled rows
+        (``causalrm.evaluation.audit``; other rows may hold NaN / None).
+
+        Runs with one BLAS thread: the problems are many small dense fits, where BLAS threads only add contention.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(X, feedback, observed, gold_label, propensity, inclusion_probability)
+
+    def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any, propensity: Any,
+             design: Any) -> FlipRateEstimator:
+        self._check_params()
+        rng = np.random.default_rng(self.random_state)
+        diag: dict[str, Any] = {"method": self.method, "warnings": []}
+        self.proxy_scores_: np.ndarray | None = None
+        if self.method == "fixed":
+            if self.rho01 is None or self.rho10 is None:
+                raise InputError("method 'fixed' needs both rho01 and rho10")
+            a, b = self._accept(float(self.rho01), float(self.rho10), diag)
+            self.ci_ = {"rho01": (a, a), "rho10": (b, b)}
+        else:
+            o = check_binary(observed, "observed")
+            n = len(o)
+            r = np.asarray(feedback, dtype=np.float64).reshape(-1)
+            if r.shape[0] != n:
+                raise InputError(f"column 'feedback' has {r.shape[0]} rows but 'observed' has {n}")
+            obs = o == 1
+            r_obs = r[obs]
+            if not np.all((r_obs == 0) | (r_obs == 1)):
+                i = int(np.flatnonzero(obs)[np.argmax(~((r_obs == 0) | (r_obs == 1)))])
+                raise InputError(
+                    f"column 'feedback' row {i} is {float(r[i])!r}: it must be 0 or 1 where observed == 1"
+                )
+            if self.method == "gold":
+                self._fit_gold(r, obs, gold_label, n, diag, design)
+            else:
+                w = None if propensity is None else 1.0 / check_propensity(propensity, name="propensity", n=n)
+                self._fit_anchor(X, r_obs, obs, n, rng, diag, w)
+        self.rho01_, self.rho10_ = diag["rho01"], diag["rho10"]
+        diag["ci"] = {k: list(v) for k, v in self.ci_.items()}
+        self.diagnostics_ = diag
+        return self
+
+    def _accept(self, rho01: float, rho10: float, diag: dict[str, Any]) -> tuple[float, float]:
+        if not (np.isfinite(rho01) and np.isfinite(rho10)):
+            raise InputError("flip rates are not finite numbers")
+        if rho01 + rho10 >= 1.0:
+            why = ("label more rows (the gold rows so far disagree with the feedback at least as often as they agree) "
+                   "or set the rates by hand (method='fixed')" if self.method == "gold" else
+                   "the proxy cannot separate the classes, so use gold labels (method='gold') or set the rates by "
+                   "hand (method='fixed')")
+            raise InputError(
+                f"estimated rho01 + rho10 = {rho01 + rho10:.3f} >= 1 (rho01={rho01:.3f}, rho10={rho10:.3f}): the "
+                f"feedback would carry no information about the true label; {why}"
+            )
+        check_rates(rho01, rho10)
+        if rho01 + rho10 > WARN_SUM:
+            msg = (
+                f"rho01 + rho10 = {rho01 + rho10:.3f} > {WARN_SUM}: the noise correction divides by "
+                f"{1 - rho01 - rho10:.3f} and will be very noisy; check the estimates"
+            )
+            _warn(diag, msg, stacklevel=3)
+        diag["rho01"], diag["rho10"] = rho01, rho10
+        return rho01, rho10
+
+    def _fit_anchor(
+        self,
+        X: Any,
+        r_obs: np.ndarray,
+        obs: np.ndarray,
+        n: int,
+        rng: np.random.Generator,
+        diag: dict[str, Any],
+        weight: np.ndarray | None,
+    ) -> None:
+        if X is None:
+            raise InputError(f"method {self.method!r} needs X (the embeddings)")
+        Xa = check_features(X, n)
+        m = len(r_obs)
+        if m < 20 or min(r_obs.sum(), m - r_obs.sum()) < 5:
+            raise InputError(
+                f"only {m} observed rows ({int(r_obs.sum())} positive): too few to estimate flip rates from anchors; "
+                "use method='fixed' or 'gold'"
+            )
+        r_all = np.zeros(n)
+        r_all[obs] = r_obs
+        scores, dec, info = cross_fitted_proxy(
+            Xa, r_all, obs.astype(np.int8), n_folds=self.n_folds, calibration=self.calibration,
+            sample_weight=weight, random_state=self.random_state,
+        )
+        auc_floor = chance_auc_bound(int(r_obs.sum()), int(m - r_obs.sum()))
+        diag["proxy_auc_chance_bound"] = auc_floor
+        if info["oof_auc"] is None or info["oof_auc"] <= auc_floor:
+            msg = (
+                f"flip rates are not identifiable from anchors here: the proxy ranks the feedback of the {m} observed "
+                f"rows no better than chance (out-of-fold AUC {info['oof_auc'] or 0.5:.3f} <= {auc_floor:.3f}, the "
+                "2-sigma band of a random scorer), so its extreme quantiles are noise; give the rates "
+                "(--rho01/--rho10, method 'fixed') or audited labels (gold_label, method 'gold')"
+            )
+            _warn(diag, msg, stacklevel=4)
+        elif info["oof_auc"] < 0.6:
+            msg = (
+                f"the proxy separates feedback poorly (out-of-fold AUC {info['oof_auc']:.2f}): anchor estimates "
+                "assume some rows are almost surely positive / negative and may be far off"
+            )
+            _warn(diag, msg, stacklevel=4)
+        q = 1.0 if self.method == "anchor-minmax" else float(self.quantile)
+        rho01, rho10 = anchor_rates(scores, q)
+        self.proxy_scores_ = scores
+        sweep = [anchor_rates(scores, s) for s in SWEEP_QUANTILES]
+        diag.update(
+            quantile=q,
+            n_observed=m,
+            n_observed_positive=int(r_obs.sum()),
+            n_observed_negative=int(m - r_obs.sum()),
+            n_rows=n,
+            proxy=info,
+            sweep={
+                "q": list(SWEEP_QUANTILES),
+                "rho01": [a for a, _ in sweep],
+                "rho10": [b for _, b in sweep],
+            },
+        )
+        mid = [i for i, s in enumerate(SWEEP_QUANTILES) if 0.95 <= s <= 0.99]
+        diag["sweep_spread"] = {
+            "rho01": float(np.ptp([sweep[i][0] for i in mid])),
+            "rho10": float(np.ptp([sweep[i][1] for i in mid])),
+        }
+        self._accept(rho01, rho10, diag)
+        if self.n_bootstrap:
+            dec_obs, w_obs = dec[obs], None if weight is None else weight[obs]
+            b01, b10 = np.empty(self.n_bootstrap), np.empty(self.n_bootstrap)
+            for i in range(self.n_bootstrap):
+                idx = rng.integers(0, m, size=m)
+                cal = make_calibrator(self.calibration).fit(
+                    dec_obs[idx], r_obs[idx], sample_weight=None if w_obs is None else w_obs[idx]
+                )
+                b01[i], b10[i] = anchor_rates(cal.predict(dec[rng.integers(0, n, size=n)]), q)
+            self.ci_ = {"rho01": _percentile_ci(b01), "rho10": _percentile_ci(b10)}
+        else:
+            self.ci_ = {"rho01": (rho01, rho01), "rho10": (rho10, rho10)}
+
+    def _fit_gold(
+        self, r: np.ndarray, obs: np.ndarray, gold_label: Any, n: int, diag: dict[str, Any], design: Any,
+    ) -> None:
+        from causalrm.evaluation.metrics import effective_size, wilson_interval
+
+        if gold_label is None:
+            raise InputError("method 'gold' needs gold_label (audited true labels on a subset of rows)")
+        g = np.asarray(gold_label, dtype=np.float64).reshape(-1)
+        if g.shape[0] != n:
+            raise InputError(f"column 'gold_label' has {g.shape[0]} rows but the log has {n}")
+        bad = np.isfinite(g) & ((g < 0) | (g > 1))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(
+                f"column 'gold_label' row {i} is {float(g[i])!r}: gold labels must lie in [0, 1] (or be null)"
+            )
+        use = obs & np.isfinite(g) & (g != 0.5)
+        gb = (g[use] > 0.5).astype(float)
+        rr = r[use]
+        w = self._weights(design, use, n)
+        n_pos, n_neg = int(gb.sum()), int(len(gb) - gb.sum())
+        if n_pos < 1 or n_neg < 1:
+            raise InputError(
+                f"gold labels on observed rows: {n_pos} positive, {n_neg} negative; both classes are needed to "
+                "estimate rho01 and rho10: label more rows with feedback"
+            )
+        pos, neg = gb == 1, gb == 0
+        rho01 = float(np.sum(w[pos] * (rr[pos] == 0)) / np.sum(w[pos]))
+        rho10 = float(np.sum(w[neg] * (rr[neg] == 1)) / np.sum(w[neg]))
+        n_eff = {"rho01": effective_size(w[pos]), "rho10": effective_size(w[neg])}
+        diag.update(n_gold=int(len(gb)), n_gold_positive=n_pos, n_gold_negative=n_neg,
+                    weighted=design is not None, n_effective=n_eff)
+        if min(n_pos, n_neg) < 30:
+            diag["warnings"].append(
+                f"only {min(n_pos, n_neg)} gold rows in the smaller class: the flip-rate estimate is imprecise"
+            )
+        self._accept(rho01, rho10, diag)
+        self.ci_ = {"rho01": wilson_interval(rho01, n_eff["rho01"]), "rho10": wilson_interval(rho10, n_eff["rho10"])}
+
+    @staticmethod
+    def _weights(pi: Any, use: np.ndarray, n: int) -> np.ndarray:
+        """Weights 1 / pi of the used gold rows (``inclusion_probability``); ones without an audit design."""
+        if pi is None:
+            return np.ones(int(use.sum()))
+        pi = np.asarray(pi, dtype=np.float64).reshape(-1)
+        if pi.shape[0] != n:
+            raise InputError(f"column 'inclusion_probability' has {pi.shape[0]} rows but the log has {n}")
+        bad = use & ~((pi > 0) & (pi <= 1))
+        if bad.any():
+            raise InputError(f"column 'inclusion_probability' row {int(np.argmax(bad))} is {float(pi[bad][0])!r} "
+                             "on a gold-labelled row: it must lie in (0, 1]; merge the labels with --gold FILE")
+        return 1.0 / pi[use]
+
+    def rates(self) -> tuple[float, float]:
+        """(rho01_, rho10_)."""
+        check_is_fitted(self, "rho01_")
+        return self.rho01_, self.rho10_
+
+
+def _warn(diag: dict[str, Any], msg: str, *, stacklevel: int) -> None:
+    """Emit ``msg`` as a UserWarning (``stacklevel`` counted from the caller) and keep it in diagnostics_."""
+    warnings.warn(msg, UserWarning, stacklevel=stacklevel + 1)
+    diag["warnings"].append(msg)
+
+
+def _percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(values, [a, 1.0 - a])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------------- pseudo-labels
+def fit_pseudo_labels(
+    X: Any,
+    feedback: Any,
+    observed: Any,
+    *,
+    rho01: float,
+    rho10: float,
+    random_state: int = 0,
+    propensity: Any = None,
+    n_folds: int = 5,
+    calibration: str = "asymptotic",
+) -> np.ndarray:
+    """Cross-fitted pseudo-label q(x) ~ eta(x) = P(r* = 1 | x) of the clean label on every row, shape (n,).
+
+    q(x) = clip((f(x) - rho10) / (1 - rho01 - rho10), 0, 1), f the cross-fitted calibrated proxy of P(r = 1 | x)
+    (``cross_fitted_proxy``, the same kernel as the anchor estimates).
+
+    Why this form: under class-conditional noise P(r = 1 | x) = rho10 + (1 - rho01 - rho10) eta(x) (module docstring),
+    so inverting the affine map turns a noisy-label posterior into the clean one; CausalRM-DR needs e = l(z, q) to
+    impute the *clean* loss, because its observed-row term l~ has clean-loss expectation. With rho01 = rho10 = 0 this
+    is the proxy of the noisy label itself (the imputation for the debias-only ``dr``).
+
+    Cross-fitting: row i's q comes from a proxy fitted on the observed rows of the other folds, so DR never imputes
+    a row with a model that saw its own feedback.
+
+    Selection: the proxy is fitted on observed rows only. Under the assumption of no unmeasured confounding
+    (O independent of R*, R given X), P(r = 1 | x, o = 1) = P(r = 1 | x), so a well-specified proxy is unbiased; a
+    misspecified one is fitted for the observed rows' covariate distribution. Passing ``propensity`` (clipped p_hat,
+    (n,)) weights the fit by 1 / p, re-targeting it at the distribution of all impressions (importance weighting
+    for covariate shift). Runs with one BLAS thread (many small dense fits).
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_pseudo_labels(
+            X, feedback, observed, rho01=rho01, rho10=rho10, random_state=random_state, propensity=propensity,
+            n_folds=n_folds, calibration=calibration,
+        )
+
+
+def _fit_pseudo_labels(
+    X: Any,
+    feedback: Any,
+    observed: Any,
+    *,
+    rho01: float,
+    rho10: float,
+    random_state: int,
+    propensity: Any,
+    n_folds: int,
+    calibration: str,
+) -> np.ndarray:
+    rho01, rho10 = check_rates(rho01, rho10)
+    o = check_binary(observed, "observed")
+    n = len(o)
+    Xa = check_features(X, n)
+    r = np.asarray(feedback, dtype=np.float64).reshape(-1)
+    if r.shape[0] != n:
+        raise InputError(f"column 'feedback' has {r.shape[0]} rows but 'observed' has {n}")
+    obs = o == 1
+    if not np.all((r[obs] == 0) | (r[obs] == 1)):
+        raise InputError("column 'feedback' must be 0 or 1 on every observed row")
+    if obs.sum() < 10 or min(r[obs].sum(), obs.sum() - r[obs].sum()) < 3:
+        raise InputError("too few observed rows (or one feedback class only) to fit pseudo-labels")
+    w = None if propensity is None else 1.0 / check_propensity(propensity, name="propensity", n=n)
+    q, _, _ = cross_fitted_proxy(
+        Xa, np.where(obs, r, 0.0), o, n_folds=n_folds, calibration=calibration, sample_weight=w,
+        random_state=random_state,
+    )
+    return clean_posterior(q, rho01=rho01, rho10=rho10)
+
+
+def clean_posterior(noisy_posterior: Any, *, rho01: float, rho10: float) -> np.ndarray:
+    """eta = clip((P(r = 1 | x) - rho10) / (1 - rho01 - rho10), 0, 1): formula (*) of the module docstring inverted.
+
+    With the flip-rate estimator's cross-fitted proxy (``FlipRateEstimator.proxy_scores_``) this is exactly what
+    ``fit_pseudo_labels`` returns for the same rows, weights and seed, without fitting the proxy a second time.
+    """
+    rho01, rho10 = check_rates(rho01, rho10)
+    f = np.asarray(noisy_posterior, dtype=np.float64)
+    return np.clip((f - rho10) / (1.0 - rho01 - rho10), 0.0, 1.0)
+
+
+__all__ = [
+    "CALIBRATIONS",
+    "FLIP_METHODS",
+    "AsymptoticCalibrator",
+    "ProxyModel",
+    "SWEEP_QUANTILES",
+    "FlipRateEstimator",
+    "anchor_rates",
+    "clean_posterior",
+    "chance_auc_bound",
+    "cross_fitted_proxy",
+    "split_cross_fitted_proxy",
+    "choose_c",
+    "fit_pseudo_labels",
+    "make_calibrator",
+]

@@ -1,0 +1,1 @@
+"""The paper's semi-synthetic protocol: rated data -> simulated impression logs with known selection and noise."""

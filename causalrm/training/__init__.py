@@ -1,0 +1,1 @@
+"""Training a reward model: the backbones and the loop with debiased early stopping."""

@@ -1,0 +1,621 @@
+"""Backbone-agnostic training loop with early stopping on the debiased validation estimate.
+
+``train`` minimises ``losses.estimate(method, z, inputs)`` over minibatches of the training rows and, after every
+epoch, evaluates *the same estimator* on the observational validation split in one no-grad pass. That value is an
+(approximately) unbiased estimate of the ideal validation loss ``(1/N) Σ ℓ(z_i, r*_i)`` when the nuisances are right
+(METHOD.md, "Honest selection"), so it is what early stopping watches: never the training loss (which an unbounded
+surrogate can drive to −∞, METHOD.md pitfall 1), never test rows or clean labels. After patience runs out the weights
+of the best epoch are restored.
+
+Speed: the features stay as tensors on the device (``Features.batch`` indexes them), the per-row loss inputs are
+packed into one ``(n, k)`` device tensor indexed once per batch, batches come from ``torch.randperm`` with a seeded
+``torch.Generator`` (no DataLoader), and nuisances are fitted before the loop (``causalrm.workflows.pipeline``). Seeded and
+bit-for-bit deterministic on CPU. Open for larger backbones: ``grad_accum_steps``, ``autocast_dtype``,
+length-sorted batches (``Features.lengths``) cut into micro-batches of at most ``max_batch_tokens`` padded tokens
+(bounded activation memory whatever the batch size), ``Backbone.trainable_parameters()``, ``max_grad_norm``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from causalrm import distributed
+from causalrm.atomic_io import jsonable
+from causalrm.training.backbones.base import Backbone, Features, resolve_device
+from causalrm.errors import InputError
+from causalrm.estimators.methods import DEFAULT_METHOD, names
+from causalrm.options import option
+
+def _method_names() -> tuple[str, ...]:
+    return names(auto=True)
+
+
+ProgressFn = Callable[[int, int, float, float], None]
+_AUTOCAST = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainOptions:
+    """The optimisation settings a user chooses, declared once: :class:`TrainConfig` and ``pipeline.FitConfig``
+    both extend it (defaults: the paper's head training: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30).
+
+    method: estimator name of ``causalrm.estimators.losses.METHODS`` (training loss and, by default, validation estimate), or
+    ``"auto"``, the registry's default (``causalrm.estimators.methods.DEFAULT_METHOD``): fit naive and the debiased candidates
+    on shared nuisances and keep one on validation evidence (``causalrm.workflows.selection``); :func:`train` itself takes an
+    estimator, so a :class:`TrainConfig` names one.
+    val_method: the estimator evaluated on the validation rows for early stopping (``None`` = ``method``).
+    base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
+    lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
+    improvement larger than ``min_delta`` before stopping (``None`` or 0 = never stop early).
+    grad_accum_steps: split each batch into this many micro-batches (same effective batch; for big backbones).
+    max_batch_tokens: with token features (``Features.lengths``, the transformer backbones), split each batch
+    further so that no micro-batch holds more than this many padded tokens (rows x longest row); gradients
+    accumulate over them, so ``batch_size`` sets the optimiser step and this bounds the activation memory.
+    autocast_dtype: ``None``, ``"bfloat16"`` or ``"float16"`` (mixed precision forward; the loss stays float32).
+    max_grad_norm: clip the gradient norm (``None`` = off). eval_batch_size: rows per no-grad pass.
+    device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: batch order (and dropout).
+    num_threads: CPU threads torch may use while training (``None`` = torch's setting). On a shared or busy CPU,
+    1 is often many times faster than the default (threads spin waiting for each other).
+    """
+
+    method: str = option(DEFAULT_METHOD, help="estimator: auto (fit naive and the debiased candidates, keep one on "
+                                              "validation evidence) or one of {choices}", choices=_method_names)
+    val_method: str | None = option(None, help="estimator evaluated on the val split for early stopping (default: "
+                                               "--method itself)")
+    base_loss: str = option("mse", help="pointwise loss on sigma(z): mse (Brier, bounded) or bce (non-negative "
+                                        "guard)", choices=("mse", "bce"))
+    lr: float = option(5e-4, help="Adam learning rate")
+    weight_decay: float = option(0.0, help="Adam weight decay")
+    batch_size: int = option(512, help="rows per optimiser step")
+    max_epochs: int = option(600, help="maximum epochs", flag="--epochs")
+    patience: int | None = option(30, help="stop after this many epochs without a better validation estimate "
+                                           "(0 = never)", none="0")
+    min_delta: float = option(0.0, help="smallest validation improvement that resets the patience")
+    grad_accum_steps: int = option(1, help="micro-batches per optimiser step", flag="--grad-accum")
+    max_batch_tokens: int | None = option(4096, help="padded tokens per micro-batch (transformer backbones)")
+    autocast_dtype: str | None = option(None, help="mixed-precision forward: bfloat16 or float16 (default off)")
+    max_grad_norm: float | None = option(None, help="clip the gradient norm (default off)")
+    eval_batch_size: int = option(8192, help="rows per no-grad pass")
+    device: str = option("auto", help="auto (cuda when present), cpu or cuda")
+    seed: int = option(0, help="random seed")
+    num_threads: int | None = option(None, help="CPU threads for torch/BLAS (default: library default; 1 is "
+                                                "fastest on a busy machine)", flag="--threads")
+
+
+@dataclass
+class TrainConfig(TrainOptions):
+    """Settings of :func:`train`: the :class:`TrainOptions` plus what the pipeline derives or fixes.
+
+    rho01, rho10: flip rates handed to the noise-aware estimators (estimated or fixed by the pipeline).
+    nonneg: the class-wise non-negative guard of ``losses.estimate`` (``None`` = on for "bce", off for "mse";
+    ``False`` with "bce" is the unguarded surrogate, for demonstrations only).
+    sort_by_length: when ``Features.lengths`` exists, group rows of similar length into batches (order of batches
+    still shuffled).
+    """
+
+    rho01: float = 0.0
+    rho10: float = 0.0
+    nonneg: bool | None = None
+    sort_by_length: bool = True
+
+    @classmethod
+    def from_any(cls, config: Any, **overrides: Any) -> TrainConfig:
+        """A ``TrainConfig`` from itself, a dict, or any object with (some of) these attribute names."""
+        if isinstance(config, cls) and not overrides:
+            return config
+        names = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(config, dict):
+            values = {k: v for k, v in config.items() if k in names}
+        else:
+            values = {k: getattr(config, k) for k in names if hasattr(config, k)}
+        values.update(overrides)
+        for key in ("rho01", "rho10"):
+            if values.get(key) is None:
+                values.pop(key, None)
+        return cls(**values)
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.max_epochs < 0 or self.grad_accum_steps < 1 or self.eval_batch_size < 1:
+            raise InputError("batch_size, grad_accum_steps and eval_batch_size must be >= 1, max_epochs >= 0")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise InputError(f"max_batch_tokens must be >= 1 (or None for no limit), got {self.max_batch_tokens}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise InputError(f"lr must be a positive number, got {self.lr}")
+        if self.patience is not None and self.patience < 0:
+            raise InputError(f"patience must be >= 0, got {self.patience}")
+        if self.autocast_dtype is not None and self.autocast_dtype not in _AUTOCAST:
+            raise InputError(f"autocast_dtype {self.autocast_dtype!r}: use bfloat16 or float16")
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record of one training run (epochs are 1-based; epoch ``best_epoch``'s weights are kept).
+
+    ``val_estimate[e-1]`` is ``val_method``'s debiased estimate on the validation split after epoch ``e``;
+    ``stop_reason``: ``"patience"``, ``"max_epochs"``, ``"cancelled"`` or ``"diverged"`` (non-finite training loss).
+    """
+
+    method: str
+    val_method: str = ""
+    train_loss: list[float] = field(default_factory=list)
+    val_estimate: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_estimate: float = float("inf")
+    stop_reason: str = "max_epochs"
+    seconds: float = 0.0
+    device: str = "cpu"
+    n_train: int = 0
+    n_val: int = 0
+
+    @property
+    def epochs(self) -> int:
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["epochs"] = self.epochs
+        return jsonable(out)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# loss inputs on the device
+# --------------------------------------------------------------------------------------------------------------------
+class _PackedInputs:
+    """A ``LossInputs`` as one ``(n, k)`` float32 device tensor; ``take(idx)`` rebuilds a ``LossInputs`` of views."""
+
+    def __init__(self, inputs: Any, device: torch.device) -> None:
+        self.cls = type(inputs)
+        self.names: list[str] = []
+        self.static: dict[str, Any] = {}
+        cols = []
+        n = None
+        for f in dataclasses.fields(inputs):
+            value = getattr(inputs, f.name)
+            if value is None:
+                self.static[f.name] = None
+                continue
+            if isinstance(value, (torch.Tensor, np.ndarray)) and np.ndim(value) == 1:
+                t = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value)
+                t = t.to(device=device, dtype=torch.float32)
+                if n is None:
+                    n = t.shape[0]
+                elif t.shape[0] != n:
+                    raise InputError(f"loss input {f.name!r} has {t.shape[0]} rows, expected {n}")
+                self.names.append(f.name)
+                cols.append(t)
+            else:
+                self.static[f.name] = value
+        if not cols:
+            raise InputError("loss inputs hold no per-row arrays")
+        self.n = int(n)
+        self.packed = torch.stack(cols, dim=1).contiguous()
+        if not torch.isfinite(self.packed).all():
+            bad = [name for name, c in zip(self.names, cols) if not torch.isfinite(c).all()]
+            raise InputError(f"loss inputs {bad} contain NaN or infinite values; check the log and the nuisances")
+
+    def take(self, idx: torch.Tensor | None) -> Any:
+        rows = self.packed if idx is None else self.packed.index_select(0, idx)
+        values = dict(self.static)
+        for j, name in enumerate(self.names):
+            values[name] = rows[:, j]
+        return self.cls(**values)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# batching
+# --------------------------------------------------------------------------------------------------------------------
+def epoch_batches(
+    n: int, batch_size: int, generator: torch.Generator, lengths: np.ndarray | None = None, *,
+    sort_by_length: bool = False, pool: int = 50,
+) -> list[torch.Tensor]:
+    """Index batches covering ``0..n-1`` once, in a seeded random order (``torch.randperm`` on ``generator``).
+
+    With ``lengths`` and ``sort_by_length``: the permutation is cut into pools of ``pool`` batches, each pool sorted
+    by length (similar lengths share a batch, less padding), and the resulting batches are shuffled again.
+    """
+    perm = torch.randperm(n, generator=generator)
+    if lengths is None or not sort_by_length:
+        return list(torch.split(perm, batch_size))
+    lens = torch.as_tensor(np.asarray(lengths), dtype=torch.long)
+    batches: list[torch.Tensor] = []
+    chunk = batch_size * pool
+    for start in range(0, n, chunk):
+        part = perm[start:start + chunk]
+        part = part[torch.argsort(lens[part], stable=True)]
+        batches.extend(torch.split(part, batch_size))
+    order = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in order.tolist()]
+
+
+def micro_batches(
+    idx: torch.Tensor, *, grad_accum_steps: int = 1, lengths: np.ndarray | None = None,
+    max_batch_tokens: int | None = None,
+) -> list[torch.Tensor]:
+    """The micro-batches of one batch ``idx``: ``grad_accum_steps`` equal parts, each split further (longest rows
+    first, greedily) so that ``len(part) * max(lengths[part]) <= max_batch_tokens``; a part holds at least one row.
+
+    Without ``lengths`` or ``max_batch_tokens`` only the equal split applies. Every row lands in exactly one part.
+    """
+    parts = [p for p in torch.tensor_split(idx, grad_accum_steps) if p.numel()] if grad_accum_steps > 1 else [idx]
+    if lengths is None or not max_batch_tokens:
+        return parts
+    out: list[torch.Tensor] = []
+    for part in parts:
+        lens = torch.as_tensor(np.asarray(lengths)[part.numpy()], dtype=torch.long)
+        order = torch.argsort(lens, descending=True, stable=True)
+        part, lens = part[order], lens[order]
+        start = 0
+        while start < part.numel():
+            width = int(lens[start])  # the longest row of this micro-batch (rows sorted longest first)
+            rows = max(1, int(max_batch_tokens) // max(width, 1))
+            out.append(part[start:start + rows])
+            start += rows
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# prediction
+# --------------------------------------------------------------------------------------------------------------------
+def _forward_all(
+    backbone: Backbone, features: Features, device: torch.device, batch_size: int, autocast: torch.dtype | None,
+    rows: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits of every row (float32, on ``device``, original order), no grad, eval mode restored afterwards.
+
+    ``rows``: only these rows (a LongTensor; the output is in their order), e.g. one rank's slice of the val split.
+    """
+    rows = torch.arange(len(features)) if rows is None else rows
+    was_training = backbone.training
+    backbone.eval()
+    out = torch.empty(len(rows), dtype=torch.float32, device=device)
+    lengths = getattr(features, "lengths", None)
+    order = (torch.as_tensor(np.argsort(np.asarray(lengths)[rows.numpy()], kind="stable"), dtype=torch.long)
+             if lengths is not None else torch.arange(len(rows)))
+    try:
+        with torch.no_grad():
+            for pos in torch.split(order, batch_size):
+                batch = features.batch(rows[pos], device)
+                with _autocast(device, autocast):
+                    z = backbone(**batch)
+                out[pos.to(device)] = z.float().reshape(-1)
+    finally:
+        backbone.train(was_training)
+    return out
+
+
+def _forward_imputer(imputer: Any, features: Features, q0: torch.Tensor, device: torch.device,
+                     batch_size: int) -> torch.Tensor:
+    """The imputation model's q on every row of ``features`` (no grad), in batches."""
+    out = []
+    imputer.eval()
+    for start in range(0, len(features), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(features)), device=device)
+        out.append(imputer(features.batch(idx, device), q0[idx]))
+    imputer.train()
+    return torch.cat(out)
+
+
+def dr_imputation_loss(kind: str, z: torch.Tensor, q: torch.Tensor, inputs: Any, *, surrogate: bool, rho01: float,
+                       rho10: float, base: str, nonneg: Any = None) -> torch.Tensor:
+    from causalrm.estimators.dr import imputation_loss
+
+    return imputation_loss(kind, z, q, inputs, surrogate=surrogate, rho01=rho01, rho10=rho10, base=base)
+
+
+def predict_logits(
+    backbone: Backbone, features: Features, *, batch_size: int = 8192, device: str | torch.device | None = None,
+    autocast_dtype: str | None = None,
+) -> np.ndarray:
+    """Reward logits z of every row of ``features`` as float32 ``(n,)``, in row order (no grad).
+
+    ``device=None`` uses the device the backbone's parameters are on.
+    """
+    if device is None:
+        p = next(iter(backbone.parameters()), None)
+        dev = p.device if p is not None else torch.device("cpu")
+    else:
+        dev = resolve_device(device)
+        backbone.to(dev)
+    if len(features) == 0:
+        return np.zeros(0, dtype=np.float32)
+    z = _forward_all(backbone, features, dev, batch_size, _AUTOCAST.get(autocast_dtype or ""))
+    return z.cpu().numpy().astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------------------------------
+def train(
+    backbone: Backbone,
+    train_features: Features,
+    train_inputs: Any,
+    val_features: Features,
+    val_inputs: Any,
+    config: Any,
+    *,
+    progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainHistory:
+    """Train ``backbone`` in place with ``config.method``'s estimator; early-stop on its validation estimate.
+
+    Parameters: the training rows' features and ``LossInputs`` (``causalrm.estimators.losses``), the validation rows' features
+    and ``LossInputs`` (observational split: noisy feedback, the same nuisances), and ``config`` (a
+    :class:`TrainConfig` or any object with those attribute names, e.g. ``pipeline.FitConfig``).
+    ``progress(epoch, max_epochs, train_loss, val_estimate)`` is called after every epoch; ``should_stop()`` is polled
+    every batch and ends training (best weights restored, ``stop_reason="cancelled"``).
+
+    Returns a :class:`TrainHistory`; the backbone ends on the best epoch's weights (lowest validation estimate).
+    """
+    from causalrm.estimators import losses
+
+    cfg = TrainConfig.from_any(config)
+    cfg.validate()
+    for m in (cfg.method, cfg.val_method):
+        if m is not None and m not in losses.METHODS:
+            raise InputError(f"unknown method {m!r}; choose one of: {', '.join(losses.METHODS)}")
+    from causalrm.estimators.methods import get as get_spec
+    from causalrm.estimators.methods import validation_method
+
+    val_method = validation_method(cfg.method, cfg.val_method)
+    if len(train_features) == 0:
+        raise InputError("no training rows; the log needs rows with split 'train'")
+    if len(val_features) == 0:
+        raise InputError("no validation rows; the log needs rows with split 'val' for early stopping")
+    if cfg.num_threads:
+        with cpu_threads(cfg.num_threads):
+            return train(backbone, train_features, train_inputs, val_features, val_inputs,
+                         dataclasses.replace(cfg, num_threads=None), progress=progress, should_stop=should_stop)
+    device = resolve_device(distributed.train_device(cfg.device))
+    backbone.to(device)
+    train_in = _PackedInputs(train_inputs, device)
+    val_in = _PackedInputs(val_inputs, device)
+    parallel = distributed.active()  # data-parallel under accelerate launch / torchrun (causalrm.distributed)
+    if parallel:  # every rank trains on rank 0's nuisances
+        train_in.packed = distributed.broadcast(train_in.packed)
+        val_in.packed = distributed.broadcast(val_in.packed)
+    if train_in.n != len(train_features) or val_in.n != len(val_features):
+        raise InputError(
+            f"features and loss inputs disagree: train {len(train_features)} vs {train_in.n} rows, "
+            f"val {len(val_features)} vs {val_in.n} rows"
+        )
+    autocast = _AUTOCAST.get(cfg.autocast_dtype or "")
+    loss_kw = {"rho01": float(cfg.rho01), "rho10": float(cfg.rho10), "base": cfg.base_loss, "nonneg": cfg.nonneg}
+    if parallel:
+        loss_kw["rho01"], loss_kw["rho10"] = distributed.broadcast_object((loss_kw["rho01"], loss_kw["rho10"]))
+    val_all = val_in.take(None)
+    # DR-JL / MRDR (causalrm.estimators.dr): an imputation model of q trained alongside, one step per batch
+    learning = get_spec(cfg.method).imputation_learning
+    imputer = imp_optimizer = None
+    if learning is not None:
+        from causalrm.estimators.dr import ImputationModel
+
+        imputer = ImputationModel(backbone).to(device)
+        imp_optimizer = torch.optim.Adam(imputer.parameters_to_train(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    surrogate = get_spec(cfg.method).correction == "surrogate"
+
+    def val_estimate() -> float:
+        if parallel:  # each rank forwards a slice of the val rows; the estimate is taken on all of them
+            start, stop = distributed.row_slice(val_in.n)
+            z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast,
+                             rows=torch.arange(start, stop))
+            z = distributed.gather_rows(z, distributed.row_sizes(val_in.n), grad=False)
+        else:
+            z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast)
+        value = float("inf")
+        if bool(torch.isfinite(z).all()):
+            inputs = val_all
+            if imputer is not None and get_spec(val_method).imputation_learning is not None:
+                with torch.no_grad():
+                    q = _forward_imputer(imputer, val_features, val_all.pseudo_label, device, cfg.eval_batch_size)
+                inputs = dataclasses.replace(val_all, pseudo_label=q)
+            with torch.no_grad():
+                value = float(losses.estimate(val_method, z, inputs, **loss_kw))
+        if parallel:  # rank 0's value everywhere: every rank stops at the same epoch and keeps the same weights
+            value = float(distributed.broadcast(torch.tensor([value], dtype=torch.float64, device=device))[0])
+        return value
+
+    def stop_requested() -> bool:
+        if should_stop is None:
+            return False
+        return distributed.any_rank(bool(should_stop())) if parallel else bool(should_stop())
+
+    params = list(backbone.trainable_parameters())
+    if not params:
+        raise InputError(f"backbone {backbone.name!r} has no trainable parameters")
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    history = TrainHistory(method=cfg.method, val_method=val_method, device=str(device), n_train=train_in.n,
+                           n_val=val_in.n)
+    keep = _trainable_state_names(backbone)
+    if parallel:  # the same initial weights on every rank (rank 0's)
+        _broadcast_state(backbone, keep)
+        if imputer is not None:
+            _broadcast_state(imputer, {name for name, _ in imputer.state_dict().items()})
+    best_state = _snapshot(backbone, keep)
+    patience = cfg.patience if cfg.patience else None
+    lengths = getattr(train_features, "lengths", None)
+    n = train_in.n
+    t_start = time.perf_counter()
+    since_best = 0
+    cancelled = False
+    diverged = False
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(int(cfg.seed))  # dropout and anything else drawing from the global RNG
+        backbone.train()
+        for epoch in range(1, cfg.max_epochs + 1):
+            t0 = time.perf_counter()
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            batches = epoch_batches(n, cfg.batch_size, generator, lengths, sort_by_length=cfg.sort_by_length)
+            on_step = _STEP_LISTENER.get()
+            for step, idx in enumerate(batches, 1):
+                if stop_requested():
+                    cancelled = True
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                parts = micro_batches(idx, grad_accum_steps=cfg.grad_accum_steps, lengths=lengths,
+                                      max_batch_tokens=cfg.max_batch_tokens)
+                for j, part in enumerate(parts):
+                    if j and stop_requested():  # long batches: cancel between parts
+                        cancelled = True
+                        break
+                    # data-parallel: this rank forwards its slice of the part; the logits of the whole part are
+                    # gathered (with autograd) so the estimator sees the global batch (causalrm.distributed)
+                    local, sizes = distributed.shard(part) if parallel else (part, [])
+                    local = local.to(device, non_blocking=True)
+                    part = part.to(device, non_blocking=True)
+                    batch = train_features.batch(local, device)
+                    with _autocast(device, autocast):
+                        z = backbone(**batch)
+                    z = distributed.gather_rows(z.float().reshape(-1), sizes)
+                    part_in = train_in.take(part)
+                    if imputer is not None:  # prediction step with q frozen, then the imputation step with z frozen
+                        q = imputer(batch, train_in.take(local).pseudo_label if sizes else part_in.pseudo_label)
+                        q = distributed.gather_rows(q, sizes)
+                        imp_loss = dr_imputation_loss(learning, z, q, part_in, surrogate=surrogate, **loss_kw)
+                        if len(parts) > 1:
+                            imp_loss = imp_loss * (part.numel() / idx.numel())
+                        imp_loss.backward()
+                        part_in = dataclasses.replace(part_in, pseudo_label=q.detach())
+                    try:
+                        loss = losses.estimate(cfg.method, z, part_in, **loss_kw)
+                    except InputError:
+                        if bool(torch.isfinite(z).all()):
+                            raise
+                        diverged = True  # non-finite logits: estimate() refuses them
+                        break
+                    if len(parts) > 1:
+                        loss = loss * (part.numel() / idx.numel())
+                    loss.backward()
+                    total += loss.detach().double() * (part.numel() if len(parts) == 1 else idx.numel())
+                if diverged or cancelled:
+                    break
+                if parallel:  # mean over ranks = the single-process gradient of the global batch
+                    distributed.average_gradients(params)
+                    if imputer is not None:
+                        distributed.average_gradients(list(imputer.parameters_to_train()))
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                if imp_optimizer is not None:
+                    imp_optimizer.step()
+                    imp_optimizer.zero_grad(set_to_none=True)
+                if on_step is not None:
+                    on_step(epoch, step, len(batches), time.perf_counter() - t0)
+            if cancelled:
+                history.stop_reason = "cancelled"
+                break
+            if diverged:
+                history.stop_reason = "diverged"
+                break
+            train_loss = float(total) / n
+            current = val_estimate()
+            history.train_loss.append(train_loss)
+            history.val_estimate.append(current)
+            history.epoch_seconds.append(time.perf_counter() - t0)
+            if math.isfinite(current) and current < history.best_val_estimate - cfg.min_delta:
+                history.best_val_estimate = current
+                history.best_epoch = epoch
+                best_state = _snapshot(backbone, keep)
+                since_best = 0
+            else:
+                since_best += 1
+            if progress is not None:
+                progress(epoch, cfg.max_epochs, train_loss, current)
+            if not math.isfinite(train_loss):
+                history.stop_reason = "diverged"
+                break
+            if patience is not None and since_best >= patience:
+                history.stop_reason = "patience"
+                break
+    _restore(backbone, best_state)
+    backbone.eval()
+    history.seconds = time.perf_counter() - t_start
+    return history
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------------------------
+StepFn = Callable[[int, int, int, float], None]
+_STEP_LISTENER: contextvars.ContextVar[StepFn | None] = contextvars.ContextVar("causalrm_step_listener",
+                                                                               default=None)
+
+
+@contextlib.contextmanager
+def report_steps(listener: StepFn):
+    """Inside the block, every :func:`train` calls ``listener(epoch, step, steps_per_epoch, seconds_into_epoch)``
+    after each optimiser step: progress within an epoch (a LoRA epoch on a CPU takes minutes) and the time a step
+    takes, without threading a callback through every caller of ``train`` (the app's training worker uses it)."""
+    token = _STEP_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _STEP_LISTENER.reset(token)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """Limit torch's intra-op threads and the BLAS/OpenMP pools (threadpoolctl) to ``n`` inside the block.
+
+    ``None``/0: unchanged. Restored afterwards. On a shared or oversubscribed CPU, spinning worker threads can make
+    small matrix products tens of times slower; one thread each avoids that.
+    """
+    if not n:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - scikit-learn depends on it
+            yield
+        else:
+            with threadpool_limits(limits=int(n)):
+                yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _trainable_state_names(backbone: Backbone) -> set[str]:
+    """State-dict keys that training can change: trainable parameters and all buffers."""
+    trainable = {id(p) for p in backbone.trainable_parameters()}
+    names = {name for name, p in backbone.named_parameters() if id(p) in trainable}
+    names |= {name for name, _ in backbone.named_buffers()}
+    return names
+
+
+def _broadcast_state(module: torch.nn.Module, keep: set[str]) -> None:
+    """Overwrite the ``keep`` entries of ``module``'s state with rank 0's (data-parallel start)."""
+    with torch.no_grad():
+        for name, value in module.state_dict().items():
+            if name in keep:
+                value.copy_(distributed.broadcast(value))
+
+
+def _snapshot(backbone: Backbone, keep: set[str]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in backbone.state_dict().items() if k in keep}
+
+
+def _restore(backbone: Backbone, state: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        current = backbone.state_dict()
+        for k, v in state.items():
+            current[k].copy_(v)
