@@ -89,7 +89,7 @@ def warm_up() -> None:
         import causalrm.data.datasets  # noqa: F401
         import causalrm.evaluation.metrics  # noqa: F401
         import causalrm.data.io  # noqa: F401
-        import causalrm.nuisances.noise  # noqa: F401
+        import causalrm.nuisances.flip_rates  # noqa: F401
         import causalrm.workflows.pipeline  # noqa: F401
         import causalrm.nuisances.propensity  # noqa: F401
         import causalrm.workflows.runs  # noqa: F401

@@ -36,9 +36,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from causalrm.evaluation import audit
 from causalrm.data import schema  # noqa: E402
 from causalrm.embeddings import embed_log  # noqa: E402
-from causalrm.evaluation.metrics import labelled_verdict, metrics, sigmoid  # noqa: E402
+from causalrm.evaluation.metrics import metrics, sigmoid
+from causalrm.evaluation.verdicts import labelled_verdict  # noqa: E402
 from causalrm.atomic_io import write_json_atomic  # noqa: E402
-from causalrm.nuisances.noise import FlipRateEstimator  # noqa: E402
+from causalrm.nuisances.flip_rates import FlipRateEstimator  # noqa: E402
 from causalrm.atomic_io import jsonable  # noqa: E402
 from causalrm.workflows.pipeline import FitConfig, fit_log, group_split  # noqa: E402
 

@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
 from causalrm.cli import bench as bench_cli  # noqa: E402
-from causalrm.evaluation.metrics import METRICS, evaluation_rows, gap_closed, metrics, sigmoid  # noqa: E402
+from causalrm.evaluation.metrics import METRICS, evaluation_rows, metrics, sigmoid
+from causalrm.workflows.bench import gap_closed  # noqa: E402
 
 
 def isotonic_ceiling(y: np.ndarray, prob: np.ndarray) -> float:
@@ -40,7 +41,7 @@ def isotonic_ceiling(y: np.ndarray, prob: np.ndarray) -> float:
 
 
 def table(rows: list[dict]) -> tuple[list[dict], str]:
-    """Per-method means over seeds and gap shares (``causalrm.evaluation.metrics.gap_closed``: the bench's convention) of R²
+    """Per-method means over seeds and gap shares (``causalrm.workflows.bench.gap_closed``: the bench's convention) of R²
     and of the ceiling, against naive's R² and oracle-observed's on the same seeds."""
     by_seed: dict[int, dict[str, dict]] = defaultdict(dict)
     for r in rows:

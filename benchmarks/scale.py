@@ -126,7 +126,7 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
             m = PropensityModel(model="logistic", max_rows=50_000).fit(X, obs)
             out["mean_p"] = float(m.propensity_.mean())
         elif name == "flip_rates":
-            from causalrm.nuisances.noise import FlipRateEstimator
+            from causalrm.nuisances.flip_rates import FlipRateEstimator
             from causalrm.data.rowmatrix import subsample, take_rows
 
             sub = subsample(len(obs), 50_000, 0, stratify=obs)

@@ -17,7 +17,7 @@ from causalrm.training.backbones import DEFAULT_BACKBONE, available_backbones, g
 from causalrm.training.backbones.base import as_int_tuple
 from causalrm.errors import InputError
 from causalrm.options import as_str_tuple, option
-from causalrm.nuisances.noise import FLIP_METHODS
+from causalrm.nuisances.flip_rates import FLIP_METHODS
 from causalrm.nuisances.propensity import MODELS as PROPENSITY_MODELS
 from causalrm.training.trainer import TrainConfig, TrainOptions
 

@@ -43,7 +43,7 @@ from plotly.subplots import make_subplots
 from causalrm.data.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
-from causalrm.evaluation.metrics import unbiasedness_check
+from causalrm.evaluation.unbiasedness import unbiasedness_check
 from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.nuisances.propensity import PropensityModel, clip_report
 from causalrm.simulation.simulate import simulate

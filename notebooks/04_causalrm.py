@@ -44,7 +44,7 @@ import polars as pl
 from causalrm.workflows.bench import BenchConfig, run_bench
 from causalrm.data.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.evaluation.metrics import compare_rankings
+from causalrm.evaluation.ranking import compare_rankings
 from causalrm.estimators.losses import METHODS
 from causalrm.estimators.methods import markdown_table
 from causalrm.workflows.pipeline import FitConfig, fit_nuisances

@@ -36,7 +36,7 @@ import polars as pl
 from causalrm.data.datasets import load_oasst1_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
-from causalrm.nuisances.noise import FlipRateEstimator
+from causalrm.nuisances.flip_rates import FlipRateEstimator
 from causalrm.workflows.pipeline import FitConfig, fit_log, fit_nuisances
 from causalrm.workflows.teaching import equal_count_bins, error_bars, fit_scores, metric_rows, setup_notebook
 from causalrm.data.validate import summarize_log

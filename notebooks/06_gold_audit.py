@@ -40,7 +40,8 @@ import polars as pl
 from causalrm.evaluation import audit
 from causalrm.workflows.demo import debiased_of
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.evaluation.metrics import labelled_verdict, sigmoid
+from causalrm.evaluation.metrics import sigmoid
+from causalrm.evaluation.verdicts import labelled_verdict
 from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.simulation.simulate import simulate_dataset
 from causalrm.workflows.teaching import audited_flip_rates, error_bars, setup_notebook, simulated_audit

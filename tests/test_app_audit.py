@@ -77,7 +77,7 @@ def test_download_upload_round_trip_and_clear(session, tmp_path):
 
 
 def test_the_verdict_panel_reads_the_audit_once_models_are_trained_and_enough_rows_labelled(session, tmp_path):
-    from causalrm.evaluation.metrics import MIN_DECISION_LABELS
+    from causalrm.evaluation.verdicts import MIN_DECISION_LABELS
 
     status = list(T.train_models(session, ["naive", "causalrm-ips"], "mlp", "cpu", 2, 30, 0, False, True))[-1].status
     nu = session.results["causalrm-ips"].nuisances  # the Train status names the rates that entered each method

@@ -289,7 +289,7 @@ def test_the_audit_verdict_below_and_above_the_decision_threshold(page, tmp_path
     import polars as pl
 
     from causalrm.workflows.demo import DEMO
-    from causalrm.evaluation.metrics import MIN_DECISION_LABELS
+    from causalrm.evaluation.verdicts import MIN_DECISION_LABELS
     from causalrm.simulation.simulate import simulate_dataset
 
     # the log of the Data tab's "UltraFeedback (simulated)" at its default settings (teacher ratings, seed 0)

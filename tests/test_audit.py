@@ -13,7 +13,7 @@ from causalrm.data import schema
 from causalrm.errors import InputError
 from causalrm.evaluation.metrics import metrics
 from causalrm.data.io import read_labels
-from causalrm.nuisances.noise import FlipRateEstimator
+from causalrm.nuisances.flip_rates import FlipRateEstimator
 from causalrm.training.trainer import cpu_threads
 
 
@@ -261,7 +261,7 @@ def test_auto_weighs_audited_rows_by_their_inclusion_probability():
 
 def test_an_audit_is_read_on_its_held_out_rows_only_once_enough_remain():
     from causalrm.evaluation.audit import audited_evaluation
-    from causalrm.evaluation.metrics import MIN_AUDIT_HELD_OUT
+    from causalrm.evaluation.verdicts import MIN_AUDIT_HELD_OUT
 
     rng = np.random.default_rng(3)
     n = 400

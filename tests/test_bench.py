@@ -163,7 +163,7 @@ def test_oracle_observed_and_ranking_metrics_in_every_table():
 def test_within_prompt_kendall_matches_scipy_per_group():
     from scipy.stats import kendalltau
 
-    from causalrm.evaluation.metrics import within_prompt_kendall
+    from causalrm.evaluation.ranking import within_prompt_kendall
 
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(20), 4)

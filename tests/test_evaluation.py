@@ -9,14 +9,8 @@ from scipy.stats import kendalltau, pearsonr, spearmanr
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score, roc_auc_score
 
 from causalrm.errors import InputError
-from causalrm.evaluation.metrics import (
-    bootstrap_ci,
-    compare_rankings,
-    evaluate_scores,
-    metrics,
-    metrics_ci,
-    sigmoid,
-)
+from causalrm.evaluation.metrics import bootstrap_ci, evaluate_scores, metrics, metrics_ci, sigmoid
+from causalrm.evaluation.ranking import compare_rankings
 
 
 def _data(n=300, seed=0):
@@ -135,7 +129,7 @@ def test_compare_rankings_identical_and_errors():
 def test_unbiasedness_check_causalrm_matches_ideal_loss_naive_does_not():
     """The paper's RQ3 on a large simulated log: with the true propensity and flip rates, CausalRM-IPS/DR estimate
     the ideal loss of fixed predictions (|delta| small); naive is biased by selection and noise."""
-    from causalrm.evaluation.metrics import unbiasedness_check
+    from causalrm.evaluation.unbiasedness import unbiasedness_check
     from causalrm.simulation.simulate import simulate
 
     rng = np.random.default_rng(0)
@@ -194,7 +188,7 @@ def test_single_labelled_rows_of_a_stratum_are_collapsed_so_intervals_cannot_shr
 
 
 def test_few_labels_give_no_verdict_no_number_and_no_zero_width_interval():
-    from causalrm.evaluation.metrics import MIN_DECISION_LABELS, labelled_verdict, paired_difference, verdict
+    from causalrm.evaluation.verdicts import MIN_DECISION_LABELS, labelled_verdict, paired_difference, verdict
 
     rng = np.random.default_rng(0)
     n = 5

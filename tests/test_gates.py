@@ -12,9 +12,9 @@ import pytest
 from causalrm.nuisances import gates
 from causalrm.cli.main import main
 from causalrm.errors import InputError
-from causalrm.evaluation.metrics import paired_difference, verdict
+from causalrm.evaluation.verdicts import paired_difference, verdict
 from causalrm.estimators.losses import LossInputs
-from causalrm.nuisances.noise import FlipRateEstimator
+from causalrm.nuisances.flip_rates import FlipRateEstimator
 from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.nuisances.propensity import PropensityModel
 from causalrm.training.trainer import cpu_threads
@@ -303,7 +303,7 @@ def test_demo_writes_the_documented_record(tmp_path):
 def test_labelled_verdict_leaves_out_training_rows_when_enough_gold_is_held_out():
     import polars as pl
 
-    from causalrm.evaluation.metrics import labelled_verdict
+    from causalrm.evaluation.verdicts import labelled_verdict
 
     rng = np.random.default_rng(1)
     n = 200

@@ -1,4 +1,4 @@
-"""causalrm.nuisances.noise: anchor estimates on synthetic logs with known flip rates, gold, pseudo-labels, input errors."""
+"""causalrm.nuisances.flip_rates: anchor estimates on synthetic logs with known flip rates, gold, pseudo-labels, input errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from causalrm.errors import InputError
-from causalrm.nuisances.noise import SWEEP_QUANTILES, FlipRateEstimator, fit_pseudo_labels
+from causalrm.nuisances.flip_rates import SWEEP_QUANTILES, FlipRateEstimator
+from causalrm.nuisances.pseudo_labels import fit_pseudo_labels
 
 TOL = 0.06  # stated tolerance of the anchor-quantile estimates at 3,000 observed rows with anchor points
 
@@ -131,7 +132,7 @@ def test_chance_auc_bound_matches_the_null_distribution_of_the_auc():
     """The bound is 0.5 + 2 standard errors of a random scorer's AUC: about 2.3% of random scorers exceed it."""
     from sklearn.metrics import roc_auc_score
 
-    from causalrm.nuisances.noise import chance_auc_bound
+    from causalrm.nuisances.flip_rates import chance_auc_bound
 
     rng = np.random.default_rng(1)
     y = np.r_[np.ones(300), np.zeros(100)]
@@ -144,7 +145,7 @@ def test_chance_auc_bound_matches_the_null_distribution_of_the_auc():
 def test_anchors_come_from_every_row_not_only_the_observed_ones():
     """Selection on the label (observed rows ~98% positive): quantiles over the observed rows alone sit among positives
     and overstate rho10; over every row (the proxy applies to unobserved x too) they find the negatives' plateau."""
-    from causalrm.nuisances.noise import anchor_rates
+    from causalrm.nuisances.flip_rates import anchor_rates
 
     rng = np.random.default_rng(5)
     n, d, rho01, rho10 = 12000, 8, 0.2, 0.1
@@ -229,7 +230,7 @@ def test_pseudo_label_invalid_inputs(kw, match):
 def test_the_anchor_proxy_and_the_pseudo_labels_are_one_kernel():
     """DR's pseudo-labels from the flip-rate estimator's proxy equal a separate fit_pseudo_labels call (same rows,
     1/p weights and seed), so the pipeline fits the proxy once."""
-    from causalrm.nuisances.noise import clean_posterior
+    from causalrm.nuisances.pseudo_labels import clean_posterior
 
     X, r, o, _, _ = make_log(3000, seed=4)
     p = np.clip(np.random.default_rng(4).random(len(o)), 0.1, 1.0)
@@ -241,7 +242,7 @@ def test_the_anchor_proxy_and_the_pseudo_labels_are_one_kernel():
 def test_split_cross_fitted_proxy_never_reads_val_feedback():
     """The DR pseudo-labels' proxy (imputation_fit="train-only"): flipping every val row's feedback changes no score,
     and the train rows' scores are the within-train cross-fit."""
-    from causalrm.nuisances.noise import cross_fitted_proxy, split_cross_fitted_proxy
+    from causalrm.nuisances.proxy import cross_fitted_proxy, split_cross_fitted_proxy
 
     rng = np.random.default_rng(3)
     n, d = 600, 5

@@ -99,7 +99,7 @@ def test_fit_log_fits_only_the_nuisances_a_method_needs():
 def test_the_anchor_proxy_is_propensity_weighted_for_every_method_that_estimates_rates():
     """denoise needs no propensity for its loss, but its anchor proxy is fitted with 1/p-hat weights by default, so
     it gets the same flip rates as causalrm-dr on the same log; proxy_weighting="none" turns the weights off."""
-    from causalrm.nuisances.noise import clean_posterior
+    from causalrm.nuisances.pseudo_labels import clean_posterior
 
     log, X = synth_log(n=400)
     dn = fit_nuisances(log, X, fast_config("denoise"))

@@ -211,7 +211,7 @@ def _progress_md(session: Session) -> str:
 
 def _flips_md(session: Session) -> str:
     """The inclusion-weighted gold flip rates with their intervals, beside the anchor and true rates."""
-    from causalrm.nuisances.noise import FlipRateEstimator
+    from causalrm.nuisances.flip_rates import FlipRateEstimator
 
     if session.audit is None or not session.audit.labelled():
         return "Flip rates from the audit appear here with the first labels of both classes on rows with feedback."
@@ -243,7 +243,8 @@ def _flips_md(session: Session) -> str:
 
 def _verdict_panel(session: Session) -> str:
     """The audited evaluation of the trained models and the verdict of the debiased one against naive."""
-    from causalrm.evaluation.metrics import labelled_verdict, sigmoid
+    from causalrm.evaluation.metrics import sigmoid
+    from causalrm.evaluation.verdicts import labelled_verdict
 
     if session.audit is None or not session.audit.labelled():
         return "The audited verdict appears here once models are trained and rows labelled."

@@ -95,7 +95,7 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
                    progress=gr.Progress()) -> CompareView:
     """Metrics vs clean / gold labels with CIs, reward scatter, ranking comparison (Kendall τ, rank shifts),
     downloads and the equivalent CLI commands."""
-    from causalrm.evaluation.metrics import compare_rankings
+    from causalrm.evaluation.ranking import compare_rankings
     from causalrm.atomic_io import write_table_atomic
 
     from causalrm.evaluation.metrics import evaluation_rows, sigmoid
@@ -125,7 +125,7 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         r2_ci = ci.get("r2") or (None, None)
         bars.append({"method": method, "value": m.get("r2"), "lo": r2_ci[0], "hi": r2_ci[1]})
     if rows and BASELINE in evals and ORACLE in evals and evals[BASELINE] and evals[ORACLE]:
-        from causalrm.evaluation.metrics import gap_closed  # the bench's convention: NaN unless oracle beats naive
+        from causalrm.workflows.bench import gap_closed  # the bench's convention: NaN unless oracle beats naive
 
         r2_naive, r2_oracle = evals[BASELINE]["metrics"]["r2"], evals[ORACLE]["metrics"]["r2"]
         for row in rows:
@@ -206,10 +206,11 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
 
 
 def _verdict_md(session: Session, a: str, b: str, rewards: dict[str, np.ndarray]) -> str:
-    """The Compare tab's verdict (``causalrm.evaluation.metrics.labelled_verdict``): is the debiased model of the pair
+    """The Compare tab's verdict (``causalrm.evaluation.verdicts.labelled_verdict``): is the debiased model of the pair
     better, level or worse than the other on the clean / gold labels, why (failed gates, the learning check), and
     what the corrections can change."""
-    from causalrm.evaluation.metrics import READING_GUIDE, labelled_verdict, sigmoid
+    from causalrm.evaluation.metrics import sigmoid
+    from causalrm.evaluation.verdicts import READING_GUIDE, labelled_verdict
 
     base, deb = (a, b) if a == BASELINE or b != BASELINE else (b, a)
     res = session.results[deb]

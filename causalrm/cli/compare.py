@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from causalrm.evaluation.metrics import READING_GUIDE
+from causalrm.evaluation.verdicts import READING_GUIDE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -87,7 +87,8 @@ def _format_audit(audit: dict, names: tuple[str, str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from causalrm.evaluation.audit import audited_evaluation, merge_labels
-    from causalrm.evaluation.metrics import compare_rankings, labelled_verdict
+    from causalrm.evaluation.ranking import compare_rankings
+    from causalrm.evaluation.verdicts import labelled_verdict
     from causalrm.atomic_io import write_json_atomic
     from causalrm.data.io import parse_mapping, read_labels, read_log
     from causalrm.workflows.runs import load_run, score_log

@@ -12,7 +12,7 @@ matrix (or ``X[rows]`` with all the rows): that would copy it into anonymous mem
   without ever concatenating them; a ``RowView`` over it behaves as over one memmap.
 - :func:`is_lazy` says whether a matrix is one of these (memmap or RowView): the paths that would copy it switch to
   chunked passes (:func:`iter_blocks`, :func:`check_finite`) or fit on a subsample (:func:`fit_subsample`).
-- Nuisance models (``causalrm.nuisances.propensity``, ``causalrm.nuisances.noise``) on more than ``max_rows`` rows are fitted on a
+- Nuisance models (``causalrm.nuisances.propensity``, ``causalrm.nuisances.flip_rates``) on more than ``max_rows`` rows are fitted on a
   seeded subsample of ``max_rows`` rows gathered by index (a float32 copy of ``max_rows x d`` only); their per-row
   outputs for the remaining rows are predictions in chunks (out of sample for every fold model, so still honest).
 """

@@ -160,8 +160,8 @@ def auditable_features(X: Any, n: int, rows: np.ndarray) -> Any:
     a memory-mapped / lazy ``X`` (``causalrm.data.rowmatrix.is_lazy``) is checked chunk by chunk and returned as a
     ``RowView`` (rows gathered by index when a model reads them); an in-memory float32 array is checked in place and
     only copied when ``rows`` is a strict subset."""
-    from causalrm.nuisances.checks import _shape_checked
     from causalrm.data.rowmatrix import RowView, is_lazy
+    from causalrm.nuisances.checks import _shape_checked
 
     _shape_checked(X, n)  # InputError naming the row with NaN / inf; chunked for lazy matrices
     every = rows.size == n and bool(np.all(rows == np.arange(n)))
@@ -175,8 +175,8 @@ def design_strata(log: pl.DataFrame, X: np.ndarray, *, seed: int = 0) -> tuple[n
     """(auditable rows, their strata): p_hat and f fitted on the auditable rows (module docstring, step 1).
     ``X``: embeddings of every row of ``log``."""
     from causalrm.data.mixed_feedback import event_reading
-    from causalrm.nuisances.noise import cross_fitted_proxy
     from causalrm.nuisances.propensity import PropensityModel
+    from causalrm.nuisances.proxy import cross_fitted_proxy
 
     log = event_reading(log)  # a mixed log: the design covers every impression through its events
     rows = auditable_rows(log)
@@ -334,8 +334,8 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
     {name: {"n", "r2", "r2_ci", "mse", "mse_ci", "auroc", "auroc_ci", "pair_agreement", "pair_agreement_ci",
     "n_pairs"}}}; an interval is None where the bootstrap gives none of positive width (``evaluation.honest_interval``).
     """
-    from causalrm.evaluation.metrics import (audit_design, bootstrap_ci, honest_interval, is_census, metrics, metrics_ci,
-                                     not_enough_labels, verdict_rows)
+    from causalrm.evaluation.metrics import audit_design, bootstrap_ci, honest_interval, is_census, metrics, metrics_ci
+    from causalrm.evaluation.verdicts import not_enough_labels, verdict_rows
 
     found = verdict_rows(table, split, label=schema.GOLD_LABEL)
     if found is None:

@@ -3,8 +3,8 @@
 For a fixed prediction vector s (predicted preferences sigma(z)) and fixed true labels r*, the ideal loss is
 L_ideal = (1/N) sum_i l(z_i, r*_i). A log is simulated by drawing o_i ~ Bernoulli(p_i) and flipping r*_i into the
 feedback r_i with the class-conditional rates rho01, rho10; each estimator (``causalrm.estimators.losses``) is evaluated on the
-log, and the Monte Carlo mean over ``n_reps`` logs is compared with L_ideal (``causalrm.evaluation.metrics`` has the
-single-log version on a simulated log; this module averages over many simulated logs to separate bias from noise):
+log, and the Monte Carlo mean over ``n_reps`` logs is compared with L_ideal (``unbiasedness_check`` is the single-log
+version on a simulated log; ``rq3_bias_table`` averages over many simulated logs to separate bias from noise):
 
     relative bias = (mean_b L_hat_b - L_ideal) / L_ideal,     Monte Carlo SE = sd_b(L_hat_b) / sqrt(n_reps) / L_ideal.
 
@@ -33,12 +33,14 @@ q_i = 0.2 + 0.6 r*_i unless one is passed (DR is unbiased for any q when p is ri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
 
+from causalrm.data import schema
 from causalrm.errors import InputError
 from causalrm.estimators import methods as registry
 from causalrm.estimators.losses import (
@@ -173,3 +175,64 @@ __all__ = [
     "rq3_bias_table",
     "selection_propensity",
 ]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# unbiasedness check (the paper's RQ3)
+# --------------------------------------------------------------------------------------------------------------------
+def unbiasedness_check(
+    log: pl.DataFrame,
+    predictions: dict[str, np.ndarray],
+    *,
+    methods: Sequence[str] = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr"),
+    propensity: np.ndarray | None = None,
+    pseudo_label: np.ndarray | None = None,
+    rho01: float | None = None,
+    rho10: float | None = None,
+    base: str = "mse",
+    clip: float = 0.1,
+) -> list[dict[str, Any]]:
+    """Each estimator's value against the ideal loss ``(1/N) Σ ℓ(z_i, r*_i)`` for fixed prediction vectors.
+
+    ``log`` is a simulated log (needs ``true_label``; the train + val rows are used, as in training);
+    ``predictions`` maps a name (e.g. ROTATE, SKEW) to probabilities in (0, 1) per row of ``log``. Without
+    ``propensity`` / flip rates the simulation's truth (``true_propensity``, the given or 0 rates) is used, and
+    ``pseudo_label`` defaults to ``true_label`` (a correct imputation). Returns rows ``{"prediction", "method",
+    "estimate", "ideal", "delta"}`` (``delta = estimate - ideal``; the paper reports Δ ≈ 0 for CausalRM).
+    """
+    import torch
+
+    from causalrm.estimators.losses import LossInputs, estimate
+
+    if schema.TRUE_LABEL not in log.columns:
+        raise InputError("the unbiasedness check needs a simulated log with 'true_label'")
+    rows = np.arange(log.height)
+    if schema.SPLIT in log.columns:
+        rows = np.flatnonzero((log[schema.SPLIT] != schema.TEST).fill_null(True).to_numpy())
+    sub = log[rows.tolist()]
+    obs = sub[schema.OBSERVED].cast(pl.Float64).to_numpy()
+    fb = np.nan_to_num(sub[schema.FEEDBACK].cast(pl.Float64).to_numpy())
+    rstar = sub[schema.TRUE_LABEL].cast(pl.Float64).to_numpy()
+    if propensity is None:
+        if schema.TRUE_PROPENSITY not in sub.columns:
+            raise InputError("pass propensity= or use a simulated log with 'true_propensity'")
+        propensity = sub[schema.TRUE_PROPENSITY].to_numpy()
+    elif len(propensity) == log.height:
+        propensity = np.asarray(propensity)[rows]
+    q = rstar if pseudo_label is None else (np.asarray(pseudo_label)[rows] if len(pseudo_label) == log.height
+                                            else np.asarray(pseudo_label))
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(np.asarray(a, dtype=np.float64))
+
+    inputs = LossInputs(feedback=t(fb), observed=t(obs), propensity=t(np.clip(propensity, clip, 1.0)),
+                        pseudo_label=t(np.clip(q, 0, 1)), true_label=t(rstar))
+    out = []
+    for name, pred in predictions.items():
+        p = np.clip(np.asarray(pred, dtype=np.float64), 1e-6, 1 - 1e-6)
+        p = p[rows] if p.size == log.height else p
+        z = t(np.log(p) - np.log1p(-p))
+        ideal = float(estimate("oracle", z, inputs, base=base))
+        for m in methods:
+            val = float(estimate(m, z, inputs, rho01=rho01 or 0.0, rho10=rho10 or 0.0, base=base, nonneg=False))
+            out.append({"prediction": name, "method": m, "estimate": val, "ideal": ideal, "delta": val - ideal})
+    return out

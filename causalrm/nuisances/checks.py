@@ -1,7 +1,7 @@
 """Preconditions of the nuisance models' inputs: feature matrices, 0/1 vectors, propensities and the clip floor.
 
 Each check returns the validated array (float64 unless stated) or raises :class:`~causalrm.errors.InputError` with
-one line naming the row or shape at fault. Used by ``causalrm.nuisances.propensity`` and ``causalrm.nuisances.noise``.
+one line naming the row or shape at fault. Used by ``causalrm.nuisances.propensity`` and ``causalrm.nuisances.flip_rates``.
 """
 
 from __future__ import annotations

@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from causalrm.estimators import methods as registry
-from causalrm.data import schema
 from causalrm.atomic_io import jsonable
 from causalrm.config import FitConfig
-from causalrm.errors import InputError
+from causalrm.data import schema
 from causalrm.data.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, MIXED, event_flip_rates, resolve_kind
-from causalrm.nuisances.gates import Gate, flip_rate_gate, propensity_gate
 from causalrm.data.splits import resolve_split
+from causalrm.errors import InputError
+from causalrm.estimators import methods as registry
+from causalrm.nuisances.gates import Gate, flip_rate_gate, propensity_gate
 from causalrm.training.trainer import cpu_threads
 
 StageFn = Callable[[str], None]
@@ -243,9 +243,8 @@ def _fit_nuisances(
     if "flip_rates" in needs or "pseudo_label" in needs:
         _stage(on_stage, "flip rates")
         t0 = time.perf_counter()
-        from causalrm.nuisances.noise import FlipRateEstimator
-
         from causalrm.evaluation.audit import design_columns
+        from causalrm.nuisances.flip_rates import FlipRateEstimator
 
         method, fixed = config.effective_flip_method, (config.rho01, config.rho10)
         audit = design_columns(log, rows)
@@ -286,7 +285,7 @@ def _fit_nuisances(
     if "pseudo_label" in needs or "pseudo_label_noisy" in needs:
         _stage(on_stage, "pseudo-labels")
         t0 = time.perf_counter()
-        from causalrm.nuisances.noise import clean_posterior, fit_pseudo_labels
+        from causalrm.nuisances.pseudo_labels import clean_posterior, fit_pseudo_labels
 
         # One proxy f of P(r = 1 | x) serves both. "train-only" (FitConfig.imputation_fit): cross-fitted within the
         # train rows, val rows scored by a train-row proxy (noise.split_cross_fitted_proxy), so neither the trained
@@ -300,7 +299,7 @@ def _fit_nuisances(
                                         sample_weight=pl_weights)
             diag.setdefault("subsample", {})["pseudo_label"] = n_sub
         elif config.imputation_fit == "train-only":
-            from causalrm.nuisances.noise import split_cross_fitted_proxy
+            from causalrm.nuisances.proxy import split_cross_fitted_proxy
 
             f, _ = split_cross_fitted_proxy(
                 X_fit, fb, obs, nuis.split == schema.TRAIN, random_state=config.seed,
@@ -390,8 +389,8 @@ def subsampled_proxy(
 
 
 def _subsampled_proxy(X, fb, obs, fit_on, *, max_rows, seed, sample_weight):
-    from causalrm.nuisances.noise import ProxyModel, cross_fitted_proxy
     from causalrm.data.rowmatrix import RowView, predict_blocks, subsample, take_rows
+    from causalrm.nuisances.proxy import ProxyModel, cross_fitted_proxy
 
     cand = np.flatnonzero(fit_on)
     pick = subsample(len(cand), max_rows, seed, stratify=obs[cand])
@@ -418,7 +417,7 @@ def _subsampled_proxy(X, fb, obs, fit_on, *, max_rows, seed, sample_weight):
 def _gold_check(fb: np.ndarray, obs: np.ndarray, audit: dict[str, Any], config: FitConfig) -> dict[str, Any]:
     """The gold-label estimate beside the one used, for logs with an audited subset: {rho01, rho10, ci, n_gold} or
     {error} when the gold rows cannot give one (e.g. a single class)."""
-    from causalrm.nuisances.noise import FlipRateEstimator
+    from causalrm.nuisances.flip_rates import FlipRateEstimator
 
     try:
         with warnings.catch_warnings():

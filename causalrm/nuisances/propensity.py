@@ -33,10 +33,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from causalrm.nuisances.binary_mlp import _MLP, predict_mlp, train_binary_mlp
-from causalrm.nuisances.checks import _check_clip, _shape_checked, check_binary, check_features, check_propensity
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
+from causalrm.nuisances.binary_mlp import _MLP, predict_mlp, train_binary_mlp
+from causalrm.nuisances.checks import _check_clip, _shape_checked, check_binary, check_features, check_propensity
 
 #: propensity model kinds; "auto" cross-fits the other two and keeps the lower out-of-fold log loss
 MODELS: tuple[str, ...] = ("auto", "mlp", "logistic")
@@ -230,7 +230,7 @@ class PropensityModel(BaseEstimator):
     p_hat_i = f_{-k(i)}(x_i), where f_{-k} is trained on all folds but row i's fold k(i) (cross-fitting), and f is
     an MLP (``hidden``, LeakyReLU, sigmoid output, log loss, early stopping on an inner 10% split), a standardised
     logistic regression (``model="logistic"``, L2 with ``C``; ``C="cv"`` chooses it once, by 3-fold cross-validated
-    log loss over ``causalrm.nuisances.noise.CS``), or ``model="auto"``: both, keeping the lower out-of-fold log loss. ``weights_ = max(p_hat, clip)``: the losses use o /
+    log loss over ``causalrm.nuisances.proxy.CS``), or ``model="auto"``: both, keeping the lower out-of-fold log loss. ``weights_ = max(p_hat, clip)``: the losses use o /
     weights_. With ``logged_propensity`` the product's own probabilities are used directly (no model is fitted).
     ``predict_proba`` on new rows averages the ``n_folds`` fold models (no extra refit; each saw (k-1)/k of the rows).
 
@@ -355,7 +355,7 @@ class PropensityModel(BaseEstimator):
                 )
             kinds = ("logistic", "mlp") if self.model == "auto" else (self.model,)
             if "logistic" in kinds:
-                from causalrm.nuisances.noise import choose_c
+                from causalrm.nuisances.proxy import choose_c
 
                 with threadpool_limits(limits=1, user_api="blas"):
                     Xs = StandardScaler().fit_transform(Xa)

@@ -34,17 +34,17 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from causalrm.estimators import methods as registry
-from causalrm.data import schema
-from causalrm.errors import InputError
-from causalrm.evaluation.metrics import (METRICS, evaluate_scores, evaluation_rows, gap_closed, metrics, sigmoid,
-                                 within_prompt_kendall)
-from causalrm.workflows.orchestrate import fit_methods, shared_nuisances
 from causalrm.atomic_io import jsonable
 from causalrm.config import AUTO, FitConfig
-from causalrm.nuisances.fit import Nuisances
-from causalrm.workflows.pipeline import FitResult
+from causalrm.data import schema
 from causalrm.data.splits import group_split
+from causalrm.errors import InputError
+from causalrm.estimators import methods as registry
+from causalrm.evaluation.metrics import METRICS, evaluate_scores, evaluation_rows, metrics, sigmoid
+from causalrm.evaluation.ranking import within_prompt_kendall
+from causalrm.nuisances.fit import Nuisances
+from causalrm.workflows.orchestrate import fit_methods, shared_nuisances
+from causalrm.workflows.pipeline import FitResult
 
 REAL_FEEDBACK = ("oasst1",)
 
@@ -481,3 +481,13 @@ def format_markdown(result: BenchResult, *, title: str | None = None, command: s
                      "each method's validation estimate on the observational val split only.")
     lines.append("")
     return "\n".join(lines)
+
+
+def gap_closed(r2_method: Any, r2_naive: Any, r2_oracle: Any) -> float:
+    """The share of the naive -> oracle gap a method closes, ``(mean R²_m - mean R²_naive) / (mean R²_oracle -
+    mean R²_naive)`` (arrays paired by seed, or single values); NaN when the gap is not positive. The one
+    convention of the bench, the app's Compare tab and the notebooks."""
+    gap = float(np.mean(r2_oracle) - np.mean(r2_naive))
+    if not gap > 1e-12:
+        return float("nan")
+    return float((np.mean(r2_method) - np.mean(r2_naive)) / gap)

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from causalrm.evaluation.metrics import READING_GUIDE, evaluate_scores, labelled_verdict, sigmoid
+from causalrm.evaluation.metrics import evaluate_scores, sigmoid
+from causalrm.evaluation.verdicts import READING_GUIDE, labelled_verdict
 from causalrm.config import AUTO, FitConfig
 from causalrm.estimators.methods import BASELINE, against_baseline
 from causalrm.workflows.pipeline import fit_log

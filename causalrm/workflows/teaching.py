@@ -19,7 +19,7 @@ from causalrm.workflows.bench import gap_closed
 from causalrm.errors import InputError
 from causalrm.evaluation.metrics import evaluate_scores, evaluation_rows, sigmoid
 from causalrm.estimators.methods import BASELINE
-from causalrm.nuisances.noise import FlipRateEstimator
+from causalrm.nuisances.flip_rates import FlipRateEstimator
 from causalrm.config import FitConfig
 from causalrm.nuisances.fit import Nuisances
 
