@@ -30,12 +30,13 @@ import numpy as np
 import polars as pl
 
 from app.session import Session
+from causalrm.config import FitConfig
 from causalrm.data import schema
-from causalrm.errors import InputError
 from causalrm.data.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, kind_of
-from causalrm.estimators.methods import AUTO as AUTO_METHOD, BASELINE, app_methods, plain
+from causalrm.errors import InputError
+from causalrm.estimators.methods import AUTO as AUTO_METHOD
+from causalrm.estimators.methods import BASELINE, app_methods, plain
 from causalrm.options import choice_labels
-from causalrm.workflows.pipeline import FitConfig
 
 logger = logging.getLogger("causalrm.app")
 
@@ -86,16 +87,17 @@ def warm_up() -> None:
     with _WARM_LOCK:
         if _WARM:
             return
-        import causalrm.data.datasets  # noqa: F401
-        import causalrm.evaluation.metrics  # noqa: F401
-        import causalrm.data.io  # noqa: F401
-        import causalrm.nuisances.flip_rates  # noqa: F401
-        import causalrm.workflows.pipeline  # noqa: F401
-        import causalrm.nuisances.propensity  # noqa: F401
-        import causalrm.workflows.runs  # noqa: F401
-        import causalrm.simulation.simulate  # noqa: F401
-        import causalrm.data.validate  # noqa: F401
         import torch._dynamo  # noqa: F401 - the first torch optimiser imports it (1.5 s): not in a user's first fit
+
+        import causalrm.data.datasets  # noqa: F401
+        import causalrm.data.io  # noqa: F401
+        import causalrm.data.validate  # noqa: F401
+        import causalrm.evaluation.metrics  # noqa: F401
+        import causalrm.nuisances.flip_rates  # noqa: F401
+        import causalrm.nuisances.propensity  # noqa: F401
+        import causalrm.simulation.simulate  # noqa: F401
+        import causalrm.workflows.pipeline  # noqa: F401
+        import causalrm.workflows.runs  # noqa: F401
         from causalrm.embeddings import Embedder
 
         try:

@@ -24,8 +24,8 @@ import numpy as np
 
 from app.jobs import GB
 from app.session import Session
-from causalrm.errors import InputError
 from causalrm.data.schema import DEFAULT_EMBEDDER
+from causalrm.errors import InputError
 
 
 @dataclasses.dataclass
@@ -45,12 +45,11 @@ POLICY = EmbedPolicy()
 def check_model(model: str, device: str) -> str:
     """``model`` (stripped; empty = the bundled default) once this server may embed with it; else InputError naming
     what is allowed. Reads the model's config and weight headers only."""
-    from causalrm.training.backbones.lora_memory import PROCESS_BYTES
+    from app.training import SETTINGS
     from causalrm.devices import resolve_device
     from causalrm.embeddings import model_parameters, resolve_model
     from causalrm.embeddings.models import DEFAULT_MODEL
-
-    from app.training import SETTINGS
+    from causalrm.training.backbones.lora_memory import PROCESS_BYTES
 
     name = (model or DEFAULT_EMBEDDER).strip()
     if name in (DEFAULT_EMBEDDER, DEFAULT_MODEL) or name in POLICY.allow:

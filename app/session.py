@@ -79,7 +79,7 @@ class Session:
     embed_model: str | None = None
     propensity: Any = None  # causalrm.nuisances.propensity.PropensityModel (fitted)
     propensity_settings: dict[str, Any] = field(default_factory=dict)
-    flip: Any = None  # causalrm.workflows.pipeline.Nuisances of the anchor estimate (gold cross-check in its diagnostics)
+    flip: Any = None  # causalrm.nuisances.container.Nuisances of the anchor estimate (gold cross-check in its diagnostics)
     rho: tuple[float, float] | None = None  # (rho01, rho10) used for training
     rho_origin: str = ""
     noise_settings: dict[str, Any] = field(default_factory=dict)

@@ -24,9 +24,11 @@ import numpy as np
 import polars as pl
 import torch._dynamo  # noqa: F401 - the first torch optimiser imports it (1.5 s): once, in the fork server
 
-from causalrm.workflows.orchestrate import fit_methods
-from causalrm.workflows.pipeline import FitConfig, FitResult, Nuisances
+from causalrm.config import FitConfig
+from causalrm.nuisances.container import Nuisances
 from causalrm.training.trainer import report_steps
+from causalrm.workflows.orchestrate import fit_methods
+from causalrm.workflows.pipeline import FitResult
 
 #: steps of each method reported one by one (their times give the first duration estimate)
 TIMED_STEPS = 3

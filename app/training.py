@@ -74,8 +74,8 @@ def planned_config(config: Any, *, n_rows: int, max_length: int) -> tuple[Any, s
     """
     import torch
 
-    from causalrm.training.backbones import get_backbone_class
     from causalrm.devices import resolve_device
+    from causalrm.training.backbones.base import get_backbone_class
 
     on_gpu = resolve_device(config.device).type == "cuda"
     if on_gpu:
@@ -186,6 +186,6 @@ def step_progress(run: TrainingRun, *, elapsed_s: float | None = None, limit_s: 
 
 def _with_weights(result: Any, run_dir: Path) -> Any:
     """The worker's weightless ``FitResult`` with its backbone loaded from ``run_dir`` (safetensors + JSON)."""
-    from causalrm.training.backbones import load_backbone
+    from causalrm.training.backbones.base import load_backbone
 
     return dataclasses.replace(result, backbone=load_backbone(run_dir))

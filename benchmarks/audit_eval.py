@@ -33,15 +33,22 @@ import polars as pl
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm.evaluation import audit
+from causalrm.atomic_io import (
+    jsonable,  # noqa: E402
+    write_json_atomic,  # noqa: E402
+)
+from causalrm.config import FitConfig
 from causalrm.data import schema  # noqa: E402
+from causalrm.data.splits import group_split
 from causalrm.embeddings import embed_log  # noqa: E402
+from causalrm.evaluation import audit
 from causalrm.evaluation.metrics import metrics, sigmoid
 from causalrm.evaluation.verdicts import labelled_verdict  # noqa: E402
-from causalrm.atomic_io import write_json_atomic  # noqa: E402
-from causalrm.nuisances.flip_rates import FlipRateEstimator  # noqa: E402
-from causalrm.atomic_io import jsonable  # noqa: E402
-from causalrm.workflows.pipeline import FitConfig, fit_log, group_split  # noqa: E402
+from causalrm.nuisances.flip_rates import (
+    FlipRateEstimator,  # noqa: E402
+    design_columns,
+)
+from causalrm.workflows.orchestrate import fit_log  # noqa: E402
 
 SIZES = (100, 300, 1000)
 #: the held-out setting of docs/RESULTS.md ("auto and the gates"): a selection and noise no other cell uses
@@ -89,7 +96,7 @@ def gold_rates(merged: pl.DataFrame, seed: int, n_bootstrap: int = 1000) -> dict
     obs = merged[schema.OBSERVED].cast(pl.Float64).to_numpy()[rows]
     fb = np.nan_to_num(merged[schema.FEEDBACK].cast(pl.Float64).to_numpy()[rows])
     est = FlipRateEstimator(method="gold", n_bootstrap=n_bootstrap, random_state=seed)
-    est.fit(None, fb, obs, **audit.design_columns(merged, rows))
+    est.fit(None, fb, obs, **design_columns(merged, rows))
     return {"rho01": est.rho01_, "rho10": est.rho10_, "ci": {k: list(v) for k, v in est.ci_.items()},
             "n_gold": est.diagnostics_["n_gold"]}
 

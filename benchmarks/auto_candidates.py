@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from causalrm.estimators.methods import BASELINE  # noqa: E402
 from causalrm.evaluation.metrics import bootstrap_ci  # noqa: E402
 from causalrm.options import as_str_tuple  # noqa: E402
-from causalrm.estimators.methods import BASELINE  # noqa: E402
 from causalrm.workflows.selection import pick  # noqa: E402
 
 

@@ -26,10 +26,13 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from causalrm.training.backbones import MLPBackbone, TensorFeatures  # noqa: E402
+from causalrm.config import FitConfig
+from causalrm.devices import cpu_threads  # noqa: E402
 from causalrm.estimators.losses import LossInputs  # noqa: E402
-from causalrm.workflows.pipeline import FitConfig, fit_log  # noqa: E402
-from causalrm.training.trainer import TrainConfig, cpu_threads, epoch_batches, train  # noqa: E402
+from causalrm.training.backbones.mlp import MLPBackbone, TensorFeatures  # noqa: E402
+from causalrm.training.options import TrainConfig
+from causalrm.training.trainer import epoch_batches, train
+from causalrm.workflows.orchestrate import fit_log  # noqa: E402
 
 
 def synthetic_log(n: int, d: int, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:
@@ -94,7 +97,7 @@ def bare_loop(X: np.ndarray, y: np.ndarray, Xv: np.ndarray, yv: np.ndarray, epoc
 
 
 def bench_epoch(log: pl.DataFrame, X: np.ndarray, epochs: int, device: str, rounds: int = 2) -> dict:
-    from causalrm.training.backbones import resolve_device
+    from causalrm.devices import resolve_device
 
     dev = resolve_device(device)
     split = log["split"].to_numpy()

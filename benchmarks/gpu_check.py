@@ -58,7 +58,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from causalrm.estimators import losses  # noqa: E402
-from causalrm.training.trainer import TrainConfig, predict_logits, train  # noqa: E402
+from causalrm.training.options import TrainConfig  # noqa: E402
+from causalrm.training.scoring import predict_logits
+from causalrm.training.trainer import train
 
 CHECKS = ("embed-minilm", "embed-llama", "lora-minilm", "lora-llama", "mlp", "launch-2proc")
 

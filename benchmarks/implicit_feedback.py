@@ -26,7 +26,6 @@ interval the user sees). ``report``: markdown tables with paired differences ove
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -40,16 +39,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from causalrm.evaluation import audit
-from causalrm.data import schema  # noqa: E402
 from causalrm.atomic_io import write_json_atomic  # noqa: E402
-from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
 from causalrm.config import FitConfig  # noqa: E402
-from causalrm.evaluation.metrics import bootstrap_ci, metrics, sigmoid  # noqa: E402
+from causalrm.data import schema  # noqa: E402
 from causalrm.data.feedback_kinds import FEEDBACK_KIND, as_impressions  # noqa: E402
-from causalrm.workflows.orchestrate import fit_methods  # noqa: E402
-from causalrm.simulation.simulate import simulate_with_config  # noqa: E402
+from causalrm.evaluation import audit
+from causalrm.evaluation.metrics import bootstrap_ci, metrics, sigmoid  # noqa: E402
 from causalrm.simulation.feedback import COPIED  # noqa: E402
+from causalrm.simulation.simulate import simulate_with_config  # noqa: E402
+from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
+from causalrm.workflows.orchestrate import fit_methods  # noqa: E402
 from causalrm.workflows.teaching import simulated_audit  # noqa: E402
 
 METHODS = ("naive", "denoise", "nnpu", "auto", "oracle")

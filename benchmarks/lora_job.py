@@ -35,7 +35,7 @@ def main() -> int:
     from app.common import DEFAULT_METHODS
     from app.tabs.data import SAMPLES
     from app.training import default_lora_max_length
-    from causalrm.training.backbones import get_backbone_class
+    from causalrm.training.backbones.base import get_backbone_class
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--time-limit-min", type=float, default=None, help="the server's --job-time-limit-min")
@@ -68,7 +68,6 @@ def main() -> int:
 
         try:
             from gradio_client import Client
-
             from load_test import wait_for_server  # benchmarks/ is on sys.path when run as a script
 
             if not wait_for_server(url, server, Path(tmp) / "server.log"):

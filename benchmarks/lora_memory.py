@@ -29,9 +29,10 @@ def measure(max_length: int, batch_tokens: int, ckpt: bool) -> dict:
     import sklearn  # noqa: F401
     import torch
 
-    from causalrm.training.backbones.lora import LoraBackbone, TokenFeatures
-    from causalrm.training.backbones.lora_memory import MAX_EVAL_TOKENS
     from causalrm.estimators.losses import LossInputs
+    from causalrm.training.backbones.hf_models import TokenFeatures
+    from causalrm.training.backbones.lora import LoraBackbone
+    from causalrm.training.backbones.lora_memory import MAX_EVAL_TOKENS
     from causalrm.training.trainer import train
 
     torch.set_num_threads(1)

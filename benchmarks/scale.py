@@ -93,8 +93,8 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
     import polars as pl  # noqa: F401
 
     import causalrm  # noqa: F401
+    from causalrm.data.io.readers import read_log
     from causalrm.embeddings import read_embeddings
-    from causalrm.data.io import read_log
 
     out: dict = {}
     t0 = time.perf_counter()
@@ -126,18 +126,20 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
             m = PropensityModel(model="logistic", max_rows=50_000).fit(X, obs)
             out["mean_p"] = float(m.propensity_.mean())
         elif name == "flip_rates":
-            from causalrm.nuisances.flip_rates import FlipRateEstimator
             from causalrm.data.rowmatrix import subsample, take_rows
+            from causalrm.nuisances.flip_rates import FlipRateEstimator
 
             sub = subsample(len(obs), 50_000, 0, stratify=obs)
             sub = np.arange(len(obs)) if sub is None else sub
             est = FlipRateEstimator(method="anchor-quantile").fit(take_rows(X, sub), fb[sub], obs[sub])
             out["rho01"], out["rho10"] = float(est.rho01_), float(est.rho10_)
         elif name in ("train_epoch", "score"):
-            from causalrm.training.backbones.mlp import MLPBackbone
-            from causalrm.estimators.losses import LossInputs
             from causalrm.data.rowmatrix import RowView
-            from causalrm.training.trainer import TrainConfig, predict_logits, train
+            from causalrm.estimators.losses import LossInputs
+            from causalrm.training.backbones.mlp import MLPBackbone
+            from causalrm.training.options import TrainConfig
+            from causalrm.training.scoring import predict_logits
+            from causalrm.training.trainer import train
 
             split = log["split"].to_numpy()
             tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")

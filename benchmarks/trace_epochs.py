@@ -20,14 +20,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from causalrm.config import FitConfig  # noqa: E402
 from causalrm.data import schema  # noqa: E402
-from causalrm.training.backbones import build_backbone  # noqa: E402
-from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
-from causalrm.evaluation.metrics import evaluate_scores, sigmoid  # noqa: E402
+from causalrm.devices import cpu_threads  # noqa: E402
 from causalrm.estimators.losses import NOISE_AWARE  # noqa: E402
-from causalrm.workflows.pipeline import FitConfig, fit_nuisances, loss_inputs, score_with  # noqa: E402
+from causalrm.evaluation.metrics import evaluate_scores, sigmoid  # noqa: E402
+from causalrm.nuisances.container import loss_inputs
+from causalrm.nuisances.fit import fit_nuisances
 from causalrm.simulation.simulate import simulate_with_config  # noqa: E402
-from causalrm.training.trainer import cpu_threads, train  # noqa: E402
+from causalrm.training.backbones.base import build_backbone  # noqa: E402
+from causalrm.training.trainer import train
+from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
+from causalrm.workflows.pipeline import score_with
 
 
 def trace(log, X, nuis, config: FitConfig, every: int) -> list[dict[str, float]]:

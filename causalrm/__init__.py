@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """Lazy re-exports, so ``import causalrm`` stays light (no torch until needed)."""
     if name == "load_reward_model":
-        from causalrm.export.reward_models import load_reward_model
+        from causalrm.export.loading import load_reward_model
 
         return load_reward_model
     if name == "CausalRM":

@@ -1,4 +1,4 @@
-"""``FitConfig``: everything that determines a fit (``causalrm.workflows.pipeline.fit_log``), its option constants and JSON form.
+"""``FitConfig``: everything that determines a fit (``causalrm.workflows.orchestrate.fit_log``), its option constants and JSON form.
 
 The fields (declared once with ``causalrm.options.option``) are ``causalrm fit``'s options, the estimator's
 parameters and the app's choice lists; ``validate`` refuses any invalid combination with an ``InputError``.
@@ -11,15 +11,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from causalrm.estimators import methods as registry
 from causalrm.data import schema
-from causalrm.training.backbones import DEFAULT_BACKBONE, available_backbones, get_backbone_class
-from causalrm.training.backbones.base import as_int_tuple
 from causalrm.errors import InputError
-from causalrm.options import as_str_tuple, option
+from causalrm.estimators import methods as registry
 from causalrm.nuisances.flip_rates import FLIP_METHODS
 from causalrm.nuisances.propensity import MODELS as PROPENSITY_MODELS
-from causalrm.training.trainer import TrainConfig, TrainOptions
+from causalrm.options import as_str_tuple, option
+from causalrm.training.backbones.base import DEFAULT_BACKBONE, as_int_tuple, available_backbones, get_backbone_class
+from causalrm.training.options import TrainConfig, TrainOptions
 
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
@@ -38,7 +37,7 @@ AUTO = registry.AUTO
 class FitConfig(TrainOptions):
     """Everything that determines a fit (JSON round trip: ``to_dict`` / ``from_dict``).
 
-    Estimator and optimisation: the fields of :class:`causalrm.training.trainer.TrainOptions` (method: default ``"auto"``,
+    Estimator and optimisation: the fields of :class:`causalrm.training.options.TrainOptions` (method: default ``"auto"``,
     which fits naive and the debiased candidates on shared nuisances and keeps one on validation evidence,
     ``causalrm.workflows.selection``; val_method, base_loss, lr, weight_decay, batch_size, max_epochs, patience, min_delta,
     grad_accum_steps, autocast_dtype, max_grad_norm, eval_batch_size, device, seed, num_threads). Here seed also
@@ -138,7 +137,7 @@ class FitConfig(TrainOptions):
     # ------------------------------------------------------------------------------------------------------------
     def validate(self) -> FitConfig:
         """Raise InputError on any invalid option; returns self."""
-        from causalrm.estimators.losses import BASES
+        from causalrm.estimators.base_losses import BASES
 
         if self.method != AUTO and not registry.is_method(self.method):
             raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(registry.names(auto=True))}")
@@ -169,7 +168,7 @@ class FitConfig(TrainOptions):
         if (self.rho01 is None) != (self.rho10 is None):
             raise InputError("give both --rho01 and --rho10 (fixed flip rates) or neither (estimated)")
         if self.rho01 is not None:
-            from causalrm.estimators.losses import check_rates
+            from causalrm.estimators.base_losses import check_rates
 
             check_rates(self.rho01, self.rho10)
         elif self.flip_method == "fixed":

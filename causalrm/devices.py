@@ -12,6 +12,7 @@ torch is imported on the first call, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from causalrm.errors import InputError
@@ -55,3 +56,29 @@ def resolve_device(device: str | torch.device | None = AUTO, *, auto_mps: bool =
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise InputError(f"device {device!r} is not supported; use {_CHOICES}")
     return dev
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """Limit torch's intra-op threads and the BLAS/OpenMP pools (threadpoolctl) to ``n`` inside the block.
+
+    ``None``/0: unchanged. Restored afterwards. On a shared or oversubscribed CPU, spinning worker threads can make
+    small matrix products tens of times slower; one thread each avoids that.
+    """
+    if not n:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - scikit-learn depends on it
+            yield
+        else:
+            with threadpool_limits(limits=int(n)):
+                yield
+    finally:
+        torch.set_num_threads(previous)

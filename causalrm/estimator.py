@@ -10,7 +10,7 @@
     load_reward_model("runs/ips").score(...)                          # the same rewards as score_texts
 
 Conventions (scikit-learn's): the constructor takes keyword arguments only and stores them unchanged; they are the
-fields of :class:`causalrm.workflows.pipeline.FitConfig` (one source: the constructor's signature, the defaults, ``get_params``
+fields of :class:`causalrm.config.FitConfig` (one source: the constructor's signature, the defaults, ``get_params``
 / ``set_params`` and ``sklearn.base.clone`` are all derived from it), validated in :meth:`CausalRM.fit`, which
 returns ``self``. What fitting learned has a trailing underscore: ``config_`` (the validated configuration; with
 ``method="auto"`` the chosen method's), ``method_``, ``backbone_``, ``history_``, ``nuisances_``, ``split_``,
@@ -51,11 +51,12 @@ import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator
 
-from causalrm.errors import InputError
-from causalrm.data.feedback_kinds import as_impressions
 from causalrm.config import FitConfig
-from causalrm.nuisances.fit import Nuisances
-from causalrm.workflows.pipeline import FitResult, fit_log
+from causalrm.data.feedback_kinds import as_impressions
+from causalrm.errors import InputError
+from causalrm.nuisances.container import Nuisances
+from causalrm.workflows.orchestrate import fit_log
+from causalrm.workflows.pipeline import FitResult
 
 
 def _param_defaults() -> dict[str, Any]:
@@ -75,10 +76,10 @@ def _check_no_target(y: Any) -> None:
 
 
 def _read(log: pl.DataFrame | str | os.PathLike) -> pl.DataFrame:
-    """The log as impressions: a file read with ``causalrm.data.io.read_log``; implicit feedback (copies, clicks) with
+    """The log as impressions: a file read with ``causalrm.data.io.readers.read_log``; implicit feedback (copies, clicks) with
     every impression observed (``feedback_kinds.as_impressions``)."""
     if isinstance(log, (str, os.PathLike)):
-        from causalrm.data.io import read_log
+        from causalrm.data.io.readers import read_log
 
         log = read_log(log)
     if not isinstance(log, pl.DataFrame):
@@ -89,7 +90,7 @@ def _read(log: pl.DataFrame | str | os.PathLike) -> pl.DataFrame:
 class CausalRM(BaseEstimator):
     """A reward model fitted on a logged, noisy, selection-biased feedback log (module docstring).
 
-    Parameters: the fields of :class:`causalrm.workflows.pipeline.FitConfig` (``method``, ``max_epochs``, ``seed``, ...), by
+    Parameters: the fields of :class:`causalrm.config.FitConfig` (``method``, ``max_epochs``, ``seed``, ...), by
     keyword, with its defaults; ``backbone_options=None`` stands for ``{}``.
     """
 
@@ -121,7 +122,7 @@ class CausalRM(BaseEstimator):
             progress: Callable[[int, int, float, float], None] | None = None,
             on_stage: Callable[[str], None] | None = None, should_stop: Callable[[], bool] | None = None,
             ) -> CausalRM:
-        """Fit on ``log`` (a polars DataFrame in the canonical schema, or a log file for ``causalrm.data.io.read_log``).
+        """Fit on ``log`` (a polars DataFrame in the canonical schema, or a log file for ``causalrm.data.io.readers.read_log``).
 
         ``y``: scikit-learn's target, always None (the labels are the log's ``feedback`` column). The rows' roles come
         from the log's ``split`` column (``causalrm.data.splits.resolve_split``: test rows never read, val rows drawn by
@@ -196,7 +197,7 @@ class CausalRM(BaseEstimator):
         """Reward logits of every row of ``log`` (a DataFrame or a log file); ``X`` None = embed the rows."""
         self._check_fitted()
         if isinstance(log, (str, os.PathLike)):
-            from causalrm.data.io import read_log
+            from causalrm.data.io.readers import read_log
 
             log = read_log(log)
         return self.result_.score(log, X)
@@ -220,11 +221,12 @@ class CausalRM(BaseEstimator):
         """
         import torch
 
-        from causalrm.estimators import losses
         from causalrm.data import schema
-        from causalrm.evaluation.audit import design_columns
+        from causalrm.estimators import losses
         from causalrm.estimators.methods import get as get_spec
-        from causalrm.nuisances.fit import fit_nuisances, loss_inputs, needs_of
+        from causalrm.nuisances.container import loss_inputs, needs_of
+        from causalrm.nuisances.fit import fit_nuisances
+        from causalrm.nuisances.flip_rates import design_columns
 
         _check_no_target(y)
         self._check_fitted()

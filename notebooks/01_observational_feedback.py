@@ -37,13 +37,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
+
 from causalrm.data.datasets import load_rated
+from causalrm.data.validate import summarize_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.evaluation.metrics import sigmoid
-from causalrm.workflows.pipeline import FitConfig
 from causalrm.simulation.simulate import simulate, simulate_with_config, simulation_summary
+from causalrm.workflows.pipeline import FitConfig
 from causalrm.workflows.teaching import equal_count_bins, fit_scores, metric_rows, setup_notebook
-from causalrm.data.validate import summarize_log
 
 pio.templates.default = "plotly_white"
 # Training settings (FitConfig keywords): the paper's (Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30) or a

@@ -41,14 +41,14 @@ import polars as pl
 from plotly.subplots import make_subplots
 
 from causalrm.data.datasets import load_rated
+from causalrm.data.validate import summarize_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
 from causalrm.evaluation.unbiasedness import unbiasedness_check
-from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.nuisances.propensity import PropensityModel, clip_report
 from causalrm.simulation.simulate import simulate
+from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.workflows.teaching import setup_notebook
-from causalrm.data.validate import summarize_log
 
 pio.templates.default = "plotly_white"
 # Training settings (FitConfig keywords): the paper's (Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30) or a

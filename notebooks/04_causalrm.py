@@ -41,16 +41,24 @@ import numpy as np
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
-from causalrm.workflows.bench import BenchConfig, run_bench
+
 from causalrm.data.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.evaluation.ranking import compare_rankings
 from causalrm.estimators.losses import METHODS
 from causalrm.estimators.methods import markdown_table
+from causalrm.evaluation.ranking import compare_rankings
+from causalrm.simulation.simulate import simulate
+from causalrm.workflows.bench import BenchConfig, run_bench
 from causalrm.workflows.pipeline import FitConfig, fit_nuisances
 from causalrm.workflows.runs import scored_table
-from causalrm.simulation.simulate import simulate
-from causalrm.workflows.teaching import error_bars, fit_scores, metric_rows, setup_notebook, sweep_summary, with_gap_closed
+from causalrm.workflows.teaching import (
+    error_bars,
+    fit_scores,
+    metric_rows,
+    setup_notebook,
+    sweep_summary,
+    with_gap_closed,
+)
 
 SEEDS = [0] if FAST else [0, 1, 2]
 

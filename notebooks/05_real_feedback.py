@@ -33,13 +33,14 @@ import numpy as np
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
+
 from causalrm.data.datasets import load_oasst1_log
+from causalrm.data.validate import summarize_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
 from causalrm.nuisances.flip_rates import FlipRateEstimator
 from causalrm.workflows.pipeline import FitConfig, fit_log, fit_nuisances
 from causalrm.workflows.teaching import equal_count_bins, error_bars, fit_scores, metric_rows, setup_notebook
-from causalrm.data.validate import summarize_log
 
 pio.templates.default = "plotly_white"
 # Training settings (FitConfig keywords): the paper's (Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30) or a

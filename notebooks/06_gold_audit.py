@@ -37,13 +37,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
-from causalrm.evaluation import audit
-from causalrm.workflows.demo import debiased_of
+
 from causalrm.embeddings import Embedder, embed_log
+from causalrm.evaluation import audit
 from causalrm.evaluation.metrics import sigmoid
 from causalrm.evaluation.verdicts import labelled_verdict
-from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.simulation.simulate import simulate_dataset
+from causalrm.workflows.demo import debiased_of
+from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.workflows.teaching import audited_flip_rates, error_bars, setup_notebook, simulated_audit
 
 SIZES = [100, 300] if FAST else [100, 300, 1000]

@@ -38,16 +38,23 @@ import numpy as np
 import plotly.express as px
 import plotly.io as pio
 import polars as pl
-from causalrm.evaluation import audit
+
+from causalrm.data.feedback_kinds import as_impressions
+from causalrm.data.validate import summarize_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
-from causalrm.data.feedback_kinds import as_impressions
+from causalrm.evaluation import audit
+from causalrm.simulation.simulate import simulate_dataset
 from causalrm.workflows.orchestrate import fit_methods
 from causalrm.workflows.pipeline import FitConfig
-from causalrm.simulation.simulate import simulate_dataset
-from causalrm.workflows.teaching import (audited_flip_rates, fit_scores, metric_rows, reliability_table, setup_notebook,
-                               simulated_audit)
-from causalrm.data.validate import summarize_log
+from causalrm.workflows.teaching import (
+    audited_flip_rates,
+    fit_scores,
+    metric_rows,
+    reliability_table,
+    setup_notebook,
+    simulated_audit,
+)
 
 C, EPS = 0.5, 0.03  # P(copy | good response), P(copy | bad response): the truth of this simulation
 AUDIT = 300  # rows labelled by hand in section 4

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
+from app_server import serving  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-
-from app_server import serving  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.xdist_group("app_api"), pytest.mark.filterwarnings("ignore::UserWarning")]

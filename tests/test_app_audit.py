@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:
 from app.tabs import audit as A  # noqa: E402
 from app.tabs import data as D  # noqa: E402
 from app.tabs import train as T  # noqa: E402
-from causalrm.data.io import read_labels  # noqa: E402
+from causalrm.data.io.readers import read_labels  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
 

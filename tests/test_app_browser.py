@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from app_server import serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,9 +287,9 @@ def test_the_audit_verdict_below_and_above_the_decision_threshold(page, tmp_path
     with the simulation's clean true_label and uploaded again, gives a verdict with its interval."""
     import polars as pl
 
-    from causalrm.workflows.demo import DEMO
     from causalrm.evaluation.verdicts import MIN_DECISION_LABELS
     from causalrm.simulation.simulate import simulate_dataset
+    from causalrm.workflows.demo import DEMO
 
     # the log of the Data tab's "UltraFeedback (simulated)" at its default settings (teacher ratings, seed 0)
     log, _ = simulate_dataset("ultrafeedback", alpha=DEMO.alpha, rho01=0.2, rho10=0.1, observation_rate=0.2,

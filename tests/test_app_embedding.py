@@ -24,10 +24,9 @@ pytestmark = [pytest.mark.xdist_group("app_jobs")]
 
 
 def test_model_parameters_match_the_weight_files_and_the_loaded_model():
+    from helpers_tiny_models import minilm_path
     from safetensors import safe_open
     from transformers import AutoModel
-
-    from helpers_tiny_models import minilm_path
 
     with safe_open(str(Path(minilm_path()) / "model.safetensors"), "pt") as fh:
         stored = sum(fh.get_slice(k).get_shape()[0] * int(np.prod(fh.get_slice(k).get_shape()[1:])) for k in fh.keys())

@@ -27,12 +27,12 @@ if str(ROOT) not in sys.path:
 
 from app import common  # noqa: E402
 from app import restore as R  # noqa: E402
+from app import session as S  # noqa: E402
 from app.tabs import compare as C  # noqa: E402
 from app.tabs import data as D  # noqa: E402
 from app.tabs import noise as N  # noqa: E402
 from app.tabs import propensity as P  # noqa: E402
 from app.tabs import train as T  # noqa: E402
-from app import session as S  # noqa: E402
 from causalrm.errors import InputError  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]

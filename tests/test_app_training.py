@@ -70,7 +70,7 @@ def test_a_lora_job_reports_its_first_steps_before_its_first_epoch_ends(tmp_path
     from helpers_tiny_models import single_thread, tiny_llama, tiny_log
 
     from app import train_worker
-    from causalrm.workflows.pipeline import FitConfig
+    from causalrm.config import FitConfig
 
     log = tiny_log(40, seed=1)
     n_train = int((log["split"] == "train").sum())

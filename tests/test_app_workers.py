@@ -14,10 +14,9 @@ import psutil
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
+from app_server import server_process  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-
-from app_server import server_process  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_workers"), pytest.mark.filterwarnings("ignore::UserWarning")]
 SAMPLE = "UltraFeedback (simulated)"

@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from causalrm import atomic_io
-from causalrm.atomic_io import (atomic_dir, atomic_path, json_text, jsonable, write_json_atomic, write_table_atomic,
-                                write_text_atomic)
+from causalrm.atomic_io import (
+    atomic_dir,
+    atomic_path,
+    json_text,
+    jsonable,
+    write_json_atomic,
+    write_table_atomic,
+    write_text_atomic,
+)
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -8,13 +8,13 @@ import polars as pl
 import pytest
 from sklearn.metrics import r2_score, roc_auc_score
 
-from causalrm.evaluation import audit
 from causalrm.data import schema
+from causalrm.data.io.readers import read_labels
+from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
+from causalrm.evaluation import audit
 from causalrm.evaluation.metrics import metrics
-from causalrm.data.io import read_labels
 from causalrm.nuisances.flip_rates import FlipRateEstimator
-from causalrm.training.trainer import cpu_threads
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from test_audit import log_with
 
 from causalrm.cli.main import main
-from causalrm.training.trainer import cpu_threads
-from test_audit import log_with
+from causalrm.devices import cpu_threads
 
 
 @pytest.fixture(autouse=True)

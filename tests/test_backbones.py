@@ -11,13 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from causalrm.training.backbones import (Backbone, TensorFeatures, available_backbones, get_backbone_class, register_backbone,
-                                unregister_backbone)
-from causalrm.training.backbones.base import seeded_init
 from causalrm.cli.main import build_parser, main
 from causalrm.config import FitConfig
 from causalrm.errors import InputError
 from causalrm.options import option
+from causalrm.training.backbones.base import (
+    Backbone,
+    available_backbones,
+    get_backbone_class,
+    register_backbone,
+    seeded_init,
+    unregister_backbone,
+)
+from causalrm.training.backbones.mlp import TensorFeatures
 
 TOY = "toyhead"
 
@@ -87,8 +93,10 @@ def test_a_registered_backbone_reaches_the_command_line_and_the_config(toy):
 
 
 def test_a_registered_backbone_trains_through_the_cli_and_refuses_export(toy, tmp_path):
-    from causalrm.export.reward_models import export_run, load_reward_model
     from test_pipeline import synth_log
+
+    from causalrm.export.folder import export_run
+    from causalrm.export.loading import load_reward_model
 
     log, X = synth_log(n=200)
     log.write_parquet(tmp_path / "log.parquet")

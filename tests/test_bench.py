@@ -8,10 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm.workflows.bench import BenchConfig, gap_closed, run_bench, summarize
 from causalrm.cli.main import main
+from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
-from causalrm.training.trainer import cpu_threads
+from causalrm.workflows.bench import BenchConfig, gap_closed, run_bench, summarize
 
 FAST = {"hidden": [16, 8], "max_epochs": 3, "patience": 2, "propensity_model": "logistic", "flip_bootstrap": 10,
         "device": "cpu"}

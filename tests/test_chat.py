@@ -16,11 +16,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from causalrm.data import chat
-from causalrm.data import schema
-from causalrm.training.backbones.lora import message_text
+from causalrm.data import chat, schema
+from causalrm.data.io.readers import read_log
 from causalrm.errors import InputError
-from causalrm.data.io import read_log
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "oasst1_chat.jsonl"
 
@@ -49,8 +47,6 @@ def test_split_and_render():
     assert chat.parse_context(chat.context_json(context)) == context
     assert chat.parse_context("") == [] and chat.parse_context("[]") == []
     assert chat.conversation(chat.context_json(context), "6") == TURNS
-    # the scoring path (message lists given to CausalRM.score_texts) renders with the same function
-    assert message_text(context) == chat.render_prompt(context)
 
 
 @pytest.mark.parametrize(("messages", "needle"), [
@@ -105,7 +101,7 @@ def test_bundled_chat_sample():
     contexts = [chat.parse_context(c) for c in log[schema.CONTEXT]]
     assert sum(len(c) == 1 for c in contexts) == 120 and sum(len(c) == 3 for c in contexts) == 80
     for prompt, context in zip(log[schema.PROMPT], contexts):
-        assert prompt == message_text(context)  # what scoring the messages renders
+        assert prompt == chat.render_prompt(context)  # what scoring the messages renders
 
 
 def test_validate_summary_counts_conversations(tmp_path):

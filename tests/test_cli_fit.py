@@ -8,10 +8,10 @@ import warnings
 import numpy as np
 import polars as pl
 import pytest
+from helpers_logs import write_simulated_log
 
 from causalrm.cli.main import main
-from causalrm.training.trainer import cpu_threads
-from helpers_logs import write_simulated_log
+from causalrm.devices import cpu_threads
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import pytest
 
 from causalrm.data import schema
 from causalrm.data.datasets import BUNDLED, bundled_log, bundled_path, load_oasst1_log, load_rated
-from causalrm.errors import InputError
 from causalrm.data.validate import summarize_log
+from causalrm.errors import InputError
 
 EXPECTED_ROWS = {"ultrafeedback": 2398, "wildbench": 15243, "oasst1": 1235, "helpsteer2": 100}
 HEAD = ["prompt", "response", "response_id", "pair_id", "rating", "split"]

@@ -43,11 +43,9 @@ def test_named_devices_are_checked(monkeypatch):
 
 
 def test_every_caller_uses_the_one_function(monkeypatch):
-    """The embedder, the backbones' re-export and the propensity MLP agree with resolve_device."""
-    import causalrm.training.backbones as backbones
+    """The embedder and the propensity MLP agree with resolve_device."""
     from causalrm import embeddings
 
-    assert backbones.resolve_device is resolve_device
     _machine(monkeypatch, cuda=False, mps=True)
     assert embeddings._pick_device("auto") == "mps"  # the embedder's forward pass may run on mps
     with pytest.raises(InputError, match="is not valid"):

@@ -19,9 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from helpers_logs import write_simulated_log
-
 
 ACCELERATE = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
 pytestmark = pytest.mark.skipif(ACCELERATE is None, reason="accelerate is not installed")
@@ -103,8 +101,8 @@ def test_two_process_embed_matches_one_process(log_dir):
     assert out.stdout.count("embedded 21 rows") == 1 and "5 shards" in out.stdout
     names = sorted(p.name for p in (log_dir / "E2").iterdir())
     assert names == ["index.json"] + [f"shard-0000{k}.npy" for k in range(5)]
-    from causalrm.embeddings import read_embeddings
     from causalrm.data.rowmatrix import ShardedRows
+    from causalrm.embeddings import read_embeddings
 
     Xs, _ = read_embeddings(log_dir / "E2" / "index.json", pl.read_parquet(small))
     assert isinstance(Xs, ShardedRows) and Xs.shape == e1.shape

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers_tiny_models import single_thread, tiny_log
 from sklearn.base import clone
 
 import causalrm
 from causalrm.errors import InputError
-from helpers_tiny_models import single_thread, tiny_log
 
 FAST = dict(hidden=(16,), max_epochs=3, patience=None, batch_size=8, eval_batch_size=16, device="cpu",
             propensity_folds=2, propensity_model="logistic", flip_bootstrap=20, force_noise_correction=True,
@@ -32,7 +32,7 @@ def data():
 
 
 def test_parameters_are_the_fit_config_and_clone_works():
-    from causalrm.workflows.pipeline import FitConfig
+    from causalrm.config import FitConfig
 
     est = causalrm.CausalRM(method="ips", max_epochs=5, seed=2)
     params = est.get_params()
@@ -79,8 +79,8 @@ def test_an_unfitted_estimator_refuses_to_score():
 
 
 def test_fit_methods_shares_the_nuisances_and_reuses_fits_for_auto(data):
-    from causalrm.workflows.orchestrate import fit_methods
-    from causalrm.workflows.pipeline import FitConfig, fit_log
+    from causalrm.config import FitConfig
+    from causalrm.workflows.orchestrate import fit_log, fit_methods
 
     log, X = data
     events = []
@@ -96,8 +96,9 @@ def test_fit_methods_shares_the_nuisances_and_reuses_fits_for_auto(data):
 
 
 def test_inspected_nuisances_are_completed_not_refitted(data):
+    from causalrm.config import FitConfig
+    from causalrm.nuisances.fit import fit_nuisances
     from causalrm.workflows.orchestrate import shared_nuisances
-    from causalrm.workflows.pipeline import FitConfig, fit_nuisances
 
     log, X = data
     config = FitConfig(**FAST, rho01=0.2, rho10=0.1)

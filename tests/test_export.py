@@ -12,8 +12,11 @@ import torch
 from helpers_tiny_models import single_thread, tiny_llama, tiny_log
 
 from causalrm.cli.main import main
-from causalrm.export.reward_models import MANIFEST, best_of_n, export_run, load_reward_model, reward_function
-from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.config import FitConfig
+from causalrm.export.folder import export_run
+from causalrm.export.loading import best_of_n, load_reward_model, reward_function
+from causalrm.export.reward_models import MANIFEST
+from causalrm.workflows.orchestrate import fit_log
 from causalrm.workflows.runs import save_run
 
 PROMPTS = ["what is a good answer", "explain the code please", "why"]
@@ -139,10 +142,9 @@ def test_lora_decoder_adapter_export(llama_run, tmp_path):
 
 
 def test_lora_encoder_merged_and_adapter_export(minilm_run, tmp_path):
+    from helpers_tiny_models import minilm_path
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from helpers_tiny_models import minilm_path
 
     prompts, responses, expected = run_scores(minilm_run)
     merged = tmp_path / "merged"
@@ -246,7 +248,7 @@ def test_mlp_export_round_trip(mlp_export, mlp_run, tmp_path):
     np.testing.assert_allclose(load_reward_model(old, device="cpu").score(prompts, responses), expected, atol=1e-4)
     import causalrm.export.reward_models
 
-    assert causalrm.export.reward_models.load_reward_model is load_reward_model
+    assert causalrm.export.loading.load_reward_model is load_reward_model
 
 
 def test_runs_and_exports_get_the_usual_modes(mlp_run, mlp_export, minilm_run, tmp_path):

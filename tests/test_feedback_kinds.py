@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 
 from causalrm.data import feedback_kinds as fk
-from causalrm.errors import InputError
-from causalrm.data.io import read_log
+from causalrm.data.io.readers import read_log
 from causalrm.data.validate import summarize_log
+from causalrm.errors import InputError
 
 C, EPS = 0.5, 0.02
 

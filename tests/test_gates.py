@@ -9,15 +9,16 @@ import math
 import numpy as np
 import pytest
 
-from causalrm.nuisances import gates
 from causalrm.cli.main import main
+from causalrm.config import FitConfig
+from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
-from causalrm.evaluation.verdicts import paired_difference, verdict
 from causalrm.estimators.losses import LossInputs
+from causalrm.evaluation.verdicts import paired_difference, verdict
+from causalrm.nuisances import gates
 from causalrm.nuisances.flip_rates import FlipRateEstimator
-from causalrm.workflows.pipeline import FitConfig, fit_log
 from causalrm.nuisances.propensity import PropensityModel
-from causalrm.training.trainer import cpu_threads
+from causalrm.workflows.orchestrate import fit_log
 
 
 @pytest.fixture(autouse=True)

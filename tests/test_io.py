@@ -12,10 +12,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from causalrm.data import schema
 from causalrm.atomic_io import atomic_path, write_json_atomic, write_table_atomic
+from causalrm.data import schema
+from causalrm.data.io.mapping import parse_mapping
+from causalrm.data.io.readers import read_log, read_rated, read_table
 from causalrm.errors import InputError
-from causalrm.data.io import parse_mapping, read_log, read_rated, read_table
 
 ROWS = [
     {"prompt": "What is 2+2?", "response": "4", "feedback": 1, "user_id": "u1", "pair_id": "a",

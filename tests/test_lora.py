@@ -7,11 +7,14 @@ import pytest
 import torch
 from helpers_tiny_models import single_thread, tiny_llama, tiny_log
 
+from causalrm.errors import InputError
 from causalrm.estimators import losses
 from causalrm.training.backbones.base import Backbone, get_backbone_class
-from causalrm.training.backbones.lora import DEFAULT_CHAT_TEMPLATE, LoraBackbone
-from causalrm.errors import InputError
-from causalrm.training.trainer import TrainConfig, predict_logits, train
+from causalrm.training.backbones.hf_models import DEFAULT_CHAT_TEMPLATE
+from causalrm.training.backbones.lora import LoraBackbone
+from causalrm.training.options import TrainConfig
+from causalrm.training.scoring import predict_logits
+from causalrm.training.trainer import train
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,7 +58,7 @@ def fit(backbone: LoraBackbone, log, method: str, *, epochs: int = 2, lr: float 
 
 
 def feats_subset(feats, rows):
-    from causalrm.training.backbones.lora import TokenFeatures
+    from causalrm.training.backbones.hf_models import TokenFeatures
 
     types = None if feats.token_type_ids is None else [feats.token_type_ids[i] for i in rows]
     return TokenFeatures([feats.input_ids[i] for i in rows], feats.pad_token_id, types)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from causalrm.errors import InputError
 from causalrm.training.backbones.lora_memory import (
     DEFAULT_BATCH_TOKENS,
     GB,
@@ -15,7 +16,6 @@ from causalrm.training.backbones.lora_memory import (
     model_shape,
     plan_lora,
 )
-from causalrm.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def minilm():
 def test_model_shape_of_the_bundled_minilm(minilm):
     from safetensors.numpy import load_file
 
-    from causalrm.training.backbones.lora import resolve_model_path
+    from causalrm.training.backbones.hf_models import resolve_model_path
 
     weights = load_file(f"{resolve_model_path('all-MiniLM-L6-v2')}/model.safetensors")
     assert minilm.parameters == sum(int(np.prod(w.shape)) for w in weights.values())

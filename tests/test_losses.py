@@ -7,23 +7,25 @@ import pytest
 import torch
 from scipy.optimize import brentq
 
-from causalrm.estimators.dr import MAX_TILT, balanced_weights
 from causalrm.errors import InputError
-from causalrm.estimators.losses import (
+from causalrm.estimators.base_losses import (
     BASES,
-    METHODS,
-    LossInputs,
     base_loss,
-    estimate,
     expected_loss,
     forward_loss,
+    surrogate_bounds,
+    surrogate_loss,
+)
+from causalrm.estimators.dr import MAX_TILT, balanced_weights
+from causalrm.estimators.losses import (
+    METHODS,
+    LossInputs,
+    estimate,
     loss_components,
     loss_terms,
     pairwise_terms,
     reduce_components,
     reduce_terms,
-    surrogate_bounds,
-    surrogate_loss,
 )
 
 RATES = [(0.2, 0.1), (0.1, 0.2), (0.3, 0.05), (0.0, 0.0), (0.45, 0.45)]

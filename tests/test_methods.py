@@ -8,13 +8,13 @@ import shlex
 import numpy as np
 import pytest
 import torch
-
-from causalrm.estimators import losses
-from causalrm.estimators import methods
-from causalrm.cli.main import build_parser
-from causalrm.errors import InputError
-from causalrm.workflows.pipeline import FitConfig, needs_of
 from conftest import REPO_ROOT
+
+from causalrm.cli.main import build_parser
+from causalrm.config import FitConfig
+from causalrm.errors import InputError
+from causalrm.estimators import losses, methods
+from causalrm.nuisances.container import needs_of
 
 TOY = "toy-half-naive"
 
@@ -65,10 +65,10 @@ def test_registry_views_match_the_builtin_traits():
 def test_dr_variants_train_and_stop_on_snips(method):
     """Each DR variant fits end to end (the joint-learning ones with their imputation model) and early-stops on the
     self-normalised IPS estimate of its observed error."""
-    from causalrm.workflows.bench import synthetic_rated
-    from causalrm.workflows.pipeline import fit_log
+    from causalrm.devices import cpu_threads
     from causalrm.simulation.simulate import simulate_with_config
-    from causalrm.training.trainer import cpu_threads
+    from causalrm.workflows.bench import synthetic_rated
+    from causalrm.workflows.orchestrate import fit_log
 
     rated, X = synthetic_rated(600, 6)
     log, _ = simulate_with_config(rated, alpha=0.5, rho01=0.2, rho10=0.1, observation_rate=0.4, embeddings=X,
@@ -169,14 +169,15 @@ def test_to_cli_writes_patience_none_as_never_stop_early():
 
 
 def test_the_app_choice_lists_come_from_the_config():
-    from causalrm.options import choice_labels
-    from causalrm.workflows.pipeline import FLIP_METHODS
+    from causalrm.nuisances.flip_rates import FLIP_METHODS
     from causalrm.nuisances.propensity import MODELS
+    from causalrm.options import choice_labels
 
     flips = choice_labels(FitConfig, "flip_method", mark_default=True)
     assert tuple(flips.values()) == FLIP_METHODS and "anchor quantile (default)" in flips
     assert tuple(choice_labels(FitConfig, "propensity_model").values()) == MODELS
-    from app.common import FLIP_METHODS as APP_FLIPS, PROPENSITY_MODELS
+    from app.common import FLIP_METHODS as APP_FLIPS
+    from app.common import PROPENSITY_MODELS
 
     assert APP_FLIPS == {k: v for k, v in flips.items() if v != "fixed"}  # fixed: the Noise tab's manual override
     assert tuple(PROPENSITY_MODELS.values()) == MODELS
@@ -228,9 +229,10 @@ def test_a_registered_method_trains_through_the_estimator_and_the_cli(toy, tmp_p
     """The toy method, registered in this test only, runs through CausalRM and `causalrm fit` untouched."""
     import json
 
+    from test_pipeline import synth_log
+
     import causalrm
     from causalrm.cli.main import main
-    from test_pipeline import synth_log
 
     log, X = synth_log(n=200)
     fast = dict(hidden=(8,), max_epochs=3, patience=0, propensity_model="logistic", device="cpu",

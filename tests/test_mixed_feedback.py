@@ -10,16 +10,16 @@ import polars as pl
 import pytest
 import torch
 
-from causalrm.estimators import losses
-from causalrm.data import schema
 from causalrm.config import FitConfig
-from causalrm.errors import InputError
+from causalrm.data import schema
 from causalrm.data.feedback_kinds import FEEDBACK_KIND, MIXED, as_impressions, kind_of, resolve_kind
-from causalrm.data.io import read_log
+from causalrm.data.io.readers import read_log
 from causalrm.data.mixed_feedback import IMPRESSION, SIGNAL, THUMBS, event_reading, impressions, stack
-from causalrm.workflows.orchestrate import fit_methods
-from causalrm.simulation.simulate import simulate_with_config
 from causalrm.data.validate import summarize_log
+from causalrm.errors import InputError
+from causalrm.estimators import losses
+from causalrm.simulation.simulate import simulate_with_config
+from causalrm.workflows.orchestrate import fit_methods
 
 
 def _mixed(n: int = 1200, d: int = 8, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:

@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm.estimators import methods as registry
 from causalrm.config import FitConfig
-from causalrm.training.trainer import cpu_threads
+from causalrm.devices import cpu_threads
+from causalrm.estimators import methods as registry
 
 TINY = dict(hidden=(16,), max_epochs=4, patience=None, batch_size=64, propensity_model="logistic",
             propensity_folds=2, flip_bootstrap=20, device="cpu", seed=0, num_threads=1)
@@ -45,8 +45,8 @@ def data():
 def test_feedback_only_log_gives_the_same_fit_everywhere(data, tmp_path):
     from app.train_worker import train as worker_train
     from causalrm import CausalRM
-    from causalrm.workflows.bench import BenchConfig, fit_cell
     from causalrm.cli.main import main
+    from causalrm.workflows.bench import BenchConfig, fit_cell
     from causalrm.workflows.orchestrate import fit_methods
     from causalrm.workflows.runs import load_run
 

@@ -9,12 +9,15 @@ import polars as pl
 import pytest
 import torch
 
-from causalrm.workflows import runs
+from causalrm.config import FitConfig
+from causalrm.data.splits import resolve_split
+from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
 from causalrm.estimators.losses import METHODS
-from causalrm.workflows.pipeline import FitConfig, fit_log, fit_nuisances, resolve_split
+from causalrm.nuisances.fit import fit_nuisances
+from causalrm.workflows import runs
+from causalrm.workflows.orchestrate import fit_log
 from causalrm.workflows.runs import is_run_dir, load_run, save_run, score_log
-from causalrm.training.trainer import cpu_threads
 
 
 @pytest.fixture(autouse=True)
@@ -267,7 +270,7 @@ def test_run_dir_writes_are_atomic_and_refuse_foreign_folders(tmp_path, data, mo
 def test_validation_method_override(data):
     """val_method: causalrm-dr trained, early-stopped on the causalrm-ips estimate of the val rows."""
     from causalrm.estimators.losses import estimate
-    from causalrm.workflows.pipeline import loss_inputs
+    from causalrm.nuisances.container import loss_inputs
 
     log, X, nuis = data
     cfg = fast_config("causalrm-dr", val_method="causalrm-ips")
@@ -286,7 +289,7 @@ def test_validation_method_override(data):
 def test_select_head_keeps_the_head_with_the_lower_validation_estimate(data, method):
     """select_head trains the configured head and a linear one on shared nuisances, keeps the lower best val
     estimate, records both, and returns the chosen candidate's config: refitting it gives the same model."""
-    from causalrm.workflows.pipeline import LINEAR_HEAD_LR
+    from causalrm.config import LINEAR_HEAD_LR
 
     log, X, nuis = data
     result = fit_log(log, X, fast_config(method, select_head=True), nuisances=nuis)

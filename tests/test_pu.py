@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 import torch
 
-from causalrm.estimators import methods
 from causalrm.errors import InputError
-from causalrm.estimators.losses import BASES, LossInputs, estimate, loss_components, loss_terms, reduce_terms
+from causalrm.estimators import methods
+from causalrm.estimators.base_losses import BASES
+from causalrm.estimators.losses import LossInputs, estimate, loss_components, loss_terms, reduce_terms
 from causalrm.estimators.pu import nonnegative_risk
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -215,9 +216,10 @@ def test_free_logits_trained_with_nnpu_do_not_overfit_the_events():
 
 # ------------------------------------------------------------------------------------------- end to end
 def test_fit_with_method_nnpu_trains_and_scores(tmp_path):
-    from causalrm.cli.main import main
-    from causalrm.training.trainer import cpu_threads
     from helpers_logs import write_simulated_log
+
+    from causalrm.cli.main import main
+    from causalrm.devices import cpu_threads
 
     files = write_simulated_log(tmp_path, 240)
     with cpu_threads(1):

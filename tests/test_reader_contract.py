@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 
 from causalrm.cli.main import main
-from causalrm.errors import InputError
-from causalrm.data.io import read_log
+from causalrm.data.io.readers import read_log
 from causalrm.data.scan import summarize_file
+from causalrm.errors import InputError
 
 P, R = "prompt", "response"
 

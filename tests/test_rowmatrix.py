@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from causalrm.training.backbones.mlp import MLPBackbone, TensorFeatures
+from causalrm.data.rowmatrix import RowView, is_lazy, subsample
 from causalrm.embeddings import read_embeddings
 from causalrm.estimators.losses import LossInputs
 from causalrm.nuisances.propensity import PropensityModel
-from causalrm.data.rowmatrix import RowView, is_lazy, subsample
-from causalrm.training.trainer import TrainConfig, predict_logits, train
+from causalrm.training.backbones.mlp import MLPBackbone, TensorFeatures
+from causalrm.training.options import TrainConfig
+from causalrm.training.scoring import predict_logits
+from causalrm.training.trainer import train
 
 
 def _data(n: int = 600, d: int = 8, seed: int = 0):
@@ -119,9 +121,8 @@ def test_subsample_is_stratified_and_seeded():
 def test_fit_log_on_a_memmap_with_subsampled_nuisances(tmp_path, monkeypatch):
     """The whole pipeline on memory-mapped embeddings with nuisance_max_rows below the row count: every nuisance
     is fitted on a subsample gathered by index, the rest predicted in chunks; the matrix is never copied whole."""
+    from causalrm.workflows.orchestrate import fit_log
     from tests.test_pipeline import fast_config, synth_log
-
-    from causalrm.workflows.pipeline import fit_log
 
     log, X = synth_log(n=800)
     np.save(tmp_path / "X.npy", X)

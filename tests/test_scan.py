@@ -5,10 +5,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from causalrm.errors import InputError
-from causalrm.data.io import read_log
+from causalrm.data.io.readers import read_log
 from causalrm.data.scan import collect_streaming, scan_log, summarize_file
 from causalrm.data.validate import summarize_log
+from causalrm.errors import InputError
 
 CASES = {
     "basic": ({"prompt": ["a", "b", " ", "a"] * 50, "response": ["x", "y", "z", "x"] * 50,

@@ -15,9 +15,9 @@ import polars as pl  # noqa: E402
 import pytest  # noqa: E402
 
 from causalrm.data import shards  # noqa: E402
+from causalrm.data.rowmatrix import RowView, ShardedRows, check_finite, is_lazy, iter_blocks  # noqa: E402
 from causalrm.embeddings import read_embeddings  # noqa: E402
 from causalrm.errors import InputError  # noqa: E402
-from causalrm.data.rowmatrix import RowView, ShardedRows, check_finite, is_lazy, iter_blocks  # noqa: E402
 
 
 def _write_sharded(folder, X, shard_rows, ids=None):
@@ -129,9 +129,8 @@ def test_cli_embed_shards_round_trip_bit_identical_to_single_file(tmp_path, caps
 
 
 def test_fit_on_shards_equals_fit_on_single_file_without_materialising(tmp_path, monkeypatch):
+    from causalrm.workflows.orchestrate import fit_log
     from tests.test_pipeline import fast_config, synth_log
-
-    from causalrm.workflows.pipeline import fit_log
 
     log, X = synth_log(n=500)
     X = np.asarray(X, dtype=np.float32)

@@ -13,16 +13,10 @@ import pytest
 
 from causalrm.data import schema
 from causalrm.errors import InputError
-from causalrm.simulation.simulate import (
-    SimulationConfig,
-    label_threshold,
-    prompt_groups,
-    scale_to_rate,
-    simulate,
-    simulate_with_config,
-    simulation_summary,
-    teacher_score,
-)
+from causalrm.simulation.simulate import label_threshold, scale_to_rate, simulate, simulate_with_config, simulation_summary
+from causalrm.data.splits import prompt_groups
+from causalrm.simulation.teacher import teacher_score
+from causalrm.simulation.config import SimulationConfig
 
 LEVELS = np.arange(1.0, 11.0)  # a 1-10 scale, like UltraFeedback
 

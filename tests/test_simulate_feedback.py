@@ -17,9 +17,16 @@ from test_simulate import needs_datasets, rated_frame
 
 from causalrm.data import schema
 from causalrm.errors import InputError
+from causalrm.simulation.feedback import (
+    COPIED,
+    EXPLICIT_DEFAULTS,
+    REGENERATED,
+    TRUE_EXAMINATION,
+    display_positions,
+    examination_probability,
+    resolve_protocol,
+)
 from causalrm.simulation.simulate import simulate_with_config, simulation_summary
-from causalrm.simulation.feedback import (COPIED, EXPLICIT_DEFAULTS, REGENERATED, TRUE_EXAMINATION, display_positions,
-                                        examination_probability, resolve_protocol)
 
 EXPLICIT_COLUMNS = ["prompt", "response", "response_id", "pair_id", "feedback", "observed", "split", "true_label",
                     "true_score", "true_propensity", "rating", "rating_source"]

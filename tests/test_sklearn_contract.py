@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from helpers_tiny_models import single_thread
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_score
 
 from causalrm import CausalRM
 from causalrm.errors import InputError
-from helpers_tiny_models import single_thread
 
 FAST = dict(hidden=(16,), patience=None, batch_size=16, eval_batch_size=64, device="cpu", propensity_folds=2,
             propensity_model="logistic", lr=1e-2, seed=0)

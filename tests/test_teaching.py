@@ -6,12 +6,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from causalrm.workflows.bench import gap_closed
 from causalrm.errors import InputError
 from causalrm.evaluation.metrics import evaluate_scores
 from causalrm.simulation.simulate import simulate
-from causalrm.workflows.teaching import equal_count_bins, error_bars, metric_rows, reliability_table, sweep_summary, \
-    with_gap_closed
+from causalrm.workflows.bench import gap_closed
+from causalrm.workflows.teaching import (
+    equal_count_bins,
+    error_bars,
+    metric_rows,
+    reliability_table,
+    sweep_summary,
+    with_gap_closed,
+)
 
 
 def test_equal_count_bins_hold_equal_counts_in_rank_order() -> None:

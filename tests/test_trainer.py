@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from causalrm.training.backbones import Backbone, MLPBackbone, TensorFeatures, build_backbone, load_backbone
+from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
 from causalrm.estimators.losses import LossInputs, estimate
-from causalrm.training.trainer import TrainConfig, cpu_threads, epoch_batches, micro_batches, predict_logits, train
+from causalrm.training.backbones.base import Backbone, build_backbone, load_backbone
+from causalrm.training.backbones.mlp import MLPBackbone, TensorFeatures
+from causalrm.training.options import TrainConfig
+from causalrm.training.scoring import predict_logits
+from causalrm.training.trainer import epoch_batches, micro_batches, train
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,10 @@ trl = pytest.importorskip("trl")
 
 from helpers_tiny_models import single_thread, tiny_llama, tiny_log  # noqa: E402
 
-from causalrm.export.reward_models import export_run, load_reward_model, reward_function  # noqa: E402
-from causalrm.workflows.pipeline import FitConfig, fit_log  # noqa: E402
+from causalrm.config import FitConfig
+from causalrm.export.folder import export_run
+from causalrm.export.loading import load_reward_model, reward_function  # noqa: E402
+from causalrm.workflows.orchestrate import fit_log  # noqa: E402
 from causalrm.workflows.runs import save_run  # noqa: E402
 
 

@@ -12,8 +12,8 @@ from causalrm.evaluation.unbiasedness import (
     VECTORS,
     prediction_vectors,
     rating_levels,
-    selection_propensity,
     rq3_bias_table,
+    selection_propensity,
 )
 
 METHODS = ("naive", "ips", "causalrm-ips", "causalrm-dr")

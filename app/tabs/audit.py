@@ -20,13 +20,13 @@ import gradio as gr
 import numpy as np
 import polars as pl
 
-from app.common import (ORACLE, ci_text, flip_choices, fmt, guarded, has_gold, md_table, require, run_scored,
-                        upload_path)
+from app.common import ORACLE, ci_text, flip_choices, fmt, guarded, has_gold, md_table, require, run_scored, upload_path
 from app.session import Session
-from causalrm.evaluation import audit
 from causalrm.data import schema
 from causalrm.errors import InputError
 from causalrm.estimators.methods import BASELINE, against_baseline
+from causalrm.evaluation import audit
+from causalrm.nuisances.flip_rates import design_columns
 
 GOOD, BAD, SKIP = "good", "bad", "skip"
 #: keyboard shortcuts, active while the Audit tab is shown and no text field has the focus
@@ -137,7 +137,7 @@ def upload(state: Session | None, file: Any) -> AuditView:
     session = require(state)
     if file is None:
         raise InputError("no label file: choose the CSV, JSONL or Parquet file of an audit of this log")
-    from causalrm.data.io import read_labels
+    from causalrm.data.io.readers import read_labels
 
     current: AuditState | None = session.audit
     base = current.base if current is not None else session.log
@@ -222,7 +222,7 @@ def _flips_md(session: Session) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             est = FlipRateEstimator(method="gold", n_bootstrap=200).fit(None, fb, obs,
-                                                                          **audit.design_columns(session.log, rows))
+                                                                          **design_columns(session.log, rows))
     except InputError as err:
         return f"Flip rates from the audit: not yet ({err})."
     table = [("audit (weighted by 1 / inclusion probability)", fmt(est.rho01_), ci_text(est.ci_, "rho01"),

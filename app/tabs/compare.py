@@ -21,8 +21,8 @@ import polars as pl
 from app import plots
 from app.common import DEFAULT_EMBEDDER, ORACLE, fmt, guarded, require, run_scored
 from app.session import Session
-from causalrm.data import schema
 from causalrm.atomic_io import atomic_path
+from causalrm.data import schema
 from causalrm.errors import InputError
 from causalrm.estimators.methods import BASELINE, against_baseline
 
@@ -95,10 +95,9 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
                    progress=gr.Progress()) -> CompareView:
     """Metrics vs clean / gold labels with CIs, reward scatter, ranking comparison (Kendall τ, rank shifts),
     downloads and the equivalent CLI commands."""
-    from causalrm.evaluation.ranking import compare_rankings
     from causalrm.atomic_io import write_table_atomic
-
     from causalrm.evaluation.metrics import evaluation_rows, sigmoid
+    from causalrm.evaluation.ranking import compare_rankings
 
     session = require(state)
     a, b = _check_pair(session, method_a, method_b)
@@ -339,8 +338,8 @@ def cli_command(session: Session) -> str:
     ts = session.train_settings
     opts: list[str] = []
     if ts.get("config"):  # the trained configuration's own options (FitConfig.to_cli: what differs from defaults)
+        from causalrm.config import FitConfig
         from causalrm.options import join
-        from causalrm.workflows.pipeline import FitConfig
 
         config = FitConfig.from_dict(ts["config"])
         if config.embedder.rsplit("/", 1)[-1] == DEFAULT_EMBEDDER:  # the bundled copy of the default model

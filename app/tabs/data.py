@@ -18,13 +18,28 @@ from typing import Any, NamedTuple
 import gradio as gr
 import polars as pl
 
-from app.common import (CLEAR_ERRORS, DEFAULT_EMBEDDER, DEVICES, SETTINGS, UPLOAD_SUFFIXES, flip_choices, fmt,
-                        guarded, methods_update, notify, require, ui_message, upload_path, warm_up)
+from app.common import (
+    CLEAR_ERRORS,
+    DEFAULT_EMBEDDER,
+    DEVICES,
+    SETTINGS,
+    UPLOAD_SUFFIXES,
+    flip_choices,
+    fmt,
+    guarded,
+    methods_update,
+    notify,
+    require,
+    ui_message,
+    upload_path,
+    warm_up,
+)
 from app.session import Session, ensure_session
 from causalrm.data import schema
-from causalrm.workflows.demo import DEMO
+from causalrm.data.feedback_kinds import AUTO as AUTO_KIND
+from causalrm.data.feedback_kinds import IMPLICIT, KINDS, describe
 from causalrm.errors import InputError
-from causalrm.data.feedback_kinds import AUTO as AUTO_KIND, IMPLICIT, KINDS, describe
+from causalrm.workflows.demo import DEMO
 
 logger = logging.getLogger("causalrm.app")
 
@@ -249,7 +264,7 @@ def inspect_upload(file: Any) -> tuple:
     """
     if file is None:
         return ("", *[gr.update(choices=[AUTO], value=AUTO) for _ in MAPPABLE])
-    from causalrm.data.io import read_table
+    from causalrm.data.io.readers import read_table
 
     path = upload_path(file)
     with _named_as_uploaded(path):
@@ -282,7 +297,7 @@ def _check_md(path: Path, columns: Sequence[str]) -> str:
 
 def build_mapping(picks: dict[str, str | None], extra: str | None) -> dict[str, str]:
     """``{user column: canonical}`` from the dropdown picks (canonical -> user column) and free-text ``a=b`` specs."""
-    from causalrm.data.io import parse_mapping
+    from causalrm.data.io.mapping import parse_mapping
 
     specs = [f"{canonical}={column}" for canonical, column in picks.items()
              if column and column != AUTO and column != canonical]
@@ -311,12 +326,12 @@ def load_upload(state: Session | None, file: Any, prompt_col: str = AUTO, respon
                 messages_col: str = AUTO, extra_mapping: str = "", threshold: str | float | None = "",
                 feedback_kind: str = AUTO_KIND, request: gr.Request = None,
                 progress=gr.Progress()) -> DataView:
-    """Read an uploaded log with ``causalrm.data.io.read_log`` (column mapping, rating threshold) and summarise it.
+    """Read an uploaded log with ``causalrm.data.io.readers.read_log`` (column mapping, rating threshold) and summarise it.
 
     The ``*_col`` arguments follow ``MAPPABLE`` (``messages_col``: a chat-format column of ``{role, content}``
     messages under another name; a column called ``messages`` needs no mapping). ``feedback_kind``: auto
     (detected), explicit or implicit (``causalrm.data.feedback_kinds``)."""
-    from causalrm.data.io import read_log
+    from causalrm.data.io.readers import read_log
 
     session = ensure_session(state, request)
     path = upload_path(file)

@@ -14,11 +14,24 @@ import gradio as gr
 import polars as pl
 
 from app import plots
-from app.common import (CLEAR_ERRORS, EVENT_RATES, FLIP_METHODS, IMPLICIT_NEEDS_APP, ci_text, featureless,
-                        fit_config, gate_md, guarded, has_gold, methods_update, notify, require)
+from app.common import (
+    CLEAR_ERRORS,
+    EVENT_RATES,
+    FLIP_METHODS,
+    IMPLICIT_NEEDS_APP,
+    ci_text,
+    featureless,
+    fit_config,
+    gate_md,
+    guarded,
+    has_gold,
+    methods_update,
+    notify,
+    require,
+)
 from app.session import Session
-from causalrm.errors import InputError
 from causalrm.data.feedback_kinds import IMPLICIT, kind_of
+from causalrm.errors import InputError
 
 
 class NoiseView(NamedTuple):
@@ -38,7 +51,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     """Estimate ρ01, ρ10 (anchor points on a calibrated out-of-fold proxy, and gold labels when the log has them).
     On an implicit log: the rates from ``event_rate`` c and ``accidental_rate`` ε, or from gold labels
     (:func:`implicit_noise`)."""
-    from causalrm.workflows.pipeline import fit_nuisances
+    from causalrm.nuisances.fit import fit_nuisances
 
     session = require(state)
     if kind_of(session.log) == IMPLICIT:
@@ -77,7 +90,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
                          "rho10": real["rho10_hat"], "rho10 95% CI": ""})
     manual = None
     if use_manual:
-        from causalrm.estimators.losses import check_rates
+        from causalrm.estimators.base_losses import check_rates
 
         manual = check_rates(float(rho01_manual), float(rho10_manual))
         rows.append({"estimate": "manual override (used)", "rho01": manual[0], "rho01 95% CI": "",
@@ -156,7 +169,7 @@ def implicit_noise(session: Session, choice: str, event_rate: float | None, acci
     from the gold labels; never anchors (no event is never a sure negative). Without rates: the propensity gate
     alone (every impression observed) and a summary saying the rates are not identifiable and what to do."""
     from causalrm.data.feedback_kinds import event_flip_rates
-    from causalrm.workflows.pipeline import fit_nuisances
+    from causalrm.nuisances.fit import fit_nuisances
 
     gold = choice != EVENT_RATES
     if gold and not has_gold(session.log):

@@ -13,8 +13,7 @@ import numpy as np
 import polars as pl
 
 from app import plots
-from app.common import (CLEAR_ERRORS, PROPENSITY_MODELS, fit_config, fmt, gate_md, guarded, md_table, notify,
-                        require)
+from app.common import CLEAR_ERRORS, PROPENSITY_MODELS, fit_config, fmt, gate_md, guarded, md_table, notify, require
 from app.session import Session
 from causalrm.data import schema
 
@@ -52,8 +51,8 @@ def _clip_md(report: dict[str, Any]) -> str:
 @guarded
 def fit_propensity(state: Session | None, model: str = "auto", clip: float = 0.1, seed: float = 0,
                    progress=gr.Progress()) -> PropensityView:
-    """Cross-fit p̂(x) = P(o = 1 | x) on the train + val rows (``causalrm.workflows.pipeline.fit_nuisances``)."""
-    from causalrm.workflows.pipeline import fit_nuisances
+    """Cross-fit p̂(x) = P(o = 1 | x) on the train + val rows (``causalrm.nuisances.fit.fit_nuisances``)."""
+    from causalrm.nuisances.fit import fit_nuisances
     from causalrm.nuisances.propensity import clip_report, propensity_diagnostics
 
     session = require(state, embeddings=True)

@@ -17,14 +17,26 @@ import numpy as np
 import polars as pl
 
 from app import plots, training
-from app.common import (CLEAR_ERRORS, DEFAULT_METHODS, DEVICES, SETTINGS, TRAIN_METHODS, app_methods, fit_config, fmt,
-                        guarded, method_choices, notify, require)
+from app.common import (
+    CLEAR_ERRORS,
+    DEFAULT_METHODS,
+    DEVICES,
+    SETTINGS,
+    TRAIN_METHODS,
+    app_methods,
+    fit_config,
+    fmt,
+    guarded,
+    method_choices,
+    notify,
+    require,
+)
 from app.session import Session
-from causalrm.estimators import methods as registry
 from causalrm.data import schema
-from causalrm.training.backbones import DEFAULT_BACKBONE, get_backbone_class
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
+from causalrm.estimators import methods as registry
+from causalrm.training.backbones.base import DEFAULT_BACKBONE, get_backbone_class
 
 #: max epochs and patience the form proposes for the default backbone (each backbone's ``app_epochs``)
 EPOCHS, PATIENCE = get_backbone_class(DEFAULT_BACKBONE).app_epochs
@@ -83,7 +95,7 @@ def compare_updates(session: Session) -> tuple[Any, Any]:
 
 def available_backbones() -> list[str]:
     """Backbones the core can build here (``lora`` appears once ``causalrm/training/backbones/lora.py`` imports)."""
-    from causalrm.training.backbones import available_backbones as core_available
+    from causalrm.training.backbones.base import available_backbones as core_available
 
     return list(core_available())
 
@@ -94,7 +106,7 @@ def inspected_nuisances(session: Session, config: Any) -> Any:
     models stay behind (plots only); ``causalrm.workflows.orchestrate`` adds what the methods need beyond them."""
     import dataclasses
 
-    from causalrm.workflows.pipeline import resolve_split
+    from causalrm.data.splits import resolve_split
 
     split = resolve_split(session.log, val_fraction=config.val_fraction, seed=config.seed)
     rows = np.flatnonzero(split != schema.TEST)

@@ -37,13 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.evaluation.audit import carry_labels, propose
+    from causalrm.atomic_io import write_table_atomic
     from causalrm.cli.fit import read_log_arg
+    from causalrm.config import DEFAULT_EMBEDDER
+    from causalrm.data.io.readers import read_labels
     from causalrm.embeddings import Embedder, embed_log, read_embeddings
     from causalrm.errors import InputError
-    from causalrm.atomic_io import write_table_atomic
-    from causalrm.data.io import read_labels
-    from causalrm.config import DEFAULT_EMBEDDER
+    from causalrm.evaluation.audit import carry_labels, propose
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl", ".parquet"):

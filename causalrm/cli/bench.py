@@ -21,8 +21,8 @@ BENCH_FIT_OPTIONS = ("max_epochs", "patience", "propensity_model", "flip_method"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from causalrm.estimators.methods import bench_defaults
     from causalrm.data.schema import DEFAULT_EMBEDDER
+    from causalrm.estimators.methods import bench_defaults
 
     p = subparsers.add_parser("bench", help="run the paper's experiment: simulate, fit every method, evaluate",
                               description="Simulate biased noisy feedback from a rated dataset, fit several "
@@ -42,8 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--methods", default=",".join(bench_defaults()),
                    help="comma-separated methods (default: the registry's bench defaults)")
-    from causalrm.options import add_arguments
     from causalrm.config import FitConfig
+    from causalrm.options import add_arguments
 
     add_arguments(p.add_argument_group("fit configuration shared by every method (FitConfig)"), FitConfig,
                   BENCH_FIT_OPTIONS, help_suffix={"val_method": " (every method except naive/oracle)"})
@@ -70,9 +70,9 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def config_from_args(args: argparse.Namespace):
     """The ``BenchConfig`` of parsed ``causalrm bench`` arguments (validated)."""
-    from causalrm.workflows.bench import BenchConfig
-    from causalrm.options import as_str_tuple, from_args
     from causalrm.config import FitConfig
+    from causalrm.options import as_str_tuple, from_args
+    from causalrm.workflows.bench import BenchConfig
 
     fit: dict = from_args(FitConfig, args, BENCH_FIT_OPTIONS)
     if args.fixed_rates:

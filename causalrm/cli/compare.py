@@ -86,11 +86,12 @@ def _format_audit(audit: dict, names: tuple[str, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from causalrm.atomic_io import write_json_atomic
+    from causalrm.data.io.mapping import parse_mapping
+    from causalrm.data.io.readers import read_labels, read_log
     from causalrm.evaluation.audit import audited_evaluation, merge_labels
     from causalrm.evaluation.ranking import compare_rankings
     from causalrm.evaluation.verdicts import labelled_verdict
-    from causalrm.atomic_io import write_json_atomic
-    from causalrm.data.io import parse_mapping, read_labels, read_log
     from causalrm.workflows.runs import load_run, score_log
 
     run_a, run_b = load_run(args.run_a), load_run(args.run_b)

@@ -32,9 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from causalrm.workflows.demo import DEMO, run_demo
     from causalrm.atomic_io import write_json_atomic
     from causalrm.config import FitConfig
+    from causalrm.workflows.demo import DEMO, run_demo
 
     setting = dataclasses.replace(DEMO, seed=args.seed)
     say = None if args.quiet else (lambda stage: print(f"demo: {stage}", file=sys.stderr, flush=True))

@@ -61,16 +61,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _mapping(specs: list[str] | None) -> dict[str, str] | None:
     if not specs:
         return None
-    from causalrm.data.io import parse_mapping
+    from causalrm.data.io.mapping import parse_mapping
 
     return parse_mapping(specs)
 
 
 def run(args: argparse.Namespace) -> int:
+    from causalrm.data.io.readers import read_log
+    from causalrm.data.schema import RESPONSE_ID
     from causalrm.embeddings import Embedder, embed_log
     from causalrm.errors import InputError
-    from causalrm.data.io import read_log
-    from causalrm.data.schema import RESPONSE_ID
 
     if args.out and args.out_pos and args.out != args.out_pos:
         raise InputError(f"two outputs given ({args.out_pos} and --out {args.out}); give one")

@@ -35,8 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from causalrm.export.folder import export_run
     from causalrm.training.backbones.base import export_format
-    from causalrm.export.reward_models import export_run
 
     manifest = export_run(args.run_dir, args.out, adapter_only=args.adapter_only, overwrite=args.overwrite,
                           embedder=args.embedder, verify=not args.no_verify)

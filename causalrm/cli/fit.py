@@ -27,8 +27,8 @@ from causalrm.cli.progress import EpochProgress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from causalrm.options import add_arguments
     from causalrm.config import FitConfig
+    from causalrm.options import add_arguments
 
     p = subparsers.add_parser(
         "fit", help="fit a debiased reward model on a feedback log -> RUN_DIR",
@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "flip rates with --flip-method gold")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_arguments(p.add_argument_group("fit configuration (FitConfig)"), FitConfig)
-    from causalrm.training.backbones import available_backbones, get_backbone_class
+    from causalrm.training.backbones.base import available_backbones, get_backbone_class
 
     for name in available_backbones():  # each backbone's own options (Backbone.options)
         get_backbone_class(name).add_arguments(p)
@@ -75,7 +75,8 @@ def add_kind_argument(p: argparse.ArgumentParser) -> None:
 
 
 def read_log_arg(args: argparse.Namespace):
-    from causalrm.data.io import parse_mapping, read_log
+    from causalrm.data.io.mapping import parse_mapping
+    from causalrm.data.io.readers import read_log
 
     mapping = parse_mapping(args.mapping) if args.mapping else None
     return read_log(args.log, mapping=mapping, threshold=args.threshold,
@@ -83,12 +84,11 @@ def read_log_arg(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.errors import InputError
-    from causalrm.training.backbones import get_backbone_class
-    from causalrm.training.backbones.base import hidden_label
-    from causalrm.estimator import CausalRM
-    from causalrm.config import FitConfig
     from causalrm import distributed
+    from causalrm.config import FitConfig
+    from causalrm.errors import InputError
+    from causalrm.estimator import CausalRM
+    from causalrm.training.backbones.base import get_backbone_class, hidden_label
     from causalrm.workflows.runs import save_run
 
     out = Path(args.out)
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
     main_rank = distributed.is_main()
     log = read_log_arg(args)
     if args.gold:
+        from causalrm.data.io.readers import read_labels
         from causalrm.evaluation.audit import merge_labels
-        from causalrm.data.io import read_labels
 
         labels = read_labels(args.gold, known_ids=log["response_id"].to_list(), log_name=str(args.log))
         log = merge_labels(log, labels, source=args.gold)

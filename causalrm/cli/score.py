@@ -34,11 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from causalrm.atomic_io import write_table_atomic
     from causalrm.cli.fit import read_log_arg
     from causalrm.embeddings import read_embeddings
     from causalrm.errors import InputError
     from causalrm.evaluation.metrics import evaluate_scores
-    from causalrm.atomic_io import write_table_atomic
     from causalrm.workflows.runs import is_run_dir, load_run, scored_table
 
     out = Path(args.out)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         run_ = load_run(args.run_dir)
         score, embedder = run_.score, run_.config.embedder
     else:  # an export: scored as its run scores (causalrm.export.reward_models.RewardModel.score_log)
-        from causalrm.export.reward_models import load_reward_model
+        from causalrm.export.loading import load_reward_model
 
         model = load_reward_model(args.run_dir)
         score, embedder = model.score_log, model.manifest.get("embedder")

@@ -85,8 +85,9 @@ def _threshold(value: str) -> str | float:
 def run(args: argparse.Namespace) -> int:
 
     from causalrm.atomic_io import write_json_atomic, write_table_atomic
-    from causalrm.simulation.simulate import simulate_dataset, simulation_summary, validate_parameters
     from causalrm.simulation.feedback import REGENERATED
+    from causalrm.simulation.simulate import simulate_dataset, simulation_summary
+    from causalrm.simulation.config import validate_parameters
 
     out = Path(args.out)
     if out.suffix.lower() not in _OUT_SUFFIXES:

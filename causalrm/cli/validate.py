@@ -44,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from causalrm.data.io import parse_mapping
+    from causalrm.data.io.mapping import parse_mapping
     from causalrm.data.scan import summarize_file
 
     mapping = parse_mapping(args.map)

@@ -19,8 +19,7 @@ rendered prompt
     One user message renders as its content alone, so a one-turn conversation gives the same ``prompt`` (and the
     same embedding) as the flat log ``{"prompt": ..., "response": ...}``; longer contexts render as
     ``"System: ...\\n\\nUser: ...\\n\\nAssistant: ...\\n\\nUser: ..."``. This is the one rendering of message lists
-    in the package (scoring texts given as message lists uses it too, through
-    :func:`causalrm.training.backbones.lora.message_text`).
+    in the package (scoring texts given as message lists uses it too).
 
 Every function is pure. Malformed input raises :class:`MalformedConversation` (an
 :class:`~causalrm.errors.InputError`) whose ``problem`` and ``todo`` let a caller name the file and row

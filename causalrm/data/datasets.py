@@ -17,8 +17,8 @@ from pathlib import Path
 import polars as pl
 
 from causalrm.data import schema
+from causalrm.data.io.readers import read_log, read_rated
 from causalrm.errors import InputError
-from causalrm.data.io import read_log, read_rated
 
 __all__ = ["BUNDLED", "bundled_path", "bundled_log", "data_dir", "load_oasst1_log", "load_rated"]
 
@@ -47,7 +47,7 @@ def bundled_path(name: str) -> Path:
 
 
 def bundled_log(name: str) -> pl.DataFrame:
-    """Bundled dataset ``name`` read through :func:`causalrm.data.io.read_log` (canonical log schema + extras)."""
+    """Bundled dataset ``name`` read through :func:`causalrm.data.io.readers.read_log` (canonical log schema + extras)."""
     return read_log(bundled_path(name))
 
 

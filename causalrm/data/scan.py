@@ -33,9 +33,11 @@ import numpy as np
 import polars as pl
 
 from causalrm.data import schema
-from causalrm.data.io import _NULL_TOKENS, _SPLIT_NAMES, _TARGETS, HF_PREFIX, _check_file, _kind, read_log
-from causalrm.data.io.normalise import ColumnProblem, log_rules
 from causalrm.data.feedback_kinds import FEEDBACK_KIND, IMPLICIT, detect_kind, event_column, mixed_signal
+from causalrm.data.io.formats import HF_PREFIX, _check_file, _kind
+from causalrm.data.io.mapping import _TARGETS
+from causalrm.data.io.normalise import _NULL_TOKENS, _SPLIT_NAMES, ColumnProblem, log_rules
+from causalrm.data.io.readers import read_log
 from causalrm.data.validate import LogSummary, build_summary, summarize_log
 
 __all__ = ["collect_streaming", "scan_log", "summarize_file"]

@@ -4,6 +4,8 @@ of whole prompt groups that assigns rows without one (``group_split``). Test row
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 
@@ -17,7 +19,7 @@ def group_split(log: pl.DataFrame, rows: np.ndarray, *, val_fraction: float = 0.
     ``round(val_fraction * G)`` of the ``G`` groups (at least 1, at most ``G - 1``) go to val, chosen by a
     ``numpy.random.default_rng(seed)`` permutation.
     """
-    from causalrm.simulation.simulate import prompt_groups
+    from causalrm.data.splits import prompt_groups
 
     sub = log[rows.tolist()] if rows.size else log.clear()
     prompts = sub[schema.PROMPT].to_list() if schema.PROMPT in sub.columns else [None] * len(rows)
@@ -56,3 +58,36 @@ def resolve_split(log: pl.DataFrame, *, val_fraction: float = 0.2, seed: int = 0
     if not np.any(split == schema.TRAIN):
         raise InputError("no training rows: every row has split 'val' or 'test'")
     return split
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# building blocks (pure functions over arrays)
+# --------------------------------------------------------------------------------------------------------------------
+def prompt_groups(prompts: Sequence[str | None], pair_ids: Sequence[str | None]) -> np.ndarray:
+    """Group index per row: connected components of rows linked by a shared ``pair_id`` or non-empty prompt text.
+
+    A row with neither (null pair_id and empty prompt) is its own group. Returns int64 codes ``0 .. G-1``.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(prompts)
+    if len(pair_ids) != n:
+        raise ValueError("prompts and pair_ids must have the same length")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Nodes: rows 0..n-1, then one node per distinct pair_id, then one per distinct non-empty prompt.
+    keys: dict[tuple[int, str], int] = {}
+    src, dst = [], []
+    for i, (prompt, pair) in enumerate(zip(prompts, pair_ids)):
+        for kind, key in ((0, pair), (1, prompt)):
+            if key is None or (kind == 1 and not str(key).strip()):
+                continue
+            node = keys.setdefault((kind, str(key)), n + len(keys))
+            src.append(i)
+            dst.append(node)
+    size = n + len(keys)
+    graph = coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
+    _, labels = connected_components(graph, directed=False)
+    _, codes = np.unique(labels[:n], return_inverse=True)
+    return codes.astype(np.int64)

@@ -14,9 +14,19 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from causalrm.data import schema
-from causalrm.data.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, MIXED, as_impressions, describe, describe_mixed, \
-    kind_of, mixed_signal, \
-    positive_only_warning, unused_signals
+from causalrm.data.feedback_kinds import (
+    AUTO,
+    EXPLICIT,
+    IMPLICIT,
+    MIXED,
+    as_impressions,
+    describe,
+    describe_mixed,
+    kind_of,
+    mixed_signal,
+    positive_only_warning,
+    unused_signals,
+)
 
 #: fewer observed rows than this gives a "tiny sample" warning
 MIN_OBSERVED = 500
@@ -128,7 +138,7 @@ def _rows(k: int) -> str:
 
 
 def summarize_log(df: pl.DataFrame, *, source: str | None = None, feedback_kind: str = AUTO) -> LogSummary:
-    """Summarise a canonical log (as returned by :func:`causalrm.data.io.read_log`), read as ``feedback_kind``
+    """Summarise a canonical log (as returned by :func:`causalrm.data.io.readers.read_log`), read as ``feedback_kind``
     (:func:`causalrm.data.feedback_kinds.as_impressions`: a log already read keeps its kind).
 
     Preconditions: ``prompt``, ``response``, ``feedback`` and ``observed`` columns exist (``read_log`` guarantees
@@ -136,7 +146,7 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None, feedback_kind:
     """
     for col in (schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED):
         if col not in df.columns:
-            raise ValueError(f"summarize_log: column {col!r} is missing; read the file with causalrm.data.io.read_log")
+            raise ValueError(f"summarize_log: column {col!r} is missing; read the file with causalrm.data.io.readers.read_log")
     df = as_impressions(df, feedback_kind)
     n = df.height
     observed = df[schema.OBSERVED].fill_null(0).cast(pl.Int64)

@@ -21,6 +21,7 @@ re-export outside ``__all__``).
 
 from __future__ import annotations
 
+from causalrm.data.schema import DEFAULT_EMBEDDER as DEFAULT_EMBEDDER
 from causalrm.embeddings.cache import CACHE_ENV as CACHE_ENV
 from causalrm.embeddings.cache import CACHE_FORMAT as CACHE_FORMAT
 from causalrm.embeddings.cache import SHIPPED_DIR, EmbeddingCache, default_cache_dir, text_digests
@@ -32,7 +33,6 @@ from causalrm.embeddings.models import DECODER_MAX_LENGTH as DECODER_MAX_LENGTH
 from causalrm.embeddings.models import DEFAULT_MODEL, model_parameters, resolve_model
 from causalrm.embeddings.models import ModelSpec as ModelSpec
 from causalrm.embeddings.models import _bundled_minilm_path as _bundled_minilm_path  # benchmarks/bench_embeddings.py
-from causalrm.data.schema import DEFAULT_EMBEDDER as DEFAULT_EMBEDDER
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from causalrm.data import schema
+from causalrm.data.schema import DEFAULT_EMBEDDER
 from causalrm.embeddings.cache import EmbeddingCache, _shipped_roots, default_cache_dir, text_digests
 from causalrm.embeddings.models import resolve_model
 from causalrm.errors import InputError
-from causalrm.data.schema import DEFAULT_EMBEDDER
 
 __all__ = ["PLAIN_TEMPLATE", "Embedder", "embed_log"]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from causalrm.errors import InputError
 from causalrm.data.schema import DEFAULT_EMBEDDER
+from causalrm.errors import InputError
 
 __all__ = ["DECODER_MAX_LENGTH", "DEFAULT_MODEL", "ModelSpec", "model_parameters", "resolve_model"]
 

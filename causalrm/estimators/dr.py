@@ -70,6 +70,8 @@ from typing import Any
 
 import torch
 
+from causalrm.estimators.base_losses import _pos_neg, _surrogate_coefficients
+
 #: the imputation-step weights v(p) of the joint-learning variants
 IMPUTATION_WEIGHTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "jl": lambda p: 1.0 / p,
@@ -79,18 +81,10 @@ IMPUTATION_WEIGHTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 def _coefficients(t: dict[str, Any], surrogate: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """(a, b) of the observed error e = a l1 + b l0 (zero on unobserved rows is not applied here)."""
-    from causalrm.estimators.losses import _surrogate_coefficients
-
     r = t["feedback"]
     if surrogate:
         return _surrogate_coefficients(r, t["rho01"], t["rho10"])
     return r, 1.0 - r
-
-
-def _pos_neg(logits: torch.Tensor, base: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from causalrm.estimators.losses import _pos_neg as pos_neg
-
-    return pos_neg(logits, base)
 
 
 def tdr_components(logits: torch.Tensor, t: dict[str, Any], base: str, *, surrogate: bool) -> torch.Tensor:

@@ -225,7 +225,7 @@ def propose(log: pl.DataFrame, X: np.ndarray, n: int, *, seed: int = 0) -> pl.Da
 
 
 def carry_labels(proposal: pl.DataFrame, previous: pl.DataFrame, *, source: str) -> pl.DataFrame:
-    """``proposal`` with the labels of an earlier label file (``previous``, from :func:`causalrm.data.io.read_labels`)
+    """``proposal`` with the labels of an earlier label file (``previous``, from :func:`causalrm.data.io.readers.read_labels`)
     kept; every earlier row must be in the new proposal (same log and seed, an equal or larger N)."""
     ids = proposal[schema.RESPONSE_ID]
     missing = previous.filter(~pl.col(schema.RESPONSE_ID).is_in(ids.to_list()))
@@ -260,7 +260,7 @@ def merge_labels(log: pl.DataFrame, labels: pl.DataFrame, *, source: str = "the 
     """``log`` with the audit's labels joined by ``response_id``: ``gold_label`` (1 / 0 on labelled rows, null
     elsewhere), ``inclusion_probability`` (:func:`labelled_probability`) and ``audit_stratum`` on labelled rows.
 
-    ``labels``: a label table (:func:`causalrm.data.io.read_labels`, or :func:`propose` filled in). A ``gold_label`` the
+    ``labels``: a label table (:func:`causalrm.data.io.readers.read_labels`, or :func:`propose` filled in). A ``gold_label`` the
     log already had is replaced, with a warning unless it holds the same labels: labels of unknown provenance would
     bias the weighted estimates.
     """
@@ -284,15 +284,6 @@ def merge_labels(log: pl.DataFrame, labels: pl.DataFrame, *, source: str = "the 
                        if c in log.columns])
     joined = merged.with_row_index("_row").join(pl.DataFrame(columns), on=schema.RESPONSE_ID, how="left")
     return joined.sort("_row").drop("_row")
-
-
-def design_columns(log: pl.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray | None]:
-    """``gold_label`` and ``inclusion_probability`` over ``rows`` of ``log`` (NaN where the log has no value, None
-    without the column): the keyword arguments of ``FlipRateEstimator.fit``."""
-    def column(name: str) -> np.ndarray | None:
-        return log[name].cast(pl.Float64).to_numpy()[rows] if name in log.columns else None
-
-    return {"gold_label": column(schema.GOLD_LABEL), "inclusion_probability": column(schema.INCLUSION_PROBABILITY)}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -367,5 +358,5 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
 
 
 __all__ = ["FLIP_EDGES", "FLIP_SHARE", "LABEL_COLUMNS", "allocation_sequence", "audit_strata", "auditable_rows",
-           "audited_evaluation", "carry_labels", "design_columns", "design_strata", "draw", "labelled_probability",
+           "audited_evaluation", "carry_labels", "design_strata", "draw", "labelled_probability",
            "merge_labels", "pair_agreement", "proposal_table", "propose"]

@@ -43,13 +43,8 @@ import torch
 from causalrm.data import schema
 from causalrm.errors import InputError
 from causalrm.estimators import methods as registry
-from causalrm.estimators.losses import (
-    LossInputs,
-    base_loss,
-    check_rates,
-    loss_terms,
-    reduce_terms,
-)
+from causalrm.estimators.base_losses import base_loss, check_rates
+from causalrm.estimators.losses import LossInputs, loss_terms, reduce_terms
 from causalrm.simulation.simulate import scale_to_rate
 from causalrm.simulation.simulate import selection_propensity as simulated_propensity
 

@@ -137,7 +137,7 @@ def model_card(manifest: dict[str, Any]) -> str:
 _USAGE = ("```python", "import causalrm", "", 'rm = causalrm.load_reward_model("PATH")',
           'rm.score(["How do I sort a list?"], ["Use sorted(xs)."])  # reward logits (numpy)', "",
           "# as a TRL reward (GRPOTrainer(reward_funcs=[...]))",
-          "from causalrm.export.reward_models import reward_function, best_of_n",
+          "from causalrm.export.loading import reward_function, best_of_n",
           'reward = reward_function("PATH")', 'best, scores = best_of_n(rm, "prompt", ["answer a", "answer b"])',
           "```")
 

@@ -1,4 +1,5 @@
-"""Use a fitted reward model outside causalrm: Hugging Face export, ``load_reward_model``, TRL rewards, best-of-N.
+"""Reward models outside causalrm: the classes behind ``load_reward_model`` (:mod:`causalrm.export.loading`) and the
+exports of :mod:`causalrm.export.folder`.
 
 Exports (``causalrm export RUN_DIR OUT``, :func:`export_run`)
 ----------------------------------------------------------------
@@ -8,7 +9,7 @@ Exports (``causalrm export RUN_DIR OUT``, :func:`export_run`)
   with its pad token and chat template. ``adapter_only=True`` writes the peft adapter instead (``adapter_config.json``
   + ``adapter_model.safetensors``, head included as ``modules_to_save``), loadable with
   ``PeftModel.from_pretrained(base, OUT)``.
-- **MLP runs** become a transformers folder too (:mod:`causalrm.export.mlp`): the frozen sentence encoder and the MLP
+- **MLP runs** become a transformers folder too (:mod:`causalrm.training.backbones.mlp_export`): the frozen sentence encoder and the MLP
   head in one ``model.safetensors``, ``config.json`` whose ``auto_map`` names ``modeling_causalrm.py``
   (:mod:`causalrm.export.modeling_causalrm`, shipped in the folder) and the encoder's tokenizer, so
   ``AutoModelForSequenceClassification.from_pretrained(OUT, trust_remote_code=True)`` and
@@ -30,12 +31,9 @@ entry; :func:`best_of_n` picks the best of several candidate responses.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
-import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +42,12 @@ import torch
 
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
-from causalrm.atomic_io import atomic_dir, write_json_atomic, write_text_atomic
-from causalrm.training.backbones.base import export_format
-from causalrm.export.model_card import model_card, run_summary
 
 EXPORT_FORMAT = "causalrm-reward-model"
 EXPORT_VERSION = 2  # 2: MLP exports hold the encoder (transformers folder); 1: backbone.json + the head only
 MANIFEST = "causalrm_reward_model.json"
 PROBE_PROMPTS = ("How do I sort a list in Python?", "Write a haiku about the sea.", "What is 2 + 2?")
 PROBE_RESPONSES = ("Use sorted(xs) for a new list or xs.sort() in place.", "Waves fold into foam", "5")
-
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -87,7 +81,7 @@ def _check_texts(prompts: Any, responses: Any) -> tuple[list[Any], list[Any]]:
 class RewardModel:
     """A loaded reward model: ``score(prompts, responses) -> np.ndarray`` of reward logits z (float32).
 
-    Attributes: ``kind`` (an export's manifest kind, ``causalrm.training.backbones.export_format``; "hf" a third-party model,
+    Attributes: ``kind`` (an export's manifest kind, ``causalrm.training.backbones.base.export_format``; "hf" a third-party model,
     "run" a run directory or fitted estimator), ``path``, ``manifest`` (export metadata,
     empty for third-party models), ``loading_info`` (transformers' missing / unexpected keys, HF kinds only).
     """
@@ -134,7 +128,7 @@ class TransformerRewardModel(RewardModel):
     def __init__(self, model: Any, tokenizer: Any, *, chat: bool, max_length: int, kind: str = "hf",
                  device: str | torch.device | None = "auto", **kw: Any) -> None:
         super().__init__(**kw)
-        from causalrm.training.backbones.lora import prepare_tokenizer
+        from causalrm.training.backbones.hf_models import prepare_tokenizer
 
         self.kind = kind
         self.tokenizer = prepare_tokenizer(tokenizer, chat=chat)
@@ -147,8 +141,8 @@ class TransformerRewardModel(RewardModel):
             config.pad_token_id = self.tokenizer.pad_token_id
 
     def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
-        from causalrm.training.backbones.lora import TokenFeatures, encode_texts
-        from causalrm.training.trainer import predict_logits
+        from causalrm.training.backbones.hf_models import TokenFeatures, encode_texts
+        from causalrm.training.scoring import predict_logits
 
         ids, types = encode_texts(self.tokenizer, prompts, responses, chat=self.chat, max_length=self.max_length)
         feats = TokenFeatures(ids, self.tokenizer.pad_token_id, types)
@@ -170,7 +164,7 @@ class BackboneRewardModel(RewardModel):
     """A causalrm backbone as a reward model: a fitted ``causalrm.CausalRM``, a run directory, an exported MLP head.
 
     Texts become the backbone's features (``Backbone.featurize_texts``: the embedder's vectors for an embedding
-    head, tokens for LoRA), scored by :func:`causalrm.training.trainer.predict_logits`: the one kernel that
+    head, tokens for LoRA), scored by :func:`causalrm.training.scoring.predict_logits`: the one kernel that
     ``FitResult.score`` and ``Run.score`` (``causalrm.workflows.pipeline.score_with``) run too, so a run scores the same
     texts the same way whichever entry is used.
     """
@@ -190,7 +184,7 @@ class BackboneRewardModel(RewardModel):
         """Reward logits of every row of ``log``: ``causalrm.workflows.pipeline.score_with``'s path (``embed_log`` with this
         model's embedding model and the embedding caches, contexts included, unless ``X`` is given), so an export
         scores a log as its run does."""
-        from causalrm.training.trainer import predict_logits
+        from causalrm.training.scoring import predict_logits
 
         if X is None and self.backbone.needs_embeddings:
             from causalrm.embeddings import Embedder, embed_log
@@ -200,7 +194,7 @@ class BackboneRewardModel(RewardModel):
                               device=self.device, autocast_dtype=self.autocast_dtype)
 
     def _score(self, prompts: list[Any], responses: list[Any], batch_size: int) -> np.ndarray:
-        from causalrm.training.trainer import predict_logits
+        from causalrm.training.scoring import predict_logits
 
         features = self.backbone.featurize_texts(prompts, responses, embedder=self.embedder)
         return predict_logits(self.backbone, features, batch_size=batch_size, device=self.device,
@@ -231,7 +225,7 @@ def _make_embedder(model: str, device: str | torch.device | None) -> Any:
 
 def _load_transformer(source: str, manifest: dict[str, Any], *, device: Any, batch_size: int,
                       trust_remote_code: bool = False) -> TransformerRewardModel:
-    from causalrm.training.backbones.lora import no_progress_bars
+    from causalrm.training.backbones.hf_models import no_progress_bars
 
     path = Path(source)
     adapter = path.is_dir() and (path / "adapter_config.json").is_file()
@@ -245,7 +239,7 @@ def _load_transformer_quietly(source: str, path: Path, adapter: bool, manifest: 
                               batch_size: int, trust_remote_code: bool) -> TransformerRewardModel:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from causalrm.training.backbones.lora import is_encoder, quiet_transformers, resolve_model_path
+    from causalrm.training.backbones.hf_models import is_encoder, quiet_transformers, resolve_model_path
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -294,41 +288,6 @@ def _load_transformer_quietly(source: str, path: Path, adapter: bool, manifest: 
     return rm
 
 
-def load_reward_model(path: str | os.PathLike, *, device: str | torch.device | None = "auto", batch_size: int = 16,
-                      trust_remote_code: bool = False) -> RewardModel:
-    """Load a reward model in one call: ``load_reward_model(path).score(prompts, responses) -> np.ndarray``.
-
-    ``path``: a folder written by ``causalrm export`` (merged or adapter-only Hugging Face folder, or an MLP export),
-    a ``causalrm fit`` run directory, or any Hugging Face sequence-classification reward model with one output
-    (local folder or id in the local cache). ``device``: "auto" (cuda when present), "cpu", "cuda".
-    """
-    source = str(path)
-    p = Path(source)
-    if p.is_dir():
-        from causalrm.workflows.runs import is_run_dir
-
-        if is_run_dir(p):
-            return _load_run_model(p, device=device, batch_size=batch_size)
-        manifest = _read_manifest(p)
-        fmt = export_format(manifest.get("kind")) if manifest else None
-        if fmt is not None and fmt.load is not None:  # the backbone's own loader (an MLP export); else transformers
-            return fmt.load(p, manifest, device=device, batch_size=batch_size)
-        if not (p / "config.json").is_file() and not (p / "adapter_config.json").is_file():
-            raise InputError(f"{p}: not a reward model folder (no config.json, adapter_config.json or {MANIFEST}); "
-                             "pass the OUT folder of `causalrm export` or a run directory")
-    elif p.exists() or source.startswith((".", "/", "~")):
-        raise InputError(f"{source}: no such folder; pass the OUT folder of `causalrm export` or a run directory")
-    return _load_transformer(source, _read_manifest(p) if p.is_dir() else {}, device=device, batch_size=batch_size,
-                             trust_remote_code=trust_remote_code)
-
-
-def _load_run_model(run_dir: Path, *, device: Any, batch_size: int) -> RewardModel:
-    from causalrm.workflows.runs import load_run
-
-    run = load_run(run_dir)
-    return _run_reward_model(run, device=device, batch_size=batch_size)
-
-
 def _run_reward_model(run: Any, *, device: Any, batch_size: int, embedder: str | None = None) -> RewardModel:
     return reward_model_of(run.backbone, run.config, path=str(run.path), device=device, batch_size=batch_size,
                            embedder=embedder)
@@ -345,133 +304,4 @@ def reward_model_of(backbone: Any, config: Any, *, path: str | None = None, devi
                                path=path, manifest=manifest, batch_size=batch_size)
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# TRL and best-of-N
-# --------------------------------------------------------------------------------------------------------------------
-def _as_reward_model(model: Any, **kw: Any) -> Any:
-    if isinstance(model, RewardModel) or hasattr(model, "score") and not isinstance(model, (str, os.PathLike)):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        return load_reward_model(model, **kw)
-    raise InputError(f"expected a reward model, an export folder or a run directory, got {type(model).__name__}")
-
-
-def reward_function(path_or_model: Any, *, batch_size: int = 16, device: str | torch.device | None = "auto",
-                    scale: float = 1.0) -> Callable[..., list[float]]:
-    """A TRL ``reward_funcs`` entry: ``f(prompts, completions, **kwargs) -> list[float]`` (reward logits x ``scale``).
-
-    ``path_or_model``: a :class:`RewardModel`, anything :func:`load_reward_model` accepts, or an object with
-    ``score(prompts, responses)``. Prompts / completions are strings (standard datasets) or lists of
-    ``{"role", "content"}`` messages (conversational datasets); extra keyword arguments TRL passes (dataset columns,
-    ``completion_ids``, ``trainer_state``, ...) are ignored.
-    """
-    rm = _as_reward_model(path_or_model, batch_size=batch_size, device=device)
-
-    def causalrm_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        scores = np.asarray(rm.score(list(prompts), list(completions)), dtype=np.float64) * float(scale)
-        return [float(s) for s in scores]
-
-    causalrm_reward.reward_model = rm  # type: ignore[attr-defined]
-    return causalrm_reward
-
-
-def best_of_n(model: Any, prompt: Any, candidates: Sequence[Any]) -> tuple[Any, np.ndarray]:
-    """Best-of-N selection: ``(best candidate, scores of all candidates)``; ties go to the first.
-
-    ``model``: a :class:`RewardModel`, a path :func:`load_reward_model` accepts, or a TRL-style reward function
-    ``f(prompts, completions) -> list[float]`` (e.g. from :func:`reward_function`).
-    """
-    candidates = list(candidates)
-    if not candidates:
-        raise InputError("best_of_n needs at least one candidate response")
-    if callable(model) and not hasattr(model, "score"):
-        scores = np.asarray(model([prompt] * len(candidates), candidates), dtype=np.float64)
-    else:
-        scores = np.asarray(_as_reward_model(model).score([prompt] * len(candidates), candidates), dtype=np.float64)
-    return candidates[int(np.argmax(scores))], scores
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# export
-# --------------------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _atomic_folder(out: Path, *, overwrite: bool):
-    """Yield a temporary folder next to ``out``; on success it is renamed to ``out`` (replacing it if allowed)."""
-    if out.exists():
-        if not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder; choose another OUT")
-        if any(out.iterdir()) and not overwrite:
-            raise InputError(f"{out}: folder exists and is not empty; choose another OUT or pass --overwrite")
-    with atomic_dir(out) as tmp:  # raises InputError when out's parent folder is missing
-        yield tmp
-
-
-def export_run(
-    run_dir: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    adapter_only: bool = False,
-    overwrite: bool = False,
-    embedder: str | None = None,
-    verify: bool = True,
-    atol: float = 1e-4,
-) -> dict[str, Any]:
-    """Export the run in ``run_dir`` to the folder ``out`` (see the module docstring); returns the manifest.
-
-    ``adapter_only``: LoRA runs only, write the peft adapter instead of merged weights. ``embedder``: MLP runs only,
-    the embedding model id to record (default: the run's). ``verify``: reload the export and compare its scores on
-    probe texts with the run's (``atol`` plus a relative 1e-3; looser for bf16 bases); nothing is written on failure.
-    """
-    from causalrm.workflows.runs import load_run
-
-    run = load_run(run_dir)
-    out = Path(out)
-    probes = (list(PROBE_PROMPTS), list(PROBE_RESPONSES))
-    plan = run.backbone.export(run, adapter_only=adapter_only, embedder=embedder, probes=probes, atol=atol)
-    summary = run_summary(run)
-    manifest: dict[str, Any] = {
-        "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "causalrm_version": __import__("causalrm").__version__,
-        "run": Path(run_dir).resolve().name, "training": summary, **plan.manifest,
-    }
-    from causalrm.training.backbones.lora import no_progress_bars
-
-    with _atomic_folder(out, overwrite=overwrite) as tmp, no_progress_bars():
-        manifest.update(plan.write(tmp))
-        write_json_atomic(manifest, tmp / MANIFEST)
-        write_text_atomic(model_card(manifest), tmp / "README.md")
-        bad = [f.name for f in tmp.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl", ".pickle")]
-        if bad:
-            raise InputError(f"export would contain pickled files {bad}; please report this")
-        if verify:
-            _verify(tmp, manifest, plan.reference, probes, plan.tolerance)
-    return manifest
-
-
-def _verify(path: Path, manifest: dict[str, Any], reference: np.ndarray, probes: tuple[list, list],
-            atol: float) -> None:
-    """Reload the export and check it: its format's own checks (no newly initialised weights, the adapter's keys,
-    transformers alone), then the same scores as the run on the probes."""
-    rm = load_reward_model(path, device="cpu")
-    fmt = export_format(manifest["kind"])
-    if fmt.check is not None:
-        fmt.check(path, rm, reference, probes, atol)
-    scores = rm.score(*probes)
-    if not np.allclose(scores, reference, atol=atol, rtol=1e-3):
-        raise InputError(f"export check failed: reloaded scores {np.round(scores, 5).tolist()} differ from the run's "
-                         f"{np.round(reference, 5).tolist()}; please report this")
-
-
-__all__ = [
-    "EXPORT_FORMAT",
-    "MANIFEST",
-    "BackboneRewardModel",
-    "RewardModel",
-    "TransformerRewardModel",
-    "best_of_n",
-    "export_run",
-    "load_reward_model",
-    "model_card",
-    "reward_function",
-]
+__all__ = ["EXPORT_FORMAT", "MANIFEST", "BackboneRewardModel", "RewardModel", "TransformerRewardModel", "reward_model_of"]

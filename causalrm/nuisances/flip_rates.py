@@ -43,12 +43,14 @@ import warnings
 from typing import Any
 
 import numpy as np
+import polars as pl
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from causalrm.data import schema
 from causalrm.errors import InputError
-from causalrm.estimators.losses import check_rates
+from causalrm.estimators.base_losses import check_rates
 from causalrm.nuisances.checks import check_binary, check_features, check_propensity
 from causalrm.nuisances.proxy import CALIBRATIONS, cross_fitted_proxy, make_calibrator
 
@@ -371,3 +373,12 @@ __all__ = [
     "fit_pseudo_labels",
     "make_calibrator",
 ]
+
+
+def design_columns(log: pl.DataFrame, rows: np.ndarray) -> dict[str, np.ndarray | None]:
+    """``gold_label`` and ``inclusion_probability`` over ``rows`` of ``log`` (NaN where the log has no value, None
+    without the column): the keyword arguments of ``FlipRateEstimator.fit``."""
+    def column(name: str) -> np.ndarray | None:
+        return log[name].cast(pl.Float64).to_numpy()[rows] if name in log.columns else None
+
+    return {"gold_label": column(schema.GOLD_LABEL), "inclusion_probability": column(schema.INCLUSION_PROBABILITY)}

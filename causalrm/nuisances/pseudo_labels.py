@@ -12,7 +12,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from causalrm.errors import InputError
-from causalrm.estimators.losses import check_rates
+from causalrm.estimators.base_losses import check_rates
 from causalrm.nuisances.checks import check_binary, check_features, check_propensity
 from causalrm.nuisances.proxy import cross_fitted_proxy
 

@@ -14,7 +14,7 @@ module decides what the log records about each row.
 
   ``feedback`` is 1 where the event happened and null elsewhere (its absence is not a thumbs-down); the log has no
   ``observed`` column (the reader derives it). ``alpha``, ``observation_rate``, ``rho01`` and ``rho10`` do not apply
-  (passing any of them is an error; :class:`causalrm.simulation.simulate.SimulationConfig` records them as ``None``).
+  (passing any of them is an error; :class:`causalrm.simulation.config.SimulationConfig` records them as ``None``).
 - ``"mixed"``: the explicit protocol for ``feedback`` / ``observed``, plus an implicit ``copied`` column (1 or null
   on every row) drawn as above from its own random stream, plus, when ``regenerate_rate_good`` and
   ``regenerate_rate_bad`` are given, an implicit *negative* ``regenerated`` column (1 or null)::
@@ -24,7 +24,7 @@ module decides what the log records about each row.
   drawn independently of ``copied`` (a row may have both).
 
 Examination ``e_i`` (``examination``): ``None`` means every row is examined (``e_i = 1``). A number ``eta > 0`` is a
-position-based model: the rows of each prompt group (``causalrm.simulation.simulate.prompt_groups``) are shown in a uniformly
+position-based model: the rows of each prompt group (``causalrm.data.splits.prompt_groups``) are shown in a uniformly
 random order, row ``i`` at display position ``k_i = 0, 1, ..., m - 1`` of its group of ``m`` rows, and
 ``e_i = 1 / (1 + k_i) ** eta`` (a group of one row is always examined). With ``examination`` given, ``e_i`` is
 written to ``logged_propensity`` and ``true_propensity`` in implicit logs and to ``true_examination`` in mixed logs
@@ -98,7 +98,7 @@ def resolve_protocol(
     The explicit parameters default to :data:`EXPLICIT_DEFAULTS` (explicit, mixed) and are refused for implicit; the
     event rates default to 0.35 / 0.03 (implicit, mixed) and are refused for explicit, as is ``examination``; the
     regenerate rates are mixed only and come as a pair. Range checks of the explicit parameters stay with
-    ``causalrm.simulation.simulate.validate_parameters``.
+    ``causalrm.simulation.config.validate_parameters``.
     """
     if feedback_kind not in FEEDBACK_KINDS:
         raise InputError(f"feedback_kind={feedback_kind!r}: must be one of {', '.join(FEEDBACK_KINDS)}")

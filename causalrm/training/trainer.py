@@ -31,110 +31,14 @@ import torch
 
 from causalrm import distributed
 from causalrm.atomic_io import jsonable
-from causalrm.training.backbones.base import Backbone, Features, resolve_device
+from causalrm.devices import cpu_threads, resolve_device
 from causalrm.errors import InputError
-from causalrm.estimators.methods import DEFAULT_METHOD, names
-from causalrm.options import option
-
-def _method_names() -> tuple[str, ...]:
-    return names(auto=True)
-
+from causalrm.training.backbones.base import Backbone, Features
+from causalrm.training.imputer import _forward_imputer, dr_imputation_loss
+from causalrm.training.options import TrainConfig
+from causalrm.training.scoring import _AUTOCAST, _autocast, _forward_all
 
 ProgressFn = Callable[[int, int, float, float], None]
-_AUTOCAST = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-
-
-@dataclass
-class TrainOptions:
-    """The optimisation settings a user chooses, declared once: :class:`TrainConfig` and ``pipeline.FitConfig``
-    both extend it (defaults: the paper's head training: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30).
-
-    method: estimator name of ``causalrm.estimators.losses.METHODS`` (training loss and, by default, validation estimate), or
-    ``"auto"``, the registry's default (``causalrm.estimators.methods.DEFAULT_METHOD``): fit naive and the debiased candidates
-    on shared nuisances and keep one on validation evidence (``causalrm.workflows.selection``); :func:`train` itself takes an
-    estimator, so a :class:`TrainConfig` names one.
-    val_method: the estimator evaluated on the validation rows for early stopping (``None`` = ``method``).
-    base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
-    lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
-    improvement larger than ``min_delta`` before stopping (``None`` or 0 = never stop early).
-    grad_accum_steps: split each batch into this many micro-batches (same effective batch; for big backbones).
-    max_batch_tokens: with token features (``Features.lengths``, the transformer backbones), split each batch
-    further so that no micro-batch holds more than this many padded tokens (rows x longest row); gradients
-    accumulate over them, so ``batch_size`` sets the optimiser step and this bounds the activation memory.
-    autocast_dtype: ``None``, ``"bfloat16"`` or ``"float16"`` (mixed precision forward; the loss stays float32).
-    max_grad_norm: clip the gradient norm (``None`` = off). eval_batch_size: rows per no-grad pass.
-    device: ``"auto"`` (cuda when present), ``"cpu"``, ``"cuda"``. seed: batch order (and dropout).
-    num_threads: CPU threads torch may use while training (``None`` = torch's setting). On a shared or busy CPU,
-    1 is often many times faster than the default (threads spin waiting for each other).
-    """
-
-    method: str = option(DEFAULT_METHOD, help="estimator: auto (fit naive and the debiased candidates, keep one on "
-                                              "validation evidence) or one of {choices}", choices=_method_names)
-    val_method: str | None = option(None, help="estimator evaluated on the val split for early stopping (default: "
-                                               "--method itself)")
-    base_loss: str = option("mse", help="pointwise loss on sigma(z): mse (Brier, bounded) or bce (non-negative "
-                                        "guard)", choices=("mse", "bce"))
-    lr: float = option(5e-4, help="Adam learning rate")
-    weight_decay: float = option(0.0, help="Adam weight decay")
-    batch_size: int = option(512, help="rows per optimiser step")
-    max_epochs: int = option(600, help="maximum epochs", flag="--epochs")
-    patience: int | None = option(30, help="stop after this many epochs without a better validation estimate "
-                                           "(0 = never)", none="0")
-    min_delta: float = option(0.0, help="smallest validation improvement that resets the patience")
-    grad_accum_steps: int = option(1, help="micro-batches per optimiser step", flag="--grad-accum")
-    max_batch_tokens: int | None = option(4096, help="padded tokens per micro-batch (transformer backbones)")
-    autocast_dtype: str | None = option(None, help="mixed-precision forward: bfloat16 or float16 (default off)")
-    max_grad_norm: float | None = option(None, help="clip the gradient norm (default off)")
-    eval_batch_size: int = option(8192, help="rows per no-grad pass")
-    device: str = option("auto", help="auto (cuda when present), cpu or cuda")
-    seed: int = option(0, help="random seed")
-    num_threads: int | None = option(None, help="CPU threads for torch/BLAS (default: library default; 1 is "
-                                                "fastest on a busy machine)", flag="--threads")
-
-
-@dataclass
-class TrainConfig(TrainOptions):
-    """Settings of :func:`train`: the :class:`TrainOptions` plus what the pipeline derives or fixes.
-
-    rho01, rho10: flip rates handed to the noise-aware estimators (estimated or fixed by the pipeline).
-    nonneg: the class-wise non-negative guard of ``losses.estimate`` (``None`` = on for "bce", off for "mse";
-    ``False`` with "bce" is the unguarded surrogate, for demonstrations only).
-    sort_by_length: when ``Features.lengths`` exists, group rows of similar length into batches (order of batches
-    still shuffled).
-    """
-
-    rho01: float = 0.0
-    rho10: float = 0.0
-    nonneg: bool | None = None
-    sort_by_length: bool = True
-
-    @classmethod
-    def from_any(cls, config: Any, **overrides: Any) -> TrainConfig:
-        """A ``TrainConfig`` from itself, a dict, or any object with (some of) these attribute names."""
-        if isinstance(config, cls) and not overrides:
-            return config
-        names = [f.name for f in dataclasses.fields(cls)]
-        if isinstance(config, dict):
-            values = {k: v for k, v in config.items() if k in names}
-        else:
-            values = {k: getattr(config, k) for k in names if hasattr(config, k)}
-        values.update(overrides)
-        for key in ("rho01", "rho10"):
-            if values.get(key) is None:
-                values.pop(key, None)
-        return cls(**values)
-
-    def validate(self) -> None:
-        if self.batch_size < 1 or self.max_epochs < 0 or self.grad_accum_steps < 1 or self.eval_batch_size < 1:
-            raise InputError("batch_size, grad_accum_steps and eval_batch_size must be >= 1, max_epochs >= 0")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise InputError(f"max_batch_tokens must be >= 1 (or None for no limit), got {self.max_batch_tokens}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"lr must be a positive number, got {self.lr}")
-        if self.patience is not None and self.patience < 0:
-            raise InputError(f"patience must be >= 0, got {self.patience}")
-        if self.autocast_dtype is not None and self.autocast_dtype not in _AUTOCAST:
-            raise InputError(f"autocast_dtype {self.autocast_dtype!r}: use bfloat16 or float16")
 
 
 @dataclass
@@ -262,75 +166,6 @@ def micro_batches(
             out.append(part[start:start + rows])
             start += rows
     return out
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# prediction
-# --------------------------------------------------------------------------------------------------------------------
-def _forward_all(
-    backbone: Backbone, features: Features, device: torch.device, batch_size: int, autocast: torch.dtype | None,
-    rows: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Logits of every row (float32, on ``device``, original order), no grad, eval mode restored afterwards.
-
-    ``rows``: only these rows (a LongTensor; the output is in their order), e.g. one rank's slice of the val split.
-    """
-    rows = torch.arange(len(features)) if rows is None else rows
-    was_training = backbone.training
-    backbone.eval()
-    out = torch.empty(len(rows), dtype=torch.float32, device=device)
-    lengths = getattr(features, "lengths", None)
-    order = (torch.as_tensor(np.argsort(np.asarray(lengths)[rows.numpy()], kind="stable"), dtype=torch.long)
-             if lengths is not None else torch.arange(len(rows)))
-    try:
-        with torch.no_grad():
-            for pos in torch.split(order, batch_size):
-                batch = features.batch(rows[pos], device)
-                with _autocast(device, autocast):
-                    z = backbone(**batch)
-                out[pos.to(device)] = z.float().reshape(-1)
-    finally:
-        backbone.train(was_training)
-    return out
-
-
-def _forward_imputer(imputer: Any, features: Features, q0: torch.Tensor, device: torch.device,
-                     batch_size: int) -> torch.Tensor:
-    """The imputation model's q on every row of ``features`` (no grad), in batches."""
-    out = []
-    imputer.eval()
-    for start in range(0, len(features), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(features)), device=device)
-        out.append(imputer(features.batch(idx, device), q0[idx]))
-    imputer.train()
-    return torch.cat(out)
-
-
-def dr_imputation_loss(kind: str, z: torch.Tensor, q: torch.Tensor, inputs: Any, *, surrogate: bool, rho01: float,
-                       rho10: float, base: str, nonneg: Any = None) -> torch.Tensor:
-    from causalrm.estimators.dr import imputation_loss
-
-    return imputation_loss(kind, z, q, inputs, surrogate=surrogate, rho01=rho01, rho10=rho10, base=base)
-
-
-def predict_logits(
-    backbone: Backbone, features: Features, *, batch_size: int = 8192, device: str | torch.device | None = None,
-    autocast_dtype: str | None = None,
-) -> np.ndarray:
-    """Reward logits z of every row of ``features`` as float32 ``(n,)``, in row order (no grad).
-
-    ``device=None`` uses the device the backbone's parameters are on.
-    """
-    if device is None:
-        p = next(iter(backbone.parameters()), None)
-        dev = p.device if p is not None else torch.device("cpu")
-    else:
-        dev = resolve_device(device)
-        backbone.to(dev)
-    if len(features) == 0:
-        return np.zeros(0, dtype=np.float32)
-    z = _forward_all(backbone, features, dev, batch_size, _AUTOCAST.get(autocast_dtype or ""))
-    return z.cpu().numpy().astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -562,36 +397,6 @@ def report_steps(listener: StepFn):
         yield
     finally:
         _STEP_LISTENER.reset(token)
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None):
-    """Limit torch's intra-op threads and the BLAS/OpenMP pools (threadpoolctl) to ``n`` inside the block.
-
-    ``None``/0: unchanged. Restored afterwards. On a shared or oversubscribed CPU, spinning worker threads can make
-    small matrix products tens of times slower; one thread each avoids that.
-    """
-    if not n:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - scikit-learn depends on it
-            yield
-        else:
-            with threadpool_limits(limits=int(n)):
-                yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _trainable_state_names(backbone: Backbone) -> set[str]:

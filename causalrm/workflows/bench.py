@@ -42,7 +42,7 @@ from causalrm.errors import InputError
 from causalrm.estimators import methods as registry
 from causalrm.evaluation.metrics import METRICS, evaluate_scores, evaluation_rows, metrics, sigmoid
 from causalrm.evaluation.ranking import within_prompt_kendall
-from causalrm.nuisances.fit import Nuisances
+from causalrm.nuisances.container import Nuisances
 from causalrm.workflows.orchestrate import fit_methods, shared_nuisances
 from causalrm.workflows.pipeline import FitResult
 
@@ -333,7 +333,7 @@ def run_bench(
 def _prompt_kendall(log: pl.DataFrame, rewards: np.ndarray, rows: np.ndarray, label: str) -> dict[str, float]:
     """Mean within-prompt Kendall tau-b of the rewards against the clean ``label`` over the rows ``rows`` (a boolean
     mask) that have one (``evaluation.within_prompt_kendall``; prompt groups as in the split)."""
-    from causalrm.simulation.simulate import prompt_groups
+    from causalrm.data.splits import prompt_groups
 
     y = log[label].cast(pl.Float64).to_numpy()
     keep = np.asarray(rows, dtype=bool) & np.isfinite(y)

@@ -36,19 +36,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from causalrm.estimators import methods as registry
-from causalrm.data import schema
-from causalrm.training.backbones import get_backbone_class
 from causalrm.config import FitConfig
-from causalrm.errors import InputError
+from causalrm.data import schema
 from causalrm.data.feedback_kinds import as_impressions
 from causalrm.data.mixed_feedback import as_training_rows
+from causalrm.data.splits import resolve_split
+from causalrm.devices import cpu_threads
+from causalrm.errors import InputError
+from causalrm.estimators import methods as registry
 from causalrm.estimators.methods import AUTO
-from causalrm.nuisances.fit import Nuisances, _fit_rows_X, fit_nuisances
+from causalrm.nuisances.container import Nuisances, StageFn
+from causalrm.nuisances.fit import fit_nuisances
+from causalrm.nuisances.signal import _fit_rows_X
+from causalrm.training.backbones.base import get_backbone_class
 from causalrm.workflows.pipeline import FitResult, fit_one
 from causalrm.workflows.selection import admissible, choose_head, head_candidates, select_method
-from causalrm.data.splits import resolve_split
-from causalrm.training.trainer import cpu_threads
 
 EventFn = Callable[[str, "str | None", Any], None]
 
@@ -259,3 +261,40 @@ def _same_settings(a: FitConfig, b: FitConfig) -> bool:
 
 
 __all__ = ["complete_nuisances", "fit_methods", "methods_needed", "shared_nuisances"]
+
+
+def fit_log(
+    log: pl.DataFrame,
+    X: np.ndarray | None,
+    config: FitConfig | None = None,
+    *,
+    progress: Callable[[int, int, float, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    nuisances: Nuisances | None = None,
+    on_stage: StageFn | None = None,
+) -> FitResult:
+    """Fit ``config.method`` on ``log`` (module docstring) through the one orchestration
+    (``causalrm.workflows.orchestrate.fit_methods`` with this one method): nuisances once on train + val, training on train,
+    early stopping on the method's estimate on val. Test rows are never read.
+
+    ``X``: embeddings aligned with the log's rows (or with its train + val rows only), or None to embed with
+    ``config.embedder``. ``nuisances``: reuse a :func:`fit_nuisances` result (e.g. one per seed shared by several
+    methods in the bench; it must come from the same log and split). ``progress(epoch, max_epochs, train_loss,
+    val_estimate)``, ``should_stop()``: see :func:`causalrm.training.trainer.train`. ``on_stage(name)`` announces
+    ``"propensity"``, ``"flip rates"``, ``"pseudo-labels"``, ``"training"`` (``auto``: ``"training m"``).
+    """
+    from causalrm.workflows.orchestrate import fit_methods
+
+    config = (config or FitConfig()).validate()
+
+    def on_event(kind: str, method: str | None, payload: Any) -> None:
+        if kind == "stage" and on_stage is not None:
+            on_stage(payload)
+        elif kind == "epoch" and progress is not None:
+            progress(*payload)
+
+    results = fit_methods(log, X, config, [config.method], nuisances=nuisances, on_event=on_event,
+                          should_stop=should_stop)
+    if config.method not in results:
+        raise InputError("the fit was cancelled before it started")
+    return results[config.method]

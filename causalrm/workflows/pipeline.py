@@ -40,37 +40,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from causalrm.estimators import methods as registry
-from causalrm.data import schema
 from causalrm.atomic_io import jsonable
-from causalrm.training.backbones import Backbone, build_backbone, get_backbone_class
-from causalrm.config import AUTO as AUTO
-from causalrm.config import DEFAULT_EMBEDDER as DEFAULT_EMBEDDER
-from causalrm.config import FLIP_METHODS as FLIP_METHODS
-from causalrm.config import IMPUTATION_FITS as IMPUTATION_FITS
-from causalrm.config import LINEAR_HEAD_LR as LINEAR_HEAD_LR
-from causalrm.config import PROPENSITY_MODELS as PROPENSITY_MODELS
-from causalrm.config import PROXY_WEIGHTINGS as PROXY_WEIGHTINGS
-from causalrm.config import FitConfig as FitConfig
-from causalrm.config import config_json as config_json
+from causalrm.config import FitConfig
+from causalrm.data import schema
+from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
+from causalrm.estimators import methods as registry
+from causalrm.estimators.methods import AUTO
+from causalrm.nuisances.container import Nuisances, StageFn, _stage, loss_inputs
 from causalrm.nuisances.gates import Gate, best_constant, learning_gate, remedies
-from causalrm.nuisances.fit import Nuisances as Nuisances
-from causalrm.nuisances.fit import StageFn as StageFn
-from causalrm.nuisances.fit import _column as _column
-from causalrm.nuisances.fit import _fit_nuisances as _fit_nuisances
-from causalrm.nuisances.fit import _fit_rows_X as _fit_rows_X
-from causalrm.nuisances.fit import _gold_check as _gold_check
-from causalrm.nuisances.fit import _observed_feedback as _observed_feedback
-from causalrm.nuisances.fit import _stage as _stage
-from causalrm.nuisances.fit import _subsampled_proxy as _subsampled_proxy
-from causalrm.nuisances.fit import fit_nuisances as fit_nuisances
-from causalrm.nuisances.fit import loss_inputs as loss_inputs
-from causalrm.nuisances.fit import needs_of as needs_of
-from causalrm.nuisances.fit import subsampled_proxy as subsampled_proxy
-from causalrm.data.splits import group_split as group_split
-from causalrm.data.splits import resolve_split as resolve_split
-from causalrm.training.trainer import TrainHistory, cpu_threads, predict_logits, train
+from causalrm.nuisances.signal import _fit_rows_X
+from causalrm.training.backbones.base import Backbone, build_backbone, get_backbone_class
+from causalrm.training.scoring import predict_logits
+from causalrm.training.trainer import TrainHistory, train
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -118,44 +100,6 @@ def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.n
     feats = backbone.featurize(log, X)
     return predict_logits(backbone, feats, batch_size=config.eval_batch_size, device=config.device,
                           autocast_dtype=config.autocast_dtype)
-
-
-
-def fit_log(
-    log: pl.DataFrame,
-    X: np.ndarray | None,
-    config: FitConfig | None = None,
-    *,
-    progress: Callable[[int, int, float, float], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    nuisances: Nuisances | None = None,
-    on_stage: StageFn | None = None,
-) -> FitResult:
-    """Fit ``config.method`` on ``log`` (module docstring) through the one orchestration
-    (``causalrm.workflows.orchestrate.fit_methods`` with this one method): nuisances once on train + val, training on train,
-    early stopping on the method's estimate on val. Test rows are never read.
-
-    ``X``: embeddings aligned with the log's rows (or with its train + val rows only), or None to embed with
-    ``config.embedder``. ``nuisances``: reuse a :func:`fit_nuisances` result (e.g. one per seed shared by several
-    methods in the bench; it must come from the same log and split). ``progress(epoch, max_epochs, train_loss,
-    val_estimate)``, ``should_stop()``: see :func:`causalrm.training.trainer.train`. ``on_stage(name)`` announces
-    ``"propensity"``, ``"flip rates"``, ``"pseudo-labels"``, ``"training"`` (``auto``: ``"training m"``).
-    """
-    from causalrm.workflows.orchestrate import fit_methods
-
-    config = (config or FitConfig()).validate()
-
-    def on_event(kind: str, method: str | None, payload: Any) -> None:
-        if kind == "stage" and on_stage is not None:
-            on_stage(payload)
-        elif kind == "epoch" and progress is not None:
-            progress(*payload)
-
-    results = fit_methods(log, X, config, [config.method], nuisances=nuisances, on_event=on_event,
-                          should_stop=should_stop)
-    if config.method not in results:
-        raise InputError("the fit was cancelled before it started")
-    return results[config.method]
 
 
 def fit_one(log: pl.DataFrame, X: np.ndarray | None, config: FitConfig, nuisances: Nuisances, *,

@@ -32,12 +32,12 @@ import numpy as np
 import polars as pl
 
 from causalrm import __version__, distributed
-from causalrm.data import schema
-from causalrm.training.backbones import Backbone, load_backbone
-from causalrm.errors import InputError
 from causalrm.atomic_io import atomic_dir, write_json_atomic
-from causalrm.evaluation.metrics import evaluate_scores, sigmoid
 from causalrm.config import FitConfig
+from causalrm.data import schema
+from causalrm.errors import InputError
+from causalrm.evaluation.metrics import evaluate_scores, sigmoid
+from causalrm.training.backbones.base import Backbone, load_backbone
 from causalrm.workflows.pipeline import FitResult, score_with
 
 RUN_FORMAT = "causalrm-run"

@@ -31,20 +31,20 @@ are what keep that optimism from deciding alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import polars as pl
 import torch
 
-from causalrm.estimators import methods as registry
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS
-from causalrm.nuisances.gates import Gate
+from causalrm.estimators import methods as registry
 from causalrm.estimators.methods import BASELINE
+from causalrm.nuisances.gates import Gate
 
 #: audited val rows (of both classes) needed before they decide
 MIN_GOLD = 30
@@ -104,7 +104,7 @@ def _gold_evidence(results: dict[str, Any], at: np.ndarray, y: np.ndarray, w: np
 
 def _corners(log: pl.DataFrame, nuisances: Any, config: Any) -> tuple[str, list[dict[str, Any]], Any]:
     """The reference estimator, its corners [{rho01, rho10, weights: name}], and the val rows' LossInputs."""
-    from causalrm.nuisances.fit import loss_inputs
+    from causalrm.nuisances.container import loss_inputs
 
     is_val = nuisances.split == schema.VAL
     flip = nuisances.gates.get("flip_rates")

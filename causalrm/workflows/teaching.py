@@ -13,15 +13,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from causalrm.evaluation import audit
-from causalrm.data import schema
-from causalrm.workflows.bench import gap_closed
-from causalrm.errors import InputError
-from causalrm.evaluation.metrics import evaluate_scores, evaluation_rows, sigmoid
-from causalrm.estimators.methods import BASELINE
-from causalrm.nuisances.flip_rates import FlipRateEstimator
 from causalrm.config import FitConfig
-from causalrm.nuisances.fit import Nuisances
+from causalrm.data import schema
+from causalrm.errors import InputError
+from causalrm.estimators.methods import BASELINE
+from causalrm.evaluation import audit
+from causalrm.evaluation.metrics import evaluate_scores, evaluation_rows, sigmoid
+from causalrm.nuisances.container import Nuisances
+from causalrm.nuisances.flip_rates import FlipRateEstimator, design_columns
+from causalrm.workflows.bench import gap_closed
 
 
 class NotebookSettings(NamedTuple):
@@ -153,7 +153,7 @@ def audited_flip_rates(log: pl.DataFrame, labels: pl.DataFrame, *, weighted: boo
     rows = audit.auditable_rows(log)
     feedback = np.nan_to_num(log[schema.FEEDBACK].cast(pl.Float64).to_numpy()[rows])
     observed = log[schema.OBSERVED].cast(pl.Float64).to_numpy()[rows]
-    design = audit.design_columns(audit.merge_labels(log, labels), rows)
+    design = design_columns(audit.merge_labels(log, labels), rows)
     if not weighted:
         design = {"gold_label": design["gold_label"]}
     est = FlipRateEstimator(method="gold", n_bootstrap=n_bootstrap, random_state=seed)

@@ -10,13 +10,19 @@ import math
 
 import polars as pl
 
-from causalrm.data import chat
-from causalrm.data import schema
-from causalrm.errors import InputError
+from causalrm.data import chat, schema
 from causalrm.data.io.formats import _json_type, _Raw
 from causalrm.data.io.formatting import _list
-from causalrm.data.io.normalise import (ColumnProblem, _check_unique, _Ctx, _first_bad, _infer_text_column, first_failure,
-                                   log_rules)
+from causalrm.data.io.normalise import (
+    ColumnProblem,
+    _check_unique,
+    _Ctx,
+    _first_bad,
+    _infer_text_column,
+    first_failure,
+    log_rules,
+)
+from causalrm.errors import InputError
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -20,9 +20,8 @@ from pathlib import Path
 import polars as pl
 
 from causalrm.data import schema
-from causalrm.errors import InputError
 from causalrm.data.io.formatting import _first_line, _list
-
+from causalrm.errors import InputError
 
 SUPPORTED_SUFFIXES = (
     ".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet",

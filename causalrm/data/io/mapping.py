@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import EVENT_COLUMNS, NEGATIVE_EVENT_COLUMNS
-from causalrm.errors import InputError
 from causalrm.data.io.formats import _Raw
 from causalrm.data.io.formatting import _list
+from causalrm.errors import InputError
 
 
 def parse_mapping(specs: Sequence[str] | None) -> dict[str, str]:

@@ -22,10 +22,9 @@ from typing import Any
 import polars as pl
 
 from causalrm.data import schema
-from causalrm.errors import InputError
 from causalrm.data.io.formats import _Raw
 from causalrm.data.io.formatting import _fmt
-
+from causalrm.errors import InputError
 
 _NULL_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 _POSITIVE = ("1", "true", "t", "yes", "y", "up", "+1", "+", "thumbs_up", "thumbsup", "thumbs-up", "thumbs up",

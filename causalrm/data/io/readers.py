@@ -13,13 +13,22 @@ from pathlib import Path
 import polars as pl
 
 from causalrm.data import schema
-from causalrm.errors import InputError
 from causalrm.data.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, as_impressions, check_kind, event_column
 from causalrm.data.io.canonical import _canonicalise
 from causalrm.data.io.formats import HF_PREFIX, _load_raw
 from causalrm.data.io.formatting import _first_line, _fmt, _list
 from causalrm.data.io.mapping import _apply_mapping
-from causalrm.data.io.normalise import _binary, _Ctx, _first_bad, _ids, _infer_text_column, _probability, _text, _to_float
+from causalrm.data.io.normalise import (
+    _binary,
+    _Ctx,
+    _first_bad,
+    _ids,
+    _infer_text_column,
+    _probability,
+    _text,
+    _to_float,
+)
+from causalrm.errors import InputError
 
 
 def _source(path: str | os.PathLike) -> Path | str:

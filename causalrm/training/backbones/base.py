@@ -34,7 +34,6 @@ import polars as pl
 import torch
 
 from causalrm.atomic_io import write_json_atomic
-from causalrm.devices import resolve_device  # noqa: F401  (re-exported: causalrm.training.backbones.resolve_device)
 from causalrm.errors import InputError
 
 WEIGHTS_FILE = "model.safetensors"
@@ -90,7 +89,7 @@ def available_backbones() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-_NOT_BACKBONES = frozenset({"base", "lora_export", "lora_memory"})  # helper modules of the package
+_NOT_BACKBONES = frozenset({"base", "hf_models", "lora_export", "lora_memory", "mlp_export"})  # helper modules of the package
 
 
 def get_backbone_class(name: str) -> type[Backbone]:
@@ -294,9 +293,9 @@ class Backbone(torch.nn.Module):
             raise InputError(f"backbone {self.name!r} cannot score texts yet")
         if embedder is None:
             raise InputError(f"the {self.name} backbone scores embeddings: pass the embedder of its run")
-        from causalrm.training.backbones.lora import message_text
+        from causalrm.data.chat import render_prompt
 
-        X = embedder.embed([message_text(p) for p in prompts], [message_text(r) for r in responses])
+        X = embedder.embed([render_prompt(p) for p in prompts], [render_prompt(r) for r in responses])
         return self.featurize(None, np.asarray(X, dtype=np.float32))
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -378,3 +377,17 @@ def as_int_tuple(values: Iterable[int] | int | str) -> tuple[int, ...]:
 def hidden_label(hidden: Iterable[int] | int | str) -> str:
     """How a head is named to people: ``"256,64"`` for those MLP hidden sizes, ``"linear"`` for none."""
     return ",".join(map(str, as_int_tuple(hidden))) or "linear"
+
+
+#: ``FitConfig.backbone``'s default (and the app's): the paper's head on frozen embeddings
+DEFAULT_BACKBONE = "mlp"
+
+
+def build_backbone(name: str, X, options: dict | None = None, *, seed: int = 0) -> Backbone:
+    """A freshly initialised backbone ``name`` for data like ``X`` (``options``: backbone-specific kwargs)."""
+    return get_backbone_class(name).build(X, dict(options or {}), seed=seed)
+
+
+def load_backbone(run_dir, *, device="cpu") -> Backbone:
+    """The backbone saved in ``run_dir`` (safetensors + JSON), whatever its kind."""
+    return Backbone.load(run_dir, device=device)

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from causalrm.training.backbones.base import ExportFormat, ExportPlan
 from causalrm.errors import InputError
+from causalrm.training.backbones.base import ExportFormat, ExportPlan
 
 
 def model_card_name(model_id: str) -> str:
     """Human-readable base model name for model cards (``sentence-transformers/all-MiniLM-L6-v2`` for the bundle)."""
-    from causalrm.training.backbones.lora import BUNDLED_ALIASES
+    from causalrm.training.backbones.hf_models import BUNDLED_ALIASES
 
     if model_id in BUNDLED_ALIASES:
         return "sentence-transformers/all-MiniLM-L6-v2"
@@ -31,7 +31,7 @@ def export_plan(backbone: Any, *, adapter_only: bool, embedder: str | None, prob
                 atol: float) -> ExportPlan:
     """The manifest entries (base model, input format, LoRA settings), the backbone's probe scores and the writer of
     the merged (or, ``adapter_only``, the adapter) folder. bf16 bases are checked at a looser tolerance."""
-    from causalrm.training.backbones.lora import BUNDLED_ALIASES
+    from causalrm.training.backbones.hf_models import BUNDLED_ALIASES
 
     if embedder:
         raise InputError("--embedder applies to MLP runs; a LoRA run embeds nothing")

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from causalrm.training.backbones.lora import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, is_encoder, resolve_model_path
 from causalrm.errors import InputError
-from causalrm.training.trainer import TrainOptions
+from causalrm.training.backbones.hf_models import DEFAULT_MAX_LENGTH, DEFAULT_MODEL, is_encoder, resolve_model_path
+from causalrm.training.options import TrainOptions
 
 GB = 1024**3
 #: resident memory of a training process before the transformer is built (measured about 0.45 GB, rounded up)

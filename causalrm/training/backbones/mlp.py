@@ -13,12 +13,19 @@ import numpy as np
 import polars as pl
 import torch
 
-from causalrm.export import mlp as mlp_export
-from causalrm.training.backbones.base import (Backbone, ExportFormat, ExportPlan, as_int_tuple, hidden_label, register_backbone,
-                                     seeded_init)
 from causalrm.errors import InputError
+from causalrm.training.backbones import mlp_export
+from causalrm.training.backbones.base import (
+    Backbone,
+    ExportFormat,
+    ExportPlan,
+    as_int_tuple,
+    hidden_label,
+    register_backbone,
+    seeded_init,
+)
 
-#: the export of an MLP run (:mod:`causalrm.export.mlp`); its manifest kind "mlp" is what exports on disk hold
+#: the export of an MLP run (:mod:`causalrm.training.backbones.mlp_export`); its manifest kind "mlp" is what exports on disk hold
 EXPORT = ExportFormat(kind="mlp", summary=lambda m: f"MLP head on {m.get('embedder')} embeddings, encoder bundled",
                       card_model=mlp_export.card_model, card_input=mlp_export.card_input,
                       card_usage=mlp_export.card_usage, load=mlp_export.load_export, check=mlp_export.check_export)
@@ -159,7 +166,7 @@ class MLPBackbone(Backbone):
 
     def export(self, run: Any, *, adapter_only: bool, embedder: str | None, probes: tuple[list, list],
                atol: float) -> ExportPlan:
-        """A transformers folder holding the embedder's encoder and this head (:mod:`causalrm.export.mlp`)."""
+        """A transformers folder holding the embedder's encoder and this head (:mod:`causalrm.training.backbones.mlp_export`)."""
         if adapter_only:
             raise InputError(f"--adapter-only applies to LoRA runs; {run.path} holds a {self.name!r} backbone")
         return mlp_export.export_plan(self, run, embedder=embedder, probes=probes, atol=atol)

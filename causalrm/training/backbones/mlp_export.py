@@ -10,7 +10,7 @@
   truncates as the embedder does);
 - ``modeling_causalrm.py``: :mod:`causalrm.export.modeling_causalrm`, copied by transformers' ``save_pretrained``.
 
-``load_mlp_head(folder)`` rebuilds the head as an :class:`~causalrm.training.backbones.MLPBackbone` from the same weights, for
+``load_mlp_head(folder)`` rebuilds the head as an :class:`~causalrm.training.backbones.mlp.MLPBackbone` from the same weights, for
 ``causalrm.load_reward_model`` (which embeds with the manifest's embedder, as the run did, so its scores equal the
 run's).
 
@@ -46,8 +46,8 @@ def build_hf_model(backbone: Any, embedder: str) -> tuple[Any, Any, Any]:
     """``(CausalRMRewardModel, tokenizer, ModelSpec)``: ``embedder``'s encoder (float32) and ``backbone``'s head."""
     from transformers import AutoModel, AutoTokenizer
 
-    from causalrm.training.backbones.lora import quiet_transformers
     from causalrm.export.modeling_causalrm import CausalRMRewardConfig, CausalRMRewardModel
+    from causalrm.training.backbones.hf_models import quiet_transformers
 
     spec = encoder_spec(embedder)
     try:
@@ -88,17 +88,16 @@ def write_mlp_export(backbone: Any, embedder: str, folder: Path) -> dict[str, An
             "normalize": spec.normalize}
 
 
-def load_mlp_head(folder: Path, architecture: dict[str, Any]) -> Any:
-    """The export's MLP head as an ``MLPBackbone`` (``architecture``: the manifest's ``Backbone.get_config()``)."""
+def load_mlp_head(folder: Path, architecture: dict[str, Any], backbone_class: Any) -> Any:
+    """The export's MLP head as a ``backbone_class`` (``MLPBackbone``; ``architecture``: the manifest's
+    ``Backbone.get_config()``)."""
     from safetensors import safe_open
-
-    from causalrm.training.backbones import MLPBackbone
 
     path = folder / "model.safetensors"
     try:
         with safe_open(str(path), "pt") as fh:
             state = {"net." + k[len(HEAD_PREFIX):]: fh.get_tensor(k) for k in fh.keys() if k.startswith(HEAD_PREFIX)}
-        head = MLPBackbone.from_config(dict(architecture))
+        head = backbone_class.from_config(dict(architecture))
         head.load_saved_state(state)
     except (OSError, RuntimeError, TypeError, ValueError) as err:
         raise InputError(f"{path}: the MLP head does not match the export's manifest "
@@ -110,8 +109,8 @@ def hf_scores(folder: Path, prompts: list[str], responses: list[str], *, batch_s
     """Reward logits through transformers alone (causalrm's class, not the folder's code), as EXPORT.md shows."""
     from transformers import AutoTokenizer
 
-    from causalrm.training.backbones.lora import quiet_transformers
     from causalrm.export.modeling_causalrm import CausalRMRewardModel
+    from causalrm.training.backbones.hf_models import quiet_transformers
 
     with quiet_transformers():
         model = CausalRMRewardModel.from_pretrained(str(folder)).eval()
@@ -128,8 +127,8 @@ def hf_scores(folder: Path, prompts: list[str], responses: list[str], *, batch_s
 def export_plan(backbone: Any, run: Any, *, embedder: str | None, probes: tuple[list, list], atol: float) -> Any:
     """``MLPBackbone.export``: the manifest entries, the run's probe scores (embedded by ``embedder``, default the
     run's) and the writer of the transformers folder; a decoder embedder is refused before any work."""
-    from causalrm.training.backbones.base import ExportPlan
     from causalrm.export.reward_models import _run_reward_model
+    from causalrm.training.backbones.base import ExportPlan
 
     embedder = embedder or run.config.embedder
     encoder_spec(embedder)
@@ -141,12 +140,12 @@ def export_plan(backbone: Any, run: Any, *, embedder: str | None, probes: tuple[
 
 def load_export(folder: Path, manifest: dict[str, Any], *, device: Any, batch_size: int) -> Any:
     """An MLP export as a reward model: its head (version 1 exports: ``backbone.json``) on the manifest's embedder."""
-    from causalrm.training.backbones import load_backbone
-    from causalrm.export.reward_models import BackboneRewardModel, _make_embedder
     from causalrm.data.schema import DEFAULT_EMBEDDER
+    from causalrm.export.reward_models import BackboneRewardModel, _make_embedder
+    from causalrm.training.backbones.base import get_backbone_class, load_backbone
 
     backbone = load_backbone(folder) if (folder / "backbone.json").is_file() else \
-        load_mlp_head(folder, manifest.get("architecture") or {})
+        load_mlp_head(folder, manifest.get("architecture") or {}, get_backbone_class(manifest["kind"]))
     embedder = _make_embedder(manifest.get("embedder") or DEFAULT_EMBEDDER, device)
     rm = BackboneRewardModel(backbone, embedder=embedder, device=device, path=str(folder), manifest=manifest,
                              batch_size=batch_size)
