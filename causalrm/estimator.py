@@ -129,8 +129,8 @@ class CausalRM(BaseEstimator):
         prompt group where none are marked).
         ``X``: embeddings aligned with the log's rows (an array, or a ``.safetensors`` / ``.npy`` file from
         ``causalrm embed``), or None to embed with ``embedder``. ``nuisances``: reuse fitted nuisances of this log
-        (``pipeline.fit_nuisances`` / ``orchestrate.shared_nuisances``). ``progress``, ``on_stage``,
-        ``should_stop``: as in ``pipeline.fit_log``. Returns ``self``.
+        (``nuisances.fit.fit_nuisances`` / ``orchestrate.shared_nuisances``). ``progress``, ``on_stage``,
+        ``should_stop``: as in ``orchestrate.fit_log``. Returns ``self``.
         """
         _check_no_target(y)
         config = self.fit_config()

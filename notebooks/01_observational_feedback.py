@@ -43,7 +43,7 @@ from causalrm.data.validate import summarize_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.evaluation.metrics import sigmoid
 from causalrm.simulation.simulate import simulate, simulate_with_config, simulation_summary
-from causalrm.workflows.pipeline import FitConfig
+from causalrm.config import FitConfig
 from causalrm.workflows.teaching import equal_count_bins, fit_scores, metric_rows, setup_notebook
 
 pio.templates.default = "plotly_white"
@@ -189,7 +189,7 @@ fig.show()
 # The **naive** reward model minimises $\frac1N\sum_i o_i\,\ell(\hat r_i, r_i)$: it fits the rows that have
 # feedback as if they were a random sample with clean labels. The **oracle** fits $\ell(\hat r_i, r^*_i)$ on
 # every training row: the ceiling no real log can reach. Both use the same MLP head on the same embeddings
-# (`causalrm.workflows.pipeline.fit_log`), are early-stopped on their own validation estimate, and are scored on the
+# (`causalrm.workflows.orchestrate.fit_log`), are early-stopped on their own validation estimate, and are scored on the
 # clean test split.
 #
 # We do this twice:

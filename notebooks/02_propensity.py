@@ -47,7 +47,8 @@ from causalrm.errors import InputError
 from causalrm.evaluation.unbiasedness import unbiasedness_check
 from causalrm.nuisances.propensity import PropensityModel, clip_report
 from causalrm.simulation.simulate import simulate
-from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.config import FitConfig
+from causalrm.workflows.orchestrate import fit_log
 from causalrm.workflows.teaching import setup_notebook
 
 pio.templates.default = "plotly_white"

@@ -41,12 +41,14 @@ import torch
 
 from causalrm.data.datasets import load_rated
 from causalrm.embeddings import Embedder, embed_log
-from causalrm.estimators.losses import LossInputs, base_loss, estimate, surrogate_bounds, surrogate_loss
+from causalrm.estimators.losses import LossInputs, estimate
+from causalrm.estimators.base_losses import base_loss, surrogate_bounds, surrogate_loss
 from causalrm.evaluation.metrics import evaluate_scores, sigmoid
 from causalrm.nuisances.flip_rates import FlipRateEstimator, anchor_rates
 from causalrm.nuisances.proxy import ProxyModel, cross_fitted_proxy
 from causalrm.simulation.simulate import simulate
-from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.config import FitConfig
+from causalrm.workflows.orchestrate import fit_log
 from causalrm.workflows.teaching import error_bars, fit_flip_rates, setup_notebook
 
 pio.templates.default = "plotly_white"

@@ -12,7 +12,7 @@
 # **What you will learn**
 #
 # - the estimators side by side: naive, IPS (debias only), denoise (noise correction only), CausalRM-IPS,
-#   CausalRM-DR and the oracle, all trained with `causalrm.workflows.pipeline.fit_log` on one simulated log;
+#   CausalRM-DR and the oracle, all trained with `causalrm.workflows.orchestrate.fit_log` on one simulated log;
 # - how to read results honestly: report the oracle, measure the share of the naive → oracle gap each method
 #   closes, show confidence intervals, and check the nuisance estimates before blaming (or crediting) the loss;
 # - how the methods behave as selection gets stronger (a sweep over $\alpha$) and as noise grows (a sweep over
@@ -49,7 +49,8 @@ from causalrm.estimators.methods import markdown_table
 from causalrm.evaluation.ranking import compare_rankings
 from causalrm.simulation.simulate import simulate
 from causalrm.workflows.bench import BenchConfig, run_bench
-from causalrm.workflows.pipeline import FitConfig, fit_nuisances
+from causalrm.nuisances.fit import fit_nuisances
+from causalrm.config import FitConfig
 from causalrm.workflows.runs import scored_table
 from causalrm.workflows.teaching import (
     error_bars,

@@ -39,7 +39,9 @@ from causalrm.data.validate import summarize_log
 from causalrm.embeddings import Embedder, embed_log
 from causalrm.errors import InputError
 from causalrm.nuisances.flip_rates import FlipRateEstimator
-from causalrm.workflows.pipeline import FitConfig, fit_log, fit_nuisances
+from causalrm.nuisances.fit import fit_nuisances
+from causalrm.config import FitConfig
+from causalrm.workflows.orchestrate import fit_log
 from causalrm.workflows.teaching import equal_count_bins, error_bars, fit_scores, metric_rows, setup_notebook
 
 pio.templates.default = "plotly_white"
@@ -73,7 +75,7 @@ log.select(pl.col("prompt").str.slice(0, 40), pl.col("response").str.slice(0, 40
 # %%
 from causalrm.data.chat import conversation
 from causalrm.data.datasets import data_dir
-from causalrm.data.io import read_log
+from causalrm.data.io.readers import read_log
 
 chat_log = read_log(data_dir() / "oasst1_chat.jsonl")
 print(summarize_log(chat_log).chat)  # conversations, multi-turn contexts, system prompts

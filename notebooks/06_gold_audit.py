@@ -44,7 +44,8 @@ from causalrm.evaluation.metrics import sigmoid
 from causalrm.evaluation.verdicts import labelled_verdict
 from causalrm.simulation.simulate import simulate_dataset
 from causalrm.workflows.demo import debiased_of
-from causalrm.workflows.pipeline import FitConfig, fit_log
+from causalrm.config import FitConfig
+from causalrm.workflows.orchestrate import fit_log
 from causalrm.workflows.teaching import audited_flip_rates, error_bars, setup_notebook, simulated_audit
 
 SIZES = [100, 300] if FAST else [100, 300, 1000]

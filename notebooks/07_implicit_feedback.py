@@ -46,7 +46,7 @@ from causalrm.errors import InputError
 from causalrm.evaluation import audit
 from causalrm.simulation.simulate import simulate_dataset
 from causalrm.workflows.orchestrate import fit_methods
-from causalrm.workflows.pipeline import FitConfig
+from causalrm.config import FitConfig
 from causalrm.workflows.teaching import (
     audited_flip_rates,
     fit_scores,
@@ -85,7 +85,7 @@ raw.group_by("true_label").agg(rows=pl.len(), events=pl.col("feedback").sum(),
                                event_rate=pl.col("feedback").fill_null(0).mean()).sort("true_label")
 
 # %% [markdown]
-# `causalrm.data.io.read_log` detects such a column (only ever 1 or empty, at least 30 events) and reads the log as
+# `causalrm.data.io.readers.read_log` detects such a column (only ever 1 or empty, at least 30 events) and reads the log as
 # **impressions** (`feedback_kinds.as_impressions`, which we call directly on the simulated table): every row is
 # observed, `feedback` is the event (1) or its absence (0), and a `feedback_kind` column marks the reading.
 # `summarize_log` (what `causalrm validate` prints) names the kind and what it needs.

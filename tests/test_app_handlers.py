@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 from app import common  # noqa: E402
 from app import restore as R  # noqa: E402
 from app import session as S  # noqa: E402
+from app import upload as U  # noqa: E402
 from app.tabs import compare as C  # noqa: E402
 from app.tabs import data as D  # noqa: E402
 from app.tabs import noise as N  # noqa: E402
@@ -167,9 +168,9 @@ def test_bad_uploads_give_readable_errors(tmp_path, name, content, needle):
 
 
 def test_threshold_field():
-    assert D.parse_threshold("") is None and D.parse_threshold(None) is None and D.parse_threshold(" 4 ") == 4.0
+    assert U.parse_threshold("") is None and U.parse_threshold(None) is None and U.parse_threshold(" 4 ") == 4.0
     with pytest.raises(InputError, match="enter a number"):
-        D.parse_threshold("four")
+        U.parse_threshold("four")
 
 
 def test_upload_size_cap_and_missing_file(tmp_path, monkeypatch):
@@ -191,12 +192,12 @@ def test_every_tab_refuses_to_run_without_data():
 
 
 def test_unexpected_exception_becomes_short_logged_message(trained, monkeypatch, caplog):
-    import causalrm.workflows.pipeline
+    import causalrm.nuisances.fit
 
     def boom(*args, **kwargs):
         raise RuntimeError("internal detail /secret/path")
 
-    monkeypatch.setattr(causalrm.workflows.pipeline, "fit_nuisances", boom)
+    monkeypatch.setattr(causalrm.nuisances.fit, "fit_nuisances", boom)
     with caplog.at_level(logging.ERROR, logger="causalrm.app"), pytest.raises(gr.Error) as info:
         P.fit_propensity(trained["session"], "logistic", 0.1, 0)
     message = info.value.message

@@ -21,13 +21,14 @@ if str(ROOT) not in sys.path:
 from app import common  # noqa: E402
 from app.tabs import audit as A  # noqa: E402
 from app.tabs import compare as C  # noqa: E402
+from app import upload as U  # noqa: E402
 from app.tabs import data as D  # noqa: E402
 from app.tabs import noise as N  # noqa: E402
 from app.tabs import train as T  # noqa: E402
 from causalrm.estimators import methods as registry  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_handlers"), pytest.mark.filterwarnings("ignore::UserWarning")]
-NO_MAP = [D.AUTO] * len(D.MAPPABLE)
+NO_MAP = [U.AUTO] * len(U.MAPPABLE)
 C_GOOD, EPS = 0.5, 0.05
 
 
@@ -78,7 +79,7 @@ def test_upload_is_named_implicit_with_its_events_and_what_it_needs(copies):
     assert view.flip_method["choices"] == [common.EVENT_RATES]  # never anchors
     assert sorted(view.methods["choices"]) == sorted(_expected_methods(rates=False))
     assert "event rates" in view.methods["info"]
-    inspected = D.inspect_upload(str(copies))[0]
+    inspected = U.inspect_upload(str(copies))[0]
     assert f"implicit feedback with {n_events:,} events" in inspected
     # the override: the same file read as thumbs is an explicit log with every method offered
     forced = D.load_upload(None, str(copies), *NO_MAP, "", "", "explicit")

@@ -198,13 +198,14 @@ def test_cli_malformed_chat_log_is_one_error_line(tmp_path, command):
 # ------------------------------------------------------------------------------------------------------ the app
 def test_app_upload_accepts_a_chat_log(tmp_path):
     pytest.importorskip("gradio")
+    from app import upload as U
     from app.tabs import data as D
 
     path = tmp_path / "chat.jsonl"
     shutil.copyfile(SAMPLE, path)
-    cols = D.inspect_upload(str(path))
+    cols = U.inspect_upload(str(path))
     assert "messages" in cols[0] and "Chat format" in cols[0]
-    view = D.load_upload(None, str(path), *[D.AUTO] * len(D.MAPPABLE), "", "")
+    view = D.load_upload(None, str(path), *[U.AUTO] * len(U.MAPPABLE), "", "")
     try:
         log = view.state.log
         assert log.height == 200 and schema.CONTEXT in log.columns
@@ -216,15 +217,16 @@ def test_app_upload_accepts_a_chat_log(tmp_path):
 
 def test_app_upload_maps_a_chat_column_with_another_name_from_its_dropdown(tmp_path):
     pytest.importorskip("gradio")
+    from app import upload as U
     from app.tabs import data as D
 
     path = tmp_path / "chat.jsonl"
     rows = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
     path.write_text("".join(json.dumps({("conversation" if k == "messages" else k): v for k, v in r.items()}) + "\n"
                             for r in rows))
-    assert D.MAPPABLE[-1] == schema.MESSAGES
-    picks = {c: D.AUTO for c in D.MAPPABLE} | {schema.MESSAGES: "conversation"}
-    view = D.load_upload(None, str(path), *[picks[c] for c in D.MAPPABLE], "", "")
+    assert U.MAPPABLE[-1] == schema.MESSAGES
+    picks = {c: U.AUTO for c in U.MAPPABLE} | {schema.MESSAGES: "conversation"}
+    view = D.load_upload(None, str(path), *[picks[c] for c in U.MAPPABLE], "", "")
     try:
         assert view.state.log.height == 200 and schema.CONTEXT in view.state.log.columns
         assert "chat format: 200 conversations" in view.summary

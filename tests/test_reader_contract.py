@@ -219,12 +219,12 @@ APP_CASES = sorted(n for n, (_, args) in BAD.items() if not args)
 
 @pytest.mark.parametrize("name", APP_CASES)
 def test_app_inspection_shows_the_same_error_before_load(tmp_path, name):
-    from app.tabs import data as D
+    from app import upload as U
 
     path = _write(tmp_path, name, BAD[name][0], "jsonl")
     with pytest.raises(InputError) as eager:
         read_log(path)
-    note = D.inspect_upload(str(path))[0]
+    note = U.inspect_upload(str(path))[0]
     if name == "no-response-column":
         assert "Checks: map `response`" in note  # a required column under another name: the mapping comes first
     else:
@@ -232,16 +232,17 @@ def test_app_inspection_shows_the_same_error_before_load(tmp_path, name):
 
 
 def test_app_inspection_passes_a_good_log(tmp_path):
-    from app.tabs import data as D
+    from app import upload as U
 
     path = _write(tmp_path, "plain", GOOD["plain"][0], "parquet")
-    assert "✅ Checks pass as named: 3 rows, 2 with feedback" in D.inspect_upload(str(path))[0]
+    assert "✅ Checks pass as named: 3 rows, 2 with feedback" in U.inspect_upload(str(path))[0]
 
 
 def test_failed_upload_keeps_the_previous_log_marked(tmp_path):
+    from app import upload as U
     from app.tabs import data as D
 
-    no_map = [D.AUTO] * len(D.MAPPABLE)
+    no_map = [U.AUTO] * len(U.MAPPABLE)
     good = _write(tmp_path, "good", GOOD["words"][0], "jsonl")
     bad = _write(tmp_path, "bad", BAD["chat-bad-role"][0], "jsonl")
     view = D.load_upload(None, str(good), *no_map, "", "")

@@ -56,7 +56,7 @@ BASELINE = "naive"
 DEFAULT_METHOD = AUTO
 CORRECTIONS = ("none", "surrogate", "forward")
 IMPUTATIONS = (None, "clean", "noisy")
-#: every nuisance name a spec can need (``pipeline.Nuisances.provides``; ``true_label`` is a log column), as the
+#: every nuisance name a spec can need (``nuisances.container.Nuisances.provides``; ``true_label`` is a log column), as the
 #: method table reads it
 NUISANCES = {"propensity": "propensity", "flip_rates": "flip rates", "pseudo_label": "q = P(r* = 1 given x)",
              "pseudo_label_noisy": "q = P(r = 1 given x)", "true_label": "clean labels"}

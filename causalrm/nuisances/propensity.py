@@ -378,7 +378,7 @@ class PropensityModel(BaseEstimator):
                 self.alternative_propensity_ = fits[other][0] if lo <= 0 else None
             self.source_ = f"cross-fitted {self.model_} ({self.n_folds} folds)"
         self.propensity_ = p
-        # the one place p_hat is clipped: the losses receive these (pipeline.Nuisances.propensity_clipped)
+        # the one place p_hat is clipped: the losses receive these (Nuisances.propensity_clipped)
         self.weights_ = np.maximum(np.asarray(p, dtype=np.float64), float(self.clip))
         alt = self.alternative_propensity_
         self.alternative_weights_ = None if alt is None else np.maximum(np.asarray(alt, dtype=np.float64),

@@ -207,7 +207,7 @@ def _feedback_kind(log: pl.DataFrame) -> str:
     kind = resolve_kind(log)
     if kind == IMPLICIT and FEEDBACK_KIND not in log.columns:
         raise InputError("the log's feedback is only ever 1 or empty (implicit events such as copies or clicks), "
-                         "but it was not read as implicit feedback: read it with causalrm.data.io.read_log (or "
+                         "but it was not read as implicit feedback: read it with causalrm.data.io.readers.read_log (or "
                          "causalrm.data.feedback_kinds.as_impressions), or force --feedback-kind explicit")
     return kind
 

@@ -21,7 +21,7 @@ def _method_names() -> tuple[str, ...]:
 
 @dataclass
 class TrainOptions:
-    """The optimisation settings a user chooses, declared once: :class:`TrainConfig` and ``pipeline.FitConfig``
+    """The optimisation settings a user chooses, declared once: :class:`TrainConfig` and ``causalrm.config.FitConfig``
     both extend it (defaults: the paper's head training: Adam, lr 5e-4, batch 512, up to 600 epochs, patience 30).
 
     method: estimator name of ``causalrm.estimators.losses.METHODS`` (training loss and, by default, validation estimate), or

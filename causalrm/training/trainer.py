@@ -186,7 +186,7 @@ def train(
 
     Parameters: the training rows' features and ``LossInputs`` (``causalrm.estimators.losses``), the validation rows' features
     and ``LossInputs`` (observational split: noisy feedback, the same nuisances), and ``config`` (a
-    :class:`TrainConfig` or any object with those attribute names, e.g. ``pipeline.FitConfig``).
+    :class:`TrainConfig` or any object with those attribute names, e.g. ``causalrm.config.FitConfig``).
     ``progress(epoch, max_epochs, train_loss, val_estimate)`` is called after every epoch; ``should_stop()`` is polled
     every batch and ends training (best weights restored, ``stop_reason="cancelled"``).
 

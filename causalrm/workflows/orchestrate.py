@@ -1,6 +1,6 @@
 """Every fit on a log: the nuisances once, then each method, with events for progress.
 
-The one orchestration. ``pipeline.fit_log`` (one method: ``causalrm.CausalRM.fit`` and so ``causalrm fit``), the
+The one orchestration. ``fit_log`` (one method: ``causalrm.CausalRM.fit`` and so ``causalrm fit``), the
 app's training worker (``app/train_worker.py``), the bench (``causalrm.workflows.bench``) and the notebooks all run
 :func:`fit_methods`:
 
