@@ -223,6 +223,7 @@ class CausalRM(BaseEstimator):
 
         from causalrm.data import schema
         from causalrm.estimators import losses
+        from causalrm.estimators.base_losses import base_loss
         from causalrm.estimators.methods import get as get_spec
         from causalrm.nuisances.container import loss_inputs, needs_of
         from causalrm.nuisances.fit import fit_nuisances
@@ -251,8 +252,8 @@ class CausalRM(BaseEstimator):
             labelled = np.isfinite(gold)
             pi = audit["inclusion_probability"]
             w = np.ones(int(labelled.sum())) if pi is None else 1.0 / np.nan_to_num(pi[labelled], nan=1.0)
-            loss = losses.base_loss(torch.as_tensor(z[labelled], dtype=torch.float64),
-                                    torch.as_tensor(gold[labelled], dtype=torch.float64), config.base_loss)
+            loss = base_loss(torch.as_tensor(z[labelled], dtype=torch.float64),
+                             torch.as_tensor(gold[labelled], dtype=torch.float64), config.base_loss)
             return -float(np.sum(w * loss.numpy()) / np.sum(w))
         roles = np.where(split == schema.TEST, schema.TEST, schema.TRAIN).astype(object)
         nuisances = fit_nuisances(log, X, config, methods=[val_method], split=roles)

@@ -26,7 +26,7 @@ def one_torch_thread():
 
 @pytest.fixture
 def cpu_one_thread():
-    """The package's own thread limit (``trainer.cpu_threads(1)``): nuisance fits and training in CLI tests."""
+    """The package's own thread limit (``devices.cpu_threads(1)``): nuisance fits and training in CLI tests."""
     from causalrm.devices import cpu_threads
 
     with cpu_threads(1):

@@ -58,7 +58,7 @@ def test_fit_score_compare(files, tmp_path, capsys):
     assert data["n"] == saved.height and data["top_k"] == 5
     verdict = data["verdict"]
     assert verdict["verdict"] in text and verdict["n"] == int((saved["split"] == "test").sum())
-    # a 240-row log's test split is below evaluation.MIN_DECISION_LABELS: no verdict yet
+    # a 240-row log's test split is below verdicts.MIN_DECISION_LABELS: no verdict yet
     assert verdict["n"] < 100 and verdict["outcome"] is None and verdict["verdict"].startswith("not enough labels yet")
 
 

@@ -50,7 +50,7 @@ def test_registry_views_match_the_builtin_traits():
     assert needs_of("nnpu") == needs_of("denoise") == {"flip_rates"}
     assert needs_of("causalrm-nnpu") == needs_of("causalrm-ips") == {"propensity", "flip_rates"}
     assert needs_of("oracle") == {"true_label"} and needs_of("naive") == set()
-    assert needs_of("oracle-observed") == {"true_label"}  # and the log's true_propensity (pipeline.loss_inputs)
+    assert needs_of("oracle-observed") == {"true_label"}  # and the log's true_propensity (container.loss_inputs)
     assert needs_of("auto") == {"propensity", "flip_rates"}
     for v in VARIANTS:  # the pre-registered validation criterion (docs/METHOD.md, "Validating the DR variants")
         assert methods.validation_method(v) == "snips"

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import polars as pl
 import pytest
-from test_simulate import needs_datasets, rated_frame
+from test_simulate import rated_frame
 
 from causalrm.data import schema
 from causalrm.errors import InputError
@@ -239,7 +239,6 @@ def test_resolve_protocol_fills_the_defaults_of_its_kind():
 # ---------------------------------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------------------------------
-@needs_datasets
 @pytest.mark.parametrize("kind", ["implicit", "mixed"])
 def test_cli_round_trip(tmp_path, capsys, kind):
     from causalrm.cli.main import main

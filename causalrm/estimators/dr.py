@@ -7,7 +7,7 @@ per-row errors:
 * the observed error ``e = a_r l1 + b_r l0``: the surrogate ``l~(z, r)`` of Natarajan et al. (2013) for the
   ``causalrm-`` forms (``a_r, b_r`` its coefficients, ``E[l~ | r*] = l(z, r*)``), the plain ``l(z, r)``
   (``a = r, b = 1 - r``) for the debias-only forms;
-* the imputed error ``e^ = q l1 + (1 - q) l0 = l(z, q)`` (``losses.expected_loss``), ``q = P(r* = 1 | x)`` for the
+* the imputed error ``e^ = q l1 + (1 - q) l0 = l(z, q)`` (``base_losses.expected_loss``), ``q = P(r* = 1 | x)`` for the
   ``causalrm-`` forms and ``P(r = 1 | x)`` for the debias-only ones, cross-fitted within the train rows
   (``noise.split_cross_fitted_proxy``).
 

@@ -52,7 +52,7 @@ from causalrm.errors import InputError
 AUTO = "auto"
 #: the baseline every debiased model is set against (``auto`` keeps it unless a candidate beats it on evidence)
 BASELINE = "naive"
-#: ``method``'s default (``trainer.TrainOptions.method``, so ``FitConfig``, ``CausalRM`` and ``causalrm fit``)
+#: ``method``'s default (``training.options.TrainOptions.method``, so ``FitConfig``, ``CausalRM`` and ``causalrm fit``)
 DEFAULT_METHOD = AUTO
 CORRECTIONS = ("none", "surrogate", "forward")
 IMPUTATIONS = (None, "clean", "noisy")

@@ -38,8 +38,8 @@ rho01 = Σ w [gold = 1, r = 0] / Σ w [gold = 1] over labelled observed rows, rh
 size); each model's MSE, R² and AUROC (``evaluation.metrics`` with sample weights) and its within-prompt pair
 agreement (:func:`pair_agreement`) for the whole population U (:func:`audited_evaluation`; percentile bootstraps
 that resample the labelled rows within strata, ``evaluation.bootstrap_indices``, strata of a single labelled row
-collapsed into one, ``evaluation.resampling_strata``). Below ``evaluation.MIN_DECISION_LABELS`` labelled rows the
-evaluation says so and gives no verdict (``evaluation.not_enough_labels``).
+collapsed into one, ``metrics.resampling_strata``). Below ``verdicts.MIN_DECISION_LABELS`` labelled rows the
+evaluation says so and gives no verdict (``verdicts.not_enough_labels``).
 """
 
 from __future__ import annotations
@@ -318,10 +318,10 @@ def audited_evaluation(table: pl.DataFrame, probs: dict[str, np.ndarray], *, spl
     """Each model's quality on the audited rows of ``table`` (a log or scored table with merged labels,
     :func:`merge_labels`), estimated for the whole impression population: ``probs`` maps a name to sigma(z) per
     row of ``table``. Rows the models were trained on are left out when enough held-out audited rows remain
-    (``evaluation.verdict_rows``; ``split`` = the fitting roles, default the table's ``split`` column).
+    (``verdicts.verdict_rows``; ``split`` = the fitting roles, default the table's ``split`` column).
 
     Returns None without gold labels, else {"labels": description, "n", "not_enough": None or the sentence of
-    ``evaluation.not_enough_labels`` (below ``MIN_DECISION_LABELS`` rows: nothing here is a finding yet), "runs":
+    ``verdicts.not_enough_labels`` (below ``MIN_DECISION_LABELS`` rows: nothing here is a finding yet), "runs":
     {name: {"n", "r2", "r2_ci", "mse", "mse_ci", "auroc", "auroc_ci", "pair_agreement", "pair_agreement_ci",
     "n_pairs"}}}; an interval is None where the bootstrap gives none of positive width (``evaluation.honest_interval``).
     """

@@ -208,7 +208,7 @@ def within_prompt_kendall(groups: Any, labels: Any, scores: Any) -> dict[str, fl
     """Mean within-prompt Kendall tau-b between ``scores`` and the clean ``labels``: the ranking a reward model gives
     the responses to one prompt (what GRPO-style group normalisation reads), apart from calibration.
 
-    For each group (``groups``: one key per row, e.g. ``simulate.prompt_groups``) with at least two rows and both
+    For each group (``groups``: one key per row, e.g. ``splits.prompt_groups``) with at least two rows and both
     label values, tau_b(scores, labels) (``scipy.stats.kendalltau``, ties in the binary label handled by tau-b);
     returns ``{"prompt_kendall": mean over those groups (NaN when none), "n_prompts": their number}``.
     """

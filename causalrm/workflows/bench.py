@@ -332,7 +332,7 @@ def run_bench(
 
 def _prompt_kendall(log: pl.DataFrame, rewards: np.ndarray, rows: np.ndarray, label: str) -> dict[str, float]:
     """Mean within-prompt Kendall tau-b of the rewards against the clean ``label`` over the rows ``rows`` (a boolean
-    mask) that have one (``evaluation.within_prompt_kendall``; prompt groups as in the split)."""
+    mask) that have one (``ranking.within_prompt_kendall``; prompt groups as in the split)."""
     from causalrm.data.splits import prompt_groups
 
     y = log[label].cast(pl.Float64).to_numpy()
