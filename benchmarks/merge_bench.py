@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from causalrm.atomic_io import write_json_atomic, write_text_atomic  # noqa: E402
 from causalrm.config import FitConfig  # noqa: E402
-from causalrm.workflows.bench import BenchConfig, BenchResult, format_markdown, summarize  # noqa: E402
+from causalrm.workflows.bench import BenchConfig, BenchResult, summarize  # noqa: E402
+from causalrm.workflows.bench_report import format_markdown  # noqa: E402
 
 
 def _same(a: dict, b: dict) -> bool:

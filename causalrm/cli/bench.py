@@ -51,6 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="give the estimators the true rho01/rho10 instead of estimating them (ablation)")
     p.add_argument("--true-propensity", action="store_true",
                    help="give the estimators the simulation's true propensity as a logged one (ablation)")
+    p.add_argument("--feedback-column", default=None, metavar="COLUMN",
+                   help="a second rating whose binarised value is the feedback (real noise; e.g. wildbench "
+                        "--rating-column score_gpt4o --feedback-column score_gpt4turbo --rho01 0 --rho10 0)")
+    p.add_argument("--information-limit", action="store_true",
+                   help="add the oracle-effective row: clean labels of n (1 - rho01 - rho10)^2 observed rows")
     p.add_argument("--model", dest="embedder", default=DEFAULT_EMBEDDER,
                    help=f"embedding model (default {DEFAULT_EMBEDDER})")
     p.add_argument("--json", dest="json_out", required=True, metavar="OUT", help="results JSON")
@@ -82,7 +87,8 @@ def config_from_args(args: argparse.Namespace):
         observation_rate=args.observation_rate, rating=args.rating, teacher=args.teacher, snr=args.snr,
         rating_column=args.rating_column, seeds=_ints(args.seeds),
         methods=as_str_tuple(args.methods), fit=fit, embedder=args.embedder,
-        true_propensity=args.true_propensity,
+        true_propensity=args.true_propensity, feedback_column=args.feedback_column,
+        information_limit=args.information_limit,
     ).validate()
 
 

@@ -40,6 +40,13 @@ from causalrm.data import schema
 from causalrm.data.splits import group_split
 from causalrm.errors import InputError
 from causalrm.estimators import methods as registry
+from causalrm.evaluation.downstream import log_downstream
+from causalrm.evaluation.information import (
+    INFORMATION_LIMIT,
+    clean_subset,
+    effective_sample_size,
+    realised_flip_rates,
+)
 from causalrm.evaluation.metrics import METRICS, evaluate_scores, evaluation_rows, metrics, sigmoid
 from causalrm.evaluation.ranking import within_prompt_kendall
 from causalrm.nuisances.container import Nuisances
@@ -47,6 +54,7 @@ from causalrm.workflows.orchestrate import fit_methods, shared_nuisances
 from causalrm.workflows.pipeline import FitResult
 
 REAL_FEEDBACK = ("oasst1",)
+DOWNSTREAM = ("best_of_n", "best_of_n_win_rate", "accept_precision", "accept_recall")  # evaluation.downstream's
 
 
 def __getattr__(name: str) -> Any:
@@ -69,6 +77,11 @@ class BenchConfig:
     true_propensity: hand the estimators the simulation's true propensity as the log's ``logged_propensity``
     (an ablation: a real log has it only when the product logs it; with ``fit`` rho01/rho10 set to the simulation's
     rates, every nuisance is the truth).
+    feedback_column: a second rating of the same rows (e.g. wildbench's ``score_gpt4turbo`` against ``rating_column``
+    ``score_gpt4o``) whose binarised value (the same threshold) is the observed feedback: real, instance-dependent
+    noise under the simulated selection (rows without it are dropped; rho01 = rho10 = 0: no simulated flips).
+    information_limit: add the ``oracle-effective`` row (:mod:`causalrm.evaluation.information`): ``oracle-observed``
+    on the clean labels of a seeded random subset of n (1 - rho01 - rho10)^2 observed rows, the rates as realised.
     """
 
     dataset: str = "ultrafeedback"
@@ -86,6 +99,8 @@ class BenchConfig:
     embedder: str = schema.DEFAULT_EMBEDDER
     n_boot: int = 2000
     true_propensity: bool = False
+    feedback_column: str | None = None
+    information_limit: bool = False
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -120,6 +135,11 @@ class BenchConfig:
         if self.true_propensity and self.real_feedback:
             raise InputError(f"--true-propensity: {self.dataset} is a real log; only a simulated log has a true "
                              "propensity")
+        if self.feedback_column is not None and (self.real_feedback or self.rating != "real" or self.rho01 or self.rho10):
+            raise InputError(f"--feedback-column {self.feedback_column}: needs --rating real and --rho01 0 --rho10 0 "
+                             "on a rated dataset (the second rating is the noise)")
+        if self.information_limit and self.real_feedback:
+            raise InputError(f"--information-limit: {self.dataset} is a real log; it needs clean labels")
         self.fit_config(self.methods[0], self.seeds[0]).validate()
         return self
 
@@ -128,6 +148,9 @@ class BenchConfig:
         out["seeds"] = list(self.seeds)
         out["methods"] = list(self.methods)
         out["mode"] = "real-feedback" if self.real_feedback else "semi-synthetic"
+        for key in ("feedback_column", "information_limit"):  # issue 25's options, recorded when used
+            if not out[key]:
+                del out[key]
         return out
 
 
@@ -146,6 +169,8 @@ class BenchResult:
                          "nuisances": self.nuisances, "seconds": self.seconds})
 
     def to_markdown(self, *, title: str | None = None, command: str | None = None) -> str:
+        from causalrm.workflows.bench_report import format_markdown
+
         return format_markdown(self, title=title, command=command)
 
 
@@ -197,6 +222,10 @@ def _load_rated(config: BenchConfig) -> tuple[pl.DataFrame, np.ndarray]:
 
     rated = load_rated(config.dataset, rating_column=config.rating_column)
     rated = rated.filter(pl.col("rating").is_not_null() & pl.col("rating").is_finite())
+    if config.feedback_column is not None:
+        if config.feedback_column not in rated.columns:
+            raise InputError(f"--feedback-column {config.feedback_column!r}: {config.dataset} has no such column")
+        rated = rated.filter(pl.col(config.feedback_column).is_not_null())
     return rated, _embed(rated, config.embedder)
 
 
@@ -274,6 +303,11 @@ def run_bench(
                 base, alpha=config.alpha, rho01=config.rho01, rho10=config.rho10,
                 observation_rate=config.observation_rate, rating=config.rating, teacher=config.teacher,
                 snr=config.snr, embeddings=X, seed=seed, dataset=config.dataset)
+            if config.feedback_column is not None:  # the second rating, binarised, is the feedback
+                second = (base[config.feedback_column].to_numpy() > simcfg.label_threshold).astype(np.int8)
+                log = log.with_columns(pl.when(pl.col(schema.OBSERVED) == 1).then(
+                    pl.when(pl.col(schema.SPLIT) == schema.TEST).then(pl.col(schema.TRUE_LABEL))
+                    .otherwise(pl.Series(second))).cast(pl.Int8).alias(schema.FEEDBACK))
             sim = {**simulation_summary(log), "label_threshold": simcfg.label_threshold}
             if config.true_propensity:
                 log = log.with_columns(pl.col(schema.TRUE_PROPENSITY).alias(schema.LOGGED_PROPENSITY))
@@ -281,6 +315,15 @@ def run_bench(
                    or (schema.TRUE_LABEL in log.columns
                        and (not registry.get(m).weighted or schema.TRUE_PROPENSITY in log.columns))]
         nuis, t_nuis, fits, timing = fit_cell(config, log, X, seed, methods)
+        if config.information_limit:
+            rates = realised_flip_rates(log)
+            n_obs = int(((log[schema.OBSERVED] == 1) & (log[schema.SPLIT] != schema.TEST)).sum())
+            sim["information_limit"] = {"realised_rho01": rates[0], "realised_rho10": rates[1], "n_observed": n_obs,
+                                        "effective_n": effective_sample_size(n_obs, *rates)}
+            sub = clean_subset(log, sim["information_limit"]["effective_n"], seed)
+            _, _, limit_fit, limit_time = fit_cell(config, sub, X, seed, ["oracle-observed"])
+            fits[INFORMATION_LIMIT], timing[INFORMATION_LIMIT] = limit_fit["oracle-observed"], limit_time[
+                "oracle-observed"]
         nd = nuis.to_dict()
         nuis_rows.append(jsonable({
             "seed": seed, "seconds": t_nuis, "rho01_hat": nuis.rho01, "rho10_hat": nuis.rho10, "rho_ci": nuis.rho_ci,
@@ -292,9 +335,10 @@ def run_bench(
             "gates": {name: {"passed": g.passed, "verdict": g.verdict} for name, g in nuis.gates.items()},
             "simulation": sim,
         }))
+        scored = {method: result.score(log, X) for method, result in fits.items()}
         for method, result in fits.items():
             seconds = timing[method]
-            rewards = result.score(log, X)
+            rewards = scored[method]
             if on_scores is not None:
                 on_scores(seed, method, log, rewards)
             row: dict[str, Any] = {"method": method, "seed": seed}
@@ -302,6 +346,8 @@ def run_bench(
                 ev = _evaluate_real(log, rewards, result.split)
                 row.update(ev["held_out"])
                 row.update(_prompt_kendall(log, rewards, result.split == schema.TEST, schema.GOLD_LABEL))
+                row.update(log_downstream(log, rewards, result.split == schema.TEST, schema.GOLD_LABEL,
+                                          scored.get(registry.BASELINE)))
                 row["all_gold"] = ev["all_gold"]
             else:
                 ev = evaluate_scores(log, rewards)
@@ -312,6 +358,7 @@ def run_bench(
                 is_eval = np.zeros(log.height, dtype=bool)
                 is_eval[evaluation_rows(log)[0]] = True
                 row.update(_prompt_kendall(log, rewards, is_eval, schema.TRUE_LABEL))
+                row.update(log_downstream(log, rewards, is_eval, schema.TRUE_LABEL, scored.get(registry.BASELINE)))
             row.update({"seconds": seconds, "best_epoch": result.history.best_epoch,
                         "val_method": result.history.val_method,
                         "best_val_estimate": result.history.best_val_estimate,
@@ -370,7 +417,8 @@ def summarize(results: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 
     seeds (resampling seeds with replacement, 95%). With 3 seeds the interval is coarse: read it as a rough guide.
     ``gap_closed`` is against ``oracle`` (clean labels of every training row), ``gap_closed_observed`` against
     ``oracle-observed`` (clean labels of the observed training rows, weighted by the true propensity: the ceiling
-    of any correction of noise and selection with the rows this log has), each when that method ran.
+    of any correction of noise and selection with the rows this log has), each when that method ran;
+    ``limit_closed`` is the share of the naive -> ``oracle-effective`` (the information limit) gap in AUROC.
     """
     methods = list(dict.fromkeys(r["method"] for r in results))
     seeds = sorted({r["seed"] for r in results})
@@ -379,108 +427,29 @@ def summarize(results: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 
     for m in methods:
         rows = [by[(m, s)] for s in seeds if (m, s) in by]
         entry: dict[str, Any] = {"n_seeds": len(rows)}
-        for k in (*METRICS, "prompt_kendall", "seconds", "best_epoch"):
+        for k in (*METRICS, "prompt_kendall", *DOWNSTREAM, "seconds", "best_epoch"):
             mean, std = _mean_std([r.get(k) for r in rows])
             entry[k] = {"mean": mean, "std": std}
         out[m] = entry
-    for ceiling, key in (("oracle", "gap_closed"), ("oracle-observed", "gap_closed_observed")):
+    for ceiling, key, metric in (("oracle", "gap_closed", "r2"), ("oracle-observed", "gap_closed_observed", "r2"),
+                                 (INFORMATION_LIMIT, "limit_closed", "auroc")):
         if registry.BASELINE not in methods or ceiling not in methods:
             continue
         paired = [s for s in seeds if (registry.BASELINE, s) in by and (ceiling, s) in by]
-        r2n = np.array([by[(registry.BASELINE, s)]["r2"] for s in paired], dtype=np.float64)
-        r2o = np.array([by[(ceiling, s)]["r2"] for s in paired], dtype=np.float64)
+        r2n = np.array([by[(registry.BASELINE, s)][metric] for s in paired], dtype=np.float64)
+        r2o = np.array([by[(ceiling, s)][metric] for s in paired], dtype=np.float64)
         rng = np.random.default_rng(seed)
         idx = [rng.integers(0, len(paired), len(paired)) for _ in range(n_boot)] if paired else []
         for m in methods:
             if not all((m, s) in by for s in paired) or not paired:
                 continue
-            r2m = np.array([by[(m, s)]["r2"] for s in paired], dtype=np.float64)
+            r2m = np.array([by[(m, s)][metric] for s in paired], dtype=np.float64)
             point = gap_closed(r2m, r2n, r2o)
             reps = np.array([gap_closed(r2m[i], r2n[i], r2o[i]) for i in idx])
             reps = reps[np.isfinite(reps)]
             ci = (float(np.quantile(reps, 0.025)), float(np.quantile(reps, 0.975))) if reps.size else (math.nan,) * 2
             out[m][key] = {"value": point, "ci": list(ci), "seeds": len(paired)}
     return out
-
-
-def _pm(entry: dict[str, Any], key: str, digits: int = 3) -> str:
-    v = entry.get(key) or {}
-    mean, std = v.get("mean"), v.get("std")
-    if mean is None or not math.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None and math.isfinite(std) else f"{mean:.{digits}f}"
-
-
-def format_markdown(result: BenchResult, *, title: str | None = None, command: str | None = None) -> str:
-    """A markdown section: the setting, a table of means ± std over seeds, gap closed, nuisance estimates."""
-    c = result.config
-    lines = []
-    if c.real_feedback:
-        head = f"{c.dataset}: real feedback, evaluated against gold_label on held-out prompt groups"
-    else:
-        rating = "real ratings" if c.rating == "real" else f"teacher ratings ({c.teacher}, snr {c.snr or 'inf'})"
-        head = f"{c.dataset}, {rating}, alpha {c.alpha}, rho01 {c.rho01}, rho10 {c.rho10}"
-    lines.append(f"### {title or head}")
-    lines.append("")
-    if command:
-        lines += ["```bash", command, "```", ""]
-    lines.append(f"Seeds {', '.join(map(str, c.seeds))}; embedder {c.embedder}; fit overrides "
-                 f"{c.fit or 'none (paper defaults)'}; {result.seconds:.0f}s in total.")
-    lines.append("")
-    gaps = [(key, label) for key, label in (("gap_closed", "gap closed vs oracle [95% CI]"),
-                                            ("gap_closed_observed", "gap closed vs oracle-observed [95% CI]"))
-            if any(key in e for e in result.summary.values())]
-    header = ("| method | R² | MSE | MAE | AUROC | prompt Kendall τ | Pearson | "
-              + "".join(f"{label} | " for _, label in gaps) + "epochs | s/fit |")
-    lines += [header, "|" + "---|" * (header.count("|") - 1)]
-    for m, e in result.summary.items():
-        gap = ""
-        for key, _ in gaps:
-            g = e.get(key)
-            gap += "n/a | " if not g or g["value"] is None or not math.isfinite(g["value"]) else (
-                f"{g['value']:.0%} [{g['ci'][0]:.0%}, {g['ci'][1]:.0%}] | ")
-        lines.append(f"| {m} | {_pm(e, 'r2')} | {_pm(e, 'mse', 4)} | {_pm(e, 'mae', 4)} | {_pm(e, 'auroc')} | "
-                     f"{_pm(e, 'prompt_kendall')} | {_pm(e, 'pearson')} | {gap}{_pm(e, 'best_epoch', 0)} | "
-                     f"{_pm(e, 'seconds', 1)} |")
-    lines.append("")
-    rho = [(n["rho01_hat"], n["rho10_hat"]) for n in result.nuisances if n.get("rho01_hat") is not None]
-    if rho:
-        r01 = ", ".join(f"{a:.3f}" for a, _ in rho)
-        r10 = ", ".join(f"{b:.3f}" for _, b in rho)
-        lines.append(f"Estimated flip rates per seed: rho01 {r01} (true {c.rho01 if not c.real_feedback else '?'}); "
-                     f"rho10 {r10} (true {c.rho10 if not c.real_feedback else '?'}).")
-    aucs = [n["propensity_auc"] for n in result.nuisances if n.get("propensity_auc") is not None]
-    if aucs:
-        lines.append(f"Propensity AUC (cross-fitted) per seed: {', '.join(f'{a:.3f}' for a in aucs)}.")
-    gates = [n.get("gates") or {} for n in result.nuisances]
-    for name in ("propensity", "flip_rates"):
-        verdicts = [g[name]["passed"] for g in gates if name in g]
-        if verdicts:
-            lines.append(f"Gate {name.replace('_', ' ')} per seed: "
-                         f"{', '.join('pass' if v else 'fail' for v in verdicts)}.")
-    chosen = [r["chosen"] for r in result.results if r.get("chosen")]
-    if chosen:
-        lines.append(f"auto chose per seed: {', '.join(chosen)}.")
-    unlearned = sorted({r["method"] for r in result.results if r.get("learned") is False})
-    if unlearned:
-        counts = {m: sum(1 for r in result.results if r["method"] == m and r.get("learned") is False)
-                  for m in unlearned}
-        lines.append("Did not learn (learning gate): " + ", ".join(f"{m} in {k} seed(s)" for m, k in counts.items())
-                     + ".")
-    if c.real_feedback:
-        lines.append("Metrics: held-out rows (20% of prompt groups, never used in fitting) against gold_label. "
-                     "The oracle row is trained on the gold labels of the training rows (a ceiling).")
-        allg = {}
-        for r in result.results:
-            allg.setdefault(r["method"], []).append(r["all_gold"]["r2"])
-        lines.append("R² on all gold rows (training rows included): "
-                     + ", ".join(f"{m} {np.mean(v):.3f}" for m, v in allg.items()) + ".")
-    else:
-        lines.append("Metrics: sigma(z) against true_label on the clean, fully observed test split (prompt "
-                     "Kendall τ: tau-b within each test prompt with both labels, averaged). Early stopping used "
-                     "each method's validation estimate on the observational val split only.")
-    lines.append("")
-    return "\n".join(lines)
 
 
 def gap_closed(r2_method: Any, r2_naive: Any, r2_oracle: Any) -> float:
