@@ -46,7 +46,9 @@ AUTO = "auto"
 EXPLICIT = "explicit"
 IMPLICIT = "implicit"
 MIXED = "mixed"
-KINDS: tuple[str, ...] = (EXPLICIT, IMPLICIT, MIXED)
+#: an A/B log: votes between two responses to one prompt (``causalrm.data.pairwise``, which reads and marks it)
+PAIRWISE = "pairwise"
+KINDS: tuple[str, ...] = (EXPLICIT, IMPLICIT, MIXED, PAIRWISE)
 #: the column that marks a log read as implicit feedback
 FEEDBACK_KIND = "feedback_kind"
 #: fewest feedback values, all of them 1, for ``auto`` to read a log as implicit
@@ -176,6 +178,9 @@ def resolve_kind(log: pl.DataFrame, kind: str = AUTO) -> str:
         return marked
     if mixed_signal(log.columns, kind) is not None:
         return MIXED
+    if kind == PAIRWISE:
+        raise InputError("--feedback-kind pairwise needs an A/B log: prompt, response_a, response_b and feedback (a, "
+                         "b or empty), or a preference file with prompt, chosen and rejected")
     if kind not in (AUTO, MIXED):
         return kind
     if kind == MIXED:
@@ -226,3 +231,12 @@ def describe_mixed(event: str, n_rows: int, n_observed: int, n_events: int) -> s
     return (f"mixed feedback: thumbs on {n_observed:,} of {n_rows:,} impressions plus {n_events:,} implicit "
             f"{event!r} events on every impression; one model learns from both (causalrm.data.mixed_feedback). The "
             f"events' rates come from audited labels or --event-rate C --accidental-rate EPS")
+
+
+def describe_pairwise(n_pairs: int, n_votes: int, n_for_a: int, *, first_shown: bool) -> str:
+    """One line for ``validate``, ``fit`` and the app on an A/B log (``causalrm.data.pairwise``)."""
+    rate = n_votes / n_pairs if n_pairs else float("nan")
+    share = n_for_a / n_votes if n_votes else float("nan")
+    where = "the first-shown response (a)" if first_shown else "a (no shown_first column: position not logged)"
+    return (f"pairwise (A/B) log: {n_pairs:,} pairs, {n_votes:,} votes ({rate:.1%}), {share:.1%} of them for {where}; "
+            "one pointwise reward model r(prompt, response) is fitted on z_a - z_b (Bradley-Terry)")

@@ -19,14 +19,17 @@ from causalrm.data.feedback_kinds import (
     EXPLICIT,
     IMPLICIT,
     MIXED,
+    PAIRWISE,
     as_impressions,
     describe,
     describe_mixed,
+    describe_pairwise,
     kind_of,
     mixed_signal,
     positive_only_warning,
     unused_signals,
 )
+from causalrm.data.pairwise import RESPONSE_A, RESPONSE_B, SHOWN_FIRST, is_pair_log
 
 #: fewer observed rows than this gives a "tiny sample" warning
 MIN_OBSERVED = 500
@@ -87,17 +90,24 @@ class LogSummary:
         """A JSON-serialisable dict of every field."""
         return asdict(self)
 
+    def describe_kind(self) -> str:
+        """One line: what kind of feedback the log holds and what it needs (``feedback_kinds.describe``)."""
+        if self.feedback_kind == PAIRWISE:
+            return describe_pairwise(self.n_rows, self.n_observed, self.n_positive,
+                                     first_shown=SHOWN_FIRST in self.columns)
+        if self.feedback_kind == MIXED:
+            return describe_mixed(mixed_signal(self.columns) or "event", self.n_rows, self.n_observed,
+                                  self.n_events or 0)
+        return describe(self.feedback_kind, self.n_rows, self.n_positive)
+
     def format(self) -> str:
         """Human-readable multi-line report (what ``causalrm validate`` prints)."""
         lines = []
         if self.source:
             lines.append(f"log: {self.source}")
-        lines.append(f"rows (impressions):   {self.n_rows:,}")
-        if self.feedback_kind == MIXED:
-            event = mixed_signal(self.columns) or "event"
-            lines.append(f"feedback kind:        {describe_mixed(event, self.n_rows, self.n_observed, self.n_events or 0)}")
-        else:
-            lines.append(f"feedback kind:        {describe(self.feedback_kind, self.n_rows, self.n_positive)}")
+        lines.append(f"rows (pairs):         {self.n_rows:,}" if self.feedback_kind == PAIRWISE
+                     else f"rows (impressions):   {self.n_rows:,}")
+        lines.append(f"feedback kind:        {self.describe_kind()}")
         if self.feedback_kind == IMPLICIT:
             lines.append(f"events:               {self.n_positive:,} ({_pct(self.positive_rate or 0.0)} of impressions)")
         elif self.positive_rate is None:
@@ -144,6 +154,8 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None, feedback_kind:
     Preconditions: ``prompt``, ``response``, ``feedback`` and ``observed`` columns exist (``read_log`` guarantees
     them); ``observed`` is 0/1.
     """
+    if is_pair_log(df):
+        return _pair_summary(df, source)
     for col in (schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED):
         if col not in df.columns:
             raise ValueError(f"summarize_log: column {col!r} is missing; read the file with causalrm.data.io.readers.read_log")
@@ -183,6 +195,23 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None, feedback_kind:
                          chat_counts=chat_counts, source=source, feedback_kind=kind_of(df),
                          n_events=int(df[event].sum()) if (event := mixed_signal(columns)) and kind_of(df) == MIXED
                          else None)
+
+
+def _pair_summary(df: pl.DataFrame, source: str | None) -> LogSummary:
+    """An A/B log's summary (``causalrm.data.pairwise``): rows are pairs, observed rows votes, positive ones votes
+    for a."""
+    n, columns = df.height, list(df.columns)
+    voted = df[schema.OBSERVED] == 1
+    splits = ({("null" if k is None else str(k)): int(v) for k, v in df[schema.SPLIT].value_counts(sort=True).iter_rows()}
+              if schema.SPLIT in columns and df[schema.SPLIT].null_count() < n else {})
+    return build_summary(
+        n=n, n_observed=int(voted.sum()), n_positive=int((voted & (df[schema.FEEDBACK] == 1)).fill_null(False).sum()),
+        columns=columns, has_lp=schema.LOGGED_PROPENSITY in columns and df[schema.LOGGED_PROPENSITY].null_count() < n,
+        n_gold=int(df[schema.GOLD_LABEL].is_not_null().sum()) if schema.GOLD_LABEL in columns else 0,
+        n_empty_prompts=0, splits=splits, n_fb_unobserved=0,
+        n_dup=n - df.select(schema.PROMPT, RESPONSE_A, RESPONSE_B).unique().height,
+        n_split_null=df[schema.SPLIT].null_count() if schema.SPLIT in columns else None, chat_counts={}, source=source,
+        feedback_kind=PAIRWISE)
 
 
 def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str], has_lp: bool, n_gold: int,

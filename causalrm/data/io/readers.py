@@ -13,11 +13,20 @@ from pathlib import Path
 import polars as pl
 
 from causalrm.data import schema
-from causalrm.data.feedback_kinds import AUTO, EXPLICIT, IMPLICIT, as_impressions, check_kind, event_column
+from causalrm.data.feedback_kinds import (
+    AUTO,
+    EXPLICIT,
+    IMPLICIT,
+    PAIRWISE,
+    as_impressions,
+    check_kind,
+    event_column,
+)
 from causalrm.data.io.canonical import _canonicalise
 from causalrm.data.io.formats import HF_PREFIX, _load_raw
 from causalrm.data.io.formatting import _first_line, _fmt, _list
 from causalrm.data.io.mapping import _apply_mapping
+from causalrm.data.pairwise import is_pairwise, read_pairs
 from causalrm.data.io.normalise import (
     _binary,
     _Ctx,
@@ -81,6 +90,11 @@ def read_log(
     def run() -> pl.DataFrame:
         raw = _load_raw(source)
         origin = _apply_mapping(raw, mapping)
+        if is_pairwise(raw.df.columns):  # an A/B log (or TRL's chosen / rejected): one row per pair
+            if feedback_kind not in (AUTO, PAIRWISE) or threshold is not None:
+                raise InputError(f"{source}: an A/B log (response_a / response_b or chosen / rejected) is read as "
+                                 "pairwise feedback; drop --feedback-kind and --threshold")
+            return read_pairs(raw.df, source=str(source), objects=raw.objects)
         kind = feedback_kind
         event = event_column(raw.df.columns, kind)
         if event is not None:  # a copy / click column and no thumbs: the log's implicit feedback
