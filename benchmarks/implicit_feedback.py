@@ -181,6 +181,36 @@ def _paired(by_seed: dict[int, dict[str, float]], a: str, b: str) -> str:
     return f"{d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] {int((d > 0).sum())}/{d.size}"
 
 
+def mixed_report(data: dict[str, Any], path: str) -> list[str]:
+    """The mixed cell's table: each reading's default method and the mixed log's single methods, with R² and AUROC
+    paired against the better single signal of each seed (the one with the higher test R², so the comparison is
+    against the best a user could have had by picking a signal after the fact)."""
+    cfg, res = data["config"], data["results"]
+    seeds = sorted({r["seed"] for r in res})
+    at = {(r["seed"], r["cell"], r["method"]): r for r in res}
+    best = {s: max((at[(s, c, "auto")] for c in ("thumbs", "copies")), key=lambda r: r["r2"]) for s in seeds}
+    rows = list(dict.fromkeys((r["cell"], r["method"]) for r in res))
+    out = [f"**Mixed feedback: {cfg['dataset']} ({cfg['rating']} ratings); thumbs α {cfg['alpha']}, ρ01 "
+           f"{cfg['rho01']}, ρ10 {cfg['rho10']}; copies C {cfg['c']}, EPS {cfg['eps']}; audit of {cfg['audit']} "
+           f"rows; {len(seeds)} seeds** ({path})", "",
+           "| reading | method | R² | AUROC | R² − better single signal (paired) | AUROC − better single signal |",
+           "|---|---|---|---|---|---|"]
+    for cell, method in rows:
+        rs = [at[(s, cell, method)] for s in seeds]
+        kept = ""
+        if method == "auto":
+            counts = {c: sum(r.get("chosen") == c for r in rs) for c in {r.get("chosen") for r in rs}}
+            kept = " (kept: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ")"
+        cells = [f"{np.mean([r[k] for r in rs]):.3f} ± {np.std([r[k] for r in rs]):.3f}" for k in ("r2", "auroc")]
+        paired = [_paired({s: {"m": at[(s, cell, method)][k], "best": best[s][k]} for s in seeds}, "m", "best")
+                  for k in ("r2", "auroc")] if cell.startswith("mixed") else ["–", "–"]
+        out.append(f"| {cell} | {method}{kept} | " + " | ".join(cells + paired) + " |")
+    picks = {c: sum(best[s]["cell"] == c for s in seeds) for c in ("thumbs", "copies")}
+    out += ["", f"The better single signal by test R²: copies in {picks['copies']}, thumbs in {picks['thumbs']} of "
+                f"{len(seeds)} seeds.", ""]
+    return out
+
+
 def report(paths: list[str]) -> str:
     out = []
     for path in paths:
@@ -188,7 +218,9 @@ def report(paths: list[str]) -> str:
         cfg = data["config"]
         rating = "" if cfg["dataset"].startswith("synthetic") else f" ({cfg['rating']} ratings)"
         title = f"{cfg['dataset']}{rating}, C {cfg['c']}, EPS {cfg['eps']}"
-        if data["kind"] == "run":
+        if data["kind"] == "mixed":
+            out += mixed_report(data, path)
+        elif data["kind"] == "run":
             res = data["results"]
             methods = list(dict.fromkeys(r["method"] for r in res))
             seeds = sorted({r["seed"] for r in res})

@@ -35,7 +35,7 @@ from app.session import Session, ensure_session
 from app.upload import AUTO, MAPPABLE, _named_as_uploaded, build_mapping, inspect_upload, parse_threshold
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import AUTO as AUTO_KIND
-from causalrm.data.feedback_kinds import IMPLICIT, KINDS, describe
+from causalrm.data.feedback_kinds import IMPLICIT, KINDS
 from causalrm.errors import InputError
 from causalrm.workflows.demo import DEMO
 
@@ -85,7 +85,7 @@ def _summary_md(session: Session) -> str:
     else:
         lines = [f"**{src.get('label', 'log')}**: {s.n_rows:,} impressions, {s.n_observed:,} with feedback "
                  f"({s.observed_rate:.1%}); positive rate among observed {fmt(s.positive_rate)}"]
-    lines.append("feedback kind: " + ui_message(describe(s.feedback_kind, s.n_rows, s.n_positive)))
+    lines.append("feedback kind: " + ui_message(s.describe_kind()))
     fitting = None if s.feedback_kind == IMPLICIT else _fitting_rows_observed(session.log)
     if fitting is not None:
         n_obs, n_rows = fitting

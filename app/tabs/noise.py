@@ -30,7 +30,7 @@ from app.common import (
     require,
 )
 from app.session import Session
-from causalrm.data.feedback_kinds import IMPLICIT, kind_of
+from causalrm.data.feedback_kinds import IMPLICIT, MIXED, kind_of
 from causalrm.errors import InputError
 
 
@@ -51,6 +51,7 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     """Estimate ρ01, ρ10 (anchor points on a calibrated out-of-fold proxy, and gold labels when the log has them).
     On an implicit log: the rates from ``event_rate`` c and ``accidental_rate`` ε, or from gold labels
     (:func:`implicit_noise`)."""
+    from causalrm.data.mixed_feedback import thumbs_reading
     from causalrm.nuisances.fit import fit_nuisances
 
     session = require(state)
@@ -66,7 +67,8 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     anchor_method = method if method != "gold" else "anchor-quantile"
     cfg = fit_config(session, method="denoise", flip_method=anchor_method, quantile=float(quantile), seed=seed,
                       rho01=None, rho10=None)
-    anchor = fit_nuisances(session.log, session.X, cfg, methods=["denoise"], reuse=session.propensity)
+    anchor = fit_nuisances(thumbs_reading(session.log), session.X, cfg, methods=["denoise"],  # a mixed log: thumbs
+                           reuse=session.propensity)
     est = anchor.flip_estimator
     rows.append({"estimate": f"anchor ({anchor_method}, q = {float(quantile):g})", "rho01": anchor.rho01,
                  "rho01 95% CI": ci_text(anchor.rho_ci, "rho01"), "rho10": anchor.rho10,
@@ -143,6 +145,10 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
                     f"{spread['rho10']:.3f} (ρ10).")
     if diag.get("warnings"):
         summary += "\n\n" + "\n".join(f"- ⚠️ {w}" for w in diag["warnings"])
+    if kind_of(session.log) == MIXED:
+        summary += ("\n\nThis is a **mixed log**: these are the thumbs' rates. Training also learns from the events, "
+                    "whose rates come from gold labels (label rows on the Audit tab; its sample covers every "
+                    "impression) or, on the command line, from `--event-rate` / `--accidental-rate`.")
     return NoiseView(session, table, plots.transition_heatmap(used[0], used[1]), proxy_fig, sweep_fig, summary)
 
 

@@ -52,6 +52,7 @@ def _clip_md(report: dict[str, Any]) -> str:
 def fit_propensity(state: Session | None, model: str = "auto", clip: float = 0.1, seed: float = 0,
                    progress=gr.Progress()) -> PropensityView:
     """Cross-fit p̂(x) = P(o = 1 | x) on the train + val rows (``causalrm.nuisances.fit.fit_nuisances``)."""
+    from causalrm.data.mixed_feedback import thumbs_reading
     from causalrm.nuisances.fit import fit_nuisances
     from causalrm.nuisances.propensity import clip_report, propensity_diagnostics
 
@@ -60,7 +61,7 @@ def fit_propensity(state: Session | None, model: str = "auto", clip: float = 0.1
     session.propensity_settings = {"model": model, "clip": float(clip)}
     config = fit_config(session, method="ips", seed=int(seed or 0))
     progress(0.1, desc=f"cross-fitting the {model} propensity model")
-    nuis = fit_nuisances(session.log, session.X, config, methods=["ips"])
+    nuis = fit_nuisances(thumbs_reading(session.log), session.X, config, methods=["ips"])  # a mixed log: its thumbs
     session.propensity = nuis
     session.propensity_settings["seed"] = int(seed or 0)
     p = np.asarray(nuis.propensity, dtype=float)

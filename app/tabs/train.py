@@ -32,6 +32,7 @@ from app.common import (
     require,
 )
 from app.session import Session
+from causalrm.data.feedback_kinds import MIXED, kind_of
 from causalrm.data import schema
 from causalrm.devices import resolve_device
 from causalrm.errors import InputError
@@ -108,6 +109,8 @@ def inspected_nuisances(session: Session, config: Any) -> Any:
 
     from causalrm.data.splits import resolve_split
 
+    if kind_of(session.log) == MIXED:  # inspected on the thumbs; training stacks both signals' rows (mixed_feedback)
+        return None
     split = resolve_split(session.log, val_fraction=config.val_fraction, seed=config.seed)
     rows = np.flatnonzero(split != schema.TEST)
     for nuis in (session.flip, session.propensity):

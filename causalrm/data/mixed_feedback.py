@@ -36,7 +36,7 @@ import numpy as np
 import polars as pl
 
 from causalrm.data import schema
-from causalrm.data.feedback_kinds import FEEDBACK_KIND, IMPLICIT, MIXED, kind_of, mixed_signal
+from causalrm.data.feedback_kinds import EXPLICIT, FEEDBACK_KIND, IMPLICIT, MIXED, kind_of, mixed_signal
 from causalrm.errors import InputError
 
 #: columns of the stacked rows: which signal a row carries, and the impression (row of the mixed log) it came from
@@ -105,6 +105,14 @@ def event_reading(log: pl.DataFrame) -> pl.DataFrame:
         schema.OBSERVED), pl.lit(IMPLICIT, dtype=pl.String).alias(FEEDBACK_KIND)).drop(event)
 
 
+def thumbs_reading(log: pl.DataFrame) -> pl.DataFrame:
+    """A mixed log's thumbs read alone, as an explicit log (its event column dropped): what the app's Propensity and
+    Noise tabs inspect, on the same rows; any other log as it is."""
+    if SIGNAL in log.columns or FEEDBACK_KIND not in log.columns or kind_of(log) != MIXED:
+        return log
+    return log.drop(mixed_signal(log.columns)).with_columns(pl.lit(EXPLICIT, dtype=pl.String).alias(FEEDBACK_KIND))
+
+
 def impressions(log: pl.DataFrame) -> pl.DataFrame:
     """The mixed log's impressions back from its stacked rows (the thumbs rows), e.g. to score or evaluate each
     impression once; any other log as it is."""
@@ -114,4 +122,4 @@ def impressions(log: pl.DataFrame) -> pl.DataFrame:
 
 
 __all__ = ["IMPRESSION", "SIGNAL", "THUMBS", "as_training_rows", "event_reading", "impressions", "signal_views",
-           "stack"]
+           "stack", "thumbs_reading"]
