@@ -118,6 +118,13 @@ class MethodSpec:
         return self.correction != "none"
 
     @property
+    def pairwise(self) -> bool:
+        """Has a pairwise form for A/B logs (``causalrm.data.pairwise``): the same term on the Bradley-Terry logit
+        d = z_a - z_b of a pair (``losses.pairwise_terms``). Every estimator but those with a learned imputation,
+        whose imputation model is trained on the reward model's own rows, not on pairs."""
+        return self.imputation_learning is None
+
+    @property
     def doubly_robust(self) -> bool:
         """Imputes an error ``e = l(z, q)`` on every row."""
         return self.imputation is not None

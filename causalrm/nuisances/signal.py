@@ -312,9 +312,13 @@ def _fit_rows_X(log: pl.DataFrame, X: np.ndarray | None, rows: np.ndarray, confi
     """Embeddings of the fitting rows: ``X[rows]`` (X over the whole log), ``X`` itself (X over the fitting rows
     only) or freshly embedded with ``config.embedder``."""
     if X is None:
+        from causalrm.data.pairwise import is_pair_log, pair_features, sides
         from causalrm.embeddings import Embedder, embed_log
 
-        return embed_log(log[rows.tolist()], Embedder(model=config.embedder, progress=False))
+        embedder = Embedder(model=config.embedder, progress=False)
+        if is_pair_log(log):  # an A/B log: each pair's [x_a, x_b, |x_a - x_b|]
+            return pair_features(*(embed_log(side, embedder) for side in sides(log[rows.tolist()])))
+        return embed_log(log[rows.tolist()], embedder)
     from causalrm.data.rowmatrix import RowView, is_lazy
 
     if is_lazy(X):  # memory-mapped: a lazy row view, rows gathered by index later, never copied whole

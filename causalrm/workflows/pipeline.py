@@ -43,6 +43,7 @@ import polars as pl
 from causalrm.atomic_io import jsonable
 from causalrm.config import FitConfig
 from causalrm.data import schema
+from causalrm.data.pairwise import is_pair_log, split_features
 from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
 from causalrm.estimators import methods as registry
@@ -51,6 +52,7 @@ from causalrm.nuisances.container import Nuisances, StageFn, _stage, loss_inputs
 from causalrm.nuisances.gates import Gate, best_constant, learning_gate, remedies
 from causalrm.nuisances.signal import _fit_rows_X
 from causalrm.training.backbones.base import Backbone, build_backbone, get_backbone_class
+from causalrm.training.pairs import PairModel, featurize_pairs
 from causalrm.training.scoring import predict_logits
 from causalrm.training.trainer import TrainHistory, train
 
@@ -123,6 +125,10 @@ def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> F
     missing = registry.lacking(methods, nuisances.provides())
     if missing:
         raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
+    pairs = is_pair_log(log)  # an A/B log: the backbone scores responses, the loss reads z_a - z_b per pair
+    if pairs and not all(registry.get(m).pairwise for m in methods):
+        raise InputError(f"method {config.method!r} has no pairwise form for an A/B log; choose one of "
+                         f"{', '.join(registry.where(pairwise=True))}")
     needs_X = backbone_cls.needs_embeddings or bool(registry.lacking(methods, set()))
     X_fit = _fit_rows_X(log, X, rows, config) if needs_X else None
     t_nuis = time.perf_counter() - t0
@@ -136,14 +142,17 @@ def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> F
                                rho10=nuisances.rho10 if noise_aware else 0.0)
     train_in = loss_inputs(log, nuisances, config.method, is_train)
     val_in = loss_inputs(log, nuisances, (config.method, config.validation_method), is_val)
-    backbone = build_backbone(config.backbone, X_fit, config.backbone_kwargs(), seed=config.seed)
+    X_model = split_features(X_fit)[0] if pairs and X_fit is not None else X_fit
+    backbone = build_backbone(config.backbone, X_model, config.backbone_kwargs(), seed=config.seed)
+    model = PairModel(backbone) if pairs else backbone
+    featurize = (lambda lg, x: featurize_pairs(backbone, lg, x)) if pairs else backbone.featurize
     train_rows, val_rows = rows[is_train], rows[is_val]
-    train_feats = backbone.featurize(log[train_rows.tolist()], X_fit[is_train] if X_fit is not None else None)
-    val_feats = backbone.featurize(log[val_rows.tolist()], X_fit[is_val] if X_fit is not None else None)
+    train_feats = featurize(log[train_rows.tolist()], X_fit[is_train] if X_fit is not None else None)
+    val_feats = featurize(log[val_rows.tolist()], X_fit[is_val] if X_fit is not None else None)
     t1 = time.perf_counter()
-    history = train(backbone, train_feats, train_in, val_feats, val_in, tcfg, progress=progress,
+    history = train(model, train_feats, train_in, val_feats, val_in, tcfg, progress=progress,
                     should_stop=should_stop)
-    val_logits = predict_logits(backbone, val_feats, batch_size=config.eval_batch_size, device=config.device,
+    val_logits = predict_logits(model, val_feats, batch_size=config.eval_batch_size, device=config.device,
                                 autocast_dtype=config.autocast_dtype)
     loss_kw = {"rho01": tcfg.rho01, "rho10": tcfg.rho10, "base": tcfg.base_loss, "nonneg": tcfg.nonneg}
     constant = best_constant(config.validation_method, loss_inputs(log, nuisances, config.validation_method,
