@@ -65,14 +65,14 @@ def metrics(
     out = {"mse": float(np.sum(w * (p - y) ** 2) / total), "mae": float(np.sum(w * np.abs(p - y)) / total)}
     out["r2"] = 1.0 - out["mse"] * total / sst if y.size > 1 and np.ptp(y) > 0 and sst > 0 else float("nan")
     binary = np.isin(y, (0.0, 1.0)).all() and 0 < y.sum() < y.size
-    out["auroc"] = _auroc(y, p, w) if binary else float("nan")
+    out["auroc"] = auroc(y, p, w) if binary else float("nan")
     varying = y.size > 2 and np.ptp(y) > 0 and np.ptp(p) > 0 and sst > 0 and sxx > 0
     out["pearson"] = float(np.sum(w * dy * dp) / math.sqrt(sst * sxx)) if varying else float("nan")
     return out
 
 
-def _auroc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> float:
-    """Weighted AUROC of binary ``y`` (both classes present): Σ_pos w_i Σ_neg w_j (1[p_j < p_i] + 1/2 1[p_j = p_i])
+def auroc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> float:
+    """Weighted AUROC of binary ``y`` (NaN unless both classes have weight): Σ_pos w_i Σ_neg w_j (1[p_j < p_i] + 1/2 1[p_j = p_i])
     / (W_pos W_neg)."""
     values, inverse = np.unique(p, return_inverse=True)
     neg = np.bincount(inverse, weights=w * (y == 0), minlength=values.size)

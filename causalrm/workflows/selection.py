@@ -21,8 +21,20 @@ each is early-stopped on its own validation estimate as usual. Then:
    without flip rates) on the val rows, evaluated at each corner (rho01, rho10) of the flip rates' 95% bootstrap
    intervals crossed with each plausible propensity model (the one chosen by out-of-fold log loss and the runner-up
    while its log loss is within the 95% interval of the chosen one's, ``PropensityModel(model="auto")``). A candidate qualifies when it beats naive at *every* corner.
-4. The qualifying candidate with the lowest central value (audited error, or the estimate at the point estimates)
+4. **Ranking, never worse than naive's.** Each candidate's AUROC of z against the noisy feedback on the observed
+   val rows, weighted by 1 / p (uniform where the weights are not used), is compared with naive's over ``N_BOOT``
+   paired bootstrap resamples. Under class-conditional noise the noisy AUROC is an increasing affine function of
+   the clean one, AUROC(z; r) - 1/2 = (1 - rho01 - rho10)(AUROC(z; r*) - 1/2) (Menon et al. 2015, for any rates
+   below the margin), so the sign of the difference is the clean one's. A candidate whose 95% interval of the
+   difference lies below zero ranks worse than naive on evidence and does not qualify.
+5. The qualifying candidate with the lowest central value (audited error, or the estimate at the point estimates)
    is kept; with none, naive is. The test split is never read.
+
+Calibration decides among the candidates (steps 2, 3 and 5) and ranking can only veto (step 4), so ``auto`` is never
+kept below naive on either beyond its interval (docs/METHOD.md, "Choosing with auto").
+
+Reference: A. K. Menon, B. van Rooyen, C. S. Ong, R. C. Williamson. Learning from Corrupted Binary Labels via
+Class-Probability Estimation. ICML 2015.
 
 Caveat (docs/METHOD.md, "Choosing with auto"): each candidate was early-stopped on the same val rows, so its own
 estimate there is optimistic; the corners (other rates, other weights) and the requirement to win at all of them
@@ -162,14 +174,42 @@ def _corner_row_rates(log: pl.DataFrame, nuisances: Any) -> Callable[[dict[str, 
                            "rho10": np.where(thumbs, corner["rho10"], r10)}
 
 
+def ranking_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any
+                     ) -> dict[str, dict[str, Any]]:
+    """Step 4 of the module docstring: per candidate ``{"val_auroc", "auroc_difference", "auroc_ci95",
+    "ranks_below_baseline"}`` on the observed val rows (AUROC of z against r, weights 1 / p where ``_corners`` uses
+    them, paired bootstrap against naive's, seeded by ``config.seed``); empty when those rows lack a class."""
+    from causalrm.evaluation.metrics import auroc, bootstrap_indices
+
+    _, corners, (inputs, weights) = _corners(log, nuisances, config)
+    observed = np.asarray(inputs.observed, dtype=np.float64) == 1
+    r = np.asarray(inputs.feedback, dtype=np.float64)[observed]
+    p = weights[corners[0]["weights"]]
+    w = np.ones(r.size) if p is None else 1.0 / np.asarray(p, dtype=np.float64)[observed]
+    if r.size == 0 or not 0 < r.sum() < r.size:
+        return {}
+    z = {m: np.asarray(res.val_logits, dtype=np.float64)[observed] for m, res in results.items()}
+    idx = bootstrap_indices(N_BOOT, r.size, np.random.default_rng(config.seed))
+    boot = {m: np.array([auroc(r[i], v[i], w[i]) for i in idx]) for m, v in z.items()}
+    out = {}
+    for m, v in z.items():
+        d = boot[m] - boot[BASELINE]
+        lo, hi = np.nanquantile(d, [0.025, 0.975])
+        value = auroc(r, v, w)
+        out[m] = {"val_auroc": value, "auroc_difference": value - auroc(r, z[BASELINE], w),
+                  "auroc_ci95": [float(lo), float(hi)], "ranks_below_baseline": m != BASELINE and bool(hi < 0)}
+    return out
+
+
 def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:
     """The rule of ``auto`` over a ``choice["candidates"]`` record: among the fitted candidates that beat naive on
-    every corner (``beats_baseline``) and learned (or naive learned: a candidate that beats naive everywhere learned
-    if naive did, even when its own weighted, noisier estimate cannot tell it from a constant prediction;
-    ``gates.learning_gate`` is one-sided 95% per model), the one with the lowest ``central`` value; else naive."""
+    every corner (``beats_baseline``), do not rank below it on evidence (``ranks_below_baseline``, step 4) and
+    learned (or naive learned: a candidate that beats naive everywhere learned if naive did, even when its own
+    weighted, noisier estimate cannot tell it from a constant prediction; ``gates.learning_gate`` is one-sided 95%
+    per model), the one with the lowest ``central`` value; else naive."""
     naive_learned = candidates[BASELINE].get("learned", True)
     qualified = [m for m, c in candidates.items() if m != BASELINE and c.get("fitted") and c["beats_baseline"]
-                 and (c["learned"] or naive_learned)]
+                 and not c.get("ranks_below_baseline", False) and (c["learned"] or naive_learned)]
     return min(qualified, key=lambda m: candidates[m][central]) if qualified else BASELINE
 
 
@@ -178,8 +218,9 @@ def choice_record(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
     """The ``choice`` record: {"method", "reason", "evidence", "central", "candidates": {name: {...}}} (module
     docstring; ``central`` names the candidates' key that ``pick`` ranks by)."""
     gold = _gold_rows(log, nuisances)
+    ranking = ranking_evidence(results, log, nuisances, config)
     if nuisances.diagnostics.get("feedback_kind") == IMPLICIT:
-        return _select_implicit(results, log, nuisances, config, skipped, gold)
+        return _select_implicit(results, log, nuisances, config, skipped, gold, ranking)
     if gold is not None:
         weighted = ", weighted by 1 / inclusion probability" if gold[2] is not None else ""
         kind = (f"audited gold labels on {gold[1].size} val rows (squared error of sigma(z){weighted}, paired "
@@ -193,11 +234,11 @@ def choice_record(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
                 "and propensity models")
         central = "central"
         corners_info = {"reference": reference, "corners": corners}
-    return _choice(results, nuisances, skipped, evidence, kind, central, corners_info)
+    return _choice(results, nuisances, skipped, evidence, kind, central, corners_info, ranking)
 
 
 def _select_implicit(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
-                     skipped: dict[str, str], gold: Any) -> dict[str, Any]:
+                     skipped: dict[str, str], gold: Any, ranking: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """``auto`` on implicit feedback: naive's sigma(z) estimates P(event | x), not P(good | x), and an audit puts
     only its val share (about a fifth) where selection may read it, so either evidence may keep a candidate: the
     corner rule (the noise-corrected estimate at every corner of the rates' intervals) or the audited val rows
@@ -214,16 +255,17 @@ def _select_implicit(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
             e["beats_baseline"] = ((e["beats_baseline"] or audited[m]["beats_baseline"])
                                    and not audited[m]["ci95"][0] > 0)
     return _choice(results, nuisances, skipped, evidence, kind, "central",
-                   {"reference": reference, "corners": corners})
+                   {"reference": reference, "corners": corners}, ranking)
 
 
 def _choice(results: dict[str, Any], nuisances: Any, skipped: dict[str, str], evidence: dict[str, dict[str, Any]],
-            kind: str, central: str, corners_info: dict[str, Any]) -> dict[str, Any]:
+            kind: str, central: str, corners_info: dict[str, Any], ranking: dict[str, dict[str, Any]]
+            ) -> dict[str, Any]:
     candidates: dict[str, dict[str, Any]] = {m: {"fitted": False, "reason": why} for m, why in skipped.items()}
     for m, r in results.items():
         learned = r.learned.passed if r.learned is not None else True
         candidates[m] = {"fitted": True, "learned": learned, "best_epoch": r.history.best_epoch,
-                         "best_val_estimate": r.history.best_val_estimate, **evidence[m]}
+                         "best_val_estimate": r.history.best_val_estimate, **evidence[m], **ranking.get(m, {})}
     method = pick(candidates, central)
     if method != BASELINE:
         reason = f"{method} beats naive on {kind}"
@@ -233,8 +275,11 @@ def _choice(results: dict[str, Any], nuisances: Any, skipped: dict[str, str], ev
         for m, why in skipped.items():
             by_reason.setdefault(why, []).append(m)
         not_fitted = "; ".join(f"{', '.join(ms)} {why}" for why, ms in by_reason.items())
+        worse = [m for m in beaten if candidates[m].get("ranks_below_baseline")]
         reason = "; ".join(part for part in (
             f"{', '.join(beaten)} did not beat naive on {kind}" if beaten else "",
+            f"{', '.join(worse)} ranked below naive on the val rows (AUROC against the feedback, 95% interval below 0)"
+            if worse else "",
             not_fitted) if part)
     if method == BASELINE and nuisances.diagnostics.get("feedback_kind") == IMPLICIT and nuisances.rho01 is None:
         reason += ("; on implicit feedback naive's sigma(z) is P(event | x): it ranks the impressions but is not a "
@@ -290,4 +335,4 @@ def choose_head(results: list[Any]) -> Any:
 
 
 __all__ = ["MIN_GOLD", "admissible", "choice_record", "choose_head", "head_candidates",
-           "pick", "select_method"]
+           "pick", "ranking_evidence", "select_method"]
