@@ -427,7 +427,8 @@ def summarize(results: list[dict[str, Any]], *, n_boot: int = 2000, seed: int = 
     for m in methods:
         rows = [by[(m, s)] for s in seeds if (m, s) in by]
         entry: dict[str, Any] = {"n_seeds": len(rows)}
-        for k in (*METRICS, "prompt_kendall", *DOWNSTREAM, "seconds", "best_epoch"):
+        downstream = [k for k in DOWNSTREAM if any(k in r for r in rows)]  # bench JSON before issue 25 lacks them
+        for k in (*METRICS, "prompt_kendall", *downstream, "seconds", "best_epoch"):
             mean, std = _mean_std([r.get(k) for r in rows])
             entry[k] = {"mean": mean, "std": std}
         out[m] = entry
