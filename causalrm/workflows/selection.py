@@ -24,8 +24,9 @@ each is early-stopped on its own validation estimate as usual. Then:
 4. **Ranking, never worse than naive's.** Each candidate's AUROC of z against the noisy feedback on the observed
    val rows, weighted by 1 / p (uniform where the weights are not used), is compared with naive's over ``N_BOOT``
    paired bootstrap resamples. Under class-conditional noise the noisy AUROC is an increasing affine function of
-   the clean one, AUROC(z; r) - 1/2 = (1 - rho01 - rho10)(AUROC(z; r*) - 1/2) (Menon et al. 2015, for any rates
-   below the margin), so the sign of the difference is the clean one's. A candidate whose 95% interval of the
+   the clean one, AUROC(z; r) - 1/2 = (1 - a - b)(AUROC(z; r*) - 1/2) with a = P(r* = 0 | r = 1),
+   b = P(r* = 1 | r = 0), and 1 - a - b > 0 whenever rho01 + rho10 < 1 (Menon et al. 2015), so the sign of the
+   difference is the clean one's. A candidate whose 95% interval of the
    difference lies below zero ranks worse than naive on evidence and does not qualify.
 5. The qualifying candidate with the lowest central value (audited error, or the estimate at the point estimates)
    is kept; with none, naive is. The test split is never read.
