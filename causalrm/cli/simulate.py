@@ -39,9 +39,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="P(feedback 1 | true 0) on observed rows (default 0.1; explicit feedback only)")
     p.add_argument("--observation-rate", type=float, default=None,
                    help="expected share of train/val rows with feedback, in (0, 1] (default 0.2; explicit only)")
-    p.add_argument("--feedback-kind", choices=("explicit", "implicit", "mixed"), default="explicit",
+    p.add_argument("--feedback-kind", choices=("explicit", "implicit", "mixed", "pairwise"), default="explicit",
                    help="explicit thumbs (default), implicit positive-only events on every row (feedback 1 or "
-                   "empty), or mixed: explicit feedback plus an implicit 'copied' column")
+                   "empty), mixed: explicit feedback plus an implicit 'copied' column, or pairwise: an A/B log of "
+                   "votes between two responses to one prompt (causalrm/simulation/pairwise.py; --rho01 = P(vote b | "
+                   "a better), default 0.10, --rho10 = P(vote a | b better), default 0.30, a shown first)")
+    p.add_argument("--pairwise", dest="feedback_kind", action="store_const", const="pairwise",
+                   help="the same as --feedback-kind pairwise")
+    p.add_argument("--vote-rate", type=float, default=None, metavar="V",
+                   help="pairwise: share of train/val pairs with a vote (default 0.26)")
+    p.add_argument("--selection", type=float, default=None, metavar="B",
+                   help="pairwise: votes likelier on clear differences, logit slope per sd of |score difference| "
+                   "(default 1.5; 0 = at random)")
+    p.add_argument("--prompt-selection", type=float, default=None, metavar="G",
+                   help="pairwise: votes likelier on some prompts, sd of a per-prompt logit effect (default 0)")
     p.add_argument("--event-rate-good", type=float, default=None, metavar="C",
                    help="implicit / mixed: P(event | examined, good response) (default 0.35)")
     p.add_argument("--event-rate-bad", type=float, default=None, metavar="EPS",
@@ -94,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: unsupported extension {out.suffix!r}; use .parquet, .csv or .jsonl")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    if args.feedback_kind == "pairwise":
+        return _run_pairwise(args, out)
     threshold = _threshold(args.threshold)
     feedback = dict(
         alpha=args.alpha, rho01=args.rho01, rho10=args.rho10, observation_rate=args.observation_rate,
@@ -145,4 +158,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"{column} events on all rows: good responses {fmt(events['rate_good'])} (n={events['n_good']}), bad "
               f"{fmt(events['rate_bad'])} (n={events['n_bad']}) (targets {good:g} / {bad:g} x mean examination "
               f"{fmt(events['mean_examination'])})")
+    return 0
+
+
+def _run_pairwise(args: argparse.Namespace, out: Path) -> int:
+    """``--feedback-kind pairwise``: an A/B log (:func:`causalrm.simulation.pairwise.simulate_pairs`)."""
+    from causalrm.atomic_io import write_json_atomic, write_table_atomic
+    from causalrm.simulation.pairwise import DEFAULTS, simulate_pairs
+    from causalrm.simulation.simulate import load_for_simulation
+
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed}: must be a non-negative integer")
+    embeddings = None
+    if args.embeddings is not None:
+        from causalrm.embeddings import read_embeddings
+
+        embeddings, _ = read_embeddings(args.embeddings)
+    rated, embeddings = load_for_simulation(args.dataset, rating_column=args.rating_column, embeddings=embeddings,
+                                            teacher=args.rating == "teacher")
+    given = {"vote_rate": args.vote_rate, "selection": args.selection, "prompt_selection": args.prompt_selection,
+             "rho01": args.rho01, "rho10": args.rho10}
+    log, info = simulate_pairs(rated, **{k: DEFAULTS[k] if v is None else v for k, v in given.items()},
+                               rating=args.rating, teacher=args.teacher, snr=args.snr, embeddings=embeddings,
+                               val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                               dataset=args.dataset)
+    write_table_atomic(log, out)
+    if args.config_out is not None:
+        write_json_atomic(info, args.config_out)
+    print(f"wrote {out} ({info['pairs']} pairs of {info['responses']} responses; {info['dropped_ties']} tied pairs "
+          f"dropped; ratings: {args.rating})")
+    print(f"votes on train/val pairs: {info['votes']} ({info['votes_for_first']:.1%} for the first-shown a); flip "
+          f"rates P(vote b | a better) {info['rho01']:g}, P(vote a | b better) {info['rho10']:g}; test pairs clean")
     return 0

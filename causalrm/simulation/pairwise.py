@@ -42,7 +42,7 @@ from causalrm.simulation.simulate import simulate_with_config
 INDEX_A, INDEX_B = "index_a", "index_b"
 #: the defaults: the issue's measured cell (votes on ~21% of pairs, likelier on clear differences; P(vote b | a
 #: better) 0.10, P(vote a | b better) 0.30, a shown first)
-DEFAULTS = {"vote_rate": 0.21, "selection": 1.5, "prompt_selection": 0.0, "rho01": 0.10, "rho10": 0.30}
+DEFAULTS = {"vote_rate": 0.26, "selection": 1.5, "prompt_selection": 0.0, "rho01": 0.10, "rho10": 0.30}
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -336,21 +336,28 @@ def simulate_dataset(
     ``causalrm.embeddings.embed_log`` (``embedder`` or the default ``Embedder``) unless ``embeddings`` is given.
     Returns ``(log, config)``.
     """
-    try:
-        from causalrm.data.datasets import load_rated
-    except ImportError as err:  # pragma: no cover - only while the module is being written
-        raise InputError(f"causalrm.data.datasets is not available ({err}); reinstall the package") from None
+    rated, embeddings = load_for_simulation(name_or_path, rating_column=rating_column, embeddings=embeddings,
+                                            embedder=embedder, teacher=kwargs.get("rating", "real") == "teacher")
+    kwargs.setdefault("dataset", str(name_or_path))
+    return simulate_with_config(rated, embeddings=embeddings, **kwargs)
+
+
+def load_for_simulation(name_or_path: str, *, rating_column: str | None = None, embeddings: np.ndarray | None = None,
+                        embedder=None, teacher: bool = False) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """The rated rows a simulation reads (rows without a rating dropped) and, for a ``teacher``, their embeddings
+    (``embeddings`` when given, else ``causalrm.embeddings.embed_log`` with ``embedder``)."""
+    from causalrm.data.datasets import load_rated
+
     rated = load_rated(name_or_path, rating_column=rating_column)
     if RATING in rated.columns and rated[RATING].null_count():
         rated = rated.filter(pl.col(RATING).is_not_null())
     if rated.height and RATING in rated.columns and rated[RATING].is_nan().any():
         rated = rated.filter(~pl.col(RATING).is_nan())
-    if kwargs.get("rating", "real") == "teacher" and embeddings is None:
+    if teacher and embeddings is None:
         from causalrm.embeddings import embed_log
 
         embeddings = embed_log(rated, embedder)
-    kwargs.setdefault("dataset", str(name_or_path))
-    return simulate_with_config(rated, embeddings=embeddings, **kwargs)
+    return rated, embeddings
 
 
 def simulation_summary(log: pl.DataFrame) -> dict[str, Any]:

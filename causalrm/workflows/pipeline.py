@@ -94,7 +94,14 @@ class FitResult:
 
 
 def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.ndarray | None) -> np.ndarray:
-    """Reward logits of every row of ``log`` under ``backbone`` (embedding with ``config.embedder`` if needed)."""
+    """Reward logits of every row of ``log`` under ``backbone`` (embedding with ``config.embedder`` if needed); on an
+    A/B log (``causalrm.data.pairwise``) each pair's Bradley-Terry logit z_a - z_b (``X``: its pair features)."""
+    if is_pair_log(log):
+        if X is None and backbone.needs_embeddings:
+            X = _fit_rows_X(log, None, np.arange(log.height), config)
+        return predict_logits(PairModel(backbone), featurize_pairs(backbone, log, X),
+                              batch_size=config.eval_batch_size, device=config.device,
+                              autocast_dtype=config.autocast_dtype)
     if X is None and backbone.needs_embeddings:
         from causalrm.embeddings import Embedder, embed_log
 
