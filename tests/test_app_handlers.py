@@ -379,6 +379,15 @@ def test_compare_metrics_rankings_downloads_and_cli(trained):
     zb = session.results["causalrm-dr"].score(session.log, session.X)
     ref = evaluate_scores(session.log, za)
     assert view.metrics["mse"][0].startswith(f"{ref['metrics']['mse']:.4f}")
+    from causalrm.evaluation.downstream import log_downstream
+    from causalrm.evaluation.metrics import evaluation_rows
+
+    mask = np.zeros(session.log.height, dtype=bool)
+    mask[evaluation_rows(session.log)[0]] = True
+    down = log_downstream(session.log, zb, mask, evaluation_rows(session.log)[1], za)
+    assert view.metrics["best-of-N gain"][1] == C._metric_cell(down["best_of_n"], None)  # the bench's kernel
+    assert view.metrics["best-of-N win vs naive"].to_list() == ["0.5000", C._metric_cell(down["best_of_n_win_rate"],
+                                                                                         None)]
     assert f"Kendall τ = **{kendalltau(za, zb).statistic:+.3f}**" in view.rank_summary
     assert view.movers.height > 0 and {"shift", "prompt", "response"} <= set(view.movers.columns)
     assert isinstance(view.scatter, go.Figure) and len(view.scatter.data) >= 2

@@ -123,6 +123,16 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         rows.append(row)
         r2_ci = ci.get("r2") or (None, None)
         bars.append({"method": method, "value": m.get("r2"), "lo": r2_ci[0], "hi": r2_ci[1]})
+    found = evaluation_rows(session.log)
+    if rows and found is not None:  # what a best-of-N policy gets (issue 25): the bench's kernel
+        from causalrm.evaluation.downstream import log_downstream
+
+        mask = np.zeros(session.log.height, dtype=bool)
+        mask[found[0]] = True
+        for row in rows:
+            d = log_downstream(session.log, rewards[row["method"]], mask, found[1], rewards.get(BASELINE))
+            row["best-of-N gain"] = _metric_cell(d["best_of_n"], None)
+            row["best-of-N win vs naive"] = _metric_cell(d.get("best_of_n_win_rate"), None)
     if rows and BASELINE in evals and ORACLE in evals and evals[BASELINE] and evals[ORACLE]:
         from causalrm.workflows.bench import gap_closed  # the bench's convention: NaN unless oracle beats naive
 
@@ -134,7 +144,10 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
         metrics_df = pl.DataFrame(rows)
         ev0 = next(e for e in evals.values() if e is not None)
         note = (f"Metrics of σ(z) against **{ev0['label']}** on {ev0['rows']} ({ev0['n']:,} rows), with 95% "
-                "bootstrap intervals. Lower MSE/MAE, higher R²/AUROC/Pearson are better.")
+                "bootstrap intervals. Lower MSE/MAE, higher R²/AUROC/Pearson are better. "
+                "Best-of-N gain: within each prompt group, the label of the response the model scores highest "
+                "minus the group's mean label (what best-of-N sampling gets); win vs naive: how often its pick "
+                "beats naive's (ties half).")
         if ev0["label"] == schema.GOLD_LABEL:
             note += (" Gold labels sit on rows the models were also trained on (with noisy feedback); "
                      "'r2 held-out' uses only the validation rows.")
@@ -155,7 +168,6 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
 
     # ---- scatter -------------------------------------------------------------------------------------------------
 
-    found = evaluation_rows(session.log)
     if found is not None:
         idx, label_col, _ = found
         labels = session.log[label_col].cast(pl.Float64).to_numpy()[idx]
