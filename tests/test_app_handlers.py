@@ -247,6 +247,8 @@ def test_noise_estimates_plots_and_manual_override(trained):
         manual = N.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.15, 0.05, 0)
         assert session.rho == (0.15, 0.05) and session.rho_origin == "manual override"
         assert "ρ01 = 0.150, ρ10 = 0.050" in manual.summary
+        n_obs = session.flip.diagnostics["n_observed"]  # the information limit, n (1 - rho01 - rho10)^2
+        assert f"your {n_obs:,} labels" in manual.summary and f"{round(n_obs * 0.8 ** 2):,} clean ones" in manual.summary
         assert common.fit_config(session).rho01 == 0.15  # training would use the override
         with pytest.raises(gr.Error):
             N.estimate_noise(session, "anchor quantile (default)", 0.97, True, 0.6, 0.5, 0)

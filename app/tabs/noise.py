@@ -135,6 +135,13 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
     else:
         gate = anchor.gates["flip_rates"]
     summary = gate_md(gate) + "\n\n" + _use_md(gate, used, origin)
+    n_observed = anchor.diagnostics.get("n_observed")  # the train/val rows with feedback
+    if n_observed:
+        from causalrm.evaluation.information import effective_sample_size
+
+        summary += (f" At these rates your {n_observed:,} labels on the train/val rows carry about as much as "
+                    f"**{effective_sample_size(n_observed, *used):,} clean ones** (n (1 − ρ01 − ρ10)², the "
+                    "information limit of noisy labels; docs/RESULTS.md).")
     proxy_info = diag.get("proxy") or {}
     if proxy_info.get("oof_auc") is not None:
         summary += (f"\n\nProxy out-of-fold AUC {proxy_info['oof_auc']:.3f} on {diag.get('n_observed', '?')} "
