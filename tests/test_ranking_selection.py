@@ -21,11 +21,11 @@ from tests.test_gates import fast, strong_log
 def fitted():
     with cpu_threads(1):
         log, X = strong_log(n=2000)
-        return log, fit_log(log, X, fast(auto_candidates=("ips",), max_epochs=15))
+        return log, X, fit_log(log, X, fast(auto_candidates=("ips",), max_epochs=15))
 
 
 def test_ranking_evidence_is_the_ips_weighted_auroc_against_the_val_feedback(fitted):
-    log, result = fitted
+    log, _, result = fitted
     nuis, config = result.nuisances, result.config
     evidence = ranking_evidence(result.candidates, log, nuis, config)
     val_rows = nuis.rows[nuis.split == schema.VAL]
@@ -44,7 +44,7 @@ def test_ranking_evidence_is_the_ips_weighted_auroc_against_the_val_feedback(fit
 
 
 def test_a_candidate_that_ranks_below_naive_is_vetoed(fitted):
-    log, result = fitted
+    log, _, result = fitted
     naive = result.candidates["naive"]
     reversed_ = dataclasses.replace(result.candidates["ips"], val_logits=-naive.val_logits)
     choice = choice_record({"naive": naive, "ips": reversed_}, log, result.nuisances, result.config, {})
@@ -58,3 +58,4 @@ def test_a_candidate_that_ranks_below_naive_is_vetoed(fitted):
     assert pick(record, "central") == "naive"
     record["x"]["ranks_below_baseline"] = False
     assert pick(record, "central") == "x"
+

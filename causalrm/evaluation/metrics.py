@@ -72,8 +72,8 @@ def metrics(
 
 
 def auroc(y: np.ndarray, p: np.ndarray, w: np.ndarray) -> float:
-    """Weighted AUROC of binary ``y`` (NaN unless both classes have weight): Σ_pos w_i Σ_neg w_j (1[p_j < p_i] + 1/2 1[p_j = p_i])
-    / (W_pos W_neg)."""
+    """Weighted AUROC of binary ``y`` (NaN unless both classes have weight): Σ_pos w_i Σ_neg w_j (1[p_j < p_i] +
+    1/2 1[p_j = p_i]) / (W_pos W_neg), as ``sklearn.metrics.roc_auc_score(y, p, sample_weight=w)``."""
     values, inverse = np.unique(p, return_inverse=True)
     neg = np.bincount(inverse, weights=w * (y == 0), minlength=values.size)
     pos = np.bincount(inverse, weights=w * (y == 1), minlength=values.size)
