@@ -68,7 +68,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"proposed {proposal.height} rows of {args.log} in {proposal['audit_stratum'].n_unique()} strata "
           f"(inclusion probabilities {pi.min():.3g} to {pi.max():.3g})"
           + (f"; kept the {kept} labels already in {out}" if kept else ""))
-    print(f"next: fill in gold_label (1 good, 0 bad; empty = skipped) from the top, then "
+    from causalrm.data.pairwise import describe, is_pair_log
+
+    pairs = is_pair_log(log)
+    if pairs:
+        print(describe(log))
+    print(f"next: fill in gold_label ({'1 = a better, 0 = b better' if pairs else '1 good, 0 bad'}; empty = skipped) "
+          "from the top, then "
           f"`causalrm fit {args.log} --gold {out} --flip-method gold --out RUN_DIR`")
     print(f"wrote {out}")
     return 0

@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
     distributed.init(device=getattr(args, "device", None))
     main_rank = distributed.is_main()
     log = read_log_arg(args)
+    from causalrm.data.pairwise import describe, is_pair_log
+
+    if is_pair_log(log) and main_rank:
+        print(describe(log), file=sys.stderr)
     if args.gold:
         from causalrm.data.io.readers import read_labels
         from causalrm.evaluation.audit import merge_labels

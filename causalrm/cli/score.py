@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         model = load_reward_model(args.run_dir)
         score, embedder = model.score_log, model.manifest.get("embedder")
     log = read_log_arg(args)
+    from causalrm.data.pairwise import describe, is_pair_log
+
+    if is_pair_log(log):
+        print(f"{describe(log)}; each pair's reward is z_a - z_b, preference P(a better); score single responses "
+              "with a log of prompt and response", file=sys.stderr)
     X = None
     if args.embeddings:
         X, file_model = read_embeddings(args.embeddings, log)

@@ -438,14 +438,21 @@ class Embedder:
 
 
 def embed_log(df: Any, embedder: Embedder | None = None) -> np.ndarray:
-    """``X`` float32 ``(n, d)`` for a log's ``prompt`` / ``response`` columns (polars or pandas; null prompt = "").
+    """``X`` float32 ``(n, d)`` for a log's ``prompt`` / ``response`` columns (polars or pandas; null prompt = "");
+    for an A/B log (``causalrm.data.pairwise``) ``(n, 2d)``, each pair's ``[x_a, x_b]``.
 
     ``embedder`` defaults to ``Embedder()`` (all-MiniLM-L6-v2 with the shipped and user caches). A chat-format log
     (a ``context`` column, ``causalrm.data.chat``) passes its contexts on: an LLM embedder with a chat template embeds
     each row's whole conversation; a flat encoder embeds the rendered ``prompt``.
     """
+    import polars as pl
+
+    from causalrm.data.pairwise import is_pair_log, pair_features, sides
     from causalrm.data.schema import PROMPT, RESPONSE
 
+    if isinstance(df, pl.DataFrame) and is_pair_log(df):  # an A/B log: each pair's [x_a, x_b]
+        embedder = embedder or Embedder()
+        return pair_features(*(embed_log(side, embedder) for side in sides(df)))
     columns = list(df.columns)
     if RESPONSE not in columns:
         raise InputError(f"the log has no {RESPONSE!r} column (columns: {', '.join(map(str, columns))}); map one with "

@@ -51,6 +51,7 @@ import numpy as np
 import polars as pl
 
 from causalrm.data import schema
+from causalrm.data.pairwise import RESPONSE_A, RESPONSE_B, is_pair_log, nuisance_features
 from causalrm.errors import InputError
 
 GROUPS: tuple[str, ...] = ("up", "down", "none")
@@ -179,6 +180,8 @@ def design_strata(log: pl.DataFrame, X: np.ndarray, *, seed: int = 0) -> tuple[n
     from causalrm.nuisances.proxy import cross_fitted_proxy
 
     log = event_reading(log)  # a mixed log: the design covers every impression through its events
+    if is_pair_log(log):  # an A/B log: strata by the pairs' nuisance features (causalrm.data.pairwise)
+        X = nuisance_features(X)
     rows = auditable_rows(log)
     if rows.size == 0:
         raise InputError("every row of the log is a test row; the audit proposes train/val rows only")
@@ -205,11 +208,14 @@ def design_strata(log: pl.DataFrame, X: np.ndarray, *, seed: int = 0) -> tuple[n
 def proposal_table(log: pl.DataFrame, rows: np.ndarray, strata: np.ndarray, n: int, *, seed: int = 0
                    ) -> pl.DataFrame:
     """The label file of the design's ``n`` rows among ``rows`` of ``log`` with their ``strata``
-    (:func:`design_strata`): columns ``LABEL_COLUMNS``, rows in proposal order, ``gold_label`` empty."""
+    (:func:`design_strata`): columns ``LABEL_COLUMNS``, rows in proposal order, ``gold_label`` empty. An A/B log's
+    pairs show ``response_a`` and ``response_b`` for ``response`` (gold_label 1 = a better, 0 = b better)."""
     order, pi, sizes = draw(strata, n, seed=seed)
     picked = log[rows[order].tolist()]
     return pl.DataFrame([
-        picked[schema.RESPONSE_ID], picked[schema.PROMPT], picked[schema.RESPONSE], picked[schema.FEEDBACK],
+        picked[schema.RESPONSE_ID], picked[schema.PROMPT],
+        *([picked[schema.RESPONSE]] if schema.RESPONSE in picked.columns else [picked[RESPONSE_A], picked[RESPONSE_B]]),
+        picked[schema.FEEDBACK],
         pl.Series(schema.GOLD_LABEL, [None] * n, dtype=pl.Float64),
         pl.Series(schema.INCLUSION_PROBABILITY, pi, dtype=pl.Float64),
         pl.Series(schema.AUDIT_STRATUM, np.asarray(strata)[order].tolist(), dtype=pl.String),

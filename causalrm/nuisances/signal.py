@@ -15,6 +15,7 @@ from causalrm.atomic_io import jsonable
 from causalrm.config import FitConfig
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, event_flip_rates, resolve_kind
+from causalrm.data.pairwise import is_pair_log, nuisance_features
 from causalrm.data.splits import resolve_split
 from causalrm.errors import InputError
 from causalrm.nuisances.container import Nuisances, _column, _observed_feedback, _stage, needs_of
@@ -68,6 +69,8 @@ def fit_signal(
     if obs.sum() < 2:
         raise InputError("fewer than 2 rows with feedback among train/val rows; nothing to learn from")
     X_fit = _fit_rows_X(log, X, rows, config)
+    if is_pair_log(log):  # an A/B log: the nuisances read [x_a - x_b, |x_a - x_b|] (causalrm.data.pairwise)
+        X_fit = nuisance_features(X_fit)
     proxy_needed = "pseudo_label" in needs or "pseudo_label_noisy" in needs or (
         "flip_rates" in needs and config.effective_flip_method.startswith("anchor"))
     if config.proxy_weighting == "propensity" and proxy_needed and obs.min() == 0:
@@ -312,13 +315,9 @@ def _fit_rows_X(log: pl.DataFrame, X: np.ndarray | None, rows: np.ndarray, confi
     """Embeddings of the fitting rows: ``X[rows]`` (X over the whole log), ``X`` itself (X over the fitting rows
     only) or freshly embedded with ``config.embedder``."""
     if X is None:
-        from causalrm.data.pairwise import is_pair_log, pair_features, sides
         from causalrm.embeddings import Embedder, embed_log
 
-        embedder = Embedder(model=config.embedder, progress=False)
-        if is_pair_log(log):  # an A/B log: each pair's [x_a, x_b, |x_a - x_b|]
-            return pair_features(*(embed_log(side, embedder) for side in sides(log[rows.tolist()])))
-        return embed_log(log[rows.tolist()], embedder)
+        return embed_log(log[rows.tolist()], Embedder(model=config.embedder, progress=False))
     from causalrm.data.rowmatrix import RowView, is_lazy
 
     if is_lazy(X):  # memory-mapped: a lazy row view, rows gathered by index later, never copied whole

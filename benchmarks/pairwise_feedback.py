@@ -1,0 +1,166 @@
+"""A/B preference logs measured against the truth: docs/RESULTS.md, "A/B preference logs".
+
+Per seed, a simulated A/B log (``causalrm simulate --pairwise``, :mod:`causalrm.simulation.pairwise`: disjoint pairs
+within prompt groups, votes likelier on clear differences, flips P(vote b | a better) = rho01 and P(vote a | b
+better) = rho10 with a always shown first), the pairs' inputs ``[x_a, x_b]`` from the shipped embeddings, then, on
+shared nuisances, every method fitted with the default settings (``FitConfig(seed=seed)``: the MLP head, flip rates
+from the anchors) and ``oracle`` (clean labels of every train pair: the ceiling). Metrics on the clean test split:
+
+* ``pairwise_accuracy``: share of test pairs with sign(z_a - z_b) equal to the clean preference;
+* ``auroc``: AUROC of the pointwise rewards z of the test responses against 1[true score > their median];
+* ``r2``: R^2 of the best affine map of z to the true score on the test responses (the squared correlation; a
+  Bradley-Terry reward is identified up to shift and scale, so this is the R^2 it can have).
+
+``run``: one cell over seeds (JSON out). ``report``: markdown tables (mean, sd and the paired difference to naive
+with a 95% bootstrap interval over seeds) of one or more JSON files.
+
+    python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 \\
+        --out docs/results/pairwise/wildbench_teacher.json
+    python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 --rho01 0 \\
+        --rho10 0.3 --selection 0 --out docs/results/pairwise/wildbench_position_only.json
+    python benchmarks/pairwise_feedback.py report docs/results/pairwise/*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+from scipy.stats import pearsonr  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from causalrm.atomic_io import write_json_atomic  # noqa: E402
+from causalrm.config import FitConfig  # noqa: E402
+from causalrm.data import schema  # noqa: E402
+from causalrm.data.pairwise import pair_features  # noqa: E402
+from causalrm.evaluation.metrics import bootstrap_ci  # noqa: E402
+from causalrm.simulation.pairwise import DEFAULTS, INDEX_A, INDEX_B, simulate_pairs  # noqa: E402
+from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
+from causalrm.workflows.orchestrate import fit_methods  # noqa: E402
+
+METHODS = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "auto", "oracle")
+METRICS = ("pairwise_accuracy", "auroc", "r2")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = (int(v) for v in text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(v) for v in text.split(",")]
+
+
+def evaluate(result: Any, X: np.ndarray, log: Any, true_score: np.ndarray) -> dict[str, float]:
+    """The metrics of the module docstring for one fitted model on the test split."""
+    test = log[schema.SPLIT].to_numpy() == schema.TEST
+    ia, ib = log[INDEX_A].to_numpy()[test], log[INDEX_B].to_numpy()[test]
+    rows = np.unique(np.concatenate([ia, ib]))
+    z = np.full(X.shape[0], np.nan)
+    z[rows] = result.score(None, X[rows])
+    truth = log[schema.TRUE_LABEL].to_numpy()[test] == 1
+    s = true_score[rows]
+    return {"pairwise_accuracy": float(np.mean((z[ia] > z[ib]) == truth)),
+            "auroc": float(roc_auc_score(s > np.median(s), z[rows])),
+            "r2": float(pearsonr(z[rows], s)[0] ** 2)}
+
+
+def run(args: argparse.Namespace) -> None:
+    rated, X = _load_rated(BenchConfig(dataset=args.dataset, rating=args.rating))
+    params = {k: getattr(args, k) for k in DEFAULTS}
+    cells = []
+    for seed in _parse_seeds(args.seeds):
+        t0 = time.perf_counter()
+        log, info = simulate_pairs(rated, **params, rating=args.rating, embeddings=X, seed=seed, dataset=args.dataset)
+        ia, ib = log[INDEX_A].to_numpy(), log[INDEX_B].to_numpy()
+        true_score = np.full(X.shape[0], np.nan)
+        true_score[ia], true_score[ib] = log["true_score_a"].to_numpy(), log["true_score_b"].to_numpy()
+        results = fit_methods(log, pair_features(X[ia], X[ib]), FitConfig(seed=seed), list(args.methods.split(",")))
+        nuis = next(iter(results.values())).nuisances
+        cell = {"seed": seed, "log": info, "rho01_hat": nuis.rho01, "rho10_hat": nuis.rho10,
+                "auto_choice": results["auto"].choice["method"] if "auto" in results else None,
+                "methods": {m: evaluate(r, X, log, true_score) for m, r in results.items()},
+                "seconds": time.perf_counter() - t0}
+        cells.append(cell)
+        print(json.dumps({"seed": seed, "votes": info["votes"], "for_first": round(info["votes_for_first"], 3),
+                          "rho_hat": [cell["rho01_hat"], cell["rho10_hat"]], "auto": cell["auto_choice"],
+                          **{m: round(v["pairwise_accuracy"], 4) for m, v in cell["methods"].items()}}), flush=True)
+    command = "python benchmarks/pairwise_feedback.py " + " ".join(sys.argv[1:])
+    write_json_atomic({"command": command, "dataset": args.dataset, "rating": args.rating, "params": params,
+                       "cells": cells}, args.out)
+
+
+def report(paths: list[str]) -> str:
+    out = []
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        cells = data["cells"]
+        p = data["params"]
+        votes = [c["log"]["votes"] for c in cells]
+        first = [c["log"]["votes_for_first"] for c in cells]
+        out.append(f"**{data['dataset']}, {data['rating']} scores; rho01 {p['rho01']:g} (P(vote b | a better)), "
+                   f"rho10 {p['rho10']:g} (P(vote a | b better)), vote rate {p['vote_rate']:g}, selection "
+                   f"{p['selection']:g}, prompt selection {p['prompt_selection']:g}** ({len(cells)} seeds; "
+                   f"{cells[0]['log']['pairs']:,} pairs, {np.mean(votes):,.0f} votes on average, "
+                   f"{np.mean(first):.0%} for the first-shown; flip rates estimated "
+                   f"{np.mean([c['rho01_hat'] or 0 for c in cells]):.3f} / "
+                   f"{np.mean([c['rho10_hat'] or 0 for c in cells]):.3f}; auto kept "
+                   + ", ".join(f"{m} {n}x" for m, n in _counts([c['auto_choice'] for c in cells]).items())
+                   + f")\n\n`{data['command']}`\n")
+        methods = list(cells[0]["methods"])
+        out.append("| method | " + " | ".join(f"{m} | {m} - naive [95% CI]" for m in METRICS) + " |")
+        out.append("| --- |" + " --- | --- |" * len(METRICS))
+        for m in methods:
+            row = [m]
+            for metric in METRICS:
+                vals = np.array([c["methods"][m][metric] for c in cells])
+                base = np.array([c["methods"]["naive"][metric] for c in cells])
+                row.append(f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}")
+                if m == "naive":
+                    row.append("")
+                else:
+                    diff = vals - base
+                    lo, hi = bootstrap_ci(np.mean, diff, n_boot=2000, seed=0)
+                    row.append(f"{diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            out.append("| " + " | ".join(row) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _counts(values: list[Any]) -> dict[Any, int]:
+    out: dict[Any, int] = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--dataset", default="wildbench")
+    r.add_argument("--rating", choices=("real", "teacher"), default="teacher")
+    r.add_argument("--seeds", default="0-9")
+    r.add_argument("--methods", default=",".join(METHODS))
+    for name, value in DEFAULTS.items():
+        r.add_argument("--" + name.replace("_", "-"), type=float, default=value)
+    r.add_argument("--out", required=True)
+    rep = sub.add_parser("report")
+    rep.add_argument("paths", nargs="+")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args)
+    else:
+        print(report(args.paths))
+
+
+if __name__ == "__main__":
+    main()
