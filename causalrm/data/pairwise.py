@@ -86,7 +86,7 @@ def _where(source: str, row: int, column: str) -> str:
 
 
 def _texts(values: list[Any], column: str, source: str) -> list[str]:
-    """Non-empty response / prompt texts; a conversation (list of ``{role, content}``) gives its last message."""
+    """Non-empty response texts; a conversation (list of ``{role, content}``) gives its last message."""
     out = []
     for i, v in enumerate(values):
         if isinstance(v, list) and v and isinstance(v[-1], dict):
@@ -160,7 +160,10 @@ def read_pairs(df: pl.DataFrame, *, source: str = "the log", objects: dict[str, 
         if schema.FEEDBACK not in df.columns:
             raise InputError(f"{source}: an A/B log needs a 'feedback' column: a, b, or empty for no vote")
         vote = _side(df[schema.FEEDBACK].to_list(), schema.FEEDBACK, source, what="vote")
-    prompts = _texts([p if p is not None else "" for p in prompts], schema.PROMPT, source)
+    bad = next((i for i, p in enumerate(prompts) if p is not None and not isinstance(p, str)), None)
+    if bad is not None:
+        raise InputError(f"{_where(source, bad, schema.PROMPT)}: not text")
+    prompts = ["" if p is None else p for p in prompts]  # an empty prompt is allowed, as in an impression log
     n = df.height
     voted = np.array([v is not None for v in vote])
     cols: dict[str, pl.Series] = {
