@@ -59,3 +59,20 @@ def test_a_candidate_that_ranks_below_naive_is_vetoed(fitted):
     record["x"]["ranks_below_baseline"] = False
     assert pick(record, "central") == "x"
 
+
+
+def test_ranking_evidence_reads_a_seeded_subsample_of_a_large_val_split(fitted, monkeypatch):
+    from causalrm.workflows import selection
+
+    log, _, result = fitted
+    nuis, config = result.nuisances, result.config
+    monkeypatch.setattr(selection, "RANK_MAX_ROWS", 60)
+    evidence = ranking_evidence(result.candidates, log, nuis, config)
+    val_rows = nuis.rows[nuis.split == schema.VAL]
+    observed = log[schema.OBSERVED].to_numpy()[val_rows] == 1
+    keep = np.sort(np.random.default_rng(config.seed).choice(int(observed.sum()), 60, replace=False))
+    r = log[schema.FEEDBACK].to_numpy()[val_rows][observed][keep]
+    w = 1 / nuis.propensity_clipped[nuis.split == schema.VAL][observed][keep]
+    for m, res in result.candidates.items():
+        want = roc_auc_score(r, res.val_logits[observed][keep], sample_weight=w)
+        assert evidence[m]["val_auroc"] == pytest.approx(want, abs=1e-12)

@@ -64,6 +64,8 @@ MIN_GOLD = 30
 N_BOOT = 1000
 #: corners whose margin 1 - rho01 - rho10 falls below this are left out (the surrogate is undefined at 0)
 MIN_CORNER_MARGIN = 0.05
+#: the ranking evidence (step 4) reads at most this many observed val rows (a seeded subsample on larger logs)
+RANK_MAX_ROWS = 20_000
 
 
 def admissible(method: str, nuisances: Any, force_noise_correction: bool = False) -> str | None:
@@ -179,7 +181,8 @@ def ranking_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
                      ) -> dict[str, dict[str, Any]]:
     """Step 4 of the module docstring: per candidate ``{"val_auroc", "auroc_difference", "auroc_ci95",
     "ranks_below_baseline"}`` on the observed val rows (AUROC of z against r, weights 1 / p where ``_corners`` uses
-    them, paired bootstrap against naive's, seeded by ``config.seed``); empty when those rows lack a class."""
+    them, paired bootstrap against naive's, seeded by ``config.seed``; at most ``RANK_MAX_ROWS`` of them, a seeded
+    subsample beyond); empty when those rows lack a class."""
     from causalrm.evaluation.metrics import auroc, bootstrap_indices
 
     _, corners, (inputs, weights) = _corners(log, nuisances, config)
@@ -190,7 +193,13 @@ def ranking_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
     if r.size == 0 or not 0 < r.sum() < r.size:
         return {}
     z = {m: np.asarray(res.val_logits, dtype=np.float64)[observed] for m, res in results.items()}
-    idx = bootstrap_indices(N_BOOT, r.size, np.random.default_rng(config.seed))
+    rng = np.random.default_rng(config.seed)
+    if r.size > RANK_MAX_ROWS:
+        keep = np.sort(rng.choice(r.size, RANK_MAX_ROWS, replace=False))
+        r, w, z = r[keep], w[keep], {m: v[keep] for m, v in z.items()}
+        if not 0 < r.sum() < r.size:
+            return {}
+    idx = bootstrap_indices(N_BOOT, r.size, rng)
     boot = {m: np.array([auroc(r[i], v[i], w[i]) for i in idx]) for m, v in z.items()}
     out = {}
     for m, v in z.items():
