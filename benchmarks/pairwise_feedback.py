@@ -9,7 +9,9 @@ from the anchors) and ``oracle`` (clean labels of every train pair: the ceiling)
 * ``pairwise_accuracy``: share of test pairs with sign(z_a - z_b) equal to the clean preference;
 * ``auroc``: AUROC of the pointwise rewards z of the test responses against 1[true score > their median];
 * ``r2``: R^2 of the best affine map of z to the true score on the test responses (the squared correlation; a
-  Bradley-Terry reward is identified up to shift and scale, so this is the R^2 it can have).
+  Bradley-Terry reward is identified up to shift and scale, so this is the R^2 it can have);
+* ``pair_r2``: R^2 of sigma(z_a - z_b) as P(a better) against the clean preference of the test pairs (what
+  ``causalrm fit`` reports on an A/B log: the calibration the noise correction is for).
 
 ``run``: one cell over seeds (JSON out). ``report``: markdown tables (mean, sd and the paired difference to naive
 with a 95% bootstrap interval over seeds) of one or more JSON files.
@@ -42,13 +44,13 @@ from causalrm.atomic_io import write_json_atomic  # noqa: E402
 from causalrm.config import FitConfig  # noqa: E402
 from causalrm.data import schema  # noqa: E402
 from causalrm.data.pairwise import pair_features  # noqa: E402
-from causalrm.evaluation.metrics import bootstrap_ci  # noqa: E402
+from causalrm.evaluation.metrics import bootstrap_ci, metrics, sigmoid  # noqa: E402
 from causalrm.simulation.pairwise import DEFAULTS, INDEX_A, INDEX_B, simulate_pairs  # noqa: E402
 from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
 from causalrm.workflows.orchestrate import fit_methods  # noqa: E402
 
 METHODS = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "auto", "oracle")
-METRICS = ("pairwise_accuracy", "auroc", "r2")
+METRICS = ("pairwise_accuracy", "auroc", "r2", "pair_r2")
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -69,7 +71,8 @@ def evaluate(result: Any, X: np.ndarray, log: Any, true_score: np.ndarray) -> di
     s = true_score[rows]
     return {"pairwise_accuracy": float(np.mean((z[ia] > z[ib]) == truth)),
             "auroc": float(roc_auc_score(s > np.median(s), z[rows])),
-            "r2": float(pearsonr(z[rows], s)[0] ** 2)}
+            "r2": float(pearsonr(z[rows], s)[0] ** 2),
+            "pair_r2": float(metrics(truth.astype(float), sigmoid(z[ia] - z[ib]))["r2"])}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -116,11 +119,12 @@ def report(paths: list[str]) -> str:
                    + ", ".join(f"{m} {n}x" for m, n in _counts([c['auto_choice'] for c in cells]).items())
                    + f")\n\n`{data['command']}`\n")
         methods = list(cells[0]["methods"])
-        out.append("| method | " + " | ".join(f"{m} | {m} - naive [95% CI]" for m in METRICS) + " |")
-        out.append("| --- |" + " --- | --- |" * len(METRICS))
+        shown = [m for m in METRICS if all(m in c["methods"]["naive"] for c in cells)]
+        out.append("| method | " + " | ".join(f"{m} | {m} - naive [95% CI]" for m in shown) + " |")
+        out.append("| --- |" + " --- | --- |" * len(shown))
         for m in methods:
             row = [m]
-            for metric in METRICS:
+            for metric in shown:
                 vals = np.array([c["methods"][m][metric] for c in cells])
                 base = np.array([c["methods"]["naive"][metric] for c in cells])
                 row.append(f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}")

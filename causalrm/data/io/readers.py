@@ -26,7 +26,6 @@ from causalrm.data.io.canonical import _canonicalise
 from causalrm.data.io.formats import HF_PREFIX, _load_raw
 from causalrm.data.io.formatting import _first_line, _fmt, _list
 from causalrm.data.io.mapping import _apply_mapping
-from causalrm.data.pairwise import is_pairwise, read_pairs
 from causalrm.data.io.normalise import (
     _binary,
     _Ctx,
@@ -37,6 +36,7 @@ from causalrm.data.io.normalise import (
     _text,
     _to_float,
 )
+from causalrm.data.pairwise import is_pairwise, read_pairs
 from causalrm.errors import InputError
 
 
