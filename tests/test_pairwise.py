@@ -151,3 +151,15 @@ def test_a_fit_on_an_ab_log_scores_single_responses_and_ranks_test_pairs_like_a_
         assert np.mean((d[test] > 0) == truth) >= reference - 0.05
     with pytest.raises(InputError, match="no pairwise form"):
         fit_methods(log, XP, cfg, ["dr-jl"])
+
+
+def test_cli_simulates_a_pairwise_log_and_validate_names_it(tmp_path, capsys):
+    from causalrm.cli.main import main
+
+    out = tmp_path / "ab.parquet"
+    assert main(["simulate", "--pairwise", "--dataset", "helpsteer2", "--seed", "0", "--out", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "pairwise (A/B) log" in printed and "first-shown response (a)" in printed
+    assert main(["validate", str(out), "--feedback-kind", "explicit"]) == 2
+    assert "error: " in capsys.readouterr().err
