@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from causalrm.workflows.bench import BenchResult
 
 
 def _pm(entry: dict[str, Any], key: str, digits: int = 3) -> str:
@@ -19,8 +16,9 @@ def _pm(entry: dict[str, Any], key: str, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None and math.isfinite(std) else f"{mean:.{digits}f}"
 
 
-def format_markdown(result: BenchResult, *, title: str | None = None, command: str | None = None) -> str:
-    """A markdown section: the setting, a table of means ± std over seeds, gap closed, nuisance estimates."""
+def format_markdown(result: Any, *, title: str | None = None, command: str | None = None) -> str:
+    """A markdown section of a ``bench.BenchResult`` (read by attribute; this module sits below the bench, which
+    calls it): the setting, a table of means ± std over seeds, gap closed, nuisance estimates."""
     c = result.config
     lines = []
     if c.real_feedback:
