@@ -26,9 +26,6 @@ PROXY_WEIGHTINGS = ("propensity", "none")
 #: how the doubly robust pseudo-labels are fitted (noise.split_cross_fitted_proxy): "train-only" (default: cross-fitted
 #: within the train rows, val rows scored by a train-row proxy) or "pooled" (the flip-rate proxy over train + val)
 IMPUTATION_FITS = ("train-only", "pooled")
-DEFAULT_EMBEDDER = schema.DEFAULT_EMBEDDER
-#: the method that fits several estimators on shared nuisances and keeps one on the evidence (causalrm.workflows.selection)
-AUTO = registry.AUTO
 
 # --------------------------------------------------------------------------------------------------------------------
 # configuration
@@ -94,7 +91,7 @@ class FitConfig(TrainOptions):
                                            "estimate")
     backbone_options: dict[str, Any] = option(help="extra backbone keyword arguments (LoRA: the --lora-* options)",
                                               flag=None, default_factory=dict)
-    embedder: str = option(DEFAULT_EMBEDDER, help="embedding model id (or the one recorded in --embeddings)",
+    embedder: str = option(schema.DEFAULT_EMBEDDER, help="embedding model id (or the one recorded in --embeddings)",
                            flag="--model")
     clip: float = option(0.1, help="floor on p-hat used as a weight")
     propensity_model: str = option("auto", help="auto (logistic and MLP, the lower out-of-fold log loss), mlp or "
@@ -139,13 +136,13 @@ class FitConfig(TrainOptions):
         """Raise InputError on any invalid option; returns self."""
         from causalrm.estimators.base_losses import BASES
 
-        if self.method != AUTO and not registry.is_method(self.method):
+        if self.method != registry.AUTO and not registry.is_method(self.method):
             raise InputError(f"unknown method {self.method!r}; choose one of: {', '.join(registry.names(auto=True))}")
         for m in self.auto_candidates:
-            if m == AUTO or not registry.is_method(m) or registry.get(m).clean_labels:
+            if m == registry.AUTO or not registry.is_method(m) or registry.get(m).clean_labels:
                 raise InputError(f"--auto-candidates: {m!r} is not an estimator auto can choose; use names of: "
                                  f"{', '.join(n for n in registry.names() if not registry.get(n).clean_labels)}")
-        if self.method == AUTO and self.val_method is not None:
+        if self.method == registry.AUTO and self.val_method is not None:
             raise InputError("method 'auto' early-stops every candidate on its own estimate; drop --val-method")
         if self.val_method is not None and not registry.is_method(self.val_method):
             raise InputError(f"unknown validation method {self.val_method!r}; choose one of: "
@@ -200,7 +197,7 @@ class FitConfig(TrainOptions):
 
     def methods_needed(self) -> tuple[str, ...]:
         """The training estimator and, if different, the validation estimator (``auto``: every candidate)."""
-        if self.method == AUTO:
+        if self.method == registry.AUTO:
             return self.candidate_methods
         return tuple(dict.fromkeys((self.method, self.validation_method)))
 

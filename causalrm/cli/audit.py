@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from causalrm.atomic_io import write_table_atomic
     from causalrm.cli.fit import read_log_arg
-    from causalrm.config import DEFAULT_EMBEDDER
+    from causalrm.data.schema import DEFAULT_EMBEDDER
     from causalrm.data.io.readers import read_labels
     from causalrm.embeddings import Embedder, embed_log, read_embeddings
     from causalrm.errors import InputError

@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from causalrm.atomic_io import jsonable
-from causalrm.config import AUTO, FitConfig
+from causalrm.config import FitConfig
 from causalrm.data import schema
 from causalrm.data.splits import group_split
 from causalrm.errors import InputError
@@ -115,10 +115,10 @@ class BenchConfig:
         """The fit of ``method``: every method but ``auto`` is measured even where a gate would refuse it (the
         gates' verdicts are recorded per seed); ``auto`` obeys them, as it does for a user."""
         fit = dict(self.fit)
-        if method in (registry.BASELINE, AUTO) or registry.get(method).clean_labels:  # a shared val_method override
+        if method in (registry.BASELINE, registry.AUTO) or registry.get(method).clean_labels:  # a shared val_method
             # applies to the debiased methods only
             fit.pop("val_method", None)
-        if method != AUTO:
+        if method != registry.AUTO:
             fit.setdefault("force_noise_correction", True)
         return FitConfig.from_dict({**fit, "method": method, "seed": seed, "embedder": self.embedder})
 
@@ -127,7 +127,7 @@ class BenchConfig:
             raise InputError("--seeds: give at least one seed, e.g. 0,1,2")
         if not self.methods:
             raise InputError("--methods: give at least one method")
-        bad = [m for m in self.methods if not registry.is_method(m) and m != AUTO]
+        bad = [m for m in self.methods if not registry.is_method(m) and m != registry.AUTO]
         if bad:
             raise InputError(f"unknown method(s) {bad}; choose from: {', '.join(registry.names(auto=True))}")
         if self.rating not in ("real", "teacher"):

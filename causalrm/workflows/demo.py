@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from causalrm.config import AUTO, FitConfig
-from causalrm.estimators.methods import BASELINE, against_baseline
+from causalrm.config import FitConfig
+from causalrm.estimators.methods import AUTO, BASELINE, against_baseline
 from causalrm.evaluation.metrics import evaluate_scores, sigmoid
 from causalrm.evaluation.verdicts import READING_GUIDE, labelled_verdict
 from causalrm.workflows.orchestrate import fit_log
