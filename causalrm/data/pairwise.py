@@ -273,9 +273,8 @@ def split_features(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def nuisance_features(X: np.ndarray) -> np.ndarray:
     """What the nuisance models of an A/B log read: ``[x_a - x_b, |x_a - x_b|]`` from :func:`pair_features`. The
     signed difference carries the Bradley-Terry direction (a linear proxy of P(a wins) on it is antisymmetric, as
-    the model is, so its asymptotes, the anchors, identify the flip rates; on ``[x_a, x_b]`` they came out
-    0.18 / 0.47 for true 0.10 / 0.30 on the WildBench cell, on this 0.095 / 0.295), its magnitude how different the
-    two responses are (the vote propensity)."""
+    the model is, so its asymptotes, the anchors, identify the flip rates: docs/METHOD.md, "A/B preference
+    logs"), its magnitude how different the two responses are (the vote propensity)."""
     Xa, Xb = split_features(X)
     diff = Xa - Xb
     return np.ascontiguousarray(np.hstack([diff, np.abs(diff)]), dtype=np.float32)
