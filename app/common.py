@@ -98,7 +98,7 @@ def warm_up() -> None:
         import causalrm.simulation.simulate  # noqa: F401
         import causalrm.workflows.pipeline  # noqa: F401
         import causalrm.workflows.runs  # noqa: F401
-        from causalrm.embeddings import Embedder
+        from causalrm.embeddings.embedder import Embedder
 
         try:
             from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: F401

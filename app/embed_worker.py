@@ -1,4 +1,4 @@
-"""What an embedding job runs in its worker process (:mod:`app.jobs`): ``causalrm.embeddings.embed_log`` with the
+"""What an embedding job runs in its worker process (:mod:`app.jobs`): ``causalrm.embeddings.embedder.embed_log`` with the
 model the user named, under the pool's memory and time limits, so that a model too large for the server ends that job
 only. The vectors go to a ``.npy`` file in the session's folder (written atomically) that the server reads back.
 
@@ -17,7 +17,7 @@ import polars as pl
 from transformers import AutoModel, AutoTokenizer  # noqa: F401 - imported once, in the fork server
 
 from causalrm.atomic_io import atomic_path
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 
 
 class _Stopped(Exception):

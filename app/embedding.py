@@ -2,7 +2,7 @@
 same memory and time limits as training, with progress and Cancel), and the models a visitor may name.
 
 A model is refused before anything loads when its weights cannot fit one job's memory: its parameter count comes
-from its weight files' headers or its config (``causalrm.embeddings.model_parameters``), times 4 bytes (float32 on a
+from its weight files' headers or its config (``causalrm.embeddings.models.model_parameters``), times 4 bytes (float32 on a
 CPU) or 2 (a GPU's half precision, loaded through host memory), plus a worker's own memory
 (``causalrm.training.backbones.lora_memory.PROCESS_BYTES``). What the estimate misses (activations of long texts) the pool's
 monitor still bounds: past the limit the worker is killed and only that job fails.
@@ -47,7 +47,7 @@ def check_model(model: str, device: str) -> str:
     what is allowed. Reads the model's config and weight headers only."""
     from app.training import SETTINGS
     from causalrm.devices import resolve_device
-    from causalrm.embeddings import model_parameters, resolve_model
+    from causalrm.embeddings.models import model_parameters, resolve_model
     from causalrm.embeddings.models import DEFAULT_MODEL
     from causalrm.training.backbones.lora_memory import PROCESS_BYTES
 

@@ -40,7 +40,7 @@ from causalrm.atomic_io import (
 from causalrm.config import FitConfig
 from causalrm.data import schema  # noqa: E402
 from causalrm.data.splits import group_split
-from causalrm.embeddings import embed_log  # noqa: E402
+from causalrm.embeddings.embedder import embed_log  # noqa: E402
 from causalrm.evaluation import audit
 from causalrm.evaluation.metrics import metrics, sigmoid
 from causalrm.evaluation.verdicts import labelled_verdict  # noqa: E402

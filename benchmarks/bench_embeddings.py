@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from causalrm.embeddings import Embedder, _bundled_minilm_path
+    from causalrm.embeddings.embedder import Embedder
+    from causalrm.embeddings.models import _bundled_minilm_path
 
     prompts, responses, what = bundled_pairs(args.n)
     inputs = [(p, r) if p else r for p, r in zip(prompts, responses)]  # the text pair Embedder encodes

@@ -2,7 +2,7 @@
 
 One command on a CUDA machine measures and checks, in this order (``--only`` picks a subset):
 
-1. ``embed-minilm`` / ``embed-llama``: ``causalrm.embeddings.Embedder`` (cache off) on the bundled
+1. ``embed-minilm`` / ``embed-llama``: ``causalrm.embeddings.embedder.Embedder`` (cache off) on the bundled
    all-MiniLM-L6-v2 encoder and on a randomly initialised Llama-style decoder built from a config (chat template,
    last-token pooling; 8 layers, hidden 1024 by default; nothing is downloaded) -- rows/s (after a warm-up
    batch), peak memory, model dtype (bf16 on CUDA: the embedder's ``dtype="auto"``); checks the vectors are finite
@@ -179,7 +179,7 @@ def bench(name: str, backbone: Any, train_feats: Any, val_feats: Any, n_train: i
 def bench_embed(name: str, model: str, n: int, *, batch_size: int, max_length: int, words: int,
                 device: torch.device, rng: np.random.Generator) -> dict[str, Any]:
     """Rows/s and peak memory of ``Embedder.embed`` (cache off) on ``n`` fresh (prompt, response) rows."""
-    from causalrm.embeddings import Embedder
+    from causalrm.embeddings.embedder import Embedder
 
     emb = Embedder(model=model, device=str(device), dtype="auto", batch_size=batch_size, max_length=max_length,
                    cache=False, progress=False)

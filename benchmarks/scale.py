@@ -94,7 +94,7 @@ def run_stage(name: str, folder: Path, epochs: int) -> dict:
 
     import causalrm  # noqa: F401
     from causalrm.data.io.readers import read_log
-    from causalrm.embeddings import read_embeddings
+    from causalrm.embeddings.files import read_embeddings
 
     out: dict = {}
     t0 = time.perf_counter()

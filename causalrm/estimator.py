@@ -137,7 +137,7 @@ class CausalRM(BaseEstimator):
         source = str(log) if isinstance(log, (str, os.PathLike)) else None
         log = _read(log)
         if isinstance(X, (str, os.PathLike)):
-            from causalrm.embeddings import read_embeddings
+            from causalrm.embeddings.files import read_embeddings
 
             X, _ = read_embeddings(X, log)
         result = fit_log(log, X, config, progress=progress, should_stop=should_stop, nuisances=nuisances,
@@ -242,7 +242,7 @@ class CausalRM(BaseEstimator):
         val_method = config.validation_method
         needs_X = self.backbone_.needs_embeddings or bool(needs_of(val_method) - {"true_label"})
         if X is None and needs_X:
-            from causalrm.embeddings import Embedder, embed_log
+            from causalrm.embeddings.embedder import Embedder, embed_log
 
             X = embed_log(log, Embedder(model=config.embedder, progress=False))
         z = self.result_.score(log, X)[rows]

@@ -40,7 +40,7 @@ import polars as pl
 
 from causalrm.data.datasets import load_rated
 from causalrm.data.validate import summarize_log
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.evaluation.metrics import sigmoid
 from causalrm.simulation.simulate import simulate, simulate_with_config, simulation_summary
 from causalrm.config import FitConfig

@@ -42,7 +42,7 @@ from plotly.subplots import make_subplots
 
 from causalrm.data.datasets import load_rated
 from causalrm.data.validate import summarize_log
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.errors import InputError
 from causalrm.evaluation.unbiasedness import unbiasedness_check
 from causalrm.nuisances.propensity import PropensityModel, clip_report

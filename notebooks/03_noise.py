@@ -40,7 +40,7 @@ import polars as pl
 import torch
 
 from causalrm.data.datasets import load_rated
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.estimators.losses import LossInputs, estimate
 from causalrm.estimators.base_losses import base_loss, surrogate_bounds, surrogate_loss
 from causalrm.evaluation.metrics import evaluate_scores, sigmoid

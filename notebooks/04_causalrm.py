@@ -43,7 +43,7 @@ import plotly.io as pio
 import polars as pl
 
 from causalrm.data.datasets import load_rated
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.estimators.losses import METHODS
 from causalrm.estimators.methods import markdown_table
 from causalrm.evaluation.ranking import compare_rankings

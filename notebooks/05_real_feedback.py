@@ -36,7 +36,7 @@ import polars as pl
 
 from causalrm.data.datasets import load_oasst1_log
 from causalrm.data.validate import summarize_log
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.errors import InputError
 from causalrm.nuisances.flip_rates import FlipRateEstimator
 from causalrm.nuisances.fit import fit_nuisances

@@ -38,7 +38,7 @@ import plotly.express as px
 import plotly.io as pio
 import polars as pl
 
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.evaluation import audit
 from causalrm.evaluation.metrics import sigmoid
 from causalrm.evaluation.verdicts import labelled_verdict

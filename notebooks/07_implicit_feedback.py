@@ -41,7 +41,7 @@ import polars as pl
 
 from causalrm.data.feedback_kinds import as_impressions
 from causalrm.data.validate import summarize_log
-from causalrm.embeddings import Embedder, embed_log
+from causalrm.embeddings.embedder import Embedder, embed_log
 from causalrm.errors import InputError
 from causalrm.evaluation import audit
 from causalrm.simulation.simulate import simulate_dataset

@@ -17,7 +17,8 @@ from test_app_workers import big_model  # noqa: E402
 
 from app import embedding, training  # noqa: E402
 from app.session import new_session  # noqa: E402
-from causalrm.embeddings import Embedder, embed_log, model_parameters  # noqa: E402
+from causalrm.embeddings.embedder import Embedder, embed_log  # noqa: E402
+from causalrm.embeddings.models import model_parameters  # noqa: E402
 from causalrm.errors import InputError  # noqa: E402
 
 pytestmark = [pytest.mark.xdist_group("app_jobs")]

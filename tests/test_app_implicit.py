@@ -54,7 +54,7 @@ def copies(tmp_path_factory) -> Path:
 
 
 def _loaded(path: Path, kind: str = "auto"):
-    from causalrm.embeddings import Embedder, embed_log
+    from causalrm.embeddings.embedder import Embedder, embed_log
 
     view = D.load_upload(None, str(path), *NO_MAP, "", "", kind)
     view.state.X = embed_log(view.state.log, Embedder(progress=False))  # the shipped MiniLM cache: instant

@@ -44,7 +44,7 @@ def mixed(tmp_path_factory) -> Path:
 
 
 def _loaded(path: Path):
-    from causalrm.embeddings import Embedder, embed_log
+    from causalrm.embeddings.embedder import Embedder, embed_log
 
     view = D.load_upload(None, str(path), *NO_MAP, "", "", "auto")
     view.state.X = embed_log(view.state.log, Embedder(progress=False))  # the shipped MiniLM cache: instant

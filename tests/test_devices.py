@@ -44,7 +44,7 @@ def test_named_devices_are_checked(monkeypatch):
 
 def test_every_caller_uses_the_one_function(monkeypatch):
     """The embedder and the propensity MLP agree with resolve_device."""
-    from causalrm import embeddings
+    from causalrm.embeddings import embedder as embeddings
 
     _machine(monkeypatch, cuda=False, mps=True)
     assert embeddings._pick_device("auto") == "mps"  # the embedder's forward pass may run on mps

@@ -102,7 +102,7 @@ def test_two_process_embed_matches_one_process(log_dir):
     names = sorted(p.name for p in (log_dir / "E2").iterdir())
     assert names == ["index.json"] + [f"shard-0000{k}.npy" for k in range(5)]
     from causalrm.data.rowmatrix import ShardedRows
-    from causalrm.embeddings import read_embeddings
+    from causalrm.embeddings.files import read_embeddings
 
     Xs, _ = read_embeddings(log_dir / "E2" / "index.json", pl.read_parquet(small))
     assert isinstance(Xs, ShardedRows) and Xs.shape == e1.shape

@@ -14,7 +14,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from causalrm.embeddings import PLAIN_TEMPLATE, Embedder, embed_log, text_digests  # noqa: E402
+from causalrm.embeddings.embedder import PLAIN_TEMPLATE, Embedder, embed_log  # noqa: E402
+from causalrm.embeddings.cache import text_digests  # noqa: E402
 from causalrm.errors import InputError  # noqa: E402
 
 PROMPTS = ["What is 2+2?", "", "Tell me a joke about cats.", "Summarise the plot of Hamlet in one sentence.", "hi"]

@@ -24,7 +24,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def data():
-    from causalrm.embeddings import Embedder
+    from causalrm.embeddings.embedder import Embedder
 
     log = tiny_log(48, seed=3)
     X = Embedder(progress=False, cache=False, device="cpu").embed(log["prompt"].to_list(), log["response"].to_list())

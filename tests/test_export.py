@@ -62,7 +62,7 @@ def minilm_run(tmp_path_factory, log, features):
 
 @pytest.fixture(scope="module")
 def mlp_run(tmp_path_factory, log):
-    from causalrm.embeddings import Embedder
+    from causalrm.embeddings.embedder import Embedder
 
     X = Embedder(progress=False, cache=False, device="cpu").embed(log["prompt"].to_list(), log["response"].to_list())
     return _fit_run(log, tmp_path_factory.mktemp("runs") / "mlp", X, method="causalrm-dr", hidden=(16,), lr=1e-2,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from causalrm.data.rowmatrix import RowView, is_lazy, subsample
-from causalrm.embeddings import read_embeddings
+from causalrm.embeddings.files import read_embeddings
 from causalrm.estimators.losses import LossInputs
 from causalrm.nuisances.propensity import PropensityModel
 from causalrm.training.backbones.mlp import MLPBackbone, TensorFeatures

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 
 from causalrm.data import shards  # noqa: E402
 from causalrm.data.rowmatrix import RowView, ShardedRows, check_finite, is_lazy, iter_blocks  # noqa: E402
-from causalrm.embeddings import read_embeddings  # noqa: E402
+from causalrm.embeddings.files import read_embeddings  # noqa: E402
 from causalrm.errors import InputError  # noqa: E402
 
 

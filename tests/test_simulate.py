@@ -443,7 +443,7 @@ def test_cli_end_to_end_on_ultrafeedback(tmp_path, capsys):
 
 
 def test_simulate_dataset_teacher_embeds_the_loaded_rows(monkeypatch):
-    import causalrm.embeddings as embeddings
+    import causalrm.embeddings.embedder as embeddings
     from causalrm.data.datasets import load_rated
     from causalrm.simulation.simulate import simulate_dataset
 

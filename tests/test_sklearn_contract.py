@@ -30,7 +30,7 @@ def sim() -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
     """80 rows of UltraFeedback (40 prompts) simulated with selection and flips (split train / val / test), their
     embeddings (the shipped MiniLM vectors) and the prompt of each row (the CV groups)."""
     from causalrm.data.datasets import load_rated
-    from causalrm.embeddings import Embedder, embed_log
+    from causalrm.embeddings.embedder import Embedder, embed_log
     from causalrm.simulation.simulate import simulate
 
     rated = load_rated("ultrafeedback")

@@ -184,7 +184,7 @@ def data_view(session: Session, *, toasts: bool = True) -> DataView:
 def _embedder(session: Session):
     """The bundled MiniLM for a bundled sample, in the server: its texts are in the shipped cache (uploads and other
     models embed in a worker process: :mod:`app.embedding`)."""
-    from causalrm.embeddings import Embedder
+    from causalrm.embeddings.embedder import Embedder
 
     warm_up()
     # A private user cache per session: one user's texts never land in a cache another session reads.
@@ -192,7 +192,7 @@ def _embedder(session: Session):
 
 
 def _embed_sample(session: Session) -> None:
-    from causalrm.embeddings import embed_log
+    from causalrm.embeddings.embedder import embed_log
 
     t0 = time.perf_counter()
     emb = _embedder(session)

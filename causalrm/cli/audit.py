@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from causalrm.cli.fit import read_log_arg
     from causalrm.data.schema import DEFAULT_EMBEDDER
     from causalrm.data.io.readers import read_labels
-    from causalrm.embeddings import Embedder, embed_log, read_embeddings
+    from causalrm.embeddings.embedder import Embedder, embed_log
+    from causalrm.embeddings.files import read_embeddings
     from causalrm.errors import InputError
     from causalrm.evaluation.audit import carry_labels, propose
 

@@ -69,7 +69,7 @@ def _mapping(specs: list[str] | None) -> dict[str, str] | None:
 def run(args: argparse.Namespace) -> int:
     from causalrm.data.io.readers import read_log
     from causalrm.data.schema import RESPONSE_ID
-    from causalrm.embeddings import Embedder, embed_log
+    from causalrm.embeddings.embedder import Embedder, embed_log
     from causalrm.errors import InputError
 
     if args.out and args.out_pos and args.out != args.out_pos:
@@ -172,7 +172,7 @@ def embed_log_rows(df, start: int, stop: int, embedder):
     """``embed_log`` of rows ``start:stop`` of ``df`` (float32 ``(stop - start, d)``)."""
     import numpy as np
 
-    from causalrm.embeddings import embed_log
+    from causalrm.embeddings.embedder import embed_log
 
     if stop <= start:
         return np.zeros((0, embedder.dim), dtype=np.float32)

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         if main_rank:
             print(f"merged {int(log['gold_label'].is_not_null().sum())} audited labels from {args.gold}",
                   file=sys.stderr)
-    from causalrm.embeddings import read_embeddings
+    from causalrm.embeddings.files import read_embeddings
 
     X, file_model = (read_embeddings(args.embeddings, log) if args.embeddings else (None, None))
     embedder = args.embedder or file_model or FitConfig.embedder

@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from causalrm.atomic_io import write_table_atomic
     from causalrm.cli.fit import read_log_arg
-    from causalrm.embeddings import read_embeddings
+    from causalrm.embeddings.files import read_embeddings
     from causalrm.errors import InputError
     from causalrm.evaluation.metrics import evaluate_scores
     from causalrm.workflows.runs import is_run_dir, load_run, scored_table

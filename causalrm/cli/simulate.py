@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if args.embeddings is not None:
         if args.rating != "teacher":
             raise InputError("--embeddings is only used with --rating teacher")
-        from causalrm.embeddings import read_embeddings
+        from causalrm.embeddings.files import read_embeddings
 
         embeddings, _ = read_embeddings(args.embeddings)
 
@@ -171,7 +171,7 @@ def _run_pairwise(args: argparse.Namespace, out: Path) -> int:
         raise InputError(f"--seed {args.seed}: must be a non-negative integer")
     embeddings = None
     if args.embeddings is not None:
-        from causalrm.embeddings import read_embeddings
+        from causalrm.embeddings.files import read_embeddings
 
         embeddings, _ = read_embeddings(args.embeddings)
     rated, embeddings = load_for_simulation(args.dataset, rating_column=args.rating_column, embeddings=embeddings,

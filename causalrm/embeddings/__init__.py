@@ -15,34 +15,5 @@ Submodules:
 * :mod:`causalrm.embeddings.files`: ``read_embeddings``, embedding files (``.safetensors`` / ``.npy``, memory-mapped)
   and sharded embeddings.
 
-Every name the single module offered is importable from ``causalrm.embeddings`` as before (``X as X``: a
-re-export outside ``__all__``).
+Import names from the submodule that defines them (this package re-exports nothing).
 """
-
-from __future__ import annotations
-
-from causalrm.data.schema import DEFAULT_EMBEDDER as DEFAULT_EMBEDDER
-from causalrm.embeddings.cache import CACHE_ENV as CACHE_ENV
-from causalrm.embeddings.cache import CACHE_FORMAT as CACHE_FORMAT
-from causalrm.embeddings.cache import SHIPPED_DIR, EmbeddingCache, default_cache_dir, text_digests
-from causalrm.embeddings.embedder import PLAIN_TEMPLATE as PLAIN_TEMPLATE
-from causalrm.embeddings.embedder import Embedder, embed_log
-from causalrm.embeddings.embedder import _pick_device as _pick_device  # used by tests/test_devices.py
-from causalrm.embeddings.files import read_embeddings as read_embeddings
-from causalrm.embeddings.models import DECODER_MAX_LENGTH as DECODER_MAX_LENGTH
-from causalrm.embeddings.models import DEFAULT_MODEL, model_parameters, resolve_model
-from causalrm.embeddings.models import ModelSpec as ModelSpec
-from causalrm.embeddings.models import _bundled_minilm_path as _bundled_minilm_path  # benchmarks/bench_embeddings.py
-
-__all__ = [
-    "DEFAULT_MODEL",
-    "SHIPPED_DIR",
-    "Embedder",
-    "EmbeddingCache",
-    "default_cache_dir",
-    "embed_log",
-    "model_parameters",
-    "resolve_model",
-    "text_digests",
-]
-

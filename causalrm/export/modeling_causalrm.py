@@ -7,7 +7,7 @@ It imports only torch and transformers (the remote-code loader requires the file
 
 The reward logit is ``z = MLP(x)``, where ``x`` is the encoder's pooled final hidden state (``pooling``: "mean" over
 non-pad tokens, "cls" or "last" non-pad token), L2-normalised when ``normalize``: exactly the vector
-``causalrm.embeddings.Embedder`` computes for the same tokens. An encoder reads the text pair
+``causalrm.embeddings.embedder.Embedder`` computes for the same tokens. An encoder reads the text pair
 ``tokenizer(prompt, response)`` (the response alone when the prompt is empty).
 """
 

@@ -187,7 +187,7 @@ class BackboneRewardModel(RewardModel):
         from causalrm.training.scoring import predict_logits
 
         if X is None and self.backbone.needs_embeddings:
-            from causalrm.embeddings import Embedder, embed_log
+            from causalrm.embeddings.embedder import Embedder, embed_log
 
             X = embed_log(log, Embedder(model=self.embedder.model, device=self.embedder.device, progress=False))
         return predict_logits(self.backbone, self.backbone.featurize(log, X), batch_size=self.batch_size,
@@ -217,7 +217,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _make_embedder(model: str, device: str | torch.device | None) -> Any:
-    from causalrm.embeddings import Embedder
+    from causalrm.embeddings.embedder import Embedder
 
     dev = str(resolve_device(device))
     return Embedder(model=model, device=dev, progress=False, cache=False)

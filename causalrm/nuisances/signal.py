@@ -315,7 +315,7 @@ def _fit_rows_X(log: pl.DataFrame, X: np.ndarray | None, rows: np.ndarray, confi
     """Embeddings of the fitting rows: ``X[rows]`` (X over the whole log), ``X`` itself (X over the fitting rows
     only) or freshly embedded with ``config.embedder``."""
     if X is None:
-        from causalrm.embeddings import Embedder, embed_log
+        from causalrm.embeddings.embedder import Embedder, embed_log
 
         return embed_log(log[rows.tolist()], Embedder(model=config.embedder, progress=False))
     from causalrm.data.rowmatrix import RowView, is_lazy

@@ -209,7 +209,7 @@ def simulate_with_config(
     else:
         if embeddings is None:
             raise InputError("rating='teacher' needs embeddings: pass embeddings=(n, d) array aligned with the rows "
-                             "(causalrm.embeddings.embed_log(df)) or use simulate_dataset")
+                             "(causalrm.embeddings.embedder.embed_log(df)) or use simulate_dataset")
         X = _check_embeddings(embeddings, n)
         f = teacher_score(X, teacher=teacher, seed=teacher_seed)
         noisy = f if snr is None else f + streams[_STREAM_NOISE].standard_normal(n) / math.sqrt(float(snr))
@@ -333,7 +333,7 @@ def simulate_dataset(
 
     Rows without a rating are dropped first (before embedding, so ``embeddings`` computed here stay aligned); pass
     ``embeddings`` only if they are aligned with the rated rows *after* that drop. Teacher mode embeds the rows with
-    ``causalrm.embeddings.embed_log`` (``embedder`` or the default ``Embedder``) unless ``embeddings`` is given.
+    ``causalrm.embeddings.embedder.embed_log`` (``embedder`` or the default ``Embedder``) unless ``embeddings`` is given.
     Returns ``(log, config)``.
     """
     rated, embeddings = load_for_simulation(name_or_path, rating_column=rating_column, embeddings=embeddings,
@@ -345,7 +345,7 @@ def simulate_dataset(
 def load_for_simulation(name_or_path: str, *, rating_column: str | None = None, embeddings: np.ndarray | None = None,
                         embedder=None, teacher: bool = False) -> tuple[pl.DataFrame, np.ndarray | None]:
     """The rated rows a simulation reads (rows without a rating dropped) and, for a ``teacher``, their embeddings
-    (``embeddings`` when given, else ``causalrm.embeddings.embed_log`` with ``embedder``)."""
+    (``embeddings`` when given, else ``causalrm.embeddings.embedder.embed_log`` with ``embedder``)."""
     from causalrm.data.datasets import load_rated
 
     rated = load_rated(name_or_path, rating_column=rating_column)
@@ -354,7 +354,7 @@ def load_for_simulation(name_or_path: str, *, rating_column: str | None = None, 
     if rated.height and RATING in rated.columns and rated[RATING].is_nan().any():
         rated = rated.filter(~pl.col(RATING).is_nan())
     if teacher and embeddings is None:
-        from causalrm.embeddings import embed_log
+        from causalrm.embeddings.embedder import embed_log
 
         embeddings = embed_log(rated, embedder)
     return rated, embeddings

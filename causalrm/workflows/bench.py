@@ -178,7 +178,7 @@ class BenchResult:
 # data
 # --------------------------------------------------------------------------------------------------------------------
 def _embed(df: pl.DataFrame, model: str) -> np.ndarray:
-    from causalrm.embeddings import Embedder, embed_log
+    from causalrm.embeddings.embedder import Embedder, embed_log
 
     return embed_log(df, Embedder(model=model, progress=False))
 

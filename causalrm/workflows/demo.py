@@ -55,7 +55,7 @@ def run_demo(setting: DemoSetting = DEMO, *, config: FitConfig | None = None,
              on_stage: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Simulate the demo log, fit ``auto``, evaluate on the clean test split. Returns the ``--json`` record:
     {"setting", "baseline", "debiased", "chosen", "choice", "metrics", "difference", "verdict", "seconds", ...}."""
-    from causalrm.embeddings import embed_log
+    from causalrm.embeddings.embedder import embed_log
     from causalrm.simulation.simulate import simulate_dataset
 
     t0 = time.perf_counter()

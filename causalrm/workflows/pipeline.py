@@ -103,7 +103,7 @@ def score_with(backbone: Backbone, config: FitConfig, log: pl.DataFrame, X: np.n
                               batch_size=config.eval_batch_size, device=config.device,
                               autocast_dtype=config.autocast_dtype)
     if X is None and backbone.needs_embeddings:
-        from causalrm.embeddings import Embedder, embed_log
+        from causalrm.embeddings.embedder import Embedder, embed_log
 
         X = embed_log(log, Embedder(model=config.embedder, progress=False))
     feats = backbone.featurize(log, X)
