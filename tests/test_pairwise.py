@@ -33,7 +33,9 @@ def test_votes_ties_and_positions_are_read_as_documented(tmp_path):
     assert log["response_a"].to_list() == ["a1", "b2", "b3", "a4", "a5"]
     assert log[schema.FEEDBACK].to_list() == [1, None, 1, None, 1]
     assert log[schema.GOLD_LABEL].to_list() == [1.0, None, 0.0, 0.0, None]
-    assert "pairwise (A/B) log" in summarize_log(log).format()
+    text = summarize_log(log).format()
+    assert "pairwise (A/B) log" in text and "votes:                3 (60.0% of pairs)" in text
+    assert "votes for a:          3 (100.0% of votes)" in text and "positive feedback" not in text
     with pytest.raises(InputError, match=r"row 2, column 'feedback'.*use a, b"):
         read_pairs(pl.DataFrame({"prompt": ["q", "q"], "response_a": ["x", "y"], "response_b": ["u", "v"],
                                  "feedback": ["a", "maybe"]}), source="f.csv")

@@ -110,6 +110,10 @@ class LogSummary:
         lines.append(f"feedback kind:        {self.describe_kind()}")
         if self.feedback_kind == IMPLICIT:
             lines.append(f"events:               {self.n_positive:,} ({_pct(self.positive_rate or 0.0)} of impressions)")
+        elif self.feedback_kind == PAIRWISE:
+            lines.append(f"votes:                {self.n_observed:,} ({_pct(self.observed_rate)} of pairs)")
+            if self.positive_rate is not None:
+                lines.append(f"votes for a:          {self.n_positive:,} ({_pct(self.positive_rate)} of votes)")
         elif self.positive_rate is None:
             lines.append(f"observed (feedback):  {self.n_observed:,} ({_pct(self.observed_rate)})")
             lines.append("positive feedback:    - (no feedback)")
@@ -263,7 +267,8 @@ def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str
         warnings.append(f"feedback on unobserved rows: {_rows(n_fb_unobserved)} with observed = 0 hold a feedback "
                         "value; it is ignored")
     if n and n_dup:
-        warnings.append(f"duplicates: {_rows(n_dup)} repeat an earlier (prompt, response) pair")
+        what = "(prompt, response_a, response_b) triple" if feedback_kind == PAIRWISE else "(prompt, response) pair"
+        warnings.append(f"duplicates: {_rows(n_dup)} repeat an earlier {what}")
     if n_split_null is not None and n_split_null not in (0, n):
         warnings.append(f"missing split: {_rows(n_split_null)} without a split value")
     for signal in unused_signals(columns, feedback_kind):
