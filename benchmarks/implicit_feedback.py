@@ -87,6 +87,18 @@ def test_metrics(log: pl.DataFrame, rewards: np.ndarray) -> dict[str, float]:
     return {"r2": out["r2"], "auroc": out["auroc"], "mse": out["mse"], "ece": ece(y, prob)}
 
 
+def result_row(key: dict[str, Any], result: Any, log: pl.DataFrame, X: np.ndarray, label: str, **extra: Any
+               ) -> dict[str, Any]:
+    """One result row: ``key``, the test metrics of ``result`` on ``log``, ``extra`` and, for auto, the method it
+    kept; printed as one progress line."""
+    row = {**key, **test_metrics(log, result.score(log, X)), **extra}
+    if result.choice is not None:
+        row["chosen"] = result.choice["method"]
+    print(f"{label}: R2 {row['r2']:.3f} AUROC {row['auroc']:.3f} ECE {row['ece']:.3f}"
+          + (f" (kept {row['chosen']})" if "chosen" in row else ""), file=sys.stderr, flush=True)
+    return row
+
+
 def fit_cell(log: pl.DataFrame, X: np.ndarray, seed: int, methods: tuple[str, ...], **fit: Any) -> dict[str, Any]:
     def config_for(method: str) -> FitConfig:  # every method measured past the gates but auto, as in causalrm bench
         return FitConfig(method=method, seed=seed, force_noise_correction=method != "auto", **fit)
@@ -105,13 +117,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fits = fit_cell(log, X, seed, tuple(args.methods.split(",")), max_epochs=args.epochs)
         nuis = next(iter(fits.values())).nuisances
         for method, result in fits.items():
-            row = {"seed": seed, "method": method, **test_metrics(log, result.score(log, X)), **info,
-                   "rho01_hat": nuis.rho01, "rho10_hat": nuis.rho10, "rho_ci": nuis.rho_ci}
-            if result.choice is not None:
-                row["chosen"] = result.choice["method"]
-            rows.append(row)
-            print(f"seed {seed} {method}: R2 {row['r2']:.3f} AUROC {row['auroc']:.3f} ECE {row['ece']:.3f}"
-                  + (f" (kept {row['chosen']})" if "chosen" in row else ""), file=sys.stderr, flush=True)
+            rows.append(result_row({"seed": seed, "method": method}, result, log, X, f"seed {seed} {method}",
+                                   **info, rho01_hat=nuis.rho01, rho10_hat=nuis.rho10, rho_ci=nuis.rho_ci))
         print(f"seed {seed}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     return {"kind": "run", "config": vars(args), "results": rows}
 
@@ -140,12 +147,8 @@ def mixed(args: argparse.Namespace) -> dict[str, Any]:
                  "mixed-rates": (log.drop(schema.GOLD_LABEL), ("auto",), rates)}
         for cell, (cell_log, methods, fit) in cells.items():
             for method, result in fit_cell(cell_log, X, seed, methods, max_epochs=args.epochs, **fit).items():
-                row = {"seed": seed, "cell": cell, "method": method, **test_metrics(log, result.score(log, X))}
-                if result.choice is not None:
-                    row["chosen"] = result.choice["method"]
-                rows.append(row)
-                print(f"seed {seed} {cell} {method}: R2 {row['r2']:.3f} AUROC {row['auroc']:.3f}"
-                      + (f" (kept {row['chosen']})" if "chosen" in row else ""), file=sys.stderr, flush=True)
+                rows.append(result_row({"seed": seed, "cell": cell, "method": method}, result, log, X,
+                                       f"seed {seed} {cell} {method}"))
         print(f"seed {seed}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     return {"kind": "mixed", "config": vars(args), "results": rows}
 

@@ -46,12 +46,17 @@ IMPRESSION = "impression"
 THUMBS = schema.FEEDBACK
 
 
+def _unstacked_mixed(log: pl.DataFrame) -> bool:
+    """Whether ``log`` is a mixed log as read (marked mixed, not yet stacked): what the readings below transform."""
+    return SIGNAL not in log.columns and FEEDBACK_KIND in log.columns and kind_of(log) == MIXED
+
+
 def stack(log: pl.DataFrame, X: np.ndarray | None = None, *, split: np.ndarray | None = None
           ) -> tuple[pl.DataFrame, np.ndarray | None]:
     """The stacked rows of a mixed log (module docstring) and ``X`` aligned with them; any other log and ``X`` as
     they are. ``split``: each impression's role (``splits.resolve_split`` of the mixed log), written to both of its
     rows; None keeps the log's ``split`` column. Idempotent."""
-    if SIGNAL in log.columns or FEEDBACK_KIND not in log.columns or kind_of(log) != MIXED:
+    if not _unstacked_mixed(log):
         return log, X
     event = mixed_signal(log.columns)
     if event is None:
@@ -87,7 +92,7 @@ def signal_views(log: pl.DataFrame) -> dict[str, np.ndarray]:
 def as_training_rows(log: pl.DataFrame, X: np.ndarray | None, config: Any) -> tuple[pl.DataFrame, np.ndarray | None]:
     """What a fit trains on: a mixed log's stacked rows, split by impression with ``config``'s seed and val share
     (and ``X`` stacked alike); any other log as it is."""
-    if SIGNAL in log.columns or FEEDBACK_KIND not in log.columns or kind_of(log) != MIXED:
+    if not _unstacked_mixed(log):
         return log, X
     from causalrm.data.splits import resolve_split
 
@@ -98,7 +103,7 @@ def event_reading(log: pl.DataFrame) -> pl.DataFrame:
     """A mixed log's event signal read alone, as an implicit log (every impression observed, ``feedback`` = the
     event): what the audit designs on, since it covers every impression and its strata then separate the events'
     rates; any other log as it is."""
-    if SIGNAL in log.columns or FEEDBACK_KIND not in log.columns or kind_of(log) != MIXED:
+    if not _unstacked_mixed(log):
         return log
     event = mixed_signal(log.columns)
     return log.with_columns(pl.col(event).cast(pl.Int8).alias(schema.FEEDBACK), pl.lit(1, dtype=pl.Int8).alias(
@@ -108,7 +113,7 @@ def event_reading(log: pl.DataFrame) -> pl.DataFrame:
 def thumbs_reading(log: pl.DataFrame) -> pl.DataFrame:
     """A mixed log's thumbs read alone, as an explicit log (its event column dropped): what the app's Propensity and
     Noise tabs inspect, on the same rows; any other log as it is."""
-    if SIGNAL in log.columns or FEEDBACK_KIND not in log.columns or kind_of(log) != MIXED:
+    if not _unstacked_mixed(log):
         return log
     return log.drop(mixed_signal(log.columns)).with_columns(pl.lit(EXPLICIT, dtype=pl.String).alias(FEEDBACK_KIND))
 
