@@ -52,6 +52,30 @@ def build_ultrafeedback(src: Path) -> pl.DataFrame:
     )
 
 
+#: pairs in ``ultrafeedback_pairs.parquet`` (the first this many decisive pairs of the source, in its order)
+N_PAIRS = 400
+
+
+def build_ultrafeedback_pairs(src: Path) -> pl.DataFrame:
+    """A real A/B sample in TRL's preference format (``prompt``, ``chosen``, ``rejected``): the first ``N_PAIRS``
+    pairs of the UltraFeedback subset, in source order, whose GPT-4 scores differ (a tie says neither is better) and
+    whose two responses are non-empty. ``response_id`` is the source's ``pair_id``; ``score_chosen``,
+    ``score_rejected`` and ``source_index`` are kept. Every pair is voted: there is no selection to undo."""
+    df = pl.read_ndjson(src / "ultrafeedback_binarized" / "ultrafeedback_binarized_subset.jsonl.gz")
+    side = ["pair_id", "response"]
+    chosen = df.filter(pl.col("position") == "chosen").select(*side, "prompt", "source_index", "score_chosen",
+                                                             "score_rejected")
+    rejected = df.filter(pl.col("position") == "rejected").select(pl.col(side[0]), pl.col("response").alias("rejected"))
+    pairs = chosen.join(rejected, on="pair_id", how="inner", maintain_order="left").rename({"response": "chosen"})
+    assert pairs.height == 1200, pairs.height
+    pairs = pairs.filter((pl.col("score_chosen") != pl.col("score_rejected")) & _nonempty("chosen")
+                         & _nonempty("rejected")).head(N_PAIRS)
+    assert pairs.height == N_PAIRS and pairs["pair_id"].n_unique() == N_PAIRS
+    return pairs.select(pl.col("pair_id").alias("response_id"), "prompt", "chosen", "rejected",
+                        pl.col("score_chosen").cast(pl.Float64), pl.col("score_rejected").cast(pl.Float64),
+                        "source_index")
+
+
 def build_wildbench(src: Path) -> pl.DataFrame:
     """WildBench responses minus the empty ones; ``prompt`` is "" (the source has no prompt text)."""
     df = pl.read_ndjson(src / "wildbench" / "wildbench_scored_responses.jsonl.gz")
@@ -185,6 +209,7 @@ BUILDERS = {
     "wildbench": build_wildbench,
     "oasst1": build_oasst1,
     "helpsteer2": build_helpsteer2,
+    "ultrafeedback_pairs": build_ultrafeedback_pairs,
 }
 
 
@@ -198,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.names:
         df = BUILDERS[name](args.source)
         assert df["response_id"].n_unique() == df.height, f"{name}: duplicate response_id"
-        assert df.filter(~_nonempty()).height == 0, f"{name}: empty response"
+        assert "response" not in df.columns or df.filter(~_nonempty()).height == 0, f"{name}: empty response"
         out = args.dest / f"{name}.parquet"
         write_table_atomic(df, out)
         print(f"{out}: {df.height} rows, {df.width} columns, {out.stat().st_size / 1e6:.2f} MB")

@@ -5,6 +5,9 @@
 * ``oasst1``: a real observational log (emoji feedback, crowd ``quality`` as ``gold_label``); rating = quality.
 * ``helpsteer2``: 100 responses, human helpfulness 0-4 (a fixture).
 
+Beside them, not a rated dataset (so not in :data:`BUNDLED`): ``ultrafeedback_pairs.parquet``, 400 real UltraFeedback
+A/B pairs in TRL's preference format (GPT-4 chosen / rejected, every pair voted), read by :func:`load_pairs_sample`.
+
 The folder is found relative to the package (``<repo>/data``); the ``CAUSALRM_DATA_DIR`` environment variable
 overrides it.
 """
@@ -20,9 +23,12 @@ from causalrm.data import schema
 from causalrm.data.io.readers import read_log, read_rated
 from causalrm.errors import InputError
 
-__all__ = ["BUNDLED", "bundled_path", "bundled_log", "data_dir", "load_oasst1_log", "load_rated"]
+__all__ = ["BUNDLED", "PAIRS_SAMPLE", "bundled_path", "bundled_log", "data_dir", "load_oasst1_log", "load_pairs_sample",
+           "load_rated"]
 
 BUNDLED: tuple[str, ...] = ("ultrafeedback", "wildbench", "oasst1", "helpsteer2")
+#: the bundled A/B sample's file name in ``data/`` (an A/B log, not a rated dataset: :func:`load_pairs_sample`)
+PAIRS_SAMPLE = "ultrafeedback_pairs.parquet"
 
 _RATED_HEAD = (schema.PROMPT, schema.RESPONSE, schema.RESPONSE_ID, schema.PAIR_ID, "rating", schema.SPLIT)
 
@@ -98,3 +104,13 @@ def load_oasst1_log() -> pl.DataFrame:
     """The real oasst1 feedback log (log schema: feedback/observed from emoji reactions, ``gold_label`` from the
     crowd ``quality`` label) with its extra columns (``gold_score``, ``rank``, ``thumbs_up``, ``context``, ...)."""
     return read_log(bundled_path("oasst1"))
+
+
+def load_pairs_sample() -> pl.DataFrame:
+    """The bundled real A/B sample (``data/ultrafeedback_pairs.parquet``: prompt, chosen, rejected) read as a canonical
+    A/B log (``causalrm.data.pairwise.read_pairs``: a / b drawn per row with seed 0, every pair voted)."""
+    path = data_dir() / PAIRS_SAMPLE
+    if not path.is_file():
+        raise InputError(f"{path}: the bundled A/B sample is missing; run python scripts/build_bundled_data.py "
+                         "ultrafeedback_pairs from the repository root")
+    return read_log(path)
