@@ -52,29 +52,31 @@ def build_ultrafeedback(src: Path) -> pl.DataFrame:
     )
 
 
-#: pairs in ``ultrafeedback_pairs.parquet`` (the first this many decisive pairs of the source, in its order)
-N_PAIRS = 400
+#: pairs in ``ultrafeedback_pairs.parquet`` from the source's train and eval splits (the first decisive ones of each)
+N_PAIRS = {"train": 300, "eval": 100}
 
 
 def build_ultrafeedback_pairs(src: Path) -> pl.DataFrame:
-    """A real A/B sample in TRL's preference format (``prompt``, ``chosen``, ``rejected``): the first ``N_PAIRS``
-    pairs of the UltraFeedback subset, in source order, whose GPT-4 scores differ (a tie says neither is better) and
-    whose two responses are non-empty. ``response_id`` is the source's ``pair_id``; ``score_chosen``,
-    ``score_rejected`` and ``source_index`` are kept. Every pair is voted: there is no selection to undo."""
+    """A real A/B sample in TRL's preference format (``prompt``, ``chosen``, ``rejected``): of the UltraFeedback
+    subset's pairs whose GPT-4 scores differ (a tie says neither is better) and whose two responses are non-empty, the
+    first ``N_PAIRS[split]`` of each source split, in source order. ``split``: the source's ``eval`` -> ``"test"``,
+    its ``train`` -> empty (the workbench draws train / val by prompt). ``response_id`` is the source's ``pair_id``;
+    ``score_chosen``, ``score_rejected`` and ``source_index`` are kept. Every pair is voted: no selection to undo."""
     df = pl.read_ndjson(src / "ultrafeedback_binarized" / "ultrafeedback_binarized_subset.jsonl.gz")
     side = ["pair_id", "response"]
-    chosen = df.filter(pl.col("position") == "chosen").select(*side, "prompt", "source_index", "score_chosen",
-                                                             "score_rejected")
+    chosen = df.filter(pl.col("position") == "chosen").select(*side, "split", "prompt", "source_index",
+                                                             "score_chosen", "score_rejected")
     rejected = df.filter(pl.col("position") == "rejected").select(pl.col(side[0]), pl.col("response").alias("rejected"))
     pairs = chosen.join(rejected, on="pair_id", how="inner", maintain_order="left").rename({"response": "chosen"})
     assert pairs.height == 1200, pairs.height
-    pairs = pairs.filter((pl.col("score_chosen") != pl.col("score_rejected")) & _nonempty("chosen")
-                         & _nonempty("rejected")).head(N_PAIRS)
-    assert pairs.height == N_PAIRS and pairs["pair_id"].n_unique() == N_PAIRS
+    decisive = pairs.filter((pl.col("score_chosen") != pl.col("score_rejected")) & _nonempty("chosen")
+                            & _nonempty("rejected"))
+    pairs = pl.concat([decisive.filter(pl.col("split") == name).head(n) for name, n in N_PAIRS.items()])
+    assert pairs.height == sum(N_PAIRS.values()) and pairs["pair_id"].n_unique() == pairs.height
     return pairs.select(pl.col("pair_id").alias("response_id"), "prompt", "chosen", "rejected",
+                        pl.when(pl.col("split") == "eval").then(pl.lit("test")).otherwise(None).alias("split"),
                         pl.col("score_chosen").cast(pl.Float64), pl.col("score_rejected").cast(pl.Float64),
                         "source_index")
-
 
 def build_wildbench(src: Path) -> pl.DataFrame:
     """WildBench responses minus the empty ones; ``prompt`` is "" (the source has no prompt text)."""
