@@ -28,6 +28,7 @@ EXPECTED = (
     "05_real_feedback.ipynb",
     "06_gold_audit.ipynb",
     "07_implicit_feedback.ipynb",
+    "08_ab_feedback.ipynb",
 )
 # Top-level packages a notebook may import: the library, the array/table/plot stack, and `os` for the
 # CAUSALRM_FAST switch. Anything else (torch, sklearn, ...) means logic that belongs in causalrm/.
