@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    "(default 1.5; 0 = at random)")
     p.add_argument("--prompt-selection", type=float, default=None, metavar="G",
                    help="pairwise: votes likelier on some prompts, sd of a per-prompt logit effect (default 0)")
+    p.add_argument("--swapped-share", type=float, default=0.0, metavar="S",
+                   help="pairwise: share of train/val pairs also shown in the other order to another user (own vote "
+                   "and flip; --flip-method duplicates reads the rates from them; default 0)")
     p.add_argument("--event-rate-good", type=float, default=None, metavar="C",
                    help="implicit / mixed: P(event | examined, good response) (default 0.35)")
     p.add_argument("--event-rate-bad", type=float, default=None, metavar="EPS",
@@ -181,7 +184,7 @@ def _run_pairwise(args: argparse.Namespace, out: Path) -> int:
     log, info = simulate_pairs(rated, **{k: DEFAULTS[k] if v is None else v for k, v in given.items()},
                                rating=args.rating, teacher=args.teacher, snr=args.snr, embeddings=embeddings,
                                val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
-                               dataset=args.dataset)
+                               dataset=args.dataset, swapped_share=args.swapped_share)
     write_table_atomic(log, out)
     if args.config_out is not None:
         write_json_atomic(info, args.config_out)
@@ -189,4 +192,7 @@ def _run_pairwise(args: argparse.Namespace, out: Path) -> int:
           f"dropped; ratings: {args.rating})")
     print(f"votes on train/val pairs: {info['votes']} ({info['votes_for_first']:.1%} for the first-shown a); flip "
           f"rates P(vote b | a better) {info['rho01']:g}, P(vote a | b better) {info['rho10']:g}; test pairs clean")
+    if info["swapped_shown"]:
+        print(f"swapped order: {info['swapped_shown']} pairs shown again in the other order, {info['swapped_voted']} "
+              "voted in both orders")
     return 0

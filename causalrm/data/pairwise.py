@@ -281,13 +281,16 @@ def nuisance_features(X: np.ndarray) -> np.ndarray:
 
 
 def position_summary(log: pl.DataFrame) -> dict[str, Any]:
-    """Votes and where they went: ``votes``, ``for_a`` (share of votes for a: the first-shown response where the
-    log records it), ``position_logged``, and on gold- or simulation-labelled voted pairs the plain rates
-    ``rho01`` = P(vote b | a better), ``rho10`` = P(vote a | b better) with their counts."""
+    """Votes and where they went, the one count of them (``validate``, ``describe``, the simulator and the
+    benchmark read it): ``pairs``, ``votes``, ``n_for_a`` and ``for_a`` (votes for a, the first-shown response where
+    the log records it: count and share), ``position_logged``, ``swapped`` (:func:`count_swapped`), and on gold- or
+    simulation-labelled voted pairs the plain rates ``rho01`` = P(vote b | a better), ``rho10`` = P(vote a | b
+    better) with their counts."""
     voted = log.filter(pl.col(schema.OBSERVED) == 1)
-    out: dict[str, Any] = {"pairs": log.height, "votes": voted.height,
-                           "for_a": float(voted[schema.FEEDBACK].mean()) if voted.height else float("nan"),
-                           "position_logged": SHOWN_FIRST in log.columns}
+    n_for_a = int((voted[schema.FEEDBACK] == 1).sum())
+    out: dict[str, Any] = {"pairs": log.height, "votes": voted.height, "n_for_a": n_for_a,
+                           "for_a": n_for_a / voted.height if voted.height else float("nan"),
+                           "position_logged": SHOWN_FIRST in log.columns, "swapped": count_swapped(log)}
     label = schema.GOLD_LABEL if schema.GOLD_LABEL in log.columns else (
         schema.TRUE_LABEL if schema.TRUE_LABEL in log.columns else None)
     if label is not None:
@@ -299,13 +302,38 @@ def position_summary(log: pl.DataFrame) -> dict[str, Any]:
     return out
 
 
+def swapped_duplicates(log: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Swapped-order duplicates: rows of one prompt and one pair of responses shown in both orders (after
+    :func:`read_pairs` put the first-shown in a). Returns ``group`` ((n,) int64: the group's id, -1 for a row whose
+    pair the log never shows in the other order, or whose two responses are one text) and ``order`` ((n,) int8: 0
+    where ``response_a`` sorts before ``response_b``, else 1). What ``FlipRateEstimator(method="duplicates")`` reads
+    (:mod:`causalrm.nuisances.duplicate_votes`) and ``validate`` counts."""
+    a, b = pl.col(RESPONSE_A), pl.col(RESPONSE_B)
+    keyed = log.select(schema.PROMPT, pl.min_horizontal(a, b).alias("_lo"), pl.max_horizontal(a, b).alias("_hi"),
+                       (a > b).cast(pl.Int8).alias("_order"), (a == b).alias("_same")).with_row_index("_row")
+    both = (keyed.filter(~pl.col("_same")).group_by(schema.PROMPT, "_lo", "_hi")
+            .agg(pl.col("_order").n_unique().alias("_orders"), pl.col("_row"))
+            .filter(pl.col("_orders") == 2).sort(pl.col("_row").list.min()))
+    group = np.full(log.height, -1, dtype=np.int64)
+    for gid, rows in enumerate(both["_row"].to_list()):
+        group[np.asarray(rows, dtype=np.int64)] = gid
+    return group, keyed["_order"].to_numpy().astype(np.int8)
+
+
+def count_swapped(log: pl.DataFrame) -> int:
+    """Swapped-order duplicate pairs whose two orders both got a vote (:func:`swapped_duplicates`): how many pairs
+    the flip rates can be read from."""
+    group, order = swapped_duplicates(log)
+    voted = (group >= 0) & (log[schema.OBSERVED].to_numpy() == 1)
+    return len({int(g) for g in group[voted & (order == 0)]} & {int(g) for g in group[voted & (order == 1)]})
+
+
 def describe(log: pl.DataFrame) -> str:
     """One line for ``validate``, ``fit`` and the app: a pairwise (A/B) log, its votes and where they went."""
     s = position_summary(log)
-    return describe_pairwise(s["pairs"], s["votes"], int(round(s["for_a"] * s["votes"])) if s["votes"] else 0,
-                             first_shown=s["position_logged"])
+    return describe_pairwise(s["pairs"], s["votes"], s["n_for_a"], first_shown=s["position_logged"])
 
 
 __all__ = ["CHOSEN", "COLUMNS", "REJECTED", "RESPONSE_A", "RESPONSE_B", "SHOWN_FIRST", "TRUE_SCORE_A", "TRUE_SCORE_B",
-           "describe", "is_pair_log", "is_pairwise", "nuisance_features", "pair_features", "position_summary", "read_pairs", "sides",
-           "split_features"]
+           "count_swapped", "describe", "is_pair_log", "is_pairwise", "nuisance_features", "pair_features",
+           "position_summary", "read_pairs", "sides", "split_features", "swapped_duplicates"]

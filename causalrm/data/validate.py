@@ -29,7 +29,7 @@ from causalrm.data.feedback_kinds import (
     positive_only_warning,
     unused_signals,
 )
-from causalrm.data.pairwise import RESPONSE_A, RESPONSE_B, SHOWN_FIRST, is_pair_log
+from causalrm.data.pairwise import RESPONSE_A, RESPONSE_B, SHOWN_FIRST, is_pair_log, position_summary
 
 #: fewer observed rows than this gives a "tiny sample" warning
 MIN_OBSERVED = 500
@@ -63,6 +63,8 @@ class LogSummary:
         source: the file the log came from, when known.
         feedback_kind: ``explicit`` or ``implicit`` (:mod:`causalrm.data.feedback_kinds`); for implicit logs every row
             counts as observed and ``n_positive`` counts the events.
+        n_swapped: an A/B log's swapped-order duplicate pairs voted in both orders
+            (``causalrm.data.pairwise.count_swapped``); None for other logs.
     """
 
     n_rows: int
@@ -85,6 +87,7 @@ class LogSummary:
     source: str | None = None
     feedback_kind: str = "explicit"
     n_events: int | None = None
+    n_swapped: int | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field."""
@@ -114,6 +117,10 @@ class LogSummary:
             lines.append(f"votes:                {self.n_observed:,} ({_pct(self.observed_rate)} of pairs)")
             if self.positive_rate is not None:
                 lines.append(f"votes for a:          {self.n_positive:,} ({_pct(self.positive_rate)} of votes)")
+            if self.n_swapped:
+                lines.append(f"swapped order:        {self.n_swapped:,} swapped-order duplicate "
+                             f"pair{'' if self.n_swapped == 1 else 's'}: flip rates can be read from them "
+                             "(--flip-method duplicates)")
         elif self.positive_rate is None:
             lines.append(f"observed (feedback):  {self.n_observed:,} ({_pct(self.observed_rate)})")
             lines.append("positive feedback:    - (no feedback)")
@@ -204,24 +211,24 @@ def summarize_log(df: pl.DataFrame, *, source: str | None = None, feedback_kind:
 def _pair_summary(df: pl.DataFrame, source: str | None) -> LogSummary:
     """An A/B log's summary (``causalrm.data.pairwise``): rows are pairs, observed rows votes, positive ones votes
     for a."""
-    n, columns = df.height, list(df.columns)
-    voted = df[schema.OBSERVED] == 1
+    n, columns, votes = df.height, list(df.columns), position_summary(df)
     splits = ({("null" if k is None else str(k)): int(v) for k, v in df[schema.SPLIT].value_counts(sort=True).iter_rows()}
               if schema.SPLIT in columns and df[schema.SPLIT].null_count() < n else {})
     return build_summary(
-        n=n, n_observed=int(voted.sum()), n_positive=int((voted & (df[schema.FEEDBACK] == 1)).fill_null(False).sum()),
+        n=n, n_observed=votes["votes"], n_positive=votes["n_for_a"],
         columns=columns, has_lp=schema.LOGGED_PROPENSITY in columns and df[schema.LOGGED_PROPENSITY].null_count() < n,
         n_gold=int(df[schema.GOLD_LABEL].is_not_null().sum()) if schema.GOLD_LABEL in columns else 0,
         n_empty_prompts=0, splits=splits, n_fb_unobserved=0,
         n_dup=n - df.select(schema.PROMPT, RESPONSE_A, RESPONSE_B).unique().height,
         n_split_null=df[schema.SPLIT].null_count() if schema.SPLIT in columns else None, chat_counts={}, source=source,
-        feedback_kind=PAIRWISE)
+        feedback_kind=PAIRWISE, n_swapped=votes["swapped"])
 
 
 def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str], has_lp: bool, n_gold: int,
                   n_empty_prompts: int, splits: dict[str, int], n_fb_unobserved: int, n_dup: int,
                   n_split_null: int | None, chat_counts: dict[str, int], source: str | None,
-                  feedback_kind: str = EXPLICIT, n_events: int | None = None) -> LogSummary:
+                  feedback_kind: str = EXPLICIT, n_events: int | None = None,
+                  n_swapped: int | None = None) -> LogSummary:
     """The :class:`LogSummary` (and its warnings) from counts: shared by :func:`summarize_log` (an eager frame)
     and :func:`causalrm.data.scan.summarize_file` (streaming aggregates). ``n_split_null``: rows without a split value,
     None when there is no split column. Counts are of the log as read: an implicit log (``feedback_kind``) has every
@@ -299,4 +306,5 @@ def build_summary(*, n: int, n_observed: int, n_positive: int, columns: list[str
         source=source,
         feedback_kind=feedback_kind,
         n_events=n_events,
+        n_swapped=n_swapped,
     )

@@ -27,7 +27,8 @@ within 0.03 of every true rate.
 gold: on rows with an audited ``gold_label`` and observed feedback, rho01 = P(r = 0 | gold = 1),
 rho10 = P(r = 1 | gold = 0); rows of an audit (``causalrm.evaluation.audit``) weigh 1 / inclusion probability. Each rate's 95%
 interval is the Wilson score interval at the Kish effective size of its rows (honest at every sample size: positive
-width at 0 or 1 flips, no resample that collapses). fixed: the user's values.
+width at 0 or 1 flips, no resample that collapses). duplicates (A/B logs): the votes of pairs shown in both orders
+(:mod:`causalrm.nuisances.duplicate_votes`, its derivation). fixed: the user's values.
 
 Why every row and not only the observed ones: the anchors are points x of the covariate distribution, and
 P(r = 1 | x, o = 1) = P(r = 1 | x) under no unmeasured confounding, so the proxy applies to unobserved rows too.
@@ -54,7 +55,7 @@ from causalrm.estimators.base_losses import check_rates
 from causalrm.nuisances.checks import check_binary, check_features, check_propensity
 from causalrm.nuisances.proxy import CALIBRATIONS, cross_fitted_proxy, make_calibrator
 
-FLIP_METHODS: tuple[str, ...] = ("anchor-quantile", "anchor-minmax", "gold", "fixed")
+FLIP_METHODS: tuple[str, ...] = ("anchor-quantile", "anchor-minmax", "gold", "duplicates", "fixed")
 SWEEP_QUANTILES: tuple[float, ...] = (0.90, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
 WARN_SUM = 0.8
 
@@ -84,11 +85,16 @@ class FlipRateEstimator(BaseEstimator):
     gold_label is thresholded (> 0.5 positive, < 0.5 negative, exactly 0.5 dropped as uninformative). With an
     audit's ``inclusion_probability`` pi, the Hájek estimates for the whole log:
     rho01 = Σ w [gold = 1, r = 0] / Σ w [gold = 1], w = 1 / pi, and likewise rho10.
+    duplicates (A/B logs): with p11 / p00 the shares of swapped-order groups whose two votes both went to the
+    first- / second-shown response and d = p11 - p00, rho01 + rho10 = 1 - sqrt(1 - 2 (p11 + p00) + d^2),
+    rho10 - rho01 = d (``duplicate_votes``; ``swap_group`` / ``swap_order`` from
+    ``causalrm.data.pairwise.swapped_duplicates``).
     fixed: ``rho01``, ``rho10`` as given.
 
     ci_: 95% intervals. anchor: percentile bootstrap from ``n_bootstrap`` resamples of the rows (each resample refits
     the calibrator on the resampled out-of-fold decision values and recomputes the quantiles, so the interval covers
-    the calibration and quantile error but not the refit of the logistic direction). gold: the Wilson score interval
+    the calibration and quantile error but not the refit of the logistic direction). duplicates: percentile
+    bootstrap over the swapped-order groups. gold: the Wilson score interval
     of each rate at the Kish effective size n_eff = (Σ w)² / Σ w² of the gold rows of its class
     (``evaluation.wilson_interval``); the rates are parameters of the feedback process, so a labelled census of the
     feedback rows still leaves an interval.
@@ -139,22 +145,25 @@ class FlipRateEstimator(BaseEstimator):
 
     def fit(
         self, X: Any, feedback: Any, observed: Any, gold_label: Any = None, propensity: Any = None, *,
-        inclusion_probability: Any = None,
+        inclusion_probability: Any = None, swap_group: Any = None, swap_order: Any = None,
     ) -> FlipRateEstimator:
         """Estimate the flip rates from a log (X may be None for ``gold`` and ``fixed``).
 
         ``propensity`` ((n,), clipped p_hat; anchor methods only) weights the proxy's fit by 1 / p, re-targeting it
         at the distribution of all impressions, where the rare observed negatives (low propensity) count fully.
         ``inclusion_probability`` ((n,); gold only): the audit design's pi of the gold-labelled rows
-        (``causalrm.evaluation.audit``; other rows may hold NaN / None).
+        (``causalrm.evaluation.audit``; other rows may hold NaN / None). ``swap_group``, ``swap_order`` ((n,);
+        duplicates only): each row's swapped-order group (-1: none) and which of its two orders it showed
+        (``causalrm.data.pairwise.swapped_duplicates``).
 
         Runs with one BLAS thread: the problems are many small dense fits, where BLAS threads only add contention.
         """
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(X, feedback, observed, gold_label, propensity, inclusion_probability)
+            return self._fit(X, feedback, observed, gold_label, propensity, inclusion_probability,
+                             (swap_group, swap_order))
 
     def _fit(self, X: Any, feedback: Any, observed: Any, gold_label: Any, propensity: Any,
-             design: Any) -> FlipRateEstimator:
+             design: Any, swaps: tuple[Any, Any]) -> FlipRateEstimator:
         self._check_params()
         rng = np.random.default_rng(self.random_state)
         diag: dict[str, Any] = {"method": self.method, "warnings": []}
@@ -179,6 +188,8 @@ class FlipRateEstimator(BaseEstimator):
                 )
             if self.method == "gold":
                 self._fit_gold(r, obs, gold_label, n, diag, design)
+            elif self.method == "duplicates":
+                self._fit_duplicates(r, obs, n, diag, *swaps)
             else:
                 w = None if propensity is None else 1.0 / check_propensity(propensity, name="propensity", n=n)
                 self._fit_anchor(X, r_obs, obs, n, rng, diag, w)
@@ -193,6 +204,8 @@ class FlipRateEstimator(BaseEstimator):
         if rho01 + rho10 >= 1.0:
             why = ("label more rows (the gold rows so far disagree with the feedback at least as often as they agree) "
                    "or set the rates by hand (method='fixed')" if self.method == "gold" else
+                   "the swapped-order duplicate votes agree no more than chance would, so use gold labels "
+                   "(method='gold') or set the rates by hand (method='fixed')" if self.method == "duplicates" else
                    "the proxy cannot separate the classes, so use gold labels (method='gold') or set the rates by "
                    "hand (method='fixed')")
             raise InputError(
@@ -324,6 +337,27 @@ class FlipRateEstimator(BaseEstimator):
             )
         self._accept(rho01, rho10, diag)
         self.ci_ = {"rho01": wilson_interval(rho01, n_eff["rho01"]), "rho10": wilson_interval(rho10, n_eff["rho10"])}
+
+    def _fit_duplicates(self, r: np.ndarray, obs: np.ndarray, n: int, diag: dict[str, Any], group: Any,
+                        order: Any) -> None:
+        from causalrm.nuisances.duplicate_votes import swapped_vote_rates
+
+        if group is None or order is None:
+            raise InputError("method 'duplicates' reads an A/B log's swapped-order duplicates (one pair shown in "
+                             "both orders): use it on an A/B log, or choose anchor-quantile, gold or fixed")
+        g, k = np.asarray(group).reshape(-1), np.asarray(order).reshape(-1)
+        if g.shape[0] != n or k.shape[0] != n:
+            raise InputError(f"swap_group / swap_order have {g.shape[0]} / {k.shape[0]} rows but the log has {n}")
+        use = obs & (g >= 0)
+        found = swapped_vote_rates(r[use], g[use].astype(np.int64), k[use], n_bootstrap=self.n_bootstrap,
+                                   random_state=self.random_state)
+        diag.update(n_swapped=found["n_groups"], n_swapped_one_order=found["n_incomplete"],
+                    p_both_first=found["p_both_first"], p_both_second=found["p_both_second"])
+        if found["n_groups"] < 100:
+            diag["warnings"].append(f"only {found['n_groups']} swapped-order duplicate pairs: the flip-rate "
+                                    "estimate is imprecise")
+        self._accept(found["rho01"], found["rho10"], diag)
+        self.ci_ = found["ci"]
 
     @staticmethod
     def _weights(pi: Any, use: np.ndarray, n: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from causalrm.atomic_io import jsonable
 from causalrm.config import FitConfig
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import FEEDBACK_KIND, IMPLICIT, IMPLICIT_NEEDS, event_flip_rates, resolve_kind
-from causalrm.data.pairwise import is_pair_log, nuisance_features
+from causalrm.data.pairwise import is_pair_log, nuisance_features, swapped_duplicates
 from causalrm.data.splits import resolve_split
 from causalrm.errors import InputError
 from causalrm.nuisances.container import Nuisances, _column, _observed_feedback, _stage, needs_of
@@ -139,10 +139,13 @@ def fit_signal(
                                 n_bootstrap=config.flip_bootstrap, random_state=config.seed)
         from causalrm.data.rowmatrix import subsample, take_rows
 
-        sub = None if method in ("gold", "fixed") else subsample(len(obs), config.nuisance_max_rows, config.seed,
+        sub = None if method in ("gold", "duplicates", "fixed") else subsample(len(obs), config.nuisance_max_rows, config.seed,
                                                                    stratify=obs)
         if method == "gold":
             est.fit(X_fit, fb, obs, **audit)
+        elif method == "duplicates":  # an A/B log's pairs shown in both orders (causalrm.nuisances.duplicate_votes)
+            group, order = swapped_duplicates(log[rows.tolist()]) if is_pair_log(log) else (None, None)
+            est.fit(None, fb, obs, swap_group=group, swap_order=order)
         elif sub is not None:  # scalar rates from a subsample gathered by index (FitConfig.nuisance_max_rows)
             est.fit(take_rows(X_fit, sub), fb[sub], obs[sub],
                     propensity=None if proxy_weights is None else np.asarray(proxy_weights)[sub])

@@ -17,13 +17,17 @@ The protocol (docs/METHOD.md, "A/B preference logs"), from a rated dataset (``ca
 4. **Flips** (position bias). A vote goes to the second-shown b though a is better with probability ``rho01``, to
    the first-shown a though b is better with ``rho10``; ``rho10 > rho01`` is a bias toward the first-shown response.
 5. **Test pairs** are clean and every one voted: ``observed = 1``, ``feedback = true_label``.
+6. **Swapped-order duplicates** (``swapped_share`` > 0). A seeded share of the train / val pairs is shown a second
+   time, in the other order, to another user: a row appended after the others with a and b exchanged
+   (``true_label`` 1 - r*), its own vote (the same P(vote)) and its own flip (the same rates, independent of the
+   first user's). ``causalrm.nuisances.duplicate_votes`` reads the flip rates from them.
 
 Columns: the canonical A/B log (``causalrm.data.pairwise``: ``prompt``, ``response_a``, ``response_b``,
 ``response_id``, ``feedback``, ``observed``, ``pair_id``, ``split``, ``true_label``, ``shown_first``, the ``pairwise``
-mark) plus ``true_propensity`` (P(vote)), ``true_score_a`` / ``true_score_b`` and ``index_a`` / ``index_b`` (the
+mark; a duplicate's ``response_id`` continues the numbering) plus ``true_propensity`` (P(vote)), ``true_score_a`` / ``true_score_b`` and ``index_a`` / ``index_b`` (the
 rated rows of the two responses, to align embeddings of the rated rows: ``pairwise.pair_features(X[index_a],
 X[index_b])``). Randomness: one ``numpy.random.SeedSequence(seed)`` spawns the pairing, prompt-effect, vote and flip
-streams, independent of the pointwise simulation's.
+streams (and a fifth, the duplicates' choice, votes and flips), independent of the pointwise simulation's.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import polars as pl
 
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import FEEDBACK_KIND, PAIRWISE
-from causalrm.data.pairwise import RESPONSE_A, RESPONSE_B, SHOWN_FIRST, TRUE_SCORE_A, TRUE_SCORE_B
+from causalrm.data.pairwise import RESPONSE_A, RESPONSE_B, SHOWN_FIRST, TRUE_SCORE_A, TRUE_SCORE_B, position_summary
 from causalrm.errors import InputError
 from causalrm.simulation.simulate import simulate_with_config
 
@@ -77,8 +81,10 @@ def simulate_pairs(rated: pl.DataFrame, *, vote_rate: float = DEFAULTS["vote_rat
                    rho01: float = DEFAULTS["rho01"], rho10: float = DEFAULTS["rho10"], rating: str = "real",
                    teacher: str = "linear", snr: float | None = None, embeddings: np.ndarray | None = None,
                    val_fraction: float = 0.2, test_fraction: float = 0.2, seed: int = 0,
-                   dataset: str | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
+                   dataset: str | None = None, swapped_share: float = 0.0) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A simulated A/B log of ``rated`` (module docstring) and what it was made with (a JSON-ready dict)."""
+    if not 0.0 <= swapped_share <= 1.0:
+        raise InputError(f"swapped share {swapped_share:g}: give a share of train/val pairs in [0, 1]")
     if not 0.0 < vote_rate < 1.0:
         raise InputError(f"vote rate {vote_rate:g}: give a share of pairs in (0, 1)")
     if not (0.0 <= rho01 < 1.0 and 0.0 <= rho10 < 1.0 and rho01 + rho10 < 1.0):
@@ -86,8 +92,8 @@ def simulate_pairs(rated: pl.DataFrame, *, vote_rate: float = DEFAULTS["vote_rat
     base, _ = simulate_with_config(rated, rating=rating, teacher=teacher, snr=snr, embeddings=embeddings,
                                      val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                                      dataset=dataset)
-    pairing, prompt_rng, vote_rng, flip_rng = (np.random.default_rng(s) for s in
-                                               np.random.SeedSequence([seed, 23]).spawn(4))
+    pairing, prompt_rng, vote_rng, flip_rng, swap_rng = (np.random.default_rng(s) for s in
+                                                         np.random.SeedSequence([seed, 23]).spawn(5))
     ia, ib = pair_groups(base, pairing)
     s = base[schema.TRUE_SCORE].to_numpy().astype(float)
     keep = s[ia] != s[ib]
@@ -110,6 +116,18 @@ def simulate_pairs(rated: pl.DataFrame, *, vote_rate: float = DEFAULTS["vote_rat
     feedback = np.where(fit & (observed == 1), np.where(flip, 1 - true, true), np.where(fit, -1, true))
     resp = base[schema.RESPONSE].to_numpy()
     group = (base[schema.PAIR_ID].to_numpy()[ia] if schema.PAIR_ID in base.columns else prompts)
+    fit_rows = np.flatnonzero(fit)
+    dup = np.sort(swap_rng.choice(fit_rows, size=int(round(swapped_share * fit_rows.size)), replace=False))
+    if dup.size:  # step 6: the same pairs in the other order, another user's vote and flip
+        dup_true = (1 - true[dup]).astype(np.int8)
+        dup_obs = (swap_rng.random(dup.size) < p[dup]).astype(np.int8)
+        dup_flip = swap_rng.random(dup.size) < np.where(dup_true == 1, rho01, rho10)
+        dup_fb = np.where(dup_obs == 1, np.where(dup_flip, 1 - dup_true, dup_true), -1)
+        ia, ib = np.concatenate([ia, ib[dup]]), np.concatenate([ib, ia[dup]])
+        true, observed = np.concatenate([true, dup_true]), np.concatenate([observed, dup_obs])
+        feedback, p = np.concatenate([feedback, dup_fb]), np.concatenate([p, p[dup]])
+        split, fit = np.concatenate([split, split[dup]]), np.concatenate([fit, fit[dup]])
+        prompts, group = np.concatenate([prompts, prompts[dup]]), np.concatenate([group, group[dup]])
     log = pl.DataFrame({
         schema.PROMPT: pl.Series(prompts, dtype=pl.String),
         RESPONSE_A: pl.Series(resp[ia], dtype=pl.String),
@@ -128,12 +146,12 @@ def simulate_pairs(rated: pl.DataFrame, *, vote_rate: float = DEFAULTS["vote_rat
         INDEX_B: pl.Series(ib, dtype=pl.Int64),
         FEEDBACK_KIND: pl.Series([PAIRWISE] * ia.size, dtype=pl.String),
     })
-    votes = log.filter(pl.col(schema.OBSERVED) == 1, pl.col(schema.SPLIT) != schema.TEST)
+    votes = position_summary(log.filter(pl.col(schema.SPLIT) != schema.TEST))
     info = {"dataset": dataset, "rating": rating, "teacher": teacher if rating == "teacher" else None, "seed": seed,
             "vote_rate": vote_rate, "selection": selection, "prompt_selection": prompt_selection, "rho01": rho01,
-            "rho10": rho10, "pairs": log.height, "dropped_ties": dropped, "votes": votes.height,
-            "votes_for_first": float(votes[schema.FEEDBACK].mean()) if votes.height else float("nan"),
-            "responses": base.height}
+            "rho10": rho10, "pairs": log.height, "dropped_ties": dropped, "votes": votes["votes"],
+            "votes_for_first": votes["for_a"], "swapped_share": swapped_share, "swapped_shown": int(dup.size),
+            "swapped_voted": votes["swapped"], "responses": base.height}
     return log, info
 
 
