@@ -32,8 +32,9 @@ import polars as pl
 from app.session import Session
 from causalrm.config import FitConfig
 from causalrm.data import schema
-from causalrm.data.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, kind_of
+from causalrm.data.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, PAIRWISE, kind_of
 from causalrm.errors import InputError
+from causalrm.estimators import methods as registry
 from causalrm.estimators.methods import AUTO as AUTO_METHOD
 from causalrm.estimators.methods import BASELINE, app_methods, plain
 from causalrm.options import choice_labels
@@ -293,6 +294,8 @@ def method_choices(log: pl.DataFrame, nuisances: Any = None) -> tuple[list[str],
 
     clean = schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height
     choices = list(app_methods(clean_labels=clean))
+    if kind_of(log) == PAIRWISE:  # an A/B log: the methods with a pairwise form (the registry's trait), and auto
+        return [m for m in choices if m == AUTO_METHOD or registry.get(m).pairwise], ""
     if kind_of(log) != IMPLICIT:
         return choices, ""
     if nuisances is None:

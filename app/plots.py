@@ -216,3 +216,18 @@ def preference_histograms(preferences: Mapping[str, np.ndarray], *, order: Seque
                                    xbins=dict(start=0.0, end=1.0, size=0.025), opacity=0.6,
                                    marker_color=method_color(method, order)))
     return fig
+
+
+def position_bars(summary: Mapping) -> go.Figure:
+    """An A/B log's votes by position (``causalrm.data.pairwise.position_summary``): the share for a and for b, and on
+    labelled pairs the plain rates P(vote b | a better), P(vote a | b better)."""
+    names, values = ["votes for a", "votes for b"], [summary["for_a"], 1 - summary["for_a"]]
+    if "label" in summary:
+        names += ["P(vote b | a better)", "P(vote a | b better)"]
+        values += [summary["rho01"], summary["rho10"]]
+    fig = _figure(f"Position: {summary['votes']:,} votes", "", "share", height=300)
+    fig.add_trace(go.Bar(x=names, y=values, marker_color=[ACCENT, WARN, OBSERVED_COLOR, OBSERVED_COLOR],
+                         text=[f"{v:.1%}" for v in values], textposition="outside"))
+    fig.update_yaxes(range=[0, 1])
+    fig.update_layout(showlegend=False)
+    return fig

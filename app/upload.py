@@ -13,7 +13,8 @@ import gradio as gr
 
 from app.common import guarded, upload_path
 from causalrm.data import schema
-from causalrm.data.feedback_kinds import IMPLICIT
+from causalrm.data.feedback_kinds import IMPLICIT, PAIRWISE
+from causalrm.data.pairwise import is_pairwise
 from causalrm.errors import InputError
 
 MAPPABLE = (schema.PROMPT, schema.RESPONSE, schema.FEEDBACK, schema.OBSERVED, schema.GOLD_LABEL,
@@ -58,7 +59,7 @@ def _check_md(path: Path, columns: Sequence[str]) -> str:
     named: a pass, the one-line error to fix before *Load log*, or the columns still to map."""
     from causalrm.data.scan import summarize_file
 
-    if schema.MESSAGES not in columns and not all(c in columns for c in schema.REQUIRED):
+    if schema.MESSAGES not in columns and not is_pairwise(columns) and not all(c in columns for c in schema.REQUIRED):
         missing = ", ".join(f"`{c}`" for c in schema.REQUIRED if c not in columns)
         return f"Checks: map {missing} (or a chat `{schema.MESSAGES}` column) below, then *Load log* checks the rest."
     try:
@@ -66,6 +67,8 @@ def _check_md(path: Path, columns: Sequence[str]) -> str:
             s = summarize_file(path, source=path.name)
     except InputError as err:
         return f"❌ **This file will not load as named**: {err}"
+    if s.feedback_kind == PAIRWISE:
+        return f"✅ Checks pass as named: an A/B log of {s.n_rows:,} pairs, {s.n_observed:,} with a vote."
     if s.feedback_kind == IMPLICIT:
         return f"✅ Checks pass as named: {s.n_rows:,} rows, implicit feedback with {s.n_positive:,} events."
     return f"✅ Checks pass as named: {s.n_rows:,} rows, {s.n_observed:,} with feedback."

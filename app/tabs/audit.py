@@ -23,6 +23,7 @@ import polars as pl
 from app.common import ORACLE, ci_text, flip_choices, fmt, guarded, has_gold, md_table, require, run_scored, upload_path
 from app.session import Session
 from causalrm.data import schema
+from causalrm.data.pairwise import RESPONSE_A, RESPONSE_B, is_pair_log
 from causalrm.errors import InputError
 from causalrm.estimators.methods import BASELINE, against_baseline
 from causalrm.evaluation import audit
@@ -86,6 +87,7 @@ class AuditView(NamedTuple):
     verdict: str
     download: Any
     flip_method: Any  # gr.update of the Noise tab's estimate choices (gold appears with the first label)
+    response_b: Any  # gr.update: an A/B log's second response, beside the first (hidden otherwise)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -178,20 +180,35 @@ def _merge(session: Session) -> None:
         session.log = audit.merge_labels(current.base, current.table)
 
 
-def _card(session: Session) -> tuple[str, str, str]:
+def _card(session: Session) -> tuple[str, str, Any, Any]:
+    """The row shown: its card, prompt, response and (an A/B log) second response, side by side with the first."""
+    pairs = is_pair_log(session.log)
     current = session.audit
-    if current is None:
-        return ("Propose rows to start the audit (the design needs the embeddings of the Data tab).", "", "")
-    if current.cursor >= current.table.height:
-        return ("**Every proposed row is labelled or skipped.** Download the labels, or propose a larger N to "
-                "extend the same sample.", "", "")
+    if current is None or current.cursor >= current.table.height:
+        card = ("Propose rows to start the audit (the design needs the embeddings of the Data tab)." if current is None
+                else "**Every proposed row is labelled or skipped.** Download the labels, or propose a larger N to "
+                "extend the same sample.")
+        return card, "", _response(pairs, ""), _response_b(pairs, "")
     row_id = current.table[schema.RESPONSE_ID][current.cursor]
     row = current.base.filter(pl.col(schema.RESPONSE_ID) == row_id).row(0, named=True)
     stratum = (current.table[schema.AUDIT_STRATUM][current.cursor]
                if schema.AUDIT_STRATUM in current.table.columns else "–")
-    card = (f"**Row {current.cursor + 1} of {current.table.height}** · `{row_id}` · stratum `{stratum}`. Is this a "
-            "good response to the prompt? 👍 (key 1 or y), 👎 (key 0 or n), skip (key s).")
-    return card, str(row.get(schema.PROMPT) or ""), str(row[schema.RESPONSE])
+    where = f"**Row {current.cursor + 1} of {current.table.height}** · `{row_id}` · stratum `{stratum}`."
+    if pairs:  # gold_label 1 = a better, 0 = b better (causalrm.data.pairwise)
+        card = (f"{where} Which response is better for the prompt? 👍 = **a** is better (key 1 or y), "
+                "👎 = **b** is better (key 0 or n), skip (key s).")
+        return (card, str(row.get(schema.PROMPT) or ""), _response(True, str(row[RESPONSE_A])),
+                _response_b(True, str(row[RESPONSE_B])))
+    card = f"{where} Is this a good response to the prompt? 👍 (key 1 or y), 👎 (key 0 or n), skip (key s)."
+    return card, str(row.get(schema.PROMPT) or ""), _response(False, str(row[schema.RESPONSE])), _response_b(False, "")
+
+
+def _response(pairs: bool, text: str) -> Any:
+    return gr.update(value=text, label="response a" if pairs else "response")
+
+
+def _response_b(pairs: bool, text: str) -> Any:
+    return gr.update(value=text, visible=pairs)
 
 
 def _progress_md(session: Session) -> str:
@@ -279,10 +296,12 @@ def _download(session: Session) -> str | None:
     current = session.audit
     if current is None:
         return None
-    texts = current.base.select(schema.RESPONSE_ID, schema.PROMPT, schema.RESPONSE, schema.FEEDBACK)
+    responses = [RESPONSE_A, RESPONSE_B] if is_pair_log(current.base) else [schema.RESPONSE]
+    texts = current.base.select(schema.RESPONSE_ID, schema.PROMPT, *responses, schema.FEEDBACK)
     table = current.table.select([c for c in current.table.columns if c not in texts.columns[1:]])
     table = table.join(texts, on=schema.RESPONSE_ID, how="left")
-    table = table.select([c for c in audit.LABEL_COLUMNS if c in table.columns])
+    columns = [r for c in audit.LABEL_COLUMNS for r in (responses if c == schema.RESPONSE else [c])]
+    table = table.select([c for c in columns if c in table.columns])
     path = session.folder("downloads") / "labels.csv"
     write_table_atomic(table, path)
     return str(path)
@@ -291,14 +310,14 @@ def _download(session: Session) -> str | None:
 def _view(session: Session, *, labels_gone: bool = False) -> AuditView:
     """The tab's outputs; ``labels_gone``: the log may have lost its gold labels, so the Noise tab's choice goes back
     to the default unless gold labels remain."""
-    card, prompt, response = _card(session)
+    card, prompt, response, response_b = _card(session)
     choices = flip_choices(session.log)
     flip_method = (gr.update(choices=choices, value=choices[0]) if labels_gone and not has_gold(session.log)
                    else gr.update(choices=choices))
     download = _download(session)
     return AuditView(session, card, prompt, response, _progress_md(session), _flips_md(session),
                      _verdict_panel(session), gr.update(value=download, interactive=download is not None),
-                     flip_method)
+                     flip_method, response_b)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -320,6 +339,7 @@ class AuditUI(NamedTuple):
     flips: Any
     verdict: Any
     download: Any
+    response_b: Any
 
 
 def build() -> AuditUI:
@@ -343,8 +363,11 @@ def build() -> AuditUI:
             with gr.Column(scale=3):
                 card = gr.Markdown("Propose rows to start the audit.", elem_id="audit-card")
                 prompt = gr.Textbox(label="prompt", interactive=False, lines=2, max_lines=8, elem_id="audit-prompt")
-                response = gr.Textbox(label="response", interactive=False, lines=6, max_lines=20,
-                                      elem_id="audit-response")
+                with gr.Row(equal_height=True):
+                    response = gr.Textbox(label="response", interactive=False, lines=6, max_lines=20,
+                                          elem_id="audit-response")
+                    response_b = gr.Textbox(label="response b", interactive=False, lines=6, max_lines=20,
+                                            visible=False, elem_id="audit-response-b")
                 with gr.Row():
                     good = gr.Button("👍 good (1)", elem_id="audit-good")
                     bad = gr.Button("👎 bad (0)", elem_id="audit-bad")
@@ -353,12 +376,13 @@ def build() -> AuditUI:
                     flips = gr.Markdown(elem_id="audit-flips")
                     verdict = gr.Markdown(elem_id="audit-verdict")
     return AuditUI(n, seed, propose_btn, clear_btn, upload_file, card, prompt, response, good, bad, skip, progress,
-                   flips, verdict, download)
+                   flips, verdict, download, response_b)
 
 
 def wire(demo: gr.Blocks, state: Any, ui: AuditUI, flip_method: Any) -> None:
     """The Audit tab's events (``flip_method``: the Noise tab's estimate choices, which gain *gold labels*)."""
-    out = [state, ui.card, ui.prompt, ui.response, ui.progress, ui.flips, ui.verdict, ui.download, flip_method]
+    out = [state, ui.card, ui.prompt, ui.response, ui.progress, ui.flips, ui.verdict, ui.download, flip_method,
+           ui.response_b]
     ui.propose.click(propose, [state, ui.n, ui.seed], out, api_name="audit_propose", concurrency_id="nuisance",
                      show_progress_on=ui.card)
     for button, value in ((ui.good, GOOD), (ui.bad, BAD), (ui.skip, SKIP)):

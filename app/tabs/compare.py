@@ -23,6 +23,7 @@ from app.common import DEFAULT_EMBEDDER, ORACLE, fmt, guarded, require, run_scor
 from app.session import Session
 from causalrm.atomic_io import atomic_path
 from causalrm.data import schema
+from causalrm.data.pairwise import is_pair_log
 from causalrm.errors import InputError
 from causalrm.estimators.methods import BASELINE, against_baseline
 
@@ -95,7 +96,6 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
                    progress=gr.Progress()) -> CompareView:
     """Metrics vs clean / gold labels with CIs, reward scatter, ranking comparison (Kendall τ, rank shifts),
     downloads and the equivalent CLI commands."""
-    from causalrm.atomic_io import write_table_atomic
     from causalrm.evaluation.metrics import evaluation_rows, sigmoid
     from causalrm.evaluation.ranking import compare_rankings
 
@@ -104,6 +104,14 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     progress(0.1, desc="collecting scores")
     scored = {m: run_scored(session, m) for m in session.results}
     rewards = {m: df["reward"].to_numpy().astype(np.float64) for m, df in scored.items()}
+    if is_pair_log(session.log):  # an A/B log: pairwise accuracy and the single responses' rankings (app.pairwise)
+        from app.pairwise import compare_pairs
+
+        if a == b:
+            raise InputError("pick two different methods to compare rankings")
+        progress(0.3, desc="pairwise accuracy and rankings")
+        return CompareView(**compare_pairs(session, a, b, rewards), cli=cli_command(session),
+                           **_downloads(session, rewards))
 
     # ---- metrics -------------------------------------------------------------------------------------------------
     progress(0.3, desc="metrics")
@@ -203,17 +211,24 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     choices, default = _prompt_choices(session.log, cmp)
     ranking = prompt_ranking_table(session, a, b, default, rewards=rewards) if default is not None else pl.DataFrame()
 
-    # ---- downloads -----------------------------------------------------------------------------------------------
     progress(0.85, desc="preparing downloads")
+    return CompareView(metrics_df, gr.update(visible=bool(rows)), note, metric_fig, scatter, "\n\n".join(lines),
+                       movers, gr.update(choices=choices, value=default), ranking, cli_command(session),
+                       **_downloads(session, rewards))
+
+
+def _downloads(session: Session, rewards: dict[str, np.ndarray]) -> dict[str, str | None]:
+    """The scored log (CSV, Parquet) and the run folders (zip), written for the download buttons."""
+    from causalrm.atomic_io import write_table_atomic
+
     out = session.folder("downloads")
     table = scored_log(session, rewards)
     csv_path, pq_path = out / "scored_log.csv", out / "scored_log.parquet"
     write_table_atomic(table, csv_path)
     write_table_atomic(table, pq_path)
     zip_path = _zip_runs(session, out / "runs.zip")
-    return CompareView(metrics_df, gr.update(visible=bool(rows)), note, metric_fig, scatter, "\n\n".join(lines),
-                       movers, gr.update(choices=choices, value=default), ranking, cli_command(session),
-                       str(csv_path), str(pq_path), str(zip_path) if zip_path else None)
+    return {"download_csv": str(csv_path), "download_parquet": str(pq_path),
+            "download_zip": str(zip_path) if zip_path else None}
 
 
 def _verdict_md(session: Session, a: str, b: str, rewards: dict[str, np.ndarray]) -> str:
@@ -264,9 +279,11 @@ def _ranks(z: np.ndarray) -> np.ndarray:
 
 
 def prompt_ranking_table(session: Session, a: str, b: str, key: str | None,
-                         rewards: dict[str, np.ndarray] | None = None) -> pl.DataFrame:
-    """The responses of one prompt side by side: each method's reward and rank within the prompt, and the shift."""
-    log = session.log
+                         rewards: dict[str, np.ndarray] | None = None, log: pl.DataFrame | None = None
+                         ) -> pl.DataFrame:
+    """The responses of one prompt side by side: each method's reward and rank within the prompt, and the shift.
+    ``log``: the responses ranked (default the session's log; an A/B log's single responses, ``rewards`` theirs)."""
+    log = session.log if log is None else log
     col = _group_column(log)
     if col is None or key is None:
         return pl.DataFrame()
@@ -293,6 +310,11 @@ def prompt_ranking(state: Session | None, method_a: str | None, method_b: str | 
     """Side-by-side ranking of the responses of one prompt (the Compare tab's prompt picker)."""
     session = require(state)
     a, b = _check_pair(session, method_a, method_b)
+    if is_pair_log(session.log):  # the single responses of the pairs (app.pairwise)
+        from app.pairwise import response_scores
+
+        responses, rewards = response_scores(session, [a, b])
+        return prompt_ranking_table(session, a, b, key, rewards=rewards, log=responses)
     return prompt_ranking_table(session, a, b, key)
 
 

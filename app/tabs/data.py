@@ -31,11 +31,13 @@ from app.common import (
     upload_path,
     warm_up,
 )
+from app import pairwise
 from app.session import Session, ensure_session
 from app.upload import AUTO, MAPPABLE, _named_as_uploaded, build_mapping, inspect_upload, parse_threshold
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import AUTO as AUTO_KIND
 from causalrm.data.feedback_kinds import IMPLICIT, KINDS
+from causalrm.data.pairwise import is_pair_log
 from causalrm.errors import InputError
 from causalrm.workflows.demo import DEMO
 
@@ -44,7 +46,7 @@ logger = logging.getLogger("causalrm.app")
 SAMPLE_DEMO = "WildBench (semi-synthetic demo)"
 SAMPLE_SIMULATED = "UltraFeedback (simulated)"
 SAMPLE_OASST1 = "oasst1 (real feedback)"
-SAMPLES = (SAMPLE_DEMO, SAMPLE_SIMULATED, SAMPLE_OASST1)
+SAMPLES = (SAMPLE_DEMO, SAMPLE_SIMULATED, SAMPLE_OASST1, *pairwise.SAMPLES)
 SIMULATED_DATASETS = {SAMPLE_DEMO: "wildbench", SAMPLE_SIMULATED: "ultrafeedback"}
 RATING_MODES = {"teacher (semi-synthetic, known score)": "teacher", "real GPT-4 ratings": "real"}
 DEFAULT_RATING_MODE = "teacher (semi-synthetic, known score)"
@@ -67,7 +69,10 @@ class DataView(NamedTuple):
 
 
 def _preview(log: pl.DataFrame) -> pl.DataFrame:
-    """The first rows, short columns first and the texts cut (prompt 80, response PREVIEW_CHARS characters)."""
+    """The first rows, short columns first and the texts cut (prompt 80, response PREVIEW_CHARS characters); an A/B
+    log's both responses (``app.pairwise.preview``)."""
+    if is_pair_log(log):
+        return pairwise.preview(log, PREVIEW_ROWS)
     order = (schema.RESPONSE_ID, schema.FEEDBACK, schema.OBSERVED, schema.SPLIT, schema.GOLD_LABEL, schema.TRUE_LABEL,
              schema.LOGGED_PROPENSITY, schema.PROMPT, schema.RESPONSE)
     cols = [c for c in order if c in log.columns]
@@ -79,14 +84,17 @@ def _preview(log: pl.DataFrame) -> pl.DataFrame:
 def _summary_md(session: Session) -> str:
     s = session.summary
     src = session.source
-    if s.feedback_kind == IMPLICIT:
+    if is_pair_log(session.log):
+        lines = [pairwise.summary_head(session)]
+    elif s.feedback_kind == IMPLICIT:
         lines = [f"**{src.get('label', 'log')}**: {s.n_rows:,} impressions, {s.n_positive:,} events "
                  f"(event rate {s.n_positive / max(s.n_rows, 1):.1%})"]
     else:
         lines = [f"**{src.get('label', 'log')}**: {s.n_rows:,} impressions, {s.n_observed:,} with feedback "
                  f"({s.observed_rate:.1%}); positive rate among observed {fmt(s.positive_rate)}"]
     lines.append("feedback kind: " + ui_message(s.describe_kind()))
-    fitting = None if s.feedback_kind == IMPLICIT else _fitting_rows_observed(session.log)
+    pairs = is_pair_log(session.log)  # an A/B log's own line says its train/val votes (app.pairwise)
+    fitting = None if s.feedback_kind == IMPLICIT or pairs else _fitting_rows_observed(session.log)
     if fitting is not None:
         n_obs, n_rows = fitting
         lines[0] += (f". On the train/val rows, which models are fitted on, {n_obs:,} of {n_rows:,} have feedback "
@@ -209,10 +217,15 @@ def load_sample(state: Session | None, sample: str = SAMPLE_DEMO, rating: str = 
                 observation_rate: float = 0.2, seed: float = DEMO.seed, request: gr.Request = None,
                 progress=gr.Progress()) -> DataView:
     """Load a bundled sample: a simulated log (the WildBench demo setting of ``causalrm.workflows.demo`` by default, or
-    UltraFeedback; α, ρ01, ρ10, observation rate, seed) or oasst1's real feedback."""
+    UltraFeedback; α, ρ01, ρ10, observation rate, seed), oasst1's real feedback, or an A/B sample
+    (``app.pairwise.SAMPLES``: real UltraFeedback pairs, or pairs simulated from WildBench with ``seed``)."""
     session = ensure_session(state, request)
     progress(0.1, desc="loading sample")
-    if sample == SAMPLE_OASST1:
+    X = embedder = None
+    if sample in pairwise.SAMPLES:
+        embedder = _embedder(session)
+        log, source, X = pairwise.load_sample(sample, int(seed or 0), embedder)
+    elif sample == SAMPLE_OASST1:
         from causalrm.data.datasets import load_oasst1_log
 
         log = load_oasst1_log()
@@ -239,7 +252,10 @@ def load_sample(state: Session | None, sample: str = SAMPLE_DEMO, rating: str = 
     session.reset_data()
     session.log, session.source = log, source
     progress(0.5, desc="embedding (shipped cache)")
-    _embed_sample(session)
+    if X is None:
+        _embed_sample(session)
+    else:  # simulated A/B pairs: the rated responses' vectors, already computed
+        session.X, session.embed_model = X, embedder.model_id
     return data_view(session)
 
 

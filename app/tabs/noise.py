@@ -29,8 +29,10 @@ from app.common import (
     notify,
     require,
 )
+from app.pairwise import position_md
 from app.session import Session
 from causalrm.data.feedback_kinds import IMPLICIT, MIXED, kind_of
+from causalrm.data.pairwise import is_pair_log, position_summary
 from causalrm.errors import InputError
 
 
@@ -41,6 +43,7 @@ class NoiseView(NamedTuple):
     proxy: Any
     sweep: Any
     summary: str
+    position: Any = gr.update(visible=False)  # an A/B log's votes by position (plots.position_bars), else hidden
 
 
 @guarded
@@ -156,6 +159,10 @@ def estimate_noise(state: Session | None, flip_method: str = "anchor quantile (d
         summary += ("\n\nThis is a **mixed log**: these are the thumbs' rates. Training also learns from the events, "
                     "whose rates come from gold labels (label rows on the Audit tab; its sample covers every "
                     "impression) or, on the command line, from `--event-rate` / `--accidental-rate`.")
+    if is_pair_log(session.log):  # an A/B log: the flip rates are the position bias, said in words and drawn
+        summary += "\n\n" + position_md(session.log)
+        position = gr.update(value=plots.position_bars(position_summary(session.log)), visible=True)
+        return NoiseView(session, table, plots.transition_heatmap(*used), proxy_fig, sweep_fig, summary, position)
     return NoiseView(session, table, plots.transition_heatmap(used[0], used[1]), proxy_fig, sweep_fig, summary)
 
 
@@ -272,6 +279,7 @@ class NoiseUI(NamedTuple):
     event_rate: Any
     accidental_rate: Any
     manual_box: Any
+    position: Any  # an A/B log's votes by position: shown for A/B logs only
 
 
 def build() -> NoiseUI:
@@ -310,9 +318,10 @@ def build() -> NoiseUI:
                     noise_sweep = gr.Plot(plots.empty("q-sweep"), label="q sweep", elem_id="noise-sweep")
                 noise_proxy = gr.Plot(plots.empty("Proxy scores"), label="proxy scores",
                                       elem_id="noise-proxy")
+                position = gr.Plot(label="votes by position (A/B log)", visible=False, elem_id="noise-position")
     return NoiseUI(flip_method, quantile, use_manual, rho01_m, rho10_m, noise_seed, noise_btn, noise_status,
                    noise_summary, noise_table, noise_heat, noise_sweep, noise_proxy, event_rates, event_rate,
-                   accidental_rate, manual_box)
+                   accidental_rate, manual_box, position)
 
 
 def wire(state: Any, ui: NoiseUI, *, train: Any) -> None:
@@ -321,7 +330,8 @@ def wire(state: Any, ui: NoiseUI, *, train: Any) -> None:
                           api_visibility="private")
     ui.estimate.click(estimate_noise, [state, ui.flip_method, ui.quantile, ui.use_manual, ui.rho01, ui.rho10, ui.seed,
                                        ui.event_rate, ui.accidental_rate],
-                      [state, ui.table, ui.heatmap, ui.proxy, ui.sweep, ui.summary], api_name="estimate_noise",
+                      [state, ui.table, ui.heatmap, ui.proxy, ui.sweep, ui.summary, ui.position],
+                      api_name="estimate_noise",
                       concurrency_id="nuisance"
                       ).success(lambda: "", None, ui.status, queue=False, api_visibility="private", js=CLEAR_ERRORS
                       ).success(train_methods, [state, train.methods], train.methods, queue=False,
