@@ -136,9 +136,8 @@ def compare_pairs(session: Session, a: str, b: str, rewards: dict[str, np.ndarra
     """The Compare tab on an A/B log (its ``CompareView`` fields up to ``ranking``): each method's pairwise accuracy
     (sign of z_a - z_b against :func:`evaluated_pairs`, 95% bootstrap interval), the pairs' P(a better) under both
     models, and the rankings of single responses under the two pointwise reward models."""
-    from app.tabs.compare import _prompt_choices, _short, prompt_ranking_table
+    from app.tabs.compare import _short
     from causalrm.evaluation.metrics import bootstrap_ci, sigmoid
-    from causalrm.evaluation.ranking import compare_rankings
 
     log = session.log
     split = session.results[b].split
@@ -164,7 +163,24 @@ def compare_pairs(session: Session, a: str, b: str, rewards: dict[str, np.ndarra
     scatter = plots.reward_scatter(sigmoid(rewards[a][idx]), sigmoid(rewards[b][idx]), x_name=a, y_name=b,
                                    labels=labels, label_name=label_name, hover=hover)
 
-    responses, single = response_scores(session, list(dict.fromkeys((a, b))))
+    if a == b:  # one model: its accuracy, no second ranking to set beside its own
+        lines = [f"Train a second method to compare how **{a}** and another model rank the single responses."]
+        movers, choices, default, ranking = pl.DataFrame({"shift": []}), [], None, pl.DataFrame()
+    else:
+        lines, movers, choices, default, ranking = _rankings(session, a, b)
+    return {"metrics": metrics, "metrics_shown": gr.update(visible=bool(rows)), "metrics_note": note,
+            "metric_plot": gr.update(value=figure, label="pairwise accuracy by method"), "scatter": scatter,
+            "rank_summary": "\n\n".join(lines), "movers": movers,
+            "prompt_choices": gr.update(choices=choices, value=default), "ranking": ranking}
+
+
+def _rankings(session: Session, a: str, b: str) -> tuple[list[str], pl.DataFrame, list, str | None, pl.DataFrame]:
+    """The single responses ranked by the two pointwise reward models: summary lines, the responses that moved most,
+    the prompt choices (most disputed first) and the default prompt's rankings side by side."""
+    from app.tabs.compare import _prompt_choices, _short, prompt_ranking_table
+    from causalrm.evaluation.ranking import compare_rankings
+
+    responses, single = response_scores(session, [a, b])
     scored = {m: responses.with_columns(pl.Series("reward", z)) for m, z in single.items()}
     cmp = compare_rankings(scored[a], scored[b], names=(a, b), top_k=10, n_shifts=15)
     lines = [f"**Single responses** ranked by each pointwise reward model (the backbone of z_a − z_b): **{a}** vs "
@@ -181,8 +197,4 @@ def compare_pairs(session: Session, a: str, b: str, rewards: dict[str, np.ndarra
     choices, default = _prompt_choices(responses, cmp)
     ranking = (prompt_ranking_table(session, a, b, default, rewards=single, log=responses) if default is not None
                else pl.DataFrame())
-    return {"metrics": metrics, "metrics_shown": gr.update(visible=bool(rows)), "metrics_note": note,
-            "metric_plot": gr.update(value=figure, label="pairwise accuracy by method"), "scatter": scatter,
-            "rank_summary": "\n\n".join(lines), "movers": movers,
-            "prompt_choices": gr.update(choices=choices, value=default), "ranking": ranking}
-
+    return lines, movers, choices, default, ranking

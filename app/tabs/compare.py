@@ -107,8 +107,6 @@ def compare_models(state: Session | None, method_a: str | None = None, method_b:
     if is_pair_log(session.log):  # an A/B log: pairwise accuracy and the single responses' rankings (app.pairwise)
         from app.pairwise import compare_pairs
 
-        if a == b:
-            raise InputError("pick two different methods to compare rankings")
         progress(0.3, desc="pairwise accuracy and rankings")
         return CompareView(**compare_pairs(session, a, b, rewards), cli=cli_command(session),
                            **_downloads(session, rewards))
