@@ -14,13 +14,17 @@ from the anchors) and ``oracle`` (clean labels of every train pair: the ceiling)
   ``causalrm fit`` reports on an A/B log: the calibration the noise correction is for).
 
 ``run``: one cell over seeds (JSON out). ``report``: markdown tables (mean, sd and the paired difference to naive
-with a 95% bootstrap interval over seeds) of one or more JSON files.
+with a 95% bootstrap interval over seeds) of one or more JSON files. ``flip-sources``: the flip rates of the same
+logs from the anchors and from swapped-order duplicates (:func:`flip_sources`). The logs' vote counts are
+``causalrm.data.pairwise.position_summary``'s (through ``simulate_pairs``), the one count ``validate`` prints.
 
     python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 \\
         --out docs/results/pairwise/wildbench_teacher.json
     python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 --rho01 0 \\
         --rho10 0.3 --selection 0 --out docs/results/pairwise/wildbench_position_only.json
     python benchmarks/pairwise_feedback.py report docs/results/pairwise/*.json
+    python benchmarks/pairwise_feedback.py flip-sources --dataset wildbench --rating teacher --seeds 0-4 \
+        --swapped-shares 0.25,1 --out docs/results/pairwise/flip_sources.json
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from causalrm.workflows.orchestrate import fit_methods  # noqa: E402
 
 METHODS = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "auto", "oracle")
 METRICS = ("pairwise_accuracy", "auroc", "r2", "pair_r2")
+FLIP_SOURCES = ("anchor-quantile", "duplicates")
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -98,6 +103,50 @@ def run(args: argparse.Namespace) -> None:
     command = "python benchmarks/pairwise_feedback.py " + " ".join(sys.argv[1:])
     write_json_atomic({"command": command, "dataset": args.dataset, "rating": args.rating, "params": params,
                        "cells": cells}, args.out)
+
+
+def flip_sources(args: argparse.Namespace) -> str:
+    """Recovery of the true flip rates by the anchors and by swapped-order duplicates on the same simulated logs:
+    per share of train/val pairs shown in both orders (``--swapped-shares``) and seed, both estimates through
+    ``fit_nuisances`` (``FitConfig(seed=seed, flip_method=...)``); the mean absolute error of each rate, how often
+    its 95% interval holds the truth, and the mean interval width. Writes the cells as JSON, returns a markdown
+    table.
+
+        python benchmarks/pairwise_feedback.py flip-sources --dataset wildbench --rating teacher --seeds 0-4 \
+            --swapped-shares 0.25,1 --out docs/results/pairwise/flip_sources.json
+    """
+    from causalrm.nuisances.fit import fit_nuisances
+
+    rated, X = _load_rated(BenchConfig(dataset=args.dataset, rating=args.rating))
+    params = {k: getattr(args, k) for k in DEFAULTS}
+    truth = {"rho01": params["rho01"], "rho10": params["rho10"]}
+    cells = []
+    for share in (float(v) for v in args.swapped_shares.split(",")):
+        for seed in _parse_seeds(args.seeds):
+            log, info = simulate_pairs(rated, **params, rating=args.rating, embeddings=X, seed=seed,
+                                       dataset=args.dataset, swapped_share=share)
+            XP = pair_features(X[log[INDEX_A].to_numpy()], X[log[INDEX_B].to_numpy()])
+            for source in FLIP_SOURCES:
+                nuis = fit_nuisances(log, XP, FitConfig(seed=seed, flip_method=source), methods=["denoise"])
+                cells.append({"share": share, "seed": seed, "source": source, "votes": info["votes"],
+                              "swapped_voted": info["swapped_voted"], "rho01": nuis.rho01, "rho10": nuis.rho10,
+                              "ci": nuis.rho_ci})
+                print(json.dumps(cells[-1]), flush=True)
+    command = "python benchmarks/pairwise_feedback.py " + " ".join(sys.argv[1:])
+    write_json_atomic({"command": command, "dataset": args.dataset, "rating": args.rating, "params": params,
+                       "cells": cells}, args.out)
+    out = [f"`{command}`", "", "| share shown in both orders | pairs voted in both orders | source | "
+           "rho01 error | rho10 error | 95% CI holds rho01 / rho10 | CI width rho01 / rho10 |", "| --- " * 7 + "|"]
+    for share in dict.fromkeys(c["share"] for c in cells):
+        for source in FLIP_SOURCES:
+            sel = [c for c in cells if c["share"] == share and c["source"] == source]
+            err = {k: np.mean([abs(c[k] - truth[k]) for c in sel]) for k in truth}
+            held = {k: sum(c["ci"][k][0] <= truth[k] <= c["ci"][k][1] for c in sel) for k in truth}
+            width = {k: np.mean([c["ci"][k][1] - c["ci"][k][0] for c in sel]) for k in truth}
+            out.append(f"| {share:g} | {np.mean([c['swapped_voted'] for c in sel]):.0f} | {source} | "
+                       f"{err['rho01']:.3f} | {err['rho10']:.3f} | {held['rho01']}/{len(sel)} / "
+                       f"{held['rho10']}/{len(sel)} | {width['rho01']:.3f} / {width['rho10']:.3f} |")
+    return "\n".join(out)
 
 
 def report(paths: list[str]) -> str:
@@ -159,9 +208,19 @@ def main() -> None:
     r.add_argument("--out", required=True)
     rep = sub.add_parser("report")
     rep.add_argument("paths", nargs="+")
+    fs = sub.add_parser("flip-sources")
+    fs.add_argument("--dataset", default="wildbench")
+    fs.add_argument("--rating", choices=("real", "teacher"), default="teacher")
+    fs.add_argument("--seeds", default="0-4")
+    fs.add_argument("--swapped-shares", default="0.25,1")
+    for name, value in DEFAULTS.items():
+        fs.add_argument("--" + name.replace("_", "-"), type=float, default=value)
+    fs.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.command == "run":
         run(args)
+    elif args.command == "flip-sources":
+        print(flip_sources(args))
     else:
         print(report(args.paths))
 
