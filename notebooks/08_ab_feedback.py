@@ -243,9 +243,9 @@ print(f"best-of-N gain over {len(np.unique(groups))} test tasks (true score of t
 # logs"](../docs/RESULTS.md), which run this very cell
 # (WildBench, teacher scores, ρ01 0.10, ρ10 0.30, selection 1.5) with the full training:
 #
-# - **The rates are found.** The anchors on $x_a - x_b$ recover the position bias (compare the estimate printed in
-#   section 3 with the realised rates); `denoise`'s $\sigma(z_a - z_b)$ then estimates P(a truly better), not
-#   P(vote a).
+# - **The rates are found.** The anchors on $x_a - x_b$ recover the position bias, a little high on average over
+#   the ten seeds (compare the estimate printed in section 3 with the realised rates); `denoise`'s
+#   $\sigma(z_a - z_b)$ then estimates P(a truly better), not P(vote a).
 # - **Position bias alone, the correction helps.** Where the votes are at random and the first-shown bias is the
 #   only distortion, the corrected estimators rank better than naive over ten seeds (the second table there).
 # - **With selection on $|\Delta s|$ as well, it neither helps nor hurts** pairwise accuracy or pointwise AUROC:
