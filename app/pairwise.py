@@ -37,21 +37,22 @@ def load_sample(sample: str, seed: int, embedder: Any) -> tuple[pl.DataFrame, di
     shipped cache next), or an A/B log simulated from WildBench's rated responses (``causalrm.simulation.pairwise``
     with its defaults, teacher scores on ``embedder``'s vectors; ``X`` the pairs' features of those vectors)."""
     if sample == SAMPLE_REAL:
-        from causalrm.data.datasets import load_pairs_sample
+        from causalrm.data.datasets import PAIRS_SAMPLE, load_pairs_sample
 
-        return load_pairs_sample(), {"kind": "pairs", "label": SAMPLE_REAL, "note": REAL_NOTE}, None
-    from causalrm.data.datasets import load_rated
+        source = {"kind": "pairs", "label": SAMPLE_REAL, "note": REAL_NOTE, "file": f"data/{PAIRS_SAMPLE}"}
+        return load_pairs_sample(), source, None
     from causalrm.data.pairwise import pair_features
-    from causalrm.embeddings.embedder import embed_log
     from causalrm.simulation.pairwise import DEFAULTS, INDEX_A, INDEX_B, simulate_pairs
+    from causalrm.simulation.simulate import load_for_simulation
 
-    rated = load_rated("wildbench")
-    X = embed_log(rated, embedder)
+    rated, X = load_for_simulation("wildbench", embedder=embedder, teacher=True)
     log, _ = simulate_pairs(rated, rating="teacher", embeddings=X, seed=seed, dataset="wildbench")
     note = (f"simulated from WildBench (teacher scores, seed {seed}): votes on about {DEFAULTS['vote_rate']:.0%} of "
             f"the train/val pairs, likelier on clear differences; P(vote b | a better) = {DEFAULTS['rho01']:g}, "
             f"P(vote a | b better) = {DEFAULTS['rho10']:g}, a always shown first; test pairs clean")
-    source = {"kind": "pairs-simulated", "label": SAMPLE_SIMULATED, "seed": seed, "note": note}
+    source = {"kind": "pairs", "label": SAMPLE_SIMULATED, "seed": seed, "note": note, "file": "sim_ab.parquet",
+              "command": f"causalrm simulate --dataset wildbench --pairwise --rating teacher --seed {seed} "
+                         "--out sim_ab.parquet"}
     return log, source, pair_features(X[log[INDEX_A].to_numpy()], X[log[INDEX_B].to_numpy()])
 
 

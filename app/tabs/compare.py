@@ -364,6 +364,9 @@ def cli_command(session: Session) -> str:
                      f"{src['rating']} --seed {src['seed']} --out {log_file}")
     elif src.get("kind") == "oasst1":
         log_file = "data/oasst1.parquet"
+    elif src.get("kind") == "pairs":  # an A/B sample (app.pairwise): the bundled file, or its simulation
+        log_file = src["file"]
+        lines += [src["command"]] if src.get("command") else []
     else:
         log_file = shlex.quote(src.get("file", "LOG"))
         lines.append(" ".join(["causalrm validate", log_file, *_read_options(src)]))
