@@ -197,14 +197,15 @@ table.with_columns(
 
 # %%
 choice = fits["auto"].choice
+print("auto's candidates:", ", ".join(fits["auto"].candidates))
 print(f"auto kept {choice['method']}: {choice['reason']}")
 
 # %% [markdown]
-# `auto` fits its candidates (IPS, the noise correction, both together) and compares each with naive on the
-# debiased estimate of the validation votes, at every corner of the flip-rate intervals and for both propensity
-# models. It keeps a correction only where it wins at all of them, else it keeps naive and says why. Compare the
-# rows above: a better pairwise accuracy or pointwise AUROC than naive on one seed is within the noise of one
-# simulated log (RESULTS.md measures ten seeds; section 6).
+# `auto` fits its candidates (printed above) on the same nuisances and compares each with naive on the debiased
+# estimate of the validation votes, at every corner of the flip-rate intervals and for both propensity models. It
+# keeps a correction only on that evidence, else it keeps naive, and says why (METHOD.md, "Choosing with auto").
+# Nothing here reads the test pairs. Compare the rows above: a better pairwise accuracy or pointwise AUROC than
+# naive on one seed may be the noise of one simulated log (RESULTS.md measures ten seeds; section 6).
 #
 # ## 5. Scoring single responses: best of N
 #
@@ -256,7 +257,8 @@ print(f"best-of-N gain over {len(np.unique(groups))} test tasks (true score of t
 #   than anything trained on ~1,500 noisy votes: that gap is the number and quality of the votes, which no
 #   reweighting recovers.
 # - **Not modelled:** a position bias that depends on the content (users defer to the first answer only when both
-#   are long), ties read as half a win, and swapped-order duplicates of one pair.
+#   are long), and ties read as half a win. Where the product shows some pairs in both orders, their votes give
+#   the rates without the anchors' assumption (METHOD.md, "A/B preference logs": swapped-order duplicates).
 
 # %% [markdown]
 # ## Exercises
