@@ -9,7 +9,7 @@ Run a cell with every candidate of the larger set as a method, plus `auto` with 
 record to a subset and applying the same rule (``causalrm.workflows.selection.pick``) gives the choice `auto` makes with the
 subset on the same fits and nuisances, so each candidate set's R² per seed is the R² of the method it picks (the
 bench's row of that method). Prints, per file, the R² of `auto` under each set, their paired difference with a
-percentile bootstrap interval over seeds, and what each set chose.
+percentile bootstrap interval over seeds, and what each set chose (``--metric auroc``: the same for the test AUROC).
 
     python benchmarks/auto_candidates.py --subset naive,ips,denoise,causalrm-ips OUT.json [MORE.json ...]
 """
@@ -32,9 +32,10 @@ from causalrm.options import as_str_tuple  # noqa: E402
 from causalrm.workflows.selection import pick  # noqa: E402
 
 
-def replay(doc: dict, subset: tuple[str, ...]) -> list[dict]:
-    """Per seed: the recorded choice (the full set) and the subset's, with their R² (metric ``r2``)."""
-    r2 = {(r["method"], r["seed"]): r["r2"] for r in doc["results"]}
+def replay(doc: dict, subset: tuple[str, ...], metric: str = "r2") -> list[dict]:
+    """Per seed: the recorded choice (the full set) and the subset's, with their ``metric`` (stored as ``r2_full``
+    and ``r2_subset`` whatever the metric)."""
+    r2 = {(r["method"], r["seed"]): r[metric] for r in doc["results"]}
     out = []
     for row in doc["results"]:
         if row["method"] != "auto":
@@ -58,14 +59,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", help="causalrm bench JSON files with auto and every candidate")
     ap.add_argument("--subset", required=True, help="the smaller candidate set, comma-separated")
+    ap.add_argument("--metric", default="r2", choices=("r2", "auroc"), help="the bench metric compared")
     args = ap.parse_args()
     subset = as_str_tuple(args.subset)
-    print("| cell | auto, full set R² | auto, subset R² | full − subset [95% CI] seeds above / below | "
+    label = {"r2": "R²", "auroc": "AUROC"}[args.metric]
+    print(f"| cell | auto, full set {label} | auto, subset {label} | full − subset [95% CI] seeds above / below | "
           "full set chose | subset chose |")
     print("|---|---|---|---|---|---|")
     for path in args.files:
         with open(path, encoding="utf-8") as fh:
-            rows = replay(json.load(fh), subset)
+            rows = replay(json.load(fh), subset, args.metric)
         diff = np.array([r["r2_full"] - r["r2_subset"] for r in rows])
         lo, hi = bootstrap_ci(np.mean, diff, n_boot=10_000, seed=0)
         count = lambda key: ", ".join(f"{m} {n}" for m, n in Counter(r[key] for r in rows).most_common())  # noqa

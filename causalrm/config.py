@@ -22,6 +22,15 @@ from causalrm.training.options import TrainConfig, TrainOptions
 
 #: step size of the linear head that ``FitConfig.select_head`` tries beside the configured head
 LINEAR_HEAD_LR = 5e-3
+#: the ranking head (``MethodSpec.head == "ranking"``; docs/METHOD.md, "Ranking under noise"): a linear head on
+#: standardised embeddings, started at zero, full-batch Adam (one step an epoch up to 16,384 train rows) at lr 0.01 for
+#: at most 300 steps (fewer where ``max_epochs`` says so), the BCE likelihood, early-stopped at the best IPS-weighted
+#: AUROC of z against the noisy val feedback (patience 100 steps)
+RANKING_HEAD: dict[str, Any] = {"hidden": (), "standardize": True, "lr": 0.01, "batch_size": 16_384,
+                                "max_epochs": 300, "patience": 100, "stop_on": "ranking", "base_loss": "bce",
+                                "select_head": False}
+#: the ranking head's weight decays, one fit each; the one with the best criterion is kept (``selection.choose_head``)
+RANKING_DECAYS = (0.0, 1e-3, 1e-2, 3e-2, 1e-1)
 PROXY_WEIGHTINGS = ("propensity", "none")
 #: how the doubly robust pseudo-labels are fitted (noise.split_cross_fitted_proxy): "train-only" (default: cross-fitted
 #: within the train rows, val rows scored by a train-row proxy) or "pooled" (the flip-rate proxy over train + val)
@@ -51,6 +60,7 @@ class FitConfig(TrainOptions):
         has the lower best validation estimate (same estimator, same val rows, shared nuisances: no clean label is
         read). A linear head cannot memorise rows, which is what small logs and CausalRM-DR's per-row imputation
         term punish (docs/RESULTS.md); it needs the larger step size to converge within the epoch budget.
+        standardize: train the head on standardised embeddings (``MLPBackbone``; the ranking head's, ``RANKING_HEAD``).
         backbone_options: extra backbone keyword arguments (e.g. ``{"dropout": 0.1}``, LoRA model id and rank).
         embedder: embedding model id used when no ``X`` is passed (and by ``score`` on new logs).
     Nuisances
@@ -58,7 +68,8 @@ class FitConfig(TrainOptions):
         both and keep the lower out-of-fold log loss), ``"mlp"`` or ``"logistic"`` (C by cross-validation);
         propensity_folds: cross-fitting folds; use_logged_propensity: use the log's ``logged_propensity`` column
         when it is complete. flip_method: ``"anchor-quantile"`` (default, q-th / (1-q)-th quantile of a calibrated
-        out-of-fold proxy), ``"anchor-minmax"``, ``"gold"`` (audited ``gold_label`` rows) or ``"fixed"``;
+        out-of-fold proxy), ``"anchor-minmax"``, ``"gold"`` (audited ``gold_label`` rows), ``"duplicates"`` (an A/B
+        log's pairs voted in both orders, ``causalrm.nuisances.duplicate_votes``) or ``"fixed"``;
         quantile: 0.97; rho01, rho10: fixed flip rates (both or neither; given -> ``flip_method="fixed"``);
         flip_bootstrap: bootstrap replicates of the flip-rate CI. force_noise_correction: train a noise-aware method
         even when the flip-rate gate fails (``causalrm.nuisances.gates``; by default such a fit is refused).
@@ -83,12 +94,16 @@ class FitConfig(TrainOptions):
 
     auto_candidates: tuple[str, ...] = option((), help="the estimators auto fits and chooses among, comma-separated "
                                                        "(naive, the baseline, is always one; default: the "
-                                                       "registry's: naive, ips, denoise, causalrm-ips)",
+                                                       "registry's: naive, ips, denoise, causalrm-ips, naive-rank, "
+                                                       "fcorr-rank)",
                                               metavar="M1,M2")
     backbone: str = option(DEFAULT_BACKBONE, help="reward model backbone: {choices}", choices=available_backbones)
     hidden: tuple[int, ...] = option((256, 64), help="MLP hidden sizes ('' = a linear head)")
     select_head: bool = option(False, help="also train a linear head and keep the one with the lower validation "
                                            "estimate")
+    standardize: bool = option(False, help="train the head on standardised embeddings (per-dimension mean and sd "
+                                           "of the fit rows), output layer started at zero; folded into the first "
+                                           "layer after training")
     backbone_options: dict[str, Any] = option(help="extra backbone keyword arguments (LoRA: the --lora-* options)",
                                               flag=None, default_factory=dict)
     embedder: str = option(schema.DEFAULT_EMBEDDER, help="embedding model id (or the one recorded in --embeddings)",
@@ -102,7 +117,8 @@ class FitConfig(TrainOptions):
     flip_method: str = option("anchor-quantile", help="flip-rate estimator: {choices} (gold needs --gold FILE or "
                                                       "a gold_label column)", choices=FLIP_METHODS,
                            labels={"anchor-quantile": "anchor quantile", "anchor-minmax": "anchor min/max",
-                                   "gold": "gold labels", "fixed": "fixed rates"})
+                                   "gold": "gold labels", "fixed": "fixed rates",
+                                   "duplicates": "swapped-order duplicates"})
     quantile: float = option(0.97, help="anchor quantile")
     rho01: float | None = option(None, help="fixed P(r=0 | r*=1) (with --rho10; else estimated)")
     rho10: float | None = option(None, help="fixed P(r=1 | r*=0) (with --rho01; else estimated)")
@@ -185,6 +201,13 @@ class FitConfig(TrainOptions):
         if self.select_head and not get_backbone_class(self.backbone).selects_head:
             heads = " or ".join(n for n in available_backbones() if get_backbone_class(n).selects_head)
             raise InputError(f"select_head compares MLP heads on frozen embeddings; use it with backbone {heads}")
+        backbone_cls = get_backbone_class(self.backbone)
+        if self.standardize and "standardize" not in backbone_cls.config_fields:
+            raise InputError(f"standardize applies to heads on frozen embeddings; backbone {self.backbone!r} has none")
+        ranked = [m for m in self.methods_needed() if registry.get(m).head == "ranking"]
+        if ranked and self.method != registry.AUTO and not backbone_cls.selects_head:
+            raise InputError(f"method {ranked[0]!r} trains the ranking head on frozen embeddings; use it with the "
+                             "mlp backbone")
         if isinstance(self.seed, bool) or int(self.seed) < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         self.train_config().validate()
@@ -211,6 +234,12 @@ class FitConfig(TrainOptions):
     @property
     def effective_flip_method(self) -> str:
         return "fixed" if self.rho01 is not None else self.flip_method
+
+    def ranking_head(self, weight_decay: float) -> FitConfig:
+        """This configuration on the ranking head (``RANKING_HEAD``) with ``weight_decay``; at most ``max_epochs``
+        steps."""
+        return self.replace(**{**RANKING_HEAD, "max_epochs": min(self.max_epochs, RANKING_HEAD["max_epochs"])},
+                            weight_decay=float(weight_decay))
 
     def train_config(self, *, rho01: float = 0.0, rho10: float = 0.0) -> TrainConfig:
         """The trainer's settings, with the flip rates the estimator should use."""

@@ -205,7 +205,7 @@ def test_auto_keeps_a_debiased_model_where_the_assumptions_hold():
     choice = result.choice
     assert all(g.passed for g in result.nuisances.gates.values())
     assert choice["method"] != "naive" and result.config.method == choice["method"]
-    assert set(result.candidates) == {"naive", "ips", "denoise", "causalrm-ips"}
+    assert set(result.candidates) == {"naive", "ips", "denoise", "causalrm-ips", "naive-rank", "fcorr-rank"}
     kept = choice["candidates"][choice["method"]]
     assert kept["learned"] and kept["beats_baseline"]
     assert all(e < b for e, b in zip(kept["estimates"], choice["candidates"]["naive"]["estimates"]))

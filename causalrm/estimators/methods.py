@@ -36,6 +36,8 @@ References
 * R. Kiryo, G. Niu, M. C. du Plessis, M. Sugiyama. Positive-Unlabeled Learning with Non-Negative Risk Estimator.
   NeurIPS 2017.
 * G. Patrini et al. Making Deep Neural Networks Robust to Label Noise: a Loss Correction Approach. CVPR 2017.
+* A. K. Menon, B. van Rooyen, C. S. Ong, R. C. Williamson. Learning from Corrupted Binary Labels via Class-Probability
+  Estimation. ICML 2015.
 * A. Swaminathan, T. Joachims. The Self-Normalized Estimator for Counterfactual Learning. NeurIPS 2015.
 * H. Wang et al. CausalRM: Causal-Theoretic Reward Modeling for RLHF from Observational User Feedbacks. 2026.
 """
@@ -55,6 +57,8 @@ BASELINE = "naive"
 #: ``method``'s default (``training.options.TrainOptions.method``, so ``FitConfig``, ``CausalRM`` and ``causalrm fit``)
 DEFAULT_METHOD = AUTO
 CORRECTIONS = ("none", "surrogate", "forward")
+#: the heads a spec may fix (``MethodSpec.head``): None = the configured one
+HEADS = (None, "ranking")
 IMPUTATIONS = (None, "clean", "noisy")
 #: every nuisance name a spec can need (``nuisances.container.Nuisances.provides``; ``true_label`` is a log column), as the
 #: method table reads it
@@ -78,6 +82,10 @@ class MethodSpec:
     model (``causalrm.estimators.dr``: DR-JL, MRDR); None = q stays the fitted pseudo-label.
     nonnegative: reduced by ``pu.nonnegative_risk`` of the class parts with either base loss (``losses.estimate``;
     without it only "bce" is guarded).
+    head: ``None`` (the configured head) or ``"ranking"``: the estimator is fitted on the ranking head
+    (``causalrm.config.RANKING_HEAD``: a linear head on standardised embeddings, full batch, early-stopped on the
+    IPS-weighted AUROC against the noisy val feedback, its weight decay chosen on the same criterion; docs/METHOD.md
+    "Ranking under noise"). Its loss term is that of the spec with the same traits and no head.
     """
 
     name: str
@@ -96,6 +104,7 @@ class MethodSpec:
     val_method: str | None = None
     imputation_learning: str | None = None
     nonnegative: bool = False
+    head: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or self.name == AUTO or self.name != self.name.strip() or " " in self.name:
@@ -109,6 +118,8 @@ class MethodSpec:
         if self.imputation_learning not in (None, "jl", "mrdr"):
             raise InputError(f"method {self.name!r}: imputation_learning {self.imputation_learning!r} not in "
                              "(None, 'jl', 'mrdr')")
+        if self.head not in HEADS:
+            raise InputError(f"method {self.name!r}: head {self.head!r} not in {HEADS}")
         if self.imputation_learning is not None and (self.imputation is None or not self.weighted):
             raise InputError(f"method {self.name!r}: a learned imputation needs a weighted DR estimator")
 
@@ -206,7 +217,7 @@ def plain(*, weighted: bool, noise_aware: bool) -> str:
     non-negative reduction, no clean labels), the first registered: naive, ips, denoise or causalrm-ips. What stands
     for a method when a nuisance is missing or not needed (``auto``'s reference estimate, its nuisance fallbacks)."""
     found = where(weighted=weighted, correction="surrogate" if noise_aware else "none", imputation=None,
-                  self_normalized=False, nonnegative=False, clean_labels=False, components=None)
+                  self_normalized=False, nonnegative=False, clean_labels=False, components=None, head=None)
     if not found:
         raise InputError(f"no registered plain estimator with weighted={weighted}, noise_aware={noise_aware}")
     return found[0]
@@ -298,7 +309,7 @@ def markdown_table(methods: Sequence[str] | None = None) -> str:
     yes = {True: "yes", False: ""}
     for s in (_REGISTRY.values() if methods is None else [get(m) for m in methods]):
         needs = ", ".join(text for n, text in NUISANCES.items() if n in s.needs) or "–"
-        stop = f"`{s.val_method}`" if s.val_method else "itself"
+        stop = "its IPS-weighted val AUROC" if s.head == "ranking" else f"`{s.val_method}`" if s.val_method else "itself"
         rows.append(f"| `{s.name}` | {s.term} | {needs} | {yes[s.noise_aware]} | {yes[s.weighted]} | "
                     f"{yes[s.doubly_robust]} | {stop} | {s.reference} |")
     return "\n".join(rows)
@@ -419,6 +430,17 @@ for _spec in (
                "selection bias).",
                weighted=True, correction="surrogate", nonnegative=True),
     *_dr_variants(),
+    MethodSpec("naive-rank", "o l(z, r) on the ranking head", "naive, with capacity chosen for ranking "
+               "(Menon et al. 2015: the noisy AUROC is affine in the clean one)",
+               "Naive on the ranking head: feedback at face value, a linear head on standardised embeddings stopped "
+               "at its best IPS-weighted AUROC against the noisy val feedback.",
+               head="ranking", auto_candidate=True),
+    MethodSpec("fcorr-rank", "o l(pi(z), r) on the ranking head",
+               "forward correction (Patrini 2017), capacity chosen for ranking (Menon et al. 2015)",
+               "F-correction on the ranking head: the forward-corrected likelihood, a linear head on standardised "
+               "embeddings stopped at its best IPS-weighted AUROC against the noisy val feedback (corrects label "
+               "noise; ranks well under it).",
+               correction="forward", head="ranking", auto_candidate=True),
     MethodSpec("oracle", "l(z, r*) on every row", "the ideal loss (simulation only)",
                "Oracle: clean labels on every row (simulation reference, not a deployable method).",
                clean_labels=True, bench_default=True),

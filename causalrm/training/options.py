@@ -15,6 +15,10 @@ from causalrm.options import option
 from causalrm.training.scoring import _AUTOCAST
 
 
+#: what early stopping can watch (``TrainOptions.stop_on``)
+STOP_ON = ("estimate", "ranking")
+
+
 def _method_names() -> tuple[str, ...]:
     return names(auto=True)
 
@@ -32,6 +36,10 @@ class TrainOptions:
     base_loss: ``"mse"`` (Brier score on sigma(z), bounded: the default) or ``"bce"`` (with the non-negative guard).
     lr, weight_decay: Adam; batch_size: rows per optimiser step; max_epochs; patience: epochs without a validation
     improvement larger than ``min_delta`` before stopping (``None`` or 0 = never stop early).
+    stop_on: what early stopping watches on the val rows: ``"estimate"`` (``val_method``'s debiased estimate, lower is
+    better) or ``"ranking"`` (the criterion the caller hands :func:`~causalrm.training.trainer.train`, higher is
+    better: the pipeline's is the AUROC of z against the noisy val feedback, weighted by 1 / p where a propensity is
+    fitted; docs/METHOD.md, "Ranking under noise").
     grad_accum_steps: split each batch into this many micro-batches (same effective batch; for big backbones).
     max_batch_tokens: with token features (``Features.lengths``, the transformer backbones), split each batch
     further so that no micro-batch holds more than this many padded tokens (rows x longest row); gradients
@@ -56,6 +64,10 @@ class TrainOptions:
     patience: int | None = option(30, help="stop after this many epochs without a better validation estimate "
                                            "(0 = never)", none="0")
     min_delta: float = option(0.0, help="smallest validation improvement that resets the patience")
+    stop_on: str = option("estimate", help="what early stopping watches on the val split: estimate (the debiased "
+                                           "validation estimate) or ranking (the AUROC of z against the noisy val "
+                                           "feedback, weighted by 1 / p where a propensity is fitted)",
+                          choices=STOP_ON)
     grad_accum_steps: int = option(1, help="micro-batches per optimiser step", flag="--grad-accum")
     max_batch_tokens: int | None = option(4096, help="padded tokens per micro-batch (transformer backbones)")
     autocast_dtype: str | None = option(None, help="mixed-precision forward: bfloat16 or float16 (default off)")
@@ -108,5 +120,7 @@ class TrainConfig(TrainOptions):
             raise InputError(f"lr must be a positive number, got {self.lr}")
         if self.patience is not None and self.patience < 0:
             raise InputError(f"patience must be >= 0, got {self.patience}")
+        if self.stop_on not in STOP_ON:
+            raise InputError(f"stop_on {self.stop_on!r}: use one of {', '.join(STOP_ON)}")
         if self.autocast_dtype is not None and self.autocast_dtype not in _AUTOCAST:
             raise InputError(f"autocast_dtype {self.autocast_dtype!r}: use bfloat16 or float16")

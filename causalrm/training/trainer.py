@@ -46,16 +46,20 @@ class TrainHistory:
     """Per-epoch record of one training run (epochs are 1-based; epoch ``best_epoch``'s weights are kept).
 
     ``val_estimate[e-1]`` is ``val_method``'s debiased estimate on the validation split after epoch ``e``;
-    ``stop_reason``: ``"patience"``, ``"max_epochs"``, ``"cancelled"`` or ``"diverged"`` (non-finite training loss).
+    ``val_ranking[e-1]`` the ranking criterion there when early stopping watches it (``stop_on="ranking"``; empty
+    otherwise), ``best_val_ranking`` its value at the best epoch (``best_val_estimate`` is then the estimate at that
+    epoch); ``stop_reason``: ``"patience"``, ``"max_epochs"``, ``"cancelled"`` or ``"diverged"`` (non-finite training loss).
     """
 
     method: str
     val_method: str = ""
     train_loss: list[float] = field(default_factory=list)
     val_estimate: list[float] = field(default_factory=list)
+    val_ranking: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     best_epoch: int = 0
     best_val_estimate: float = float("inf")
+    best_val_ranking: float = float("nan")
     stop_reason: str = "max_epochs"
     seconds: float = 0.0
     device: str = "cpu"
@@ -181,16 +185,21 @@ def train(
     *,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    val_criterion: Callable[[np.ndarray], float] | None = None,
 ) -> TrainHistory:
-    """Train ``backbone`` in place with ``config.method``'s estimator; early-stop on its validation estimate.
+    """Train ``backbone`` in place with ``config.method``'s estimator; early-stop on its validation estimate, or on
+    ``val_criterion`` where ``config.stop_on`` is ``"ranking"``.
 
     Parameters: the training rows' features and ``LossInputs`` (``causalrm.estimators.losses``), the validation rows' features
     and ``LossInputs`` (observational split: noisy feedback, the same nuisances), and ``config`` (a
     :class:`TrainConfig` or any object with those attribute names, e.g. ``causalrm.config.FitConfig``).
     ``progress(epoch, max_epochs, train_loss, val_estimate)`` is called after every epoch; ``should_stop()`` is polled
-    every batch and ends training (best weights restored, ``stop_reason="cancelled"``).
+    every batch and ends training (best weights restored, ``stop_reason="cancelled"``). ``val_criterion(z)``: a
+    function of the validation rows' logits (float64, in their order), higher is better, that early stopping watches
+    with ``stop_on="ranking"`` (required then, unused otherwise).
 
-    Returns a :class:`TrainHistory`; the backbone ends on the best epoch's weights (lowest validation estimate).
+    Returns a :class:`TrainHistory`; the backbone ends on the best epoch's weights (lowest validation estimate, or
+    highest criterion).
     """
     from causalrm.estimators import losses
 
@@ -203,6 +212,9 @@ def train(
     from causalrm.estimators.methods import validation_method
 
     val_method = validation_method(cfg.method, cfg.val_method)
+    ranking = cfg.stop_on == "ranking"
+    if ranking and val_criterion is None:
+        raise InputError("stop_on='ranking' watches a criterion of the val logits; pass val_criterion")
     if len(train_features) == 0:
         raise InputError("no training rows; the log needs rows with split 'train'")
     if len(val_features) == 0:
@@ -210,7 +222,8 @@ def train(
     if cfg.num_threads:
         with cpu_threads(cfg.num_threads):
             return train(backbone, train_features, train_inputs, val_features, val_inputs,
-                         dataclasses.replace(cfg, num_threads=None), progress=progress, should_stop=should_stop)
+                         dataclasses.replace(cfg, num_threads=None), progress=progress, should_stop=should_stop,
+                         val_criterion=val_criterion)
     device = resolve_device(distributed.train_device(cfg.device))
     backbone.to(device)
     train_in = _PackedInputs(train_inputs, device)
@@ -239,7 +252,8 @@ def train(
         imp_optimizer = torch.optim.Adam(imputer.parameters_to_train(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     surrogate = get_spec(cfg.method).correction == "surrogate"
 
-    def val_estimate() -> float:
+    def val_estimate() -> tuple[float, torch.Tensor]:
+        """The validation estimate and the val logits it was taken on."""
         if parallel:  # each rank forwards a slice of the val rows; the estimate is taken on all of them
             start, stop = distributed.row_slice(val_in.n)
             z = _forward_all(backbone, val_features, device, cfg.eval_batch_size, autocast,
@@ -257,6 +271,14 @@ def train(
             with torch.no_grad():
                 value = float(losses.estimate(val_method, z, inputs, **loss_kw))
         if parallel:  # rank 0's value everywhere: every rank stops at the same epoch and keeps the same weights
+            value = float(distributed.broadcast(torch.tensor([value], dtype=torch.float64, device=device))[0])
+        return value, z
+
+    def criterion(z: torch.Tensor) -> float:
+        if not bool(torch.isfinite(z).all()):
+            return float("nan")
+        value = float(val_criterion(z.detach().double().cpu().numpy()))
+        if parallel:
             value = float(distributed.broadcast(torch.tensor([value], dtype=torch.float64, device=device))[0])
         return value
 
@@ -354,12 +376,16 @@ def train(
                 history.stop_reason = "diverged"
                 break
             train_loss = float(total) / n
-            current = val_estimate()
+            current, z_val = val_estimate()
             history.train_loss.append(train_loss)
             history.val_estimate.append(current)
+            if ranking:
+                history.val_ranking.append(criterion(z_val))
             history.epoch_seconds.append(time.perf_counter() - t0)
-            if math.isfinite(current) and current < history.best_val_estimate - cfg.min_delta:
+            if _improved(history, current, cfg.min_delta, ranking):
                 history.best_val_estimate = current
+                if ranking:
+                    history.best_val_ranking = history.val_ranking[-1]
                 history.best_epoch = epoch
                 best_state = _snapshot(backbone, keep)
                 since_best = 0
@@ -397,6 +423,15 @@ def report_steps(listener: StepFn):
         yield
     finally:
         _STEP_LISTENER.reset(token)
+
+
+def _improved(history: TrainHistory, estimate: float, min_delta: float, ranking: bool) -> bool:
+    """Whether the epoch just recorded is the best yet: a higher criterion (``ranking``) or a lower estimate, by more
+    than ``min_delta``."""
+    if ranking:
+        value = history.val_ranking[-1]
+        return math.isfinite(value) and not value <= history.best_val_ranking + min_delta
+    return math.isfinite(estimate) and estimate < history.best_val_estimate - min_delta
 
 
 def _trainable_state_names(backbone: Backbone) -> set[str]:

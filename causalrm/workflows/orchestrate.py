@@ -50,7 +50,7 @@ from causalrm.nuisances.fit import fit_nuisances
 from causalrm.nuisances.signal import _fit_rows_X
 from causalrm.training.backbones.base import get_backbone_class
 from causalrm.workflows.pipeline import FitResult, fit_one
-from causalrm.workflows.selection import admissible, choose_head, head_candidates, select_method
+from causalrm.workflows.selection import admissible, choose_head, head_candidates, select_method, selects_heads
 
 EventFn = Callable[[str, "str | None", Any], None]
 
@@ -204,7 +204,7 @@ def fit_methods(
                     return fit_one(log, X_fit, c, nuisances, should_stop=should_stop,
                                    on_stage=(lambda text: emit("stage", method, text)) if announce else None,
                                    progress=lambda *epoch: emit("epoch", method, epoch))
-                if not cfg.select_head:
+                if not selects_heads(cfg):
                     return one(None, cfg)
                 return choose_head(list(_fit_each(dict(enumerate(head_candidates(cfg))), one).values()))
 
@@ -239,7 +239,8 @@ def _fit_auto(config: FitConfig, fit: Callable[[FitConfig], FitResult], fitted: 
     skipped: dict[str, str] = {}
     todo: dict[str, FitConfig] = {}
     for m in config.candidate_methods:
-        why = admissible(m, nuisances, config.force_noise_correction)
+        why = admissible(m, nuisances, config.force_noise_correction,
+                         heads_on_embeddings=get_backbone_class(config.backbone).selects_head)
         if why is not None:
             skipped[m] = why
         elif m not in fitted:

@@ -116,8 +116,10 @@ def fit_one(log: pl.DataFrame, X: np.ndarray | None, config: FitConfig, nuisance
             should_stop: Callable[[], bool] | None = None, on_stage: StageFn | None = None) -> FitResult:
     """Train one estimator (``config.method``, not ``auto``; one head, not ``select_head``) on fitted ``nuisances``
     of ``log``: the kernel ``causalrm.workflows.orchestrate.fit_methods`` runs for every configuration it fits."""
-    if config.method == AUTO or config.select_head:
-        raise InputError("fit_one trains one estimator and one head; fit auto or select_head with fit_log")
+    if config.method == AUTO or config.select_head or (
+            registry.get(config.method).head == "ranking" and config.stop_on != "ranking"):
+        raise InputError("fit_one trains one estimator and one head; fit auto, select_head or a method on the "
+                         "ranking head with fit_log")
     with cpu_threads(config.num_threads):
         return _fit_one(log, X, config, nuisances, progress=progress, should_stop=should_stop, on_stage=on_stage)
 
@@ -158,7 +160,8 @@ def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> F
     val_feats = featurize(log[val_rows.tolist()], X_fit[is_val] if X_fit is not None else None)
     t1 = time.perf_counter()
     history = train(model, train_feats, train_in, val_feats, val_in, tcfg, progress=progress,
-                    should_stop=should_stop)
+                    should_stop=should_stop, val_criterion=ranking_criterion(val_in, nuisances, is_val))
+    backbone.after_training()
     val_logits = predict_logits(model, val_feats, batch_size=config.eval_batch_size, device=config.device,
                                 autocast_dtype=config.autocast_dtype)
     loss_kw = {"rho01": tcfg.rho01, "rho10": tcfg.rho10, "base": tcfg.base_loss, "nonneg": tcfg.nonneg}
@@ -168,6 +171,21 @@ def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> F
     seconds = {"nuisances": t_nuis, "training": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     return FitResult(config=config, backbone=backbone, history=history, nuisances=nuisances, split=split,
                      seconds=seconds, learned=learned, val_logits=val_logits)
+
+
+def ranking_criterion(val_in: Any, nuisances: Nuisances, is_val: np.ndarray) -> Callable[[np.ndarray], float]:
+    """What ``stop_on="ranking"`` watches: the AUROC of the val logits against the noisy feedback on the observed
+    val rows, weighted by 1 / p (the clipped propensity where one is fitted, else 1). Under class-conditional noise
+    the noisy AUROC is an increasing affine function of the clean one (Menon et al. 2015;
+    ``causalrm.workflows.selection``, step 4), and the weights make it the population's rather than the observed
+    rows'. No clean label is read."""
+    from causalrm.evaluation.metrics import auroc
+
+    observed = np.asarray(val_in.observed, dtype=np.float64) == 1
+    r = np.asarray(val_in.feedback, dtype=np.float64)[observed]
+    p = nuisances.propensity_clipped
+    w = np.ones(r.size) if p is None else 1.0 / np.asarray(p, dtype=np.float64)[is_val][observed]
+    return lambda z: auroc(r, np.asarray(z, dtype=np.float64)[observed], w)
 
 
 def check_flip_gate(nuisances: Nuisances, config: FitConfig, *, noise_aware: bool) -> None:

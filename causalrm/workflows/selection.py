@@ -29,10 +29,17 @@ each is early-stopped on its own validation estimate as usual. Then:
    difference is the clean one's. A candidate whose 95% interval of the
    difference lies below zero ranks worse than naive on evidence and does not qualify.
 5. The qualifying candidate with the lowest central value (audited error, or the estimate at the point estimates)
-   is kept; with none, naive is. The test split is never read.
+   is the calibration choice; with none, naive is kept. The test split is never read.
+6. **A ranking head that ranks better.** A qualifying candidate on the ranking head (``MethodSpec.head``:
+   ``naive-rank``, ``fcorr-rank``) whose val AUROC of step 4 is higher than the calibration choice's is kept instead
+   (the highest such). The debiased estimate cannot see what these heads are for: each other candidate was
+   early-stopped on that very estimate, so it is optimistic for them, and on the development seeds of the WildBench
+   teacher cell it preferred CausalRM-IPS to a ranking head that was better on the clean test in R² as well as AUROC
+   (docs/RESULTS.md, "Ranking under noise").
 
-Calibration decides among the candidates (steps 2, 3 and 5) and ranking can only veto (step 4), so ``auto`` is never
-kept below naive on either beyond its interval (docs/METHOD.md, "Choosing with auto").
+Calibration qualifies (steps 2 and 3) and ranking vetoes (step 4), so ``auto`` is never kept below naive on either
+beyond its interval; among the qualified, calibration decides unless a ranking head ranks better (steps 5 and 6;
+docs/METHOD.md, "Choosing with auto").
 
 Reference: A. K. Menon, B. van Rooyen, C. S. Ong, R. C. Williamson. Learning from Corrupted Binary Labels via
 Class-Probability Estimation. ICML 2015.
@@ -68,9 +75,13 @@ MIN_CORNER_MARGIN = 0.05
 RANK_MAX_ROWS = 20_000
 
 
-def admissible(method: str, nuisances: Any, force_noise_correction: bool = False) -> str | None:
-    """None if ``method`` may be fitted on these nuisances, else why not (one phrase)."""
+def admissible(method: str, nuisances: Any, force_noise_correction: bool = False, *,
+               heads_on_embeddings: bool = True) -> str | None:
+    """None if ``method`` may be fitted on these nuisances, else why not (one phrase). ``heads_on_embeddings``:
+    whether the backbone is a head on frozen embeddings (``Backbone.selects_head``), which the ranking head needs."""
     spec = registry.get(method)
+    if spec.head == "ranking" and not heads_on_embeddings:
+        return "not fitted: the ranking head is a head on frozen embeddings, not this backbone"
     missing = registry.lacking(method, nuisances.provides())
     if missing:
         return f"its nuisances could not be fitted ({', '.join(sorted(missing))})"
@@ -216,11 +227,18 @@ def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:
     every corner (``beats_baseline``), do not rank below it on evidence (``ranks_below_baseline``, step 4) and
     learned (or naive learned: a candidate that beats naive everywhere learned if naive did, even when its own
     weighted, noisier estimate cannot tell it from a constant prediction; ``gates.learning_gate`` is one-sided 95%
-    per model), the one with the lowest ``central`` value; else naive."""
+    per model), the one with the lowest ``central`` value; else naive. Step 6: a qualifying candidate on the ranking
+    head (``MethodSpec.head``) whose ``val_auroc`` is higher than that choice's replaces it (the highest such)."""
     naive_learned = candidates[BASELINE].get("learned", True)
     qualified = [m for m, c in candidates.items() if m != BASELINE and c.get("fitted") and c["beats_baseline"]
                  and not c.get("ranks_below_baseline", False) and (c["learned"] or naive_learned)]
-    return min(qualified, key=lambda m: candidates[m][central]) if qualified else BASELINE
+    if not qualified:
+        return BASELINE
+    calibrated = min(qualified, key=lambda m: candidates[m][central])
+    floor = candidates[calibrated].get("val_auroc", np.nan)
+    ranked = [m for m in qualified if registry.is_method(m) and registry.get(m).head == "ranking"
+              and candidates[m].get("val_auroc", np.nan) > floor]
+    return max(ranked, key=lambda m: candidates[m]["val_auroc"]) if ranked else calibrated
 
 
 def choice_record(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
@@ -319,26 +337,45 @@ def select_method(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
     return chosen
 
 
-def head_candidates(config: Any) -> list[Any]:
-    """The heads ``select_head`` trains on the same nuisances: the configured MLP and a linear head (``hidden=()``,
-    lr ``LINEAR_HEAD_LR``)."""
-    from causalrm.config import LINEAR_HEAD_LR
+def selects_heads(config: Any) -> bool:
+    """Whether a fit of ``config`` trains several heads and keeps one (:func:`head_candidates`)."""
+    return bool(config.select_head) or registry.get(config.method).head == "ranking"
 
+
+def head_candidates(config: Any) -> list[Any]:
+    """The heads a fit trains on the same nuisances and chooses among (:func:`choose_head`): for a method on the
+    ranking head (``MethodSpec.head``), that head at each of ``RANKING_DECAYS``; for ``select_head``, the configured
+    MLP and a linear head (``hidden=()``, lr ``LINEAR_HEAD_LR``)."""
+    from causalrm.config import LINEAR_HEAD_LR, RANKING_DECAYS
+
+    if registry.get(config.method).head == "ranking":
+        return [config.ranking_head(decay) for decay in RANKING_DECAYS]
     return [config.replace(select_head=False), config.replace(select_head=False, hidden=(), lr=LINEAR_HEAD_LR)]
 
 
 def choose_head(results: list[Any]) -> Any:
-    """``select_head``'s choice among the fitted heads (:func:`head_candidates`, in order): the one with the lowest
-    best validation estimate, with ``selection`` (the candidates' estimates) set and ``seconds["total"]`` their sum;
-    its ``config`` is the chosen head's, so refitting it reproduces the model."""
-    best = min(range(len(results)), key=lambda i: results[i].history.best_val_estimate)
+    """The choice among the fitted heads (:func:`head_candidates`, in order): the highest best validation criterion
+    where the heads stopped on it (``stop_on="ranking"``: the IPS-weighted AUROC against the noisy val feedback), else
+    the lowest best validation estimate; ties go to the first. ``selection`` (the candidates' values) is set and
+    ``seconds["total"]`` is their sum; its ``config`` is the chosen head's, so refitting it reproduces the model."""
+    ranking = results[0].config.stop_on == "ranking"
+
+    def value(i: int) -> float:
+        h = results[i].history
+        v = -h.best_val_ranking if ranking else h.best_val_estimate
+        return v if np.isfinite(v) else np.inf
+
+    best = min(range(len(results)), key=value)
     chosen = results[best]
     chosen.seconds = {**chosen.seconds, "total": sum(r.seconds["total"] for r in results)}
+    criterion = ("highest IPS-weighted AUROC against the noisy val feedback" if ranking
+                 else f"lowest best {chosen.history.val_method} estimate on the val split")
     chosen.selection = {
-        "criterion": f"lowest best {chosen.history.val_method} estimate on the val split",
+        "criterion": criterion,
         "chosen": best,
-        "candidates": [{"hidden": list(r.config.hidden), "lr": r.config.lr,
-                        "best_val_estimate": r.history.best_val_estimate, "best_epoch": r.history.best_epoch}
+        "candidates": [{"hidden": list(r.config.hidden), "lr": r.config.lr, "weight_decay": r.config.weight_decay,
+                        "best_val_estimate": r.history.best_val_estimate,
+                        "best_val_ranking": r.history.best_val_ranking, "best_epoch": r.history.best_epoch}
                        for r in results],
     }
     return chosen

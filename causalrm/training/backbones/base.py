@@ -301,6 +301,10 @@ class Backbone(torch.nn.Module):
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def after_training(self) -> None:
+        """Called once training ends (best weights restored), before scoring or saving: the MLP head folds its input
+        standardisation into its first layer here. Default: nothing."""
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """Parameters the optimiser updates (default: all with ``requires_grad``; LoRA: the adapters and head)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -97,11 +97,18 @@ class TensorFeatures:
 
 @register_backbone
 class MLPBackbone(Backbone):
-    """Reward head ``z = MLP(x)``: Linear(d, h1) - LeakyReLU - ... - Linear(h_k, 1), default hidden ``(256, 64)``."""
+    """Reward head ``z = MLP(x)``: Linear(d, h1) - LeakyReLU - ... - Linear(h_k, 1), default hidden ``(256, 64)``.
+
+    ``standardize``: train on ``(x - mean) / sd`` (per dimension, over the rows ``build`` is given: the fit rows; no
+    label is read) with the output layer started at zero, so z = 0 everywhere at the start and Adam's steps weigh
+    every dimension alike (the ranking head's start, docs/METHOD.md "Ranking under noise"). :meth:`after_training`
+    folds the map into the first layer, W' = W / sd, b' = b - W' mean, so the trained head reads raw embeddings
+    like any other: saved runs, exports and scoring see a plain MLP.
+    """
 
     name = "mlp"
     needs_embeddings = True
-    config_fields = ("hidden",)  # FitConfig.hidden (also the bench's --hidden and select_head's other head)
+    config_fields = ("hidden", "standardize")  # FitConfig's (also the bench's --hidden and select_head's other head)
     selects_head = True
     label = "head on frozen embeddings"
     # The app's patience is 5 where the CLI's is 30: seconds, not half a minute (docs/RESULTS.md, "Interactive
@@ -112,7 +119,7 @@ class MLPBackbone(Backbone):
 
     def __init__(
         self, input_dim: int, hidden: tuple[int, ...] | list[int] = (256, 64), negative_slope: float = 0.01,
-        dropout: float = 0.0,
+        dropout: float = 0.0, standardize: bool = False,
     ) -> None:
         super().__init__()
         if int(input_dim) <= 0:
@@ -130,20 +137,60 @@ class MLPBackbone(Backbone):
             width = h
         layers.append(torch.nn.Linear(width, 1))
         self.net = torch.nn.Sequential(*layers)
+        self.standardize = bool(standardize)
+        if self.standardize:
+            self.register_buffer("x_mean", torch.zeros(self.input_dim))
+            self.register_buffer("x_sd", torch.ones(self.input_dim))
+            torch.nn.init.zeros_(layers[-1].weight)
+            torch.nn.init.zeros_(layers[-1].bias)
+
+    def set_standardization(self, X: np.ndarray) -> None:
+        """Set the per-dimension mean and sd (a floor of 1e-6) from the rows of ``X`` (read in chunks: a
+        memory-mapped matrix is never copied whole)."""
+        from causalrm.data.rowmatrix import iter_blocks
+
+        total, squares, n = np.zeros(self.input_dim), np.zeros(self.input_dim), 0
+        for _, _, block in iter_blocks(X):
+            block = block.astype(np.float64)
+            total += block.sum(0)
+            squares += (block ** 2).sum(0)
+            n += block.shape[0]
+        if n == 0:
+            raise InputError("a standardised head needs at least one row of embeddings")
+        mean = total / n
+        sd = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
+        self.x_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.x_sd.copy_(torch.as_tensor(np.maximum(sd, 1e-6), dtype=torch.float32))
+
+    def after_training(self) -> None:
+        """Fold the standardisation into the first layer (class docstring); a no-op without it."""
+        if not self.standardize:
+            return
+        first = self.net[0]
+        with torch.no_grad():
+            weight = first.weight / self.x_sd
+            first.bias.sub_(weight @ self.x_mean)
+            first.weight.copy_(weight)
+        del self.x_mean, self.x_sd
+        self.standardize = False
 
     @classmethod
     def build(cls, X: np.ndarray | None, options: dict[str, Any], *, seed: int = 0) -> MLPBackbone:
         if X is None:
             raise InputError("the mlp backbone needs embeddings; pass --embeddings or let causalrm embed the log")
         opts = dict(options)
-        unknown = set(opts) - {"hidden", "negative_slope", "dropout"}
+        unknown = set(opts) - {"hidden", "negative_slope", "dropout", "standardize"}
         if unknown:
-            raise InputError(f"unknown mlp backbone option(s) {sorted(unknown)}; use hidden, negative_slope, dropout")
-        return seeded_init(seed, cls, int(np.shape(X)[1]), **opts)
+            raise InputError(f"unknown mlp backbone option(s) {sorted(unknown)}; use hidden, negative_slope, dropout, "
+                             "standardize")
+        model = seeded_init(seed, cls, int(np.shape(X)[1]), **opts)
+        if model.standardize:
+            model.set_standardization(X)
+        return model
 
     def get_config(self) -> dict[str, Any]:
         return {"input_dim": self.input_dim, "hidden": list(self.hidden), "negative_slope": self.negative_slope,
-                "dropout": self.dropout}
+                "dropout": self.dropout, "standardize": self.standardize}
 
     def featurize(self, log: pl.DataFrame | None, X: np.ndarray | None) -> TensorFeatures:
         if X is None:
@@ -158,6 +205,8 @@ class MLPBackbone(Backbone):
         return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.standardize:
+            x = (x - self.x_mean) / self.x_sd
         return self.net(x).squeeze(-1)
 
     @classmethod
