@@ -96,6 +96,7 @@ def format_markdown(result: Any, *, title: str | None = None, command: str | Non
                      "rating of each test prompt group's top-scored response minus the group's mean, averaged, and "
                      "how often it beats naive's pick (ties half); acceptance at sigma(z) > 0.5 against true_label). "
                      "Early stopping used "
-                     "each method's validation estimate on the observational val split only.")
+                     "each method's validation estimate (the ranking-head methods: their IPS-weighted AUROC against "
+                     "the noisy feedback) on the observational val split only.")
     lines.append("")
     return "\n".join(lines)
