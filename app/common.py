@@ -33,6 +33,7 @@ from app.session import Session
 from causalrm.config import FitConfig
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import IMPLICIT, IMPLICIT_NEEDS, PAIRWISE, kind_of
+from causalrm.data.pairwise import count_swapped
 from causalrm.errors import InputError
 from causalrm.estimators import methods as registry
 from causalrm.estimators.methods import AUTO as AUTO_METHOD
@@ -272,10 +273,12 @@ def has_gold(log: pl.DataFrame) -> bool:
 def flip_choices(log: pl.DataFrame) -> list[str]:
     """The Noise tab's flip-rate estimates for ``log``: *gold labels* only when it has some; on an implicit log the
     event rates given on the tab instead of the anchors (``causalrm.data.feedback_kinds``: no event is never a sure
-    negative, so anchors cannot find its rates)."""
+    negative, so anchors cannot find its rates); *swapped-order duplicates* only on an A/B log that shows some pair
+    in both orders (``causalrm.data.pairwise.count_swapped``)."""
     if kind_of(log) == IMPLICIT:
         return [EVENT_RATES] + [k for k, v in FLIP_METHODS.items() if v == "gold" and has_gold(log)]
-    return [k for k, v in FLIP_METHODS.items() if v != "gold" or has_gold(log)]
+    available = {"gold": has_gold(log), "duplicates": kind_of(log) == PAIRWISE and count_swapped(log) > 0}
+    return [k for k, v in FLIP_METHODS.items() if available.get(v, True)]
 
 
 def featureless(log: pl.DataFrame) -> np.ndarray:

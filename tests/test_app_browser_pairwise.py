@@ -31,25 +31,25 @@ def test_the_ab_sample_trains_naive_and_compare_shows_pairwise_accuracy(page):  
     page.locator("#sample input").click()
     page.get_by_role("option", name=SAMPLE_REAL).click()
     page.click("#load-sample")
-    page.wait_for_selector("#data-summary >> text=400 pairs", timeout=90_000)
+    page.wait_for_selector("#data-summary >> text=400 pairs", timeout=180_000)
     summary = page.inner_text("#data-summary")
     assert "pairwise (A/B) log" in summary and "no selection and no position bias" in summary
-    page.wait_for_selector("#embed-status >> text=ready")
+    page.wait_for_selector("#embed-status >> text=ready", timeout=120_000)
 
     _tab(page, "4 · Train")
-    page.wait_for_selector("#methods >> text=naive")
+    page.wait_for_selector("#methods >> text=naive", timeout=120_000)
     page.locator("#methods").get_by_role("checkbox", name="auto", exact=True).uncheck()  # naive alone: tiniest
     epochs = page.locator("#epochs input")
     epochs.fill("2")
     epochs.press("Tab")
     page.click("#train")
-    page.wait_for_selector("#train-status >> text=Compare", timeout=120_000)
+    page.wait_for_selector("#train-status >> text=Compare", timeout=240_000)
     assert "naive" in page.inner_text("#train-results")
     _no_error_toast(page)
 
     _tab(page, "5 · Compare")
     page.click("#compare")
-    page.wait_for_selector("#metrics-note >> text=Pairwise accuracy", timeout=90_000)
+    page.wait_for_selector("#metrics-note >> text=Pairwise accuracy", timeout=180_000)
     assert "votes of the held-out test pairs" in page.inner_text("#metrics-note")
     metrics = page.inner_text("#metrics-table")
     assert "pairwise accuracy" in metrics and "naive" in metrics and "100" in metrics
