@@ -57,7 +57,7 @@ def test_full_flow_over_the_api(server):
     assert "AUC" in diag and "Clip 0.1" in clip and hist is not None
     clip_text, _ = c.predict(0.25, api_name="/clip_report")
     assert "Clip 0.25" in clip_text
-    table, heat, proxy, sweep, noise_md = c.predict("anchor quantile (default)", 0.97, False, 0.2, 0.1, 0,
+    table, heat, proxy, sweep, noise_md, _position = c.predict("anchor quantile (default)", 0.97, False, 0.2, 0.1, 0,
                                                     api_name="/estimate_noise")
     assert table["data"][0][0].startswith("anchor")
     assert ("Training will use" in noise_md) != ("will **not** be used" in noise_md)  # says which, as the gate did
