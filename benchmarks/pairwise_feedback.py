@@ -15,16 +15,19 @@ from the anchors) and ``oracle`` (clean labels of every train pair: the ceiling)
 
 ``run``: one cell over seeds (JSON out). ``report``: markdown tables (mean, sd and the paired difference to naive
 with a 95% bootstrap interval over seeds) of one or more JSON files. ``flip-sources``: the flip rates of the same
-logs from the anchors and from swapped-order duplicates (:func:`flip_sources`). The logs' vote counts are
+logs from the anchors and from swapped-order duplicates (:func:`flip_sources`). ``linear-bt``: what linear
+Bradley-Terry on the votes reaches at each L2 penalty (:func:`linear_bt`). The logs' vote counts are
 ``causalrm.data.pairwise.position_summary``'s (through ``simulate_pairs``), the one count ``validate`` prints.
 
     python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 \\
         --out docs/results/pairwise/wildbench_teacher.json
     python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 --rho01 0 \\
         --rho10 0.3 --selection 0 --out docs/results/pairwise/wildbench_position_only.json
-    python benchmarks/pairwise_feedback.py report docs/results/pairwise/*.json
+    python benchmarks/pairwise_feedback.py report docs/results/pairwise/wildbench_teacher.json \\
+        docs/results/pairwise/wildbench_position_only.json
     python benchmarks/pairwise_feedback.py flip-sources --dataset wildbench --rating teacher --seeds 0-4 \
         --swapped-shares 0.25,1 --out docs/results/pairwise/flip_sources.json
+    python benchmarks/pairwise_feedback.py linear-bt --seeds 0-4 --out docs/results/pairwise/linear_bt.json
 """
 
 from __future__ import annotations
@@ -188,6 +191,59 @@ def report(paths: list[str]) -> str:
     return "\n".join(out)
 
 
+#: the L2 penalties ``linear-bt`` tries
+BT_PENALTIES = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 1e-3)
+
+
+def _linear_bt(D: np.ndarray, r: np.ndarray, rho01: float, rho10: float, penalty: float) -> np.ndarray:
+    """w minimising the forward-corrected likelihood of the votes, mean -log P(r | x_a - x_b) with
+    P(r = 1) = (1 - rho01) s + rho10 (1 - s), s = sigma(w . d), plus ``penalty`` |w|^2 (rates 0: plain logistic
+    Bradley-Terry); L-BFGS from w = 0."""
+    from scipy.optimize import minimize
+
+    def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
+        s = sigmoid(D @ w)
+        pi = np.clip((1 - rho01) * s + rho10 * (1 - s), 1e-9, 1 - 1e-9)
+        nll = -np.mean(r * np.log(pi) + (1 - r) * np.log(1 - pi))
+        grad_z = -(r / pi - (1 - r) / (1 - pi)) * (1 - rho01 - rho10) * s * (1 - s) / r.size
+        return nll + penalty * w @ w, D.T @ grad_z + 2 * penalty * w
+
+    return minimize(objective, np.zeros(D.shape[1]), jac=True, method="L-BFGS-B").x
+
+
+def linear_bt(args: argparse.Namespace) -> str:
+    """What linear Bradley-Terry on the votes can reach: logistic on the standardised x_a - x_b of every voted
+    train/val pair, plain (``naive``) and forward-corrected with the simulation's true rates (``fcorr``), at each
+    L2 penalty of ``BT_PENALTIES``; pairwise accuracy on the clean test pairs. Choosing the penalty on the test
+    pairs (the "best" row) is an oracle: a bound on what such a model reaches, not a method.
+
+        python benchmarks/pairwise_feedback.py linear-bt --seeds 0-4 --out docs/results/pairwise/linear_bt.json
+    """
+    rated, X = _load_rated(BenchConfig(dataset=args.dataset, rating=args.rating))
+    Xs = (X - X.mean(0)) / np.maximum(X.std(0), 1e-6)
+    params = {k: getattr(args, k) for k in DEFAULTS}
+    acc: dict[str, dict[float, list[float]]] = {"naive": {}, "fcorr": {}}
+    for seed in _parse_seeds(args.seeds):
+        log, _ = simulate_pairs(rated, **params, rating=args.rating, embeddings=X, seed=seed, dataset=args.dataset)
+        D = Xs[log[INDEX_A].to_numpy()] - Xs[log[INDEX_B].to_numpy()]
+        split = log[schema.SPLIT].to_numpy()
+        fit = (split != schema.TEST) & (log[schema.OBSERVED].to_numpy() == 1)
+        test = split == schema.TEST
+        r = log[schema.FEEDBACK].to_numpy()[fit].astype(np.float64)
+        truth = log[schema.TRUE_LABEL].to_numpy()[test] == 1
+        for name, rates in (("naive", (0.0, 0.0)), ("fcorr", (args.rho01, args.rho10))):
+            for penalty in BT_PENALTIES:
+                w = _linear_bt(D[fit], r, *rates, penalty)
+                acc[name].setdefault(penalty, []).append(float(np.mean((D[test] @ w > 0) == truth)))
+    write_json_atomic({"command": " ".join(sys.argv), "params": params, "accuracy": acc}, args.out)
+    lines = ["| L2 penalty | naive | fcorr (true rates) |", "|---|---|---|"]
+    for penalty in BT_PENALTIES:
+        lines.append(f"| {penalty:g} | {np.mean(acc['naive'][penalty]):.3f} | {np.mean(acc['fcorr'][penalty]):.3f} |")
+    best = {m: np.mean(np.max([acc[m][k] for k in BT_PENALTIES], axis=0)) for m in acc}
+    lines.append(f"| best per seed (oracle) | {best['naive']:.3f} | {best['fcorr']:.3f} |")
+    return "\n".join(lines)
+
+
 def _counts(values: list[Any]) -> dict[Any, int]:
     out: dict[Any, int] = {}
     for v in values:
@@ -216,11 +272,20 @@ def main() -> None:
     for name, value in DEFAULTS.items():
         fs.add_argument("--" + name.replace("_", "-"), type=float, default=value)
     fs.add_argument("--out", required=True)
+    bt = sub.add_parser("linear-bt")
+    bt.add_argument("--dataset", default="wildbench")
+    bt.add_argument("--rating", choices=("real", "teacher"), default="teacher")
+    bt.add_argument("--seeds", default="0-4")
+    for name, value in DEFAULTS.items():
+        bt.add_argument("--" + name.replace("_", "-"), type=float, default=value)
+    bt.add_argument("--out", required=True)
     args = parser.parse_args()
     if args.command == "run":
         run(args)
     elif args.command == "flip-sources":
         print(flip_sources(args))
+    elif args.command == "linear-bt":
+        print(linear_bt(args))
     else:
         print(report(args.paths))
 
