@@ -48,6 +48,15 @@ def _tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def _train(page, epochs: int, timeout: float) -> None:
+    """Set the Train tab's epochs, press Train and wait until the status points to Compare."""
+    box = page.locator("#epochs input")
+    box.fill(str(epochs))
+    box.press("Tab")
+    page.click("#train")
+    page.wait_for_selector("#train-status >> text=Compare", timeout=timeout)
+
+
 def _plot_rendered(page, elem_id: str, timeout: float = 60_000) -> None:
     page.wait_for_selector(f"#{elem_id} .js-plotly-plot", state="attached", timeout=timeout)
     assert page.locator(f"#{elem_id} .js-plotly-plot .main-svg").count() >= 1
@@ -95,11 +104,7 @@ def test_whole_flow_in_the_browser(page):
 
     # 4 - Train naive + auto (the defaults) for 3 epochs
     _tab(page, "4 · Train")
-    epochs = page.locator("#epochs input")
-    epochs.fill("3")
-    epochs.press("Tab")
-    page.click("#train")
-    page.wait_for_selector("#train-status >> text=Compare", timeout=150_000)
+    _train(page, 3, timeout=150_000)
     _plot_rendered(page, "loss-curves")
     results = page.inner_text("#train-results")
     assert "naive" in results and "auto" in results
@@ -307,11 +312,7 @@ def test_the_audit_verdict_below_and_above_the_decision_threshold(page, tmp_path
         if box.is_checked() != (box.locator("xpath=..").inner_text().strip() in ("naive", "ips")):
             box.click()
     page.locator("#train-device").get_by_label("cpu").check()
-    epochs = page.locator("#epochs input")
-    epochs.fill("2")
-    epochs.press("Tab")
-    page.click("#train")
-    page.wait_for_selector("#train-status >> text=Compare", timeout=300_000)
+    _train(page, 2, timeout=300_000)
     assert "ips" in page.inner_text("#train-results")
 
     _tab(page, "6 · Audit")
@@ -410,11 +411,7 @@ def test_an_implicit_log_is_named_takes_event_rates_and_trains(page, tmp_path):
     page.wait_for_selector("#methods >> text=nnpu")
     assert page.get_by_label("causalrm-ips", exact=True).count() == 0  # not needed: every impression is observed
     page.get_by_label("nnpu", exact=True).check()
-    epochs = page.locator("#epochs input")
-    epochs.fill("3")
-    epochs.press("Tab")
-    page.click("#train")
-    page.wait_for_selector("#train-status >> text=Compare", timeout=150_000)
+    _train(page, 3, timeout=150_000)
     assert "nnpu" in page.inner_text("#train-results")
     _no_error_toast(page)
     _shot(page, "10-implicit.png")
