@@ -57,6 +57,19 @@ def _train(page, epochs: int, timeout: float) -> None:
     page.wait_for_selector("#train-status >> text=Compare", timeout=timeout)
 
 
+def _empty_upload(page) -> None:
+    """The Data tab's upload field, shown and empty: an earlier test's file is cleared once the field has rendered
+    (the file input, or the Clear button of a file it still holds), never decided before it appears."""
+    _tab(page, "1 · Data")
+    page.get_by_label("Upload a log").check()
+    page.wait_for_selector("#upload input[type=file], #upload button[aria-label='Clear']", state="attached",
+                           timeout=60_000)
+    clear = page.locator("#upload button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+    page.wait_for_selector("#upload input[type=file]", state="attached", timeout=60_000)
+
+
 def _plot_rendered(page, elem_id: str, timeout: float = 60_000) -> None:
     page.wait_for_selector(f"#{elem_id} .js-plotly-plot", state="attached", timeout=timeout)
     assert page.locator(f"#{elem_id} .js-plotly-plot .main-svg").count() >= 1
@@ -353,11 +366,7 @@ def test_the_audit_verdict_below_and_above_the_decision_threshold(page, tmp_path
 def test_an_upload_embeds_itself_and_the_propensity_fits(page, tmp_path):
     """A newcomer's upload: Load log, then straight to the Propensity tab, no 'Compute embeddings' press; the
     embedding job's progress shows on the Data tab while it runs in a worker."""
-    _tab(page, "1 · Data")
-    page.get_by_label("Upload a log").check()
-    clear = page.locator("#upload button[aria-label='Clear']")
-    if clear.count():
-        clear.click()
+    _empty_upload(page)
     log = tmp_path / "my_impressions.csv"
     rows = ["prompt,response,observed,feedback"]
     for i in range(240):
@@ -389,11 +398,7 @@ def test_an_implicit_log_is_named_takes_event_rates_and_trains(page, tmp_path):
                               event_rate_bad=0.05, seed=0)
     path = tmp_path / "copies.parquet"
     log.sample(n=600, seed=0).write_parquet(path)
-    _tab(page, "1 · Data")
-    page.get_by_label("Upload a log").check()
-    clear = page.locator("#upload button[aria-label='Clear']")
-    if clear.count():
-        clear.click()
+    _empty_upload(page)
     page.set_input_files("#upload input[type=file]", str(path))
     page.wait_for_selector("#upload-columns >> text=implicit feedback with")
     page.click("#load-upload")
