@@ -198,15 +198,15 @@ class FitConfig(TrainOptions):
             raise InputError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.propensity_folds < 2:
             raise InputError(f"propensity_folds must be >= 2, got {self.propensity_folds}")
-        if self.select_head and not get_backbone_class(self.backbone).selects_head:
+        backbone_cls = get_backbone_class(self.backbone)
+        if self.select_head and not backbone_cls.selects_head:
             heads = " or ".join(n for n in available_backbones() if get_backbone_class(n).selects_head)
             raise InputError(f"select_head compares MLP heads on frozen embeddings; use it with backbone {heads}")
-        backbone_cls = get_backbone_class(self.backbone)
         if self.standardize and "standardize" not in backbone_cls.config_fields:
             raise InputError(f"standardize applies to heads on frozen embeddings; backbone {self.backbone!r} has none")
-        ranked = [m for m in self.methods_needed() if registry.get(m).head == "ranking"]
-        if ranked and self.method != registry.AUTO and not backbone_cls.selects_head:
-            raise InputError(f"method {ranked[0]!r} trains the ranking head on frozen embeddings; use it with the "
+        if self.method != registry.AUTO and registry.get(self.method).head == "ranking" \
+                and not backbone_cls.selects_head:
+            raise InputError(f"method {self.method!r} trains the ranking head on frozen embeddings; use it with the "
                              "mlp backbone")
         if isinstance(self.seed, bool) or int(self.seed) < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")

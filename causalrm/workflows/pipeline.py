@@ -159,8 +159,9 @@ def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> F
     train_feats = featurize(log[train_rows.tolist()], X_fit[is_train] if X_fit is not None else None)
     val_feats = featurize(log[val_rows.tolist()], X_fit[is_val] if X_fit is not None else None)
     t1 = time.perf_counter()
+    criterion = ranking_criterion(val_in, nuisances, is_val) if tcfg.stop_on == "ranking" else None
     history = train(model, train_feats, train_in, val_feats, val_in, tcfg, progress=progress,
-                    should_stop=should_stop, val_criterion=ranking_criterion(val_in, nuisances, is_val))
+                    should_stop=should_stop, val_criterion=criterion)
     backbone.after_training()
     val_logits = predict_logits(model, val_feats, batch_size=config.eval_batch_size, device=config.device,
                                 autocast_dtype=config.autocast_dtype)
