@@ -297,8 +297,10 @@ def method_choices(log: pl.DataFrame, nuisances: Any = None) -> tuple[list[str],
 
     clean = schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height
     choices = list(app_methods(clean_labels=clean))
-    if kind_of(log) == PAIRWISE:  # an A/B log: the methods with a pairwise form (the registry's trait), and auto
-        return [m for m in choices if m == AUTO_METHOD or registry.get(m).pairwise], ""
+    pairs = kind_of(log) == PAIRWISE  # an A/B log: the methods with a pairwise form (the registry's trait), and auto
+    choices = [m for m in choices if m == AUTO_METHOD or registry.applies(m, pairs=pairs)]
+    if pairs:
+        return choices, ""
     if kind_of(log) != IMPLICIT:
         return choices, ""
     if nuisances is None:

@@ -56,7 +56,8 @@ from causalrm.simulation.pairwise import DEFAULTS, INDEX_A, INDEX_B, simulate_pa
 from causalrm.workflows.bench import BenchConfig, _load_rated  # noqa: E402
 from causalrm.workflows.orchestrate import fit_methods  # noqa: E402
 
-METHODS = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "naive-rank", "fcorr-rank", "auto", "oracle")
+METHODS = ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "naive-rank", "fcorr-rank", "fcorr-gap", "auto",
+           "oracle")
 METRICS = ("pairwise_accuracy", "auroc", "r2", "pair_r2")
 FLIP_SOURCES = ("anchor-quantile", "duplicates")
 

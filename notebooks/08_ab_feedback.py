@@ -156,6 +156,13 @@ gap = np.abs(train_val["true_score_a"].to_numpy() - train_val["true_score_b"].to
 #
 # We fit naive (plain Bradley–Terry on the votes) and `auto`, the default, which fits its candidates on the same
 # nuisances and keeps one only on evidence from the validation votes.
+#
+# One candidate exists for A/B logs only: the **vote model** (`fcorr-gap`). People vote mostly when the difference is
+# clear, so *who* votes is evidence of the reward as well: it models $P(\text{vote} \mid \text{pair}) =
+# \sigma(c + \beta |d|)$ with the reward model's own $d$ and fits it jointly with the forward-corrected votes, so the
+# unvoted pairs count as close calls. That helps only where votes really follow the reward gap; `auto` admits it
+# only where the val pairs' votes are likelier on larger gaps of naive's model (METHOD.md, "The vote model" and step
+# 7 of "Choosing with `auto`").
 
 # %%
 fits = fit_methods(log, Xp, FitConfig(seed=0, **TRAIN), ["naive", "auto"])

@@ -28,21 +28,24 @@ def test_registry_views_match_the_builtin_traits():
                               "causalrm-ips", "causalrm-dr",
                               "causalrm-snips", "nnpu", "causalrm-nnpu",
                               *(m for v in VARIANTS for m in (v, f"causalrm-{v}")),
-                              "naive-rank", "fcorr-rank", "oracle", "oracle-observed")
+                              "naive-rank", "fcorr-rank", "fcorr-gap", "oracle", "oracle-observed")
     assert losses.WEIGHTED == {"ips", "snips", "dr", "fcorr-ips", "fcorr-dr", "causalrm-ips", "causalrm-dr",
                                "causalrm-snips", "causalrm-nnpu", *VARIANTS, *CRM_VARIANTS, "oracle-observed"}
     assert losses.DOUBLY_ROBUST == {"dr", "fcorr-dr", "causalrm-dr", *VARIANTS, *CRM_VARIANTS}
-    assert losses.NOISE_AWARE == {"fcorr", "fcorr-ips", "fcorr-dr", "fcorr-rank", "denoise", "causalrm-ips", "causalrm-dr",
-                                  "causalrm-snips", "nnpu", "causalrm-nnpu", *CRM_VARIANTS}
+    assert losses.NOISE_AWARE == {"fcorr", "fcorr-ips", "fcorr-dr", "fcorr-rank", "fcorr-gap", "denoise",
+                                  "causalrm-ips", "causalrm-dr", "causalrm-snips", "nnpu", "causalrm-nnpu",
+                                  *CRM_VARIANTS}
     assert losses.SURROGATE == {"denoise", "causalrm-ips", "causalrm-dr", "causalrm-snips", "nnpu", "causalrm-nnpu",
                                 *CRM_VARIANTS}
     assert methods.where(nonnegative=True) == ("nnpu", "causalrm-nnpu")
-    assert methods.auto_candidates() == ("naive", "ips", "denoise", "causalrm-ips", "naive-rank", "fcorr-rank")
-    assert methods.where(head="ranking") == ("naive-rank", "fcorr-rank")
+    assert methods.auto_candidates() == ("naive", "ips", "denoise", "causalrm-ips", "naive-rank", "fcorr-rank",
+                                         "fcorr-gap")
+    assert methods.where(head="ranking") == ("naive-rank", "fcorr-rank", "fcorr-gap")
+    assert methods.where(pointwise=False) == ("fcorr-gap",)
     assert methods.bench_defaults() == ("naive", "ips", "denoise", "causalrm-ips", "causalrm-dr", "oracle",
                                          "oracle-observed")
     assert methods.app_methods() == ("auto", "naive", "ips", "dr", "denoise", "causalrm-ips", "causalrm-dr",
-                                     "nnpu", "causalrm-nnpu", *CRM_VARIANTS, "naive-rank", "fcorr-rank")
+                                     "nnpu", "causalrm-nnpu", *CRM_VARIANTS, "naive-rank", "fcorr-rank", "fcorr-gap")
     assert methods.app_methods(clean_labels=True)[-1] == "oracle"
     assert needs_of("causalrm-dr") == {"propensity", "flip_rates", "pseudo_label"}
     assert needs_of("dr") == {"propensity", "pseudo_label_noisy"}

@@ -105,6 +105,7 @@ class MethodSpec:
     imputation_learning: str | None = None
     nonnegative: bool = False
     head: str | None = None
+    models_votes: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or self.name == AUTO or self.name != self.name.strip() or " " in self.name:
@@ -134,6 +135,12 @@ class MethodSpec:
         d = z_a - z_b of a pair (``losses.pairwise_terms``). Every estimator but those with a learned imputation,
         whose imputation model is trained on the reward model's own rows, not on pairs."""
         return self.imputation_learning is None
+
+    @property
+    def pointwise(self) -> bool:
+        """Has a pointwise form (thumbs, implicit and chat logs): every estimator but those modelling who votes on a
+        pair."""
+        return not self.models_votes
 
     @property
     def doubly_robust(self) -> bool:
@@ -200,6 +207,12 @@ def names(*, auto: bool = False) -> tuple[str, ...]:
 def where(**traits: Any) -> tuple[str, ...]:
     """Names of the specs whose attributes (or properties) equal ``traits``, e.g. ``where(noise_aware=True)``."""
     return tuple(s.name for s in _REGISTRY.values() if all(getattr(s, k) == v for k, v in traits.items()))
+
+
+def applies(name: str, *, pairs: bool) -> bool:
+    """Whether ``name`` has a form for the log: its pairwise form on an A/B log (``pairs``), else its pointwise one."""
+    spec = get(name)
+    return spec.pairwise if pairs else spec.pointwise
 
 
 def auto_candidates() -> tuple[str, ...]:
@@ -371,6 +384,12 @@ def _dr_variants() -> tuple[MethodSpec, ...]:
     return tuple(out)
 
 
+def _vote_gap_kernel(logits: Any, t: dict[str, Any], base: str) -> Any:
+    from causalrm.estimators.vote_gap import components
+
+    return components(logits, t, base)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # the built-in estimators (causalrm.estimators.losses module docstring)
 # --------------------------------------------------------------------------------------------------------------------
@@ -441,6 +460,13 @@ for _spec in (
                "embeddings stopped at its best IPS-weighted AUROC against the noisy val feedback (corrects label "
                "noise; ranks well under it).",
                correction="forward", head="ranking", auto_candidate=True),
+    MethodSpec("fcorr-gap", "o l(pi(d), r) + l(sigma(c + beta abs(d)), o) on the ranking head, d = z_a - z_b",
+               "a selection model of the votes (Heckman 1979) with the forward correction (Patrini 2017)",
+               "F-correction with the vote model, A/B logs only: who votes is modelled too, votes likelier on larger "
+               "reward gaps, so the unvoted pairs count as close calls (a linear head on standardised embeddings, "
+               "stopped at its best IPS-weighted AUROC against the noisy val votes).",
+               correction="forward", head="ranking", auto_candidate=True, models_votes=True,
+               components=_vote_gap_kernel),
     MethodSpec("oracle", "l(z, r*) on every row", "the ideal loss (simulation only)",
                "Oracle: clean labels on every row (simulation reference, not a deployable method).",
                clean_labels=True, bench_default=True),
@@ -453,7 +479,7 @@ for _spec in (
 del _spec
 
 
-__all__ = ["AUTO", "BASELINE", "DEFAULT_METHOD", "MethodSpec", "against_baseline", "app_methods", "auto_candidates",
+__all__ = ["AUTO", "BASELINE", "DEFAULT_METHOD", "MethodSpec", "against_baseline", "app_methods", "applies", "auto_candidates",
            "bench_defaults", "description", "get", "is_method", "lacking", "markdown_table", "names", "needs_of",
            "nuisance_fallbacks", "plain", "register", "replace_table", "specs", "unregister", "validation_method",
            "where"]

@@ -40,6 +40,7 @@ from causalrm.config import FitConfig
 from causalrm.data import schema
 from causalrm.data.feedback_kinds import as_impressions
 from causalrm.data.mixed_feedback import as_training_rows
+from causalrm.data.pairwise import is_pair_log
 from causalrm.data.splits import resolve_split
 from causalrm.devices import cpu_threads
 from causalrm.errors import InputError
@@ -238,7 +239,9 @@ def _fit_auto(config: FitConfig, fit: Callable[[FitConfig], FitResult], fitted: 
     trained on these nuisances with ``config``'s settings), then ``selection.select_method``'s choice."""
     skipped: dict[str, str] = {}
     todo: dict[str, FitConfig] = {}
-    for m in config.candidate_methods:
+    pairs = is_pair_log(log)
+    candidates = [m for m in config.candidate_methods if registry.applies(m, pairs=pairs)]
+    for m in candidates:
         why = admissible(m, nuisances, config.force_noise_correction,
                          heads_on_embeddings=get_backbone_class(config.backbone).selects_head)
         if why is not None:
@@ -251,7 +254,7 @@ def _fit_auto(config: FitConfig, fit: Callable[[FitConfig], FitResult], fitted: 
         return fit(cfg)
 
     new = _fit_each(todo, fit_candidate)
-    results = {m: fitted[m] if m in fitted else new[m] for m in config.candidate_methods
+    results = {m: fitted[m] if m in fitted else new[m] for m in candidates
                if m not in skipped and (m in fitted or m in new)}
     return select_method(results, log, nuisances, config, skipped)
 

@@ -135,9 +135,10 @@ def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> F
     if missing:
         raise InputError(f"the given nuisances lack {sorted(missing)} needed by method {config.method!r}")
     pairs = is_pair_log(log)  # an A/B log: the backbone scores responses, the loss reads z_a - z_b per pair
-    if pairs and not all(registry.get(m).pairwise for m in methods):
-        raise InputError(f"method {config.method!r} has no pairwise form for an A/B log; choose one of "
-                         f"{', '.join(registry.where(pairwise=True))}")
+    if not all(registry.applies(m, pairs=pairs) for m in methods):
+        form, kind = ("pairwise", "an A/B log") if pairs else ("pointwise", "this log (it reads a pair's reward gap)")
+        raise InputError(f"method {config.method!r} has no {form} form for {kind}; choose one of "
+                         f"{', '.join(registry.where(**{form: True}))}")
     needs_X = backbone_cls.needs_embeddings or bool(registry.lacking(methods, set()))
     X_fit = _fit_rows_X(log, X, rows, config) if needs_X else None
     t_nuis = time.perf_counter() - t0

@@ -37,6 +37,13 @@ each is early-stopped on its own validation estimate as usual. Then:
    teacher cell it preferred CausalRM-IPS to a ranking head that was better on the clean test in R² as well as AUROC
    (docs/RESULTS.md, "Ranking under noise").
 
+7. **Votes likelier on larger gaps** (A/B logs). A candidate that models who votes (``MethodSpec.models_votes``:
+   ``fcorr-gap``, ``causalrm.estimators.vote_gap``) needs no calibration win: its gain is on the pairs nobody
+   voted, where the val votes cannot show it. It is admitted to step 6 when the val pairs' votes, voted or not, are
+   likelier on larger gaps |z_a - z_b| of naive's model (one-sided 95% Wald test of the slope,
+   :func:`vote_gap_evidence`), it learned (or naive did) and step 4 does not find it ranking below naive. Where
+   the slope is not there, the vote model has nothing to read and is not kept.
+
 Calibration qualifies (steps 2 and 3) and ranking vetoes (step 4), so ``auto`` is never kept below naive on either
 beyond its interval; among the qualified, calibration decides unless a ranking head ranks better (steps 5 and 6;
 docs/METHOD.md, "Choosing with auto").
@@ -73,6 +80,8 @@ N_BOOT = 1000
 MIN_CORNER_MARGIN = 0.05
 #: the ranking evidence (step 4) reads at most this many observed val rows (a seeded subsample on larger logs)
 RANK_MAX_ROWS = 20_000
+#: the one-sided 95% Wald threshold of step 7's slope of the votes on the reward gap
+VOTE_GAP_Z = 1.645
 
 
 def admissible(method: str, nuisances: Any, force_noise_correction: bool = False, *,
@@ -222,21 +231,41 @@ def ranking_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
     return out
 
 
+def vote_gap_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any
+                      ) -> dict[str, Any] | None:
+    """Step 7 of the module docstring: on an A/B log, are the val pairs' votes likelier on larger reward gaps under
+    naive's model (trained without a vote model)? ``vote_gap.gap_slope_test`` of o on |z_a - z_b| over the val
+    pairs, voted or not: ``{"beta", "se", "z", "passed"}`` (``passed``: z above ``VOTE_GAP_Z``); None on a
+    pointwise log, without naive, or when every val pair was voted (or none)."""
+    from causalrm.data.pairwise import is_pair_log
+    from causalrm.estimators.vote_gap import gap_slope_test
+
+    if BASELINE not in results or not is_pair_log(log):
+        return None
+    _, _, (inputs, _) = _corners(log, nuisances, config)
+    o = np.asarray(inputs.observed, dtype=np.float64)
+    if not 0.0 < o.mean() < 1.0:
+        return None
+    test = gap_slope_test(np.abs(np.asarray(results[BASELINE].val_logits, dtype=np.float64)), o)
+    return {**test, "passed": bool(test["z"] > VOTE_GAP_Z)}
+
+
 def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:
     """The rule of ``auto`` over a ``choice["candidates"]`` record: among the fitted candidates that beat naive on
     every corner (``beats_baseline``), do not rank below it on evidence (``ranks_below_baseline``, step 4) and
     learned (or naive learned: a candidate that beats naive everywhere learned if naive did, even when its own
     weighted, noisier estimate cannot tell it from a constant prediction; ``gates.learning_gate`` is one-sided 95%
     per model), the one with the lowest ``central`` value; else naive. Step 6: a qualifying candidate on the ranking
-    head (``MethodSpec.head``) whose ``val_auroc`` is higher than that choice's replaces it (the highest such)."""
+    head (``MethodSpec.head``) whose ``val_auroc`` is higher than that choice's replaces it (the highest such); step
+    7: so may a vote-model candidate (``votes_on_gap``) that learned and does not rank below naive."""
     naive_learned = candidates[BASELINE].get("learned", True)
-    qualified = [m for m, c in candidates.items() if m != BASELINE and c.get("fitted") and c["beats_baseline"]
-                 and not c.get("ranks_below_baseline", False) and (c["learned"] or naive_learned)]
-    if not qualified:
-        return BASELINE
-    calibrated = min(qualified, key=lambda m: candidates[m][central])
+    sound = [m for m, c in candidates.items() if m != BASELINE and c.get("fitted")
+             and not c.get("ranks_below_baseline", False) and (c["learned"] or naive_learned)]
+    qualified = [m for m in sound if candidates[m]["beats_baseline"]]
+    calibrated = min(qualified, key=lambda m: candidates[m][central]) if qualified else BASELINE
     floor = candidates[calibrated].get("val_auroc", np.nan)
-    ranked = [m for m in qualified if registry.is_method(m) and registry.get(m).head == "ranking"
+    ranked = [m for m in sound if (m in qualified or candidates[m].get("votes_on_gap", False))
+              and registry.is_method(m) and registry.get(m).head == "ranking"
               and candidates[m].get("val_auroc", np.nan) > floor]
     return max(ranked, key=lambda m: candidates[m]["val_auroc"]) if ranked else calibrated
 
@@ -247,6 +276,10 @@ def choice_record(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
     docstring; ``central`` names the candidates' key that ``pick`` ranks by)."""
     gold = _gold_rows(log, nuisances)
     ranking = ranking_evidence(results, log, nuisances, config)
+    gap = vote_gap_evidence(results, log, nuisances, config)
+    for m in results:
+        if registry.is_method(m) and registry.get(m).models_votes and m in ranking:
+            ranking[m] = {**ranking[m], "votes_on_gap": gap is not None and gap["passed"]}
     if nuisances.diagnostics.get("feedback_kind") == IMPLICIT:
         return _select_implicit(results, log, nuisances, config, skipped, gold, ranking)
     if gold is not None:
@@ -262,7 +295,15 @@ def choice_record(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, co
                 "and propensity models")
         central = "central"
         corners_info = {"reference": reference, "corners": corners}
-    return _choice(results, nuisances, skipped, evidence, kind, central, corners_info, ranking)
+    record = _choice(results, nuisances, skipped, evidence, kind, central, corners_info, ranking)
+    if gap is not None:
+        record["vote_gap"] = gap
+        if registry.get(record["method"]).models_votes:
+            record["reason"] = (f"{record['method']} ranks the val votes best (AUROC "
+                                f"{record['candidates'][record['method']]['val_auroc']:.3f}), and the val pairs' "
+                                f"votes are likelier on larger reward gaps (slope {gap['beta']:.2f} per sd, "
+                                f"z = {gap['z']:.1f})")
+    return record
 
 
 def _select_implicit(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any,
