@@ -23,8 +23,14 @@ Bradley-Terry on the votes reaches at each L2 penalty (:func:`linear_bt`). The l
         --out docs/results/pairwise/wildbench_teacher.json
     python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 --rho01 0 \\
         --rho10 0.3 --selection 0 --out docs/results/pairwise/wildbench_position_only.json
+    python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 0-9 --selection 0 \\
+        --prompt-selection 1.5 --methods naive,ips,denoise,causalrm-ips,fcorr-rank,fcorr-gap,auto,oracle \\
+        --out docs/results/pairwise/wildbench_prompt_selection.json
+    python benchmarks/pairwise_feedback.py run --dataset wildbench --rating teacher --seeds 10-19 \\
+        --methods naive,fcorr-rank,fcorr-gap,auto --out docs/results/pairwise/wildbench_teacher_s10-19.json
     python benchmarks/pairwise_feedback.py report docs/results/pairwise/wildbench_teacher.json \\
-        docs/results/pairwise/wildbench_position_only.json
+        docs/results/pairwise/wildbench_position_only.json docs/results/pairwise/wildbench_prompt_selection.json
+    python benchmarks/pairwise_feedback.py report --seeds 5-9 docs/results/pairwise/wildbench_teacher.json
     python benchmarks/pairwise_feedback.py flip-sources --dataset wildbench --rating teacher --seeds 0-4 \
         --swapped-shares 0.25,1 --out docs/results/pairwise/flip_sources.json
     python benchmarks/pairwise_feedback.py linear-bt --seeds 0-4 --out docs/results/pairwise/linear_bt.json
@@ -153,19 +159,26 @@ def flip_sources(args: argparse.Namespace) -> str:
     return "\n".join(out)
 
 
-def report(paths: list[str]) -> str:
+def report(paths: list[str], seeds: str | None = None) -> str:
+    """Markdown tables of ``run``'s JSON files; ``seeds`` (e.g. ``5-9``): only those seeds' cells (a held-out subset
+    of seeds)."""
     out = []
     for path in paths:
         with open(path) as f:
             data = json.load(f)
         cells = data["cells"]
+        if seeds is not None:
+            keep = set(_parse_seeds(seeds))
+            cells = [c for c in cells if c["seed"] in keep]
+            if not cells:
+                raise SystemExit(f"{path}: none of the seeds {seeds}")
         p = data["params"]
         votes = [c["log"]["votes"] for c in cells]
         first = [c["log"]["votes_for_first"] for c in cells]
         out.append(f"**{data['dataset']}, {data['rating']} scores; rho01 {p['rho01']:g} (P(vote b | a better)), "
                    f"rho10 {p['rho10']:g} (P(vote a | b better)), vote rate {p['vote_rate']:g}, selection "
                    f"{p['selection']:g}, prompt selection {p['prompt_selection']:g}** ({len(cells)} seeds; "
-                   f"{cells[0]['log']['pairs']:,} pairs, {np.mean(votes):,.0f} votes on average, "
+                   f"seeds {cells[0]['seed']}-{cells[-1]['seed']}; {cells[0]['log']['pairs']:,} pairs, {np.mean(votes):,.0f} votes on average, "
                    f"{np.mean(first):.0%} for the first-shown; flip rates estimated "
                    f"{np.mean([c['rho01_hat'] or 0 for c in cells]):.3f} / "
                    f"{np.mean([c['rho10_hat'] or 0 for c in cells]):.3f}; auto kept "
@@ -265,6 +278,7 @@ def main() -> None:
     r.add_argument("--out", required=True)
     rep = sub.add_parser("report")
     rep.add_argument("paths", nargs="+")
+    rep.add_argument("--seeds", default=None, help="only these seeds' cells, e.g. 5-9")
     fs = sub.add_parser("flip-sources")
     fs.add_argument("--dataset", default="wildbench")
     fs.add_argument("--rating", choices=("real", "teacher"), default="teacher")
@@ -288,7 +302,7 @@ def main() -> None:
     elif args.command == "linear-bt":
         print(linear_bt(args))
     else:
-        print(report(args.paths))
+        print(report(args.paths, args.seeds))
 
 
 if __name__ == "__main__":
