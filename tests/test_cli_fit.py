@@ -120,7 +120,7 @@ def test_untrustworthy_flip_rates_are_one_warning_line(files, tmp_path, capsys):
 def test_fit_select_head_records_both_heads(files, tmp_path, capsys):
     assert _fit(files, "causalrm-ips", tmp_path / "sel", "--select-head") == 0
     out = capsys.readouterr().out
-    assert "head (lowest validation estimate)" in out and "16,8 (lr 0.0005)" in out and "linear (lr 0.005)" in out
+    assert "head (lowest best" in out and "16,8 (lr 0.0005)" in out and "linear (lr 0.005)" in out
     metrics = json.loads((tmp_path / "sel" / "metrics.json").read_text())
     sel = metrics["selection"]
     chosen = sel["candidates"][sel["chosen"]]

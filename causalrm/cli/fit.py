@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from causalrm.cli.progress import EpochProgress
 
@@ -81,6 +83,16 @@ def read_log_arg(args: argparse.Namespace):
     mapping = parse_mapping(args.mapping) if args.mapping else None
     return read_log(args.log, mapping=mapping, threshold=args.threshold,
                     feedback_kind=getattr(args, "feedback_kind", "auto"))
+
+
+def _head_text(c: dict[str, Any]) -> str:
+    """One fitted head of ``FitResult.selection``: its shape, lr (and weight decay), and the value it was chosen on."""
+    from causalrm.training.backbones.base import hidden_label
+
+    ranking = c.get("best_val_ranking")
+    if ranking is not None and math.isfinite(ranking):  # the ranking head's decays, chosen on the val AUROC
+        return f"{hidden_label(c['hidden'])} (weight decay {c['weight_decay']:g}): AUROC {ranking:.4f}"
+    return f"{hidden_label(c['hidden'])} (lr {c['lr']:g}): {c['best_val_estimate']:.4f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,10 +163,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: the {result.config.method} model {result.learned.verdict}; its scores and rankings are "
                   "not findings", file=sys.stderr)
     if result.selection:
-        heads = [(hidden_label(c["hidden"]), c["best_val_estimate"], c["lr"]) for c in result.selection["candidates"]]
-        print("  head (lowest validation estimate): " + ", ".join(
-            f"{'*' if i == result.selection['chosen'] else ''}{name} (lr {lr:g}): {val:.4f}"
-            for i, (name, val, lr) in enumerate(heads)))
+        print(f"  head ({result.selection['criterion']}): " + ", ".join(
+            f"{'*' if i == result.selection['chosen'] else ''}{_head_text(c)}"
+            for i, c in enumerate(result.selection["candidates"])))
     if n.propensity_clipped is not None:
         print(f"  propensity: {n.diagnostics.get('propensity', {}).get('source')}, clip {config.clip}, "
               f"{n.diagnostics['propensity']['share_clipped']:.1%} of rows clipped")
