@@ -120,9 +120,14 @@ def test_auto_on_an_ab_log_records_whether_the_votes_follow_the_gap(selection, p
     XP = pair_features(X[log[INDEX_A].to_numpy()], X[log[INDEX_B].to_numpy()])
     cfg = FitConfig(seed=0, flip_method="fixed", rho01=0.1, rho10=0.3, max_epochs=40, patience=10,
                     auto_candidates=("fcorr-gap",))
-    choice = fit_methods(log, XP, cfg, ["auto"])["auto"].choice
+    auto = fit_methods(log, XP, cfg, ["auto"])["auto"]
+    choice = auto.choice
     assert choice["vote_gap"]["passed"] is expected
     assert choice["candidates"]["fcorr-gap"]["votes_on_gap"] is expected
+    # the vote model's own learning gate: do the val pairs' votes (never trained on) follow its gaps?
+    gate = auto.candidates["fcorr-gap"].learned
+    assert gate.passed is expected and "vote_gap" in gate.evidence
+    assert ("likelier on its larger reward gaps" if expected else "did not learn what it models") in gate.verdict
     if choice["method"] == "fcorr-gap":
         assert "likelier on larger reward gaps" in choice["reason"]
 

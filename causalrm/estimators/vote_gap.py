@@ -49,6 +49,8 @@ from causalrm.estimators.base_losses import _forward_pos_neg, base_loss
 
 #: Newton steps of the profile (the likelihood is concave in (c, beta): a handful converge)
 NEWTON_STEPS = 25
+#: the one-sided 95% Wald threshold of :func:`gap_slope_test`: votes likelier on larger gaps on evidence
+VOTE_GAP_Z = 1.645
 
 
 def _newton(A: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,4 +123,4 @@ def components(logits: torch.Tensor, t: dict[str, Any], base: str) -> torch.Tens
     return torch.stack((o * r * l1 + v, o * (1.0 - r) * l0 + v), dim=-1)
 
 
-__all__ = ["NEWTON_STEPS", "components", "gap_slope_test", "profile_vote_model", "vote_terms"]
+__all__ = ["NEWTON_STEPS", "VOTE_GAP_Z", "components", "gap_slope_test", "profile_vote_model", "vote_terms"]

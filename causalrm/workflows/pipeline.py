@@ -49,7 +49,7 @@ from causalrm.errors import InputError
 from causalrm.estimators import methods as registry
 from causalrm.estimators.methods import AUTO
 from causalrm.nuisances.container import Nuisances, StageFn, _stage, loss_inputs
-from causalrm.nuisances.gates import Gate, best_constant, learning_gate, remedies
+from causalrm.nuisances.gates import Gate, best_constant, learning_gate, remedies, vote_gap_gate
 from causalrm.nuisances.signal import _fit_rows_X
 from causalrm.training.backbones.base import Backbone, build_backbone, get_backbone_class
 from causalrm.training.pairs import PairModel, featurize_pairs
@@ -170,6 +170,8 @@ def _fit_one(log, X, config, nuisances, *, progress, should_stop, on_stage) -> F
     constant = best_constant(config.validation_method, loss_inputs(log, nuisances, config.validation_method,
                                                                    is_train), **loss_kw)
     learned = learning_gate(config.validation_method, val_logits, val_in, constant, seed=config.seed, **loss_kw)
+    if registry.get(config.method).models_votes:
+        learned = vote_gap_gate(learned, val_logits, val_in.observed)
     seconds = {"nuisances": t_nuis, "training": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     return FitResult(config=config, backbone=backbone, history=history, nuisances=nuisances, split=split,
                      seconds=seconds, learned=learned, val_logits=val_logits)

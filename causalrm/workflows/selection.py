@@ -80,8 +80,6 @@ N_BOOT = 1000
 MIN_CORNER_MARGIN = 0.05
 #: the ranking evidence (step 4) reads at most this many observed val rows (a seeded subsample on larger logs)
 RANK_MAX_ROWS = 20_000
-#: the one-sided 95% Wald threshold of step 7's slope of the votes on the reward gap
-VOTE_GAP_Z = 1.645
 
 
 def admissible(method: str, nuisances: Any, force_noise_correction: bool = False, *,
@@ -238,7 +236,7 @@ def vote_gap_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any
     pairs, voted or not: ``{"beta", "se", "z", "passed"}`` (``passed``: z above ``VOTE_GAP_Z``); None on a
     pointwise log, without naive, or when every val pair was voted (or none)."""
     from causalrm.data.pairwise import is_pair_log
-    from causalrm.estimators.vote_gap import gap_slope_test
+    from causalrm.estimators.vote_gap import VOTE_GAP_Z, gap_slope_test
 
     if BASELINE not in results or not is_pair_log(log):
         return None
