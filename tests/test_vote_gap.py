@@ -145,3 +145,15 @@ def test_a_pointwise_log_neither_fits_nor_offers_the_vote_model():
         fit_methods(log, X, cfg.replace(method="fcorr-gap"), ["fcorr-gap"])
     auto = fit_methods(log, X, cfg.replace(auto_candidates=("denoise", "fcorr-gap")), ["auto"])["auto"]
     assert set(auto.choice["candidates"]) == {"naive", "denoise"} and "vote_gap" not in auto.choice
+
+
+def test_fit_prints_the_ranking_heads_decays_and_their_val_auroc(tmp_path, capsys):
+    from causalrm.cli.main import main
+
+    log = tmp_path / "uf.parquet"
+    assert main(["simulate", "--pairwise", "--dataset", "ultrafeedback", "--seed", "0", "--out", str(log)]) == 0
+    assert main(["fit", str(log), "--method", "fcorr-gap", "--rho01", "0.1", "--rho10", "0.3", "--epochs", "20",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    head = next(line for line in out.splitlines() if line.strip().startswith("head ("))
+    assert "highest IPS-weighted AUROC" in head and head.count("weight decay") == 5 and head.count("*") == 1
