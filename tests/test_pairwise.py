@@ -165,3 +165,15 @@ def test_cli_simulates_a_pairwise_log_and_validate_names_it(tmp_path, capsys):
     assert "pairwise (A/B) log" in printed and "first-shown response (a)" in printed
     assert main(["validate", str(out), "--feedback-kind", "explicit"]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+def test_prompt_selection_acts_on_the_prompt_groups_even_when_the_prompts_are_empty():
+    rated, _ = _rated(n_prompts=600, per_prompt=8)
+    rated = rated.with_columns(pl.col("prompt").alias("pair_id"), pl.lit("").alias("prompt"))  # WildBench's shape
+
+    def spread(prompt_selection: float) -> float:
+        log, _ = simulate_pairs(rated, vote_rate=0.3, selection=0.0, prompt_selection=prompt_selection, seed=0)
+        fit = log.filter(pl.col(schema.SPLIT) != schema.TEST)
+        return float(fit.group_by("pair_id").agg(pl.col(schema.OBSERVED).mean())[schema.OBSERVED].std())
+
+    assert spread(2.0) > 1.25 * spread(0.0)  # 0.34 against 0.24 (binomial alone); before the fix, equal

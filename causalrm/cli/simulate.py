@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="pairwise: votes likelier on clear differences, logit slope per sd of |score difference| "
                    "(default 1.5; 0 = at random)")
     p.add_argument("--prompt-selection", type=float, default=None, metavar="G",
-                   help="pairwise: votes likelier on some prompts, sd of a per-prompt logit effect (default 0)")
+                   help="pairwise: votes likelier on some prompts, sd of a logit effect per prompt group (default 0)")
     p.add_argument("--swapped-share", type=float, default=0.0, metavar="S",
                    help="pairwise: share of train/val pairs also shown in the other order to another user (own vote "
                    "and flip; --flip-method duplicates reads the rates from them; default 0)")

@@ -10,8 +10,9 @@ The protocol (docs/METHOD.md, "A/B preference logs"), from a rated dataset (``ca
    order are paired two by two (a group of k responses gives floor(k / 2) disjoint pairs; WildBench's ~15 responses
    per task give 7). The first of the two is a, and a is always the response shown first (``shown_first = a``).
    Pairs whose scores tie (real ratings) carry no preference and are dropped (``dropped_ties``).
-3. **Votes** (selection). ``true_label`` r* = 1[s_a > s_b]. With u = |s_a - s_b| / sd(s_a - s_b) and a per-prompt
-   effect g ~ N(0, 1), P(vote) = sigmoid(c + ``selection`` (u - mean u) + ``prompt_selection`` g), the intercept c
+3. **Votes** (selection). ``true_label`` r* = 1[s_a > s_b]. With u = |s_a - s_b| / sd(s_a - s_b) and an effect
+   g ~ N(0, 1) per prompt group (the groups of step 2), P(vote) = sigmoid(c + ``selection`` (u - mean u) +
+   ``prompt_selection`` g), the intercept c
    solved (bisection) so that the mean over the train + val pairs is ``vote_rate``: votes are likelier on clear
    differences (``selection`` > 0) and on some prompts. o ~ Bernoulli(P(vote)) on train / val pairs.
 4. **Flips** (position bias). A vote goes to the second-shown b though a is better with probability ``rho01``, to
@@ -62,11 +63,15 @@ def _intercept(score: np.ndarray, target: float) -> float:
     return (lo + hi) / 2
 
 
+def group_key(log: pl.DataFrame) -> str:
+    """The column that holds a log's prompt groups: ``pair_id`` where every row has one, else ``prompt``."""
+    return schema.PAIR_ID if schema.PAIR_ID in log.columns and log[schema.PAIR_ID].null_count() == 0 else schema.PROMPT
+
+
 def pair_groups(log: pl.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(a, b)`` of disjoint pairs within each prompt group (``pair_id``, else ``prompt``), the group's
     rows in a random order paired two by two; groups in order of first appearance."""
-    key = schema.PAIR_ID if schema.PAIR_ID in log.columns and log[schema.PAIR_ID].null_count() == 0 else schema.PROMPT
-    groups = log.with_row_index("_row").group_by(key, maintain_order=True).agg(pl.col("_row"))["_row"].to_list()
+    groups = log.with_row_index("_row").group_by(group_key(log), maintain_order=True).agg(pl.col("_row"))["_row"].to_list()
     a, b = [], []
     for rows in groups:
         order = rng.permutation(np.asarray(rows, dtype=np.int64))
@@ -107,8 +112,9 @@ def simulate_pairs(rated: pl.DataFrame, *, vote_rate: float = DEFAULTS["vote_rat
     fit = split != schema.TEST
     u = np.abs(delta) / (delta.std() or 1.0)
     prompts = base[schema.PROMPT].to_numpy()[ia]
-    _, prompt_index = np.unique(prompts, return_inverse=True)
-    g = prompt_rng.standard_normal(int(prompt_index.max()) + 1)[prompt_index]
+    # the effect of the prompt group (WildBench ships empty prompts: its tasks are the pair_id groups)
+    _, group_index = np.unique(base[group_key(base)].to_numpy()[ia].astype(str), return_inverse=True)
+    g = prompt_rng.standard_normal(int(group_index.max()) + 1)[group_index]
     score = selection * (u - u[fit].mean()) + prompt_selection * g
     p = _sigmoid(_intercept(score[fit], vote_rate) + score)
     observed = np.where(fit, vote_rng.random(ia.size) < p, True).astype(np.int8)
@@ -155,4 +161,4 @@ def simulate_pairs(rated: pl.DataFrame, *, vote_rate: float = DEFAULTS["vote_rat
     return log, info
 
 
-__all__ = ["DEFAULTS", "INDEX_A", "INDEX_B", "pair_groups", "simulate_pairs"]
+__all__ = ["DEFAULTS", "INDEX_A", "INDEX_B", "group_key", "pair_groups", "simulate_pairs"]
