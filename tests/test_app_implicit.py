@@ -65,8 +65,8 @@ def _loaded(path: Path, kind: str = "auto"):
 def _expected_methods(*, rates: bool) -> list[str]:
     """What applies on an implicit log with true labels, from the registry's traits: no weighting (every impression
     is observed, p = 1), noise-aware only with rates."""
-    return ["auto"] + [s.name for s in registry.specs() if s.app and not s.weighted and (rates or not s.noise_aware)
-                       and s.name in registry.app_methods(clean_labels=True)]
+    return ["auto"] + [s.name for s in registry.specs() if s.app and s.pointwise and not s.weighted
+                       and (rates or not s.noise_aware) and s.name in registry.app_methods(clean_labels=True)]
 
 
 def test_upload_is_named_implicit_with_its_events_and_what_it_needs(copies):
@@ -84,7 +84,8 @@ def test_upload_is_named_implicit_with_its_events_and_what_it_needs(copies):
     # the override: the same file read as thumbs is an explicit log with every method offered
     forced = D.load_upload(None, str(copies), *NO_MAP, "", "", "explicit")
     assert "explicit feedback" in forced.summary and "implicit" not in forced.summary.split("\n")[0]
-    assert forced.methods["choices"] == list(registry.app_methods(clean_labels=True))
+    assert forced.methods["choices"] == [m for m in registry.app_methods(clean_labels=True)  # a pointwise log's
+                                         if m == "auto" or registry.applies(m, pairs=False)]
     view.state.close()
     forced.state.close()
 
