@@ -66,7 +66,7 @@ def data():
     return log, X, nuis
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", registry.where(pointwise=True))  # A/B-log methods: tests/test_vote_gap.py
 def test_every_method_end_to_end(data, method):
     log, X, nuis = data
     if method == "oracle-observed" and "true_propensity" not in log.columns:  # a simulation column; any p in (0, 1]
