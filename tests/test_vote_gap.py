@@ -102,6 +102,8 @@ def test_auto_keeps_the_vote_model_only_where_the_votes_follow_the_gap_and_it_ra
     assert pick(_pick_record({"val_auroc": 0.78, "votes_on_gap": True}), "central") == "causalrm-ips"
     assert pick(_pick_record({"val_auroc": 0.83, "votes_on_gap": True, "ranks_below_baseline": True}),
                 "central") == "causalrm-ips"
+    assert pick(_pick_record({"val_auroc": 0.83, "votes_on_gap": True, "learned": False}),  # its own gate failed
+                "central") == "causalrm-ips"
 
 
 def _rated(n_prompts: int = 250, per_prompt: int = 8, d: int = 6, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:

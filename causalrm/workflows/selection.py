@@ -41,7 +41,8 @@ each is early-stopped on its own validation estimate as usual. Then:
    ``fcorr-gap``, ``causalrm.estimators.vote_gap``) needs no calibration win: its gain is on the pairs nobody
    voted, where the val votes cannot show it. It is admitted to step 6 when the val pairs' votes, voted or not, are
    likelier on larger gaps |z_a - z_b| of naive's model (one-sided 95% Wald test of the slope,
-   :func:`vote_gap_evidence`), it learned (or naive did) and step 4 does not find it ranking below naive. Where
+   :func:`vote_gap_evidence`), it learned by its own gate (which asks the same of its own gaps,
+   ``gates.vote_gap_gate``) and step 4 does not find it ranking below naive. Where
    the slope is not there, the vote model has nothing to read and is not kept.
 
 Calibration qualifies (steps 2 and 3) and ranking vetoes (step 4), so ``auto`` is never kept below naive on either
@@ -255,14 +256,16 @@ def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:
     weighted, noisier estimate cannot tell it from a constant prediction; ``gates.learning_gate`` is one-sided 95%
     per model), the one with the lowest ``central`` value; else naive. Step 6: a qualifying candidate on the ranking
     head (``MethodSpec.head``) whose ``val_auroc`` is higher than that choice's replaces it (the highest such); step
-    7: so may a vote-model candidate (``votes_on_gap``) that learned and does not rank below naive."""
+    7: so may a vote-model candidate (``votes_on_gap``) that learned by its own gate (``gates.vote_gap_gate``: the
+    val votes follow its gaps too) and does not rank below naive."""
     naive_learned = candidates[BASELINE].get("learned", True)
     sound = [m for m, c in candidates.items() if m != BASELINE and c.get("fitted")
              and not c.get("ranks_below_baseline", False) and (c["learned"] or naive_learned)]
     qualified = [m for m in sound if candidates[m]["beats_baseline"]]
     calibrated = min(qualified, key=lambda m: candidates[m][central]) if qualified else BASELINE
     floor = candidates[calibrated].get("val_auroc", np.nan)
-    ranked = [m for m in sound if (m in qualified or candidates[m].get("votes_on_gap", False))
+    voting = [m for m in sound if candidates[m].get("votes_on_gap", False) and candidates[m]["learned"]]
+    ranked = [m for m in sound if (m in qualified or m in voting)
               and registry.is_method(m) and registry.get(m).head == "ranking"
               and candidates[m].get("val_auroc", np.nan) > floor]
     return max(ranked, key=lambda m: candidates[m]["val_auroc"]) if ranked else calibrated
