@@ -297,11 +297,9 @@ def method_choices(log: pl.DataFrame, nuisances: Any = None) -> tuple[list[str],
 
     clean = schema.TRUE_LABEL in log.columns and log[schema.TRUE_LABEL].null_count() < log.height
     choices = list(app_methods(clean_labels=clean))
-    pairs = kind_of(log) == PAIRWISE  # an A/B log: the methods with a pairwise form (the registry's trait), and auto
-    choices = [m for m in choices if m == AUTO_METHOD or registry.applies(m, pairs=pairs)]
-    if pairs:
-        return choices, ""
-    if kind_of(log) != IMPLICIT:
+    kind = kind_of(log)  # the methods with a form for the log (pairwise on an A/B log: the registry's trait), and auto
+    choices = [m for m in choices if m == AUTO_METHOD or registry.applies(m, pairs=kind == PAIRWISE)]
+    if kind != IMPLICIT:
         return choices, ""
     if nuisances is None:
         weighted = plain(weighted=True, noise_aware=False)  # the propensity alone

@@ -479,7 +479,7 @@ for _spec in (
 del _spec
 
 
-__all__ = ["AUTO", "BASELINE", "DEFAULT_METHOD", "MethodSpec", "against_baseline", "app_methods", "applies", "auto_candidates",
-           "bench_defaults", "description", "get", "is_method", "lacking", "markdown_table", "names", "needs_of",
-           "nuisance_fallbacks", "plain", "register", "replace_table", "specs", "unregister", "validation_method",
-           "where"]
+__all__ = ["AUTO", "BASELINE", "DEFAULT_METHOD", "MethodSpec", "against_baseline", "app_methods", "applies",
+           "auto_candidates", "bench_defaults", "description", "get", "is_method", "lacking", "markdown_table", "names",
+           "needs_of", "nuisance_fallbacks", "plain", "register", "replace_table", "specs", "unregister",
+           "validation_method", "where"]

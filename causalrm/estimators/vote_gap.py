@@ -25,8 +25,8 @@ gaps; ``beta < 0`` (votes on close calls) is read as no gap selection (``beta = 
 something else, the prompt above all, the term pulls apart the gaps of pairs that happened to be voted and ranks
 worse than plain ``fcorr``: docs/RESULTS.md, "A/B preference logs", measures both. ``auto`` therefore admits the
 estimator only where the votes of the val pairs are likelier on the gaps of a model trained without this term
-(``causalrm.workflows.selection.vote_gap_evidence``). The class split of ``loss_components`` puts half of the
-vote model's term in each column (it scores no class).
+(:func:`votes_follow_gaps`, ``causalrm.workflows.selection.vote_gap_evidence``). The class split of
+``loss_components`` puts half of the vote model's term in each column (it scores no class).
 
 References
 ----------
@@ -73,6 +73,17 @@ def _as_pair(gap: Any, observed: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return g, o
 
 
+def _fit_on_standardized(g: torch.Tensor, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float, float] | None:
+    """The unconstrained logistic fit of ``o`` on ``(g - mean g) / sd(g)``: ``(theta, hessian, mean, sd)`` of
+    :func:`_newton`, None when ``g`` is constant."""
+    sd = float(g.std()) if g.numel() > 1 else 0.0
+    if not sd > 0.0:
+        return None
+    mean = float(g.mean())
+    theta, hessian = _newton(torch.stack((torch.ones_like(g), (g - mean) / sd), dim=1), o)
+    return theta, hessian, mean, sd
+
+
 def profile_vote_model(gap: torch.Tensor, observed: torch.Tensor) -> tuple[float, float]:
     """``(c, beta)`` maximising ``sum o log sigma(c + beta g) + (1 - o) log(1 - sigma(c + beta g))`` with
     ``beta >= 0``: the unconstrained maximum (Newton; the likelihood is concave) when its slope is non-negative,
@@ -81,14 +92,11 @@ def profile_vote_model(gap: torch.Tensor, observed: torch.Tensor) -> tuple[float
     rate = float(o.mean())
     if not 0.0 < rate < 1.0:
         raise InputError("the vote model needs voted and unvoted pairs in the batch")
-    sd = float(g.std()) if g.numel() > 1 else 0.0
-    if not sd > 0.0:
+    fit = _fit_on_standardized(g, o)
+    beta = -1.0 if fit is None else float(fit[0][1]) / fit[3]
+    if beta < 0.0:  # a constant gap, or votes likelier on close calls: no gap selection
         return math.log(rate / (1.0 - rate)), 0.0
-    mean = float(g.mean())
-    theta, _ = _newton(torch.stack((torch.ones_like(g), (g - mean) / sd), dim=1), o)
-    beta = float(theta[1]) / sd
-    if beta < 0.0:
-        return math.log(rate / (1.0 - rate)), 0.0
+    theta, _, mean, _ = fit
     return float(theta[0]) - beta * mean, beta
 
 
@@ -97,12 +105,23 @@ def gap_slope_test(gap: Any, observed: Any) -> dict[str, float]:
     Wald statistic: ``{"beta", "se", "z"}`` (``beta`` per sd of the gap; ``z = beta / se``, one-sided evidence of
     ``beta > 0`` above 1.645). Zeros when ``o`` or ``g`` is constant."""
     g, o = _as_pair(gap, observed)
-    sd = float(g.std()) if g.numel() > 1 else 0.0
-    if not 0.0 < float(o.mean()) < 1.0 or not sd > 0.0:
+    fit = _fit_on_standardized(g, o) if 0.0 < float(o.mean()) < 1.0 else None
+    if fit is None:
         return {"beta": 0.0, "se": float("inf"), "z": 0.0}
-    theta, hessian = _newton(torch.stack((torch.ones_like(g), (g - g.mean()) / sd), dim=1), o)
+    theta, hessian, _, _ = fit
     se = float(torch.linalg.inv(hessian)[1, 1].sqrt())
     return {"beta": float(theta[1]), "se": se, "z": float(theta[1]) / se}
+
+
+def votes_follow_gaps(logits: Any, observed: Any) -> dict[str, Any] | None:
+    """The evidence ``auto`` (step 7) and the vote model's learning gate read: :func:`gap_slope_test` of the pairs'
+    votes on the gaps ``|logits|`` of some model, with ``passed`` = z above ``VOTE_GAP_Z``; None when the pairs are
+    all voted, or none (nothing to test)."""
+    o = torch.as_tensor(observed).detach().to(torch.float64).reshape(-1)
+    if not 0.0 < float(o.mean()) < 1.0:
+        return None
+    test = gap_slope_test(torch.as_tensor(logits).detach().to(torch.float64).abs(), o)
+    return {**test, "passed": bool(test["z"] > VOTE_GAP_Z)}
 
 
 def vote_terms(logits: torch.Tensor, observed: torch.Tensor, base: str) -> torch.Tensor:
@@ -123,4 +142,5 @@ def components(logits: torch.Tensor, t: dict[str, Any], base: str) -> torch.Tens
     return torch.stack((o * r * l1 + v, o * (1.0 - r) * l0 + v), dim=-1)
 
 
-__all__ = ["NEWTON_STEPS", "VOTE_GAP_Z", "components", "gap_slope_test", "profile_vote_model", "vote_terms"]
+__all__ = ["NEWTON_STEPS", "VOTE_GAP_Z", "components", "gap_slope_test", "profile_vote_model", "vote_terms",
+           "votes_follow_gaps"]

@@ -253,18 +253,17 @@ def learning_gate(
 
 def vote_gap_gate(learned: Gate, val_logits: np.ndarray, observed: Any) -> Gate:
     """The learning gate of a vote model (``MethodSpec.models_votes``, ``causalrm.estimators.vote_gap``): besides
-    ``learned``, are the val pairs' votes likelier on its larger gaps |z_a - z_b| (``vote_gap.gap_slope_test``,
+    ``learned``, are the val pairs' votes likelier on its larger gaps |z_a - z_b| (``vote_gap.votes_follow_gaps``,
     one-sided 95%)? The val pairs' votes never enter its training loss, so where votes do not follow the reward gap
     its gaps fitted the train pairs' votes by chance and the test fails. A val split without both voted and unvoted
     pairs has nothing to test (the estimator is then ``fcorr``): ``learned`` stands."""
-    from causalrm.estimators.vote_gap import VOTE_GAP_Z, gap_slope_test
+    from causalrm.estimators.vote_gap import VOTE_GAP_Z, votes_follow_gaps
 
-    o = np.asarray(observed, dtype=np.float64).reshape(-1)
-    if not learned.passed or not 0.0 < o.mean() < 1.0:
+    test = votes_follow_gaps(val_logits, observed) if learned.passed else None
+    if test is None:
         return learned
-    test = gap_slope_test(np.abs(np.asarray(val_logits, dtype=np.float64)), o)
     evidence = {**learned.evidence, "vote_gap": test}
-    if test["z"] > VOTE_GAP_Z:
+    if test["passed"]:
         return Gate("learned", True, f"{learned.verdict}; the val pairs' votes are likelier on its larger reward gaps "
                     f"(slope z = {test['z']:.1f})", evidence)
     return Gate("learned", False,

@@ -12,9 +12,9 @@ The protocol (docs/METHOD.md, "A/B preference logs"), from a rated dataset (``ca
    Pairs whose scores tie (real ratings) carry no preference and are dropped (``dropped_ties``).
 3. **Votes** (selection). ``true_label`` r* = 1[s_a > s_b]. With u = |s_a - s_b| / sd(s_a - s_b) and an effect
    g ~ N(0, 1) per prompt group (the groups of step 2), P(vote) = sigmoid(c + ``selection`` (u - mean u) +
-   ``prompt_selection`` g), the intercept c
-   solved (bisection) so that the mean over the train + val pairs is ``vote_rate``: votes are likelier on clear
-   differences (``selection`` > 0) and on some prompts. o ~ Bernoulli(P(vote)) on train / val pairs.
+   ``prompt_selection`` g), the intercept c solved (bisection) so that the mean over the train + val pairs is
+   ``vote_rate``: votes are likelier on clear differences (``selection`` > 0) and on some prompts.
+   o ~ Bernoulli(P(vote)) on train / val pairs.
 4. **Flips** (position bias). A vote goes to the second-shown b though a is better with probability ``rho01``, to
    the first-shown a though b is better with ``rho10``; ``rho10 > rho01`` is a bias toward the first-shown response.
 5. **Test pairs** are clean and every one voted: ``observed = 1``, ``feedback = true_label``.
@@ -71,7 +71,8 @@ def group_key(log: pl.DataFrame) -> str:
 def pair_groups(log: pl.DataFrame, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Row indices ``(a, b)`` of disjoint pairs within each prompt group (``pair_id``, else ``prompt``), the group's
     rows in a random order paired two by two; groups in order of first appearance."""
-    groups = log.with_row_index("_row").group_by(group_key(log), maintain_order=True).agg(pl.col("_row"))["_row"].to_list()
+    rows = log.with_row_index("_row").group_by(group_key(log), maintain_order=True).agg(pl.col("_row"))
+    groups = rows["_row"].to_list()
     a, b = [], []
     for rows in groups:
         order = rng.permutation(np.asarray(rows, dtype=np.int64))

@@ -233,20 +233,16 @@ def ranking_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any,
 def vote_gap_evidence(results: dict[str, Any], log: pl.DataFrame, nuisances: Any, config: Any
                       ) -> dict[str, Any] | None:
     """Step 7 of the module docstring: on an A/B log, are the val pairs' votes likelier on larger reward gaps under
-    naive's model (trained without a vote model)? ``vote_gap.gap_slope_test`` of o on |z_a - z_b| over the val
-    pairs, voted or not: ``{"beta", "se", "z", "passed"}`` (``passed``: z above ``VOTE_GAP_Z``); None on a
-    pointwise log, without naive, or when every val pair was voted (or none)."""
+    naive's model (trained without a vote model)? ``vote_gap.votes_follow_gaps`` over the val pairs, voted or not:
+    ``{"beta", "se", "z", "passed"}``; None on a pointwise log, without naive, or when every val pair was voted (or
+    none)."""
     from causalrm.data.pairwise import is_pair_log
-    from causalrm.estimators.vote_gap import VOTE_GAP_Z, gap_slope_test
+    from causalrm.estimators.vote_gap import votes_follow_gaps
 
     if BASELINE not in results or not is_pair_log(log):
         return None
     _, _, (inputs, _) = _corners(log, nuisances, config)
-    o = np.asarray(inputs.observed, dtype=np.float64)
-    if not 0.0 < o.mean() < 1.0:
-        return None
-    test = gap_slope_test(np.abs(np.asarray(results[BASELINE].val_logits, dtype=np.float64)), o)
-    return {**test, "passed": bool(test["z"] > VOTE_GAP_Z)}
+    return votes_follow_gaps(results[BASELINE].val_logits, inputs.observed)
 
 
 def pick(candidates: dict[str, dict[str, Any]], central: str) -> str:
